@@ -1,0 +1,119 @@
+"""The ``quadracode-ray`` command: up, down, status, config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+
+from quadracode_ray import __version__
+from quadracode_ray.config import Settings, SettingsError, load_settings
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _report(line: str) -> None:
+    style = "green" if line.startswith("✓") else "dim"
+    console.print(line, style=style)
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from quadracode_ray.launcher.system import up
+
+    result = up(settings, report=_report)
+    out = Console(highlight=False, soft_wrap=True)
+    out.print()
+    out.print("[bold]Quadracode-Ray is up.[/bold]")
+    out.print(f"  LangGraph API   {result.api_url}   (docs: {result.api_url}/docs)")
+    out.print(f"  Control panel   {result.panel_url}")
+    out.print(f"  Ray dashboard   {result.dashboard_url}   (token: `ray get-auth-token`)")
+    out.print(f"  Ray address     {result.ray_address}")
+    where = "embedded, in " + str(settings.embedded_pgdata) if result.embedded_postgres else "external"
+    out.print(f"  Postgres        {where}")
+    model_note = "  [yellow](no API key set: the built-in scripted model answers)[/yellow]" if result.scripted_model else ""
+    out.print(f"  Model           {result.model}{model_note}")
+    for check in result.checks:
+        mark = "[green]✓[/green]" if check.ok else "[yellow]![/yellow]"
+        out.print(f"  {mark} {check.name}: {check.detail}")
+    out.print("Stop with `quadracode-ray down` (data is kept).")
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    from quadracode_ray.launcher.system import down
+
+    state = down(settings, report=_report)
+    if state.ray is None and state.postgres is None:
+        console.print("Nothing was running (no state from `up`).")
+    else:
+        console.print("Quadracode-Ray is down; data kept in " + str(settings.data_dir))
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from quadracode_ray.launcher.system import status
+
+    result = status(settings)
+    if args.json:
+        print(json.dumps({c.name: {"ok": c.ok, "detail": c.detail} for c in result.checks}, indent=2))
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        for check in result.checks:
+            mark = "[green]running[/green]" if check.ok else "[red]down[/red]"
+            out.print(f"{check.name:<9} {mark:<30} {check.detail}")
+    return 0 if result.running else 3
+
+
+def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
+    if args.env_sample:
+        from quadracode_ray.config import render_env_sample
+
+        print(render_env_sample(), end="")
+        return 0
+    shown = settings.model_dump(mode="json")
+    shown["default_model (derived)"] = settings.default_model
+    print(json.dumps(shown, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quadracode-ray", description="An always-on runtime for AI agent work on Ray.")
+    parser.add_argument("--version", action="version", version=f"quadracode-ray {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start (or join) Ray, Postgres and the Serve app; print the URLs").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop what `up` started; keep the data").set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="say what is running (exit 0 when the system is up, 3 when not)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+    config = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    config.add_argument("--env-sample", action="store_true", help="print the documented .env.sample instead")
+    config.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    try:
+        return args.func(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a CLI shows one clear line, not a traceback, for expected failures
+        from quadracode_ray.launcher.ray_head import RayHeadError
+        from quadracode_ray.launcher.serve_deploy import ServeDeployError
+        from quadracode_ray.persistence import MigrationError
+
+        if isinstance(exc, RayHeadError | ServeDeployError | MigrationError):
+            console.print(f"[red]error:[/red] {exc}")
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

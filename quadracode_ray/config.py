@@ -1,0 +1,223 @@
+"""One typed settings object for the whole system.
+
+Every value comes from the environment (prefix ``QUADRACODE_``) or a ``.env`` file in the
+working directory, is validated once at startup, and is documented in ``.env.sample``
+(a test keeps the two in step). A Settings object is plain data, so the CLI can hand the
+resolved values to Ray workers and Serve replicas as environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "QUADRACODE_"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "quadracode-ray"
+
+
+class SettingsError(ValueError):
+    """Raised when the configuration is invalid; the message names each bad variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+        populate_by_name=True,
+    )
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Folder for the embedded Postgres, snapshots, logs and run state.",
+    )
+
+    # --- Postgres ----------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        description="Postgres URL (postgresql://...). Unset: an embedded Postgres starts under data_dir.",
+    )
+    db_pool_min_size: int = Field(default=1, ge=0, le=100, description="Smallest size of each connection pool.")
+    db_pool_max_size: int = Field(default=10, ge=1, le=500, description="Largest size of each connection pool.")
+
+    # --- Ray -----------------------------------------------------------------------------
+    ray_address: str | None = Field(
+        default=None,
+        description="Address of a Ray cluster to join (host:port or 'auto'). Unset: `up` starts a local Ray head.",
+    )
+    ray_port: int = Field(default=6379, ge=1, le=65535, description="GCS port of the local Ray head that `up` starts.")
+    ray_num_cpus: int | None = Field(
+        default=None, ge=1, description="Logical CPUs the local Ray head offers (unset: Ray's own count)."
+    )
+    dashboard_host: str = Field(default="127.0.0.1", description="Interface the Ray dashboard listens on.")
+    dashboard_port: int = Field(default=8265, ge=1, le=65535, description="Port of the Ray dashboard.")
+
+    # --- HTTP (Ray Serve) -------------------------------------------------------------------
+    http_host: str = Field(default="127.0.0.1", description="Interface the Serve HTTP proxy listens on.")
+    http_port: int = Field(default=8000, ge=1, le=65535, description="Port of the LangGraph API and the panel.")
+    api_replicas: int = Field(default=1, ge=1, le=64, description="Replicas of the API deployment.")
+
+    # --- workspaces (Docker) -------------------------------------------------------------------
+    docker_host: str | None = Field(
+        default=None, description="Docker engine URL (unset: DOCKER_HOST or the local socket)."
+    )
+    workspace_image: str = Field(
+        default="quadracode-workspace:latest", description="Image every workspace container runs."
+    )
+
+    # --- models -------------------------------------------------------------------------------------
+    model: str | None = Field(
+        default=None,
+        description="Default model as provider:model (scripted:default, anthropic:..., openai:...). Unset: chosen from the keys present.",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("QUADRACODE_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+        description="Anthropic API key (ANTHROPIC_API_KEY is read too).",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("QUADRACODE_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        description="OpenAI API key (OPENAI_API_KEY is read too).",
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("QUADRACODE_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+        description="Base URL of an OpenAI-compatible endpoint (vLLM, Ollama, ...).",
+    )
+
+    # --- operations ----------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of every process of the system."
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a Postgres URL starting with postgresql:// or postgres://")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _provider_model(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        provider, sep, name = value.partition(":")
+        if not sep or not name or provider not in KNOWN_PROVIDERS:
+            raise ValueError(
+                f"must be provider:model with provider one of {', '.join(KNOWN_PROVIDERS)} (got {value!r})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError("db_pool_min_size must not exceed db_pool_max_size")
+        return self
+
+    # --- derived -----------------------------------------------------------------------------------
+    @property
+    def default_model(self) -> str:
+        """The model used when an assistant names none: explicit setting, else by key present."""
+        if self.model:
+            return self.model
+        if self.anthropic_api_key:
+            return "anthropic:claude-sonnet-4-5"
+        if self.openai_api_key:
+            return "openai:gpt-4o"
+        return "scripted:default"
+
+    @property
+    def uses_scripted_model(self) -> bool:
+        return self.default_model.startswith("scripted:")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        return self.data_dir / "postgres"
+
+    def to_env(self) -> dict[str, str]:
+        """The explicitly set values as QUADRACODE_* variables, for child processes and workers."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(exclude_defaults=False).items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[ENV_PREFIX + name.upper()] = str(value)
+        return env
+
+
+KNOWN_PROVIDERS = ("scripted", "anthropic", "openai")
+
+
+def env_variable_names() -> list[str]:
+    """Every QUADRACODE_* variable the settings read, in declaration order."""
+    return [ENV_PREFIX + name.upper() for name in Settings.model_fields]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load and validate settings, turning pydantic's report into one readable SettingsError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = ".".join(str(part) for part in error["loc"]) or "settings"
+            name = loc if loc.isupper() else ENV_PREFIX + loc.upper()
+            if error["type"] == "extra_forbidden":
+                lines.append(f"  {loc}: unknown setting (check the spelling against .env.sample)")
+            else:
+                lines.append(f"  {name}: {error['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def _default_text(name: str) -> str:
+    field = Settings.model_fields[name]
+    if name == "data_dir":
+        return "~/.local/share/quadracode-ray"
+    default = field.get_default(call_default_factory=False)
+    return "(unset)" if default is None else str(default)
+
+
+def render_env_sample() -> str:
+    """The text of ``.env.sample``: every variable with its meaning and default."""
+    lines = [
+        "# Quadracode-Ray settings. Copy to .env (read from the working directory) or export them.",
+        "# Every variable is optional: with none set, `quadracode-ray up` runs a local Ray, an embedded",
+        "# Postgres and the built-in scripted model. Regenerate with `quadracode-ray config --env-sample`.",
+        "",
+    ]
+    for name, field in Settings.model_fields.items():
+        lines += [f"# {field.description} Default: {_default_text(name)}", f"# {ENV_PREFIX}{name.upper()}=", ""]
+    return "\n".join(lines)
+
+
+def render_markdown_table() -> str:
+    """The configuration table of README.md."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {_default_text(name)} | {field.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,107 @@
+"""A local Ray head run as ``ray start --head --block`` in its own session.
+
+Stopping it sends SIGTERM to that one process, which drains and stops the processes of
+this cluster only; ``ray stop`` would kill every Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from quadracode_ray.config import Settings
+
+
+class RayHeadError(RuntimeError):
+    pass
+
+
+def ray_auth_headers() -> dict[str, str]:
+    """Ray 2.5x enables token auth on local clusters; its dashboard API wants the token."""
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    if not token:
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+        if path.exists():
+            token = path.read_text().strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def dashboard_answers(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(f"{url}/api/version", headers=ray_auth_headers(), timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def is_our_ray_head(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return "start" in cmdline and "--head" in cmdline and any(part.endswith("ray") for part in cmdline[:2])
+
+
+def node_ip() -> str:
+    from ray.util import get_node_ip_address
+
+    return get_node_ip_address()
+
+
+def start_ray_head(settings: Settings, env: dict[str, str], log_path: Path, timeout: float = 120.0) -> tuple[int, str, str]:
+    """Start the head and wait for its dashboard. Returns (pid, gcs address, dashboard URL)."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    cmd = [
+        str(ray_bin), "start", "--head", "--block",
+        f"--port={settings.ray_port}",
+        "--include-dashboard=true",
+        f"--dashboard-host={settings.dashboard_host}",
+        f"--dashboard-port={settings.dashboard_port}",
+        "--disable-usage-stats",
+    ]
+    if settings.ray_num_cpus:
+        cmd.append(f"--num-cpus={settings.ray_num_cpus}")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    dashboard_host = "127.0.0.1" if settings.dashboard_host in ("0.0.0.0", "") else settings.dashboard_host
+    dashboard_url = f"http://{dashboard_host}:{settings.dashboard_port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RayHeadError(f"`ray start` exited with {process.returncode}; see {log_path}:\n{_tail(log_path)}")
+        if dashboard_answers(dashboard_url, timeout=1.0):
+            return process.pid, f"{node_ip()}:{settings.ray_port}", dashboard_url
+        time.sleep(0.25)
+    stop_ray_head(process.pid)
+    raise RayHeadError(f"the Ray head did not come up within {timeout:.0f} s; see {log_path}:\n{_tail(log_path)}")
+
+
+def stop_ray_head(pid: int, timeout: float = 60.0) -> bool:
+    """SIGTERM the head's ``ray start`` process; SIGKILL its session if it hangs."""
+    if not is_our_ray_head(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    try:
+        psutil.Process(pid).wait(timeout)
+    except psutil.TimeoutExpired:
+        os.killpg(pid, signal.SIGKILL)
+    except psutil.NoSuchProcess:
+        pass
+    return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,93 @@
+"""Deploy the Serve application through the dashboard's REST API, as ``serve deploy`` does.
+
+The config is plain data naming ``serve_app.app:build_app`` by import path, the same
+shape as ``serve_config.yaml`` in the repository.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from quadracode_ray.config import Settings
+from quadracode_ray.launcher.ray_head import ray_auth_headers
+
+APP_NAME = "quadracode"
+IMPORT_PATH = "serve_app.app:build_app"
+
+
+class ServeDeployError(RuntimeError):
+    pass
+
+
+def serve_config(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": settings.http_host, "port": settings.http_port},
+        "applications": [
+            {
+                "name": APP_NAME,
+                "route_prefix": "/",
+                "import_path": IMPORT_PATH,
+                "args": {"replicas": settings.api_replicas},
+                "runtime_env": {"env_vars": env},
+            }
+        ],
+    }
+
+
+def _applications_url(dashboard_url: str) -> str:
+    return f"{dashboard_url}/api/serve/applications/"
+
+
+def deploy(dashboard_url: str, config: dict[str, Any], timeout: float = 300.0) -> None:
+    """Apply ``config`` and wait until the application is RUNNING (or say why it failed)."""
+    response = httpx.put(_applications_url(dashboard_url), json=config, headers=ray_auth_headers(), timeout=60)
+    if response.status_code >= 400:
+        raise ServeDeployError(f"the dashboard refused the Serve config ({response.status_code}): {response.text}")
+    deadline = time.monotonic() + timeout
+    status = "UNKNOWN"
+    while time.monotonic() < deadline:
+        app = application_status(dashboard_url)
+        status = (app or {}).get("status", "NOT_STARTED")
+        if status == "RUNNING":
+            return
+        if status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            raise ServeDeployError(f"Serve application {status}: {app.get('message', '')}")
+        time.sleep(0.5)
+    raise ServeDeployError(f"Serve application still {status} after {timeout:.0f} s")
+
+
+def application_status(dashboard_url: str) -> dict[str, Any] | None:
+    try:
+        response = httpx.get(_applications_url(dashboard_url), headers=ray_auth_headers(), timeout=10)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    return (response.json().get("applications") or {}).get(APP_NAME)
+
+
+def delete(dashboard_url: str) -> bool:
+    try:
+        response = httpx.delete(_applications_url(dashboard_url), headers=ray_auth_headers(), timeout=60)
+    except httpx.HTTPError:
+        return False
+    return response.status_code < 400
+
+
+def wait_for_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}"
+        time.sleep(0.25)
+    raise ServeDeployError(f"{url} did not answer 200 within {timeout:.0f} s (last: {last})")

@@ -1,0 +1,190 @@
+"""``up``, ``down`` and ``status`` of the whole system on this machine."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+
+from quadracode_ray import NAMESPACE
+from quadracode_ray.config import Settings
+from quadracode_ray.launcher import ray_head, serve_deploy
+from quadracode_ray.launcher.preflight import Check, docker_check
+from quadracode_ray.launcher.state import PostgresState, RayState, StateFile, SystemState
+from quadracode_ray.persistence import EmbeddedPostgres, prepare_database
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class UpResult:
+    api_url: str
+    dashboard_url: str | None
+    ray_address: str
+    database_url: str
+    embedded_postgres: bool
+    model: str
+    scripted_model: bool
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def panel_url(self) -> str:
+        return f"{self.api_url}/ui"
+
+
+@contextmanager
+def _step(report: Report, label: str) -> Iterator[None]:
+    started = time.monotonic()
+    report(f"… {label}")
+    yield
+    report(f"✓ {label} ({time.monotonic() - started:.1f} s)")
+
+
+def _child_env(settings: Settings, database_url: str) -> dict[str, str]:
+    env = settings.to_env()
+    env["QUADRACODE_DATABASE_URL"] = database_url
+    return env
+
+
+def up(settings: Settings, report: Report = print) -> UpResult:
+    """Start (or join) everything; idempotent: a second ``up`` reuses what is running."""
+    state_file = StateFile(settings.state_dir)
+    with state_file.locked():
+        state = state_file.read()
+
+        with _step(report, "Postgres: migrations and LangGraph tables"):
+            db = prepare_database(settings)
+        state.postgres = PostgresState(embedded=db.embedded, url=db.url,
+                                       pgdata=str(settings.embedded_pgdata) if db.embedded else None)
+        env = _child_env(settings, db.url)
+
+        if settings.ray_address:
+            with _step(report, f"Ray: joining {settings.ray_address}"):
+                dashboard_url = _dashboard_of(settings.ray_address)
+            state.ray = RayState(started_by_us=False, address=settings.ray_address, dashboard_url=dashboard_url)
+        elif state.ray and state.ray.started_by_us and ray_head.is_our_ray_head(state.ray.pid):
+            report(f"✓ Ray: local head already running (pid {state.ray.pid})")
+        else:
+            with _step(report, "Ray: starting a local head with its dashboard"):
+                pid, address, dashboard_url = ray_head.start_ray_head(
+                    settings, {**os.environ, **env, "RAY_USAGE_STATS_ENABLED": "0"},
+                    settings.state_dir / "ray-head.log")
+            state.ray = RayState(started_by_us=True, pid=pid, address=address, dashboard_url=dashboard_url)
+        state_file.write(state)
+
+        with _step(report, "Ray Serve: deploying the API"):
+            serve_deploy.deploy(state.ray.dashboard_url, serve_deploy.serve_config(settings, env))
+            api_url = f"http://{_reachable(settings.http_host)}:{settings.http_port}"
+            serve_deploy.wait_for_http(f"{api_url}/ok")
+        state.api_url = api_url
+        state_file.write(state)
+
+        prepare_database(settings.model_copy(update={"database_url": db.url}), record_start=state.ray.address)
+        checks = [docker_check(settings)]
+        return UpResult(api_url=api_url, dashboard_url=state.ray.dashboard_url, ray_address=state.ray.address,
+                        database_url=db.url, embedded_postgres=db.embedded, model=settings.default_model,
+                        scripted_model=settings.uses_scripted_model, checks=checks)
+
+
+def down(settings: Settings, report: Report = print) -> SystemState:
+    """Stop what ``up`` started; data (Postgres, workspaces, snapshots) is kept."""
+    state_file = StateFile(settings.state_dir)
+    with state_file.locked():
+        state = state_file.read()
+        if state.ray and state.ray.dashboard_url:
+            with _step(report, "Ray Serve: removing the API"):
+                serve_deploy.delete(state.ray.dashboard_url)
+        if state.ray and state.ray.started_by_us:
+            with _step(report, f"Ray: stopping the local head (pid {state.ray.pid})"):
+                ray_head.stop_ray_head(state.ray.pid or 0)
+        elif state.ray:
+            with _step(report, f"Ray: removing the actors of namespace {NAMESPACE!r}"):
+                _kill_namespace_actors(state.ray.address)
+        if state.postgres and state.postgres.embedded and state.postgres.pgdata:
+            with _step(report, "Postgres: stopping the embedded server (data kept)"):
+                EmbeddedPostgres(state.postgres.pgdata).stop()
+        state_file.write(SystemState())
+        return state
+
+
+@dataclass
+class Status:
+    state: SystemState
+    postgres: Check
+    ray: Check
+    serve: Check
+    api: Check
+    docker: Check
+
+    @property
+    def checks(self) -> list[Check]:
+        return [self.postgres, self.ray, self.serve, self.api, self.docker]
+
+    @property
+    def running(self) -> bool:
+        return all(check.ok for check in (self.postgres, self.ray, self.serve, self.api))
+
+
+def status(settings: Settings) -> Status:
+    state = StateFile(settings.state_dir).read()
+    if state.postgres is None:
+        postgres = Check("postgres", False, "not started by `up`")
+    elif state.postgres.embedded:
+        running = EmbeddedPostgres(state.postgres.pgdata or settings.embedded_pgdata).is_running()
+        postgres = Check("postgres", running, f"embedded in {state.postgres.pgdata}" + ("" if running else " (stopped)"))
+    else:
+        postgres = Check("postgres", True, "external (database_url)")
+    dashboard = state.ray.dashboard_url if state.ray else None
+    if state.ray is None:
+        ray = Check("ray", False, "not started by `up`")
+    else:
+        alive = bool(dashboard) and ray_head.dashboard_answers(dashboard)
+        ray = Check("ray", alive, f"{state.ray.address}, dashboard {dashboard}" + ("" if alive else " (not answering)"))
+    app = serve_deploy.application_status(dashboard) if dashboard and ray.ok else None
+    serve = Check("serve", bool(app and app.get("status") == "RUNNING"),
+                  f"application {serve_deploy.APP_NAME}: {(app or {}).get('status', 'absent')}")
+    api = Check("api", False, "no URL recorded")
+    if state.api_url:
+        try:
+            answered = httpx.get(f"{state.api_url}/ok", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            answered = False
+        api = Check("api", answered, f"{state.api_url}" + ("" if answered else " (not answering)"))
+    return Status(state=state, postgres=postgres, ray=ray, serve=serve, api=api, docker=docker_check(settings))
+
+
+def _reachable(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def _dashboard_of(address: str) -> str:
+    import ray
+
+    context = ray.init(address=address, namespace=NAMESPACE, logging_level="WARNING", log_to_driver=False)
+    try:
+        url = context.dashboard_url
+    finally:
+        ray.shutdown()
+    if not url:
+        raise ray_head.RayHeadError(f"the Ray cluster at {address} runs no dashboard; Serve cannot be deployed")
+    return url if url.startswith("http") else f"http://{url}"
+
+
+def _kill_namespace_actors(address: str) -> int:
+    import ray
+    from ray.util.state import list_actors
+
+    ray.init(address=address, namespace=NAMESPACE, logging_level="WARNING", log_to_driver=False)
+    try:
+        killed = 0
+        for actor in list_actors(filters=[("ray_namespace", "=", NAMESPACE), ("state", "=", "ALIVE")]):
+            if actor.name:
+                ray.kill(ray.get_actor(actor.name, namespace=NAMESPACE), no_restart=True)
+                killed += 1
+        return killed
+    finally:
+        ray.shutdown()

@@ -1,0 +1,28 @@
+"""Connection pools with the connection settings LangGraph's Postgres savers require."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+# LangGraph's savers need autocommit and dict rows, and prepared statements break behind
+# transaction-pooling proxies such as PgBouncer.
+CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+def open_sync_pool(url: str, *, min_size: int = 1, max_size: int = 10, name: str = "quadracode") -> ConnectionPool:
+    pool = ConnectionPool(url, min_size=min_size, max_size=max_size, kwargs=CONNECTION_KWARGS,
+                          name=name, open=False)
+    pool.open(wait=True, timeout=30)
+    return pool
+
+
+async def open_async_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, name: str = "quadracode"
+) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, kwargs=CONNECTION_KWARGS,
+                               name=name, open=False)
+    await pool.open(wait=True, timeout=30)
+    return pool

@@ -1,0 +1,54 @@
+"""The Serve application: one FastAPI ingress deployment.
+
+``build_app`` is the import path a Serve config names (``serve_app.app:build_app``): the
+``quadracode-ray up`` command and ``serve deploy serve_config.yaml`` both deploy it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve import Application
+
+from quadracode_ray import __version__
+from quadracode_ray.config import load_settings
+from serve_app.context import AppContext
+from serve_app.routes import system
+
+APP_NAME = "quadracode"
+DEPLOYMENT_NAME = "api"
+
+
+def create_fastapi_app(context: AppContext) -> FastAPI:
+    app = FastAPI(
+        title="Quadracode-Ray",
+        version=__version__,
+        description="The LangGraph Agent Server API, served by Ray Serve.",
+    )
+    app.state.context = context
+    app.include_router(system.router)
+    return app
+
+
+@serve.deployment(name=DEPLOYMENT_NAME, ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class QuadracodeAPI:
+    """One API replica; its FastAPI app is built per replica, after settings are loaded."""
+
+    def __init__(self, settings_overrides: dict[str, Any] | None = None):
+        self.context = AppContext(load_settings(**(settings_overrides or {})))
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_fastapi_app(self.context)
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Application builder for Serve configs. ``args``: ``replicas`` and ``settings`` overrides."""
+    args = dict(args or {})
+    replicas = int(args.pop("replicas", 1))
+    settings_overrides = args.pop("settings", None) or {}
+    if args:
+        raise ValueError(f"unknown application args: {', '.join(sorted(args))} (expected replicas, settings)")
+    return QuadracodeAPI.options(num_replicas=replicas).bind(settings_overrides)

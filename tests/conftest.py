@@ -1,0 +1,135 @@
+"""Session-wide real parts for the tests: one Ray cluster, one embedded Postgres, Docker.
+
+- ``ray_cluster``: one local Ray instance for the whole session (starting Ray costs seconds).
+- ``pg_admin_url`` / ``database_url``: one embedded Postgres per session; every test module
+  gets a fresh database cloned from a migrated template, so modules never see each other's rows.
+- ``docker_client``: the engine and the workspace image. Missing Docker FAILS the tests that
+  need it; it never skips them (run scripts/provision-docker.sh first).
+- ``serve_http_port``: Ray Serve started once on a free port.
+
+Tests are marked automatically by the fixtures they use (``docker``, ``ray``, ``postgres``,
+``serve``), so ``pytest -m "not docker"`` works without hand-written marks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tempfile
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from quadracode_ray import NAMESPACE
+from quadracode_ray.config import Settings
+from quadracode_ray.persistence.embedded import EmbeddedPostgres
+
+WORKSPACE_IMAGE = os.environ.get("QUADRACODE_WORKSPACE_IMAGE", "quadracode-workspace:latest")
+_MARK_BY_FIXTURE = {"docker_client": "docker", "ray_cluster": "ray", "database_url": "postgres",
+                    "pg_admin_url": "postgres", "serve_http_port": "serve"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, mark in _MARK_BY_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(mark)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- settings -------------------------------------------------------------------------------
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings that ignore the developer's .env and environment, with a private data folder."""
+
+    def make(**overrides: object) -> Settings:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        return Settings(_env_file=None, **overrides)
+
+    return make
+
+
+# --- Postgres --------------------------------------------------------------------------------
+TEMPLATE_DB = "qr_test_template"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """An embedded Postgres for the session, with a migrated template database."""
+    from quadracode_ray.persistence.bootstrap import prepare_database
+
+    # Short path: the server's unix socket lives in this folder (107-byte limit).
+    root = Path(tempfile.mkdtemp(prefix="qr-pg-"))
+    server = EmbeddedPostgres(root / "data", database=TEMPLATE_DB)
+    template_url = server.start()
+    prepare_database(Settings(_env_file=None, database_url=template_url, data_dir=root))
+    yield template_url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def database_url(pg_admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, fully migrated database for this test module."""
+    module = re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())[:30]
+    name = f"t_{module}_{uuid.uuid4().hex[:8]}"
+    admin = EmbeddedPostgres.url_for(pg_admin_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    yield EmbeddedPostgres.url_for(pg_admin_url, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- Ray ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray instance for the session, in the system's namespace."""
+    import ray
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ray.init(address="local", namespace=NAMESPACE, num_cpus=8, include_dashboard=False,
+                 logging_level="WARNING", log_to_driver=True)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_http_port(ray_cluster: None) -> Iterator[int]:
+    """Ray Serve running in the session cluster; deploy with serve.run(..., route_prefix=...)."""
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    serve.shutdown()
+
+
+# --- Docker ------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def docker_client():
+    """The Docker engine with the workspace image. Fails (never skips) when unavailable."""
+    import docker
+    from docker.errors import DockerException, ImageNotFound
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException as exc:
+        pytest.fail(f"no Docker engine answers ({exc}); run scripts/provision-docker.sh", pytrace=False)
+    try:
+        client.images.get(WORKSPACE_IMAGE)
+    except ImageNotFound:
+        pytest.fail(f"image {WORKSPACE_IMAGE} is missing; run scripts/provision-docker.sh", pytrace=False)
+    yield client
+    client.close()
