@@ -1,0 +1,76 @@
+"""What a graph or tool may do in a workspace. The sandbox layer implements it.
+
+Paths are relative to /workspace (absolute paths inside /workspace or /shared are accepted
+by implementations that support them); anything that would escape raises PathEscapeError.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+
+class WorkspaceError(RuntimeError):
+    """A workspace operation failed; the message says why."""
+
+
+class WorkspaceNotFound(WorkspaceError):
+    pass
+
+
+class PathEscapeError(WorkspaceError, ValueError):
+    """A path would leave the workspace (``..``, an absolute path, a symlink pointing outside)."""
+
+
+class ExecResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    exit_code: int | None
+    """None when the command was killed at its timeout."""
+    stdout: str
+    stderr: str
+    duration_ms: float
+    timed_out: bool = False
+    truncated: bool = False
+    """True when stdout or stderr went past the output cap and was cut."""
+
+
+class FileInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    type: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mtime: datetime
+
+
+class SnapshotInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    snapshot_id: str
+    workspace_id: str
+    created_at: datetime
+    sha256: str
+    size: int
+    label: str | None = None
+
+
+@runtime_checkable
+class WorkspaceClient(Protocol):
+    """A handle on one workspace. Every method is async and safe to call concurrently."""
+
+    @property
+    def workspace_id(self) -> str: ...
+
+    async def exec(
+        self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> ExecResult: ...
+
+    async def read_file(self, path: str) -> bytes: ...
+
+    async def write_file(self, path: str, data: bytes | str) -> FileInfo: ...
+
+    async def list_files(self, path: str = ".", *, recursive: bool = False) -> list[FileInfo]: ...
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None: ...
+
+    async def snapshot(self, label: str | None = None) -> SnapshotInfo: ...

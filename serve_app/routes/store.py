@@ -1,0 +1,5 @@
+"""Store routes of the LangGraph Agent Server API."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
