@@ -6,6 +6,7 @@ and ``down`` stop it later), and keeps its data across restarts.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import subprocess
 import warnings
@@ -67,7 +68,9 @@ class EmbeddedPostgres:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
         except subprocess.CalledProcessError as exc:  # pragma: no cover - depends on server state
             log.warning("pg_ctl stop failed: %s", exc)
-        pgserver.PostgresServer._instances.pop(self.pgdata, None)
+        handle = pgserver.PostgresServer._instances.pop(self.pgdata, None)
+        if handle is not None:  # its atexit hook would look the handle up again
+            atexit.unregister(handle._cleanup)
         return not self.is_running()
 
     @staticmethod

@@ -1,0 +1,51 @@
+"""The real Serve app for API tests, reached over HTTP with the official langgraph-sdk client.
+
+One deployment per test session (deploying costs seconds), on its own database; tests keep
+apart by creating their own assistants and threads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from quadracode_ray.persistence.embedded import EmbeddedPostgres
+from tests.conftest import TEMPLATE_DB
+
+
+@pytest.fixture(scope="session")
+def api_database_url(pg_admin_url: str) -> Iterator[str]:
+    name = f"t_api_{uuid.uuid4().hex[:8]}"
+    admin = EmbeddedPostgres.url_for(pg_admin_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    yield EmbeddedPostgres.url_for(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def api_url(serve_http_port: int, api_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from ray import serve
+
+    from serve_app.app import APP_NAME, build_app
+
+    data_dir = tmp_path_factory.mktemp("api-data")
+    serve.run(
+        build_app({"settings": {"database_url": api_database_url, "data_dir": str(data_dir)}}),
+        name=APP_NAME, route_prefix="/", blocking=False,
+    )
+    url = f"http://127.0.0.1:{serve_http_port}"
+    assert httpx.get(f"{url}/ok", timeout=30).json() == {"ok": True}
+    yield url
+    serve.delete(APP_NAME)
+
+
+@pytest.fixture
+def lg_client(api_url: str):
+    """The official langgraph-sdk async client pointed at our API."""
+    from langgraph_sdk import get_client
+
+    return get_client(url=api_url)
