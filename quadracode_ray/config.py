@@ -97,6 +97,30 @@ class Settings(BaseSettings):
         description="Base URL of an OpenAI-compatible endpoint (vLLM, Ollama, ...).",
     )
 
+    # --- LLM providers and the scripted model (issue 5) ---------------------------------------
+    llm_timeout_s: float = Field(
+        default=120.0, gt=0, le=3600, description="Timeout of one LLM request in seconds (connect and read)."
+    )
+    llm_max_retries: int = Field(
+        default=3, ge=0, le=20, description="Retries of an LLM request on rate limits (429), 5xx and timeouts, with backoff."
+    )
+    llm_max_output_tokens: int = Field(
+        default=4096, ge=1, le=200_000, description="Most tokens a model may produce in one reply."
+    )
+    context_token_budget: int = Field(
+        default=32_000, ge=1000, description="Approximate prompt size (tokens) graphs keep to; older turns are summarised."
+    )
+    scripted_server_url: str | None = Field(
+        default=None,
+        description="URL of a running scripted-model server. Unset: one starts in-process on a free loopback port.",
+    )
+    scripted_wire_protocol: Literal["openai", "anthropic"] = Field(
+        default="openai", description="Wire protocol (SDK) scripted:* models are spoken to with."
+    )
+    scripted_delay_ms: float = Field(
+        default=0.0, ge=0, le=600_000, description="Delay the scripted model adds to every reply (benchmarks)."
+    )
+
     # --- operations ----------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of every process of the system."
