@@ -8,11 +8,20 @@ resolved values to Ray workers and Serve replicas as environment variables.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "QUADRACODE_"
@@ -75,6 +84,24 @@ class Settings(BaseSettings):
     workspace_image: str = Field(
         default="quadracode-workspace:latest", description="Image every workspace container runs."
     )
+    sandbox_installation_id: str = Field(
+        default="local", pattern=r"^[a-z0-9][a-z0-9-]{0,31}$",
+        description="Labels and names this installation's workspace containers and volumes, so installations (and test runs) sharing a Docker engine never touch each other's.",
+    )
+    sandbox_memory_mb: int = Field(default=2048, ge=64, le=1_048_576, description="Memory limit of a workspace container in MiB (swap included).")
+    sandbox_cpus: float = Field(default=2.0, gt=0, le=1024, description="CPU limit of a workspace container (cores).")
+    sandbox_pids_limit: int = Field(default=512, ge=16, le=1_000_000, description="Most processes a workspace container may run at once.")
+    sandbox_output_limit_bytes: int = Field(
+        default=1 << 20, ge=1024, le=1 << 30, description="Bytes of stdout and of stderr an exec keeps; the rest is cut and reported as truncated."
+    )
+    sandbox_max_exec_timeout_s: float = Field(default=3600.0, gt=0, le=86_400, description="Longest timeout an exec may ask for.")
+    sandbox_kill_grace_s: float = Field(
+        default=2.0, ge=0, le=60, description="Seconds between SIGTERM and SIGKILL when an exec times out or a process is killed."
+    )
+    sandbox_idle_stop_s: float = Field(
+        default=1800.0, ge=0, le=30 * 86_400,
+        description="Stop (never destroy) a workspace container after this many idle seconds; 0 never stops it.",
+    )
 
     # --- models -------------------------------------------------------------------------------------
     model: str | None = Field(
@@ -120,6 +147,36 @@ class Settings(BaseSettings):
     scripted_delay_ms: float = Field(
         default=0.0, ge=0, le=600_000, description="Delay the scripted model adds to every reply (benchmarks)."
     )
+
+    # --- LangGraph API: graphs and run executors -------------------------------------------------
+    graphs: dict[str, str] = Field(
+        default={},
+        description=(
+            "Extra graphs for the API as JSON {graph_id: 'package.module:attr' or 'path/file.py:attr'}; "
+            "attr is a compiled graph, a StateGraph, or a factory taking a RunnableConfig."
+        ),
+    )
+    graphs_file: Path | None = Field(
+        default=None,
+        description="A langgraph.json-style file whose `graphs` map adds graphs (file paths relative to it).",
+    )
+    run_executors: int = Field(default=2, ge=1, le=256, description="Run-executor actors that execute API runs.")
+    run_executor_concurrency: int = Field(
+        default=64, ge=1, le=10_000, description="Runs one run-executor actor executes at the same time."
+    )
+    run_max_attempts: int = Field(
+        default=3, ge=1, le=100,
+        description="Attempts of a run interrupted by the death of its executor before it is marked error.",
+    )
+    run_sweep_interval_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="Seconds between recovery sweeps of the run queue (runs start on push, not on the sweep).",
+    )
+
+    @field_serializer("graphs")
+    def _graphs_as_json(self, value: dict[str, str]) -> str:
+        # JSON text, so to_env() hands workers a value they parse back into the same map.
+        return json.dumps(value)
 
     # --- operations ----------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
