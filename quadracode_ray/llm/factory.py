@@ -1,0 +1,64 @@
+"""``provider:model`` specs to chat models, with defaults from Settings.
+
+- ``anthropic:<model>``: the Anthropic SDK (needs ANTHROPIC_API_KEY).
+- ``openai:<model>``: the OpenAI SDK; ``openai_base_url`` points it at any OpenAI-compatible
+  endpoint (vLLM, Ollama), where a key may be unnecessary.
+- ``scripted:<name>``: the scripted model, reached through the real SDK named by
+  ``scripted_wire_protocol`` (or the spec ``scripted:<name>@anthropic``) at
+  ``scripted_server_url``, or at a server started in-process on first use.
+"""
+
+from __future__ import annotations
+
+from quadracode_ray.config import KNOWN_PROVIDERS, Settings
+from quadracode_ray.llm.anthropic_provider import AnthropicChatModel
+from quadracode_ray.llm.base import ChatModel
+from quadracode_ray.llm.errors import MissingCredentialsError, ModelSpecError
+from quadracode_ray.llm.openai_provider import OpenAIChatModel
+from quadracode_ray.llm.retry import RetryPolicy
+
+SCRIPTED_API_KEY = "scripted-no-key-needed"
+
+
+def parse_model_spec(spec: str) -> tuple[str, str]:
+    provider, sep, model = (spec or "").strip().partition(":")
+    if not sep or not model or provider not in KNOWN_PROVIDERS:
+        raise ModelSpecError(
+            f"model spec must be provider:model with provider one of {', '.join(KNOWN_PROVIDERS)} (got {spec!r})")
+    return provider, model
+
+
+def make_chat_model(spec: str | None = None, settings: Settings | None = None) -> ChatModel:
+    """A chat model for ``spec`` (default: ``settings.default_model``). Works with zero setup for
+    ``scripted:*``; raises ModelSpecError / MissingCredentialsError with a clear message."""
+    settings = settings or Settings()
+    provider, model = parse_model_spec(spec or settings.default_model)
+    retry = RetryPolicy(max_retries=settings.llm_max_retries)
+    common = {"timeout_s": settings.llm_timeout_s, "retry": retry, "max_tokens": settings.llm_max_output_tokens}
+    if provider == "anthropic":
+        if settings.anthropic_api_key is None:
+            raise MissingCredentialsError("anthropic models need ANTHROPIC_API_KEY (or QUADRACODE_ANTHROPIC_API_KEY)")
+        return AnthropicChatModel(model, api_key=settings.anthropic_api_key.get_secret_value(), **common)
+    if provider == "openai":
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        if key is None and settings.openai_base_url is None:
+            raise MissingCredentialsError(
+                "openai models need OPENAI_API_KEY, or OPENAI_BASE_URL for a keyless compatible server")
+        return OpenAIChatModel(model, api_key=key or "none", base_url=settings.openai_base_url, **common)
+    return make_scripted_model(model, settings, **common)
+
+
+def make_scripted_model(name: str, settings: Settings, **common) -> ChatModel:
+    name, _, protocol = name.partition("@")
+    protocol = protocol or settings.scripted_wire_protocol
+    if protocol not in ("openai", "anthropic"):
+        raise ModelSpecError(f"scripted wire protocol must be openai or anthropic (got {protocol!r})")
+    url = settings.scripted_server_url
+    if url is None:
+        from quadracode_ray.llm.scripted.runtime import ensure_scripted_server
+
+        url = ensure_scripted_server(settings.scripted_delay_ms / 1000)
+    url = url.rstrip("/")
+    if protocol == "anthropic":
+        return AnthropicChatModel(name, api_key=SCRIPTED_API_KEY, base_url=url, metrics_provider="scripted", **common)
+    return OpenAIChatModel(name, api_key=SCRIPTED_API_KEY, base_url=url + "/v1", metrics_provider="scripted", **common)

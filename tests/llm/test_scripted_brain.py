@@ -1,0 +1,61 @@
+"""The scripted model's decisions on neutral turns (pure logic, no HTTP)."""
+
+from __future__ import annotations
+
+import json
+
+from quadracode_ray.llm.scripted.brain import decide
+
+FLEET = {name: {} for name in ("list_agents", "spawn_agent", "delegate")}
+
+
+def _after(turns, call, result):
+    call_id = f"c{len(turns)}"
+    return turns + [{"role": "assistant", "text": "", "tool_calls": [{"id": call_id, **call}]},
+                    {"role": "tool", "tool_call_id": call_id, "text": json.dumps(result)}]
+
+
+def test_delegation_lists_then_spawns_then_delegates():
+    turns = [{"role": "user", "text": "delegate to a coder agent: write hello.py that prints 42 and run it"}]
+    first = decide(turns, FLEET).tool_calls[0]
+    assert first == {"name": "list_agents", "args": {"kind": "coder"}}
+    turns = _after(turns, first, [])
+    second = decide(turns, FLEET).tool_calls[0]
+    assert second == {"name": "spawn_agent", "args": {"kind": "coder"}}
+    turns = _after(turns, second, {"agent_id": "coder-1", "kind": "coder"})
+    third = decide(turns, FLEET).tool_calls[0]
+    assert third == {"name": "delegate", "args": {"instruction": "write hello.py that prints 42 and run it",
+                                                  "agent_id": "coder-1"}}
+    turns = _after(turns, third, {"task_id": "t-9", "agent_id": "coder-1", "status": "pending"})
+    final = decide(turns, FLEET)
+    assert final.tool_calls == [] and "t-9" in final.text
+
+
+def test_delegation_reuses_a_healthy_agent_of_the_kind():
+    turns = [{"role": "user", "text": "delegate to a tester agent: run the tests"}]
+    turns = _after(turns, {"name": "list_agents", "args": {}},
+                   [{"agent_id": "c1", "kind": "coder"}, {"agent_id": "t1", "kind": "tester", "healthy": True}])
+    assert decide(turns, FLEET).tool_calls[0]["args"]["agent_id"] == "t1"
+
+
+def test_failed_command_finishes_as_failed():
+    tools = {"exec": {}, "finish": {}}
+    turns = _after([{"role": "user", "text": "run `false`"}], {"name": "exec", "args": {"command": "false"}},
+                   {"exit_code": 1, "stdout": "", "stderr": "boom"})
+    call = decide(turns, tools).tool_calls[0]
+    assert call == {"name": "finish", "args": {"output": "boom", "status": "failed"}}
+
+
+def test_missing_tool_is_said_plainly():
+    decision = decide([{"role": "user", "text": "list agents"}], {})
+    assert decision.tool_calls == [] and "list_agents" in decision.text
+
+
+def test_code_name_from_history_and_task_results():
+    turns = [{"role": "user", "text": "Remember the code name BLUEBIRD."},
+             {"role": "assistant", "text": "Noted."},
+             {"role": "user", "text": "What is the code name?"}]
+    assert "BLUEBIRD" in decide(turns, {}).text
+    assert "not been told" in decide(turns[2:], {}).text
+    folded = [{"role": "user", "text": "[task t1 succeeded by agent a1]\n42"}]
+    assert decide(folded, {}).text == "Task t1 (agent a1) succeeded: 42"
