@@ -39,6 +39,10 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start the server if it is not running, create the database, return its URL."""
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        if not self.is_running():
+            # pgserver caches one handle per folder and process; another process may have
+            # stopped the server since, so a cached handle would point at a dead server.
+            self._forget_handle()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             server = _pgserver().get_server(self.pgdata, cleanup_mode=None)
@@ -60,7 +64,7 @@ class EmbeddedPostgres:
         """Stop the server (data kept). Returns False when it was not running."""
         if not self.is_running():
             return False
-        pgserver = _pgserver()
+        _pgserver()
         from pgserver._commands import pg_ctl
 
         user = "pgserver" if _is_root() else None
@@ -68,10 +72,13 @@ class EmbeddedPostgres:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
         except subprocess.CalledProcessError as exc:  # pragma: no cover - depends on server state
             log.warning("pg_ctl stop failed: %s", exc)
-        handle = pgserver.PostgresServer._instances.pop(self.pgdata, None)
+        self._forget_handle()
+        return not self.is_running()
+
+    def _forget_handle(self) -> None:
+        handle = _pgserver().PostgresServer._instances.pop(self.pgdata, None)
         if handle is not None:  # its atexit hook would look the handle up again
             atexit.unregister(handle._cleanup)
-        return not self.is_running()
 
     @staticmethod
     def url_for(admin_url: str, database: str) -> str:

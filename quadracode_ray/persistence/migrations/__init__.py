@@ -75,6 +75,8 @@ def apply_migrations(conn: psycopg.Connection, migrations: list[Migration] | Non
     """Apply what is missing; return the migrations applied by this call."""
     migrations = discover() if migrations is None else migrations
     applied_now: list[Migration] = []
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise MigrationError("apply_migrations needs an idle connection (each migration is its own transaction)")
     conn.autocommit = True
     conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
     try:

@@ -1,0 +1,113 @@
+"""The whole system on its embedded defaults: `quadracode-ray up`, `status`, `down`, as a user runs them.
+
+Real processes: a Ray head with its dashboard, the embedded Postgres, the Serve app over
+HTTP. Runs beside the test session's own Ray cluster on ports of its own, and `down` must
+leave that cluster alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from quadracode_ray.launcher.ray_head import ray_auth_headers
+from quadracode_ray.persistence.embedded import EmbeddedPostgres
+from tests.conftest import free_port
+
+CLI = str(Path(sys.executable).with_name("quadracode-ray"))
+
+
+@pytest.fixture
+def system_env(tmp_path: Path) -> dict[str, str]:
+    # Short data path: the embedded Postgres socket lives in it.
+    data_dir = Path("/tmp") / f"qr-cli-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUADRACODE_")}
+    env.update({
+        "QUADRACODE_DATA_DIR": str(data_dir),
+        "QUADRACODE_HTTP_PORT": str(free_port()),
+        "QUADRACODE_RAY_PORT": str(free_port()),
+        "QUADRACODE_DASHBOARD_PORT": str(free_port()),
+        "QUADRACODE_RAY_NUM_CPUS": "2",
+    })
+    return env
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          cwd=Path(env["QUADRACODE_DATA_DIR"]).parent)
+
+
+@pytest.mark.slow
+def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_cluster: None) -> None:
+    import ray
+
+    env = system_env
+    api = f"http://127.0.0.1:{env['QUADRACODE_HTTP_PORT']}"
+    dashboard = f"http://127.0.0.1:{env['QUADRACODE_DASHBOARD_PORT']}"
+    pgdata = Path(env["QUADRACODE_DATA_DIR"]) / "postgres"
+    try:
+        up = run_cli(env, "up")
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert api in up.stdout and dashboard in up.stdout
+        assert "scripted model" in up.stdout  # no key set: said plainly
+
+        assert httpx.get(f"{api}/ok").json() == {"ok": True}
+        assert httpx.get(f"{api}/health").json()["checks"]["postgres"]["ok"] is True
+        assert httpx.get(f"{dashboard}/api/version", headers=ray_auth_headers()).status_code == 200
+
+        url = EmbeddedPostgres(pgdata).start()
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM qr_system_starts").fetchone()[0] == 1
+
+        status = run_cli(env, "status", "--json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert all(check["ok"] for name, check in json.loads(status.stdout).items() if name != "docker")
+
+        again = run_cli(env, "up")  # idempotent: reuses the running head
+        assert again.returncode == 0 and "already running" in again.stderr
+    finally:
+        down = run_cli(env, "down")
+    assert down.returncode == 0, down.stderr
+    assert "data kept" in down.stderr
+
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/ok", timeout=2)
+    assert not EmbeddedPostgres(pgdata).is_running()
+    status = run_cli(env, "status")
+    assert status.returncode == 3
+
+    # The data survived `down`, and the test session's own Ray cluster is untouched.
+    url = EmbeddedPostgres(pgdata).start()
+    try:
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM qr_system_starts").fetchone()[0] == 2
+    finally:
+        EmbeddedPostgres(pgdata).stop()
+    assert ray.get(ray.put("still here")) == "still here"
+
+
+def test_bad_configuration_exits_2_with_the_variable_named(system_env: dict[str, str]) -> None:
+    env = {**system_env, "QUADRACODE_HTTP_PORT": "eighty"}
+    result = run_cli(env, "status")
+    assert result.returncode == 2
+    assert "QUADRACODE_HTTP_PORT" in result.stderr
+
+
+def test_down_with_nothing_running_says_so(system_env: dict[str, str]) -> None:
+    result = run_cli(system_env, "down")
+    assert result.returncode == 0
+    assert "Nothing was running" in result.stderr
+
+
+def test_config_env_sample_matches_the_file(system_env: dict[str, str]) -> None:
+    result = run_cli(system_env, "config", "--env-sample")
+    assert result.returncode == 0
+    assert result.stdout == (Path(__file__).resolve().parents[2] / ".env.sample").read_text()
