@@ -24,6 +24,26 @@ class PathEscapeError(WorkspaceError, ValueError):
     """A path would leave the workspace (``..``, an absolute path, a symlink pointing outside)."""
 
 
+class WorkspacePathNotFound(WorkspaceError, FileNotFoundError):
+    """The path does not exist in the workspace."""
+
+
+class WorkspaceInvalidRequest(WorkspaceError, ValueError):
+    """The request is malformed or not allowed (bad id, directory where a file is needed, ...)."""
+
+
+class WorkspaceConflict(WorkspaceError):
+    """The request contradicts existing state (the target exists, a different spec, ...)."""
+
+
+class WorkspaceUnavailable(WorkspaceError):
+    """The workspace's container or executor cannot be reached (Docker down, start failed)."""
+
+
+class SnapshotNotFound(WorkspaceError, LookupError):
+    """No snapshot with that id exists for the workspace."""
+
+
 class ExecResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
     exit_code: int | None

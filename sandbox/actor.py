@@ -1,0 +1,134 @@
+"""The WorkspaceSandbox Ray actor: one per workspace, named ``workspace:<id>`` in "quadracode".
+
+A thin shell around a WorkspaceService. It is async (Docker calls run in worker threads, so
+the event loop keeps serving other calls) and restartable without limit: a restarted actor
+finds its container again by label, and the files in the volume are still there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import ray
+
+from quadracode_ray.config import Settings
+from quadracode_ray.interfaces.workspace import ExecResult, FileInfo, SnapshotInfo
+from sandbox.docker_backend import DockerDeployment
+from sandbox.events import EventSink, FanOutSink, InMemoryEventSink
+from sandbox.models import (
+    BackgroundOutput,
+    BackgroundProcess,
+    ExecOutput,
+    SandboxEvent,
+    SnapshotDiff,
+    WorkspaceInfo,
+    WorkspaceSpec,
+)
+from sandbox.service import WorkspaceService
+
+ACTOR_NAME_PREFIX = "workspace:"
+
+
+def actor_name(workspace_id: str) -> str:
+    return ACTOR_NAME_PREFIX + workspace_id
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
+class WorkspaceSandbox:
+    def __init__(self, workspace_id: str, settings: Settings, spec: WorkspaceSpec | None = None,
+                 event_sink: EventSink | None = None):
+        self._recent = InMemoryEventSink()
+        self.service = WorkspaceService(DockerDeployment(workspace_id, settings), settings, spec=spec,
+                                        events=FanOutSink(self._recent, event_sink))
+
+    # lifecycle
+    async def ensure(self, spec: WorkspaceSpec | None = None) -> WorkspaceInfo:
+        return await self.service.ensure(spec)
+
+    async def start(self) -> WorkspaceInfo:
+        return await self.service.start()
+
+    async def stop(self) -> WorkspaceInfo:
+        return await self.service.stop()
+
+    async def destroy(self, remove_volume: bool = False) -> None:
+        await self.service.destroy(remove_volume=remove_volume)
+
+    async def info(self) -> WorkspaceInfo:
+        return await self.service.info()
+
+    def recent_events(self, operation: str | None = None) -> list[SandboxEvent]:
+        return self._recent.events(operation)
+
+    # exec
+    async def exec(self, command: str, cwd: str = ".", env: dict[str, str] | None = None,
+                   timeout: float = 60.0) -> ExecResult:
+        return await self.service.exec(command, cwd=cwd, env=env, timeout=timeout)
+
+    @ray.method(num_returns="streaming")
+    async def exec_stream(self, command: str, cwd: str = ".", env: dict[str, str] | None = None,
+                          timeout: float = 60.0) -> AsyncIterator[ExecOutput | ExecResult]:
+        async for item in self.service.exec_stream(command, cwd=cwd, env=env, timeout=timeout):
+            yield item
+
+    async def start_process(self, command: str, cwd: str = ".", env: dict[str, str] | None = None) -> BackgroundProcess:
+        return await self.service.start_process(command, cwd=cwd, env=env)
+
+    async def poll_process(self, process_id: str, stdout_offset: int = 0, stderr_offset: int = 0) -> BackgroundOutput:
+        return await self.service.poll_process(process_id, stdout_offset=stdout_offset, stderr_offset=stderr_offset)
+
+    async def kill_process(self, process_id: str) -> BackgroundProcess:
+        return await self.service.kill_process(process_id)
+
+    async def list_processes(self) -> list[BackgroundProcess]:
+        return await self.service.list_processes()
+
+    # files
+    async def read_file(self, path: str) -> bytes:
+        return await self.service.read_file(path)
+
+    async def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        return await self.service.read_text(path, encoding)
+
+    async def write_file(self, path: str, data: bytes | str, mode: int | None = None) -> FileInfo:
+        return await self.service.write_file(path, data, mode=mode)
+
+    async def list_files(self, path: str = ".", recursive: bool = False) -> list[FileInfo]:
+        return await self.service.list_files(path, recursive=recursive)
+
+    async def stat(self, path: str) -> FileInfo:
+        return await self.service.stat(path)
+
+    async def delete(self, path: str, recursive: bool = False) -> None:
+        await self.service.delete(path, recursive=recursive)
+
+    async def mkdir(self, path: str, parents: bool = True, exist_ok: bool = True) -> FileInfo:
+        return await self.service.mkdir(path, parents=parents, exist_ok=exist_ok)
+
+    async def move(self, src: str, dst: str, overwrite: bool = False) -> FileInfo:
+        return await self.service.move(src, dst, overwrite=overwrite)
+
+    async def copy(self, src: str, dst: str, overwrite: bool = False) -> FileInfo:
+        return await self.service.copy(src, dst, overwrite=overwrite)
+
+    async def upload_tar(self, data: bytes, dest: str = ".") -> int:
+        return await self.service.upload_tar(data, dest)
+
+    async def download_tar(self, paths: list[str] | None = None) -> bytes:
+        return await self.service.download_tar(paths)
+
+    # snapshots
+    async def snapshot(self, label: str | None = None) -> SnapshotInfo:
+        return await self.service.snapshot(label)
+
+    async def list_snapshots(self) -> list[SnapshotInfo]:
+        return await self.service.list_snapshots()
+
+    async def diff_snapshot(self, snapshot_id: str) -> SnapshotDiff:
+        return await self.service.diff_snapshot(snapshot_id)
+
+    async def restore_snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        return await self.service.restore_snapshot(snapshot_id)
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        await self.service.delete_snapshot(snapshot_id)

@@ -1,0 +1,203 @@
+"""Workspace clients on top of WorkspaceSandbox actors — what the actor layer hands to graphs.
+
+``await get_workspace("proj-1", settings)`` gets or creates the actor ``workspace:proj-1`` and
+its container, and returns a ``WorkspaceSandboxClient``, which implements
+``quadracode_ray.interfaces.workspace.WorkspaceClient`` (plus the rest of the sandbox API).
+Errors raised in the actor arrive as the same typed exceptions (PathEscapeError, ...), and a
+dead or restarting actor as WorkspaceUnavailable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from quadracode_ray import NAMESPACE
+from quadracode_ray.config import Settings, load_settings
+from quadracode_ray.interfaces.workspace import (
+    ExecResult,
+    FileInfo,
+    SnapshotInfo,
+    WorkspaceNotFound,
+    WorkspaceUnavailable,
+)
+from sandbox.actor import WorkspaceSandbox, actor_name
+from sandbox.events import EventSink
+from sandbox.models import (
+    BackgroundOutput,
+    BackgroundProcess,
+    ExecOutput,
+    SandboxEvent,
+    SnapshotDiff,
+    WorkspaceInfo,
+    WorkspaceSpec,
+    validate_workspace_id,
+)
+
+DEFAULT_WORKSPACE = "default"
+
+
+def _translate(exc: BaseException, workspace_id: str) -> BaseException:
+    if isinstance(exc, RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            return cause
+    if isinstance(exc, RayActorError | GetTimeoutError):
+        return WorkspaceUnavailable(f"workspace {workspace_id!r} actor is unavailable (restarting or dead): {exc}")
+    return exc
+
+
+class WorkspaceSandboxClient:
+    """A WorkspaceClient backed by a WorkspaceSandbox actor handle. Picklable: pass it to
+    other actors freely."""
+
+    def __init__(self, handle: Any, workspace_id: str):
+        self._handle = handle
+        self._workspace_id = workspace_id
+
+    @property
+    def workspace_id(self) -> str:
+        return self._workspace_id
+
+    @property
+    def handle(self) -> Any:
+        return self._handle
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._handle, method).remote(*args, **kwargs)
+        except (RayTaskError, RayActorError) as exc:
+            raise _translate(exc, self._workspace_id) from None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def ensure(self, spec: WorkspaceSpec | None = None) -> WorkspaceInfo:
+        return await self._call("ensure", spec)
+
+    async def start(self) -> WorkspaceInfo:
+        return await self._call("start")
+
+    async def stop(self) -> WorkspaceInfo:
+        return await self._call("stop")
+
+    async def destroy(self, *, remove_volume: bool = False) -> None:
+        await self._call("destroy", remove_volume)
+
+    async def info(self) -> WorkspaceInfo:
+        return await self._call("info")
+
+    async def recent_events(self, operation: str | None = None) -> list[SandboxEvent]:
+        return await self._call("recent_events", operation)
+
+    # --- exec ------------------------------------------------------------------------------------------
+    async def exec(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None,
+                   timeout: float = 60.0) -> ExecResult:
+        return await self._call("exec", command, cwd, env, timeout)
+
+    async def exec_stream(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None,
+                          timeout: float = 60.0) -> AsyncIterator[ExecOutput | ExecResult]:
+        """Yields ExecOutput pieces as the command writes them, then the final ExecResult."""
+        try:
+            async for ref in self._handle.exec_stream.remote(command, cwd, env, timeout):
+                yield await ref
+        except (RayTaskError, RayActorError) as exc:
+            raise _translate(exc, self._workspace_id) from None
+
+    async def start_process(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None) -> BackgroundProcess:
+        return await self._call("start_process", command, cwd, env)
+
+    async def poll_process(self, process_id: str, *, stdout_offset: int = 0, stderr_offset: int = 0) -> BackgroundOutput:
+        return await self._call("poll_process", process_id, stdout_offset, stderr_offset)
+
+    async def kill_process(self, process_id: str) -> BackgroundProcess:
+        return await self._call("kill_process", process_id)
+
+    async def list_processes(self) -> list[BackgroundProcess]:
+        return await self._call("list_processes")
+
+    # --- files ---------------------------------------------------------------------------------------------
+    async def read_file(self, path: str) -> bytes:
+        return await self._call("read_file", path)
+
+    async def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        return await self._call("read_text", path, encoding)
+
+    async def write_file(self, path: str, data: bytes | str, *, mode: int | None = None) -> FileInfo:
+        return await self._call("write_file", path, data, mode)
+
+    async def list_files(self, path: str = ".", *, recursive: bool = False) -> list[FileInfo]:
+        return await self._call("list_files", path, recursive)
+
+    async def stat(self, path: str) -> FileInfo:
+        return await self._call("stat", path)
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        await self._call("delete", path, recursive)
+
+    async def mkdir(self, path: str, *, parents: bool = True, exist_ok: bool = True) -> FileInfo:
+        return await self._call("mkdir", path, parents, exist_ok)
+
+    async def move(self, src: str, dst: str, *, overwrite: bool = False) -> FileInfo:
+        return await self._call("move", src, dst, overwrite)
+
+    async def copy(self, src: str, dst: str, *, overwrite: bool = False) -> FileInfo:
+        return await self._call("copy", src, dst, overwrite)
+
+    async def upload_tar(self, data: bytes, dest: str = ".") -> int:
+        return await self._call("upload_tar", data, dest)
+
+    async def download_tar(self, paths: list[str] | None = None) -> bytes:
+        return await self._call("download_tar", paths)
+
+    # --- snapshots ------------------------------------------------------------------------------------------
+    async def snapshot(self, label: str | None = None) -> SnapshotInfo:
+        return await self._call("snapshot", label)
+
+    async def list_snapshots(self) -> list[SnapshotInfo]:
+        return await self._call("list_snapshots")
+
+    async def diff_snapshot(self, snapshot_id: str) -> SnapshotDiff:
+        return await self._call("diff_snapshot", snapshot_id)
+
+    async def restore_snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        return await self._call("restore_snapshot", snapshot_id)
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        await self._call("delete_snapshot", snapshot_id)
+
+
+def workspace_actor(workspace_id: str, settings: Settings, *, spec: WorkspaceSpec | None = None,
+                    event_sink: EventSink | None = None, detached: bool = True) -> Any:
+    """The handle of actor ``workspace:<id>``, created if missing (race-free: get_if_exists)."""
+    validate_workspace_id(workspace_id)
+    options: dict[str, Any] = {"name": actor_name(workspace_id), "namespace": NAMESPACE, "get_if_exists": True}
+    if detached:
+        options["lifetime"] = "detached"  # workspaces outlive whoever asked for them first
+    return WorkspaceSandbox.options(**options).remote(workspace_id, settings, spec, event_sink)
+
+
+async def get_workspace(workspace_id: str = DEFAULT_WORKSPACE, settings: Settings | None = None, *,
+                        spec: WorkspaceSpec | None = None, event_sink: EventSink | None = None,
+                        detached: bool = True) -> WorkspaceSandboxClient:
+    """Get or create the workspace (actor and container, started) and return its client.
+
+    Raises WorkspaceInvalidRequest for a bad id, WorkspaceConflict when ``spec`` differs from the
+    existing workspace's, WorkspaceUnavailable when Docker cannot run it."""
+    settings = settings or load_settings()
+    client = WorkspaceSandboxClient(
+        workspace_actor(workspace_id, settings, spec=spec, event_sink=event_sink, detached=detached), workspace_id
+    )
+    await client.ensure(spec)
+    return client
+
+
+def existing_workspace(workspace_id: str) -> WorkspaceSandboxClient:
+    """The client of a workspace whose actor already runs; WorkspaceNotFound otherwise."""
+    validate_workspace_id(workspace_id)
+    try:
+        handle = ray.get_actor(actor_name(workspace_id), namespace=NAMESPACE)
+    except ValueError:
+        raise WorkspaceNotFound(f"no workspace actor {actor_name(workspace_id)!r} in namespace {NAMESPACE!r}") from None
+    return WorkspaceSandboxClient(handle, workspace_id)

@@ -1,0 +1,243 @@
+"""Processes of the in-container executor: exec with hard timeouts and output caps, background jobs.
+
+Stdlib only (runs under the container's python3). Every command starts in a new session so
+that its whole tree can be found again; a timeout sends SIGTERM to the tree, waits a grace
+period, then SIGKILLs whatever is left, including children that changed their process group.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/home/workspace",
+    "LANG": "C.UTF-8",
+    "USER": "workspace",
+    "SHELL": "/bin/bash",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+_LINGER = 0.2  # after the command exits, how long to wait for children still holding its pipes
+
+
+def _proc_table() -> list[tuple[int, int, int, int]]:
+    """(pid, ppid, pgid, sid) of every process visible in the container."""
+    rows = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                raw = fh.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2:].split()
+        rows.append((int(name), int(fields[1]), int(fields[2]), int(fields[3])))
+    return rows
+
+
+def tree_of(root: int) -> set[int]:
+    """The root, its descendants, and anything still in its process group or session."""
+    table = _proc_table()
+    members = {pid for pid, _ppid, pgid, sid in table if pgid == root or sid == root}
+    members.add(root)
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid, _pgid, _sid in table:
+            if ppid in members and pid not in members:
+                members.add(pid)
+                changed = True
+    members.discard(os.getpid())
+    return members
+
+
+def _signal_tree(root: int, sig: int) -> int:
+    sent = 0
+    try:
+        os.killpg(root, sig)  # atomic for the group: a fork bomb cannot outrun it
+        sent += 1
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pid in tree_of(root):
+        try:
+            os.kill(pid, sig)
+            sent += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return sent
+
+
+def kill_tree(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the tree, then SIGKILL it after ``grace`` seconds, until nothing is left."""
+    _signal_tree(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    for _ in range(50):
+        if not _signal_tree(proc.pid, signal.SIGKILL):
+            break
+        time.sleep(0.01)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def spawn(command: str, cwd: str, env: dict[str, str]) -> subprocess.Popen:
+    for key in env:
+        if not key or "=" in key or "\x00" in key or "\x00" in env[key]:
+            raise ValueError(f"invalid environment variable name {key!r}")
+    full_env = dict(BASE_ENV, PWD=cwd, **env)
+    return subprocess.Popen(
+        ["/bin/bash", "-c", command], cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
+    )
+
+
+class _Capped:
+    """Keeps the first ``limit`` bytes of a stream and remembers whether more came."""
+
+    def __init__(self, limit: int):
+        self.limit, self.data, self.truncated = limit, bytearray(), False
+
+    def add(self, chunk: bytes) -> bytes:
+        room = self.limit - len(self.data)
+        kept = chunk[:max(room, 0)]
+        self.data += kept
+        if len(chunk) > len(kept):
+            self.truncated = True
+        return kept
+
+
+def run(command: str, cwd: str, env: dict[str, str], timeout: float, max_output: int,
+        grace: float, on_output=None) -> dict:
+    """Run to completion or timeout. ``on_output(stream, bytes)`` sees output as it arrives."""
+    started = time.monotonic()
+    proc = spawn(command, cwd, env)
+    outputs = {"stdout": _Capped(max_output), "stderr": _Capped(max_output)}
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
+    selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
+    deadline = started + timeout
+    timed_out = False
+    exited_at = None
+    try:
+        while selector.get_map():
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = proc.poll() is None
+                break
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > _LINGER:
+                break  # a background child keeps the pipe open; the command itself is done
+            wait = min(deadline - now, 0.05 if exited_at is None else _LINGER)
+            for key, _ in selector.select(timeout=wait):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                kept = outputs[key.data].add(chunk)
+                if kept and on_output is not None:
+                    on_output(key.data, kept)
+    except BaseException:
+        kill_tree(proc, 0)  # the client went away mid-stream: never leave the command running
+        raise
+    finally:
+        selector.close()
+    if timed_out:
+        kill_tree(proc, grace)
+    else:
+        proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    return {
+        "exit_code": None if timed_out else proc.returncode,
+        "stdout": outputs["stdout"].data.decode("utf-8", "replace"),
+        "stderr": outputs["stderr"].data.decode("utf-8", "replace"),
+        "duration_ms": (time.monotonic() - started) * 1000,
+        "timed_out": timed_out,
+        "truncated": outputs["stdout"].truncated or outputs["stderr"].truncated,
+    }
+
+
+class Background:
+    """One background process whose output is collected by reader threads."""
+
+    def __init__(self, command: str, cwd: str, env: dict[str, str], max_output: int):
+        self.process_id = uuid.uuid4().hex[:12]
+        self.command = command
+        self.started_at = time.time()
+        self.ended_at: float | None = None
+        self.killed = False
+        self.proc = spawn(command, cwd, env)
+        self.outputs = {"stdout": _Capped(max_output), "stderr": _Capped(max_output)}
+        self.lock = threading.Lock()
+        self.readers = [threading.Thread(target=self._pump, args=(name,), daemon=True) for name in self.outputs]
+        for reader in self.readers:
+            reader.start()
+
+    def _pump(self, name: str) -> None:
+        stream = getattr(self.proc, name)
+        for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+            with self.lock:
+                self.outputs[name].add(chunk)
+        stream.close()
+
+    def describe(self) -> dict:
+        code = self.proc.poll()
+        if code is not None and self.ended_at is None:
+            self.ended_at = time.time()
+        status = "running" if code is None else ("killed" if self.killed else "exited")
+        return {"process_id": self.process_id, "command": self.command, "pid": self.proc.pid,
+                "status": status, "exit_code": code, "started_at": self.started_at, "ended_at": self.ended_at}
+
+    def poll(self, stdout_offset: int, stderr_offset: int) -> dict:
+        with self.lock:
+            out, err = self.outputs["stdout"], self.outputs["stderr"]
+            result = {
+                "process": self.describe(),
+                "stdout": bytes(out.data[stdout_offset:]).decode("utf-8", "replace"),
+                "stderr": bytes(err.data[stderr_offset:]).decode("utf-8", "replace"),
+                "stdout_offset": len(out.data), "stderr_offset": len(err.data),
+                "truncated": out.truncated or err.truncated,
+            }
+        return result
+
+    def kill(self, grace: float) -> dict:
+        if self.proc.poll() is None:
+            self.killed = True
+            kill_tree(self.proc, grace)
+        return self.describe()
+
+
+class BackgroundTable:
+    def __init__(self):
+        self.jobs: dict[str, Background] = {}
+        self.lock = threading.Lock()
+
+    def start(self, command: str, cwd: str, env: dict[str, str], max_output: int) -> dict:
+        job = Background(command, cwd, env, max_output)
+        with self.lock:
+            self.jobs[job.process_id] = job
+        return job.describe()
+
+    def get(self, process_id: str) -> Background:
+        with self.lock:
+            job = self.jobs.get(process_id)
+        if job is None:
+            raise KeyError(process_id)
+        return job
+
+    def list(self) -> list[dict]:
+        with self.lock:
+            jobs = list(self.jobs.values())
+        return [job.describe() for job in jobs]

@@ -1,0 +1,133 @@
+"""Request and response models of the sandbox API (pydantic v2, unknown fields refused)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from quadracode_ray.interfaces.workspace import (
+    ExecResult,
+    FileInfo,
+    SnapshotInfo,
+    WorkspaceInvalidRequest,
+)
+
+__all__ = [
+    "BackgroundOutput", "BackgroundProcess", "ExecOutput", "ExecRequest", "ExecResult", "FileInfo",
+    "SandboxEvent", "SnapshotDiff", "SnapshotInfo", "WorkspaceInfo", "WorkspaceLimits", "WorkspaceSpec",
+    "validate_workspace_id",
+]
+
+WORKSPACE_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+
+
+def validate_workspace_id(workspace_id: str) -> str:
+    """Workspace ids become Docker names and actor names, so they are kept to a safe alphabet."""
+    if not isinstance(workspace_id, str) or not WORKSPACE_ID.match(workspace_id):
+        raise WorkspaceInvalidRequest(
+            f"invalid workspace id {workspace_id!r}: use 1-63 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return workspace_id
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkspaceSpec(_Model):
+    """How a workspace's container is made; unset limits take the installation's settings."""
+
+    network: bool = False
+    """Opt-in network access (Docker's default bridge, never the infrastructure network)."""
+    memory_mb: int | None = Field(default=None, ge=64)
+    cpus: float | None = Field(default=None, gt=0)
+    pids_limit: int | None = Field(default=None, ge=16)
+
+
+class WorkspaceLimits(_Model):
+    memory_mb: int
+    cpus: float
+    pids_limit: int
+    network: bool
+
+
+class WorkspaceInfo(_Model):
+    workspace_id: str
+    installation_id: str
+    status: Literal["running", "stopped", "missing"]
+    container_id: str | None = None
+    container_name: str
+    volume_name: str
+    image: str
+    limits: WorkspaceLimits | None = None
+    disk_usage_bytes: int | None = None
+    """Bytes used under /workspace (only known while running)."""
+    created_at: datetime | None = None
+
+
+class ExecRequest(_Model):
+    command: str = Field(min_length=1)
+    cwd: str = "."
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key, value in env.items():
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"invalid environment variable name {key!r}")
+            if "\x00" in value:
+                raise ValueError(f"environment variable {key} contains a NUL byte")
+        return env
+
+
+class ExecOutput(_Model):
+    """A piece of output of a streamed exec; the stream ends with an ExecResult."""
+
+    stream: Literal["stdout", "stderr"]
+    data: str
+
+
+class BackgroundProcess(_Model):
+    process_id: str
+    command: str
+    pid: int
+    status: Literal["running", "exited", "killed"]
+    exit_code: int | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+
+
+class BackgroundOutput(_Model):
+    """Output since the offsets given to ``poll``; pass the returned offsets to the next poll."""
+
+    process: BackgroundProcess
+    stdout: str
+    stderr: str
+    stdout_offset: int
+    stderr_offset: int
+    truncated: bool
+
+
+class SnapshotDiff(_Model):
+    snapshot_id: str
+    added: list[str]
+    removed: list[str]
+    modified: list[str]
+
+
+class SandboxEvent(_Model):
+    """One operation on a workspace, as reported to an EventSink."""
+
+    workspace_id: str
+    operation: str
+    duration_ms: float
+    outcome: Literal["ok", "error"]
+    error: str | None = None
+    at: datetime
+    detail: dict[str, str | int | float | bool | None] = Field(default_factory=dict)

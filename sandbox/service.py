@@ -1,0 +1,333 @@
+"""WorkspaceService: the whole sandbox API for one workspace, in-process.
+
+It joins a deployment (lifecycle, blocking, run in worker threads), the executor runtime
+(exec and files over the unix socket), the snapshot store and an event sink. The Ray actor is
+a thin shell around one of these; tests and other hosts can use it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from quadracode_ray.config import Settings
+from quadracode_ray.interfaces.workspace import (
+    ExecResult,
+    FileInfo,
+    SnapshotInfo,
+    WorkspaceInvalidRequest,
+)
+from sandbox.events import EventSink, InMemoryEventSink
+from sandbox.models import (
+    BackgroundOutput,
+    BackgroundProcess,
+    ExecOutput,
+    ExecRequest,
+    SandboxEvent,
+    SnapshotDiff,
+    WorkspaceInfo,
+    WorkspaceSpec,
+)
+from sandbox.protocol import Deployment
+from sandbox.runtime import ExecutorRuntime
+from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
+
+_HOST_SLACK_S = 30.0  # how much longer than an exec's own timeout the host waits for its reply
+
+
+def _file_info(raw: dict) -> FileInfo:
+    return FileInfo(path=raw["path"], type=raw["type"], size=raw["size"],
+                    mtime=datetime.fromtimestamp(raw["mtime"], UTC))
+
+
+def _process(raw: dict) -> BackgroundProcess:
+    def ts(value):
+        return None if value is None else datetime.fromtimestamp(value, UTC)
+    return BackgroundProcess(process_id=raw["process_id"], command=raw["command"], pid=raw["pid"],
+                             status=raw["status"], exit_code=raw["exit_code"],
+                             started_at=ts(raw["started_at"]), ended_at=ts(raw["ended_at"]))
+
+
+class WorkspaceService:
+    def __init__(self, deployment: Deployment, settings: Settings, *, spec: WorkspaceSpec | None = None,
+                 events: EventSink | None = None):
+        self.deployment = deployment
+        self.settings = settings
+        self.spec = spec
+        self.events = events or InMemoryEventSink()
+        self.runtime = ExecutorRuntime(lambda: deployment.socket_path, self._revive)
+        self.snapshots = SnapshotStore(
+            settings.data_dir / "snapshots" / settings.sandbox_installation_id, deployment.workspace_id
+        )
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+        self._active = 0
+        self._last_activity = time.monotonic()
+        self._idle_task: asyncio.Task | None = None
+
+    @property
+    def workspace_id(self) -> str:
+        return self.deployment.workspace_id
+
+    # --- plumbing ---------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _op(self, operation: str, *, ensure: bool = True, **detail):
+        started = time.perf_counter()
+        self._active += 1
+        error: BaseException | None = None
+        try:
+            if ensure:
+                await self._ensure_ready()
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._active -= 1
+            self._last_activity = time.monotonic()
+            self.events.emit(SandboxEvent(
+                workspace_id=self.workspace_id, operation=operation,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                outcome="ok" if error is None else "error",
+                error=None if error is None else f"{type(error).__name__}: {error}",
+                at=datetime.now(UTC), detail=detail,
+            ))
+
+    async def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if not self._ready:
+                await asyncio.to_thread(self.deployment.ensure, self.spec)
+                self._ready = True
+                self._start_idle_watch()
+
+    async def _revive(self) -> None:
+        """The executor did not answer: start the container if it was stopped, relaunch it."""
+        await asyncio.to_thread(self.deployment.start)
+
+    async def _call(self, header: dict, blob: bytes = b"", **kwargs) -> tuple[dict, bytes]:
+        return await self.runtime.call(header, blob, **kwargs)
+
+    def _start_idle_watch(self) -> None:
+        if self.settings.sandbox_idle_stop_s > 0 and self._idle_task is None:
+            self._idle_task = asyncio.get_running_loop().create_task(self._idle_watch())
+
+    async def _idle_watch(self) -> None:
+        limit = self.settings.sandbox_idle_stop_s
+        while True:
+            await asyncio.sleep(min(max(limit / 4, 0.05), 30.0))
+            idle = time.monotonic() - self._last_activity
+            if not self._ready or self._active or idle < limit:
+                continue
+            with contextlib.suppress(Exception):
+                if any(p.status == "running" for p in await self._running_processes()):
+                    continue  # a background job (a dev server, a build) is work, not idleness
+                if time.monotonic() - self._last_activity < limit or self._active:
+                    continue
+                async with self._op("idle_stop", ensure=False, idle_s=round(idle, 1)):
+                    await self._stop()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    async def ensure(self, spec: WorkspaceSpec | None = None) -> WorkspaceInfo:
+        """Create (idempotent) and start the workspace."""
+        async with self._op("create", ensure=False):
+            if spec is not None:
+                self.spec = spec
+            async with self._ready_lock:
+                await asyncio.to_thread(self.deployment.ensure, spec)
+                self._ready = True
+            self._start_idle_watch()
+            return await self._info()
+
+    async def start(self) -> WorkspaceInfo:
+        async with self._op("start"):
+            await asyncio.to_thread(self.deployment.start)
+            return await self._info()
+
+    async def _stop(self) -> None:
+        self.runtime.close()
+        self._ready = False
+        await asyncio.to_thread(self.deployment.stop)
+
+    async def stop(self) -> WorkspaceInfo:
+        async with self._op("stop", ensure=False):
+            await self._stop()
+            return await self._info()
+
+    async def destroy(self, *, remove_volume: bool = False) -> None:
+        async with self._op("destroy", ensure=False, remove_volume=remove_volume):
+            self.runtime.close()
+            self._ready = False
+            await asyncio.to_thread(self.deployment.destroy, remove_volume)
+
+    async def _info(self) -> WorkspaceInfo:
+        info = await asyncio.to_thread(self.deployment.info)
+        if info.status == "running" and self._ready:
+            with contextlib.suppress(Exception):
+                reply, _ = await self._call({"op": "disk_usage", "path": "."})
+                info = info.model_copy(update={"disk_usage_bytes": reply["bytes"]})
+        return info
+
+    async def info(self) -> WorkspaceInfo:
+        async with self._op("info", ensure=False):
+            return await self._info()
+
+    # --- exec -----------------------------------------------------------------------------------------
+    def _exec_request(self, command: str, cwd: str, env: dict[str, str] | None, timeout: float) -> dict:
+        try:
+            req = ExecRequest(command=command, cwd=cwd, env=env or {}, timeout=timeout)
+        except ValidationError as exc:
+            raise WorkspaceInvalidRequest(f"invalid exec request: {exc.errors()[0]['msg']}") from None
+        if req.timeout > self.settings.sandbox_max_exec_timeout_s:
+            raise WorkspaceInvalidRequest(
+                f"timeout {req.timeout} s exceeds the maximum of {self.settings.sandbox_max_exec_timeout_s} s"
+            )
+        return {"op": "exec", "command": req.command, "cwd": req.cwd, "env": req.env, "timeout": req.timeout,
+                "max_output": self.settings.sandbox_output_limit_bytes, "grace": self.settings.sandbox_kill_grace_s}
+
+    async def exec(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None,
+                   timeout: float = 60.0) -> ExecResult:
+        header = self._exec_request(command, cwd, env, timeout)
+        async with self._op("exec", command=command[:200]):
+            reply, _ = await self._call(header, timeout=timeout + self.settings.sandbox_kill_grace_s + _HOST_SLACK_S,
+                                        idempotent=False)
+            reply.pop("ok", None)
+            return ExecResult(**reply)
+
+    async def exec_stream(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None,
+                          timeout: float = 60.0) -> AsyncIterator[ExecOutput | ExecResult]:
+        """Output as it comes (ExecOutput), then the ExecResult (whose stdout/stderr hold it all)."""
+        header = self._exec_request(command, cwd, env, timeout) | {"stream": True}
+        async with self._op("exec_stream", command=command[:200]):
+            async for frame, blob in self.runtime.stream(
+                header, timeout=timeout + self.settings.sandbox_kill_grace_s + _HOST_SLACK_S
+            ):
+                if "ok" in frame:
+                    frame.pop("ok")
+                    yield ExecResult(**frame)
+                else:
+                    yield ExecOutput(stream=frame["stream"], data=blob.decode("utf-8", "replace"))
+
+    async def start_process(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None) -> BackgroundProcess:
+        header = self._exec_request(command, cwd, env, 1.0)
+        header.update(op="bg_start")
+        async with self._op("process_start", command=command[:200]):
+            reply, _ = await self._call(header, idempotent=False)
+            return _process(reply)
+
+    async def poll_process(self, process_id: str, *, stdout_offset: int = 0, stderr_offset: int = 0) -> BackgroundOutput:
+        async with self._op("process_poll", process_id=process_id):
+            reply, _ = await self._call({"op": "bg_poll", "process_id": process_id,
+                                         "stdout_offset": stdout_offset, "stderr_offset": stderr_offset})
+            return BackgroundOutput(process=_process(reply["process"]), stdout=reply["stdout"], stderr=reply["stderr"],
+                                    stdout_offset=reply["stdout_offset"], stderr_offset=reply["stderr_offset"],
+                                    truncated=reply["truncated"])
+
+    async def kill_process(self, process_id: str) -> BackgroundProcess:
+        async with self._op("process_kill", process_id=process_id):
+            reply, _ = await self._call({"op": "bg_kill", "process_id": process_id,
+                                         "grace": self.settings.sandbox_kill_grace_s})
+            return _process(reply)
+
+    async def list_processes(self) -> list[BackgroundProcess]:
+        async with self._op("process_list"):
+            return await self._running_processes()
+
+    async def _running_processes(self) -> list[BackgroundProcess]:
+        reply, _ = await self._call({"op": "bg_list"})
+        return [_process(p) for p in reply["processes"]]
+
+    # --- files --------------------------------------------------------------------------------------------
+    async def read_file(self, path: str) -> bytes:
+        async with self._op("read_file", path=path):
+            return (await self._call({"op": "read", "path": path}))[1]
+
+    async def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        data = await self.read_file(path)
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise WorkspaceInvalidRequest(f"{path!r} is not {encoding} text: {exc}") from None
+
+    async def write_file(self, path: str, data: bytes | str, *, mode: int | None = None) -> FileInfo:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, bytes | bytearray):
+            raise WorkspaceInvalidRequest(f"write_file needs bytes or str, not {type(data).__name__}")
+        async with self._op("write_file", path=path, size=len(data)):
+            reply, _ = await self._call({"op": "write", "path": path, "mode": mode}, bytes(data))
+            return _file_info(reply)
+
+    async def list_files(self, path: str = ".", *, recursive: bool = False) -> list[FileInfo]:
+        async with self._op("list_files", path=path, recursive=recursive):
+            reply, _ = await self._call({"op": "list", "path": path, "recursive": recursive})
+            return [_file_info(e) for e in reply["entries"]]
+
+    async def stat(self, path: str) -> FileInfo:
+        async with self._op("stat", path=path):
+            return _file_info((await self._call({"op": "stat", "path": path}))[0])
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        async with self._op("delete", path=path, recursive=recursive):
+            await self._call({"op": "delete", "path": path, "recursive": recursive})
+
+    async def mkdir(self, path: str, *, parents: bool = True, exist_ok: bool = True) -> FileInfo:
+        async with self._op("mkdir", path=path):
+            return _file_info((await self._call({"op": "mkdir", "path": path, "parents": parents, "exist_ok": exist_ok}))[0])
+
+    async def move(self, src: str, dst: str, *, overwrite: bool = False) -> FileInfo:
+        async with self._op("move", src=src, dst=dst):
+            return _file_info((await self._call({"op": "move", "src": src, "dst": dst, "overwrite": overwrite}))[0])
+
+    async def copy(self, src: str, dst: str, *, overwrite: bool = False) -> FileInfo:
+        """Copy a file or folder; either side may be under /shared (hand-over between workspaces)."""
+        async with self._op("copy", src=src, dst=dst):
+            return _file_info((await self._call({"op": "copy", "src": src, "dst": dst, "overwrite": overwrite}))[0])
+
+    async def upload_tar(self, data: bytes, dest: str = ".") -> int:
+        """Extract a tar under ``dest``; every member is vetted first. Returns the member count."""
+        async with self._op("upload", dest=dest, size=len(data)):
+            return (await self._call({"op": "tar_extract", "dest": dest}, bytes(data)))[0]["count"]
+
+    async def download_tar(self, paths: list[str] | None = None) -> bytes:
+        async with self._op("download"):
+            return (await self._call({"op": "tar_create", "paths": list(paths or ["."])}))[1]
+
+    # --- snapshots --------------------------------------------------------------------------------------
+    async def snapshot(self, label: str | None = None) -> SnapshotInfo:
+        async with self._op("snapshot", label=label):
+            _, data = await self._call({"op": "tar_create", "paths": ["/workspace"]})
+            return await asyncio.to_thread(self.snapshots.save, data, label)
+
+    async def list_snapshots(self) -> list[SnapshotInfo]:
+        async with self._op("snapshot_list", ensure=False):
+            return await asyncio.to_thread(self.snapshots.list)
+
+    async def diff_snapshot(self, snapshot_id: str) -> SnapshotDiff:
+        async with self._op("snapshot_diff", snapshot_id=snapshot_id):
+            _, data = await asyncio.to_thread(self.snapshots.load, snapshot_id)
+            then = await asyncio.to_thread(tar_manifest, data)
+            now = (await self._call({"op": "manifest", "path": "/workspace"}))[0]["entries"]
+            return diff_manifests(snapshot_id, then, now)
+
+    async def restore_snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        """Make /workspace exactly what it was at the snapshot (files added since are removed)."""
+        async with self._op("snapshot_restore", snapshot_id=snapshot_id):
+            info, data = await asyncio.to_thread(self.snapshots.load, snapshot_id)
+            await self._call({"op": "tar_extract", "dest": "/workspace", "clear": True}, data, idempotent=True)
+            return info
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        async with self._op("snapshot_delete", ensure=False, snapshot_id=snapshot_id):
+            await asyncio.to_thread(self.snapshots.delete, snapshot_id)
+
+    def close(self) -> None:
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+        self.runtime.close()
