@@ -1,0 +1,121 @@
+"""The orchestrator graph: answers, uses its workspace, and runs a fleet without ever blocking.
+
+Factory::
+
+    build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | None,
+                             fleet: FleetClient | None, delegation: DelegationClient | None,
+                             checkpointer=None, namespace="orchestrator", guardrails=Guardrails(),
+                             stop=None, context=ContextPolicy(), system_prompt=None,
+                             extra_tools=()) -> CompiledStateGraph
+
+Input (``OrchestratorState``; every key optional, per run)::
+
+    {"messages": [{"role": "user", "content": "..."}]}          # a user turn
+    {"task_results": [TaskResult.model_dump(), ...]}             # agents' results arriving later
+    Command(resume="continue" | "stop" | "<new instruction>" | {"action": ..., "message": ...})
+
+Output state::
+
+    messages       the whole conversation (LangChain messages; the answer is the last AIMessage).
+                   A folded result is a HumanMessage named "task_result" whose text starts with
+                   "[task <task_id> <status> by agent <agent_id>]".
+    tasks          {task_id: TaskInfo-like dict with the latest known status}
+    iterations, autonomy_started_at, agents_spawned   guardrail counters
+    halt           the pending halt ({"kind", "reason", "resume_to"}) while interrupted
+    stopped        True when the human stopped the last turn
+    artifacts      workspace paths written by write_file
+    __interrupt__  (run output only) the interrupt payloads: {"type": "guardrail" | "emergency_stop"
+                   | "question", "reason"/"question", "options": [...]}.
+
+Delegation is non-blocking: ``delegate`` returns a task id at once and the run ends; the actor
+later starts a run on the same thread with ``{"task_results": [...]}``, which is folded into
+the conversation (and streamed as a ``task_result`` custom event) before the model reacts.
+Custom stream events (``stream_mode="custom"``) are listed in ``quadracode_ray.graphs.react``.
+The checkpointer is wrapped in ``NamespacedSaver(checkpointer, namespace)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+
+from quadracode_ray.graphs.checkpoint import namespaced
+from quadracode_ray.graphs.context import ContextPolicy
+from quadracode_ray.graphs.control import Guardrails, StopSignal
+from quadracode_ray.graphs.react import ASK_HUMAN, ReactCore, ReactState, _writer, fresh_budget
+from quadracode_ray.interfaces import DelegationClient, FleetClient, TaskResult, WorkspaceClient
+from quadracode_ray.llm.base import ChatModel
+from quadracode_ray.tools.base import Tool
+from quadracode_ray.tools.fleet_tools import fleet_tools
+from quadracode_ray.tools.workspace_tools import workspace_tools
+
+TASK_RESULT_NAME = "task_result"
+
+ORCHESTRATOR_SYSTEM_PROMPT = """You are the orchestrator of Quadracode-Ray, an always-on runtime for agent work.
+Answer directly when you can. For work, either use your own workspace tools (exec, files, snapshot) or
+delegate to agents: list_agents, spawn_agent, delegate. Delegation never blocks: delegate returns a task id
+at once; tell the user the work is under way. Agent results arrive later as messages starting with
+"[task <id> <status> by agent <id>]": report them to the user. You can check_task, cancel_task and
+kill_agent (hotpath agents need force). Ask the human with ask_human when a decision is theirs."""
+
+
+class OrchestratorState(ReactState, total=False):
+    task_results: list[dict[str, Any]]
+
+
+def format_task_result(result: TaskResult) -> str:
+    head = f"[task {result.task_id} {result.status} by agent {result.agent_id or 'unknown'}]"
+    body = result.output.strip() or "(no output)"
+    if result.error:
+        body += f"\nerror: {result.error}"
+    if result.artifacts:
+        body += "\nartifacts: " + ", ".join(result.artifacts)
+    return f"{head}\n{body}"
+
+
+def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | None,
+                             fleet: FleetClient | None, delegation: DelegationClient | None,
+                             checkpointer: BaseCheckpointSaver | None = None, namespace: str = "orchestrator",
+                             guardrails: Guardrails | None = None, stop: StopSignal | None = None,
+                             context: ContextPolicy | None = None, system_prompt: str | None = None,
+                             extra_tools: Sequence[Tool] = ()):
+    tools = [*(workspace_tools(workspace) if workspace is not None else []), *fleet_tools(fleet, delegation),
+             *extra_tools, ASK_HUMAN]
+    core = ReactCore(model=model, tools=tools, system_prompt=system_prompt or ORCHESTRATOR_SYSTEM_PROMPT,
+                     workspace=workspace, policy=context or ContextPolicy(), guardrails=guardrails or Guardrails(),
+                     stop=stop, done_route="__end__")
+
+    async def ingest(state: OrchestratorState, config: RunnableConfig) -> dict[str, Any]:
+        """Fold arrived task results into the thread; a new human turn restarts the autonomy budget."""
+        raw = state.get("task_results") or []
+        results = [TaskResult.model_validate(item) for item in raw]  # bad input fails the run, changes nothing
+        messages = state.get("messages") or []
+        update: dict[str, Any] = {"task_results": [], "halt": None, "stopped": False}
+        last = messages[-1] if messages else None
+        if isinstance(last, HumanMessage) and last.name != TASK_RESULT_NAME:
+            update.update(fresh_budget())
+            update["agents_spawned"] = state.get("agents_spawned") or 0  # the agent cap counts per thread
+        if results:
+            write = _writer()
+            update["messages"] = [HumanMessage(format_task_result(r), name=TASK_RESULT_NAME) for r in results]
+            update["tasks"] = {r.task_id: {**(state.get("tasks") or {}).get(r.task_id, {}), "task_id": r.task_id,
+                                           "agent_id": r.agent_id, "status": r.status} for r in results}
+            for r in results:
+                write({"event": "task_result", "result": r.model_dump(mode="json")})
+        return update
+
+    graph = StateGraph(OrchestratorState)
+    graph.add_node("ingest", ingest)
+    graph.add_node("model", core.model_node)
+    graph.add_node("tools", core.tools_node)
+    graph.add_node("halt", core.halt_node, destinations=("model", "tools", END))
+    graph.add_edge(START, "ingest")
+    graph.add_edge("ingest", "model")
+    graph.add_conditional_edges("model", core.route_after_model, ["tools", "halt", END])
+    graph.add_conditional_edges("tools", core.route_after_tools, ["model", "halt", END])
+    return graph.compile(checkpointer=namespaced(checkpointer, namespace), name="orchestrator")

@@ -1,0 +1,10 @@
+"""Test doubles shipped with the library: in-memory workspace, fleet and delegation.
+
+They implement the interfaces in ``quadracode_ray.interfaces`` faithfully enough for unit
+tests of graphs, tools and API code; the real implementations live in the sandbox and actor
+layers and run their own suites.
+"""
+
+from quadracode_ray.testing.fakes import FakeDelegation, FakeFleet, FakeWorkspace
+
+__all__ = ["FakeDelegation", "FakeFleet", "FakeWorkspace"]
