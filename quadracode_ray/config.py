@@ -178,6 +178,49 @@ class Settings(BaseSettings):
         # JSON text, so to_env() hands workers a value they parse back into the same map.
         return json.dumps(value)
 
+    # --- actor fabric: registry, event bus, fleet, orchestrator, agents ------------------------------
+    actor_name_prefix: str = Field(
+        default="", pattern=r"^[a-z0-9_.-]{0,32}$",
+        description="Prefix of the names of the system's actors, so two installations (or test runs) can share one Ray cluster.",
+    )
+    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=3600, description="Seconds between an agent's heartbeats to the registry.")
+    registry_ttl_s: float = Field(
+        default=15.0, gt=0, le=86_400,
+        description="An agent whose last heartbeat is older than this is reaped and the orchestrator is told.",
+    )
+    fleet_max_agents: int = Field(default=32, ge=1, le=10_000, description="Most agent actors alive at once; spawning past it is refused.")
+    agent_num_cpus: float = Field(default=0.1, ge=0, le=1024, description="CPUs Ray reserves for each agent actor (agents mostly wait on models and sandboxes).")
+    agent_memory_mb: int | None = Field(default=None, ge=16, description="Memory Ray reserves for each agent actor in MiB (unset: none).")
+    agent_brain: str = Field(
+        default="actors.brains:build_default_brain",
+        description="Import path (module:attr) of the agent brain factory: returns an AgentBrain or a LangGraph agent graph.",
+    )
+    orchestrator_graph: str = Field(
+        default="quadracode_ray.graphs.orchestrator:build_orchestrator_graph",
+        description="Import path (module:attr) of the orchestrator graph factory the orchestrator actor runs.",
+    )
+    workspace_client_factory: str = Field(
+        default="actors.workspaces:sandbox_workspace_client",
+        description="Import path (module:attr) of a factory(workspace_id, settings) returning the WorkspaceClient agents use.",
+    )
+    delivery_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Attempts of an envelope handler before the envelope goes to the dead letters."
+    )
+    delivery_backoff_s: float = Field(
+        default=0.2, ge=0, le=60, description="First retry delay of a failed envelope handler; doubles on each attempt (capped at 30 s)."
+    )
+    task_max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Agents a delegated task may be given to (after agent deaths) before it fails."
+    )
+    event_ring_size: int = Field(default=10_000, ge=10, le=10_000_000, description="Envelopes the event bus keeps in memory for live watchers.")
+    event_retention_days: float = Field(
+        default=30.0, gt=0, le=36_500, description="Days the event log keeps envelopes in Postgres before they are deleted."
+    )
+    fabric_synchronous_commit: bool = Field(
+        default=False,
+        description="Wait for the WAL flush on each accepted envelope. Off: an actor crash still loses nothing; a crash of Postgres itself may lose its last ~0.6 s.",
+    )
+
     # --- operations ----------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of every process of the system."
@@ -213,6 +256,8 @@ class Settings(BaseSettings):
     def _pool_bounds(self) -> Settings:
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("db_pool_min_size must not exceed db_pool_max_size")
+        if self.registry_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError("registry_ttl_s must exceed heartbeat_interval_s, or live agents would be reaped")
         return self
 
     # --- derived -----------------------------------------------------------------------------------
