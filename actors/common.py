@@ -1,0 +1,138 @@
+"""Small things every actor of the fabric shares: names, import paths, pools, JSON, handles."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from quadracode_ray import NAMESPACE
+from quadracode_ray.config import Settings
+from quadracode_ray.persistence import open_async_pool
+
+log = logging.getLogger(__name__)
+
+REGISTRY, EVENTS, FLEET, ORCHESTRATOR = "registry", "events", "fleet", "orchestrator"
+SINGLETONS = (EVENTS, REGISTRY, FLEET, ORCHESTRATOR)
+AGENT_PREFIX = "agent:"
+
+
+class FabricError(RuntimeError):
+    """A fabric operation failed; the message says which and why."""
+
+
+class ImportPathError(FabricError, ValueError):
+    """An import path (module:attr) in the settings does not name an importable object."""
+
+
+def actor_name(settings: Settings, address: str) -> str:
+    """The Ray actor name of a logical address (``orchestrator``, an agent id, ...)."""
+    if address in SINGLETONS:
+        return settings.actor_name_prefix + address
+    return settings.actor_name_prefix + AGENT_PREFIX + address
+
+
+def load_object(path: str) -> Any:
+    """``package.module:attr`` -> the object, with an error that names the path."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ImportPathError(f"{path!r} is not an import path of the form package.module:attr")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportPathError(f"cannot import {module_name!r} (from {path!r}): {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportPathError(f"{module_name!r} has no attribute {attr!r} (from {path!r})") from None
+    return obj
+
+
+def call_with_supported(factory: Callable[..., Any], **available: Any) -> Any:
+    """Call ``factory`` with those of ``available`` it accepts (all of them if it takes **kwargs)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return factory(**available)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return factory(**available)
+    return factory(**{name: value for name, value in available.items() if name in params})
+
+
+async def open_fabric_pool(settings: Settings, *, name: str, max_size: int | None = None) -> AsyncConnectionPool:
+    """A pool for fabric writes; without synchronous commit unless the settings ask for it."""
+    if not settings.database_url:
+        raise FabricError("the actor fabric needs a resolved database_url (ensure_system resolves it)")
+    url = settings.database_url
+    if not settings.fabric_synchronous_commit:
+        url = make_conninfo(url, options="-c synchronous_commit=off")
+    return await open_async_pool(url, min_size=1, max_size=max_size or settings.db_pool_max_size, name=name)
+
+
+def get_actor(settings: Settings, address: str) -> ray.actor.ActorHandle:
+    return ray.get_actor(actor_name(settings, address), namespace=NAMESPACE)
+
+
+class HandleCache:
+    """Handles by address, looked up once; forget() after a call fails so the next looks again."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._handles: dict[str, Any] = {}
+
+    def get(self, address: str) -> Any:
+        handle = self._handles.get(address)
+        if handle is None:
+            handle = get_actor(self._settings, address)
+            self._handles[address] = handle
+        return handle
+
+    def put(self, address: str, handle: Any) -> None:
+        self._handles[address] = handle
+
+    def forget(self, address: str) -> None:
+        self._handles.pop(address, None)
+
+
+def to_jsonable(value: Any, _depth: int = 0) -> Any:
+    """Graph state and updates as plain JSON (messages and models dumped, the rest as text)."""
+    if _depth > 50:
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v, _depth + 1) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return to_jsonable(dump(mode="json"), _depth + 1)
+        except Exception:  # noqa: BLE001 - some models refuse mode=json; fall back to python mode
+            return to_jsonable(dump(), _depth + 1)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def spawn_background(tasks: set[asyncio.Task], coro: Any, *, name: str) -> asyncio.Task:
+    """Start a task kept alive by ``tasks`` and whose failure is logged, never swallowed."""
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    tasks.add(task)
+
+    def _done(t: asyncio.Task) -> None:
+        tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("background task %s failed", name, exc_info=t.exception())
+
+    task.add_done_callback(_done)
+    return task

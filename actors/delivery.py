@@ -1,0 +1,293 @@
+"""Push delivery of envelopes: at-least-once, de-duplicated by envelope id, retried, never dropped.
+
+A sender calls the recipient actor's async ``deliver(envelope)``; the recipient's Inbox first
+records the envelope (``InboxStore.accept``) and only then acknowledges, so once ``deliver``
+returns the sender may forget it. A second delivery of the same id is acknowledged as a
+duplicate and has no effect. Accepted envelopes are handled in *lanes* (per thread, say):
+one at a time and in order within a lane, lanes concurrently. A handler that raises is
+retried with exponential backoff; after ``max_attempts`` the envelope is marked dead and a
+``dead_letter`` envelope is published, so the event bus shows it. Nothing waits on a timer
+for work: an accepted envelope wakes its lane at once.
+
+Two stores: Postgres for restartable actors (the orchestrator): what is pending survives a
+restart and is handled again by ``recover()``; memory for agents, which are never restarted
+(a dead agent is replaced, and its task's truth lives in the orchestrator's ``qr_tasks``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol
+
+import ray
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, ConfigDict
+
+from actors import fabric_metrics
+from actors.common import HandleCache
+from quadracode_ray.envelope import DEAD_LETTER, Envelope
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope], Awaitable[None]]
+Publish = Callable[[Envelope], None]
+BACKOFF_CAP_S = 30.0
+
+
+class DeliveryReceipt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    envelope_id: str
+    status: Literal["accepted", "duplicate"]
+
+
+class RecipientGone(RuntimeError):
+    """The recipient actor is dead and will not come back (an agent); the sender must reroute."""
+
+
+class InboxStore(Protocol):
+    async def accept(self, recipient: str, envelope: Envelope) -> bool: ...
+
+    async def record_attempt(self, recipient: str, envelope_id: str, attempts: int, error: str) -> None: ...
+
+    async def finish(self, recipient: str, envelope_id: str, status: str, attempts: int, error: str | None) -> None: ...
+
+    async def pending(self, recipient: str) -> list[tuple[Envelope, int]]: ...
+
+
+class PostgresInboxStore:
+    def __init__(self, pool: AsyncConnectionPool):
+        self.pool = pool
+
+    async def accept(self, recipient: str, envelope: Envelope) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO qr_deliveries (recipient, envelope_id, envelope) VALUES (%s, %s, %s) "
+                "ON CONFLICT DO NOTHING RETURNING accepted_seq",
+                (recipient, envelope.id, envelope.model_dump_json()),
+            )
+            return await cur.fetchone() is not None
+
+    async def record_attempt(self, recipient: str, envelope_id: str, attempts: int, error: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE qr_deliveries SET attempts = %s, last_error = %s, updated_at = now() "
+                "WHERE recipient = %s AND envelope_id = %s",
+                (attempts, error, recipient, envelope_id),
+            )
+
+    async def finish(self, recipient: str, envelope_id: str, status: str, attempts: int, error: str | None) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE qr_deliveries SET status = %s, attempts = %s, last_error = coalesce(%s, last_error), "
+                "updated_at = now() WHERE recipient = %s AND envelope_id = %s",
+                (status, attempts, error, recipient, envelope_id),
+            )
+
+    async def pending(self, recipient: str) -> list[tuple[Envelope, int]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT envelope, attempts FROM qr_deliveries WHERE recipient = %s AND status = 'pending' "
+                "ORDER BY accepted_seq",
+                (recipient,),
+            )
+            rows = await cur.fetchall()
+        return [(Envelope.model_validate(_json(row["envelope"])), row["attempts"]) for row in rows]
+
+
+class MemoryInboxStore:
+    """De-duplication for an actor that is replaced rather than restarted; bounded."""
+
+    def __init__(self, remember: int = 100_000):
+        self._seen: OrderedDict[str, str] = OrderedDict()
+        self._remember = remember
+        self.dead: list[tuple[Envelope, str]] = []
+
+    async def accept(self, recipient: str, envelope: Envelope) -> bool:
+        if envelope.id in self._seen:
+            return False
+        self._seen[envelope.id] = "pending"
+        while len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        return True
+
+    async def record_attempt(self, recipient: str, envelope_id: str, attempts: int, error: str) -> None:
+        return None
+
+    async def finish(self, recipient: str, envelope_id: str, status: str, attempts: int, error: str | None) -> None:
+        if envelope_id in self._seen:
+            self._seen[envelope_id] = status
+
+    async def pending(self, recipient: str) -> list[tuple[Envelope, int]]:
+        return []
+
+
+class Inbox:
+    def __init__(
+        self,
+        recipient: str,
+        store: InboxStore,
+        handler: Handler,
+        *,
+        lane_of: Callable[[Envelope], str],
+        max_attempts: int,
+        backoff_s: float,
+        publish: Publish,
+    ):
+        self.recipient = recipient
+        self.store = store
+        self.handler = handler
+        self.lane_of = lane_of
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.publish = publish
+        self._lanes: dict[str, deque[tuple[Envelope, int]]] = {}
+        self._workers: dict[str, asyncio.Task] = {}
+        self._in_flight: set[str] = set()
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- accepting ---------------------------------------------------------------------------
+    async def recover(self) -> int:
+        """Queue again what was accepted but not finished before a restart; then open the inbox."""
+        try:
+            recovered = 0
+            for envelope, attempts in await self.store.pending(self.recipient):
+                if envelope.id not in self._in_flight:
+                    self._enqueue(envelope, attempts)
+                    recovered += 1
+            return recovered
+        finally:
+            self._ready.set()
+
+    def open(self) -> None:
+        """Open without recovering (stores with nothing to recover)."""
+        self._ready.set()
+
+    async def deliver(self, envelope: Envelope) -> DeliveryReceipt:
+        await self._ready.wait()
+        if envelope.recipient != self.recipient:
+            raise ValueError(f"envelope {envelope.id} is addressed to {envelope.recipient!r}, not {self.recipient!r}")
+        if envelope.id in self._in_flight or not await self.store.accept(self.recipient, envelope):
+            fabric_metrics.deliveries().inc(tags={"recipient": self._metric_recipient, "outcome": "duplicate"})
+            return DeliveryReceipt(envelope_id=envelope.id, status="duplicate")
+        self._enqueue(envelope, 0)
+        fabric_metrics.deliveries().inc(tags={"recipient": self._metric_recipient, "outcome": "accepted"})
+        self.publish(envelope)
+        return DeliveryReceipt(envelope_id=envelope.id, status="accepted")
+
+    @property
+    def _metric_recipient(self) -> str:
+        return "agent" if self.recipient not in ("orchestrator", "registry", "fleet", "events") else self.recipient
+
+    def _enqueue(self, envelope: Envelope, attempts: int) -> None:
+        self._in_flight.add(envelope.id)
+        self._idle.clear()
+        lane = self.lane_of(envelope)
+        self._lanes.setdefault(lane, deque()).append((envelope, attempts))
+        if lane not in self._workers:
+            self._workers[lane] = asyncio.get_running_loop().create_task(self._drain(lane), name=f"lane:{lane}")
+
+    # --- handling ------------------------------------------------------------------------------
+    async def _drain(self, lane: str) -> None:
+        queue = self._lanes[lane]
+        try:
+            while queue:
+                envelope, attempts = queue[0]
+                try:
+                    await self._handle(envelope, attempts)
+                finally:
+                    queue.popleft()
+                    self._in_flight.discard(envelope.id)
+        finally:
+            del self._workers[lane]
+            if not queue:
+                self._lanes.pop(lane, None)
+            if not self._workers:
+                self._idle.set()
+
+    async def _handle(self, envelope: Envelope, attempts: int) -> None:
+        error = ""
+        while attempts < self.max_attempts:
+            try:
+                await self.handler(envelope.for_attempt(attempts))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+                attempts += 1
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s: handler failed on %s (attempt %d/%d): %s", self.recipient, envelope.id,
+                            attempts, self.max_attempts, error)
+                fabric_metrics.deliveries().inc(tags={"recipient": self._metric_recipient, "outcome": "retried"})
+                await self.store.record_attempt(self.recipient, envelope.id, attempts, error)
+                if attempts < self.max_attempts:
+                    # A retry delay, not synchronisation: give a transient cause time to pass.
+                    await asyncio.sleep(min(BACKOFF_CAP_S, self.backoff_s * 2 ** (attempts - 1)))
+                continue
+            await self.store.finish(self.recipient, envelope.id, "done", attempts + 1, None)
+            fabric_metrics.deliveries().inc(tags={"recipient": self._metric_recipient, "outcome": "handled"})
+            return
+        await self.store.finish(self.recipient, envelope.id, "dead", attempts, error)
+        fabric_metrics.deliveries().inc(tags={"recipient": self._metric_recipient, "outcome": "dead"})
+        if isinstance(self.store, MemoryInboxStore):
+            self.store.dead.append((envelope, error))
+        self.publish(Envelope(
+            id=f"dead:{self.recipient}:{envelope.id}", sender=self.recipient, recipient="events", kind=DEAD_LETTER,
+            thread_id=envelope.thread_id,
+            payload={"envelope": json.loads(envelope.model_dump_json()), "attempts": attempts, "error": error},
+        ))
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    def stats(self) -> dict[str, int]:
+        return {"lanes": len(self._workers), "in_flight": len(self._in_flight),
+                "queued": sum(len(q) for q in self._lanes.values())}
+
+    async def close(self) -> None:
+        for task in list(self._workers.values()):
+            task.cancel()
+
+
+def _json(value: object) -> object:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+# --- sending ---------------------------------------------------------------------------------------
+async def send(handles: HandleCache, envelope: Envelope, *, restartable: bool, deadline_s: float = 60.0,
+               backoff_s: float = 0.05) -> DeliveryReceipt:
+    """Deliver ``envelope`` to its recipient's actor until it is acknowledged.
+
+    ``restartable``: the recipient comes back after a crash (singletons), so failures are
+    retried until ``deadline_s``; otherwise (agents) a dead recipient raises RecipientGone.
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
+    delay = backoff_s
+    while True:
+        try:
+            handle = handles.get(envelope.recipient)
+            return await handle.deliver.remote(envelope)
+        except ray.exceptions.ActorDiedError as exc:
+            handles.forget(envelope.recipient)
+            if not restartable:
+                raise RecipientGone(f"{envelope.recipient} is gone: {exc}") from exc
+            failure: Exception = exc
+        except ValueError as exc:  # no actor of that name (yet, or any more)
+            handles.forget(envelope.recipient)
+            if not restartable:
+                raise RecipientGone(f"no actor for {envelope.recipient}: {exc}") from exc
+            failure = exc
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as exc:
+            handles.forget(envelope.recipient)
+            failure = exc
+        if loop.time() >= give_up:
+            raise TimeoutError(f"could not deliver {envelope.kind} {envelope.id} to {envelope.recipient} "
+                               f"within {deadline_s:.0f} s: {failure}") from failure
+        # A retry delay while the recipient restarts, not synchronisation.
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)

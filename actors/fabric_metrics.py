@@ -1,0 +1,31 @@
+"""The fabric's metrics, declared once through the facade (Ray's backend inside actors)."""
+
+from __future__ import annotations
+
+from quadracode_ray import metrics
+
+
+def envelopes():
+    return metrics.counter("envelopes_total", "Envelopes logged by the event bus, by kind.", ("kind",))
+
+
+def deliveries():
+    return metrics.counter("deliveries_total", "Envelope deliveries by recipient and outcome "
+                           "(accepted, duplicate, handled, retried, dead).", ("recipient", "outcome"))
+
+
+def runs():
+    return metrics.counter("orchestrator_runs_total", "Orchestrator graph runs by outcome.", ("outcome",))
+
+
+def run_seconds():
+    return metrics.histogram("orchestrator_run_seconds", "Duration of orchestrator graph runs.")
+
+
+def agents_alive():
+    return metrics.gauge("agents_alive", "Agent actors alive (fleet) or registered and healthy (registry).",
+                         ("source",))
+
+
+def tasks():
+    return metrics.counter("tasks_total", "Delegated tasks by outcome.", ("outcome",))

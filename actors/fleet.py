@@ -1,0 +1,224 @@
+"""The fleet manager actor: spawns, lists and kills agents, under a cap, with hotpath protection.
+
+The cap is atomic: the check and the reservation of a slot happen with no ``await`` between
+them in this single actor, the only place agents are spawned, so concurrent spawns can
+never exceed it. Spawned agents are recorded in ``qr_fleet_agents`` before their actor is
+created, so the cap and the hotpath marks survive a restart of this actor. Agents are
+detached Ray actors with resource requests: on a cluster they land on any node that fits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+import ray
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from actors import fabric_metrics
+from actors.agent import AgentActor
+from actors.common import REGISTRY, HandleCache, actor_name, open_fabric_pool
+from actors.metrics import install_ray_metrics
+from quadracode_ray import NAMESPACE
+from quadracode_ray.config import Settings
+from quadracode_ray.interfaces.fleet import AgentInfo, FleetError
+
+log = logging.getLogger(__name__)
+START_TIMEOUT_S = 120.0
+
+
+class FleetCapacityError(FleetError):
+    """Spawning would exceed the cap on live agents (settings.fleet_max_agents)."""
+
+
+class HotpathAgentError(FleetError):
+    """The agent is on the hotpath: killing it needs force=True."""
+
+
+class UnknownAgentError(FleetError, LookupError):
+    """The fleet has no live agent with that id."""
+
+
+class SpawnRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(default="coder", min_length=1, max_length=100, pattern=r"^[a-z0-9_-]+$")
+    capabilities: list[str] = Field(default_factory=list, max_length=100)
+    workspace_id: str = Field(default="default", min_length=1, max_length=100)
+    num_cpus: float | None = Field(default=None, ge=0, le=1024)
+    memory_mb: int | None = Field(default=None, ge=16)
+    resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources the agent needs (e.g. {"workspace": 0.01} on a cluster)."""
+    hotpath: bool = False
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    agent_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+class _Agent:
+    __slots__ = ("agent_id", "kind", "capabilities", "workspace_id", "hotpath", "handle")
+
+    def __init__(self, agent_id, kind, capabilities, workspace_id, hotpath, handle):
+        self.agent_id, self.kind, self.capabilities = agent_id, kind, list(capabilities)
+        self.workspace_id, self.hotpath, self.handle = workspace_id, hotpath, handle
+
+
+@ray.remote(num_cpus=0)
+class FleetManager:
+    def __init__(self, settings: Settings):
+        install_ray_metrics()
+        self.settings = settings
+        self.cap = settings.fleet_max_agents
+        self.live: dict[str, _Agent] = {}
+        self.reserved = 0
+        self.handles = HandleCache(settings)
+        self._started = asyncio.get_running_loop().create_task(self._start())
+
+    async def _start(self) -> None:
+        self.pool = await open_fabric_pool(self.settings, name="fleet", max_size=4)
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT agent_id, kind, capabilities, workspace_id, actor_name, hotpath FROM qr_fleet_agents "
+                "WHERE alive AND actor_name LIKE %s ORDER BY spawned_at",
+                (self.settings.actor_name_prefix.replace("%", r"\%") + "%",))).fetchall()
+        for row in rows:
+            try:
+                handle = ray.get_actor(row["actor_name"], namespace=NAMESPACE)
+            except ValueError:
+                await self._ended(row["agent_id"], "gone while the fleet manager was down")
+                continue
+            caps = row["capabilities"] if isinstance(row["capabilities"], list) else json.loads(row["capabilities"])
+            self.live[row["agent_id"]] = _Agent(row["agent_id"], row["kind"], caps, row["workspace_id"],
+                                                row["hotpath"], handle)
+        self._gauge()
+
+    async def ready(self) -> bool:
+        await self._started
+        return True
+
+    async def spawn(self, request: SpawnRequest | dict[str, Any]) -> AgentInfo:
+        await self._started
+        request = request if isinstance(request, SpawnRequest) else SpawnRequest.model_validate(request)
+        if len(self.live) + self.reserved >= self.cap:
+            await self._drop_dead()
+        # Atomic: no await between the check and the reservation.
+        if len(self.live) + self.reserved >= self.cap:
+            raise FleetCapacityError(
+                f"agent cap reached: {len(self.live)} live and {self.reserved} starting of at most {self.cap}; "
+                "kill an agent or raise QUADRACODE_FLEET_MAX_AGENTS")
+        self.reserved += 1
+        agent_id = request.agent_id or f"{request.kind}-{uuid.uuid4().hex[:10]}"
+        name = actor_name(self.settings, agent_id)
+        try:
+            if agent_id in self.live:
+                raise FleetError(f"an agent with id {agent_id!r} is already alive")
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO qr_fleet_agents (agent_id, kind, capabilities, workspace_id, actor_name, hotpath) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (agent_id, request.kind, json.dumps(request.capabilities), request.workspace_id, name,
+                     request.hotpath))
+            options: dict[str, Any] = {
+                "name": name, "namespace": NAMESPACE, "lifetime": "detached",
+                "num_cpus": self.settings.agent_num_cpus if request.num_cpus is None else request.num_cpus,
+            }
+            memory_mb = request.memory_mb or self.settings.agent_memory_mb
+            if memory_mb:
+                options["memory"] = memory_mb * 1024 * 1024
+            if request.resources:
+                options["resources"] = dict(request.resources)
+            handle = AgentActor.options(**options).remote(
+                agent_id, request.kind, request.capabilities, request.workspace_id, self.settings,
+                {**request.metadata, "hotpath": request.hotpath})
+            try:
+                info = await asyncio.wait_for(handle.start.remote(), timeout=START_TIMEOUT_S)
+            except BaseException:
+                ray.kill(handle, no_restart=True)
+                await self._ended(agent_id, "failed to start")
+                raise
+            self.live[agent_id] = _Agent(agent_id, request.kind, request.capabilities, request.workspace_id,
+                                         request.hotpath, handle)
+        finally:
+            self.reserved -= 1
+        self._gauge()
+        return info.model_copy(update={"hotpath": request.hotpath})
+
+    async def list(self, capability: str | None = None, kind: str | None = None) -> list[AgentInfo]:
+        await self._started
+        registered = {a.agent_id: a for a in await self.handles.get(REGISTRY).list.remote(include_unhealthy=True)}
+        out = []
+        for agent in self.live.values():
+            if capability is not None and capability not in agent.capabilities:
+                continue
+            if kind is not None and agent.kind != kind:
+                continue
+            seen = registered.get(agent.agent_id)
+            out.append(AgentInfo(agent_id=agent.agent_id, kind=agent.kind, capabilities=agent.capabilities,
+                                 workspace_id=agent.workspace_id, node=seen.node if seen else None,
+                                 healthy=bool(seen and seen.healthy), hotpath=agent.hotpath,
+                                 last_heartbeat_age_s=seen.last_heartbeat_age_s if seen else None))
+        return out
+
+    async def get_handle(self, agent_id: str) -> Any:
+        await self._started
+        return self._agent(agent_id).handle
+
+    async def kill(self, agent_id: str, force: bool = False) -> None:
+        await self._started
+        agent = self._agent(agent_id)
+        if agent.hotpath and not force:
+            raise HotpathAgentError(f"agent {agent_id} is on the hotpath; clear the mark or kill with force=True")
+        try:
+            await asyncio.wait_for(agent.handle.shutdown.remote(), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - it may be dead or hung already; kill regardless
+            log.info("fleet: shutdown of %s did not complete (%s); killing", agent_id, exc)
+        ray.kill(agent.handle, no_restart=True)
+        await self._ended(agent_id, "killed" + (" (forced)" if force else ""))
+
+    async def forget(self, agent_id: str, reason: str) -> bool:
+        """An agent was lost (reaped): make sure its actor is gone and free its slot."""
+        await self._started
+        agent = self.live.get(agent_id)
+        if agent is None:
+            return False
+        ray.kill(agent.handle, no_restart=True)
+        await self._ended(agent_id, reason)
+        return True
+
+    async def set_hotpath(self, agent_id: str, hotpath: bool = True) -> AgentInfo:
+        await self._started
+        agent = self._agent(agent_id)
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE qr_fleet_agents SET hotpath = %s WHERE agent_id = %s", (hotpath, agent_id))
+        agent.hotpath = hotpath
+        return next(a for a in await self.list() if a.agent_id == agent_id)
+
+    async def stats(self) -> dict[str, Any]:
+        await self._started
+        return {"live": len(self.live), "starting": self.reserved, "cap": self.cap,
+                "hotpath": sorted(a.agent_id for a in self.live.values() if a.hotpath)}
+
+    def _agent(self, agent_id: str) -> _Agent:
+        agent = self.live.get(agent_id)
+        if agent is None:
+            raise UnknownAgentError(f"no live agent {agent_id!r} in the fleet")
+        return agent
+
+    async def _drop_dead(self) -> None:
+        """Free the slots of agents whose actor died without anyone telling us (at the cap only)."""
+        agents = list(self.live.values())
+        pings = [asyncio.wait_for(a.handle.ping.remote(), timeout=5) for a in agents]
+        for agent, outcome in zip(agents, await asyncio.gather(*pings, return_exceptions=True), strict=True):
+            if isinstance(outcome, ray.exceptions.ActorDiedError):
+                await self._ended(agent.agent_id, "found dead")
+
+    async def _ended(self, agent_id: str, reason: str) -> None:
+        self.live.pop(agent_id, None)
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE qr_fleet_agents SET alive = false, ended_at = now(), end_reason = %s "
+                               "WHERE agent_id = %s AND alive", (reason, agent_id))
+        self._gauge()
+
+    def _gauge(self) -> None:
+        fabric_metrics.agents_alive().set(len(self.live), tags={"source": "fleet"})

@@ -1,0 +1,251 @@
+"""The orchestrator actor: runs the orchestrator graph per thread, never blocking on an agent.
+
+Input arrives as envelopes (``user_message``, ``graph_input``, ``task_result`` from agents,
+``agent_lost`` from the registry) through ``deliver``/``submit``. Each is recorded in
+``qr_deliveries`` before it is acknowledged, then handled in its thread's lane: one envelope at
+a time per thread, in order; threads run concurrently. The graph is checkpointed in Postgres
+(AsyncPostgresSaver), and each checkpoint carries the id of the envelope whose run wrote it
+(metadata ``qr_envelope_id``), which makes handling exactly-once towards the graph: a retry
+after a failure, or the reload after a restart, resumes from the last checkpoint with no
+input instead of applying the input again. Graph updates and run outcomes are published on
+the event bus (kinds ``thread_update`` and ``thread_run``), which is how callers watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import ray
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from pydantic import BaseModel, ConfigDict
+
+from actors import fabric_metrics
+from actors.common import (
+    EVENTS,
+    FLEET,
+    ORCHESTRATOR,
+    HandleCache,
+    call_with_supported,
+    load_object,
+    open_fabric_pool,
+    to_jsonable,
+)
+from actors.delivery import DeliveryReceipt, Inbox, PostgresInboxStore
+from actors.dispatch import Dispatcher
+from actors.fleet_client import FleetActorClient
+from actors.metrics import install_ray_metrics
+from actors.tasks import FabricDelegation, TaskStore
+from quadracode_ray.config import Settings
+from quadracode_ray.envelope import (
+    AGENT_LOST,
+    GRAPH_INPUT,
+    TASK_RESULT,
+    THREAD_RUN,
+    THREAD_UPDATE,
+    USER_MESSAGE,
+    Envelope,
+)
+from quadracode_ray.interfaces.fleet import TaskInfo, TaskResult
+from quadracode_ray.persistence import open_async_pool
+
+log = logging.getLogger(__name__)
+ENVELOPE_KEY = "qr_envelope_id"
+SYSTEM_LANE = "_system"
+
+
+class SubmitReceipt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    envelope_id: str
+    thread_id: str
+    status: str
+    """``accepted``, or ``duplicate`` when that envelope id was submitted before."""
+
+
+def build_graph(settings: Settings, **clients: Any) -> Any:
+    """The orchestrator graph from ``settings.orchestrator_graph``, compiled with the checkpointer."""
+    factory = load_object(settings.orchestrator_graph)
+    graph = call_with_supported(factory, settings=settings, **clients) if callable(factory) and \
+        not hasattr(factory, "ainvoke") else factory
+    if hasattr(graph, "compile") and not hasattr(graph, "ainvoke"):
+        return graph.compile(checkpointer=clients["checkpointer"])
+    if not hasattr(graph, "ainvoke"):
+        raise TypeError(f"{settings.orchestrator_graph!r} gave {type(graph).__name__}, not a LangGraph graph")
+    if getattr(graph, "checkpointer", None) in (None, False, True):
+        graph.checkpointer = clients["checkpointer"]
+    return graph
+
+
+@ray.remote(num_cpus=0)
+class Orchestrator:
+    def __init__(self, settings: Settings):
+        install_ray_metrics()
+        self.settings = settings
+        self.handles = HandleCache(settings)
+        self.runs_total = 0
+        self._started = asyncio.get_running_loop().create_task(self._start())
+
+    async def _start(self) -> None:
+        settings = self.settings
+        self.fabric_pool = await open_fabric_pool(settings, name="orchestrator-fabric")
+        self.checkpoint_pool = await open_async_pool(settings.database_url, min_size=1,
+                                                     max_size=settings.db_pool_max_size, name="orchestrator-graph")
+        self.checkpointer = AsyncPostgresSaver(self.checkpoint_pool)
+        self.store = TaskStore(self.fabric_pool)
+        self.inbox = Inbox(ORCHESTRATOR, PostgresInboxStore(self.fabric_pool), self._handle,
+                           lane_of=lambda env: env.thread_id or SYSTEM_LANE,
+                           max_attempts=settings.delivery_max_attempts, backoff_s=settings.delivery_backoff_s,
+                           publish=self._publish)
+        self.dispatcher = Dispatcher(settings, self.store, self.handles, fail_task=self.inbox.deliver)
+        self.delegation = FabricDelegation(self.store, self.dispatcher.schedule, self.dispatcher.cancel_on_agent)
+        self.fleet = FleetActorClient(settings)
+        self.graph = build_graph(settings, checkpointer=self.checkpointer, delegation=self.delegation,
+                                 fleet=self.fleet)
+        recovered = await self.inbox.recover()
+        await self.dispatcher.resume()
+        if recovered:
+            log.warning("orchestrator: resumed %d envelopes accepted before a restart", recovered)
+
+    async def ready(self) -> bool:
+        await self._started
+        return True
+
+    # --- input ---------------------------------------------------------------------------------
+    async def deliver(self, envelope: Envelope) -> DeliveryReceipt:
+        await self._started
+        return await self.inbox.deliver(envelope)
+
+    async def submit(self, thread_id: str, input: dict[str, Any] | None = None, *, message: str | None = None,
+                     envelope_id: str | None = None, sender: str = "user") -> SubmitReceipt:
+        """Queue input for a thread: ``message`` (a user message) or a raw graph ``input``.
+
+        Returns once the input is durable; the run happens in the thread's lane. Pass
+        ``envelope_id`` to make a retried submit safe (it is accepted once)."""
+        await self._started
+        if (input is None) == (message is None):
+            raise ValueError("submit needs exactly one of message (text) or input (a graph input dict)")
+        if not thread_id:
+            raise ValueError("submit needs a thread_id")
+        fields: dict[str, Any] = {"sender": sender, "recipient": ORCHESTRATOR, "thread_id": thread_id,
+                                  "kind": USER_MESSAGE if message is not None else GRAPH_INPUT,
+                                  "payload": {"text": message} if message is not None else {"input": to_jsonable(input)}}
+        if envelope_id:
+            fields["id"] = envelope_id
+        receipt = await self.inbox.deliver(Envelope(**fields))
+        return SubmitReceipt(envelope_id=receipt.envelope_id, thread_id=thread_id, status=receipt.status)
+
+    def _publish(self, envelope: Envelope) -> None:
+        try:
+            self.handles.get(EVENTS).publish.remote(envelope)
+        except Exception as exc:  # noqa: BLE001 - reconcile() restores deliveries the bus missed
+            self.handles.forget(EVENTS)
+            log.warning("orchestrator: publishing %s failed: %s", envelope.id, exc)
+
+    # --- handling --------------------------------------------------------------------------------
+    async def _handle(self, envelope: Envelope) -> None:
+        if envelope.kind == USER_MESSAGE:
+            text = envelope.payload.get("text")
+            if not isinstance(text, str):
+                raise ValueError("a user_message payload needs a text string")
+            await self._run(envelope, {"messages": [{"role": "user", "content": text}]})
+        elif envelope.kind == GRAPH_INPUT:
+            await self._run(envelope, envelope.payload.get("input"))
+        elif envelope.kind == TASK_RESULT:
+            await self._task_result(envelope)
+        elif envelope.kind == AGENT_LOST:
+            agent_id = str(envelope.payload["agent_id"])
+            moved = await self.dispatcher.agent_lost(agent_id)
+            log.warning("orchestrator: agent %s lost; reassigning tasks %s", agent_id, moved)
+            try:
+                await self.handles.get(FLEET).forget.remote(agent_id, str(envelope.payload.get("reason", "lost")))
+            except Exception as exc:  # noqa: BLE001 - the fleet finds dead agents at its cap anyway
+                log.warning("orchestrator: fleet.forget(%s) failed: %s", agent_id, exc)
+        else:
+            raise ValueError(f"the orchestrator does not take {envelope.kind!r} envelopes")
+
+    async def _task_result(self, envelope: Envelope) -> None:
+        result = TaskResult.model_validate(envelope.payload)
+        if not envelope.thread_id:
+            raise ValueError("a task_result envelope needs the parent thread_id")
+        self.dispatcher.release(result.agent_id)
+        if not await self.store.finish(result, envelope.id):
+            log.info("orchestrator: ignoring %s for task %s (already closed)", envelope.id, result.task_id)
+            return
+        fabric_metrics.tasks().inc(tags={"outcome": result.status})
+        await self._run(envelope, {"task_results": [result.model_dump(mode="json")]})
+
+    async def _run(self, envelope: Envelope, graph_input: Any) -> None:
+        thread_id = envelope.thread_id
+        if not thread_id:
+            raise ValueError(f"{envelope.kind} envelope {envelope.id} has no thread_id")
+        config = {"configurable": {"thread_id": thread_id, "delegation": self.delegation, "fleet": self.fleet},
+                  "metadata": {ENVELOPE_KEY: envelope.id}}
+        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        if (state.metadata or {}).get(ENVELOPE_KEY) == envelope.id:
+            if not state.next:
+                return  # this envelope's run completed; only its acknowledgement was lost
+            graph_input = None  # resume from the checkpoint instead of applying the input twice
+        started = time.monotonic()
+        self._event(envelope, THREAD_RUN, {"status": "started", "envelope_id": envelope.id,
+                                           "resumed": graph_input is None, "attempt": envelope.attempt})
+        values: Any = None
+        try:
+            async for mode, chunk in self.graph.astream(graph_input, config, stream_mode=["updates", "values"]):
+                if mode == "updates":
+                    self._event(envelope, THREAD_UPDATE, {"envelope_id": envelope.id, "update": to_jsonable(chunk)})
+                else:
+                    values = chunk
+        except Exception as exc:
+            fabric_metrics.runs().inc(tags={"outcome": "error"})
+            self._event(envelope, THREAD_RUN, {"status": "error", "envelope_id": envelope.id,
+                                               "error": f"{type(exc).__name__}: {exc}", "attempt": envelope.attempt})
+            raise
+        self.runs_total += 1
+        fabric_metrics.runs().inc(tags={"outcome": "success"})
+        fabric_metrics.run_seconds().observe(time.monotonic() - started)
+        self._event(envelope, THREAD_RUN, {"status": "finished", "envelope_id": envelope.id,
+                                           "values": to_jsonable(values)})
+
+    def _event(self, cause: Envelope, kind: str, payload: dict[str, Any]) -> None:
+        status = payload.get("status", "")
+        suffix = f"{status}:{cause.attempt}" if kind == THREAD_RUN else f"{time.monotonic_ns()}"
+        self._publish(Envelope(id=f"{kind}:{cause.id}:{suffix}", sender=ORCHESTRATOR, recipient="watchers",
+                               kind=kind, thread_id=cause.thread_id, payload=payload))
+
+    # --- queries and direct control ---------------------------------------------------------------
+    async def get_state(self, thread_id: str) -> dict[str, Any]:
+        await self._started
+        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        return {"values": to_jsonable(state.values), "next": list(state.next),
+                "metadata": to_jsonable(state.metadata), "checkpoint_id":
+                (state.config or {}).get("configurable", {}).get("checkpoint_id")}
+
+    async def delegate(self, instruction: str, parent_thread_id: str, agent_id: str | None = None,
+                       capability: str | None = None) -> TaskInfo:
+        await self._started
+        return await self.delegation.delegate(instruction, parent_thread_id=parent_thread_id, agent_id=agent_id,
+                                              capability=capability)
+
+    async def task_status(self, task_id: str) -> TaskInfo:
+        await self._started
+        return await self.delegation.task_status(task_id)
+
+    async def cancel_task(self, task_id: str) -> TaskInfo:
+        await self._started
+        return await self.delegation.cancel_task(task_id)
+
+    async def tasks(self, thread_id: str) -> list[TaskInfo]:
+        await self._started
+        return await self.store.of_thread(thread_id)
+
+    async def wait_idle(self) -> None:
+        """Return when no envelope is queued or being handled (tests and orderly shutdowns)."""
+        await self._started
+        await self.inbox.wait_idle()
+
+    async def stats(self) -> dict[str, Any]:
+        await self._started
+        return {"inbox": self.inbox.stats(), "runs_total": self.runs_total,
+                "dispatching": len(self.dispatcher._active), "agent_load": dict(self.dispatcher.load)}

@@ -1,0 +1,112 @@
+"""Fleet manager and registry on real Ray and Postgres: spawn, kill, cap, hotpath, TTL, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import ray
+
+from actors.fleet import FleetCapacityError, HotpathAgentError, UnknownAgentError
+from actors.fleet_client import FleetActorClient
+from actors.registry import Registration
+from quadracode_ray.envelope import AGENT_LOST, EnvelopeFilter
+from quadracode_ray.interfaces.fleet import FleetClient, FleetError
+from tests.actors.conftest import eventually
+
+FABRIC_SETTINGS = {"fleet_max_agents": 4}
+
+
+async def registered_ids(system) -> set[str]:
+    return {a.agent_id for a in await system.registry.list.remote()}
+
+
+async def test_spawn_kill_cap_and_hotpath(system):
+    fleet = FleetActorClient(system.settings, system.fleet)
+    assert isinstance(fleet, FleetClient)
+    spawned = [await fleet.spawn_agent(kind="coder", capabilities=["python"]) for _ in range(3)]
+    ids = {a.agent_id for a in spawned}
+    assert len(ids) == 3
+    assert ids <= await registered_ids(system)
+    assert {a.agent_id for a in await fleet.list_agents(capability="python")} == ids
+    assert await fleet.list_agents(capability="rust") == []
+
+    # One slot left: of three concurrent spawns exactly one gets it, the others get the typed error.
+    outcomes = await asyncio.gather(*(fleet.spawn_agent(kind="tester") for _ in range(3)), return_exceptions=True)
+    winners = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(winners) == 1 and len(refused) == 2
+    assert all(isinstance(e, FleetCapacityError) and "agent cap reached" in str(e) for e in refused)
+    assert (await system.fleet.stats.remote())["live"] == 4
+
+    # Kill K=2 and the slots come back; the registry forgets them.
+    for agent in spawned[:2]:
+        await fleet.kill_agent(agent.agent_id)
+    assert (await system.fleet.stats.remote())["live"] == 2
+    assert not {a.agent_id for a in spawned[:2]} & await registered_ids(system)
+    with pytest.raises(UnknownAgentError):
+        await fleet.kill_agent(spawned[0].agent_id)
+
+    # Hotpath: refused without force, allowed with it.
+    hot = spawned[2]
+    assert (await fleet.mark_hotpath(hot.agent_id)).hotpath
+    with pytest.raises(HotpathAgentError, match="hotpath"):
+        await fleet.kill_agent(hot.agent_id)
+    assert hot.agent_id in await registered_ids(system)
+    await fleet.kill_agent(hot.agent_id, force=True)
+    assert hot.agent_id not in await registered_ids(system)
+    await fleet.kill_agent(winners[0].agent_id)
+    assert (await system.fleet.stats.remote())["live"] == 0
+
+
+async def test_bad_spawn_request_changes_nothing(system):
+    before = await system.fleet.stats.remote()
+    with pytest.raises(Exception, match="kind"):
+        await system.fleet.spawn.remote({"kind": "Not A Kind!"})
+    with pytest.raises(Exception, match="extra"):
+        await system.fleet.spawn.remote({"kind": "coder", "bogus": 1})
+    assert await system.fleet.stats.remote() == before
+    assert issubclass(FleetCapacityError, FleetError)
+
+
+async def test_registry_reaps_silent_agents_and_tells_the_orchestrator(system):
+    # An agent that registers and never heartbeats (as if its process froze).
+    await system.registry.register.remote(Registration(agent_id="silent-1", kind="coder", capabilities=["x"]))
+    assert "silent-1" in await registered_ids(system)
+    await eventually(lambda: _not_registered(system, "silent-1"), timeout=10, what="silent agent reaped")
+    notified = await eventually(lambda: system.events.query.remote(
+        EnvelopeFilter(kind=AGENT_LOST, recipient="orchestrator", text_regex="silent-1")),
+        timeout=10, what="agent_lost envelope in the event log")
+    assert len(notified) == 1
+    assert notified[0].envelope.payload["agent_id"] == "silent-1"
+    assert (await system.registry.stats.remote())["reaped_total"] >= 1
+
+
+async def _not_registered(system, agent_id: str) -> bool:
+    return agent_id not in {a.agent_id for a in await system.registry.list.remote(include_unhealthy=True)}
+
+
+async def test_agents_register_again_after_the_registry_restarts(system):
+    fleet = FleetActorClient(system.settings, system.fleet)
+    agents = [await fleet.spawn_agent(kind="coder") for _ in range(2)]
+    ids = {a.agent_id for a in agents}
+    before = await system.registry.stats.remote()
+    ray.kill(system.registry, no_restart=False)
+    await eventually(lambda: _restarted(system, before["started_at"]), timeout=30, what="registry restart")
+    # Converges within about one heartbeat interval (0.2 s); allow scheduling slack on a busy machine.
+    await eventually(lambda: _all_registered(system, ids), timeout=10, what="agents registered again")
+    infos = {a.agent_id: a for a in await system.registry.list.remote()}
+    assert all(infos[i].healthy for i in ids)
+    for agent in agents:
+        await fleet.kill_agent(agent.agent_id)
+
+
+async def _restarted(system, started_at: str) -> bool:
+    try:
+        return (await system.registry.stats.remote())["started_at"] != started_at
+    except ray.exceptions.RayActorError:
+        return False
+
+
+async def _all_registered(system, ids: set[str]) -> bool:
+    return ids <= await registered_ids(system)
