@@ -221,6 +221,15 @@ class Settings(BaseSettings):
         description="Wait for the WAL flush on each accepted envelope. Off: an actor crash still loses nothing; a crash of Postgres itself may lose its last ~0.6 s.",
     )
 
+    # --- LangGraph API: auth and crons ----------------------------------------------------------------
+    auth_api_keys: SecretStr | None = Field(
+        default=None,
+        description="API keys as JSON {owner: key or [keys]}; when set, every API route but /ok and /health needs 'Authorization: Bearer <key>' or 'X-Api-Key', and each owner sees only its own resources.",
+    )
+    cron_poll_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="Longest a due cron waits before an API replica's scheduler fires it."
+    )
+
     # --- operations ----------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of every process of the system."
@@ -250,6 +259,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"must be provider:model with provider one of {', '.join(KNOWN_PROVIDERS)} (got {value!r})"
             )
+        return value
+
+    @field_validator("auth_api_keys")
+    @classmethod
+    def _auth_keys_json(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            parsed = json.loads(value.get_secret_value())
+        except ValueError:
+            raise ValueError('must be JSON {"owner": "key"} (the value is not JSON)') from None
+        if not isinstance(parsed, dict) or not parsed:
+            raise ValueError('must be a non-empty JSON object {"owner": "key" or ["key", ...]}')
         return value
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""/ok, /health and /info: liveness, readiness and what this server is."""
+"""/ok, /health, /info and /metrics: liveness, readiness, what this server is, its figures."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import asyncio
 import time
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from quadracode_ray import NAMESPACE, __version__
+from serve_app.metrics_http import prometheus_text
 
 router = APIRouter(tags=["System"])
 
@@ -52,3 +53,11 @@ async def info(request: Request) -> dict:
             ),
         },
     }
+
+
+@router.get("/metrics", summary="Prometheus metrics of this API replica (text format)",
+            response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}})
+async def prometheus_metrics() -> Response:
+    body, content_type = prometheus_text()
+    return Response(content=body, media_type=content_type)
