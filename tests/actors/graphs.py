@@ -1,8 +1,8 @@
 """A small real LangGraph orchestrator graph for the fabric's tests.
 
-User messages: ``delegate: <instruction>`` delegates through the DelegationClient found in
+User messages: ``delegate[@capability]: <instruction>`` delegates through the DelegationClient found in
 ``config["configurable"]["delegation"]``; ``pause: <path>`` hangs in node ``pause`` the first
-time (creating <path>), so a test can kill the orchestrator mid-run; anything else is echoed.
+time (creating <path>), so a test can kill the orchestrator mid-run; ``crash`` always raises; anything else is echoed.
 Task results are answered with ``result <task id>: <output>``; a result whose output contains
 ``flaky`` makes the graph raise twice (per orchestrator process) before it succeeds.
 """
@@ -46,10 +46,14 @@ async def think(state: State, config) -> dict[str, Any]:
     user = [m for m in messages if m.get("role") == "user"]
     for message in user[state.get("handled_messages", 0):]:
         text = message["content"]
-        if text.startswith("delegate:"):
-            info = await delegation.delegate(text[len("delegate:"):].strip(), parent_thread_id=thread_id)
+        if text.startswith("delegate"):
+            head, _, instruction = text.partition(":")
+            capability = head.partition("@")[2] or None
+            info = await delegation.delegate(instruction.strip(), parent_thread_id=thread_id, capability=capability)
             out["delegated"].append(info.task_id)
             out["messages"].append({"role": "assistant", "content": f"delegated {info.task_id}"})
+        elif text == "crash":
+            raise RuntimeError("this graph always fails on 'crash'")
         elif text.startswith("pause:"):
             out["pause_path"] = text[len("pause:"):].strip()
         else:

@@ -1,0 +1,172 @@
+"""The orchestrator with real agents, Ray and Postgres: delegation round trips, retries that
+reach the graph exactly once, a SIGKILLed agent, a killed orchestrator. In each, the envelopes
+are counted against the event log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+
+import psycopg
+import pytest
+import ray
+
+from actors.client import FabricClient, RunFailed
+from quadracode_ray.envelope import (
+    AGENT_LOST,
+    DEAD_LETTER,
+    TASK,
+    TASK_RESULT,
+    USER_MESSAGE,
+    EnvelopeFilter,
+)
+from tests.actors.conftest import eventually
+
+FABRIC_SETTINGS = {"fleet_max_agents": 6, "delivery_max_attempts": 3}
+CARRIED = [USER_MESSAGE, TASK, TASK_RESULT]
+
+
+def new_thread() -> str:
+    return f"thread-{uuid.uuid4().hex[:8]}"
+
+
+async def logged(system, thread_id: str, kinds: list[str] = CARRIED) -> dict[str, list]:
+    found = await system.events.query.remote(EnvelopeFilter(thread_id=thread_id, kinds=kinds), limit=1000)
+    by_kind: dict[str, list] = {kind: [] for kind in kinds}
+    for item in found:
+        by_kind[item.envelope.kind].append(item.envelope)
+    return by_kind
+
+
+async def expect_logged(system, thread_id: str, counts: dict[str, int]) -> dict[str, list]:
+    """Every envelope of the thread is in the event log, exactly once each."""
+    async def complete():
+        by_kind = await logged(system, thread_id, list(counts))
+        return by_kind if {k: len(v) for k, v in by_kind.items()} == counts else None
+    by_kind = await eventually(complete, timeout=20, what=f"event log of {thread_id} to hold {counts}")
+    ids = [e.id for envelopes in by_kind.values() for e in envelopes]
+    assert len(ids) == len(set(ids))
+    return by_kind
+
+
+def assistant_texts(values: dict) -> list[str]:
+    return [m["content"] for m in values.get("messages", []) if m.get("role") == "assistant"]
+
+
+async def thread_values(client: FabricClient, thread_id: str) -> dict:
+    return (await client.get_state(thread_id))["values"]
+
+
+async def result_message(client: FabricClient, thread_id: str, task_id: str) -> list[str]:
+    return [t for t in assistant_texts(await thread_values(client, thread_id)) if t.startswith(f"result {task_id}")]
+
+
+async def test_user_message_runs_the_thread(system):
+    client = FabricClient.from_handles(system)
+    thread = new_thread()
+    values = await client.run_and_wait(thread, "hello", timeout_s=60)
+    assert assistant_texts(values) == ["echo: hello"]
+    values = await client.run_and_wait(thread, "again", timeout_s=60)
+    assert assistant_texts(values) == ["echo: hello", "echo: again"]  # checkpointed between runs
+    await expect_logged(system, thread, {USER_MESSAGE: 2})
+
+
+async def test_round_trip_orchestrator_agent_orchestrator(system):
+    client = FabricClient.from_handles(system)
+    thread = new_thread()
+    values = await client.run_and_wait(thread, "delegate: compute the answer", timeout_s=60)
+    (task_id,) = values["delegated"]  # delegation returned at once: the run finished before the agent
+    texts = await eventually(lambda: result_message(client, thread, task_id), timeout=60, what="task result")
+    assert texts == [f"result {task_id}: succeeded done: compute the answer"]
+    info = await system.orchestrator.task_status.remote(task_id)
+    assert info.status == "succeeded" and info.agent_id
+    by_kind = await expect_logged(system, thread, {USER_MESSAGE: 1, TASK: 1, TASK_RESULT: 1})
+    assert by_kind[TASK][0].recipient == info.agent_id
+    assert by_kind[TASK_RESULT][0].sender == info.agent_id
+
+
+async def test_handler_failing_twice_reaches_the_graph_once(system):
+    client = FabricClient.from_handles(system)
+    thread = new_thread()
+    values = await client.run_and_wait(thread, "delegate: a flaky job", timeout_s=60)
+    (task_id,) = values["delegated"]
+    await eventually(lambda: result_message(client, thread, task_id), timeout=60, what="task result")
+    await system.orchestrator.wait_idle.remote()
+    values = await thread_values(client, thread)
+    assert [r["task_id"] for r in values["task_results"]] == [task_id]
+    assert len(await result_message(client, thread, task_id)) == 1
+    by_kind = await expect_logged(system, thread, {USER_MESSAGE: 1, TASK: 1, TASK_RESULT: 1})
+    result_id = by_kind[TASK_RESULT][0].id
+    with psycopg.connect(system.settings.database_url) as conn:
+        status, attempts = conn.execute(
+            "SELECT status, attempts FROM qr_deliveries WHERE recipient = 'orchestrator' AND envelope_id = %s",
+            (result_id,)).fetchone()
+    assert (status, attempts) == ("done", 3)  # two failed attempts, the third handled
+
+
+async def test_a_handler_that_always_fails_becomes_a_dead_letter(system):
+    client = FabricClient.from_handles(system)
+    thread = new_thread()
+    with pytest.raises(RunFailed, match="always fails"):
+        await client.run_and_wait(thread, "crash", timeout_s=60)
+    dead = await system.events.dead_letters.remote(20)
+    mine = [d for d in dead if (d["envelope"] or {}).get("thread_id") == thread]
+    assert len(mine) == 1 and mine[0]["attempts"] == 3 and "always fails" in mine[0]["error"]
+    await expect_logged(system, thread, {USER_MESSAGE: 1, DEAD_LETTER: 1})
+
+
+async def test_sigkilled_agent_task_goes_to_a_new_agent(system):
+    client = FabricClient.from_handles(system)
+    thread = new_thread()
+    victim = await system.fleet.spawn.remote({"kind": "coder", "capabilities": ["sigkill"]})
+    values = await client.run_and_wait(thread, f"delegate@sigkill: hang-on:{victim.agent_id} then finish",
+                                       timeout_s=60)
+    (task_id,) = values["delegated"]
+    handle = await system.fleet.get_handle.remote(victim.agent_id)
+    await eventually(lambda: _running(handle, task_id), timeout=30, what="task running on the victim")
+    os.kill(await handle.pid.remote(), signal.SIGKILL)
+
+    texts = await eventually(lambda: result_message(client, thread, task_id), timeout=60, what="reassigned result")
+    assert texts == [f"result {task_id}: succeeded done: hang-on:{victim.agent_id} then finish"]
+    info = await system.orchestrator.task_status.remote(task_id)
+    assert info.status == "succeeded" and info.agent_id != victim.agent_id
+    lost = await system.events.query.remote(EnvelopeFilter(kind=AGENT_LOST, text_regex=victim.agent_id))
+    assert len(lost) == 1  # the orchestrator learnt it from the registry
+    by_kind = await expect_logged(system, thread, {USER_MESSAGE: 1, TASK: 2, TASK_RESULT: 1})
+    assert [e.recipient for e in by_kind[TASK]] == [victim.agent_id, info.agent_id]
+    assert victim.agent_id not in {a.agent_id for a in await system.fleet.list.remote()}
+
+
+async def _running(handle, task_id: str) -> bool:
+    return task_id in (await handle.status.remote())["running_tasks"]
+
+
+async def test_killed_orchestrator_continues_the_thread_from_its_checkpoint(system, tmp_path):
+    client = FabricClient.from_handles(system)
+    thread = new_thread()
+    marker = tmp_path / "paused"
+    receipt = await client.submit_user_message(thread, f"pause: {marker}")
+    await eventually(lambda: _exists(marker), timeout=60, what="the graph to reach node pause")
+    ray.kill(system.orchestrator, no_restart=False)
+
+    values = await eventually(lambda: _finished(client, thread), timeout=90, what="thread resumed after restart")
+    assert values["think_runs"] == 1  # node think ran once: the restart resumed from its checkpoint
+    assert assistant_texts(values).count("resumed after pause") == 1
+    with psycopg.connect(system.settings.database_url) as conn:
+        (status,) = conn.execute("SELECT status FROM qr_deliveries WHERE envelope_id = %s",
+                                 (receipt.envelope_id,)).fetchone()
+    assert status == "done"
+    await expect_logged(system, thread, {USER_MESSAGE: 1})
+
+
+async def _exists(path) -> bool:
+    return path.exists()
+
+
+async def _finished(client: FabricClient, thread: str):
+    try:
+        values = await thread_values(client, thread)
+    except ray.exceptions.RayActorError:
+        return None
+    return values if "resumed after pause" in assistant_texts(values) else None
