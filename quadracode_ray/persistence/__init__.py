@@ -2,7 +2,11 @@
 
 from quadracode_ray.persistence.bootstrap import DatabaseInfo, prepare_database
 from quadracode_ray.persistence.embedded import EmbeddedPostgres
-from quadracode_ray.persistence.migrations import MigrationError, apply_migrations, applied_migrations
+from quadracode_ray.persistence.migrations import (
+    MigrationError,
+    applied_migrations,
+    apply_migrations,
+)
 from quadracode_ray.persistence.pool import open_async_pool, open_sync_pool
 
 __all__ = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -91,6 +92,7 @@ def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_clu
             assert conn.execute("SELECT count(*) FROM qr_system_starts").fetchone()[0] == 2
     finally:
         EmbeddedPostgres(pgdata).stop()
+        shutil.rmtree(env["QUADRACODE_DATA_DIR"], ignore_errors=True)
     assert ray.get(ray.put("still here")) == "still here"
 
 

@@ -1,6 +1,9 @@
 """Embedded Postgres, versioned migrations, pools and LangGraph's tables, on a real server."""
 
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -123,10 +126,16 @@ async def test_pool_serves_langgraph_checkpointer_and_store(database_url: str) -
         await pool.close()
 
 
-def test_embedded_server_keeps_data_across_stop_and_start(tmp_path: Path) -> None:
-    # A short path: the unix socket lives in the data folder.
-    pgdata = Path("/tmp") / f"qr-emb-{tmp_path.name[-8:]}" / "pg"
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A fresh folder with a short path: the embedded server's unix socket lives in it."""
+    path = Path(tempfile.mkdtemp(prefix="qr-emb-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_embedded_server_keeps_data_across_stop_and_start(short_dir: Path) -> None:
+    pgdata = short_dir / "pg"
     server = EmbeddedPostgres(pgdata)
     try:
         url = server.start()
@@ -144,9 +153,8 @@ def test_embedded_server_keeps_data_across_stop_and_start(tmp_path: Path) -> Non
         server.stop()
 
 
-def test_prepare_database_starts_embedded_server_when_no_url(tmp_path: Path) -> None:
-    data_dir = Path("/tmp") / f"qr-prep-{tmp_path.name[-8:]}"
-    settings = Settings(_env_file=None, data_dir=data_dir)
+def test_prepare_database_starts_embedded_server_when_no_url(short_dir: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=short_dir)
     try:
         first = prepare_database(settings, record_start="127.0.0.1:1")
         second = prepare_database(settings, record_start="127.0.0.1:1")
