@@ -31,10 +31,6 @@ class UpResult:
     scripted_model: bool
     checks: list[Check] = field(default_factory=list)
 
-    @property
-    def panel_url(self) -> str:
-        return f"{self.api_url}/ui"
-
 
 @contextmanager
 def _step(report: Report, label: str) -> Iterator[None]:
