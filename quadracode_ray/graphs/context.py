@@ -51,21 +51,23 @@ def _summary_line(message: BaseMessage, width: int) -> str:
 
 
 def summarise(messages: Sequence[BaseMessage], width: int, max_tokens: int) -> SystemMessage:
-    """One line per message, the most recent kept when even the summary is too long."""
-    lines = [_summary_line(m, width) for m in messages]
-    kept: list[str] = []
+    """One line per message in order. When even that is too long, the human's lines are kept
+    first (instructions and facts live there), then the assistant's, then tool outputs, each
+    group from the most recent back."""
+    lines = [_summary_line(m, width if m.type == "human" else width // 2) for m in messages]
+    rank = {"human": 0, "ai": 1}
+    order = sorted(range(len(lines)), key=lambda i: (rank.get(messages[i].type, 2), -i))
+    kept: set[int] = set()
     used = 0
-    for line in reversed(lines):
-        cost = math.ceil(len(line) / 4) + 1
-        if used + cost > max_tokens:
-            break
-        kept.append(line)
-        used += cost
-    kept.reverse()
+    for index in order:
+        cost = math.ceil(len(lines[index]) / 4) + 1
+        if used + cost <= max_tokens:
+            kept.add(index)
+            used += cost
     omitted = len(lines) - len(kept)
     head = f"Summary of {len(messages)} earlier messages (full history is kept in the thread)"
-    head += f"; the {omitted} oldest are left out" if omitted else ""
-    return SystemMessage(head + ":\n" + "\n".join(kept))
+    head += f"; {omitted} left out" if omitted else ""
+    return SystemMessage(head + ":\n" + "\n".join(lines[i] for i in sorted(kept)))
 
 
 def fit_to_budget(system: Sequence[BaseMessage], messages: Sequence[BaseMessage],

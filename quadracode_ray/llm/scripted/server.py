@@ -160,7 +160,8 @@ class ScriptedServer:
         self.faults = FaultPlan()
         self.app = build_app(delay_s=delay_s, faults=self.faults)
         self._server = uvicorn.Server(uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning",
-                                                     lifespan="off", access_log=False))
+                                                     lifespan="off", access_log=False,
+                                                     timeout_graceful_shutdown=1))
         self._thread: threading.Thread | None = None
 
     @property
@@ -193,6 +194,7 @@ class ScriptedServer:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._server.should_exit = True
+        self._server.force_exit = True  # do not wait for stalled (fault-injected) requests
         if self._thread is not None:
             self._thread.join(timeout_s)
 
