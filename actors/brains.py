@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import inspect
 import shlex
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from actors.common import call_with_supported, load_object, to_jsonable
+from actors.common import accepted_parameters, call_with_supported, load_object, to_jsonable
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.fleet import TaskResult
 from quadracode_ray.interfaces.workspace import WorkspaceClient
@@ -74,45 +75,88 @@ class ScriptBrain:
 
 
 class GraphBrain:
-    """Adapts a LangGraph agent graph to AgentBrain."""
+    """Adapts a LangGraph agent graph to AgentBrain; the graph is built on the first task, with
+    the agent's workspace client, by ``build(workspace)``."""
 
-    def __init__(self, graph: Any):
-        self.graph = graph
+    def __init__(self, build: Callable[[WorkspaceClient], Any]):
+        self._build = build
+        self.graph: Any = None
 
     async def run(self, task: TaskRequest, workspace: WorkspaceClient) -> TaskResult:
+        if self.graph is None:
+            self.graph = self._build(workspace)
         config = {"configurable": {"thread_id": f"task:{task.task_id}:{task.attempt}", "workspace": workspace,
                                    "agent_id": task.agent_id, "task_id": task.task_id}}
-        state = await self.graph.ainvoke({"messages": [{"role": "user", "content": task.instruction}]}, config)
-        return TaskResult(task_id=task.task_id, agent_id=task.agent_id, status="succeeded",
-                          output=_final_text(state))
+        graph_input = {"messages": [{"role": "user", "content": task.instruction}], "task": task.instruction,
+                       "task_id": task.task_id}
+        state = await self.graph.ainvoke(graph_input, config)
+        return _result_of(task, state)
 
 
-def _final_text(state: Any) -> str:
+def _result_of(task: TaskRequest, state: Any) -> TaskResult:
+    base = {"task_id": task.task_id, "agent_id": task.agent_id}
     if isinstance(state, dict):
-        if isinstance(state.get("result"), str):
-            return state["result"]
+        if state.get("__interrupt__"):
+            return TaskResult(**base, status="failed",
+                              error=f"the agent stopped for human input: {to_jsonable(state['__interrupt__'])}")
+        result = state.get("result")
+        if isinstance(result, dict) and result.get("status") in ("succeeded", "failed", "cancelled"):
+            return TaskResult(**base, status=result["status"], output=str(result.get("output") or ""),
+                              error=result.get("error"), artifacts=[str(a) for a in result.get("artifacts") or []])
+        if isinstance(result, str):
+            return TaskResult(**base, status="succeeded", output=result)
         messages = state.get("messages") or []
         if messages:
             last = messages[-1]
             content = last.get("content") if isinstance(last, dict) else getattr(last, "content", last)
-            return content if isinstance(content, str) else str(to_jsonable(content))
-    return str(to_jsonable(state))
+            text = content if isinstance(content, str) else str(to_jsonable(content))
+            return TaskResult(**base, status="succeeded", output=text)
+    return TaskResult(**base, status="succeeded", output=str(to_jsonable(state)))
 
 
 def build_default_brain() -> AgentBrain:
     return ScriptBrain()
 
 
+def _chat_model(settings: Settings) -> Any:
+    from quadracode_ray.llm import make_chat_model
+
+    return make_chat_model(settings.default_model, settings)
+
+
 def load_brain(path: str, *, settings: Settings, agent_id: str, kind: str, capabilities: list[str]) -> AgentBrain:
+    """The brain ``path`` names: an AgentBrain factory, a graph, or a graph factory (which may take
+    ``model``, ``workspace``, ``checkpointer``, ``agent_id``, ``settings``, ``kind``, ``capabilities``)."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
     factory = load_object(path)
-    made = call_with_supported(factory, settings=settings, agent_id=agent_id, kind=kind, capabilities=capabilities) \
-        if callable(factory) and not hasattr(factory, "ainvoke") else factory
+    if hasattr(factory, "ainvoke"):
+        return GraphBrain(lambda _workspace: factory)
+    if hasattr(factory, "compile"):
+        return GraphBrain(lambda _workspace: factory.compile(checkpointer=InMemorySaver()))
+    if not callable(factory):
+        raise TypeError(f"{path!r} is a {type(factory).__name__}: expected a brain factory or a LangGraph graph")
+    common = {"settings": settings, "agent_id": agent_id, "kind": kind, "capabilities": capabilities}
+    lazy = {"model": lambda: _chat_model(settings), "checkpointer": InMemorySaver}
+    accepted = accepted_parameters(factory)
+    if accepted is not None and "workspace" in accepted:
+        # A graph factory that needs the workspace: build it on the first task.
+        return GraphBrain(lambda workspace: _graph(call_with_supported(factory, lazy=lazy, workspace=workspace,
+                                                                       **common), path))
+    made = call_with_supported(factory, lazy=lazy, **common)
     if inspect.isawaitable(made):
         raise TypeError(f"agent brain factory {path!r} must be synchronous")
     if hasattr(made, "run") and not hasattr(made, "ainvoke"):
         return made
+    graph = _graph(made, path)
+    return GraphBrain(lambda _workspace: graph)
+
+
+def _graph(made: Any, path: str) -> Any:
     if hasattr(made, "compile") and not hasattr(made, "ainvoke"):
-        made = made.compile()
-    if hasattr(made, "ainvoke"):
-        return GraphBrain(made)
-    raise TypeError(f"{path!r} gave {type(made).__name__}: expected an AgentBrain (async run) or a LangGraph graph")
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        made = made.compile(checkpointer=InMemorySaver())
+    if not hasattr(made, "ainvoke"):
+        raise TypeError(f"{path!r} gave {type(made).__name__}: expected an AgentBrain (async run) or a LangGraph graph")
+    return made

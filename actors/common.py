@@ -57,15 +57,29 @@ def load_object(path: str) -> Any:
     return obj
 
 
-def call_with_supported(factory: Callable[..., Any], **available: Any) -> Any:
-    """Call ``factory`` with those of ``available`` it accepts (all of them if it takes **kwargs)."""
+def accepted_parameters(factory: Callable[..., Any]) -> set[str] | None:
+    """Keyword names ``factory`` accepts; None when it takes any (**kwargs) or cannot be inspected."""
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
-        return factory(**available)
+        return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return factory(**available)
-    return factory(**{name: value for name, value in available.items() if name in params})
+        return None
+    return {name for name, p in params.items()
+            if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+
+
+def call_with_supported(factory: Callable[..., Any], *, lazy: dict[str, Callable[[], Any]] | None = None,
+                        **available: Any) -> Any:
+    """Call ``factory`` with those of ``available`` it accepts (all of them if it takes **kwargs).
+
+    ``lazy`` values are made only when the factory names them (a chat model, a workspace)."""
+    accepted = accepted_parameters(factory)
+    kwargs = {name: value for name, value in available.items() if accepted is None or name in accepted}
+    for name, make in (lazy or {}).items():
+        if accepted is not None and name in accepted:
+            kwargs[name] = make()
+    return factory(**kwargs)
 
 
 async def open_fabric_pool(settings: Settings, *, name: str, max_size: int | None = None) -> AsyncConnectionPool:

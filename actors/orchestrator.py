@@ -38,6 +38,7 @@ from actors.dispatch import Dispatcher
 from actors.fleet_client import FleetActorClient
 from actors.metrics import install_ray_metrics
 from actors.tasks import FabricDelegation, TaskStore
+from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import (
     AGENT_LOST,
@@ -54,6 +55,8 @@ from quadracode_ray.persistence import open_async_pool
 log = logging.getLogger(__name__)
 ENVELOPE_KEY = "qr_envelope_id"
 SYSTEM_LANE = "_system"
+ORCHESTRATOR_WORKSPACE = "default"
+"""The workspace the orchestrator graph's own workspace tools act on."""
 
 
 class SubmitReceipt(BaseModel):
@@ -67,7 +70,9 @@ class SubmitReceipt(BaseModel):
 def build_graph(settings: Settings, **clients: Any) -> Any:
     """The orchestrator graph from ``settings.orchestrator_graph``, compiled with the checkpointer."""
     factory = load_object(settings.orchestrator_graph)
-    graph = call_with_supported(factory, settings=settings, **clients) if callable(factory) and \
+    lazy = {"model": lambda: _chat_model(settings),
+            "workspace": lambda: LazyWorkspace(ORCHESTRATOR_WORKSPACE, settings)}
+    graph = call_with_supported(factory, lazy=lazy, settings=settings, **clients) if callable(factory) and \
         not hasattr(factory, "ainvoke") else factory
     if hasattr(graph, "compile") and not hasattr(graph, "ainvoke"):
         return graph.compile(checkpointer=clients["checkpointer"])
@@ -76,6 +81,12 @@ def build_graph(settings: Settings, **clients: Any) -> Any:
     if getattr(graph, "checkpointer", None) in (None, False, True):
         graph.checkpointer = clients["checkpointer"]
     return graph
+
+
+def _chat_model(settings: Settings) -> Any:
+    from quadracode_ray.llm import make_chat_model
+
+    return make_chat_model(settings.default_model, settings)
 
 
 @ray.remote(num_cpus=0)

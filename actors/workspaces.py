@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from typing import Any
 
-from actors.common import EVENTS, get_actor
+from actors.common import EVENTS, get_actor, load_object
 from quadracode_ray.config import Settings
-from quadracode_ray.interfaces.workspace import WorkspaceClient
+from quadracode_ray.interfaces.workspace import ExecResult, FileInfo, SnapshotInfo, WorkspaceClient
 
 
 class EventBusSink:
@@ -30,3 +32,53 @@ async def sandbox_workspace_client(workspace_id: str, settings: Settings) -> Wor
     from sandbox.client import get_workspace
 
     return await get_workspace(workspace_id, settings, event_sink=EventBusSink(settings))
+
+
+class LazyWorkspace:
+    """A WorkspaceClient that makes the real one (``settings.workspace_client_factory``) on first
+    use, so an actor starts at once even when its sandbox container takes seconds to start."""
+
+    def __init__(self, workspace_id: str, settings: Settings):
+        self._workspace_id = workspace_id
+        self._settings = settings
+        self._client: WorkspaceClient | None = None
+        self._lock: asyncio.Lock | None = None
+
+    @property
+    def workspace_id(self) -> str:
+        return self._workspace_id
+
+    async def client(self) -> WorkspaceClient:
+        if self._client is None:
+            self._lock = self._lock or asyncio.Lock()
+            async with self._lock:
+                if self._client is None:
+                    factory = load_object(self._settings.workspace_client_factory)
+                    made = factory(self._workspace_id, self._settings)
+                    self._client = await made if inspect.isawaitable(made) else made
+        return self._client
+
+    async def exec(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None,
+                   timeout: float = 60.0) -> ExecResult:
+        return await (await self.client()).exec(command, cwd=cwd, env=env, timeout=timeout)
+
+    async def read_file(self, path: str) -> bytes:
+        return await (await self.client()).read_file(path)
+
+    async def write_file(self, path: str, data: bytes | str) -> FileInfo:
+        return await (await self.client()).write_file(path, data)
+
+    async def list_files(self, path: str = ".", *, recursive: bool = False) -> list[FileInfo]:
+        return await (await self.client()).list_files(path, recursive=recursive)
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        await (await self.client()).delete(path, recursive=recursive)
+
+    async def snapshot(self, label: str | None = None) -> SnapshotInfo:
+        return await (await self.client()).snapshot(label)
+
+    def __getattr__(self, name: str) -> Any:
+        # Extra methods of the real client (stat, move, ...) once it exists.
+        if name.startswith("_") or self._client is None:
+            raise AttributeError(name)
+        return getattr(self._client, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -37,9 +38,25 @@ class MemoryWorkspace:
         self.commands.append(command)
         if command.startswith("echo "):
             return ExecResult(exit_code=0, stdout=command[5:] + "\n", stderr="", duration_ms=0.0)
+        if command.startswith("python3 ") or command.startswith("python "):
+            return self._python(command.split(" ", 1)[1].strip())
         if command == "false":
             return ExecResult(exit_code=1, stdout="", stderr="false failed", duration_ms=0.0)
         return ExecResult(exit_code=127, stdout="", stderr=f"{command}: not found", duration_ms=0.0)
+
+    def _python(self, path: str) -> ExecResult:
+        """Runs files made of print(<literal>) lines, which is what the scripted model writes."""
+        source = self.files.get(self._key(path))
+        if source is None:
+            return ExecResult(exit_code=2, stdout="", stderr=f"can't open file {path!r}", duration_ms=0.0)
+        out = []
+        for line in source.decode().splitlines():
+            line = line.strip()
+            if line.startswith("print(") and line.endswith(")"):
+                out.append(str(ast.literal_eval(line[6:-1])))
+            elif line and not line.startswith("#"):
+                return ExecResult(exit_code=1, stdout="", stderr=f"cannot run {line!r}", duration_ms=0.0)
+        return ExecResult(exit_code=0, stdout="".join(f"{o}\n" for o in out), stderr="", duration_ms=0.0)
 
     async def read_file(self, path: str) -> bytes:
         try:

@@ -1,0 +1,127 @@
+"""The event bus on real Ray and Postgres: logged once, watched live, queried, bounded, repaired."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from actors.client import FabricClient
+from quadracode_ray.envelope import Envelope, EnvelopeFilter
+
+FABRIC_SETTINGS = {"event_ring_size": 10}
+
+
+def env(i: int, **fields) -> Envelope:
+    base = {"sender": "tester", "recipient": "someone", "kind": "note", "thread_id": "events-t1",
+            "payload": {"n": i, "text": f"message number {i}"}}
+    return Envelope(**{**base, **fields})
+
+
+async def test_published_once_and_read_back_with_a_cursor(system):
+    bus = system.events
+    start = (await bus.stats.remote())["last_seq"]
+    first = env(1)
+    assert await bus.publish.remote(first) is True
+    assert await bus.publish.remote(first) is False  # same id: logged once
+    assert await bus.publish_many.remote([env(2), env(3), first]) == 2
+    page = await bus.poll.remote(start, EnvelopeFilter(thread_id="events-t1"))
+    assert [e.envelope.payload["n"] for e in page.events] == [1, 2, 3]
+    assert (await bus.poll.remote(page.cursor, EnvelopeFilter(thread_id="events-t1"))).events == []
+    assert await bus.count.remote(EnvelopeFilter(thread_id="events-t1")) == 3
+
+
+async def test_poll_waits_for_the_next_envelope_pushed_not_polled(system):
+    bus = system.events
+    cursor = (await bus.stats.remote())["last_seq"]
+    waiting = bus.poll.remote(cursor, EnvelopeFilter(kind="wake"), 10, 30.0)
+    await bus.publish.remote(env(1, kind="other"))
+    await bus.publish.remote(env(2, kind="wake"))
+    page = await waiting
+    assert [e.envelope.kind for e in page.events] == ["wake"]
+
+
+async def test_watch_streams_matching_envelopes_in_order(system):
+    client = FabricClient.from_handles(system)
+    cursor = await client.cursor()
+    received: list[int] = []
+
+    async def consume():
+        async for logged in client.watch(EnvelopeFilter(thread_id="watched"), cursor=cursor):
+            received.append(logged.envelope.payload["n"])
+            if len(received) == 5:
+                return
+
+    consumer = asyncio.ensure_future(consume())
+    for i in range(5):
+        await system.events.publish.remote(env(i, thread_id="watched"))
+        await system.events.publish.remote(env(100 + i, thread_id="not-watched"))
+    await asyncio.wait_for(consumer, 30)
+    assert received == [0, 1, 2, 3, 4]
+
+
+async def test_query_filters_and_regex_and_time_range(system):
+    bus = system.events
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    await bus.publish_many.remote([
+        env(1, sender="alpha", recipient="beta", kind="q-kind", thread_id="q", created_at=t0),
+        env(2, sender="alpha", recipient="gamma", kind="q-kind", thread_id="q",
+            payload={"text": "needle in a haystack"}),
+        env(3, sender="delta", recipient="beta", kind="q-other", thread_id="q"),
+    ])
+    def ns(items):
+        return sorted(e.envelope.sender + ">" + e.envelope.recipient for e in items)
+    assert ns(await bus.query.remote(EnvelopeFilter(thread_id="q", sender="alpha"))) == ["alpha>beta", "alpha>gamma"]
+    assert ns(await bus.query.remote(EnvelopeFilter(thread_id="q", recipient="beta"))) == ["alpha>beta", "delta>beta"]
+    assert ns(await bus.query.remote(EnvelopeFilter(thread_id="q", kind="q-other"))) == ["delta>beta"]
+    assert ns(await bus.query.remote(EnvelopeFilter(text_regex="need+le"))) == ["alpha>gamma"]
+    recent = await bus.query.remote(EnvelopeFilter(thread_id="q", since=t0 + timedelta(hours=1)))
+    assert len(recent) == 2
+    old = await bus.query.remote(EnvelopeFilter(thread_id="q", until=t0 + timedelta(minutes=1)))
+    assert [e.envelope.payload["n"] for e in old] == [1]
+    with pytest.raises(ValueError, match="regular expression"):
+        EnvelopeFilter(text_regex="(unclosed")
+
+
+async def test_ring_is_bounded_and_old_cursors_read_history(system):
+    bus = system.events
+    cursor = (await bus.stats.remote())["last_seq"]
+    await bus.publish_many.remote([env(i, thread_id="ring") for i in range(25)])
+    stats = await bus.stats.remote()
+    assert stats["ring"] == stats["ring_size"] == 10
+    page = await bus.poll.remote(cursor, EnvelopeFilter(thread_id="ring"), 100)
+    assert [e.envelope.payload["n"] for e in page.events] == list(range(25))
+
+
+async def test_retention_prunes_old_history(system):
+    bus = system.events
+    old_time = datetime.now(UTC) - timedelta(days=400)
+    await bus.publish.remote(env(1, thread_id="ancient", created_at=old_time))
+    await bus.publish.remote(env(2, thread_id="ancient"))
+    assert await bus.prune.remote() >= 1  # the default retention (30 days) removes the old one
+    left = await bus.query.remote(EnvelopeFilter(thread_id="ancient"))
+    assert [e.envelope.payload["n"] for e in left] == [2]
+
+
+async def test_reconcile_logs_accepted_envelopes_the_bus_never_saw(system):
+    lost = env(7, thread_id="repaired", recipient="orchestrator")
+    with psycopg.connect(system.settings.database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO qr_deliveries (recipient, envelope_id, envelope, status) VALUES (%s, %s, %s, 'done')",
+                     (lost.recipient, lost.id, json.dumps(json.loads(lost.model_dump_json()))))
+    assert await system.events.count.remote(EnvelopeFilter(thread_id="repaired")) == 0
+    assert await system.events.reconcile.remote() == 1
+    (logged,) = await system.events.query.remote(EnvelopeFilter(thread_id="repaired"))
+    assert logged.envelope.id == lost.id and logged.envelope.payload == lost.payload
+    assert await system.events.reconcile.remote() == 0
+
+
+async def test_sandbox_events_are_logged_through_emit(system):
+    from sandbox.models import SandboxEvent
+
+    event = SandboxEvent(workspace_id="ws1", operation="exec", duration_ms=3.5, outcome="ok", at=datetime.now(UTC))
+    event_id = await system.events.emit.remote(event)
+    (logged,) = await system.events.query.remote(EnvelopeFilter(kind="system_event", sender="workspace:ws1"))
+    assert logged.envelope.id == event_id and logged.envelope.payload["operation"] == "exec"
