@@ -15,6 +15,7 @@ from ray.serve import Application
 from quadracode_ray import __version__
 from quadracode_ray.config import load_settings
 from serve_app.context import AppContext
+from serve_app.errors import install_error_handlers
 from serve_app.routes import a2a, assistants, crons, mcp, runs, store, system, threads
 
 APP_NAME = "quadracode"
@@ -28,6 +29,7 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
         description="The LangGraph Agent Server API, served by Ray Serve.",
     )
     app.state.context = context
+    install_error_handlers(app)
     for module in (system, assistants, threads, runs, store, crons, mcp, a2a):
         app.include_router(module.router)
     return app

@@ -1,11 +1,13 @@
-"""Per-replica resources the routes share: settings and the database pool."""
+"""Per-replica resources the routes share: settings, the database pool, graphs, executors."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from actors.run_executor_graphs import GraphRegistry
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence import open_async_pool
 from quadracode_ray.persistence.bootstrap import resolve_database_url
@@ -18,12 +20,19 @@ class AppContext:
         self.settings = settings
         self._pool: AsyncConnectionPool | None = None
         self._lock = asyncio.Lock()
+        self._ready_lock = asyncio.Lock()
+        self._ready = False
+        self.database_url: str | None = None
+        self.graphs = GraphRegistry.from_settings(settings)
+        self.saver: Any = None
+        self.executors: Any = None
 
     async def pool(self) -> AsyncConnectionPool:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
                     url, _ = await asyncio.to_thread(resolve_database_url, self.settings)
+                    self.database_url = url
                     self._pool = await open_async_pool(
                         url,
                         min_size=self.settings.db_pool_min_size,
@@ -31,6 +40,24 @@ class AppContext:
                         name="serve-api",
                     )
         return self._pool
+
+    async def ready(self) -> AsyncConnectionPool:
+        """The pool, with the graph assistants in place and the run executors started."""
+        pool = await self.pool()
+        if not self._ready:
+            async with self._ready_lock:
+                if not self._ready:
+                    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+                    from serve_app.executors import ExecutorPool
+                    from serve_app.records.assistants import ensure_graph_assistants
+
+                    self.saver = AsyncPostgresSaver(pool)
+                    await ensure_graph_assistants(pool, self.graphs.ids())
+                    self.executors = ExecutorPool(self.settings, self.database_url or "")
+                    await self.executors.start()
+                    self._ready = True
+        return pool
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from quadracode_ray.persistence.embedded import EmbeddedPostgres
+from tests.api.graphs import TEST_GRAPHS
 from tests.conftest import TEMPLATE_DB
 
 
@@ -34,13 +35,30 @@ def api_url(serve_http_port: int, api_database_url: str, tmp_path_factory: pytes
 
     data_dir = tmp_path_factory.mktemp("api-data")
     serve.run(
-        build_app({"settings": {"database_url": api_database_url, "data_dir": str(data_dir)}}),
+        build_app({"settings": {"database_url": api_database_url, "data_dir": str(data_dir),
+                                "graphs": TEST_GRAPHS, "run_sweep_interval_s": 1.0}}),
         name=APP_NAME, route_prefix="/", blocking=False,
     )
     url = f"http://127.0.0.1:{serve_http_port}"
     assert httpx.get(f"{url}/ok", timeout=30).json() == {"ok": True}
     yield url
     serve.delete(APP_NAME)
+    _kill_run_executors(api_database_url)
+
+
+def _kill_run_executors(database_url: str) -> None:
+    """The executors are detached actors: stop them before their database goes away."""
+    import ray
+
+    from actors.run_executor import executor_names
+    from quadracode_ray import NAMESPACE
+    from quadracode_ray.config import Settings
+
+    for name in executor_names(Settings(_env_file=None), database_url):
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
 
 
 @pytest.fixture

@@ -1,0 +1,178 @@
+"""Execute one API run: build the graph, stream it, publish each chunk as a wire event.
+
+Pure asyncio (no Ray): the actor wraps it, and it can run in a plain test. Stream modes are
+LangGraph's own, renamed as the Agent Server names them on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.types import Command, Send
+
+from actors.run_executor_graphs import GraphRegistry
+from actors.run_executor_stream import END_EVENT, RunStream, dumps, error_payload
+
+# wire mode -> LangGraph stream mode
+_NATIVE = {"values": "values", "updates": "updates", "messages-tuple": "messages", "messages": "messages",
+           "custom": "custom", "debug": "debug", "tasks": "tasks", "checkpoints": "checkpoints"}
+
+
+@dataclass
+class RunOutcome:
+    status: str  # success | error | interrupted
+    thread_outcome: str  # idle | interrupted | error
+    error: dict | None = None
+    values: Any = None
+    interrupts: dict = field(default_factory=dict)
+
+
+def build_command(command: dict | None) -> Command | None:
+    if not command:
+        return None
+    goto = command.get("goto")
+    if goto is not None:
+        items = goto if isinstance(goto, list) else [goto]
+        goto = [Send(g["node"], g.get("input")) if isinstance(g, dict) else g for g in items]
+        goto = goto[0] if len(goto) == 1 and not isinstance(command.get("goto"), list) else goto
+    update = command.get("update")
+    if isinstance(update, list):
+        update = [tuple(item) for item in update]
+    kwargs: dict[str, Any] = {"update": update, "goto": goto or ()}
+    if "resume" in command:
+        kwargs["resume"] = command["resume"]
+    return Command(**kwargs)
+
+
+def run_config(run: dict) -> dict:
+    kwargs = run["kwargs"]
+    config = dict(kwargs.get("config") or {})
+    configurable = dict(config.get("configurable") or {})
+    configurable.update(thread_id=str(run["thread_id"]), run_id=str(run["run_id"]),
+                        assistant_id=str(run["assistant_id"]), graph_id=kwargs["graph_id"])
+    config["configurable"] = configurable
+    config["metadata"] = {**(config.get("metadata") or {}), **(run.get("metadata") or {}),
+                          "run_id": str(run["run_id"]), "thread_id": str(run["thread_id"]),
+                          "graph_id": kwargs["graph_id"], "assistant_id": str(run["assistant_id"]),
+                          "run_attempt": run.get("attempt", 1)}
+    config["run_id"] = run["run_id"]
+    config.setdefault("recursion_limit", 25)
+    return config
+
+
+class _MessagesCompat:
+    """The legacy ``messages`` mode: metadata once per message, then the accumulated text."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+    def events(self, chunk: Any) -> list[tuple[str, Any]]:
+        message, metadata = chunk
+        message_id = getattr(message, "id", None) or "unknown"
+        out: list[tuple[str, Any]] = []
+        if message_id not in self.seen:
+            out.append(("messages/metadata", {message_id: {"metadata": metadata}}))
+            self.seen[message_id] = message
+        else:
+            try:
+                self.seen[message_id] = self.seen[message_id] + message
+            except TypeError:
+                self.seen[message_id] = message
+        out.append(("messages/partial", [self.seen[message_id]]))
+        return out
+
+
+async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, checkpointer: Any,
+                      store: Any = None) -> RunOutcome:
+    """Run the graph for ``run`` (a qr_runs row), publishing events to ``stream``."""
+    kwargs = run["kwargs"]
+    modes: list[str] = list(kwargs.get("stream_mode") or ["values"])
+    subgraphs = bool(kwargs.get("subgraphs"))
+    config = run_config(run)
+    context = kwargs.get("context") or None
+    native = sorted({_NATIVE[m] for m in modes if m in _NATIVE} | {"values"})
+    compat = _MessagesCompat() if "messages" in modes else None
+    last_values: Any = None
+    try:
+        graph = await registry.build(kwargs["graph_id"], config, checkpointer=checkpointer, store=store)
+        graph_input: Any = build_command(kwargs.get("command")) or kwargs.get("input")
+        if run.get("attempt", 1) > 1 and await _has_run_checkpoint(checkpointer, config, run):
+            graph_input = None  # a retried attempt continues from the last checkpoint it wrote
+        options: dict[str, Any] = {"stream_mode": native, "subgraphs": True}
+        if kwargs.get("interrupt_before"):
+            options["interrupt_before"] = kwargs["interrupt_before"]
+        if kwargs.get("interrupt_after"):
+            options["interrupt_after"] = kwargs["interrupt_after"]
+        if kwargs.get("durability"):
+            options["durability"] = kwargs["durability"]
+        if context:
+            options["context"] = context
+        if "events" in modes:
+            last_values = await _stream_events(graph, graph_input, config, options, stream)
+        else:
+            async for namespace, mode, chunk in graph.astream(graph_input, config, **options):
+                if mode == "values" and not namespace:
+                    last_values = chunk
+                if namespace and not subgraphs:
+                    continue
+                suffix = ("|" + "|".join(namespace)) if namespace else ""
+                for event, data in _wire_events(mode, chunk, modes, compat):
+                    await stream.publish(event + suffix, dumps(data))
+        state = await graph.aget_state(config)
+    except Exception as exc:
+        error = error_payload(exc)
+        await stream.publish("error", dumps(error))
+        values = last_values if isinstance(last_values, dict) else None
+        outcome = RunOutcome("error", "error", error=error, values=_strip_interrupts(values))
+        await stream.publish(END_EVENT, dumps({"status": "error", "output": {"__error__": error}}))
+        return outcome
+    interrupts = {task.id: list(task.interrupts) for task in state.tasks if task.interrupts}
+    values = state.values
+    interrupted = bool(interrupts) or bool(state.next)
+    output = last_values if last_values is not None else values
+    if interrupts and isinstance(output, dict) and "__interrupt__" not in output:
+        output = {**output, "__interrupt__": [i for group in interrupts.values() for i in group]}
+    outcome = RunOutcome("success", "interrupted" if interrupted else "idle", values=values,
+                         interrupts={k: [_interrupt_json(i) for i in v] for k, v in interrupts.items()})
+    await stream.publish(END_EVENT, dumps({"status": "success", "output": output}))
+    return outcome
+
+
+def _wire_events(mode: str, chunk: Any, modes: list[str], compat: _MessagesCompat | None):
+    if mode == "messages":
+        if "messages-tuple" in modes:
+            yield "messages", list(chunk)
+        if compat is not None:
+            yield from compat.events(chunk)
+        return
+    if mode == "values" and "values" not in modes:
+        return
+    yield mode, chunk
+
+
+async def _stream_events(graph, graph_input, config, options, stream: RunStream) -> Any:
+    last_values = None
+    event_options = {k: v for k, v in options.items() if k not in ("stream_mode", "subgraphs")}
+    async for event in graph.astream_events(graph_input, config, version="v2", **event_options):
+        await stream.publish("events", dumps(event))
+        if event.get("event") == "on_chain_end" and not event.get("parent_ids"):
+            last_values = event.get("data", {}).get("output")
+    return last_values
+
+
+async def _has_run_checkpoint(checkpointer, config: dict, run: dict) -> bool:
+    probe = {"configurable": {"thread_id": str(run["thread_id"]), "checkpoint_ns": ""}}
+    async for _ in checkpointer.alist(probe, filter={"run_id": str(run["run_id"])}, limit=1):
+        return True
+    return False
+
+
+def _interrupt_json(interrupt: Any) -> dict:
+    return {"value": getattr(interrupt, "value", None), "id": getattr(interrupt, "id", None)}
+
+
+def _strip_interrupts(values: Any) -> Any:
+    if isinstance(values, dict) and "__interrupt__" in values:
+        return {k: v for k, v in values.items() if k != "__interrupt__"}
+    return values

@@ -1,0 +1,167 @@
+"""The graphs API runs can execute: built-in ones plus user graphs named by import path.
+
+A graph spec is ``package.module:attr`` or ``path/to/file.py:attr`` (relative paths are
+resolved against the config file that names them, like ``langgraph.json``). ``attr`` is a
+compiled graph, a ``StateGraph`` (compiled here), or a factory taking a ``RunnableConfig``
+(or nothing) that returns either, so a graph can be built per run from its configuration.
+
+A graph that cannot be imported is kept in the registry with the reason, so its assistant
+still exists and every use of it answers with a clear message instead of the server failing
+to start (the built-in graphs may be installed later than this module).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid5
+
+from langgraph.graph import StateGraph
+from langgraph.pregel import Pregel
+
+from quadracode_ray.config import Settings
+
+# The namespace the official server derives a graph's default assistant id from, so the
+# same graph gets the same assistant id here and there.
+NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+
+BUILTIN_GRAPHS: dict[str, str] = {
+    "orchestrator": "quadracode_ray.graphs.orchestrator:graph",
+    "agent": "quadracode_ray.graphs.agent:graph",
+}
+
+
+class GraphUnavailableError(RuntimeError):
+    """The graph is registered but its import path does not load."""
+
+
+class GraphSpecError(ValueError):
+    """A graph spec or graphs file is malformed."""
+
+
+def default_assistant_id(graph_id: str) -> str:
+    return str(uuid5(NAMESPACE_GRAPH, graph_id))
+
+
+@dataclass
+class GraphEntry:
+    graph_id: str
+    spec: str
+    base_dir: Path | None
+    target: Any = None  # compiled graph, StateGraph, or factory
+    error: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.error is None
+
+    @property
+    def is_factory(self) -> bool:
+        return self.target is not None and not isinstance(self.target, (Pregel, StateGraph))
+
+
+def _load_target(spec: str, base_dir: Path | None) -> Any:
+    module_part, sep, attr = spec.rpartition(":")
+    if not sep or not module_part or not attr:
+        raise GraphSpecError(f"graph spec {spec!r} must be 'module:attr' or 'file.py:attr'")
+    if module_part.endswith(".py") or "/" in module_part:
+        path = Path(module_part)
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        path = path.resolve()
+        if not path.is_file():
+            raise GraphUnavailableError(f"file {path} does not exist")
+        name = "qr_user_graph_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+        module = sys.modules.get(name)
+        if module is None:
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            assert module_spec and module_spec.loader
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
+    else:
+        module = importlib.import_module(module_part)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise GraphUnavailableError(f"{module_part} has no attribute {attr!r}") from None
+
+
+class GraphRegistry:
+    """graph_id -> entry; loading is attempted once, at construction."""
+
+    def __init__(self, specs: dict[str, tuple[str, Path | None]]):
+        self.entries: dict[str, GraphEntry] = {}
+        for graph_id, (spec, base_dir) in specs.items():
+            entry = GraphEntry(graph_id, spec, base_dir)
+            try:
+                entry.target = _load_target(spec, base_dir)
+                if not isinstance(entry.target, (Pregel, StateGraph)) and not callable(entry.target):
+                    raise GraphSpecError(f"{spec} is neither a graph nor a factory returning one")
+            except Exception as exc:  # any import failure is reported, never fatal
+                entry.error = f"{type(exc).__name__}: {exc}"
+            self.entries[graph_id] = entry
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GraphRegistry:
+        return cls(graph_specs(settings))
+
+    def ids(self) -> list[str]:
+        return list(self.entries)
+
+    def get(self, graph_id: str) -> GraphEntry | None:
+        return self.entries.get(graph_id)
+
+    async def build(self, graph_id: str, config: dict | None = None, *,
+                    checkpointer: Any = None, store: Any = None) -> Pregel:
+        """A compiled graph for one use, with the given checkpointer and store attached."""
+        entry = self.entries.get(graph_id)
+        if entry is None:
+            raise GraphUnavailableError(f"graph {graph_id!r} is not registered")
+        if entry.error is not None:
+            raise GraphUnavailableError(f"graph {graph_id!r} ({entry.spec}) cannot be loaded: {entry.error}")
+        target = entry.target
+        if entry.is_factory:
+            params = inspect.signature(target).parameters
+            target = target(config or {}) if params else target()
+            if inspect.isawaitable(target):
+                target = await target
+        if isinstance(target, StateGraph):
+            return target.compile(checkpointer=checkpointer, store=store)
+        if isinstance(target, Pregel):
+            return target.copy(update={"checkpointer": checkpointer, "store": store})
+        raise GraphUnavailableError(f"graph {graph_id!r}: factory returned {type(target).__name__}, not a graph")
+
+
+def graph_specs(settings: Settings) -> dict[str, tuple[str, Path | None]]:
+    """Built-ins, then the graphs file, then the ``graphs`` setting (later ones win)."""
+    specs: dict[str, tuple[str, Path | None]] = {gid: (spec, None) for gid, spec in BUILTIN_GRAPHS.items()}
+    if settings.graphs_file is not None:
+        path = Path(settings.graphs_file).expanduser().resolve()
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise GraphSpecError(f"graphs file {path}: {exc}") from exc
+        graphs = document.get("graphs") if isinstance(document, dict) else None
+        if not isinstance(graphs, dict):
+            raise GraphSpecError(f"graphs file {path}: expected an object with a 'graphs' map")
+        for graph_id, spec in graphs.items():
+            if isinstance(spec, dict):  # langgraph.json also allows {"path": ..., "description": ...}
+                spec = spec.get("path")
+            if not isinstance(spec, str):
+                raise GraphSpecError(f"graphs file {path}: graph {graph_id!r} needs an import path string")
+            specs[graph_id] = (spec, path.parent)
+    for graph_id, spec in settings.graphs.items():
+        specs[graph_id] = (spec, None)
+    return specs

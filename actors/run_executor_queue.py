@@ -1,0 +1,238 @@
+"""The durable run queue in Postgres (table ``qr_runs``) and thread status bookkeeping.
+
+Rules every writer follows, so thread status always matches its runs:
+- lock the thread row first, then run rows (one lock order, no deadlocks);
+- a thread with a pending or running run is ``busy``; otherwise its status is the outcome
+  of its last run (``idle``, ``interrupted`` or ``error``);
+- at most one run per thread is ``running``; pending runs start oldest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+TERMINAL_STATUSES = ("success", "error", "timeout", "interrupted")
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    run: dict[str, Any] | None = None
+    not_before: datetime | None = None  # pending but not due yet (after_seconds)
+
+
+@dataclass(frozen=True)
+class NextRun:
+    run_id: str
+    executor: str | None
+
+
+async def lock_thread(conn: AsyncConnection, thread_id: Any) -> dict | None:
+    cursor = await conn.execute("SELECT * FROM qr_threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+    return await cursor.fetchone()
+
+
+async def settle_thread(conn: AsyncConnection, thread_id: Any, outcome: str | None = None) -> str:
+    """Recompute a (locked) thread's status from its runs; ``outcome`` applies when none is active."""
+    cursor = await conn.execute(
+        "SELECT 1 FROM qr_runs WHERE thread_id = %s AND status IN ('pending', 'running') LIMIT 1", (thread_id,)
+    )
+    active = await cursor.fetchone() is not None
+    if active:
+        status = "busy"
+    elif outcome is not None:
+        status = outcome
+    else:
+        cursor = await conn.execute("SELECT status FROM qr_threads WHERE thread_id = %s", (thread_id,))
+        row = await cursor.fetchone()
+        status = row["status"] if row and row["status"] != "busy" else "idle"
+    await conn.execute("UPDATE qr_threads SET status = %s, updated_at = now() WHERE thread_id = %s",
+                       (status, thread_id))
+    return status
+
+
+async def next_pending(conn: AsyncConnection, thread_id: Any) -> NextRun | None:
+    cursor = await conn.execute(
+        "SELECT run_id, executor FROM qr_runs WHERE thread_id = %s AND status = 'pending' "
+        "ORDER BY created_at, run_id LIMIT 1",
+        (thread_id,),
+    )
+    row = await cursor.fetchone()
+    return NextRun(str(row["run_id"]), row["executor"]) if row else None
+
+
+async def claim(pool: AsyncConnectionPool, run_id: str, executor: str) -> ClaimResult:
+    """Move a pending run to running if it is due, first in line, and its thread is free."""
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute("SELECT thread_id FROM qr_runs WHERE run_id = %s", (run_id,))
+        found = await cursor.fetchone()
+        if found is None:
+            return ClaimResult()
+        await lock_thread(conn, found["thread_id"])
+        cursor = await conn.execute(
+            "SELECT *, available_at > now() AS not_due FROM qr_runs WHERE run_id = %s FOR UPDATE", (run_id,)
+        )
+        run = await cursor.fetchone()
+        if run is None or run["status"] != "pending":
+            return ClaimResult()
+        if run["not_due"]:
+            return ClaimResult(not_before=run["available_at"])
+        cursor = await conn.execute(
+            "SELECT 1 FROM qr_runs WHERE thread_id = %s AND run_id <> %s AND "
+            "(status = 'running' OR (status = 'pending' AND (created_at, run_id) < (%s, %s))) LIMIT 1",
+            (run["thread_id"], run_id, run["created_at"], run["run_id"]),
+        )
+        if await cursor.fetchone() is not None:
+            return ClaimResult()  # started by whoever finishes the run ahead of it
+        cursor = await conn.execute(
+            "UPDATE qr_runs SET status = 'running', executor = %s, attempt = attempt + 1, "
+            "started_at = now(), updated_at = now() WHERE run_id = %s RETURNING *",
+            (executor, run_id),
+        )
+        claimed = await cursor.fetchone()
+        await conn.execute("UPDATE qr_threads SET status = 'busy', updated_at = now() WHERE thread_id = %s",
+                           (run["thread_id"],))
+        return ClaimResult(run=claimed)
+
+
+async def finish(
+    pool: AsyncConnectionPool,
+    run_id: str,
+    status: str,
+    *,
+    thread_outcome: str,
+    error: dict | None = None,
+    values: Any = None,
+    interrupts: dict | None = None,
+    write_state: bool = True,
+    delete_run: bool = False,
+    delete_thread: bool = False,
+) -> NextRun | None:
+    """Record a run's end and its thread's new state; return the thread's next pending run."""
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute("SELECT thread_id FROM qr_runs WHERE run_id = %s", (run_id,))
+        found = await cursor.fetchone()
+        if found is None:
+            return None
+        thread_id = found["thread_id"]
+        await lock_thread(conn, thread_id)
+        if delete_thread:
+            await conn.execute("DELETE FROM qr_threads WHERE thread_id = %s", (thread_id,))
+            return None
+        if delete_run:
+            await conn.execute("DELETE FROM qr_runs WHERE run_id = %s", (run_id,))
+        else:
+            await conn.execute(
+                "UPDATE qr_runs SET status = %s, error = %s, ended_at = now(), updated_at = now() "
+                "WHERE run_id = %s AND status IN ('pending', 'running')",
+                (status, Jsonb(error) if error is not None else None, run_id),
+            )
+        if write_state:
+            await conn.execute(
+                'UPDATE qr_threads SET "values" = %s, interrupts = %s, error = %s, state_updated_at = now() '
+                "WHERE thread_id = %s",
+                (Jsonb(values) if values is not None else None, Jsonb(interrupts or {}),
+                 Jsonb(error) if error is not None else None, thread_id),
+            )
+        await settle_thread(conn, thread_id, thread_outcome)
+        return await next_pending(conn, thread_id)
+
+
+async def release_for_retry(pool: AsyncConnectionPool, run_id: str) -> None:
+    """A running run whose attempt was cut short goes back to pending (same executor)."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE qr_runs SET status = 'pending', updated_at = now() WHERE run_id = %s AND status = 'running'",
+            (run_id,),
+        )
+
+
+async def recover(pool: AsyncConnectionPool, executor: str, pool_names: list[str],
+                  max_attempts: int) -> list[str]:
+    """After an executor (re)starts: its interrupted runs go back to the queue, or fail when
+    they used up their attempts; returns the due pending runs it should now push.
+
+    Runs assigned to an executor no longer in the pool are adopted by the first executor.
+    """
+    adopt_orphans = executor == pool_names[0]
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT run_id, thread_id, attempt FROM qr_runs WHERE status = 'running' AND "
+            "(executor = %s OR (%s AND NOT executor = ANY(%s)))",
+            (executor, adopt_orphans, pool_names),
+        )
+        stranded = await cursor.fetchall()
+    for row in stranded:
+        async with pool.connection() as conn, conn.transaction():
+            await lock_thread(conn, row["thread_id"])
+            if row["attempt"] >= max_attempts:
+                message = (f"the run's executor died {row['attempt']} time(s) while running it; "
+                           f"giving up after {max_attempts} attempt(s)")
+                await conn.execute(
+                    "UPDATE qr_runs SET status = 'error', error = %s, ended_at = now(), updated_at = now() "
+                    "WHERE run_id = %s AND status = 'running'",
+                    (Jsonb({"error": "ExecutorDied", "message": message}), row["run_id"]),
+                )
+                await conn.execute("UPDATE qr_threads SET error = %s WHERE thread_id = %s",
+                                   (Jsonb({"error": "ExecutorDied", "message": message}), row["thread_id"]))
+                await settle_thread(conn, row["thread_id"], "error")
+            else:
+                await conn.execute(
+                    "UPDATE qr_runs SET status = 'pending', executor = %s, updated_at = now() "
+                    "WHERE run_id = %s AND status = 'running'",
+                    (executor, row["run_id"]),
+                )
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT run_id FROM qr_runs WHERE status = 'pending' AND available_at <= now() + interval '1 hour' "
+            "AND (executor = %s OR executor IS NULL OR (%s AND NOT executor = ANY(%s))) "
+            "ORDER BY created_at",
+            (executor, adopt_orphans, pool_names),
+        )
+        return [str(row["run_id"]) for row in await cursor.fetchall()]
+
+
+async def run_status(pool: AsyncConnectionPool, run_id: str) -> dict | None:
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT * FROM qr_runs WHERE run_id = %s", (run_id,))
+        return await cursor.fetchone()
+
+
+async def recover_pending(pool: AsyncConnectionPool, executor: str, pool_names: list[str]) -> list[str]:
+    """Due pending runs this executor should hold (its own, unassigned, or orphaned)."""
+    adopt_orphans = executor == pool_names[0]
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT run_id FROM qr_runs WHERE status = 'pending' AND available_at <= now() "
+            "AND (executor = %s OR executor IS NULL OR (%s AND NOT executor = ANY(%s))) ORDER BY created_at",
+            (executor, adopt_orphans, pool_names),
+        )
+        return [str(row["run_id"]) for row in await cursor.fetchall()]
+
+
+async def cancel_pending(pool: AsyncConnectionPool, run_id: str, action: str) -> tuple[bool, NextRun | None]:
+    """Cancel a run that has not started: ``interrupt`` marks it, ``rollback`` deletes it."""
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute("SELECT thread_id FROM qr_runs WHERE run_id = %s", (run_id,))
+        found = await cursor.fetchone()
+        if found is None:
+            return False, None
+        await lock_thread(conn, found["thread_id"])
+        cursor = await conn.execute("SELECT status FROM qr_runs WHERE run_id = %s FOR UPDATE", (run_id,))
+        row = await cursor.fetchone()
+        if row is None or row["status"] != "pending":
+            return False, None
+        if action == "rollback":
+            await conn.execute("DELETE FROM qr_runs WHERE run_id = %s", (run_id,))
+        else:
+            await conn.execute(
+                "UPDATE qr_runs SET status = 'interrupted', ended_at = now(), updated_at = now() WHERE run_id = %s",
+                (run_id,),
+            )
+        await settle_thread(conn, found["thread_id"])
+        return True, await next_pending(conn, found["thread_id"])

@@ -1,0 +1,199 @@
+"""Creating, following and cancelling runs: the one entry point every caller uses.
+
+Routes, crons and MCP all create runs through :func:`create_run`; a run is inserted into
+the durable queue in the same transaction that checks its thread, then pushed to its
+executor, which starts it at once when the thread is free. Nothing executes here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from psycopg.types.json import Jsonb
+from ray.exceptions import RayActorError
+
+from actors.run_executor_graphs import default_assistant_id
+from actors.run_executor_queue import lock_thread
+from actors.run_executor_stream import END_EVENT
+from serve_app.context import AppContext
+from serve_app.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
+from serve_app.records import runs as run_records
+from serve_app.records import threads as thread_records
+from serve_app.records.assistants import get as get_assistant
+from serve_app.schemas import RunCreate
+
+Batch = list[tuple[int, str, bytes]]
+
+
+def resolve_assistant_id(context: AppContext, value: str) -> str:
+    """A UUID, or a registered graph's name (its default assistant), as the official server."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        pass
+    if value in context.graphs.entries:
+        return default_assistant_id(value)
+    raise Invalid(
+        f"Invalid assistant: '{value}'. Must be either:\n- A valid assistant UUID, or\n"
+        f"- One of the registered graphs: {', '.join(context.graphs.ids())}"
+    )
+
+
+def _merge_config(assistant: dict, payload: RunCreate) -> tuple[dict, dict]:
+    config = {**(assistant["config"] or {}), **(payload.config or {})}
+    configurable = {**((assistant["config"] or {}).get("configurable") or {}),
+                    **((payload.config or {}).get("configurable") or {})}
+    if (payload.config or {}).get("configurable") and payload.context:
+        raise BadRequest("Cannot specify both configurable and context. Prefer setting context alone.")
+    context = {**(assistant["context"] or {}), **(payload.context or {})}
+    if payload.checkpoint_id:
+        configurable["checkpoint_id"] = payload.checkpoint_id
+    if payload.checkpoint is not None:
+        configurable.update(payload.checkpoint.model_dump(exclude_none=True))
+    config["configurable"] = configurable
+    return config, context
+
+
+async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str | None,
+                     owner: str | None = None, metadata: dict | None = None) -> dict:
+    """Queue a run and push it to its executor; returns the run row (see ``run_records.public``).
+
+    ``thread_id=None`` makes a stateless run on a temporary thread (kept when
+    ``payload.on_completion == "keep"``). Raises NotFound/Conflict/Invalid as the routes answer.
+    ``metadata`` is merged into the run's metadata (crons use it to tag their runs).
+    """
+    pool = await context.ready()
+    assistant_id = resolve_assistant_id(context, payload.assistant_id)
+    stateless = thread_id is None
+    if stateless and payload.command is not None and payload.command.resume is not None:
+        raise BadRequest("You must provide a thread_id when resuming.")
+    try:
+        assistant = await get_assistant(pool, assistant_id, owner)
+    except NotFound:
+        raise NotFound("Thread or assistant not found.") from None
+    graph_id = assistant["graph_id"]
+    entry = context.graphs.get(graph_id)
+    if entry is None:
+        raise Invalid(f"Assistant {assistant_id} uses graph '{graph_id}', which is not registered here")
+    if not entry.available:
+        raise Unavailable(f"Graph '{graph_id}' cannot be loaded: {entry.error}")
+    config, run_context = _merge_config(assistant, payload)
+    strategy = payload.multitask_strategy or ("reject" if stateless else "enqueue")
+    run_id = str(uuid.uuid4())
+    temporary = stateless and (payload.on_completion or "delete") == "delete"
+    thread_id = thread_id or str(uuid.uuid4())
+    run_metadata = {**(payload.metadata or {}), **(metadata or {}), "graph_id": graph_id,
+                    "assistant_id": assistant_id}
+    kwargs = {
+        "input": payload.input, "command": payload.command.model_dump(exclude_unset=True) if payload.command else None,
+        "config": config, "context": run_context, "stream_mode": payload.stream_modes(),
+        "interrupt_before": payload.interrupt_before, "interrupt_after": payload.interrupt_after,
+        "webhook": payload.webhook, "feedback_keys": payload.feedback_keys, "temporary": temporary,
+        "subgraphs": payload.stream_subgraphs, "resumable": payload.stream_resumable,
+        "checkpoint_during": payload.checkpoint_during if payload.checkpoint_during is not None else True,
+        "durability": payload.durability, "graph_id": graph_id,
+    }
+    executor = context.executors.choose_executor({"thread_id": thread_id, "graph_id": graph_id})
+    async with pool.connection() as conn, conn.transaction():
+        if stateless:
+            await thread_records.insert(conn, thread_id, {"graph_id": graph_id, "assistant_id": assistant_id},
+                                        owner, temporary=temporary)
+        thread = await lock_thread(conn, thread_id)
+        if thread is not None and owner is not None and thread["owner"] != owner:
+            thread = None
+        if thread is None:
+            if payload.if_not_exists != "create":
+                raise NotFound("Thread or assistant not found.")
+            await thread_records.insert(conn, thread_id, {}, owner)
+            await lock_thread(conn, thread_id)
+        inflight = await (await conn.execute(
+            "SELECT run_id, executor FROM qr_runs WHERE thread_id = %s AND status IN ('pending', 'running')",
+            (thread_id,))).fetchall()
+        if inflight and strategy == "reject":
+            raise Conflict("Thread is already running a task. Wait for it to finish or choose a different "
+                           "multitask strategy.")
+        await conn.execute(
+            "UPDATE qr_threads SET metadata = metadata || %s, status = 'busy', updated_at = now() "
+            "WHERE thread_id = %s", (Jsonb({"graph_id": graph_id, "assistant_id": assistant_id}), thread_id))
+        row = await (await conn.execute(
+            "INSERT INTO qr_runs (run_id, thread_id, assistant_id, metadata, kwargs, multitask_strategy, executor, "
+            "owner, available_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s)) "
+            "RETURNING *",
+            (run_id, thread_id, assistant_id, Jsonb(run_metadata), Jsonb(kwargs), strategy, executor, owner,
+             float(payload.after_seconds or 0)))).fetchone()
+    context.executors.handle(executor).submit.remote(run_id)
+    if inflight and strategy in ("interrupt", "rollback"):
+        await asyncio.gather(*(cancel_run(context, str(r["run_id"]), r["executor"], strategy) for r in inflight))
+    return row
+
+
+async def cancel_run(context: AppContext, run_id: str, executor: str | None, action: str = "interrupt") -> bool:
+    """Cancel a pending or running run (``rollback`` also deletes it and its checkpoints)."""
+    await context.ready()
+    name = executor or context.executors.names[0]
+    try:
+        return await context.executors.handle(name).cancel.remote(run_id, action)
+    except RayActorError:
+        context.executors.forget(name)
+        return await context.executors.handle(name).cancel.remote(run_id, action)
+
+
+async def run_events(context: AppContext, run: dict, after: int = -1) -> AsyncIterator[Batch]:
+    """The run's events from its executor, as they come; survives an executor restart."""
+    run_id = str(run["run_id"])
+    name = run["executor"] or context.executors.names[0]
+    for attempt in range(10):
+        try:
+            generator = context.executors.handle(name).events.options(num_returns="streaming").remote(run_id, after)
+            async for ref in generator:
+                items = await ref
+                yield items
+                if items:
+                    after = items[-1][0]
+                    if items[-1][1] == END_EVENT:
+                        return
+            return
+        except RayActorError:
+            # The executor died; Ray restarts it and it re-queues the run: follow the new attempt.
+            context.executors.forget(name)
+            after = -1
+            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+    raise Unavailable(f"run executor {name} keeps failing; run {run_id} stays queued")
+
+
+async def final_output(context: AppContext, run: dict, *, join: bool = False) -> Any:
+    """Wait for the run to end; the values it produced, ``{"__error__": ...}``, or its interrupts."""
+    output: Any = None
+    async for items in run_events(context, run, after=-2 if join else -1):
+        for _, event, data in items:
+            if event == END_EVENT:
+                output = orjson.loads(data).get("output")
+    if output is None:
+        output = await thread_output(context, str(run["thread_id"]))
+    return output
+
+
+async def thread_output(context: AppContext, thread_id: str) -> Any:
+    pool = await context.ready()
+    async with pool.connection() as conn:
+        row = await (await conn.execute(
+            'SELECT status, "values", interrupts, error FROM qr_threads WHERE thread_id = %s',
+            (thread_id,))).fetchone()
+    if row is None:
+        return {}
+    if row["status"] == "error" and row["error"]:
+        return {"__error__": row["error"]}
+    if row["status"] == "interrupted" and row["interrupts"]:
+        interrupts = [i for group in row["interrupts"].values() for i in group]
+        if interrupts:
+            return {"__interrupt__": interrupts}
+    return row["values"] or {}
+
+
+async def get_run_for(context: AppContext, thread_id: str, run_id: str, owner: str | None) -> dict:
+    pool = await context.ready()
+    return await run_records.get_row(pool, thread_id, run_id, owner)

@@ -1,0 +1,100 @@
+"""Server-sent events exactly as the official server frames them (CRLF, metadata first,
+heartbeat comments while idle), relaying the executor's bytes as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi.responses import StreamingResponse
+
+from actors.run_executor_stream import END_EVENT
+from serve_app.context import AppContext
+from serve_app.runs.service import cancel_run, run_events
+
+HEARTBEAT = b": heartbeat\r\n\r\n"
+HEARTBEAT_INTERVAL_S = 5.0
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
+    parts = [b"event: ", event.replace("\r", "").replace("\n", "").encode(), b"\r\ndata: ", data, b"\r\n"]
+    if event_id is not None:
+        parts += [b"id: ", event_id.encode(), b"\r\n"]
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _wanted(event: str, modes: list[str] | None) -> bool:
+    if not modes or event in ("error", "metadata"):
+        return True
+    base = event.split("|", 1)[0].split("/", 1)[0]
+    return base in modes or (base == "messages" and "messages-tuple" in modes)
+
+
+async def _with_heartbeats(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    iterator = source.__aiter__()
+    pending: asyncio.Future | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(iterator.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_INTERVAL_S)
+            if not done:
+                yield HEARTBEAT
+                continue
+            try:
+                item = pending.result()
+            except StopAsyncIteration:
+                return
+            finally:
+                pending = None
+            yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        with contextlib.suppress(Exception):
+            await iterator.aclose()
+
+
+async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str] | None, resumable: bool,
+                 cancel_on_disconnect: bool) -> AsyncIterator[bytes]:
+    run_id = str(run["run_id"])
+    finished = False
+    try:
+        yield frame("metadata", orjson.dumps({"run_id": run_id, "attempt": max(run.get("attempt") or 0, 1)}))
+        async for items in run_events(context, run, after=after):
+            chunk = []
+            for seq, event, data in items:
+                if event == END_EVENT:
+                    finished = True
+                    break
+                if _wanted(event, modes):
+                    chunk.append(frame(event, data, str(seq) if resumable else None))
+            if chunk:
+                yield b"".join(chunk)
+            if finished:
+                break
+        finished = True
+    finally:
+        if not finished and cancel_on_disconnect:
+            # The client went away and asked for its run to die with the connection.
+            asyncio.get_running_loop().create_task(cancel_run(context, run_id, run["executor"]))
+
+
+def stream_response(context: AppContext, run: dict, *, after: int = -1, modes: list[str] | None = None,
+                    resumable: bool = False, cancel_on_disconnect: bool = False,
+                    headers: dict[str, str] | None = None) -> StreamingResponse:
+    body = _with_heartbeats(_relay(context, run, after=after, modes=modes, resumable=resumable,
+                                   cancel_on_disconnect=cancel_on_disconnect))
+    return StreamingResponse(body, media_type="text/event-stream; charset=utf-8",
+                             headers={**SSE_HEADERS, **(headers or {})})
+
+
+def run_location_headers(run: dict, suffix: str) -> dict[str, str]:
+    base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+    return {"Location": f"{base}/{suffix}", "Content-Location": base}

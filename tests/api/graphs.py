@@ -1,0 +1,102 @@
+"""Small graphs the API tests register through the ``graphs`` setting."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from typing import Annotated, TypedDict
+
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.types import interrupt
+
+
+class EchoState(TypedDict, total=False):
+    items: Annotated[list, operator.add]
+    fail: bool
+    ask: bool
+    answer: str
+    sleep: float
+
+
+async def step(state: EchoState) -> dict:
+    get_stream_writer()({"custom": "hi"})
+    if state.get("sleep"):
+        await asyncio.sleep(state["sleep"])
+    if state.get("fail"):
+        raise ValueError("boom")
+    return {"items": ["a"]}
+
+
+def asker(state: EchoState) -> dict:
+    if state.get("ask"):
+        answer = interrupt({"question": "ok?"})
+        return {"answer": answer, "items": ["asked"], "ask": False}
+    return {}
+
+
+def _echo_builder() -> StateGraph:
+    builder = StateGraph(EchoState)
+    builder.add_node("step", step)
+    builder.add_node("asker", asker)
+    builder.add_edge(START, "step")
+    builder.add_edge("step", "asker")
+    builder.add_edge("asker", END)
+    return builder
+
+
+echo = _echo_builder().compile()
+
+
+class ChatState(TypedDict):
+    messages: Annotated[list, add_messages]
+
+
+async def chat_node(state: ChatState) -> dict:
+    model = GenericFakeChatModel(messages=iter([AIMessage(content="hello there friend", id="ai-1")]))
+    reply = await model.ainvoke(state["messages"])
+    return {"messages": [reply]}
+
+
+chat_builder = StateGraph(ChatState)
+chat_builder.add_node("chat", chat_node)
+chat_builder.add_edge(START, "chat")
+chat = chat_builder.compile()
+
+
+class ParentState(TypedDict, total=False):
+    items: Annotated[list, operator.add]
+
+
+def _inner() -> object:
+    builder = StateGraph(ParentState)
+    builder.add_node("inner_step", lambda state: {"items": ["inner"]})
+    builder.add_edge(START, "inner_step")
+    return builder.compile()
+
+
+parent_builder = StateGraph(ParentState)
+parent_builder.add_node("child", _inner())
+parent_builder.add_edge(START, "child")
+nested = parent_builder.compile()
+
+
+def factory(config: dict) -> StateGraph:
+    """A graph built per run from its configuration: it appends the configured word."""
+    word = (config.get("configurable") or {}).get("word", "default")
+
+    builder = StateGraph(ParentState)
+    builder.add_node("say", lambda state: {"items": [word]})
+    builder.add_edge(START, "say")
+    return builder
+
+
+TEST_GRAPHS = {
+    "echo": "tests.api.graphs:echo",
+    "chat": "tests.api.graphs:chat",
+    "nested": "tests.api.graphs:nested",
+    "factory": "tests.api.graphs:factory",
+}
