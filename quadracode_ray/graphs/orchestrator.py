@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import HumanMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -47,7 +47,14 @@ from langgraph.graph import END, START, StateGraph
 from quadracode_ray.graphs.checkpoint import namespaced
 from quadracode_ray.graphs.context import ContextPolicy
 from quadracode_ray.graphs.control import Guardrails, StopSignal
-from quadracode_ray.graphs.react import ASK_HUMAN, ReactCore, ReactState, _writer, fresh_budget
+from quadracode_ray.graphs.react import (
+    ASK_HUMAN,
+    ReactCore,
+    ReactState,
+    _writer,
+    close_pending_tool_calls,
+    fresh_budget,
+)
 from quadracode_ray.interfaces import DelegationClient, FleetClient, TaskResult, WorkspaceClient
 from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.tools.base import Tool
@@ -96,17 +103,29 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
         results = [TaskResult.model_validate(item) for item in raw]  # bad input fails the run, changes nothing
         messages = state.get("messages") or []
         update: dict[str, Any] = {"task_results": [], "halt": None, "stopped": False}
-        last = messages[-1] if messages else None
-        if isinstance(last, HumanMessage) and last.name != TASK_RESULT_NAME:
+        new_human_turn = isinstance(messages[-1] if messages else None, HumanMessage) and \
+            messages[-1].name != TASK_RESULT_NAME
+        if new_human_turn:
             update.update(fresh_budget())
             update["agents_spawned"] = state.get("agents_spawned") or 0  # the agent cap counts per thread
+        folded: list[Any] = []
+        closing = close_pending_tool_calls(messages)
+        if closing and new_human_turn:
+            # Input arrived at a halt: the open calls are closed *before* the new human turn,
+            # which is moved after them (removed and re-added under a new id).
+            turn = messages[-1]
+            folded = [RemoveMessage(id=turn.id), *closing, turn.model_copy(update={"id": None})]
+        elif closing:
+            folded = list(closing)
         if results:
             write = _writer()
-            update["messages"] = [HumanMessage(format_task_result(r), name=TASK_RESULT_NAME) for r in results]
+            folded += [HumanMessage(format_task_result(r), name=TASK_RESULT_NAME) for r in results]
             update["tasks"] = {r.task_id: {**(state.get("tasks") or {}).get(r.task_id, {}), "task_id": r.task_id,
                                            "agent_id": r.agent_id, "status": r.status} for r in results}
             for r in results:
                 write({"event": "task_result", "result": r.model_dump(mode="json")})
+        if folded:
+            update["messages"] = folded
         return update
 
     graph = StateGraph(OrchestratorState)

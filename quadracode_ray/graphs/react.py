@@ -32,6 +32,7 @@ from quadracode_ray.graphs.control import (
 )
 from quadracode_ray.interfaces import WorkspaceClient
 from quadracode_ray.llm.base import ChatModel, ModelReply, message_text
+from quadracode_ray.llm.errors import ProviderError
 from quadracode_ray.tools.base import Tool, ToolContext, invoke_tool
 
 
@@ -121,6 +122,10 @@ class ReactCore:
         except EmergencyStopped:
             return {"halt": {"kind": "emergency_stop", "reason": "emergency stop during a model call",
                              "resume_to": "model"}}
+        except ProviderError as exc:
+            # Retries are exhausted or the provider refused (bad key, quota): the thread waits
+            # for the human instead of failing, and "continue" tries again.
+            return {"halt": {"kind": "model_error", "reason": str(exc), "resume_to": "model"}}
         return {"messages": [reply.message], "iterations": (state.get("iterations") or 0) + 1}
 
     async def _stream_reply(self, prompt) -> ModelReply:
@@ -245,6 +250,13 @@ def _parse_resume(answer: Any) -> tuple[str, str | None]:
     if text.lower() in ("stop", "no", "abort", "cancel"):
         return "stop", None
     return "continue", text
+
+
+def close_pending_tool_calls(messages: Sequence[AnyMessage]) -> list[ToolMessage]:
+    """For a run that starts while the last assistant turn still has unanswered tool calls
+    (new input arrived at a halt): answer them as skipped, since providers reject a history
+    with tool calls left open."""
+    return _cancel_pending(messages, "skipped: new input arrived before this tool ran")
 
 
 def _cancel_pending(messages: Sequence[AnyMessage], reason: str) -> list[ToolMessage]:

@@ -25,7 +25,7 @@ from quadracode_ray.llm.errors import (
     StreamInterruptedError,
     UnsupportedInputError,
 )
-from quadracode_ray.llm.factory import make_chat_model, parse_model_spec
+from quadracode_ray.llm.factory import make_chat_model, model_notice, parse_model_spec
 from quadracode_ray.llm.openai_provider import OpenAIChatModel
 from quadracode_ray.llm.retry import RetryPolicy
 
@@ -33,5 +33,6 @@ __all__ = [
     "AnthropicChatModel", "ChatModel", "LLMError", "MissingCredentialsError", "ModelReply", "ModelSpecError",
     "OpenAIChatModel", "ProviderError", "ProviderRejectedError", "ProviderTimeoutError",
     "ProviderUnavailableError", "RateLimitedError", "RetryPolicy", "StreamChunk", "StreamInterruptedError",
-    "TokenUsage", "ToolSpec", "UnsupportedInputError", "make_chat_model", "message_text", "parse_model_spec",
+    "TokenUsage", "ToolSpec", "UnsupportedInputError", "make_chat_model", "message_text", "model_notice",
+    "parse_model_spec",
 ]

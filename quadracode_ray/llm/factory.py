@@ -62,3 +62,13 @@ def make_scripted_model(name: str, settings: Settings, **common) -> ChatModel:
     if protocol == "anthropic":
         return AnthropicChatModel(name, api_key=SCRIPTED_API_KEY, base_url=url, metrics_provider="scripted", **common)
     return OpenAIChatModel(name, api_key=SCRIPTED_API_KEY, base_url=url + "/v1", metrics_provider="scripted", **common)
+
+
+def model_notice(settings: Settings) -> str:
+    """One line saying which model runs by default and why, for `up`, /info and the panel."""
+    spec = settings.default_model
+    if spec.startswith("scripted:"):
+        reason = "set QUADRACODE_MODEL" if settings.model else "no ANTHROPIC_API_KEY or OPENAI_API_KEY is set"
+        return (f"model {spec}: the built-in offline scripted model ({reason}); it follows plain instructions "
+                "and is not an LLM")
+    return f"model {spec}"

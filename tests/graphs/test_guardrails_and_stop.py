@@ -128,3 +128,26 @@ async def test_ask_human_from_the_orchestrator(make_model, thread):
     assert out["__interrupt__"][0].value["question"] == "what colour the logo should be"
     out = await graph.ainvoke(Command(resume="teal"), thread)
     assert "teal" in out["messages"][-1].content
+
+
+async def test_provider_failure_halts_the_thread_instead_of_failing_it(make_model, graph_llm_server, thread):
+    graph = _orchestrator(make_model("flaky-provider"))
+    graph_llm_server.inject_faults("flaky-provider", [401])  # e.g. a revoked key: never retried
+    out = await graph.ainvoke(user("hello"), thread)
+    halt = out["__interrupt__"][0].value
+    assert halt["type"] == "model_error" and "HTTP 401" in halt["reason"]
+    out = await graph.ainvoke(Command(resume="continue"), thread)  # fixed: try again
+    assert out["messages"][-1].content == "Scripted model reply to: hello"
+
+
+async def test_new_input_at_a_halt_closes_the_open_tool_calls(make_model, thread):
+    fleet = FakeFleet()
+    graph = build_orchestrator_graph(model=make_model(), workspace=None, fleet=fleet, delegation=None,
+                                     checkpointer=InMemorySaver(), guardrails=Guardrails(max_agents_per_thread=0))
+    out = await graph.ainvoke(user("spawn a coder agent"), thread)
+    assert out["__interrupt__"][0].value["type"] == "guardrail"
+    out = await graph.ainvoke(user("remember the code name LARK"), thread)  # a new turn, not a resume
+    kinds = [(m.type, getattr(m, "name", None)) for m in out["messages"]]
+    assert kinds[-4:] == [("ai", None), ("tool", "spawn_agent"), ("human", None), ("ai", None)]
+    assert "skipped" in out["messages"][-3].content and fleet.agents == {}
+    assert out["messages"][-1].content == "Noted: the code name is LARK."

@@ -11,6 +11,7 @@ from quadracode_ray.llm import (
     ModelSpecError,
     OpenAIChatModel,
     make_chat_model,
+    model_notice,
     parse_model_spec,
 )
 
@@ -65,3 +66,8 @@ async def test_scripted_over_the_anthropic_protocol_at_a_configured_server(make_
     with pytest.raises(ModelSpecError):
         make_chat_model("scripted:x@grpc", settings)
     await model.aclose()
+
+
+def test_model_notice_says_plainly_when_the_scripted_model_runs(make_settings):
+    assert "no ANTHROPIC_API_KEY or OPENAI_API_KEY" in model_notice(make_settings())
+    assert model_notice(make_settings(openai_api_key="sk-x")) == "model openai:gpt-4o"

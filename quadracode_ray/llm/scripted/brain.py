@@ -34,6 +34,10 @@ class Decision:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"name", "args"}
 
 
+REPEAT = "__repeat__"
+"""A last step meaning: repeat the step before it forever."""
+
+
 @dataclass
 class _Step:
     tool: str
@@ -93,7 +97,7 @@ def _plan(text: str) -> list[_Step] | None:
     if m := re.search(r"write (?:a file )?([\w./-]+) with (?:the )?contents? (.+)", text, re.I | re.S):
         return [_Step("write_file", {"path": m.group(1), "content": m.group(2).strip()})]
     if m := re.search(r"keep running `([^`]+)`", text, re.I):
-        return [_Step("exec", {"command": m.group(1)})] * 1_000_000  # until a guardrail or a stop
+        return [_Step("exec", {"command": m.group(1)}), _Step(REPEAT, {})]  # until a guardrail or a stop
     if m := re.search(r"\brun (?:the command\s*:?\s*)?`([^`]+)`", text, re.I) or \
             re.search(r"\brun the command\s*:\s*(.+)$", text, re.I | re.M):
         return [_Step("exec", {"command": m.group(1).strip()})]
@@ -200,6 +204,8 @@ def decide(turns: list[dict[str, Any]], tools: dict[str, Any]) -> Decision:
                 f"Delegated to agent {data.get('agent_id')} as task {data.get('task_id')}. "
                 "I will report the result when it arrives.", "succeeded", offered)
         return _call(call, offered)
+    if steps[-1].tool == REPEAT:
+        return _call({"name": steps[-2].tool, "args": steps[-2].args}, offered)
     if len(done) < len(steps):
         step = steps[len(done)]
         return _call({"name": step.tool, "args": step.args}, offered)
