@@ -147,6 +147,15 @@ class Settings(BaseSettings):
     scripted_delay_ms: float = Field(
         default=0.0, ge=0, le=600_000, description="Delay the scripted model adds to every reply (benchmarks)."
     )
+    autonomy_max_iterations: int = Field(
+        default=50, ge=1, description="Model calls a thread may make without human input before it stops and asks."
+    )
+    autonomy_max_hours: float = Field(
+        default=4.0, gt=0, description="Hours a thread may run without human input before it stops and asks."
+    )
+    autonomy_max_agents_per_thread: int = Field(
+        default=8, ge=0, description="Agents a thread may spawn before it stops and asks the human."
+    )
 
     # --- LangGraph API: graphs and run executors -------------------------------------------------
     graphs: dict[str, str] = Field(

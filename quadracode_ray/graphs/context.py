@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel, ConfigDict, Field
 
+from quadracode_ray.config import Settings
 from quadracode_ray.interfaces import WorkspaceClient, WorkspaceError
 from quadracode_ray.llm.base import message_text
 
@@ -29,6 +30,10 @@ class ContextPolicy(BaseModel):
     tool_result_max_chars: int = Field(default=8_000, ge=200, description="Longer tool outputs are offloaded.")
     offload_dir: str = Field(default=".quadracode/outputs", description="Workspace folder for offloaded outputs.")
     summary_line_chars: int = Field(default=160, ge=20, description="Length of one line of the summary.")
+
+
+def context_policy_from_settings(settings: Settings) -> ContextPolicy:
+    return ContextPolicy(token_budget=settings.context_token_budget)
 
 
 def estimate_tokens(message: BaseMessage) -> int:

@@ -21,6 +21,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from quadracode_ray.config import Settings
+
 T = TypeVar("T")
 
 
@@ -29,6 +31,13 @@ class Guardrails(BaseModel):
     max_iterations: int = Field(default=50, ge=1, description="Model calls since the last human input.")
     max_wall_clock_s: float = Field(default=4 * 3600, gt=0, description="Seconds since the last human input.")
     max_agents_per_thread: int = Field(default=8, ge=0, description="Agents spawned before asking again.")
+
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guardrails:
+        return cls(max_iterations=settings.autonomy_max_iterations,
+                   max_wall_clock_s=settings.autonomy_max_hours * 3600,
+                   max_agents_per_thread=settings.autonomy_max_agents_per_thread)
 
 
 def guardrail_reason(state: dict[str, Any], guardrails: Guardrails, now: float) -> str | None:

@@ -151,3 +151,13 @@ async def test_new_input_at_a_halt_closes_the_open_tool_calls(make_model, thread
     assert kinds[-4:] == [("ai", None), ("tool", "spawn_agent"), ("human", None), ("ai", None)]
     assert "skipped" in out["messages"][-3].content and fleet.agents == {}
     assert out["messages"][-1].content == "Noted: the code name is LARK."
+
+
+def test_guardrails_and_context_come_from_settings(make_settings):
+    from quadracode_ray.graphs.context import context_policy_from_settings
+
+    settings = make_settings(autonomy_max_iterations=7, autonomy_max_hours=0.5, autonomy_max_agents_per_thread=2,
+                             context_token_budget=5000)
+    assert Guardrails.from_settings(settings) == Guardrails(max_iterations=7, max_wall_clock_s=1800,
+                                                            max_agents_per_thread=2)
+    assert context_policy_from_settings(settings).token_budget == 5000
