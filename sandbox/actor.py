@@ -7,6 +7,7 @@ finds its container again by label, and the files in the volume are still there.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import ray
@@ -56,6 +57,10 @@ class WorkspaceSandbox:
 
     async def info(self) -> WorkspaceInfo:
         return await self.service.info()
+
+    def ping(self) -> dict[str, int | str]:
+        """Cheap liveness probe; ``pid`` changes when the actor restarts."""
+        return {"workspace_id": self.service.workspace_id, "pid": os.getpid()}
 
     def recent_events(self, operation: str | None = None) -> list[SandboxEvent]:
         return self._recent.events(operation)

@@ -88,6 +88,10 @@ class WorkspaceSandboxClient:
     async def info(self) -> WorkspaceInfo:
         return await self._call("info")
 
+    async def ping(self) -> dict[str, int | str]:
+        """The actor's workspace id and process id (which changes when the actor restarts)."""
+        return await self._call("ping")
+
     async def recent_events(self, operation: str | None = None) -> list[SandboxEvent]:
         return await self._call("recent_events", operation)
 

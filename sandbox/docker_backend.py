@@ -9,13 +9,12 @@ shared volume at /shared, and a host folder at /run/quadracode where the executo
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import shutil
+import socket
 import stat
-import tarfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspaceConflict, WorkspaceUnavailable
+from sandbox.executor_bundle import executor_archive
 from sandbox.models import WorkspaceInfo, WorkspaceLimits, WorkspaceSpec, validate_workspace_id
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,6 @@ LABEL_WORKSPACE = "io.quadracode.workspace"
 LABEL_INSTALLATION = "io.quadracode.installation"
 LABEL_ROLE = "io.quadracode.role"
 LABEL_SPEC = "io.quadracode.spec"
-EXECUTOR_SOURCE = Path(__file__).parent / "executor"
-EXECUTOR_FILES = ("files.py", "procs.py", "server.py")
 IN_CONTAINER_DIR = "/opt/quadracode"
 RUN_DIR = "/run/quadracode"
 SOCKET_NAME = "exec.sock"
@@ -49,21 +47,6 @@ def docker_client(settings: Settings) -> docker.DockerClient:
         return docker.from_env()
     except DockerException as exc:
         raise WorkspaceUnavailable(f"no Docker engine answers ({exc}); run scripts/provision-docker.sh") from None
-
-
-def executor_archive() -> bytes:
-    """The executor's sources as a tar owned by root, so the sandbox user cannot alter them."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        folder = tarfile.TarInfo("executor")
-        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
-        tar.addfile(folder)
-        for name in EXECUTOR_FILES:
-            data = (EXECUTOR_SOURCE / name).read_bytes()
-            member = tarfile.TarInfo(f"executor/{name}")
-            member.size, member.mode, member.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(member, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _spec_key(spec: WorkspaceSpec, settings: Settings) -> WorkspaceLimits:
@@ -208,6 +191,8 @@ class DockerDeployment:
                 container.start()
             except APIError as exc:
                 raise WorkspaceUnavailable(f"could not start workspace {self.workspace_id!r}: {exc.explanation or exc}") from None
+        elif self._executor_listening():
+            return  # re-attaching: keep the running executor and the background jobs it owns
         self.launch_executor(container)
 
     def start(self) -> None:
@@ -258,6 +243,23 @@ class DockerDeployment:
                 return
             time.sleep(0.01)
         raise WorkspaceUnavailable(f"the executor of workspace {self.workspace_id!r} did not start within {EXECUTOR_START_TIMEOUT:.0f} s")
+
+    def _executor_listening(self) -> bool:
+        try:
+            fd = os.open(self.socket_path, os.O_PATH | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                return False
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(2.0)
+                probe.connect(f"/proc/self/fd/{fd}")
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def _socket_inode(self) -> int | None:
         try:

@@ -96,6 +96,9 @@ class _Connection:
             raise ExecutorGone(f"executor connection broke: {exc}", sent=True) from None
         return header, blob
 
+    def alive(self) -> bool:
+        return not (self.reader.at_eof() or self.writer.is_closing())
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()
@@ -120,8 +123,11 @@ class ExecutorRuntime:
             self._idle.pop().close()
 
     async def _connect(self) -> _Connection:
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.alive():
+                return conn
+            conn.close()  # the executor went away since this connection was last used
         try:
             return _Connection(*await open_socket(self.socket_path))
         except ExecutorGone:
@@ -141,12 +147,20 @@ class ExecutorRuntime:
 
     async def call(self, header: dict, blob: bytes = b"", *, timeout: float = 300.0,
                    idempotent: bool = True) -> tuple[dict, bytes]:
-        """One request and its reply; retried once on a fresh connection if the executor is gone
-        (only when it cannot have acted on it, unless the request is idempotent)."""
+        """One request and its reply; retried once on a fresh connection if the executor is gone.
+        A non-idempotent request is retried only if the executor never acknowledged it."""
         for attempt in range(2):
             conn = await self._connect()
             try:
-                await conn.send(header, blob)
+                if idempotent:
+                    await conn.send(header, blob)
+                else:
+                    await conn.send(header | {"ack": True}, blob)
+                    try:
+                        await asyncio.wait_for(conn.receive(), timeout)  # the "accepted" frame
+                    except ExecutorGone as exc:
+                        exc.sent = False
+                        raise
                 reply, out = await asyncio.wait_for(conn.receive(), timeout)
             except ExecutorGone as exc:
                 conn.close()

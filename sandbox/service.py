@@ -23,6 +23,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceInvalidRequest,
 )
 from sandbox.events import EventSink, InMemoryEventSink
+from sandbox.executor_bundle import executor_digest
 from sandbox.models import (
     BackgroundOutput,
     BackgroundProcess,
@@ -104,8 +105,16 @@ class WorkspaceService:
         async with self._ready_lock:
             if not self._ready:
                 await asyncio.to_thread(self.deployment.ensure, self.spec)
+                await self._check_executor_version()
                 self._ready = True
                 self._start_idle_watch()
+
+    async def _check_executor_version(self) -> None:
+        """A re-attached executor from an older sandbox package is replaced by the current one."""
+        reply, _ = await self.runtime.call({"op": "ping"})
+        if reply.get("version") != executor_digest():
+            self.runtime.close()
+            await asyncio.to_thread(self.deployment.launch_executor)
 
     async def _revive(self) -> None:
         """The executor did not answer: start the container if it was stopped, relaunch it."""

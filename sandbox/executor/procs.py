@@ -102,6 +102,11 @@ def spawn(command: str, cwd: str, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+def shell_code(code: int | None) -> int | None:
+    """Killed by signal N reads 128+N, as in a shell (an OOM kill is 137)."""
+    return None if code is None else (128 - code if code < 0 else code)
+
+
 class _Capped:
     """Keeps the first ``limit`` bytes of a stream and remembers whether more came."""
 
@@ -160,7 +165,7 @@ def run(command: str, cwd: str, env: dict[str, str], timeout: float, max_output:
     proc.stdout.close()
     proc.stderr.close()
     return {
-        "exit_code": None if timed_out else proc.returncode,
+        "exit_code": None if timed_out else shell_code(proc.returncode),
         "stdout": outputs["stdout"].data.decode("utf-8", "replace"),
         "stderr": outputs["stderr"].data.decode("utf-8", "replace"),
         "duration_ms": (time.monotonic() - started) * 1000,
@@ -198,7 +203,7 @@ class Background:
             self.ended_at = time.time()
         status = "running" if code is None else ("killed" if self.killed else "exited")
         return {"process_id": self.process_id, "command": self.command, "pid": self.proc.pid,
-                "status": status, "exit_code": code, "started_at": self.started_at, "ended_at": self.ended_at}
+                "status": status, "exit_code": shell_code(code), "started_at": self.started_at, "ended_at": self.ended_at}
 
     def poll(self, stdout_offset: int, stderr_offset: int) -> dict:
         with self.lock:

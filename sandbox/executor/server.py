@@ -7,7 +7,8 @@ into the container at creation time and started with one ``docker exec``.
 Wire format, both directions: ``>IQ`` header (JSON length, blob length), the JSON, the blob.
 A connection carries any number of requests, one at a time; the client opens several
 connections for concurrency. ``exec`` with ``stream: true`` answers with ``output`` frames
-(blob = bytes) before its final frame. Every final frame has ``ok``; failures carry
+(blob = bytes) before its final frame; a request with ``ack: true`` first gets an ``accepted``
+frame, so the client knows whether a broken connection may have run it. Every final frame has ``ok``; failures carry
 ``error: {kind, message}``.
 """
 
@@ -138,6 +139,10 @@ class Executor:
                 except (EOFError, OSError, ValueError):
                     return
                 try:
+                    if req.get("ack"):
+                        # Tells the client the request got here: if the connection breaks before
+                        # this frame, retrying cannot run a command twice.
+                        send_frame(sock, {"event": "accepted"})
                     reply, out = self.handle(sock, req, blob)
                     reply["ok"] = True
                 except files.OpError as exc:

@@ -1,0 +1,1 @@
+"""The in-container executor (stdlib only; shipped into each workspace, see sandbox.executor_bundle)."""

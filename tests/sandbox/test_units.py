@@ -1,0 +1,105 @@
+"""Pure logic of the sandbox, without Docker or Ray: the executor's process handling (run on
+the host, it is plain stdlib), snapshot storage and diffs, request models."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+
+import pytest
+
+from quadracode_ray.interfaces.workspace import (
+    SnapshotNotFound,
+    WorkspaceError,
+    WorkspaceInvalidRequest,
+)
+from sandbox.events import FanOutSink, InMemoryEventSink
+from sandbox.executor import procs
+from sandbox.models import ExecRequest, SandboxEvent, WorkspaceSpec, validate_workspace_id
+from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
+
+
+def test_run_captures_output_and_exit_code(tmp_path):
+    result = procs.run("echo out; echo err >&2; exit 7", str(tmp_path), {"X": "1"}, 10, 1024, 0.5)
+    assert (result["exit_code"], result["stdout"], result["stderr"], result["timed_out"]) == (7, "out\n", "err\n", False)
+
+
+def test_run_kills_a_sigterm_ignoring_tree_at_the_timeout(tmp_path):
+    marker = tmp_path / "late"
+    result = procs.run(f"trap '' TERM; (trap '' TERM; sleep 30; touch {marker}) & sleep 30", str(tmp_path), {}, 0.3, 1024, 0.2)
+    assert result["timed_out"] and result["exit_code"] is None
+    assert result["duration_ms"] < 5000
+
+
+def test_run_caps_output_per_stream(tmp_path):
+    result = procs.run("head -c 100000 /dev/zero; echo e >&2", str(tmp_path), {}, 10, 1000, 0.5)
+    assert result["truncated"] and len(result["stdout"]) == 1000 and result["stderr"] == "e\n"
+
+
+def test_signal_deaths_read_like_a_shell():
+    assert procs.shell_code(-9) == 137 and procs.shell_code(3) == 3 and procs.shell_code(None) is None
+
+
+def test_invalid_env_names_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        procs.spawn("true", str(tmp_path), {"A=B": "x"})
+    with pytest.raises(ValueError):
+        ExecRequest(command="true", env={"1X": "y"})
+
+
+def test_workspace_ids_are_validated():
+    assert validate_workspace_id("proj-1.v2_x") == "proj-1.v2_x"
+    for bad in ("", "../x", "a/b", "-x", "x" * 64, "sp ace"):
+        with pytest.raises(WorkspaceInvalidRequest):
+            validate_workspace_id(bad)
+    with pytest.raises(ValueError):
+        WorkspaceSpec(unknown=True)
+
+
+def _tar(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in entries.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_snapshot_store_roundtrip_and_corruption(tmp_path):
+    store = SnapshotStore(tmp_path, "ws")
+    data = _tar({"a.txt": b"A"})
+    info = store.save(data, "first")
+    assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == len(data)
+    assert [s.snapshot_id for s in store.list()] == [info.snapshot_id]
+    assert store.load(info.snapshot_id)[1] == data
+    (tmp_path / "ws" / f"{info.snapshot_id}.tar").write_bytes(b"tampered")
+    with pytest.raises(WorkspaceError, match="corrupt"):
+        store.load(info.snapshot_id)
+    for bad in ("../../etc/passwd", "nope"):
+        with pytest.raises(SnapshotNotFound):
+            store.load(bad)
+    store.delete(info.snapshot_id)
+    assert store.list() == []
+
+
+def test_diff_of_manifests():
+    then = tar_manifest(_tar({"same": b"1", "changed": b"old", "gone": b"x"}))
+    now = {"same": {"type": "file", "size": 1, "sha256": hashlib.sha256(b"1").hexdigest()},
+           "changed": {"type": "file", "size": 3, "sha256": hashlib.sha256(b"new").hexdigest()},
+           "added": {"type": "file", "size": 0, "sha256": hashlib.sha256(b"").hexdigest()}}
+    diff = diff_manifests("s", then, now)
+    assert (diff.added, diff.removed, diff.modified) == (["added"], ["gone"], ["changed"])
+
+
+def test_fan_out_sink_survives_a_failing_sink():
+    class Broken:
+        def emit(self, event):
+            raise RuntimeError("bus down")
+
+    kept = InMemoryEventSink(capacity=2)
+    sink = FanOutSink(Broken(), kept, None)
+    for op in ("a", "b", "c"):
+        sink.emit(SandboxEvent(workspace_id="w", operation=op, duration_ms=1, outcome="ok", at="2026-01-01T00:00:00Z"))
+    assert [e.operation for e in kept.events()] == ["b", "c"]
