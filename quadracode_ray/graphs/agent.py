@@ -35,19 +35,22 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
+from quadracode_ray.config import Settings, load_settings
 from quadracode_ray.graphs.checkpoint import namespaced
-from quadracode_ray.graphs.context import ContextPolicy
+from quadracode_ray.graphs.context import ContextPolicy, context_policy_from_settings
 from quadracode_ray.graphs.control import Guardrails, StopSignal
 from quadracode_ray.graphs.react import (
     ASK_HUMAN,
     FINISH,
     ReactCore,
     ReactState,
+    current_step,
     fresh_budget,
     last_text,
 )
-from quadracode_ray.interfaces import WorkspaceClient
+from quadracode_ray.interfaces import WorkspaceClient, WorkspaceError
 from quadracode_ray.llm.base import ChatModel
+from quadracode_ray.llm.factory import shared_chat_model
 from quadracode_ray.tools.base import Tool
 from quadracode_ray.tools.workspace_tools import workspace_tools
 
@@ -70,14 +73,18 @@ def build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient,
                       agent_id: str | None = None, extra_tools: Sequence[Tool] = (),
                       system_prompt: str | None = None, context: ContextPolicy | None = None,
                       guardrails: Guardrails | None = None, stop: StopSignal | None = None,
-                      ask_human: bool = True):
+                      ask_human: bool = True, settings: Settings | None = None):
+    if settings is not None:
+        guardrails = guardrails or Guardrails.from_settings(settings)
+        context = context or context_policy_from_settings(settings)
     tools = [*workspace_tools(workspace), *extra_tools, *([ASK_HUMAN] if ask_human else []), FINISH]
     core = ReactCore(model=model, tools=tools, system_prompt=system_prompt or AGENT_SYSTEM_PROMPT,
                      workspace=workspace, policy=context or ContextPolicy(), guardrails=guardrails or Guardrails(),
                      stop=stop, done_route="respond", stop_route="complete")
 
     async def start(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        update: dict[str, Any] = {**fresh_budget(), "result": None, "stopped": False}
+        update: dict[str, Any] = {**fresh_budget(), "result": None, "stopped": False,
+                                  "run_first_step": current_step(config)}
         if state.get("task") and not any(isinstance(m, HumanMessage) and m.content == state["task"]
                                          for m in state.get("messages") or []):
             update["messages"] = [HumanMessage(state["task"])]
@@ -112,3 +119,30 @@ def build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient,
     graph.add_edge("respond", "complete")
     graph.add_edge("complete", END)
     return graph.compile(checkpointer=namespaced(checkpointer, namespace), name="agent")
+
+
+class _NoWorkspace:
+    """Stands in when a run brings no workspace: every tool call explains the problem."""
+
+    workspace_id = "none"
+
+    def __getattr__(self, name: str):
+        async def refuse(*args, **kwargs):
+            raise WorkspaceError("this agent run has no workspace (put a WorkspaceClient in "
+                                 "config['configurable']['workspace'])")
+
+        return refuse
+
+
+def graph(config: RunnableConfig) -> Any:
+    """The agent for one run, from ``config["configurable"]``: ``model`` (ChatModel or spec;
+    default from settings), ``workspace``, ``agent_id``, ``stop``. The caller attaches the
+    checkpointer. This is what ``quadracode_ray.graphs.agent:graph`` names in a graph registry."""
+    configurable = config.get("configurable") or {}
+    settings = load_settings()
+    model = configurable.get("model")
+    if not isinstance(model, ChatModel):
+        model = shared_chat_model(model, settings)
+    return build_agent_graph(model=model, workspace=configurable.get("workspace") or _NoWorkspace(),
+                             agent_id=configurable.get("agent_id"), stop=configurable.get("stop"),
+                             settings=settings)

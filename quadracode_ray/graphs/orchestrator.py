@@ -44,8 +44,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
+from quadracode_ray.config import Settings, load_settings
 from quadracode_ray.graphs.checkpoint import namespaced
-from quadracode_ray.graphs.context import ContextPolicy
+from quadracode_ray.graphs.context import ContextPolicy, context_policy_from_settings
 from quadracode_ray.graphs.control import Guardrails, StopSignal
 from quadracode_ray.graphs.react import (
     ASK_HUMAN,
@@ -53,10 +54,12 @@ from quadracode_ray.graphs.react import (
     ReactState,
     _writer,
     close_pending_tool_calls,
+    current_step,
     fresh_budget,
 )
 from quadracode_ray.interfaces import DelegationClient, FleetClient, TaskResult, WorkspaceClient
 from quadracode_ray.llm.base import ChatModel
+from quadracode_ray.llm.factory import shared_chat_model
 from quadracode_ray.tools.base import Tool
 from quadracode_ray.tools.fleet_tools import fleet_tools
 from quadracode_ray.tools.workspace_tools import workspace_tools
@@ -90,7 +93,10 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
                              checkpointer: BaseCheckpointSaver | None = None, namespace: str = "orchestrator",
                              guardrails: Guardrails | None = None, stop: StopSignal | None = None,
                              context: ContextPolicy | None = None, system_prompt: str | None = None,
-                             extra_tools: Sequence[Tool] = ()):
+                             extra_tools: Sequence[Tool] = (), settings: Settings | None = None):
+    if settings is not None:
+        guardrails = guardrails or Guardrails.from_settings(settings)
+        context = context or context_policy_from_settings(settings)
     tools = [*(workspace_tools(workspace) if workspace is not None else []), *fleet_tools(fleet, delegation),
              *extra_tools, ASK_HUMAN]
     core = ReactCore(model=model, tools=tools, system_prompt=system_prompt or ORCHESTRATOR_SYSTEM_PROMPT,
@@ -102,7 +108,8 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
         raw = state.get("task_results") or []
         results = [TaskResult.model_validate(item) for item in raw]  # bad input fails the run, changes nothing
         messages = state.get("messages") or []
-        update: dict[str, Any] = {"task_results": [], "halt": None, "stopped": False}
+        update: dict[str, Any] = {"task_results": [], "halt": None, "stopped": False,
+                                  "run_first_step": current_step(config)}
         new_human_turn = isinstance(messages[-1] if messages else None, HumanMessage) and \
             messages[-1].name != TASK_RESULT_NAME
         if new_human_turn:
@@ -138,3 +145,19 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
     graph.add_conditional_edges("model", core.route_after_model, ["tools", "halt", END])
     graph.add_conditional_edges("tools", core.route_after_tools, ["model", "halt", END])
     return graph.compile(checkpointer=namespaced(checkpointer, namespace), name="orchestrator")
+
+
+def graph(config: RunnableConfig) -> Any:
+    """The orchestrator for one run, from ``config["configurable"]``: ``model`` (a ChatModel or a
+    ``provider:model`` spec; default from settings) and the clients the caller put there
+    (``workspace``, ``fleet``, ``delegation``, ``stop``). Tools whose client is missing are left
+    out. The caller attaches the checkpointer (wrap it with ``namespaced(saver, assistant_id)``).
+    This is what ``quadracode_ray.graphs.orchestrator:graph`` names in a graph registry."""
+    configurable = config.get("configurable") or {}
+    settings = load_settings()
+    model = configurable.get("model")
+    if not isinstance(model, ChatModel):
+        model = shared_chat_model(model, settings)
+    return build_orchestrator_graph(model=model, workspace=configurable.get("workspace"),
+                                    fleet=configurable.get("fleet"), delegation=configurable.get("delegation"),
+                                    stop=configurable.get("stop"), settings=settings)

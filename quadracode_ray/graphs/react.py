@@ -56,6 +56,8 @@ class ReactState(TypedDict, total=False):
     artifacts: Annotated[list[str], merge_unique]
     stopped: bool
     """True when the human ended the turn at a halt."""
+    run_first_step: int
+    """The superstep this invocation started at, to halt before LangGraph's recursion limit."""
 
 
 class AskHumanArgs(BaseModel):
@@ -83,6 +85,20 @@ def thread_id_of(config: RunnableConfig) -> str:
 
 def fresh_budget(now: float | None = None) -> dict[str, Any]:
     return {"iterations": 0, "autonomy_started_at": now or time.time(), "agents_spawned": 0, "halt": None}
+
+
+def current_step(config: RunnableConfig) -> int:
+    return int((config.get("metadata") or {}).get("langgraph_step", 0))
+
+
+def _step_limit_reason(state: ReactState, config: RunnableConfig) -> str | None:
+    """Halt (and ask) before LangGraph's recursion limit would fail the run: one model+tools
+    round and the halt node must still fit."""
+    limit = int(config.get("recursion_limit") or 25)
+    used = current_step(config) - state.get("run_first_step", current_step(config))
+    if used + 4 > limit:
+        return f"this run used {used} of its {limit} steps (recursion_limit); continue to start a new run"
+    return None
 
 
 def _writer():
@@ -113,7 +129,7 @@ class ReactCore:
         thread_id = thread_id_of(config)
         if self.stop is not None and self.stop.is_set(thread_id):
             return {"halt": {"kind": "emergency_stop", "reason": "emergency stop requested", "resume_to": "model"}}
-        reason = guardrail_reason(state, self.guardrails, time.time())
+        reason = guardrail_reason(state, self.guardrails, time.time()) or _step_limit_reason(state, config)
         if reason:
             return {"halt": {"kind": "guardrail", "reason": reason, "resume_to": "model"}}
         prompt = fit_to_budget([SystemMessage(self.system_prompt)], state.get("messages") or [], self.policy)
@@ -231,7 +247,7 @@ class ReactCore:
             if "finish" in self.by_name:
                 update["result"] = {"status": "cancelled", "output": "", "error": f"stopped: {halt.get('reason')}"}
             return Command(goto=self.stop_route, update=update)
-        update = {**fresh_budget(), "stopped": False}
+        update = {**fresh_budget(), "stopped": False, "run_first_step": current_step(config)}
         goto = halt.get("resume_to", "model")
         if note:
             update["messages"] = [*_cancel_pending(state.get("messages") or [], "skipped: the human gave new input"),

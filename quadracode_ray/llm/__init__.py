@@ -25,7 +25,12 @@ from quadracode_ray.llm.errors import (
     StreamInterruptedError,
     UnsupportedInputError,
 )
-from quadracode_ray.llm.factory import make_chat_model, model_notice, parse_model_spec
+from quadracode_ray.llm.factory import (
+    make_chat_model,
+    model_notice,
+    parse_model_spec,
+    shared_chat_model,
+)
 from quadracode_ray.llm.openai_provider import OpenAIChatModel
 from quadracode_ray.llm.retry import RetryPolicy
 
@@ -34,5 +39,5 @@ __all__ = [
     "OpenAIChatModel", "ProviderError", "ProviderRejectedError", "ProviderTimeoutError",
     "ProviderUnavailableError", "RateLimitedError", "RetryPolicy", "StreamChunk", "StreamInterruptedError",
     "TokenUsage", "ToolSpec", "UnsupportedInputError", "make_chat_model", "message_text", "model_notice",
-    "parse_model_spec",
+    "parse_model_spec", "shared_chat_model",
 ]

@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+
 from quadracode_ray.config import KNOWN_PROVIDERS, Settings
 from quadracode_ray.llm.anthropic_provider import AnthropicChatModel
 from quadracode_ray.llm.base import ChatModel
@@ -72,3 +75,25 @@ def model_notice(settings: Settings) -> str:
         return (f"model {spec}: the built-in offline scripted model ({reason}); it follows plain instructions "
                 "and is not an LLM")
     return f"model {spec}"
+
+
+_shared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def shared_chat_model(spec: str | None = None, settings: Settings | None = None) -> ChatModel:
+    """Like make_chat_model, but one instance per spec and event loop, so graphs built per run
+    reuse the SDK's connection pool (SDK clients must not cross event loops)."""
+    settings = settings or Settings()
+    spec = spec or settings.default_model
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop yet: nothing to share with
+        return make_chat_model(spec, settings)
+    models = _shared.setdefault(loop, {})
+    secret = lambda value: value.get_secret_value() if value is not None else None  # noqa: E731
+    key = (spec, secret(settings.anthropic_api_key), secret(settings.openai_api_key), settings.openai_base_url,
+           settings.llm_timeout_s, settings.llm_max_retries, settings.llm_max_output_tokens,
+           settings.scripted_server_url, settings.scripted_wire_protocol, settings.scripted_delay_ms)
+    if key not in models:
+        models[key] = make_chat_model(spec, settings)
+    return models[key]

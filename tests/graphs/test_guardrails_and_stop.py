@@ -161,3 +161,16 @@ def test_guardrails_and_context_come_from_settings(make_settings):
     assert Guardrails.from_settings(settings) == Guardrails(max_iterations=7, max_wall_clock_s=1800,
                                                             max_agents_per_thread=2)
     assert context_policy_from_settings(settings).token_budget == 5000
+
+
+async def test_a_run_halts_before_langgraph_recursion_limit(make_model, thread):
+    workspace = FakeWorkspace()
+    graph = _orchestrator(make_model(), workspace=workspace)
+    config = {**thread, "recursion_limit": 12}
+    out = await graph.ainvoke(user("keep running `echo step`"), config)  # would raise GraphRecursionError
+    assert out["__interrupt__"][0].value["type"] == "guardrail"
+    assert "recursion_limit" in out["__interrupt__"][0].value["reason"]
+    first = len(workspace.commands)
+    assert first >= 3
+    out = await graph.ainvoke(Command(resume="continue"), config)
+    assert "recursion_limit" in out["__interrupt__"][0].value["reason"] and len(workspace.commands) > first
