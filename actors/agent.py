@@ -27,7 +27,7 @@ from actors.delivery import DeliveryReceipt, Inbox, MemoryInboxStore, send
 from actors.metrics import install_ray_metrics
 from actors.registry import Registration
 from quadracode_ray.config import Settings
-from quadracode_ray.envelope import CANCEL_TASK, TASK, TASK_RESULT, Envelope
+from quadracode_ray.envelope import CANCEL_TASK, PING, PONG, TASK, TASK_RESULT, Envelope
 from quadracode_ray.interfaces.fleet import AgentInfo, TaskResult
 from quadracode_ray.interfaces.workspace import WorkspaceClient
 
@@ -122,6 +122,9 @@ class AgentActor:
     async def _handle(self, envelope: Envelope) -> None:
         if envelope.kind == TASK:
             await self._do_task(envelope)
+        elif envelope.kind == PING:
+            await send(self.handles, envelope.reply(PONG, {"ping_id": envelope.id}, id=f"{envelope.id}:pong"),
+                       restartable=True)
         elif envelope.kind == CANCEL_TASK:
             task_id = str(envelope.payload.get("task_id"))
             running = self._running.get(task_id)
@@ -129,7 +132,7 @@ class AgentActor:
                 self._cancel_requested.add(task_id)
                 running.cancel()
         else:
-            raise ValueError(f"agents take {TASK} and {CANCEL_TASK} envelopes, not {envelope.kind!r}")
+            raise ValueError(f"agents take {TASK}, {CANCEL_TASK} and {PING} envelopes, not {envelope.kind!r}")
 
     async def _do_task(self, envelope: Envelope) -> None:
         result = self._results.get(envelope.id)

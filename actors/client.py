@@ -57,15 +57,28 @@ class FabricClient:
         return await self.handles.get(ORCHESTRATOR).get_state.remote(thread_id)
 
     async def watch(self, filter: EnvelopeFilter | None = None, *, cursor: int | None = None) -> AsyncIterator[LoggedEnvelope]:
-        """Stream envelopes from the bus as they are logged; stops the generator when you stop."""
-        stream = self.handles.get(EVENTS).watch.options(
-            num_returns="streaming", _generator_backpressure_num_objects=WATCH_BACKPRESSURE,
-        ).remote(filter, cursor)
-        try:
-            async for ref in stream:
-                yield await ref
-        finally:
-            ray.cancel(stream)
+        """Stream envelopes from the bus as they are logged; stops the generator when you stop.
+
+        If the bus restarts meanwhile, the stream resumes from the last envelope received,
+        reading what it missed from the log: nothing is skipped or repeated."""
+        if cursor is None:
+            cursor = await self.cursor()
+        while True:
+            stream = self.handles.get(EVENTS).watch.options(
+                num_returns="streaming", _generator_backpressure_num_objects=WATCH_BACKPRESSURE,
+            ).remote(filter, cursor)
+            try:
+                async for ref in stream:
+                    logged = await ref
+                    cursor = logged.seq
+                    yield logged
+                return
+            except ray.exceptions.RayActorError:
+                self.handles.forget(EVENTS)
+                # The bus restarts (max_restarts=-1); a short pause before re-subscribing.
+                await asyncio.sleep(0.2)
+            finally:
+                ray.cancel(stream)
 
     def watch_thread(self, thread_id: str, *, cursor: int | None = None,
                      kinds: list[str] | None = None) -> AsyncIterator[LoggedEnvelope]:

@@ -138,6 +138,28 @@ def to_jsonable(value: Any, _depth: int = 0) -> Any:
     return str(value)
 
 
+TRANSIENT_START_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+
+
+async def start_with_retries(start: Callable[[], Any], what: str) -> None:
+    """Run an actor's async start, retrying while what it needs (Postgres, another actor) is
+    not up yet; a configuration error (bad import path, ...) fails at once with its message."""
+    import psycopg
+    import psycopg_pool
+
+    transient = (*TRANSIENT_START_ERRORS, psycopg.OperationalError, psycopg_pool.PoolTimeout, ray.exceptions.RayError)
+    delay = 0.2
+    while True:
+        try:
+            await start()
+            return
+        except transient as exc:
+            log.warning("%s: start failed (%s); retrying in %.1f s", what, exc, delay)
+            # A retry delay while a dependency comes up, not synchronisation.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 def spawn_background(tasks: set[asyncio.Task], coro: Any, *, name: str) -> asyncio.Task:
     """Start a task kept alive by ``tasks`` and whose failure is logged, never swallowed."""
     task = asyncio.get_running_loop().create_task(coro, name=name)

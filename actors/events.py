@@ -27,7 +27,13 @@ import ray
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from actors import fabric_metrics
-from actors.common import EVENTS, open_fabric_pool, spawn_background, to_jsonable
+from actors.common import (
+    EVENTS,
+    open_fabric_pool,
+    spawn_background,
+    start_with_retries,
+    to_jsonable,
+)
 from actors.event_queries import EventQueries
 from actors.metrics import install_ray_metrics
 from quadracode_ray.config import Settings
@@ -70,12 +76,13 @@ class EventBus:
         self._flush_wakeup = asyncio.Event()
         self._new_event = asyncio.Condition()
         self._tasks: set[asyncio.Task] = set()
-        self._started = asyncio.get_running_loop().create_task(self._start())
+        self._started = asyncio.get_running_loop().create_task(start_with_retries(self._start, "event bus"))
         self.logged_total = 0
         self.duplicates_total = 0
 
     async def _start(self) -> None:
-        self.pool = await open_fabric_pool(self.settings, name="events", max_size=4)
+        if getattr(self, "pool", None) is None:  # kept across start retries
+            self.pool = await open_fabric_pool(self.settings, name="events", max_size=4)
         self.queries = EventQueries(self.pool)
         self.last_seq = await self.queries.last_seq()
         restored = await self.queries.reconcile(None)

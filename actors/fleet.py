@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from actors import fabric_metrics
 from actors.agent import AgentActor
-from actors.common import REGISTRY, HandleCache, actor_name, open_fabric_pool
+from actors.common import REGISTRY, HandleCache, actor_name, open_fabric_pool, start_with_retries
 from actors.metrics import install_ray_metrics
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
@@ -73,10 +73,11 @@ class FleetManager:
         self.live: dict[str, _Agent] = {}
         self.reserved = 0
         self.handles = HandleCache(settings)
-        self._started = asyncio.get_running_loop().create_task(self._start())
+        self._started = asyncio.get_running_loop().create_task(start_with_retries(self._start, "fleet manager"))
 
     async def _start(self) -> None:
-        self.pool = await open_fabric_pool(self.settings, name="fleet", max_size=4)
+        if getattr(self, "pool", None) is None:  # kept across start retries
+            self.pool = await open_fabric_pool(self.settings, name="fleet", max_size=4)
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(
                 "SELECT agent_id, kind, capabilities, workspace_id, actor_name, hotpath FROM qr_fleet_agents "

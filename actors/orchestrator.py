@@ -31,9 +31,11 @@ from actors.common import (
     call_with_supported,
     load_object,
     open_fabric_pool,
+    spawn_background,
+    start_with_retries,
     to_jsonable,
 )
-from actors.delivery import DeliveryReceipt, Inbox, PostgresInboxStore
+from actors.delivery import DeliveryReceipt, Inbox, PostgresInboxStore, send
 from actors.dispatch import Dispatcher
 from actors.fleet_client import FleetActorClient
 from actors.metrics import install_ray_metrics
@@ -43,6 +45,8 @@ from quadracode_ray.config import Settings
 from quadracode_ray.envelope import (
     AGENT_LOST,
     GRAPH_INPUT,
+    PING,
+    PONG,
     TASK_RESULT,
     THREAD_RUN,
     THREAD_UPDATE,
@@ -96,17 +100,21 @@ class Orchestrator:
         self.settings = settings
         self.handles = HandleCache(settings)
         self.runs_total = 0
-        self._started = asyncio.get_running_loop().create_task(self._start())
+        self._probes: dict[str, asyncio.Future] = {}
+        self._background: set[asyncio.Task] = set()
+        self._started = asyncio.get_running_loop().create_task(start_with_retries(self._start, "orchestrator"))
 
     async def _start(self) -> None:
         settings = self.settings
-        self.fabric_pool = await open_fabric_pool(settings, name="orchestrator-fabric")
-        self.checkpoint_pool = await open_async_pool(settings.database_url, min_size=1,
-                                                     max_size=settings.db_pool_max_size, name="orchestrator-graph")
+        if getattr(self, "fabric_pool", None) is None:  # kept across start retries
+            self.fabric_pool = await open_fabric_pool(settings, name="orchestrator-fabric")
+            self.checkpoint_pool = await open_async_pool(settings.database_url, min_size=1,
+                                                         max_size=settings.db_pool_max_size,
+                                                         name="orchestrator-graph")
         self.checkpointer = AsyncPostgresSaver(self.checkpoint_pool)
         self.store = TaskStore(self.fabric_pool)
         self.inbox = Inbox(ORCHESTRATOR, PostgresInboxStore(self.fabric_pool), self._handle,
-                           lane_of=lambda env: env.thread_id or SYSTEM_LANE,
+                           lane_of=lambda env: env.thread_id or f"{SYSTEM_LANE}:{env.sender}",
                            max_attempts=settings.delivery_max_attempts, backoff_s=settings.delivery_backoff_s,
                            publish=self._publish)
         self.dispatcher = Dispatcher(settings, self.store, self.handles, fail_task=self.inbox.deliver)
@@ -115,9 +123,10 @@ class Orchestrator:
         self.graph = build_graph(settings, checkpointer=self.checkpointer, delegation=self.delegation,
                                  fleet=self.fleet)
         recovered = await self.inbox.recover()
-        await self.dispatcher.resume()
         if recovered:
             log.warning("orchestrator: resumed %d envelopes accepted before a restart", recovered)
+        spawn_background(self._background, start_with_retries(self.dispatcher.resume, "orchestrator task resume"),
+                         name="resume-tasks")
 
     async def ready(self) -> bool:
         await self._started
@@ -165,6 +174,10 @@ class Orchestrator:
             await self._run(envelope, envelope.payload.get("input"))
         elif envelope.kind == TASK_RESULT:
             await self._task_result(envelope)
+        elif envelope.kind == PONG:
+            waiter = self._probes.pop(str(envelope.payload.get("ping_id")), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(time.perf_counter())
         elif envelope.kind == AGENT_LOST:
             agent_id = str(envelope.payload["agent_id"])
             moved = await self.dispatcher.agent_lost(agent_id)
@@ -250,6 +263,35 @@ class Orchestrator:
     async def tasks(self, thread_id: str) -> list[TaskInfo]:
         await self._started
         return await self.store.of_thread(thread_id)
+
+    async def probe(self, agent_id: str, count: int = 1, timeout_s: float = 30.0) -> list[float]:
+        """Round trips orchestrator -> agent -> orchestrator through the fabric, in ms: ``ping``
+        delivered to the agent, ``pong`` delivered back (durably accepted) and handled here."""
+        await self._started
+        durations = []
+        for _ in range(max(1, min(count, 10_000))):
+            ping = Envelope(sender=ORCHESTRATOR, recipient=agent_id, kind=PING, payload={})
+            waiter = asyncio.get_running_loop().create_future()
+            self._probes[ping.id] = waiter
+            started = time.perf_counter()
+            try:
+                await send(self.handles, ping, restartable=False, deadline_s=timeout_s)
+                finished = await asyncio.wait_for(waiter, timeout_s)
+            finally:
+                self._probes.pop(ping.id, None)
+            durations.append((finished - started) * 1000)
+        return durations
+
+    async def probe_bare(self, agent_id: str, count: int = 1) -> list[float]:
+        """The floor under ``probe``: plain Ray actor calls orchestrator -> agent, in ms."""
+        await self._started
+        handle = self.handles.get(agent_id)
+        durations = []
+        for _ in range(max(1, min(count, 10_000))):
+            started = time.perf_counter()
+            await handle.ping.remote()
+            durations.append((time.perf_counter() - started) * 1000)
+        return durations
 
     async def wait_idle(self) -> None:
         """Return when no envelope is queued or being handled (tests and orderly shutdowns)."""

@@ -26,6 +26,8 @@ DEAD_LETTER: Final = "dead_letter"
 THREAD_UPDATE: Final = "thread_update"
 THREAD_RUN: Final = "thread_run"
 SYSTEM_EVENT: Final = "system_event"
+PING: Final = "ping"
+PONG: Final = "pong"
 
 
 class Envelope(BaseModel):

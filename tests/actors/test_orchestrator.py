@@ -15,6 +15,7 @@ import ray
 from actors.client import FabricClient, RunFailed
 from quadracode_ray.envelope import (
     AGENT_LOST,
+    CANCEL_TASK,
     DEAD_LETTER,
     TASK,
     TASK_RESULT,
@@ -148,6 +149,9 @@ async def test_killed_orchestrator_continues_the_thread_from_its_checkpoint(syst
     marker = tmp_path / "paused"
     receipt = await client.submit_user_message(thread, f"pause: {marker}")
     await eventually(lambda: _exists(marker), timeout=60, what="the graph to reach node pause")
+    # Threads run concurrently: another thread is served while this one hangs.
+    other = await client.run_and_wait(new_thread(), "still here?", timeout_s=60)
+    assert assistant_texts(other) == ["echo: still here?"]
     ray.kill(system.orchestrator, no_restart=False)
 
     values = await eventually(lambda: _finished(client, thread), timeout=90, what="thread resumed after restart")
@@ -170,3 +174,27 @@ async def _finished(client: FabricClient, thread: str):
     except ray.exceptions.RayActorError:
         return None
     return values if "resumed after pause" in assistant_texts(values) else None
+
+
+async def test_cancelling_a_running_task_stops_the_agent_and_closes_the_task(system):
+    client = FabricClient.from_handles(system)
+    thread = new_thread()
+    agent = await system.fleet.spawn.remote({"kind": "coder", "capabilities": ["cancel"]})
+    values = await client.run_and_wait(thread, f"delegate@cancel: hang-on:{agent.agent_id}", timeout_s=60)
+    (task_id,) = values["delegated"]
+    handle = await system.fleet.get_handle.remote(agent.agent_id)
+    await eventually(lambda: _running(handle, task_id), timeout=30, what="task running on the agent")
+    info = await system.orchestrator.cancel_task.remote(task_id)
+    assert info.status == "cancelled"
+    await eventually(lambda: _stopped(handle, task_id), timeout=30, what="the agent to stop the task")
+    # The agent's "cancelled" result arrives and is logged, but the closed task ignores it.
+    await expect_logged(system, thread, {USER_MESSAGE: 1, TASK: 1, CANCEL_TASK: 1, TASK_RESULT: 1})
+    await system.orchestrator.wait_idle.remote()
+    assert await result_message(client, thread, task_id) == []
+    assert (await system.orchestrator.task_status.remote(task_id)).status == "cancelled"
+    assert (await system.orchestrator.cancel_task.remote(task_id)).status == "cancelled"  # idempotent
+    await system.fleet.kill.remote(agent.agent_id)
+
+
+async def _stopped(handle, task_id: str) -> bool:
+    return not await _running(handle, task_id)
