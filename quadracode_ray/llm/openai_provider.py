@@ -109,10 +109,12 @@ class OpenAIChatModel(SDKChatModel):
                          metrics_provider=metrics_provider)
         self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s,
                                          max_retries=0, default_headers=default_headers)
+        # OpenAI's own models want max_completion_tokens; compatible servers (vLLM, Ollama) know max_tokens.
+        self._max_tokens_field = "max_completion_tokens" if base_url is None else "max_tokens"
 
     def _build_request(self, messages, tools, max_tokens):
         request: dict[str, Any] = {"model": self.model, "messages": to_openai_messages(messages),
-                                   "max_completion_tokens": max_tokens}
+                                   self._max_tokens_field: max_tokens}
         if tools:
             request["tools"] = to_openai_tools(tools)
         return request

@@ -10,7 +10,12 @@ from typing import Any, TypeVar
 from langchain_core.messages import BaseMessage
 
 from quadracode_ray.llm.base import ModelReply, StreamChunk, ToolSpec
-from quadracode_ray.llm.errors import LLMError, ProviderError, StreamInterruptedError
+from quadracode_ray.llm.errors import (
+    LLMError,
+    ProviderError,
+    StreamInterruptedError,
+    UnsupportedInputError,
+)
 from quadracode_ray.llm.retry import RetryPolicy, call_with_retries
 from quadracode_ray.llm.usage import record_request, record_retry, record_usage
 
@@ -64,9 +69,18 @@ class SDKChatModel(ABC):
     def _on_retry(self, exc: ProviderError, attempt: int, delay: float) -> None:
         record_retry(self._metrics_provider, self.model, type(exc).__name__)
 
+    def _request(self, messages: Sequence[BaseMessage], tools: Sequence[ToolSpec],
+                 max_tokens: int | None) -> dict[str, Any]:
+        for tool in tools:
+            if not isinstance(tool, ToolSpec):
+                raise UnsupportedInputError(f"tools must be ToolSpec instances (got {type(tool).__name__})")
+        if max_tokens is not None and max_tokens < 1:
+            raise UnsupportedInputError(f"max_tokens must be positive (got {max_tokens})")
+        return self._build_request(messages, tools, max_tokens or self.max_tokens)
+
     async def generate(self, messages: Sequence[BaseMessage], *, tools: Sequence[ToolSpec] = (),
                        max_tokens: int | None = None) -> ModelReply:
-        request = self._build_request(messages, tools, max_tokens or self.max_tokens)
+        request = self._request(messages, tools, max_tokens)
         started = time.perf_counter()
         try:
             reply = await call_with_retries(lambda: self._translated(lambda: self._complete(request)),
@@ -80,7 +94,7 @@ class SDKChatModel(ABC):
 
     async def stream(self, messages: Sequence[BaseMessage], *, tools: Sequence[ToolSpec] = (),
                      max_tokens: int | None = None) -> AsyncIterator[StreamChunk]:
-        request = self._build_request(messages, tools, max_tokens or self.max_tokens)
+        request = self._request(messages, tools, max_tokens)
         started = time.perf_counter()
         try:
             # Only opening the stream is retried: once output flowed a retry would repeat it.

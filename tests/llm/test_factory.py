@@ -39,6 +39,10 @@ def test_openai_compatible_base_url_needs_no_key(make_settings):
     model = make_chat_model("openai:llama3", make_settings(openai_base_url="http://127.0.0.1:11434/v1"))
     assert isinstance(model, OpenAIChatModel)
     assert str(model.client.base_url).startswith("http://127.0.0.1:11434/v1")
+    # Compatible servers get max_tokens; OpenAI's own API gets max_completion_tokens.
+    assert model._build_request([HumanMessage("x")], [], 10)["max_tokens"] == 10
+    official = make_chat_model("openai:gpt-4o", make_settings(openai_api_key="sk-x"))
+    assert official._build_request([HumanMessage("x")], [], 10)["max_completion_tokens"] == 10
 
 
 def test_keys_pick_the_provider(make_settings):

@@ -116,6 +116,10 @@ class ChatModelConformance:
             await model.generate([image])
         with pytest.raises(UnsupportedInputError):
             await model.generate([])
+        with pytest.raises(UnsupportedInputError, match="ToolSpec"):
+            await model.generate([HumanMessage("hi")], tools=[{"name": "exec"}])
+        with pytest.raises(UnsupportedInputError):
+            [c async for c in model.stream([HumanMessage("hi")], max_tokens=0)]
         assert conformance_target.server.faults.requests[model_name] == 0
         await model.aclose()
 
