@@ -31,6 +31,7 @@ class Dispatcher:
         self.lost: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         self._active: set[str] = set()
+        self._missing: set[str] = set()
 
     def schedule(self, task_id: str) -> None:
         if task_id not in self._active:
@@ -117,6 +118,23 @@ class Dispatcher:
             if await self.store.requeue(row["task_id"], only_agent=agent_id):
                 moved.append(row["task_id"])
                 self.schedule(row["task_id"])
+        return moved
+
+    async def check_orphans(self) -> list[str]:
+        """Reassign tasks whose agent the registry has not known for two checks in a row.
+
+        The registry tells us about agents it reaps; this catches the rest: an agent that died
+        while the registry itself was restarting never re-registers, so it is never reaped."""
+        registry = self.handles.get(REGISTRY)
+        known = {a.agent_id for a in await registry.list.remote(include_unhealthy=True)}
+        running = {row["agent_id"] for row in await self.store.open_tasks() if row["status"] == "running"}
+        missing = {agent_id for agent_id in running if agent_id and agent_id not in known}
+        confirmed = missing & self._missing
+        self._missing = missing - confirmed
+        moved: list[str] = []
+        for agent_id in confirmed:
+            log.warning("task watchdog: agent %s is unknown to the registry; reassigning its tasks", agent_id)
+            moved += await self.agent_lost(agent_id)
         return moved
 
     async def resume(self) -> None:

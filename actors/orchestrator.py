@@ -127,6 +127,16 @@ class Orchestrator:
             log.warning("orchestrator: resumed %d envelopes accepted before a restart", recovered)
         spawn_background(self._background, start_with_retries(self.dispatcher.resume, "orchestrator task resume"),
                          name="resume-tasks")
+        spawn_background(self._background, self._watchdog(), name="task-watchdog")
+
+    async def _watchdog(self) -> None:
+        while True:
+            # Periodic by nature: it looks for agents that vanished without being reaped.
+            await asyncio.sleep(self.settings.registry_ttl_s)
+            try:
+                await self.dispatcher.check_orphans()
+            except Exception as exc:  # noqa: BLE001 - the registry may be restarting; next round
+                log.warning("orchestrator: task watchdog failed: %s", exc)
 
     async def ready(self) -> bool:
         await self._started

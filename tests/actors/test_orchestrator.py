@@ -198,3 +198,23 @@ async def test_cancelling_a_running_task_stops_the_agent_and_closes_the_task(sys
 
 async def _stopped(handle, task_id: str) -> bool:
     return not await _running(handle, task_id)
+
+
+async def test_agent_dying_while_the_registry_restarts_is_caught_by_the_watchdog(system):
+    client = FabricClient.from_handles(system)
+    thread = new_thread()
+    victim = await system.fleet.spawn.remote({"kind": "coder", "capabilities": ["watchdog"]})
+    values = await client.run_and_wait(thread, f"delegate@watchdog: hang-on:{victim.agent_id} then finish",
+                                       timeout_s=60)
+    (task_id,) = values["delegated"]
+    handle = await system.fleet.get_handle.remote(victim.agent_id)
+    await eventually(lambda: _running(handle, task_id), timeout=30, what="task running on the victim")
+    pid = await handle.pid.remote()
+    ray.kill(system.registry, no_restart=False)  # the registry forgets everyone ...
+    os.kill(pid, signal.SIGKILL)  # ... and the victim dies before it could register again
+
+    texts = await eventually(lambda: result_message(client, thread, task_id), timeout=60, what="reassigned result")
+    assert texts == [f"result {task_id}: succeeded done: hang-on:{victim.agent_id} then finish"]
+    info = await system.orchestrator.task_status.remote(task_id)
+    assert info.agent_id != victim.agent_id
+    await expect_logged(system, thread, {USER_MESSAGE: 1, TASK: 2, TASK_RESULT: 1})
