@@ -112,11 +112,13 @@ class SDKChatModel(ABC):
         except LLMError:
             raise
         except Exception as exc:
+            # Whatever broke the stream (an SDK error event, a dropped connection surfacing as
+            # the HTTP library's own error), the caller gets one typed error.
             typed = self._translate_error(exc)
-            if typed is None:
-                raise
             record_request(self._metrics_provider, self.model, "StreamInterruptedError", time.perf_counter() - started)
-            raise StreamInterruptedError(str(typed), provider=self.provider, status_code=typed.status_code) from exc
+            raise StreamInterruptedError(f"stream broke after output started: {typed or exc}",
+                                         provider=self.provider,
+                                         status_code=typed.status_code if typed else None) from exc
         finally:
             close = getattr(stream, "close", None)
             if close is not None:

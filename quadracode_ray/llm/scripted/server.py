@@ -37,6 +37,7 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._queues: dict[str, collections.deque[tuple[int, float | None]]] = {}
         self._stalls: dict[str, collections.deque[float]] = {}
+        self._breaks: collections.Counter[str] = collections.Counter()
         self.requests: collections.Counter[str] = collections.Counter()
 
     def inject(self, model: str, statuses: list[int], retry_after_s: float | None = None) -> None:
@@ -48,6 +49,18 @@ class FaultPlan:
         with self._lock:
             self._stalls.setdefault(model, collections.deque()).extend([seconds] * count)
 
+    def inject_stream_break(self, model: str, count: int = 1) -> None:
+        """The next ``count`` streamed replies for ``model`` drop the connection after two events."""
+        with self._lock:
+            self._breaks[model] += count
+
+    def take_stream_break(self, model: str) -> bool:
+        with self._lock:
+            if self._breaks[model] > 0:
+                self._breaks[model] -= 1
+                return True
+            return False
+
     def next_fault(self, model: str) -> tuple[int, float | None] | None:
         with self._lock:
             self.requests[model] += 1
@@ -58,6 +71,20 @@ class FaultPlan:
         with self._lock:
             queue = self._stalls.get(model)
             return queue.popleft() if queue else 0.0
+
+
+class InjectedStreamBreak(RuntimeError):
+    """Raised inside a streamed body to drop the connection (fault injection)."""
+
+
+def _breaking(events, model: str, faults: FaultPlan):
+    if not faults.take_stream_break(model):
+        yield from events
+        return
+    for index, event in enumerate(events):
+        if index == 2:
+            raise InjectedStreamBreak(f"injected stream break for {model}")
+        yield event
 
 
 def build_app(*, delay_s: float = 0.0, faults: FaultPlan | None = None) -> Starlette:
@@ -94,8 +121,8 @@ def build_app(*, delay_s: float = 0.0, faults: FaultPlan | None = None) -> Starl
         seed = wire.new_seed()
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(wire.openai_stream(decision, body["model"], turns, seed, include_usage),
-                                     media_type="text/event-stream")
+            events = wire.openai_stream(decision, body["model"], turns, seed, include_usage)
+            return StreamingResponse(_breaking(events, body["model"], faults), media_type="text/event-stream")
         return JSONResponse(wire.openai_response(decision, body["model"], turns, seed))
 
     async def messages(request: Request) -> Response:
@@ -110,8 +137,8 @@ def build_app(*, delay_s: float = 0.0, faults: FaultPlan | None = None) -> Starl
         await asyncio.sleep(state["delay_s"] + faults.next_stall(body["model"]))
         seed = wire.new_seed()
         if body.get("stream"):
-            return StreamingResponse(wire.anthropic_stream(decision, body["model"], turns, seed),
-                                     media_type="text/event-stream")
+            events = wire.anthropic_stream(decision, body["model"], turns, seed)
+            return StreamingResponse(_breaking(events, body["model"], faults), media_type="text/event-stream")
         return JSONResponse(wire.anthropic_response(decision, body["model"], turns, seed))
 
     async def inject_faults(request: Request) -> Response:
@@ -181,6 +208,9 @@ class ScriptedServer:
 
     def inject_stall(self, model: str, seconds: float, count: int = 1) -> None:
         self.faults.inject_stall(model, seconds, count)
+
+    def inject_stream_break(self, model: str, count: int = 1) -> None:
+        self.faults.inject_stream_break(model, count)
 
     def start(self, timeout_s: float = 15.0) -> ScriptedServer:
         self._thread = threading.Thread(target=self._server.run, name=f"scripted-llm-{self.port}", daemon=True)

@@ -21,6 +21,7 @@ from quadracode_ray.llm.errors import (
     ProviderRejectedError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    StreamInterruptedError,
     UnsupportedInputError,
 )
 from quadracode_ray.llm.retry import RetryPolicy
@@ -142,6 +143,15 @@ class ChatModelConformance:
         chunks = [c async for c in model.stream([HumanMessage("hello")])]
         assert "hello" in chunks[-1].reply.text
         assert conformance_target.server.faults.requests[model_name] == 2
+        await model.aclose()
+
+    async def test_a_stream_broken_after_output_raises_a_typed_error(self, conformance_target: ConformanceTarget,
+                                                                      model_name: str):
+        conformance_target.server.inject_stream_break(model_name)
+        model = conformance_target.make(model_name)
+        with pytest.raises(StreamInterruptedError, match="after output started"):
+            [c async for c in model.stream([HumanMessage("a long enough message to need several chunks")])]
+        assert conformance_target.server.faults.requests[model_name] == 1  # never retried: output had begun
         await model.aclose()
 
     async def test_gives_up_after_max_retries(self, conformance_target: ConformanceTarget, model_name: str):
