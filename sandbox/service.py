@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from quadracode_ray import metrics
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import (
     ExecResult,
@@ -91,10 +92,15 @@ class WorkspaceService:
         finally:
             self._active -= 1
             self._last_activity = time.monotonic()
+            outcome = "ok" if error is None else "error"
+            with contextlib.suppress(Exception):  # a metrics backend must never fail an operation
+                metrics.histogram("sandbox_operation_seconds", "Duration of workspace sandbox operations.",
+                                  ("operation", "outcome")).observe(time.perf_counter() - started,
+                                                                    {"operation": operation, "outcome": outcome})
             self.events.emit(SandboxEvent(
                 workspace_id=self.workspace_id, operation=operation,
                 duration_ms=(time.perf_counter() - started) * 1000,
-                outcome="ok" if error is None else "error",
+                outcome=outcome,
                 error=None if error is None else f"{type(error).__name__}: {error}",
                 at=datetime.now(UTC), detail=detail,
             ))
@@ -117,8 +123,8 @@ class WorkspaceService:
             await asyncio.to_thread(self.deployment.launch_executor)
 
     async def _revive(self) -> None:
-        """The executor did not answer: start the container if it was stopped, relaunch it."""
-        await asyncio.to_thread(self.deployment.start)
+        """The executor did not answer: re-create or start the container as needed, relaunch it."""
+        await asyncio.to_thread(self.deployment.ensure, self.spec)
 
     async def _call(self, header: dict, blob: bytes = b"", **kwargs) -> tuple[dict, bytes]:
         return await self.runtime.call(header, blob, **kwargs)

@@ -92,10 +92,15 @@ def _missing(path: str) -> OpError:
     return OpError("not_found", f"no such file or directory: {path!r}")
 
 
+MAX_READ = 256 << 20  # one read must not push the executor past the container's memory limit
+
+
 def read(path: str) -> bytes:
     real = resolve(path)
     if os.path.isdir(real):
         raise OpError("is_dir", f"{path!r} is a directory")
+    if os.path.exists(real) and os.path.getsize(real) > MAX_READ:
+        raise OpError("invalid", f"{path!r} is larger than {MAX_READ >> 20} MiB; download it with download_tar or exec")
     try:
         with open(real, "rb") as fh:
             return fh.read()
@@ -224,6 +229,8 @@ def copy(src: str, dst: str, overwrite: bool) -> dict:
     real_dst = resolve(dst, follow=False)
     if not os.path.exists(real_src):
         raise _missing(src)
+    if _under(real_dst, real_src):
+        raise OpError("invalid", f"cannot copy {src!r} into itself")
     if os.path.lexists(real_dst):
         if not overwrite:
             raise OpError("exists", f"{dst!r} already exists; pass overwrite=True")

@@ -27,7 +27,7 @@ _LINGER = 0.2  # after the command exits, how long to wait for children still ho
 
 
 def _proc_table() -> list[tuple[int, int, int, int]]:
-    """(pid, ppid, pgid, sid) of every process visible in the container."""
+    """(pid, ppid, pgid, sid) of every live (not zombie) process visible in the container."""
     rows = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -38,15 +38,16 @@ def _proc_table() -> list[tuple[int, int, int, int]]:
         except OSError:
             continue
         fields = raw[raw.rfind(")") + 2:].split()
+        if fields[0] in ("Z", "X"):
+            continue  # already dead, only waiting to be reaped
         rows.append((int(name), int(fields[1]), int(fields[2]), int(fields[3])))
     return rows
 
 
 def tree_of(root: int) -> set[int]:
-    """The root, its descendants, and anything still in its process group or session."""
+    """The root, its descendants, and anything still in its process group or session (live only)."""
     table = _proc_table()
-    members = {pid for pid, _ppid, pgid, sid in table if pgid == root or sid == root}
-    members.add(root)
+    members = {pid for pid, _ppid, pgid, sid in table if pid == root or pgid == root or sid == root}
     changed = True
     while changed:
         changed = False
@@ -59,10 +60,10 @@ def tree_of(root: int) -> set[int]:
 
 
 def _signal_tree(root: int, sig: int) -> int:
+    """Signal the tree; returns how many live members it had (0: nothing left)."""
     sent = 0
     try:
         os.killpg(root, sig)  # atomic for the group: a fork bomb cannot outrun it
-        sent += 1
     except (ProcessLookupError, PermissionError):
         pass
     for pid in tree_of(root):
@@ -81,14 +82,18 @@ def kill_tree(proc: subprocess.Popen, grace: float) -> None:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         pass
-    for _ in range(50):
-        if not _signal_tree(proc.pid, signal.SIGKILL):
-            break
-        time.sleep(0.01)
+    _sweep(proc.pid)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
+
+
+def _sweep(root: int) -> None:
+    for _ in range(50):
+        if not _signal_tree(root, signal.SIGKILL):
+            return
+        time.sleep(0.01)
 
 
 def spawn(command: str, cwd: str, env: dict[str, str]) -> subprocess.Popen:
@@ -162,6 +167,9 @@ def run(command: str, cwd: str, env: dict[str, str], timeout: float, max_output:
         kill_tree(proc, grace)
     else:
         proc.wait()
+        # Whatever the command left running in its session dies with it, so an exec can never
+        # outlive its own timeout (a fork bomb, a stray `cmd &`); long-lived jobs use bg_start.
+        _sweep(proc.pid)
     proc.stdout.close()
     proc.stderr.close()
     return {
@@ -174,6 +182,29 @@ def run(command: str, cwd: str, env: dict[str, str], timeout: float, max_output:
     }
 
 
+class _Tail:
+    """Keeps the last ``limit`` bytes of a long-running stream; offsets count from its start."""
+
+    def __init__(self, limit: int):
+        self.limit, self.data, self.dropped = limit, bytearray(), 0
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        excess = len(self.data) - self.limit
+        if excess > 0:
+            del self.data[:excess]
+            self.dropped += excess
+
+    @property
+    def end(self) -> int:
+        return self.dropped + len(self.data)
+
+    def since(self, offset: int) -> tuple[bytes, bool]:
+        """Bytes from ``offset`` on, and whether some of them were already dropped."""
+        start = max(offset - self.dropped, 0)
+        return bytes(self.data[start:]), offset < self.dropped
+
+
 class Background:
     """One background process whose output is collected by reader threads."""
 
@@ -184,7 +215,7 @@ class Background:
         self.ended_at: float | None = None
         self.killed = False
         self.proc = spawn(command, cwd, env)
-        self.outputs = {"stdout": _Capped(max_output), "stderr": _Capped(max_output)}
+        self.outputs = {"stdout": _Tail(max_output), "stderr": _Tail(max_output)}
         self.lock = threading.Lock()
         self.readers = [threading.Thread(target=self._pump, args=(name,), daemon=True) for name in self.outputs]
         for reader in self.readers:
@@ -207,13 +238,13 @@ class Background:
 
     def poll(self, stdout_offset: int, stderr_offset: int) -> dict:
         with self.lock:
-            out, err = self.outputs["stdout"], self.outputs["stderr"]
+            out, out_lost = self.outputs["stdout"].since(stdout_offset)
+            err, err_lost = self.outputs["stderr"].since(stderr_offset)
             result = {
                 "process": self.describe(),
-                "stdout": bytes(out.data[stdout_offset:]).decode("utf-8", "replace"),
-                "stderr": bytes(err.data[stderr_offset:]).decode("utf-8", "replace"),
-                "stdout_offset": len(out.data), "stderr_offset": len(err.data),
-                "truncated": out.truncated or err.truncated,
+                "stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace"),
+                "stdout_offset": self.outputs["stdout"].end, "stderr_offset": self.outputs["stderr"].end,
+                "truncated": out_lost or err_lost,
             }
         return result
 

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         os.unlink(tmp)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(tmp)
-    os.chmod(tmp, 0o600)
+    os.chmod(tmp, 0o666)  # the host side may be any user; the folder it lives in is private
     server.listen(128)
     os.replace(tmp, args.socket)  # atomic: clients never see a missing or half-made socket
     executor = Executor()

@@ -104,6 +104,13 @@ class SandboxConformance:
         left = await sandbox.exec(f"ps -eo args | grep -c '^{marker}' || true")
         assert left.stdout.strip() == "0"
 
+    async def test_exec_leaves_nothing_running_when_it_returns(self, sandbox, folder):
+        marker = f"qr-left-{folder}"
+        result = await sandbox.exec(f"(exec -a {marker} sleep 300) & echo started")
+        assert result.exit_code == 0 and result.stdout == "started\n"
+        left = await sandbox.exec(f"ps -eo args | grep -c '^{marker}' || true")
+        assert left.stdout.strip() == "0"
+
     async def test_output_is_capped_and_truncation_reported(self, sandbox):
         result = await sandbox.exec(f"head -c {self.output_limit * 3} /dev/zero | tr '\\0' x; echo done >&2")
         assert result.truncated
@@ -148,6 +155,13 @@ class SandboxConformance:
                                            stderr_offset=done.stderr_offset)
         assert again.stdout == "" and again.stderr == ""
         assert started.process_id in {p.process_id for p in await sandbox.list_processes()}
+
+    async def test_background_output_keeps_the_latest_part(self, sandbox):
+        started = await sandbox.start_process(f"head -c {self.output_limit * 3} /dev/zero | tr '\\0' x; echo END")
+        done = await poll_until(lambda: sandbox.poll_process(started.process_id),
+                                lambda out: out.process.status != "running")
+        assert done.truncated and done.stdout.endswith("xxxxEND\n")
+        assert len(done.stdout) == self.output_limit and done.stdout_offset == self.output_limit * 3 + 4
 
     async def test_background_process_can_be_killed(self, sandbox):
         started = await sandbox.start_process("trap '' TERM; echo up; sleep 300")

@@ -64,7 +64,8 @@ async def test_no_privileges_inside(ws):
 
 async def test_fork_bomb_is_contained_by_the_pids_limit(ws):
     result = await ws.exec(":(){ :|:& };:", timeout=3)
-    assert result.timed_out or result.exit_code != 0
+    # The bomb hit the pids limit (forks refused) and everything it spawned died with the exec.
+    assert result.timed_out or "Resource temporarily unavailable" in result.stderr
     left = await ws.exec("ps -e --no-headers | wc -l")
     assert int(left.stdout) < 20  # the bomb's whole tree was killed at the timeout
     await _still_healthy(ws)
