@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Envelope], Awaitable[None]]
 Publish = Callable[[Envelope], None]
 BACKOFF_CAP_S = 30.0
+MAX_QUEUED = 100_000
+
+
+class InboxOverloaded(RuntimeError):
+    """The recipient holds MAX_QUEUED envelopes not yet handled; the sender should retry later."""
 
 
 class DeliveryReceipt(BaseModel):
@@ -172,6 +177,8 @@ class Inbox:
         await self._ready.wait()
         if envelope.recipient != self.recipient:
             raise ValueError(f"envelope {envelope.id} is addressed to {envelope.recipient!r}, not {self.recipient!r}")
+        if len(self._in_flight) >= MAX_QUEUED and envelope.id not in self._in_flight:
+            raise InboxOverloaded(f"{self.recipient} has {len(self._in_flight)} envelopes waiting; retry later")
         if envelope.id in self._in_flight or not await self.store.accept(self.recipient, envelope):
             fabric_metrics.deliveries().inc(tags={"recipient": self._metric_recipient, "outcome": "duplicate"})
             return DeliveryReceipt(envelope_id=envelope.id, status="duplicate")
@@ -288,6 +295,8 @@ async def send(handles: HandleCache, envelope: Envelope, *, restartable: bool, d
             failure = exc
         except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as exc:
             handles.forget(envelope.recipient)
+            failure = exc
+        except InboxOverloaded as exc:
             failure = exc
         if loop.time() >= give_up:
             raise TimeoutError(f"could not deliver {envelope.kind} {envelope.id} to {envelope.recipient} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from quadracode_ray.envelope import CANCEL_TASK, TASK, TASK_RESULT, Envelope
 from quadracode_ray.interfaces.fleet import AgentInfo, TaskInfo, TaskResult
 
 log = logging.getLogger(__name__)
+MAX_REMEMBERED_LOST = 10_000
 
 
 class Dispatcher:
@@ -28,7 +30,8 @@ class Dispatcher:
         self.fail_task = fail_task
         """Hands a synthetic failed ``task_result`` envelope to the orchestrator's own inbox."""
         self.load: dict[str, int] = {}
-        self.lost: set[str] = set()
+        self.lost: OrderedDict[str, None] = OrderedDict()
+        """Agents known to be gone (bounded: the oldest are forgotten)."""
         self._tasks: set[asyncio.Task] = set()
         self._active: set[str] = set()
         self._missing: set[str] = set()
@@ -74,7 +77,7 @@ class Dispatcher:
                 return
             except (RecipientGone, TimeoutError) as exc:
                 log.warning("task %s: agent %s unreachable (%s); choosing another", task_id, agent_id, exc)
-                self.lost.add(agent_id)
+                self._mark_lost(agent_id)
                 self.release(agent_id)
                 await self.store.requeue(task_id, only_agent=agent_id)
 
@@ -104,13 +107,18 @@ class Dispatcher:
             id=f"task:{row['task_id']}:failed", sender=ORCHESTRATOR, recipient=ORCHESTRATOR, kind=TASK_RESULT,
             thread_id=row["parent_thread_id"], payload=result.model_dump(mode="json")))
 
+    def _mark_lost(self, agent_id: str) -> None:
+        self.lost[agent_id] = None
+        while len(self.lost) > MAX_REMEMBERED_LOST:
+            self.lost.popitem(last=False)
+
     def release(self, agent_id: str | None) -> None:
         if agent_id and self.load.get(agent_id, 0) > 0:
             self.load[agent_id] -= 1
 
     async def agent_lost(self, agent_id: str) -> list[str]:
         """Reassign every task running on a lost agent; returns their ids."""
-        self.lost.add(agent_id)
+        self._mark_lost(agent_id)
         self.load.pop(agent_id, None)
         self.handles.forget(agent_id)
         moved = []
