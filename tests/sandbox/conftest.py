@@ -3,6 +3,7 @@ this session created in Docker (containers and volumes carry that id in their la
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ OUTPUT_LIMIT = 65536
 def sandbox_data_dir() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="qr-sbx-"))
     yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -42,16 +44,11 @@ def sandbox_settings(sandbox_data_dir: Path, docker_client) -> Callable[..., Set
 def _cleanup_sandbox_docker() -> Iterator[None]:
     # Set up first, so torn down last: after Ray has shut down (and the actors with it).
     yield
-    import docker
     from docker.errors import DockerException
 
+    from sandbox.testing import remove_installation
+
     try:
-        client = docker.from_env()
+        remove_installation(SESSION_INSTALLATION)
     except DockerException:
-        return
-    label = f"io.quadracode.installation={SESSION_INSTALLATION}"
-    for container in client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for volume in client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    client.close()
+        pass

@@ -161,3 +161,15 @@ async def test_every_operation_produces_an_event(sandbox_settings):
     assert ("exec", "ok") in ops and ("read_file", "error") in ops
     failed = [e for e in events if e.operation == "read_file"][-1]
     assert failed.workspace_id == "events" and "PathEscapeError" in failed.error and failed.duration_ms >= 0
+
+
+async def test_missing_image_is_a_clear_error_and_creates_nothing(sandbox_settings, docker_client):
+    from sandbox.docker_backend import DockerDeployment
+    from sandbox.service import WorkspaceService
+
+    settings = sandbox_settings(workspace_image="qr-no-such-image:never")
+    service = WorkspaceService(DockerDeployment("no-image", settings), settings)
+    with pytest.raises(WorkspaceUnavailable, match="qr-no-such-image:never is missing"):
+        await service.exec("true")
+    assert _containers(docker_client, settings, "no-image") == []
+    service.close()
