@@ -18,8 +18,7 @@ from quadracode_ray.llm.errors import (
     RateLimitedError,
     UnsupportedInputError,
 )
-from quadracode_ray.llm.openai_provider import retry_after_seconds
-from quadracode_ray.llm.retry import RetryPolicy
+from quadracode_ray.llm.retry import RetryPolicy, retry_after_seconds
 from quadracode_ray.llm.sdk_base import SDKChatModel
 
 

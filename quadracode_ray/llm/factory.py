@@ -14,10 +14,8 @@ import asyncio
 import weakref
 
 from quadracode_ray.config import KNOWN_PROVIDERS, Settings
-from quadracode_ray.llm.anthropic_provider import AnthropicChatModel
 from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.errors import MissingCredentialsError, ModelSpecError
-from quadracode_ray.llm.openai_provider import OpenAIChatModel
 from quadracode_ray.llm.retry import RetryPolicy
 
 SCRIPTED_API_KEY = "scripted-no-key-needed"
@@ -39,10 +37,14 @@ def make_chat_model(spec: str | None = None, settings: Settings | None = None) -
     retry = RetryPolicy(max_retries=settings.llm_max_retries)
     common = {"timeout_s": settings.llm_timeout_s, "retry": retry, "max_tokens": settings.llm_max_output_tokens}
     if provider == "anthropic":
+        from quadracode_ray.llm.anthropic_provider import AnthropicChatModel
+
         if settings.anthropic_api_key is None:
             raise MissingCredentialsError("anthropic models need ANTHROPIC_API_KEY (or QUADRACODE_ANTHROPIC_API_KEY)")
         return AnthropicChatModel(model, api_key=settings.anthropic_api_key.get_secret_value(), **common)
     if provider == "openai":
+        from quadracode_ray.llm.openai_provider import OpenAIChatModel
+
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         if key is None and settings.openai_base_url is None:
             raise MissingCredentialsError(
@@ -63,7 +65,11 @@ def make_scripted_model(name: str, settings: Settings, **common) -> ChatModel:
         url = ensure_scripted_server(settings.scripted_delay_ms / 1000)
     url = url.rstrip("/")
     if protocol == "anthropic":
+        from quadracode_ray.llm.anthropic_provider import AnthropicChatModel
+
         return AnthropicChatModel(name, api_key=SCRIPTED_API_KEY, base_url=url, metrics_provider="scripted", **common)
+    from quadracode_ray.llm.openai_provider import OpenAIChatModel
+
     return OpenAIChatModel(name, api_key=SCRIPTED_API_KEY, base_url=url + "/v1", metrics_provider="scripted", **common)
 
 

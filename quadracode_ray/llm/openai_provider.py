@@ -22,22 +22,8 @@ from quadracode_ray.llm.errors import (
     RateLimitedError,
     UnsupportedInputError,
 )
-from quadracode_ray.llm.retry import RetryPolicy
+from quadracode_ray.llm.retry import RetryPolicy, retry_after_seconds
 from quadracode_ray.llm.sdk_base import SDKChatModel
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """Retry-After (seconds) or retry-after-ms from a response, when the server sent one."""
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                continue
-    return None
 
 
 def _usage_metadata(usage: TokenUsage) -> dict[str, int]:

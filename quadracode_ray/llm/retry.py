@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,20 @@ class RetryPolicy(BaseModel):
         base = self.initial_backoff_s * self.multiplier ** (attempt - 1)
         # Full jitter keeps many agents hitting one rate limit from retrying in lockstep.
         return min(self.max_backoff_s, random.uniform(base / 2, base))
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Retry-After (seconds) or retry-after-ms from a response, when the server sent one."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return float(value) * scale
+            except ValueError:
+                continue
+    return None
 
 
 async def call_with_retries(
