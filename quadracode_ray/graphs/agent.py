@@ -5,7 +5,9 @@ Factory::
     build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient, checkpointer=None,
                       namespace="agent", agent_id=None, extra_tools=(), system_prompt=None,
                       context=ContextPolicy(), guardrails=Guardrails(), stop=None,
-                      ask_human=True) -> CompiledStateGraph
+                      ask_human=True, settings=None) -> CompiledStateGraph
+
+    graph(config: RunnableConfig) -> CompiledStateGraph   # per-run factory for graph registries
 
 Input (``AgentState``)::
 

@@ -6,7 +6,12 @@ Factory::
                              fleet: FleetClient | None, delegation: DelegationClient | None,
                              checkpointer=None, namespace="orchestrator", guardrails=Guardrails(),
                              stop=None, context=ContextPolicy(), system_prompt=None,
-                             extra_tools=()) -> CompiledStateGraph
+                             extra_tools=(), settings=None) -> CompiledStateGraph
+
+    graph(config: RunnableConfig) -> CompiledStateGraph   # per-run factory for graph registries
+
+``settings`` supplies guardrail and context defaults (QUADRACODE_AUTONOMY_*, _CONTEXT_TOKEN_BUDGET)
+when ``guardrails``/``context`` are not given. Nodes are async: use ainvoke/astream.
 
 Input (``OrchestratorState``; every key optional, per run)::
 
@@ -24,8 +29,16 @@ Output state::
     halt           the pending halt ({"kind", "reason", "resume_to"}) while interrupted
     stopped        True when the human stopped the last turn
     artifacts      workspace paths written by write_file
+    run_first_step internal: where this invocation started (to halt before the recursion limit)
     __interrupt__  (run output only) the interrupt payloads: {"type": "guardrail" | "emergency_stop"
-                   | "question", "reason"/"question", "options": [...]}.
+                   | "model_error" | "question", "reason"/"question", "options": [...]}.
+                   Halts (all but "question") resume with "continue" (fresh budget, retries the
+                   step), "stop" (ends the turn, stopped=True) or new instruction text;
+                   a "question" resumes with the answer. New input instead of a resume also
+                   works: open tool calls are closed as skipped.
+
+Emergency stop: pass ``stop=StopRegistry()`` (or any StopSignal) and call
+``stop.stop(thread_id)`` from anywhere; the running node is cancelled and the thread halts.
 
 Delegation is non-blocking: ``delegate`` returns a task id at once and the run ends; the actor
 later starts a run on the same thread with ``{"task_results": [...]}``, which is folded into
