@@ -3,7 +3,7 @@
 Factory::
 
     build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient, checkpointer=None,
-                      namespace="agent", agent_id=None, extra_tools=(), system_prompt=None,
+                      namespace=None, agent_id=None, extra_tools=(), system_prompt=None,
                       context=ContextPolicy(), guardrails=Guardrails(), stop=None,
                       ask_human=True, settings=None) -> CompiledStateGraph
 
@@ -24,7 +24,7 @@ that halts (guardrail, emergency stop, ``ask_human``) ends with an interrupt ins
 write_file, list_files, snapshot, ask_human, finish, plus ``extra_tools``.
 
 Run each delegated task on its own thread (``checkpoint.task_thread_id(task_id)``); the
-checkpointer is wrapped in ``NamespacedSaver(checkpointer, namespace)``.
+checkpointer is used as given unless ``namespace`` is set (see ``graphs.checkpoint``).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class AgentState(ReactState, total=False):
 
 
 def build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient,
-                      checkpointer: BaseCheckpointSaver | None = None, namespace: str = "agent",
+                      checkpointer: BaseCheckpointSaver | None = None, namespace: str | None = None,
                       agent_id: str | None = None, extra_tools: Sequence[Tool] = (),
                       system_prompt: str | None = None, context: ContextPolicy | None = None,
                       guardrails: Guardrails | None = None, stop: StopSignal | None = None,

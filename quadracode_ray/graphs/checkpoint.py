@@ -6,7 +6,12 @@ production, InMemorySaver in tests) and stores thread ``T`` of assistant ``A`` a
 ``A::T``. Graphs and callers keep using plain thread ids; two assistants sharing thread id
 ``T`` never collide, and deleting ``T`` for one assistant leaves the other's alone.
 
-Delegated tasks run on their own thread (``task_thread_id``) under the agent's namespace.
+How to use it: ``build_*_graph(..., checkpointer=saver, namespace="<assistant>")`` or
+``namespaced(saver, "<assistant>")``. Every process that runs an assistant's threads (the API's
+run executor, the orchestrator actor) must use the same namespace for it, or none: the
+factories default to none (thread ids as given, as LangGraph Platform does) so runners that
+attach their own saver and probe it directly still agree. Delegated tasks never share a
+thread with their parent: each runs on its own thread (``task_thread_id``).
 """
 
 from __future__ import annotations
@@ -145,8 +150,8 @@ class NamespacedSaver(BaseCheckpointSaver):
         return NamespacedSaver(self.inner.with_allowlist(extra_allowlist), self.namespace)
 
 
-def namespaced(saver: BaseCheckpointSaver | None, namespace: str) -> BaseCheckpointSaver | None:
-    """``saver`` isolated under ``namespace`` (None stays None: a graph without persistence)."""
-    if saver is None or (isinstance(saver, NamespacedSaver) and saver.namespace == namespace):
+def namespaced(saver: BaseCheckpointSaver | None, namespace: str | None) -> BaseCheckpointSaver | None:
+    """``saver`` isolated under ``namespace``; no namespace (or no saver) leaves it as it is."""
+    if saver is None or namespace is None or (isinstance(saver, NamespacedSaver) and saver.namespace == namespace):
         return saver
     return NamespacedSaver(saver, namespace)

@@ -4,7 +4,7 @@ Factory::
 
     build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | None,
                              fleet: FleetClient | None, delegation: DelegationClient | None,
-                             checkpointer=None, namespace="orchestrator", guardrails=Guardrails(),
+                             checkpointer=None, namespace=None, guardrails=Guardrails(),
                              stop=None, context=ContextPolicy(), system_prompt=None,
                              extra_tools=(), settings=None) -> CompiledStateGraph
 
@@ -44,7 +44,7 @@ Delegation is non-blocking: ``delegate`` returns a task id at once and the run e
 later starts a run on the same thread with ``{"task_results": [...]}``, which is folded into
 the conversation (and streamed as a ``task_result`` custom event) before the model reacts.
 Custom stream events (``stream_mode="custom"``) are listed in ``quadracode_ray.graphs.react``.
-The checkpointer is wrapped in ``NamespacedSaver(checkpointer, namespace)``.
+The checkpointer is used as given unless ``namespace`` is set (see ``graphs.checkpoint``).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def format_task_result(result: TaskResult) -> str:
 
 def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | None,
                              fleet: FleetClient | None, delegation: DelegationClient | None,
-                             checkpointer: BaseCheckpointSaver | None = None, namespace: str = "orchestrator",
+                             checkpointer: BaseCheckpointSaver | None = None, namespace: str | None = None,
                              guardrails: Guardrails | None = None, stop: StopSignal | None = None,
                              context: ContextPolicy | None = None, system_prompt: str | None = None,
                              extra_tools: Sequence[Tool] = (), settings: Settings | None = None):
@@ -164,7 +164,7 @@ def graph(config: RunnableConfig) -> Any:
     """The orchestrator for one run, from ``config["configurable"]``: ``model`` (a ChatModel or a
     ``provider:model`` spec; default from settings) and the clients the caller put there
     (``workspace``, ``fleet``, ``delegation``, ``stop``). Tools whose client is missing are left
-    out. The caller attaches the checkpointer (wrap it with ``namespaced(saver, assistant_id)``).
+    out. The caller attaches the checkpointer (``namespaced(saver, ns)`` to isolate it).
     This is what ``quadracode_ray.graphs.orchestrator:graph`` names in a graph registry."""
     configurable = config.get("configurable") or {}
     settings = load_settings()

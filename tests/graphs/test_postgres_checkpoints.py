@@ -51,9 +51,9 @@ async def test_code_name_survives_a_fresh_graph_on_the_same_thread(make_model, p
 
 
 async def test_assistants_sharing_a_thread_id_never_collide(make_model, saver, thread):
-    orchestrator = _orchestrator(make_model(), saver)
+    orchestrator = _orchestrator(make_model(), saver, namespace="orchestrator")
     other = _orchestrator(make_model(), saver, namespace="orchestrator-b")
-    agent = build_agent_graph(model=make_model(), workspace=FakeWorkspace(), checkpointer=saver)
+    agent = build_agent_graph(model=make_model(), workspace=FakeWorkspace(), checkpointer=saver, namespace="agent")
     await orchestrator.ainvoke(user("remember the code name WREN"), thread)
     await agent.ainvoke({"task": "say hi", "task_id": "t"}, thread)
     out = await other.ainvoke(user("what is the code name?"), thread)
@@ -100,7 +100,21 @@ async def test_hello_py_delegated_to_an_agent_on_its_own_thread(make_model, save
 
     out = await orchestrator.ainvoke({"task_results": [result.model_dump()]}, thread)
     assert out["messages"][-1].content.startswith(f"Task {task.task_id} (agent {task.agent_id}) succeeded: 42")
-    assert "task_results" not in (await agent.aget_state(thread)).values  # the task thread is separate
+    # The task kept its own thread: its result is there, not in the parent's checkpoints.
+    assert (await agent.aget_state(task_thread)).values["result"]["output"] == "42"
+    assert "result" not in (await orchestrator.aget_state(thread)).values
+
+
+async def test_without_a_namespace_runners_share_the_thread(make_model, saver, pool, thread):
+    """The API's run executor and the orchestrator actor each attach their own saver: with no
+    namespace (the default) both see one conversation per thread id."""
+    api_side = _orchestrator(make_model(), saver)
+    await api_side.ainvoke(user("remember the code name EGRET"), thread)
+    actor_side = _orchestrator(make_model(), AsyncPostgresSaver(pool))
+    out = await actor_side.ainvoke(user("what is the code name?"), thread)
+    assert out["messages"][-1].content == "The code name is EGRET."
+    probe = [c async for c in saver.alist(thread, limit=1)]  # raw probes (run retries) see it
+    assert probe and probe[0].config["configurable"]["thread_id"] == thread["configurable"]["thread_id"]
 
 
 async def test_namespaced_listing_sees_only_its_own_threads(make_model, saver):
