@@ -59,3 +59,15 @@ def test_code_name_from_history_and_task_results():
     assert "not been told" in decide(turns[2:], {}).text
     folded = [{"role": "user", "text": "[task t1 succeeded by agent a1]\n42"}]
     assert decide(folded, {}).text == "Task t1 (agent a1) succeeded: 42"
+
+
+def test_write_and_run_phrasings():
+    tools = {"write_file": {}, "exec": {}}
+    for text in ("write hello.py that prints 42 and run it", "Write hello.py that prints 42, then run it.",
+                 "please write a file called hello.py that prints 42; run it"):
+        decision = decide([{"role": "user", "text": text}], tools)
+        assert decision.tool_calls == [{"name": "write_file", "args": {"path": "hello.py", "content": "print(42)\n"}}]
+        turns = _after([{"role": "user", "text": text}], decision.tool_calls[0], {"path": "hello.py"})
+        assert decide(turns, tools).tool_calls == [{"name": "exec", "args": {"command": "python3 hello.py"}}]
+    only_write = decide([{"role": "user", "text": "write greet.py that prints hello world"}], tools)
+    assert only_write.tool_calls[0]["args"]["content"] == 'print("hello world")\n'

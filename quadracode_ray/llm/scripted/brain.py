@@ -87,8 +87,8 @@ def _plan(text: str) -> list[_Step] | None:
     low = text.lower()
     if m := re.search(r"delegate(?: to an? ([\w-]+) agent)?\s*:\s*(.+)", text, re.I | re.S):
         return [_Step("delegate", {"instruction": m.group(2).strip(), "kind": (m.group(1) or "coder").lower()})]
-    if m := re.search(r"write (?:a file )?(?:called |named )?([\w./-]+\.\w+) that prints (.+?)(?:\s+and run it\b|[.!]?\s*$)",
-                      text, re.I):
+    if m := re.search(r"write (?:a file )?(?:called |named )?([\w./-]+\.\w+) that prints (.+?)"
+                      r"(?=\s*(?:,|;|\band\b|\bthen\b|[.!]?\s*$))", text, re.I | re.M):
         path, value = m.group(1), m.group(2)
         steps = [_Step("write_file", {"path": path, "content": _print_source(path, value)})]
         if re.search(r"\brun it\b", low):
