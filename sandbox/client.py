@@ -172,6 +172,21 @@ class WorkspaceSandboxClient:
         await self._call("delete_snapshot", snapshot_id)
 
 
+WORKSPACE_RESOURCE = "workspace"
+
+
+def _placement() -> dict[str, Any]:
+    """On a cluster whose Docker nodes offer the ``workspace`` resource (cluster.yaml), sandbox
+    actors go there; a laptop without it places them anywhere. A sliver of the resource marks
+    placement only: it does not cap how many workspaces a node runs."""
+    try:
+        if ray.is_initialized() and ray.cluster_resources().get(WORKSPACE_RESOURCE):
+            return {"resources": {WORKSPACE_RESOURCE: 0.01}}
+    except Exception:  # noqa: BLE001 - placement is a preference, never a reason to fail
+        pass
+    return {}
+
+
 def workspace_actor(workspace_id: str, settings: Settings, *, spec: WorkspaceSpec | None = None,
                     event_sink: EventSink | None = None, detached: bool = True) -> Any:
     """The handle of actor ``workspace:<id>``, created if missing (race-free: get_if_exists)."""
@@ -179,6 +194,7 @@ def workspace_actor(workspace_id: str, settings: Settings, *, spec: WorkspaceSpe
     options: dict[str, Any] = {"name": actor_name(workspace_id), "namespace": NAMESPACE, "get_if_exists": True}
     if detached:
         options["lifetime"] = "detached"  # workspaces outlive whoever asked for them first
+    options.update(_placement())
     return WorkspaceSandbox.options(**options).remote(workspace_id, settings, spec, event_sink)
 
 

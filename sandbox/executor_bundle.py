@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import tarfile
@@ -12,6 +13,7 @@ EXECUTOR_SOURCE = Path(__file__).parent / "executor"
 EXECUTOR_FILES = ("files.py", "procs.py", "server.py")
 
 
+@functools.cache
 def executor_digest() -> str:
     """sha256 of the executor's sources, as the executor itself reports it in ``ping``."""
     digest = hashlib.sha256()

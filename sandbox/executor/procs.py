@@ -89,11 +89,11 @@ def kill_tree(proc: subprocess.Popen, grace: float) -> None:
         pass
 
 
-def _sweep(root: int) -> None:
-    for _ in range(50):
-        if not _signal_tree(root, signal.SIGKILL):
-            return
-        time.sleep(0.01)
+def _sweep(root: int, deadline_s: float = 10.0) -> None:
+    """SIGKILL the tree until nothing of it is left (a fork bomb keeps forking while it dies)."""
+    end = time.monotonic() + deadline_s
+    while _signal_tree(root, signal.SIGKILL) and time.monotonic() < end:
+        time.sleep(0.005)
 
 
 def spawn(command: str, cwd: str, env: dict[str, str]) -> subprocess.Popen:
