@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.callbacks import AsyncCallbackManager
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    AnyMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import add_messages
@@ -134,7 +143,7 @@ class ReactCore:
             return {"halt": {"kind": "guardrail", "reason": reason, "resume_to": "model"}}
         prompt = fit_to_budget([SystemMessage(self.system_prompt)], state.get("messages") or [], self.policy)
         try:
-            reply = await race_stop(self._stream_reply(prompt), self.stop, thread_id)
+            reply = await race_stop(self._stream_reply(prompt, config), self.stop, thread_id)
         except EmergencyStopped:
             return {"halt": {"kind": "emergency_stop", "reason": "emergency stop during a model call",
                              "resume_to": "model"}}
@@ -144,15 +153,34 @@ class ReactCore:
             return {"halt": {"kind": "model_error", "reason": str(exc), "resume_to": "model"}}
         return {"messages": [reply.message], "iterations": (state.get("iterations") or 0) + 1}
 
-    async def _stream_reply(self, prompt) -> ModelReply:
+    async def _stream_reply(self, prompt, config: RunnableConfig) -> ModelReply:
+        """Stream one reply: tokens go out as ``token`` custom events and, through LangChain
+        callbacks, as message chunks of ``stream_mode="messages"`` (as a LangChain chat model's
+        would), so SDK clients and the panel see text as it is produced."""
         write = _writer()
+        manager = AsyncCallbackManager.configure(inheritable_callbacks=config.get("callbacks"),
+                                                 inheritable_tags=config.get("tags"),
+                                                 inheritable_metadata=config.get("metadata"))
+        (run,) = await manager.on_chat_model_start(
+            {"name": f"{self.model.provider}:{self.model.model}"}, [list(prompt)],
+            invocation_params={"provider": self.model.provider, "model": self.model.model},
+            name=f"{self.model.provider}:{self.model.model}")
+        message_id = f"run-{run.run_id}"
         final = None
-        async for chunk in self.model.stream(prompt, tools=self.specs):
-            if chunk.kind == "text":
-                write({"event": "token", "text": chunk.text})
-            elif chunk.kind == "done":
-                final = chunk.reply
+        try:
+            async for chunk in self.model.stream(prompt, tools=self.specs):
+                if chunk.kind == "text":
+                    write({"event": "token", "text": chunk.text})
+                    await run.on_llm_new_token(chunk.text, chunk=ChatGenerationChunk(
+                        message=AIMessageChunk(content=chunk.text, id=message_id)))
+                elif chunk.kind == "done":
+                    final = chunk.reply
+        except BaseException as exc:
+            await run.on_llm_error(exc)
+            raise
         assert final is not None, "a stream always ends with a done chunk"
+        final.message.id = message_id
+        await run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=final.message)]]))
         return final
 
     def route_after_model(self, state: ReactState) -> str:

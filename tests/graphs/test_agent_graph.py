@@ -62,3 +62,19 @@ async def test_invalid_tool_arguments_come_back_as_errors(make_model, thread):
     tool_message = next(m for m in out["messages"] if m.type == "tool")
     assert tool_message.status == "error" and "PathEscapeError" in tool_message.content
     assert out["result"]["status"] == "failed"
+
+
+async def test_messages_stream_mode_carries_token_chunks_then_no_duplicate(make_model, thread):
+    from langchain_core.messages import AIMessage, AIMessageChunk
+
+    from quadracode_ray.graphs import build_orchestrator_graph
+
+    graph = build_orchestrator_graph(model=make_model(), workspace=None, fleet=None, delegation=None)
+    prompt = "tell me a long enough story to need several chunks of text"
+    items = [item async for item in graph.astream({"messages": [{"role": "user", "content": prompt}]}, thread,
+                                                  stream_mode="messages")]
+    chunks = [m for m, meta in items if isinstance(m, AIMessageChunk)]
+    assert len(chunks) > 1 and all(meta["langgraph_node"] == "model" for _, meta in items)
+    assert "".join(c.content for c in chunks) == f"Scripted model reply to: {prompt}"
+    assert not [m for m, _ in items if isinstance(m, AIMessage) and not isinstance(m, AIMessageChunk)]
+    assert len({c.id for c in chunks}) == 1
