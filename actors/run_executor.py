@@ -55,8 +55,11 @@ class RunExecutor:
         self.tasks: dict[str, asyncio.Task] = {}
         self.cancel_actions: dict[str, str] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.starting: dict[str, asyncio.Event] = {}  # runs being claimed right now
+        self.start_again: set[str] = set()
         self.slots = asyncio.Semaphore(settings.run_executor_concurrency)
         self.handles: dict[str, Any] = {}
+        self._background: set[asyncio.Task] = set()  # strong refs: asyncio keeps only weak ones
         self._ready = asyncio.get_running_loop().create_task(self._start_up())
         self._sweeper: asyncio.Task | None = None
 
@@ -92,11 +95,29 @@ class RunExecutor:
 
     def _submit_local(self, run_id: str) -> None:
         self.streams.setdefault(run_id, RunStream(run_id))
-        asyncio.get_running_loop().create_task(self._try_start(run_id))
+        task = asyncio.get_running_loop().create_task(self._try_start(run_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _try_start(self, run_id: str) -> None:
         if run_id in self.tasks:
             return
+        if run_id in self.starting:
+            # A claim is in flight and may fail on state that has changed since: try again after it.
+            self.start_again.add(run_id)
+            return
+        self.starting[run_id] = started = asyncio.Event()
+        try:
+            await self._claim_and_start(run_id)
+        finally:
+            del self.starting[run_id]
+            started.set()
+            if run_id in self.start_again:
+                self.start_again.discard(run_id)
+                if run_id not in self.tasks:
+                    self._submit_local(run_id)
+
+    async def _claim_and_start(self, run_id: str) -> None:
         await self.slots.acquire()
         try:
             claimed = await queue.claim(self.pool, run_id, self.name)
@@ -129,6 +150,7 @@ class RunExecutor:
                 outcome = await execute_run(run, self.registry, stream, checkpointer=self.saver, store=self.store)
                 status = outcome.status
                 next_run = await self._record(run, outcome)
+                await stream.publish(END_EVENT, dumps({"status": status, "output": outcome.output}))
             except asyncio.CancelledError:
                 action = self.cancel_actions.pop(run_id, "interrupt")
                 status = "interrupted"
@@ -225,6 +247,9 @@ class RunExecutor:
     async def cancel(self, run_id: str, action: str = "interrupt") -> bool:
         """Stop a run this executor holds. Returns False when it is neither running nor pending."""
         await self._ready
+        starting = self.starting.get(run_id)
+        if starting is not None:  # a claim in flight decides whether there is a task to stop
+            await starting.wait()
         task = self.tasks.get(run_id)
         if task is not None:
             self.cancel_actions[run_id] = action

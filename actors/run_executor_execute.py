@@ -12,7 +12,7 @@ from typing import Any
 from langgraph.types import Command, Send
 
 from actors.run_executor_graphs import GraphRegistry
-from actors.run_executor_stream import END_EVENT, RunStream, dumps, error_payload
+from actors.run_executor_stream import RunStream, dumps, error_payload
 
 # wire mode -> LangGraph stream mode
 _NATIVE = {"values": "values", "updates": "updates", "messages-tuple": "messages", "messages": "messages",
@@ -26,6 +26,7 @@ class RunOutcome:
     error: dict | None = None
     values: Any = None
     interrupts: dict = field(default_factory=dict)
+    output: Any = None  # what runs/wait answers
 
 
 def build_command(command: dict | None) -> Command | None:
@@ -85,7 +86,11 @@ class _MessagesCompat:
 
 async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, checkpointer: Any,
                       store: Any = None) -> RunOutcome:
-    """Run the graph for ``run`` (a qr_runs row), publishing events to ``stream``."""
+    """Run the graph for ``run`` (a qr_runs row), publishing events to ``stream``.
+
+    The caller records the outcome, then publishes the end of the stream, so whoever sees
+    the end also sees the thread's new state.
+    """
     kwargs = run["kwargs"]
     modes: list[str] = list(kwargs.get("stream_mode") or ["values"])
     subgraphs = bool(kwargs.get("subgraphs"))
@@ -124,19 +129,17 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
         error = error_payload(exc)
         await stream.publish("error", dumps(error))
         values = last_values if isinstance(last_values, dict) else None
-        outcome = RunOutcome("error", "error", error=error, values=_strip_interrupts(values))
-        await stream.publish(END_EVENT, dumps({"status": "error", "output": {"__error__": error}}))
-        return outcome
+        return RunOutcome("error", "error", error=error, values=_strip_interrupts(values),
+                          output={"__error__": error})
     interrupts = {task.id: list(task.interrupts) for task in state.tasks if task.interrupts}
     values = state.values
     interrupted = bool(interrupts) or bool(state.next)
     output = last_values if last_values is not None else values
     if interrupts and isinstance(output, dict) and "__interrupt__" not in output:
         output = {**output, "__interrupt__": [i for group in interrupts.values() for i in group]}
-    outcome = RunOutcome("success", "interrupted" if interrupted else "idle", values=values,
-                         interrupts={k: [_interrupt_json(i) for i in v] for k, v in interrupts.items()})
-    await stream.publish(END_EVENT, dumps({"status": "success", "output": output}))
-    return outcome
+    return RunOutcome("success", "interrupted" if interrupted else "idle", values=values,
+                      interrupts={k: [_interrupt_json(i) for i in v] for k, v in interrupts.items()},
+                      output=output)
 
 
 def _wire_events(mode: str, chunk: Any, modes: list[str], compat: _MessagesCompat | None):

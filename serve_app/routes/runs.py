@@ -117,6 +117,8 @@ def _parse_modes(stream_mode: list[str] | None) -> list[str] | None:
         return None
     modes: list[str] = []
     for item in stream_mode:
+        if not item:
+            continue
         if item.startswith("["):
             import orjson
 
@@ -126,6 +128,8 @@ def _parse_modes(stream_mode: list[str] | None) -> list[str] | None:
                 raise Invalid(f"Invalid stream mode: {item}") from None
         else:
             modes.append(item)
+    if not modes:
+        return None
     for mode in modes:
         if mode not in STREAM_MODES:
             raise Invalid(f"Invalid stream mode: {mode}")

@@ -8,6 +8,7 @@ executor, which starts it at once when the thread is free. Nothing executes here
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +28,25 @@ from serve_app.records.assistants import get as get_assistant
 from serve_app.schemas import RunCreate
 
 Batch = list[tuple[int, str, bytes]]
+_detached: set[asyncio.Task] = set()  # strong refs: asyncio keeps only weak ones
+
+
+def detached(coroutine) -> asyncio.Task:
+    """Run ``coroutine`` outside the current request: Ray Serve cancels everything a request
+    started when its client disconnects, and a submit or a cancel must outlive that."""
+    task = asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
+    _detached.add(task)
+    task.add_done_callback(_detached.discard)
+    return task
+
+
+async def _submit(context: AppContext, executor: str, run_id: str) -> None:
+    try:
+        await context.executors.handle(executor).submit.remote(run_id)
+    except RayActorError:
+        # The executor died for good: a new one takes its name and recovers its queued runs.
+        context.executors.forget(executor)
+        await context.executors.handle(executor).submit.remote(run_id)
 
 
 def resolve_assistant_id(context: AppContext, value: str) -> str:
@@ -125,7 +145,7 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
             "RETURNING *",
             (run_id, thread_id, assistant_id, Jsonb(run_metadata), Jsonb(kwargs), strategy, executor, owner,
              float(payload.after_seconds or 0)))).fetchone()
-    context.executors.handle(executor).submit.remote(run_id)
+    detached(_submit(context, executor, run_id))
     if inflight and strategy in ("interrupt", "rollback"):
         await asyncio.gather(*(cancel_run(context, str(r["run_id"]), r["executor"], strategy) for r in inflight))
     return row

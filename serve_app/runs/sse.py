@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from actors.run_executor_stream import END_EVENT
 from serve_app.context import AppContext
-from serve_app.runs.service import cancel_run, run_events
+from serve_app.runs.service import cancel_run, detached, run_events
 
 HEARTBEAT = b": heartbeat\r\n\r\n"
 HEARTBEAT_INTERVAL_S = 5.0
@@ -83,7 +83,7 @@ async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str]
     finally:
         if not finished and cancel_on_disconnect:
             # The client went away and asked for its run to die with the connection.
-            asyncio.get_running_loop().create_task(cancel_run(context, run_id, run["executor"]))
+            detached(cancel_run(context, run_id, run["executor"]))
 
 
 def stream_response(context: AppContext, run: dict, *, after: int = -1, modes: list[str] | None = None,

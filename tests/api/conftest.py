@@ -6,6 +6,7 @@ apart by creating their own assistants and threads.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -28,7 +29,15 @@ def api_database_url(pg_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def api_url(serve_http_port: int, api_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Our app deployed on Serve; QUADRACODE_TEST_API_URL points the tests at a running server instead
+    (a dev server with tests/api/graphs.py registered, for fast iteration)."""
+    external = os.environ.get("QUADRACODE_TEST_API_URL")
+    if external:
+        yield external
+        return
+    serve_http_port = request.getfixturevalue("serve_http_port")
+    api_database_url = request.getfixturevalue("api_database_url")
     from ray import serve
 
     from serve_app.app import APP_NAME, build_app

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from typing import Annotated, TypedDict
+from typing import Annotated
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import interrupt
+from typing_extensions import TypedDict
 
 
 class EchoState(TypedDict, total=False):
@@ -94,7 +96,28 @@ def factory(config: dict) -> StateGraph:
     return builder
 
 
+def first(state: ParentState) -> dict:
+    return {"items": ["first"]}
+
+
+async def patient(state: ParentState, config: RunnableConfig) -> dict:
+    """Hangs on a run's first attempt (so a test can kill its executor), finishes on the next."""
+    attempt = config["metadata"].get("run_attempt", 1)
+    if attempt == 1:
+        await asyncio.Event().wait()
+    return {"items": [f"attempt-{attempt}"]}
+
+
+durable_builder = StateGraph(ParentState)
+durable_builder.add_node("first", first)
+durable_builder.add_node("patient", patient)
+durable_builder.add_edge(START, "first")
+durable_builder.add_edge("first", "patient")
+durable = durable_builder.compile()
+
+
 TEST_GRAPHS = {
+    "durable": "tests.api.graphs:durable",
     "echo": "tests.api.graphs:echo",
     "chat": "tests.api.graphs:chat",
     "nested": "tests.api.graphs:nested",

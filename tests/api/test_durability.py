@@ -1,0 +1,32 @@
+"""Runs outlive their executor: a killed executor's run resumes from its last checkpoint."""
+
+from __future__ import annotations
+
+import psycopg
+import ray
+
+from quadracode_ray import NAMESPACE
+from tests.api.test_runs_lifecycle import until
+
+
+def executor_of(database_url: str, run_id: str) -> str:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT executor FROM qr_runs WHERE run_id = %s", (run_id,)).fetchone()[0]
+
+
+async def _first_step_done(lg_client, tid: str) -> bool:
+    state = await lg_client.threads.get_state(tid)
+    return state["values"].get("items") == ["first"] and state["next"] == ["patient"]
+
+
+async def test_run_resumes_after_its_executor_is_killed(lg_client, api_database_url: str) -> None:
+    tid = (await lg_client.threads.create())["thread_id"]
+    run = await lg_client.runs.create(tid, "durable", input={"items": []})
+    await until(lambda: _first_step_done(lg_client, tid))
+    ray.kill(ray.get_actor(executor_of(api_database_url, run["run_id"]), namespace=NAMESPACE), no_restart=False)
+    # The restarted executor re-queues the run; the retry continues from the checkpoint, so
+    # "first" is not run twice.
+    assert await lg_client.runs.join(tid, run["run_id"]) == {"items": ["first", "attempt-2"]}
+    assert (await lg_client.runs.get(tid, run["run_id"]))["status"] == "success"
+    assert (await lg_client.threads.get(tid))["status"] == "idle"
+
