@@ -102,12 +102,21 @@ class WorkspaceSandboxClient:
 
     async def exec_stream(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None,
                           timeout: float = 60.0) -> AsyncIterator[ExecOutput | ExecResult]:
-        """Yields ExecOutput pieces as the command writes them, then the final ExecResult."""
+        """Yields ExecOutput pieces as the command writes them, then the final ExecResult.
+        Leaving the loop early cancels the stream, which kills the command."""
+        generator = self._handle.exec_stream.remote(command, cwd, env, timeout)
+        finished = False
         try:
-            async for ref in self._handle.exec_stream.remote(command, cwd, env, timeout):
-                yield await ref
+            async for ref in generator:
+                item = await ref
+                finished = isinstance(item, ExecResult)
+                yield item
         except (RayTaskError, RayActorError) as exc:
+            finished = True
             raise _translate(exc, self._workspace_id) from None
+        finally:
+            if not finished:
+                ray.cancel(generator)
 
     async def start_process(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None) -> BackgroundProcess:
         return await self._call("start_process", command, cwd, env)

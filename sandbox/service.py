@@ -152,10 +152,10 @@ class WorkspaceService:
     async def ensure(self, spec: WorkspaceSpec | None = None) -> WorkspaceInfo:
         """Create (idempotent) and start the workspace."""
         async with self._op("create", ensure=False):
-            if spec is not None:
-                self.spec = spec
             async with self._ready_lock:
                 await asyncio.to_thread(self.deployment.ensure, spec)
+                if spec is not None:
+                    self.spec = spec  # only once accepted: a refused spec changes nothing
                 self._ready = True
             self._start_idle_watch()
             return await self._info()

@@ -127,20 +127,28 @@ class _Capped:
         return kept
 
 
+class ClientGone(Exception):
+    """The client closed its connection while its command ran."""
+
+
 def run(command: str, cwd: str, env: dict[str, str], timeout: float, max_output: int,
-        grace: float, on_output=None) -> dict:
-    """Run to completion or timeout. ``on_output(stream, bytes)`` sees output as it arrives."""
+        grace: float, on_output=None, client=None) -> dict:
+    """Run to completion or timeout. ``on_output(stream, bytes)`` sees output as it arrives;
+    ``client`` (a socket) is watched so that a client that hangs up kills the command."""
     started = time.monotonic()
     proc = spawn(command, cwd, env)
     outputs = {"stdout": _Capped(max_output), "stderr": _Capped(max_output)}
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
     selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
+    if client is not None:
+        selector.register(client, selectors.EVENT_READ, "client")
+    open_pipes = 2
     deadline = started + timeout
     timed_out = False
     exited_at = None
     try:
-        while selector.get_map():
+        while open_pipes:
             now = time.monotonic()
             if now >= deadline:
                 timed_out = proc.poll() is None
@@ -151,9 +159,13 @@ def run(command: str, cwd: str, env: dict[str, str], timeout: float, max_output:
                 break  # a background child keeps the pipe open; the command itself is done
             wait = min(deadline - now, 0.05 if exited_at is None else _LINGER)
             for key, _ in selector.select(timeout=wait):
+                if key.data == "client":
+                    # One request at a time per connection: readable now can only mean EOF.
+                    raise ClientGone
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fileobj)
+                    open_pipes -= 1
                     continue
                 kept = outputs[key.data].add(chunk)
                 if kept and on_output is not None:

@@ -89,7 +89,7 @@ class Executor:
                 def on_output(stream: str, data: bytes) -> None:
                     send_frame(sock, {"event": "output", "stream": stream}, data)
             result = procs.run(req["command"], cwd, req.get("env") or {}, float(req["timeout"]),
-                               int(req["max_output"]), float(req.get("grace", 2.0)), on_output)
+                               int(req["max_output"]), float(req.get("grace", 2.0)), on_output, client=sock)
             return result, b""
         if op == "bg_start":
             cwd = self._cwd(req.get("cwd", "."))
@@ -149,7 +149,7 @@ class Executor:
                     reply, out = {"ok": False, "error": {"kind": exc.kind, "message": exc.message}}, b""
                 except (KeyError, TypeError, ValueError) as exc:
                     reply, out = {"ok": False, "error": {"kind": "invalid", "message": f"bad request: {exc}"}}, b""
-                except (BrokenPipeError, ConnectionResetError):
+                except (BrokenPipeError, ConnectionResetError, procs.ClientGone):
                     return
                 except OSError as exc:
                     reply, out = {"ok": False, "error": {"kind": "os", "message": f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")}}, b""

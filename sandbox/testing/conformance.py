@@ -139,6 +139,16 @@ class SandboxConformance:
         rest = [item async for item in stream]
         assert rest[-1].exit_code == 0 and rest[-1].stdout == "started\nfinished\n"
 
+    async def test_leaving_a_stream_early_kills_the_command(self, sandbox, folder):
+        marker = f"qr-stream-{folder}"
+        stream = sandbox.exec_stream(f"echo started; exec -a {marker} sleep 300", timeout=300)
+        first = await stream.__anext__()
+        assert first.data == "started\n"
+        await stream.aclose()
+        left = await poll_until(lambda: sandbox.exec(f"ps -eo args | grep -c '^{marker}' || true"),
+                                lambda r: r.stdout.strip() == "0")
+        assert left.stdout.strip() == "0"
+
     async def test_stream_honours_the_timeout(self, sandbox):
         items = [item async for item in sandbox.exec_stream("echo x; sleep 300", timeout=0.5)]
         assert items[-1].timed_out and items[-1].exit_code is None

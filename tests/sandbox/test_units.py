@@ -103,3 +103,18 @@ def test_fan_out_sink_survives_a_failing_sink():
     for op in ("a", "b", "c"):
         sink.emit(SandboxEvent(workspace_id="w", operation=op, duration_ms=1, outcome="ok", at="2026-01-01T00:00:00Z"))
     assert [e.operation for e in kept.events()] == ["b", "c"]
+
+
+def test_a_client_hanging_up_kills_the_command(tmp_path):
+    import socket
+    import subprocess
+    import uuid
+
+    marker = f"qr-unit-{uuid.uuid4().hex[:8]}"
+    ours, theirs = socket.socketpair()
+    theirs.close()  # the client is gone before the command can finish
+    with pytest.raises(procs.ClientGone):
+        procs.run(f"exec -a {marker} sleep 30", str(tmp_path), {}, 60, 1024, 0.2, client=ours)
+    ours.close()
+    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert marker not in running
