@@ -30,3 +30,21 @@ async def test_run_resumes_after_its_executor_is_killed(lg_client, api_database_
     assert (await lg_client.runs.get(tid, run["run_id"]))["status"] == "success"
     assert (await lg_client.threads.get(tid))["status"] == "idle"
 
+
+async def test_queued_and_running_runs_survive_a_restart_of_every_executor(lg_client, api_database_url: str) -> None:
+    tid = (await lg_client.threads.create())["thread_id"]
+    running = await lg_client.runs.create(tid, "durable", input={"items": []})
+    await until(lambda: _first_step_done(lg_client, tid))
+    queued = await lg_client.runs.create(tid, "echo", input={"items": ["q"]})
+    # Every executor dies for good, as when the whole system stops.
+    with psycopg.connect(api_database_url) as conn:
+        names = [row[0] for row in conn.execute("SELECT DISTINCT executor FROM qr_runs WHERE executor IS NOT NULL")]
+    for name in names:
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
+    # Joining recreates the executors; each recovers the runs recorded against it.
+    assert await lg_client.runs.join(tid, queued["run_id"]) == {"items": ["first", "attempt-2", "q", "a"]}
+    assert (await lg_client.runs.get(tid, running["run_id"]))["status"] == "success"
+    assert (await lg_client.threads.get(tid))["status"] == "idle"
