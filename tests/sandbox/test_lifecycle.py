@@ -172,3 +172,23 @@ async def test_missing_image_is_a_clear_error_and_creates_nothing(sandbox_settin
         await service.exec("true")
     assert _containers(docker_client, settings, "no-image") == []
     service.close()
+
+
+async def test_docker_calls_never_block_the_actor(sandbox_settings):
+    from sandbox.client import WorkspaceSandboxClient, workspace_actor
+
+    client = WorkspaceSandboxClient(workspace_actor("unblocked", sandbox_settings()), "unblocked")
+    await client.ping()  # the actor exists; its container does not yet
+    creating = asyncio.ensure_future(client.ensure())  # Docker: volumes, create, start, executor
+    long_exec = None
+    try:
+        pinged = asyncio.ensure_future(client.ping())
+        done, _ = await asyncio.wait({creating, pinged}, return_when=asyncio.FIRST_COMPLETED)
+        assert pinged in done and not creating.done()  # answered while Docker was still busy
+        await creating
+        long_exec = asyncio.ensure_future(client.exec("sleep 2; echo slow"))
+        quick = await client.exec("echo quick")
+        assert quick.stdout == "quick\n" and not long_exec.done()
+        assert (await long_exec).stdout == "slow\n"
+    finally:
+        await client.destroy(remove_volume=True)
