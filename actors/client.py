@@ -53,6 +53,14 @@ class FabricClient:
                            envelope_id: str | None = None) -> SubmitReceipt:
         return await self.handles.get(ORCHESTRATOR).submit.remote(thread_id, graph_input, envelope_id=envelope_id)
 
+    async def resume(self, thread_id: str, value: Any, *, envelope_id: str | None = None) -> SubmitReceipt:
+        """Answer an interrupt: the thread continues with ``Command(resume=value)``."""
+        return await self.handles.get(ORCHESTRATOR).submit.remote(thread_id, resume=value, envelope_id=envelope_id)
+
+    async def stop_thread(self, thread_id: str) -> None:
+        """Emergency stop of the thread's current run."""
+        await self.handles.get(ORCHESTRATOR).stop_thread.remote(thread_id)
+
     async def get_state(self, thread_id: str) -> dict[str, Any]:
         return await self.handles.get(ORCHESTRATOR).get_state.remote(thread_id)
 
@@ -92,6 +100,15 @@ class FabricClient:
             receipt = await self.submit_user_message(thread_id, text)
         else:
             receipt = await self.submit_input(thread_id, graph_input or {})
+        return await self._outcome(thread_id, receipt, cursor, timeout_s)
+
+    async def run_and_wait_resume(self, thread_id: str, value: Any, *, timeout_s: float = 300.0) -> dict[str, Any]:
+        """Resume an interrupted thread with ``value`` and wait for that run to finish."""
+        cursor = await self.cursor()
+        receipt = await self.resume(thread_id, value)
+        return await self._outcome(thread_id, receipt, cursor, timeout_s)
+
+    async def _outcome(self, thread_id: str, receipt: SubmitReceipt, cursor: int, timeout_s: float) -> dict[str, Any]:
 
         async def outcome() -> dict[str, Any]:
             # Failed attempts are retried by the orchestrator; only a dead letter is final.

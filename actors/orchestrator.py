@@ -20,6 +20,7 @@ from typing import Any
 
 import ray
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict
 
 from actors import fabric_metrics
@@ -53,6 +54,7 @@ from quadracode_ray.envelope import (
     USER_MESSAGE,
     Envelope,
 )
+from quadracode_ray.graphs.control import StopRegistry
 from quadracode_ray.interfaces.fleet import TaskInfo, TaskResult
 from quadracode_ray.persistence import open_async_pool
 
@@ -75,7 +77,8 @@ def build_graph(settings: Settings, **clients: Any) -> Any:
     """The orchestrator graph from ``settings.orchestrator_graph``, compiled with the checkpointer."""
     factory = load_object(settings.orchestrator_graph)
     lazy = {"model": lambda: _chat_model(settings),
-            "workspace": lambda: LazyWorkspace(ORCHESTRATOR_WORKSPACE, settings)}
+            "workspace": lambda: LazyWorkspace(ORCHESTRATOR_WORKSPACE, settings),
+            "guardrails": lambda: _guardrails(settings)}
     graph = call_with_supported(factory, lazy=lazy, settings=settings, **clients) if callable(factory) and \
         not hasattr(factory, "ainvoke") else factory
     if hasattr(graph, "compile") and not hasattr(graph, "ainvoke"):
@@ -91,6 +94,12 @@ def _chat_model(settings: Settings) -> Any:
     from quadracode_ray.llm import make_chat_model
 
     return make_chat_model(settings.default_model, settings)
+
+
+def _guardrails(settings: Settings) -> Any:
+    from quadracode_ray.graphs.control import Guardrails
+
+    return Guardrails.from_settings(settings)
 
 
 @ray.remote(num_cpus=0)
@@ -120,8 +129,9 @@ class Orchestrator:
         self.dispatcher = Dispatcher(settings, self.store, self.handles, fail_task=self.inbox.deliver)
         self.delegation = FabricDelegation(self.store, self.dispatcher.schedule, self.dispatcher.cancel_on_agent)
         self.fleet = FleetActorClient(settings)
+        self.stops = StopRegistry()
         self.graph = build_graph(settings, checkpointer=self.checkpointer, delegation=self.delegation,
-                                 fleet=self.fleet)
+                                 fleet=self.fleet, stop=self.stops)
         recovered = await self.inbox.recover()
         if recovered:
             log.warning("orchestrator: resumed %d envelopes accepted before a restart", recovered)
@@ -148,19 +158,25 @@ class Orchestrator:
         return await self.inbox.deliver(envelope)
 
     async def submit(self, thread_id: str, input: dict[str, Any] | None = None, *, message: str | None = None,
-                     envelope_id: str | None = None, sender: str = "user") -> SubmitReceipt:
-        """Queue input for a thread: ``message`` (a user message) or a raw graph ``input``.
+                     resume: Any = None, envelope_id: str | None = None, sender: str = "user") -> SubmitReceipt:
+        """Queue input for a thread: ``message`` (a user message), a raw graph ``input``, or
+        ``resume`` (the answer to an interrupt, run as ``Command(resume=...)``).
 
         Returns once the input is durable; the run happens in the thread's lane. Pass
         ``envelope_id`` to make a retried submit safe (it is accepted once)."""
         await self._started
-        if (input is None) == (message is None):
-            raise ValueError("submit needs exactly one of message (text) or input (a graph input dict)")
+        if sum(x is not None for x in (input, message, resume)) != 1:
+            raise ValueError("submit needs exactly one of message (text), input (a graph input dict) or resume")
         if not thread_id:
             raise ValueError("submit needs a thread_id")
+        if message is not None:
+            kind, payload = USER_MESSAGE, {"text": message}
+        elif resume is not None:
+            kind, payload = GRAPH_INPUT, {"command": {"resume": to_jsonable(resume)}}
+        else:
+            kind, payload = GRAPH_INPUT, {"input": to_jsonable(input)}
         fields: dict[str, Any] = {"sender": sender, "recipient": ORCHESTRATOR, "thread_id": thread_id,
-                                  "kind": USER_MESSAGE if message is not None else GRAPH_INPUT,
-                                  "payload": {"text": message} if message is not None else {"input": to_jsonable(input)}}
+                                  "kind": kind, "payload": payload}
         if envelope_id:
             fields["id"] = envelope_id
         receipt = await self.inbox.deliver(Envelope(**fields))
@@ -181,7 +197,12 @@ class Orchestrator:
                 raise ValueError("a user_message payload needs a text string")
             await self._run(envelope, {"messages": [{"role": "user", "content": text}]})
         elif envelope.kind == GRAPH_INPUT:
-            await self._run(envelope, envelope.payload.get("input"))
+            command = envelope.payload.get("command")
+            if isinstance(command, dict):  # e.g. {"resume": "continue"} after an interrupt
+                await self._run(envelope, Command(**{k: v for k, v in command.items()
+                                                     if k in ("resume", "update", "goto")}))
+            else:
+                await self._run(envelope, envelope.payload.get("input"))
         elif envelope.kind == TASK_RESULT:
             await self._task_result(envelope)
         elif envelope.kind == PONG:
@@ -302,6 +323,11 @@ class Orchestrator:
             await handle.ping.remote()
             durations.append((time.perf_counter() - started) * 1000)
         return durations
+
+    async def stop_thread(self, thread_id: str) -> None:
+        """Emergency stop: the thread's current run halts at once (the graph asks the human)."""
+        await self._started
+        self.stops.stop(thread_id)
 
     async def wait_idle(self) -> None:
         """Return when no envelope is queued or being handled (tests and orderly shutdowns)."""

@@ -57,7 +57,8 @@ async def run(sizes: list[int], probes: int) -> dict:
     from quadracode_ray.config import Settings
     from quadracode_ray.persistence import EmbeddedPostgres, prepare_database
 
-    root = Path(tempfile.mkdtemp(prefix="qr-bench-"))
+    # Its own folder (not /tmp/qr-*, which other test runs clean up).
+    root = Path(tempfile.mkdtemp(prefix="fabric-bench-", dir="/var/tmp"))
     pg = EmbeddedPostgres(root / "pg", database="bench")
     url = pg.start()
     settings = Settings(_env_file=None, database_url=url, data_dir=root, actor_name_prefix="bench-",

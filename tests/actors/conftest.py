@@ -17,8 +17,8 @@ import pytest
 from quadracode_ray.config import Settings
 
 FAST = {
-    "heartbeat_interval_s": 0.2,
-    "registry_ttl_s": 1.0,
+    "heartbeat_interval_s": 0.25,
+    "registry_ttl_s": 3.0,  # generous: five engineers share two cores
     "delivery_backoff_s": 0.02,
     "agent_num_cpus": 0.01,
     "agent_brain": "tests.actors.brains:build_test_brain",

@@ -2,7 +2,7 @@
 
 User messages: ``delegate[@capability]: <instruction>`` delegates through the DelegationClient found in
 ``config["configurable"]["delegation"]``; ``pause: <path>`` hangs in node ``pause`` the first
-time (creating <path>), so a test can kill the orchestrator mid-run; ``crash`` always raises; anything else is echoed.
+time (creating <path>), so a test can kill the orchestrator mid-run; ``ask: <question>`` interrupts until resumed; ``crash`` always raises; anything else is echoed.
 Task results are answered with ``result <task id>: <output>``; a result whose output contains
 ``flaky`` makes the graph raise twice (per orchestrator process) before it succeeds.
 """
@@ -15,6 +15,7 @@ import os
 from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
 
 FLAKY_FAILURES: dict[str, int] = {}
 
@@ -52,6 +53,9 @@ async def think(state: State, config) -> dict[str, Any]:
             info = await delegation.delegate(instruction.strip(), parent_thread_id=thread_id, capability=capability)
             out["delegated"].append(info.task_id)
             out["messages"].append({"role": "assistant", "content": f"delegated {info.task_id}"})
+        elif text.startswith("ask:"):
+            answer = interrupt(text[len("ask:"):].strip())  # the run stops; Command(resume=...) answers
+            out["messages"].append({"role": "assistant", "content": f"answer: {answer}"})
         elif text == "crash":
             raise RuntimeError("this graph always fails on 'crash'")
         elif text.startswith("pause:"):

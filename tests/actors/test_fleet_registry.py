@@ -93,7 +93,7 @@ async def test_agents_register_again_after_the_registry_restarts(system):
     before = await system.registry.stats.remote()
     ray.kill(system.registry, no_restart=False)
     await eventually(lambda: _restarted(system, before["started_at"]), timeout=30, what="registry restart")
-    # Converges within about one heartbeat interval (0.2 s); allow scheduling slack on a busy machine.
+    # Converges within about one heartbeat interval (0.25 s); allow scheduling slack on a busy machine.
     await eventually(lambda: _all_registered(system, ids), timeout=10, what="agents registered again")
     infos = {a.agent_id: a for a in await system.registry.list.remote()}
     assert all(infos[i].healthy for i in ids)

@@ -218,3 +218,14 @@ async def test_agent_dying_while_the_registry_restarts_is_caught_by_the_watchdog
     info = await system.orchestrator.task_status.remote(task_id)
     assert info.agent_id != victim.agent_id
     await expect_logged(system, thread, {USER_MESSAGE: 1, TASK: 2, TASK_RESULT: 1})
+
+
+async def test_an_interrupted_thread_resumes_with_the_answer(system):
+    client = FabricClient.from_handles(system)
+    thread = new_thread()
+    await client.run_and_wait(thread, "ask: favourite colour?", timeout_s=60)
+    state = await client.get_state(thread)
+    assert state["next"] == ["think"]  # waiting for the human
+    values = await client.run_and_wait_resume(thread, "blue", timeout_s=60)
+    assert "answer: blue" in assistant_texts(values)
+    assert (await client.get_state(thread))["next"] == []
