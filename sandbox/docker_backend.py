@@ -82,7 +82,7 @@ class DockerDeployment:
 
     def _labels(self, role: str) -> dict[str, str]:
         labels = {LABEL_INSTALLATION: self.installation, LABEL_ROLE: role}
-        if role == "workspace":
+        if role != "shared":
             labels[LABEL_WORKSPACE] = self.workspace_id
         return labels
 
