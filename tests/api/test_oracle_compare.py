@@ -8,6 +8,7 @@ missing official server FAILS this test: it is the behaviour oracle and must be 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -38,13 +39,19 @@ def official_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("the official server is missing: `uv sync` installs langgraph-cli[inmem] (dev group)",
                     pytrace=False)
     port = free_port()
-    log_path = tmp_path_factory.mktemp("oracle") / "langgraph-dev.log"
+    # The dev server keeps its state under its working folder: a fresh one per session, outside
+    # the repository, with a config naming the graph file by absolute path.
+    workdir = tmp_path_factory.mktemp("oracle")
+    config = json.loads((ORACLE_DIR / "langgraph.json").read_text())
+    config["graphs"] = {gid: str(ORACLE_DIR / spec.removeprefix("./")) for gid, spec in config["graphs"].items()}
+    (workdir / "langgraph.json").write_text(json.dumps(config))
+    log_path = workdir / "langgraph-dev.log"
     env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false",
            "LANGCHAIN_TRACING_V2": "false", "LANGSMITH_API_KEY": ""}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [cli, "dev", "--no-browser", "--no-reload", "--port", str(port), "--config", "langgraph.json"],
-            cwd=ORACLE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process, log_path)
