@@ -1,0 +1,103 @@
+"""The whole fabric with its real defaults: real graphs, the scripted model, real sandboxes.
+
+Each test module gets its own system: actor names with a module prefix, a sandbox
+installation id of its own (so its Docker containers and volumes are found and removed at
+teardown, and never touch another session's), and the module's fresh database. Only timers
+are shortened (heartbeats, TTL, retry backoff), so the tests stay quick while every part
+that does work is the one users run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from quadracode_ray.config import Settings
+
+FAST_TIMERS = {
+    "heartbeat_interval_s": 0.5,
+    "registry_ttl_s": 5.0,
+    "delivery_backoff_s": 0.05,
+    "agent_num_cpus": 0.01,
+    "db_pool_max_size": 4,
+}
+REAL_PARTS = {
+    # The orchestrator graph and workspace factory are the settings' defaults already; the agent
+    # brain's default is a line-by-line script, so the real agent graph is named explicitly.
+    "orchestrator_graph": "quadracode_ray.graphs.orchestrator:build_orchestrator_graph",
+    "agent_brain": "quadracode_ray.graphs.agent:build_agent_graph",
+    "workspace_client_factory": "actors.workspaces:sandbox_workspace_client",
+    "model": "scripted:default",
+}
+SMALL_SANDBOX = {"sandbox_memory_mb": 512, "sandbox_cpus": 1.0, "sandbox_idle_stop_s": 0}
+WORKSPACES_USED = ("default",)
+
+
+@pytest.fixture(scope="module")
+def e2e_settings(database_url: str, docker_client, tmp_path_factory: pytest.TempPathFactory,
+                 request: pytest.FixtureRequest) -> Settings:
+    overrides = {**FAST_TIMERS, **REAL_PARTS, **SMALL_SANDBOX, **getattr(request.module, "E2E_SETTINGS", {})}
+    tag = uuid.uuid4().hex[:8]
+    return Settings(_env_file=None, database_url=database_url, data_dir=tmp_path_factory.mktemp("e2e"),
+                    actor_name_prefix=f"e{tag}-", sandbox_installation_id=f"e2e{tag}", **overrides)
+
+
+@pytest.fixture(scope="module")
+async def system(ray_cluster: None, e2e_settings: Settings):
+    from actors.bootstrap import ensure_system_async, shutdown_system
+
+    handles = await ensure_system_async(e2e_settings)
+    yield handles
+    shutdown_system(e2e_settings)
+    remove_workspaces(e2e_settings, docker_client=None)
+
+
+def remove_workspaces(settings: Settings, docker_client=None) -> int:
+    """Kill the workspace actors the tests used and remove this installation's containers."""
+    import ray
+    from docker.errors import DockerException
+
+    from quadracode_ray import NAMESPACE
+    from sandbox.actor import actor_name
+    from sandbox.testing import remove_installation
+
+    for workspace_id in WORKSPACES_USED:
+        try:
+            ray.kill(ray.get_actor(actor_name(workspace_id), namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
+    try:
+        return remove_installation(settings.sandbox_installation_id, docker_client)
+    except DockerException:
+        return 0
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll ``probe`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def message_texts(values: dict[str, Any], *, type_: str | None = None, name: str | None = None) -> list[str]:
+    """Text of the thread's messages (LangChain messages dumped as dicts), optionally filtered."""
+    texts = []
+    for message in values.get("messages", []):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            continue
+        if type_ is not None and message.get("type") != type_:
+            continue
+        if name is not None and message.get("name") != name:
+            continue
+        texts.append(message["content"])
+    return texts

@@ -1,0 +1,85 @@
+"""Delegation end to end: the orchestrator actor, running the real orchestrator graph with the
+scripted model, hands "write hello.py that prints 42 and run it" to a coder agent it spawns;
+the agent (the real agent graph) does it in the `default` workspace, a real Docker sandbox;
+its result comes back into the orchestrator's thread. Envelopes are counted against the
+event log."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from actors.client import FabricClient
+from quadracode_ray.envelope import TASK, TASK_RESULT, THREAD_RUN, USER_MESSAGE, EnvelopeFilter
+from sandbox.client import existing_workspace
+from sandbox.docker_backend import LABEL_INSTALLATION
+from tests.e2e.conftest import eventually, message_texts
+
+INSTRUCTION = "delegate to a coder agent: write hello.py that prints 42 and run it"
+CARRIED = [USER_MESSAGE, TASK, TASK_RESULT]
+
+
+async def _logged(system, thread_id: str, kinds: list[str]) -> list:
+    return await system.events.query.remote(EnvelopeFilter(thread_id=thread_id, kinds=kinds), limit=1000)
+
+
+async def test_orchestrator_delegates_hello_42_to_a_coder_agent_in_the_default_workspace(system, docker_client):
+    client = FabricClient.from_handles(system)
+    thread = f"e2e-delegate-{uuid.uuid4().hex[:8]}"
+
+    # The user's run ends as soon as the task is delegated: it returns a task id, not the result.
+    values = await client.run_and_wait(thread, INSTRUCTION, timeout_s=120)
+    answer = message_texts(values, type_="ai")[-1]
+    match = re.search(r"Delegated to agent \S+ as task (\S+?)\.", answer)
+    assert match, answer
+    task_id = match.group(1)
+    assert set(values["tasks"]) == {task_id}
+    assert values["tasks"][task_id]["status"] in ("pending", "running")  # the run did not wait for the agent
+
+    # A coder agent was spawned by the fleet and registered, on the default workspace.
+    registered = await system.registry.list.remote(kind="coder")
+    assert [a.workspace_id for a in registered] == ["default"]
+    agent_id = registered[0].agent_id
+    assert [a.agent_id for a in await system.fleet.list.remote()] == [agent_id]
+
+    # The agent's result is folded into the orchestrator's thread, and answered.
+    async def folded():
+        state = await client.get_state(thread)
+        results = message_texts(state["values"], name="task_result")
+        return (results, state) if results and not state["next"] else None
+
+    results, state = await eventually(folded, timeout=120, what="the task result folded into the thread")
+    assert len(results) == 1
+    assert results[0].startswith(f"[task {task_id} succeeded by agent {agent_id}]")
+    assert "42" in results[0]
+    assert f"Task {task_id} (agent {agent_id}) succeeded: 42" in message_texts(state["values"], type_="ai")[-1]
+    tasks = await system.orchestrator.tasks.remote(thread)
+    assert [(t.task_id, t.agent_id, t.status) for t in tasks] == [(task_id, agent_id, "succeeded")]
+
+    # The work is in the default workspace's sandbox container, not in any actor's process.
+    workspace = existing_workspace("default")
+    assert await workspace.read_file("hello.py") == b"print(42)\n"
+    run = await workspace.exec("python3 hello.py", timeout=30)
+    assert (run.exit_code, run.stdout.strip()) == (0, "42")
+    label = f"{LABEL_INSTALLATION}={system.settings.sandbox_installation_id}"
+    assert len(docker_client.containers.list(filters={"label": label})) == 1
+
+    # The result arrived after the user's run had finished: the orchestrator never blocked.
+    async def carried_once():
+        found = await _logged(system, thread, CARRIED)
+        return found if sorted(e.envelope.kind for e in found) == sorted(CARRIED) else None
+
+    carried = await eventually(carried_once, timeout=20, what="one user message, task and result in the log")
+    seq = {logged.envelope.kind: logged.seq for logged in carried}
+    assert carried[[e.envelope.kind for e in carried].index(TASK)].envelope.payload["task_id"] == task_id
+    runs = await _logged(system, thread, [THREAD_RUN])
+    user_envelope = next(e.envelope.id for e in carried if e.envelope.kind == USER_MESSAGE)
+    first_run_done = next(e.seq for e in runs if e.envelope.payload.get("envelope_id") == user_envelope
+                          and e.envelope.payload["status"] == "finished")
+    assert first_run_done < seq[TASK_RESULT]
+
+    # None lost, none duplicated: every envelope once in the log, each input run to completion once.
+    result_envelope = next(e.envelope.id for e in carried if e.envelope.kind == TASK_RESULT)
+    finished = [e.envelope.payload["envelope_id"] for e in runs if e.envelope.payload["status"] == "finished"]
+    assert sorted(finished) == sorted([user_envelope, result_envelope])
+    assert await system.events.dead_letters.remote() == []
