@@ -40,7 +40,7 @@ class AgentBrain(Protocol):
 
 
 class ScriptBrain:
-    """The default brain: deterministic, offline, useful for demos and smoke tests.
+    """A brain without a model: deterministic, offline, useful for smoke tests and benchmarks.
 
     Each line of the instruction is a step: ``run: <command>`` executes in the workspace,
     ``write <path>: <text>`` writes a file, ``read <path>`` reads one; other lines are echoed.
@@ -114,8 +114,12 @@ def _result_of(task: TaskRequest, state: Any) -> TaskResult:
     return TaskResult(**base, status="succeeded", output=str(to_jsonable(state)))
 
 
-def build_default_brain() -> AgentBrain:
+def build_script_brain() -> AgentBrain:
+    """The deterministic brain without a model (``QUADRACODE_AGENT_BRAIN=actors.brains:build_script_brain``)."""
     return ScriptBrain()
+
+
+build_default_brain = build_script_brain  # the name this brain had first
 
 
 def _chat_model(settings: Settings) -> Any:

@@ -201,8 +201,8 @@ class Settings(BaseSettings):
     agent_num_cpus: float = Field(default=0.1, ge=0, le=1024, description="CPUs Ray reserves for each agent actor (agents mostly wait on models and sandboxes).")
     agent_memory_mb: int | None = Field(default=None, ge=16, description="Memory Ray reserves for each agent actor in MiB (unset: none).")
     agent_brain: str = Field(
-        default="actors.brains:build_default_brain",
-        description="Import path (module:attr) of the agent brain factory: returns an AgentBrain or a LangGraph agent graph.",
+        default="quadracode_ray.graphs.agent:build_agent_graph",
+        description="Import path (module:attr) of what agents think with: a LangGraph agent graph factory, or a factory returning an AgentBrain (actors.brains:build_script_brain is a deterministic one without a model).",
     )
     orchestrator_graph: str = Field(
         default="quadracode_ray.graphs.orchestrator:build_orchestrator_graph",
