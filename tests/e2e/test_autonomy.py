@@ -13,7 +13,7 @@ from sandbox.client import existing_workspace
 from tests.e2e.conftest import message_texts
 
 MAX_ITERATIONS = 3
-E2E_SETTINGS = {"autonomy_max_iterations": MAX_ITERATIONS}
+E2E_SETTINGS = {"autonomy_max_iterations": MAX_ITERATIONS, "autonomy_max_agents_per_thread": 0}
 
 
 def new_thread(what: str) -> str:
@@ -41,6 +41,17 @@ async def test_a_guardrail_trips_and_the_thread_asks_the_human(system):
     assert message_texts(values, type_="ai")[-1].startswith("Stopped (guardrail")
     assert (await client.get_state(thread))["next"] == []
     assert (await workspace.read_file(ticks)).decode().splitlines() == ["tick"] * MAX_ITERATIONS
+
+
+async def test_the_agents_per_thread_guardrail_halts_before_spawning(system):
+    client = FabricClient.from_handles(system)
+    thread = new_thread("agents")
+    await client.run_and_wait(thread, "delegate to a coder agent: write hello.py that prints 1", timeout_s=60)
+    state = await client.get_state(thread)
+    assert state["next"] and state["values"]["halt"]["kind"] == "guardrail"
+    assert "agents for this thread" in state["values"]["halt"]["reason"]
+    assert await system.fleet.list.remote() == []  # nothing spawned while the human decides
+    assert await system.orchestrator.tasks.remote(thread) == []
 
 
 async def test_emergency_stop_halts_a_running_thread_mid_command(system):
