@@ -65,7 +65,7 @@ class RunExecutor:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def _start_up(self) -> None:
-        self.pool = await open_async_pool(self.database_url, min_size=1,
+        self.pool = await open_async_pool(self.database_url, min_size=4,
                                           max_size=max(4, self.settings.db_pool_max_size), name=self.name)
         self.saver = AsyncPostgresSaver(self.pool)
         self.store = AsyncPostgresStore(self.pool)

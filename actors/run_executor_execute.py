@@ -113,17 +113,16 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
             options["durability"] = kwargs["durability"]
         if context:
             options["context"] = context
-        if "events" in modes:
-            last_values = await _stream_events(graph, graph_input, config, options, stream)
-        else:
-            async for namespace, mode, chunk in graph.astream(graph_input, config, **options):
-                if mode == "values" and not namespace:
-                    last_values = chunk
-                if namespace and not subgraphs:
-                    continue
-                suffix = ("|" + "|".join(namespace)) if namespace else ""
-                for event, data in _wire_events(mode, chunk, modes, compat):
-                    await stream.publish(event + suffix, dumps(data))
+        chunks = (_chunks_with_events(graph, graph_input, config, options, stream) if "events" in modes
+                  else graph.astream(graph_input, config, **options))
+        async for namespace, mode, chunk in chunks:
+            if mode == "values" and not namespace:
+                last_values = chunk
+            if namespace and not subgraphs:
+                continue
+            suffix = ("|" + "|".join(namespace)) if namespace else ""
+            for event, data in _wire_events(mode, chunk, modes, compat):
+                await stream.publish(event + suffix, dumps(data))
         state = await graph.aget_state(config)
     except Exception as exc:
         error = error_payload(exc)
@@ -154,14 +153,17 @@ def _wire_events(mode: str, chunk: Any, modes: list[str], compat: _MessagesCompa
     yield mode, chunk
 
 
-async def _stream_events(graph, graph_input, config, options, stream: RunStream) -> Any:
-    last_values = None
-    event_options = {k: v for k, v in options.items() if k not in ("stream_mode", "subgraphs")}
-    async for event in graph.astream_events(graph_input, config, version="v2", **event_options):
+async def _chunks_with_events(graph, graph_input, config, options, stream: RunStream):
+    """Publish every LangChain event as ``events`` and yield the graph's own stream chunks,
+    which arrive as the root run's ``on_chain_stream`` events."""
+    root_run_id = None
+    async for event in graph.astream_events(graph_input, config, version="v2", **options):
+        if root_run_id is None:
+            root_run_id = event.get("run_id")
+        if event.get("event") == "on_chain_stream" and event.get("run_id") == root_run_id:
+            yield event["data"]["chunk"]
+            continue
         await stream.publish("events", dumps(event))
-        if event.get("event") == "on_chain_end" and not event.get("parent_ids"):
-            last_values = event.get("data", {}).get("output")
-    return last_values
 
 
 async def _has_run_checkpoint(checkpointer, config: dict, run: dict) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -47,6 +48,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(psycopg.errors.DataError)
+    async def _bad_value(_: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+        # Values Postgres refuses (a NUL character in JSON, an out-of-range number) are bad input.
+        return JSONResponse({"detail": f"invalid value: {exc.diag.message_primary or exc}"}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

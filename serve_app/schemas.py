@@ -173,7 +173,7 @@ class RunCreate(Body):
     feedback_keys: list[str] | None = None
     multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] | None = None
     if_not_exists: Literal["create", "reject"] | None = None
-    after_seconds: float | None = Field(default=None, ge=0)
+    after_seconds: float | None = Field(default=None, ge=0, le=366 * 24 * 3600)
     durability: Literal["sync", "async", "exit"] | None = None
     on_completion: Literal["delete", "keep"] | None = None
     langsmith_tracer: dict[str, Any] | None = None

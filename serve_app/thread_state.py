@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 
 from actors.run_executor_graphs import GraphUnavailableError
@@ -114,7 +115,7 @@ async def update_state(context: AppContext, thread_id: str, owner: str | None, *
         raise BadRequest(f"Thread {thread_id} has no graph yet: run it once, or create it with a graph_id")
     try:
         config = await graph.aupdate_state(_config(thread_id, checkpoint), values, as_node=as_node)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, InvalidUpdateError) as exc:
         raise Invalid(f"cannot update state: {exc}") from None
     snapshot = await graph.aget_state(_config(thread_id))
     interrupts = {t.id: [_interrupt(i) for i in t.interrupts] for t in snapshot.tasks if t.interrupts}

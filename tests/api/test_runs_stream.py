@@ -129,3 +129,33 @@ async def test_resumable_stream_can_be_rejoined_from_last_event_id(api_url: str,
     replayed = parse_sse(again)
     assert replayed[0][0] == "metadata"
     assert [e[2] for e in replayed[1:]] == ids[2:]
+
+
+async def test_events_mode_streams_langchain_events(lg_client) -> None:
+    thread = await lg_client.threads.create()
+    parts = [p async for p in lg_client.runs.stream(thread["thread_id"], "echo", input={"items": []},
+                                                    stream_mode="events")]
+    kinds = [p.data["event"] for p in parts if p.event == "events"]
+    assert kinds[0] == "on_chain_start" and kinds[-1] == "on_chain_end"
+    assert any(p.data.get("name") == "step" for p in parts if p.event == "events")
+
+
+async def test_command_goto_and_update_and_interrupt_before(lg_client) -> None:
+    tid = (await lg_client.threads.create())["thread_id"]
+    paused = await lg_client.runs.wait(tid, "echo", input={"items": ["x"]}, interrupt_before=["asker"])
+    assert paused == {"items": ["x", "a"]}
+    assert (await lg_client.threads.get(tid))["status"] == "interrupted"
+    assert (await lg_client.threads.get_state(tid))["next"] == ["asker"]
+    resumed = await lg_client.runs.wait(tid, "echo", input=None)
+    assert resumed == {"items": ["x", "a"]}
+    assert (await lg_client.threads.get(tid))["status"] == "idle"
+    jumped = await lg_client.runs.wait(tid, "echo", command={"goto": "step", "update": {"items": ["u"]}})
+    assert jumped["items"] == ["x", "a", "u", "a"]
+
+
+async def test_events_mode_with_values_streams_both(lg_client) -> None:
+    thread = await lg_client.threads.create()
+    names = [p.event async for p in lg_client.runs.stream(thread["thread_id"], "echo", input={"items": []},
+                                                          stream_mode=["events", "values"])]
+    assert names[0] == "metadata"
+    assert "events" in names and names.count("values") == 2  # as without events mode

@@ -105,3 +105,15 @@ async def test_thread_validation(api_url: str) -> None:
         tid = (await http.post("/threads", json={})).json()["thread_id"]
         no_graph = await http.post(f"/threads/{tid}/state", json={"values": {"items": []}})
         assert no_graph.status_code == 400
+
+
+async def test_bad_values_are_422_not_500(api_url: str) -> None:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        nul = await http.post("/threads", json={"metadata": {"k": "a\u0000b"}})
+        assert nul.status_code == 422, nul.text
+        tid = (await http.post("/threads", json={})).json()["thread_id"]
+        await http.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "echo", "input": {"items": []}})
+        unknown_node = await http.post(f"/threads/{tid}/state", json={"values": {"items": []}, "as_node": "nope"})
+        assert unknown_node.status_code == 422, unknown_node.text
+        far = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "echo", "after_seconds": 1e20})
+        assert far.status_code == 422
