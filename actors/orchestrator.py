@@ -247,11 +247,13 @@ class Orchestrator:
                                            "resumed": graph_input is None, "attempt": envelope.attempt})
         values: Any = None
         try:
-            async for mode, chunk in self.graph.astream(graph_input, config, stream_mode=["updates", "values"]):
-                if mode == "updates":
-                    self._event(envelope, THREAD_UPDATE, {"envelope_id": envelope.id, "update": to_jsonable(chunk)})
-                else:
+            async for mode, chunk in self.graph.astream(graph_input, config,
+                                                        stream_mode=["updates", "custom", "values"]):
+                if mode == "values":
                     values = chunk
+                else:  # node updates, and the graph's own events (task results folded in, tool steps)
+                    self._event(envelope, THREAD_UPDATE, {"envelope_id": envelope.id, "mode": mode,
+                                                          "update": to_jsonable(chunk)})
         except Exception as exc:
             fabric_metrics.runs().inc(tags={"outcome": "error"})
             self._event(envelope, THREAD_RUN, {"status": "error", "envelope_id": envelope.id,
