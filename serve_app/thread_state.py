@@ -121,5 +121,7 @@ async def update_state(context: AppContext, thread_id: str, owner: str | None, *
     interrupts = {t.id: [_interrupt(i) for i in t.interrupts] for t in snapshot.tasks if t.interrupts}
     status = "interrupted" if interrupts else "idle"
     await thread_records.set_state_columns(pool, thread_id, loads(dumps(snapshot.values)), interrupts, status)
-    return {"checkpoint": _checkpoint(config)}
+    checkpoint = _checkpoint(config)
+    return {"checkpoint": checkpoint, "configurable": checkpoint,
+            "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None}
 

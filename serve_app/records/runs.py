@@ -19,6 +19,7 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     kwargs = dict(out["kwargs"])
     kwargs.pop("graph_id", None)
     out["kwargs"] = kwargs
+    out["langsmith_session_name"] = None
     return out
 
 

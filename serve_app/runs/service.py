@@ -106,8 +106,6 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
     run_id = str(uuid.uuid4())
     temporary = stateless and (payload.on_completion or "delete") == "delete"
     thread_id = thread_id or str(uuid.uuid4())
-    run_metadata = {**(payload.metadata or {}), **(metadata or {}), "graph_id": graph_id,
-                    "assistant_id": assistant_id}
     kwargs = {
         "input": payload.input, "command": payload.command.model_dump(exclude_unset=True) if payload.command else None,
         "config": config, "context": run_context, "stream_mode": payload.stream_modes(),
@@ -115,7 +113,8 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
         "webhook": payload.webhook, "feedback_keys": payload.feedback_keys, "temporary": temporary,
         "subgraphs": payload.stream_subgraphs, "resumable": payload.stream_resumable,
         "checkpoint_during": payload.checkpoint_during if payload.checkpoint_during is not None else True,
-        "durability": payload.durability, "graph_id": graph_id,
+        "durability": payload.durability or ("exit" if payload.checkpoint_during is False else "async"),
+        "graph_id": graph_id,
     }
     executor = context.executors.choose_executor({"thread_id": thread_id, "graph_id": graph_id})
     async with pool.connection() as conn, conn.transaction():
@@ -129,7 +128,11 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
             if payload.if_not_exists != "create":
                 raise NotFound("Thread or assistant not found.")
             await thread_records.insert(conn, thread_id, {}, owner)
-            await lock_thread(conn, thread_id)
+            thread = await lock_thread(conn, thread_id)
+        # As the official server: a run's metadata carries its thread's and assistant's.
+        run_metadata = {**((thread or {}).get("metadata") or {}), **(assistant["metadata"] or {}),
+                        **(payload.metadata or {}), **(metadata or {}), "graph_id": graph_id,
+                        "assistant_id": assistant_id}
         inflight = await (await conn.execute(
             "SELECT run_id, executor FROM qr_runs WHERE thread_id = %s AND status IN ('pending', 'running')",
             (thread_id,))).fetchall()
