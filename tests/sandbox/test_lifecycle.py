@@ -195,3 +195,13 @@ async def test_docker_calls_never_block_the_actor(sandbox_settings):
         assert (await long_exec).stdout == "slow\n"
     finally:
         await client.destroy(remove_volume=True)
+
+
+async def test_client_travels_to_other_ray_workers(sandbox_settings):
+    client = await get_workspace(DEFAULT_WORKSPACE, sandbox_settings())
+
+    @ray.remote(num_cpus=0)
+    def run_elsewhere(workspace) -> str:
+        return asyncio.run(workspace.exec("echo from-a-task")).stdout
+
+    assert await run_elsewhere.remote(client) == "from-a-task\n"
