@@ -33,6 +33,7 @@ from quadracode_ray.interfaces.workspace import WorkspaceClient
 
 log = logging.getLogger(__name__)
 REMEMBERED_RESULTS = 1_000
+RESULT_DEADLINE_S = 3600.0
 
 
 @ray.remote(max_restarts=0)
@@ -143,7 +144,8 @@ class AgentActor:
             while len(self._results) > REMEMBERED_RESULTS:
                 self._results.popitem(last=False)
         reply = envelope.reply(TASK_RESULT, result.model_dump(mode="json"), id=f"{envelope.id}:result")
-        await send(self.handles, reply, restartable=True)
+        # The orchestrator always comes back (max_restarts=-1): keep the result until it does.
+        await send(self.handles, reply, restartable=True, deadline_s=RESULT_DEADLINE_S)
 
     async def _think(self, task: TaskRequest) -> TaskResult:
         run = asyncio.get_running_loop().create_task(self._run_brain(task), name=f"task:{task.task_id}")

@@ -78,6 +78,7 @@ class EventBus:
         self._tasks: set[asyncio.Task] = set()
         self._started = asyncio.get_running_loop().create_task(start_with_retries(self._start, "event bus"))
         self.logged_total = 0
+        self.watchers = 0
         self.duplicates_total = 0
 
     async def _start(self) -> None:
@@ -228,18 +229,22 @@ class EventBus:
         position = self.last_seq if cursor is None else cursor
         flt = filter or EnvelopeFilter()
         sent = 0
-        while limit is None or sent < limit:
-            page = await self._after(position, flt, MAX_PAGE)
-            position = page.cursor
-            for item in page.events:
-                yield item
-                sent += 1
-                if limit is not None and sent >= limit:
-                    return
-            if not page.events:
-                async with self._new_event:
-                    if self.last_seq <= position:
-                        await self._new_event.wait()
+        self.watchers += 1
+        try:
+            while limit is None or sent < limit:
+                page = await self._after(position, flt, MAX_PAGE)
+                position = page.cursor
+                for item in page.events:
+                    yield item
+                    sent += 1
+                    if limit is not None and sent >= limit:
+                        return
+                if not page.events:
+                    async with self._new_event:
+                        if self.last_seq <= position:
+                            await self._new_event.wait()
+        finally:
+            self.watchers -= 1
 
     async def query(self, filter: EnvelopeFilter | None = None, *, after_seq: int | None = None,
                     before_seq: int | None = None, limit: int = 100, newest_first: bool = False) -> list[LoggedEnvelope]:
@@ -269,7 +274,7 @@ class EventBus:
     async def stats(self) -> dict[str, Any]:
         await self._started
         return {"ring": len(self.ring), "ring_size": self.ring.maxlen, "unflushed": len(self._unflushed),
-                "last_seq": self.last_seq, "logged_total": self.logged_total,
+                "last_seq": self.last_seq, "logged_total": self.logged_total, "watchers": self.watchers,
                 "duplicates_total": self.duplicates_total, "retention_days": self.settings.event_retention_days}
 
     # --- maintenance ---------------------------------------------------------------------------

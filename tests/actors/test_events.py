@@ -11,6 +11,7 @@ import pytest
 
 from actors.client import FabricClient
 from quadracode_ray.envelope import Envelope, EnvelopeFilter
+from tests.actors.conftest import eventually
 
 FABRIC_SETTINGS = {"event_ring_size": 10}
 
@@ -61,6 +62,12 @@ async def test_watch_streams_matching_envelopes_in_order(system):
         await system.events.publish.remote(env(100 + i, thread_id="not-watched"))
     await asyncio.wait_for(consumer, 30)
     assert received == [0, 1, 2, 3, 4]
+    # The consumer stopped: its generator on the bus is cancelled, not left running.
+    await eventually(lambda: _no_watchers(system), timeout=20, what="the bus to drop the finished watcher")
+
+
+async def _no_watchers(system) -> bool:
+    return (await system.events.stats.remote())["watchers"] == 0
 
 
 async def test_query_filters_and_regex_and_time_range(system):
