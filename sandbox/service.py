@@ -101,7 +101,9 @@ class WorkspaceService:
                 workspace_id=self.workspace_id, operation=operation,
                 duration_ms=(time.perf_counter() - started) * 1000,
                 outcome=outcome,
-                error=None if error is None else f"{type(error).__name__}: {error}",
+                error=None if error is None else (
+                    "cancelled by the caller" if isinstance(error, GeneratorExit | asyncio.CancelledError)
+                    else f"{type(error).__name__}: {error}"),
                 at=datetime.now(UTC), detail=detail,
             ))
 
