@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from sandbox.protocol import Deployment
 from sandbox.runtime import ExecutorRuntime
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
 
+log = logging.getLogger(__name__)
 _HOST_SLACK_S = 30.0  # how much longer than an exec's own timeout the host waits for its reply
 
 
@@ -97,7 +99,7 @@ class WorkspaceService:
                 metrics.histogram("sandbox_operation_seconds", "Duration of workspace sandbox operations.",
                                   ("operation", "outcome")).observe(time.perf_counter() - started,
                                                                     {"operation": operation, "outcome": outcome})
-            self.events.emit(SandboxEvent(
+            self._emit(SandboxEvent(
                 workspace_id=self.workspace_id, operation=operation,
                 duration_ms=(time.perf_counter() - started) * 1000,
                 outcome=outcome,
@@ -106,6 +108,12 @@ class WorkspaceService:
                     else f"{type(error).__name__}: {error}"),
                 at=datetime.now(UTC), detail=detail,
             ))
+
+    def _emit(self, event: SandboxEvent) -> None:
+        try:
+            self.events.emit(event)
+        except Exception:  # noqa: BLE001 - reporting must never fail the operation it reports
+            log.exception("event sink %r failed", self.events)
 
     async def _ensure_ready(self) -> None:
         if self._ready:
