@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+import ray
 
 from actors.client import FabricClient
 from quadracode_ray.envelope import Envelope, EnvelopeFilter
@@ -132,3 +133,25 @@ async def test_sandbox_events_are_logged_through_emit(system):
     event_id = await system.events.emit.remote(event)
     (logged,) = await system.events.query.remote(EnvelopeFilter(kind="system_event", sender="workspace:ws1"))
     assert logged.envelope.id == event_id and logged.envelope.payload["operation"] == "exec"
+
+
+async def test_nothing_is_lost_when_the_bus_dies_under_traffic(system):
+    client = FabricClient.from_handles(system)
+    thread = "bus-crash"
+    submitted = []
+    for i in range(30):
+        receipt = await client.submit_user_message(thread, f"message {i}")
+        submitted.append(receipt.envelope_id)
+        if i == 10:
+            ray.kill(system.events, no_restart=False)
+    await system.orchestrator.wait_idle.remote()
+
+    async def all_logged():
+        try:
+            found = await system.events.query.remote(EnvelopeFilter(thread_id=thread, kind="user_message"), limit=100)
+        except ray.exceptions.RayActorError:
+            return None
+        return found if len(found) == len(submitted) else None
+
+    found = await eventually(all_logged, timeout=90, what="every submitted envelope in the event log")
+    assert sorted(logged.envelope.id for logged in found) == sorted(submitted)  # each once, none lost

@@ -110,3 +110,47 @@ async def _restarted(system, started_at: str) -> bool:
 
 async def _all_registered(system, ids: set[str]) -> bool:
     return ids <= await registered_ids(system)
+
+
+async def test_fleet_restart_keeps_the_cap_and_hotpath_marks(system):
+    fleet = FleetActorClient(system.settings, system.fleet)
+    agents = [await fleet.spawn_agent(kind="coder") for _ in range(4)]
+    await fleet.mark_hotpath(agents[0].agent_id)
+    ray.kill(system.fleet, no_restart=False)
+    stats = await eventually(lambda: _fleet_stats(system), timeout=60, what="fleet manager back")
+    assert stats["live"] == 4 and stats["hotpath"] == [agents[0].agent_id]
+    with pytest.raises(FleetCapacityError):
+        await fleet.spawn_agent(kind="coder")
+    with pytest.raises(HotpathAgentError):
+        await fleet.kill_agent(agents[0].agent_id)
+    for agent in agents:
+        await fleet.kill_agent(agent.agent_id, force=True)
+    assert (await system.fleet.stats.remote())["live"] == 0
+
+
+async def _fleet_stats(system):
+    try:
+        return await system.fleet.stats.remote()
+    except ray.exceptions.RayActorError:
+        return None
+
+
+@ray.remote(num_cpus=0)
+def _ensure_from_another_process(settings) -> dict[str, str]:
+    from actors.bootstrap import ensure_system
+
+    handles = ensure_system(settings)
+    return {name: getattr(handles, name)._actor_id.hex() for name in ("events", "registry", "fleet", "orchestrator")}
+
+
+async def test_ensure_system_from_many_processes_at_once_gives_one_set_of_singletons(system):
+    from actors.bootstrap import shutdown_system, system_actor_names
+
+    settings = system.settings.model_copy(update={"actor_name_prefix": system.settings.actor_name_prefix + "many-"})
+    try:
+        answers = await asyncio.gather(*(_ensure_from_another_process.remote(settings) for _ in range(4)))
+        assert all(answer == answers[0] for answer in answers)
+        assert sorted(system_actor_names(settings)) == sorted(
+            settings.actor_name_prefix + n for n in ("events", "registry", "fleet", "orchestrator"))
+    finally:
+        shutdown_system(settings)
