@@ -1,0 +1,73 @@
+"""The "code name" test: tell the orchestrator a code name, restart the whole system, ask again.
+
+As a user does it: `quadracode-ray up` (its own Ray head, embedded Postgres and Serve app on
+ports of its own), the official langgraph-sdk client on assistant `orchestrator`, one thread,
+`runs.wait`; then `down`, `up`, and the same thread is asked for the code name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.foundation.test_cli_system import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def ask(api: str, thread_id: str, text: str) -> str:
+    from langgraph_sdk import get_sync_client
+
+    client = get_sync_client(url=api, timeout=120)
+    values = client.runs.wait(thread_id, "orchestrator", input={"messages": [{"role": "user", "content": text}]})
+    assert isinstance(values, dict) and "__error__" not in values, values
+    return values["messages"][-1]["content"]
+
+
+@pytest.fixture
+def system_env() -> dict[str, str]:
+    """A private installation: its own data folder (short: the Postgres socket lives in it),
+    ports, sandbox installation id, and the scripted model whatever keys the developer has."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("QUADRACODE_") and k not in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")}
+    env.update({
+        "QUADRACODE_DATA_DIR": str(Path("/tmp") / f"qr-e2e-{uuid.uuid4().hex[:8]}"),
+        "QUADRACODE_HTTP_PORT": str(free_port()),
+        "QUADRACODE_RAY_PORT": str(free_port()),
+        "QUADRACODE_DASHBOARD_PORT": str(free_port()),
+        "QUADRACODE_RAY_NUM_CPUS": "2",
+        "QUADRACODE_MODEL": "scripted:default",
+        "QUADRACODE_SANDBOX_INSTALLATION_ID": f"e2e{uuid.uuid4().hex[:8]}",
+    })
+    return env
+
+
+def test_the_code_name_survives_down_and_up(system_env: dict[str, str]) -> None:
+    from langgraph_sdk import get_sync_client
+
+    env = system_env
+    api = f"http://127.0.0.1:{env['QUADRACODE_HTTP_PORT']}"
+    code_name = f"HERON-{uuid.uuid4().hex[:6].upper()}"
+    try:
+        up = run_cli(env, "up")
+        assert up.returncode == 0, up.stderr + up.stdout
+        thread_id = get_sync_client(url=api).threads.create()["thread_id"]
+        assert ask(api, thread_id, f"Remember the code name {code_name}") == f"Noted: the code name is {code_name}."
+
+        down = run_cli(env, "down")
+        assert down.returncode == 0, down.stderr
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{api}/ok", timeout=2)
+
+        up = run_cli(env, "up")
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert code_name in ask(api, thread_id, "What is the code name?")
+    finally:
+        run_cli(env, "down")
+        shutil.rmtree(env["QUADRACODE_DATA_DIR"], ignore_errors=True)
