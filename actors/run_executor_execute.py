@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.messages import message_chunk_to_message
 from langgraph.types import Command, Send
 
 from actors.run_executor_graphs import GraphRegistry
@@ -80,7 +81,8 @@ class _MessagesCompat:
                 self.seen[message_id] = self.seen[message_id] + message
             except TypeError:
                 self.seen[message_id] = message
-        out.append(("messages/partial", [self.seen[message_id]]))
+        # Clients get the accumulated text as a whole message (type "ai"), as the official server sends it.
+        out.append(("messages/partial", [message_chunk_to_message(self.seen[message_id])]))
         return out
 
 

@@ -68,6 +68,7 @@ async def test_messages_tuple_and_legacy_messages_modes(lg_client) -> None:
     assert tuples[0][1]["langgraph_node"] == "chat"
     partial = [p.data for p in parts if p.event == "messages/partial"]
     assert partial[-1][0]["content"] == "hello there friend"
+    assert partial[-1][0]["type"] == "ai"  # a whole message, as the official server sends
     assert any(p.event == "messages/metadata" for p in parts)
 
 
