@@ -117,3 +117,11 @@ async def test_bad_values_are_422_not_500(api_url: str) -> None:
         assert unknown_node.status_code == 422, unknown_node.text
         far = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "echo", "after_seconds": 1e20})
         assert far.status_code == 422
+
+
+async def test_create_with_supersteps_prepopulates_state(lg_client) -> None:
+    thread = await lg_client.threads.create(
+        graph_id="echo", supersteps=[{"updates": [{"values": {"items": ["seeded"]}, "as_node": "step"}]}])
+    assert thread["values"] == {"items": ["seeded"]}
+    state = await lg_client.threads.get_state(thread["thread_id"])
+    assert state["values"] == {"items": ["seeded"]} and state["next"] == ["asker"]
