@@ -1,0 +1,41 @@
+"""The code name test at the fabric level: tell the orchestrator actor a code name, kill every
+actor of the installation (singletons and agents), bootstrap again on the same Postgres, ask
+again. The thread lives in Postgres checkpoints, so the new orchestrator remembers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from actors.bootstrap import ensure_system_async, shutdown_system, system_actor_names
+from actors.client import FabricClient
+from quadracode_ray.envelope import USER_MESSAGE, EnvelopeFilter
+from tests.e2e.conftest import eventually, message_texts
+
+
+async def test_the_code_name_survives_a_restart_of_every_actor(system):
+    settings = system.settings
+    thread = f"e2e-restart-{uuid.uuid4().hex[:8]}"
+    code_name = f"KESTREL-{uuid.uuid4().hex[:6].upper()}"
+    before = FabricClient.from_handles(system)
+    values = await before.run_and_wait(thread, f"Remember the code name {code_name}", timeout_s=60)
+    assert message_texts(values, type_="ai")[-1] == f"Noted: the code name is {code_name}."
+    old_orchestrator = system.orchestrator._actor_id
+
+    killed = shutdown_system(settings)
+    assert len(killed) == 4
+    await eventually(lambda: _gone(settings), timeout=30, what="every actor of the installation gone")
+
+    handles = await ensure_system_async(settings)
+    assert handles.orchestrator._actor_id != old_orchestrator
+    after = FabricClient.from_handles(handles)
+    values = await after.run_and_wait(thread, "What is the code name?", timeout_s=60)
+    assert message_texts(values, type_="ai")[-1] == f"The code name is {code_name}."
+    # The event log kept the history across the restart: both user messages, once each.
+    logged = await handles.events.query.remote(EnvelopeFilter(thread_id=thread, kind=USER_MESSAGE))
+    assert [e.envelope.payload["text"] for e in logged] == [f"Remember the code name {code_name}",
+                                                             "What is the code name?"]
+
+
+async def _gone(settings) -> bool:
+    return not await asyncio.to_thread(system_actor_names, settings)
