@@ -35,7 +35,11 @@ from quadracode_ray.persistence.bootstrap import resolve_database_url
 
 log = logging.getLogger(__name__)
 
-STREAM_RETENTION_S = 120.0  # a finished run's events stay for late joiners this long
+# A finished run's events stay in memory this long (for the request that created it, when it
+# subscribes late under load); then only its end (the result runs/wait answers) stays, until
+# STREAM_RETENTION_S. Resumable runs' events are in Postgres for longer.
+STREAM_EVENTS_RETENTION_S = 15.0
+STREAM_RETENTION_S = 120.0
 
 
 def executor_names(settings: Settings, database_url: str) -> list[str]:
@@ -169,7 +173,9 @@ class RunExecutor:
         finally:
             self.tasks.pop(run_id, None)
             self.slots.release()
-            asyncio.get_running_loop().call_later(STREAM_RETENTION_S, self._forget, run_id, stream)
+            loop = asyncio.get_running_loop()
+            loop.call_later(STREAM_EVENTS_RETENTION_S, stream.keep_only_end)
+            loop.call_later(STREAM_RETENTION_S, self._forget, run_id, stream)
 
     def _forget(self, run_id: str, stream: RunStream) -> None:
         if self.streams.get(run_id) is stream:

@@ -98,6 +98,12 @@ class RunStream:
             self.finished_at = time.monotonic()
             self._changed.notify_all()
 
+    def keep_only_end(self) -> None:
+        """Free a finished stream's events but its last (the run's end)."""
+        if self.finished and len(self.events) > 1:
+            self.dropped += len(self.events) - 1
+            del self.events[:-1]
+
     def since(self, after: int) -> list[StreamEvent]:
         start = max(after + 1 - self.dropped, 0)
         return self.events[start:]
