@@ -112,6 +112,7 @@ async def _all_registered(system, ids: set[str]) -> bool:
     return ids <= await registered_ids(system)
 
 
+@pytest.mark.slow
 async def test_fleet_restart_keeps_the_cap_and_hotpath_marks(system):
     fleet = FleetActorClient(system.settings, system.fleet)
     agents = [await fleet.spawn_agent(kind="coder") for _ in range(4)]
@@ -143,6 +144,7 @@ def _ensure_from_another_process(settings) -> dict[str, str]:
     return {name: getattr(handles, name)._actor_id.hex() for name in ("events", "registry", "fleet", "orchestrator")}
 
 
+@pytest.mark.slow
 async def test_ensure_system_from_many_processes_at_once_gives_one_set_of_singletons(system):
     from actors.bootstrap import shutdown_system, system_actor_names
 

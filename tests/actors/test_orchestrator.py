@@ -117,6 +117,7 @@ async def test_a_handler_that_always_fails_becomes_a_dead_letter(system):
     await expect_logged(system, thread, {USER_MESSAGE: 1, DEAD_LETTER: 1})
 
 
+@pytest.mark.slow
 async def test_sigkilled_agent_task_goes_to_a_new_agent(system):
     client = FabricClient.from_handles(system)
     thread = new_thread()
@@ -200,6 +201,7 @@ async def _stopped(handle, task_id: str) -> bool:
     return not await _running(handle, task_id)
 
 
+@pytest.mark.slow
 async def test_agent_dying_while_the_registry_restarts_is_caught_by_the_watchdog(system):
     client = FabricClient.from_handles(system)
     thread = new_thread()
