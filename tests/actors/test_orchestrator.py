@@ -231,3 +231,20 @@ async def test_an_interrupted_thread_resumes_with_the_answer(system):
     values = await client.run_and_wait_resume(thread, "blue", timeout_s=60)
     assert "answer: blue" in assistant_texts(values)
     assert (await client.get_state(thread))["next"] == []
+
+
+async def test_bad_input_is_refused_and_changes_nothing(system):
+    thread = new_thread()
+    with pytest.raises(ValueError, match="exactly one"):
+        await system.orchestrator.submit.remote(thread, {"messages": []}, message="both")
+    with pytest.raises(ValueError, match="thread_id"):
+        await system.orchestrator.submit.remote("", message="no thread")
+    with pytest.raises(ValueError, match="non-empty instruction"):
+        await system.orchestrator.delegate.remote("  ", thread)
+    with pytest.raises(LookupError, match="no task"):
+        await system.orchestrator.task_status.remote("no-such-task")
+    assert await system.orchestrator.tasks.remote(thread) == []
+    assert await system.events.count.remote(EnvelopeFilter(thread_id=thread)) == 0
+    with psycopg.connect(system.settings.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM qr_deliveries WHERE envelope->>'thread_id' = %s",
+                            (thread,)).fetchone()[0] == 0
