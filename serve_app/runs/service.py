@@ -8,12 +8,14 @@ executor, which starts it at once when the thread is free. Nothing executes here
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import ray
 from psycopg.types.json import Jsonb
 from ray.exceptions import RayActorError
 
@@ -170,21 +172,31 @@ async def run_events(context: AppContext, run: dict, after: int = -1) -> AsyncIt
     run_id = str(run["run_id"])
     name = run["executor"] or context.executors.names[0]
     for attempt in range(10):
+        generator = None
+        ended = False
         try:
             generator = context.executors.handle(name).events.options(num_returns="streaming").remote(run_id, after)
             async for ref in generator:
                 items = await ref
-                yield items
                 if items:
                     after = items[-1][0]
-                    if items[-1][1] == END_EVENT:
-                        return
+                    ended = items[-1][1] == END_EVENT
+                yield items
+                if ended:
+                    return
+            ended = True
             return
         except RayActorError:
             # The executor died; Ray restarts it and it re-queues the run: follow the new attempt.
             context.executors.forget(name)
             after = -1
             await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+        finally:
+            if generator is not None and not ended:
+                # The reader left early: stop the executor-side generator instead of letting it
+                # fill the object store until the run ends.
+                with contextlib.suppress(Exception):
+                    ray.cancel(generator)
     raise Unavailable(f"run executor {name} keeps failing; run {run_id} stays queued")
 
 
