@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import orjson
+from fastapi.responses import JSONResponse
 
 from quadracode_ray import __version__
 from serve_app.context import AppContext
@@ -41,6 +42,11 @@ class RpcError(Exception):
         if self.data is not None:
             error["data"] = self.data
         return error
+
+
+def error_response(status: int, error: RpcError, id_: Any = None) -> JSONResponse:
+    """A JSON-RPC error outside any request (malformed message): HTTP ``status``, id null."""
+    return JSONResponse({"jsonrpc": "2.0", "id": id_, "error": error.to_json()}, status_code=status)
 
 
 def tool_name(assistant_name: str) -> str:

@@ -13,13 +13,14 @@ from fastapi import HTTPException
 from serve_app.context import AppContext
 from serve_app.crons.models import SCHEDULE_FIELDS
 from serve_app.crons.scheduler import CronTargetGone
+from serve_app.records.assistants import get as get_assistant
+from serve_app.records.threads import exists as thread_exists
+from serve_app.runs.service import create_run, resolve_assistant_id
+from serve_app.schemas import RunCreate
 
 
 async def resolve_assistant(context: AppContext, value: str, owner: str | None) -> str:
     """The assistant's UUID (a graph name means its default assistant); 404 when there is none."""
-    from serve_app.records.assistants import get as get_assistant
-    from serve_app.runs.service import resolve_assistant_id
-
     pool = await context.ready()
     assistant_id = resolve_assistant_id(context, value)
     await get_assistant(pool, assistant_id, owner)
@@ -27,9 +28,7 @@ async def resolve_assistant(context: AppContext, value: str, owner: str | None) 
 
 
 async def check_thread(context: AppContext, thread_id: str, owner: str | None) -> None:
-    from serve_app.records.threads import exists
-
-    if not await exists(await context.ready(), thread_id, owner):
+    if not await thread_exists(await context.ready(), thread_id, owner):
         raise HTTPException(status_code=404, detail=f"Thread with ID '{thread_id}' not found.")
 
 
@@ -44,9 +43,6 @@ def run_request(cron: dict) -> dict[str, Any]:
 
 async def fire(context: AppContext, cron: dict) -> str:
     """Create the run of one fire; returns its id. Raises CronTargetGone when it never can be."""
-    from serve_app.runs.service import create_run
-    from serve_app.schemas import RunCreate
-
     body = RunCreate.model_validate(run_request(cron))
     thread_id = None if cron["thread_id"] is None else str(cron["thread_id"])
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -54,19 +54,16 @@ async def agent_url_card(assistant_id: str, request: Request, owner: Owner) -> R
 async def a2a_rpc(assistant_id: str, request: Request, owner: Owner) -> Response:
     accept = request.headers.get("accept", "")
     if accept and not any(kind in accept for kind in ("application/json", "*/*")):
-        return _error(406, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
+        return mcp_server.error_response(406, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
                                                "Not Acceptable: Accept must include application/json"))
     try:
         message = mcp_server.parse_message(await request.body())
     except mcp_server.RpcError as exc:
-        return _error(400, exc)
+        return mcp_server.error_response(400, exc)
     if "method" not in message or "id" not in message:
         if "result" in message or "error" in message or "method" in message:
             return Response(status_code=202)
-        return _error(400, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
+        return mcp_server.error_response(400, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
                                                "Invalid Request: a request needs an id and a method"))
     return JSONResponse(await a2a_server.handle_request(request.app.state.context, owner, assistant_id, message))
 
-
-def _error(status: int, error: mcp_server.RpcError, id_: Any = None) -> JSONResponse:
-    return JSONResponse({"jsonrpc": "2.0", "id": id_, "error": error.to_json()}, status_code=status)

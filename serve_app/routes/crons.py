@@ -27,6 +27,7 @@ from serve_app.crons.models import (
     ThreadCronCreate,
 )
 from serve_app.crons.scheduler import CronScheduler
+from serve_app.runs.service import resolve_assistant_id
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ def _wake(request: Request) -> None:
 async def _assistant_filter(request: Request, value: str | None) -> str | None:
     if value is None:
         return None
-    from serve_app.runs.service import resolve_assistant_id
-
     return resolve_assistant_id(request.app.state.context, value)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -21,9 +21,6 @@ _MESSAGE_BODY = {"requestBody": {"required": True, "content": {"application/json
     "example": {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}}}}}
 
 
-def _error(status: int, error: mcp_server.RpcError, id_: Any = None) -> JSONResponse:
-    return JSONResponse({"jsonrpc": "2.0", "id": id_, "error": error.to_json()}, status_code=status)
-
 
 @router.post("/mcp", summary="MCP JSON-RPC message (initialize, ping, tools/list, tools/call)",
              responses={200: {"description": "JSON-RPC response"},
@@ -33,17 +30,17 @@ def _error(status: int, error: mcp_server.RpcError, id_: Any = None) -> JSONResp
 async def mcp_post(request: Request, owner: Annotated[str | None, Depends(current_owner)]) -> Response:
     accept = request.headers.get("accept", "")
     if accept and not any(kind in accept for kind in ("application/json", "text/event-stream", "*/*")):
-        return _error(406, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
+        return mcp_server.error_response(406, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
                                                "Not Acceptable: Accept must include application/json"))
     try:
         parsed = mcp_server.parse_message(await request.body())
     except mcp_server.RpcError as exc:
-        return _error(400, exc)
+        return mcp_server.error_response(400, exc)
     if "method" not in parsed or "id" not in parsed:
         # Notifications (e.g. notifications/initialized) and client responses need no answer.
         if "method" in parsed or "result" in parsed or "error" in parsed:
             return Response(status_code=202)
-        return _error(400, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
+        return mcp_server.error_response(400, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
                                                "Invalid Request: neither a request, a notification nor a response"),
                       parsed.get("id"))
     return JSONResponse(await mcp_server.handle_request(request.app.state.context, owner, parsed))
