@@ -39,3 +39,48 @@ async def test_the_code_name_survives_a_restart_of_every_actor(system):
 
 async def _gone(settings) -> bool:
     return not await asyncio.to_thread(system_actor_names, settings)
+
+
+async def test_a_task_running_when_every_actor_dies_is_done_after_the_restart(system):
+    """Kill the whole fabric while an agent is provably mid-command; after the bootstrap the
+    orchestrator finds the task running on an agent nobody knows, and a new agent does it."""
+    from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
+    from sandbox.client import get_workspace
+
+    settings = system.settings
+    system = await ensure_system_async(settings)  # the live actors (the test before restarted them)
+    thread = f"e2e-inflight-{uuid.uuid4().hex[:8]}"
+    started, gate = f"{thread}.started", f"{thread}.go"
+    before = FabricClient.from_handles(system)
+    await before.run_and_wait(
+        thread, f"delegate to a coder agent: run `touch {started}; while [ ! -f {gate} ]; do sleep 0.1; done; "
+                "echo survived`", timeout_s=60)
+    workspace = await get_workspace("default", settings)
+
+    async def command_started():
+        try:
+            return await workspace.read_file(started) == b""
+        except WorkspacePathNotFound:
+            return False
+
+    await eventually(command_started, timeout=60, what="the agent's command running in the sandbox")
+    (task,) = await system.orchestrator.tasks.remote(thread)
+    assert task.status == "running"
+    first_agent = task.agent_id
+    # The command cannot finish before the gate exists: the agent is mid-task when everything dies.
+    shutdown_system(settings)
+    await eventually(lambda: _gone(settings), timeout=30, what="every actor of the installation gone")
+    await workspace.write_file(gate, "")
+
+    handles = await ensure_system_async(settings)
+    after = FabricClient.from_handles(handles)
+
+    async def folded():
+        state = await after.get_state(thread)
+        results = message_texts(state["values"], name="task_result")
+        return results if results and not state["next"] else None
+
+    (result,) = await eventually(folded, timeout=120, what="the task result folded into the thread")
+    assert result.startswith(f"[task {task.task_id} succeeded by agent ") and "survived" in result
+    (done,) = await handles.orchestrator.tasks.remote(thread)
+    assert done.status == "succeeded" and done.agent_id != first_agent
