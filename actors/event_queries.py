@@ -122,9 +122,24 @@ class EventQueries:
             ORDER BY d.accepted_seq
             ON CONFLICT (id) DO NOTHING
         """
+        # Dead letters too: the dead_letter envelope an inbox publishes after the last attempt.
+        dead_sql = f"""
+            INSERT INTO qr_events (id, sender, recipient, kind, thread_id, payload, created_at, attempt)
+            SELECT 'dead:' || d.recipient || ':' || d.envelope_id, d.recipient, 'events', '{DEAD_LETTER}',
+                   d.envelope->>'thread_id',
+                   jsonb_build_object('envelope', d.envelope, 'attempts', d.attempts, 'error', d.last_error),
+                   d.updated_at, 0
+            FROM qr_deliveries d
+            WHERE d.status = 'dead'
+              AND NOT EXISTS (SELECT 1 FROM qr_events e WHERE e.id = 'dead:' || d.recipient || ':' || d.envelope_id)
+              {window.replace("accepted_at", "updated_at")}
+            ORDER BY d.updated_at
+            ON CONFLICT (id) DO NOTHING
+        """
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            return cur.rowcount or 0
+            restored = (await conn.execute(sql, params)).rowcount or 0
+            restored += (await conn.execute(dead_sql, params)).rowcount or 0
+        return restored
 
     async def prune(self, cutoff: datetime) -> int:
         async with self.pool.connection() as conn:

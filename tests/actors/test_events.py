@@ -155,3 +155,14 @@ async def test_nothing_is_lost_when_the_bus_dies_under_traffic(system):
 
     found = await eventually(all_logged, timeout=90, what="every submitted envelope in the event log")
     assert sorted(logged.envelope.id for logged in found) == sorted(submitted)  # each once, none lost
+
+
+async def test_reconcile_restores_a_dead_letter_the_bus_never_saw(system):
+    lost = env(8, thread_id="dead-repaired", recipient="orchestrator")
+    with psycopg.connect(system.settings.database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO qr_deliveries (recipient, envelope_id, envelope, status, attempts, last_error) "
+                     "VALUES (%s, %s, %s, 'dead', 5, 'ValueError: broken')",
+                     (lost.recipient, lost.id, json.dumps(json.loads(lost.model_dump_json()))))
+    assert await system.events.reconcile.remote() == 2  # the envelope and its dead letter
+    dead = [d for d in await system.events.dead_letters.remote(50) if (d["envelope"] or {}).get("id") == lost.id]
+    assert len(dead) == 1 and dead[0]["attempts"] == 5 and dead[0]["error"] == "ValueError: broken"
