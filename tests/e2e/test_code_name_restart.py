@@ -8,8 +8,10 @@ ports of its own), the official langgraph-sdk client on assistant `orchestrator`
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,7 +32,7 @@ def ask(api: str, thread_id: str, text: str) -> str:
     return values["messages"][-1]["content"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def system_env() -> dict[str, str]:
     """A private installation: its own data folder (short: the Postgres socket lives in it),
     ports, sandbox installation id, and the scripted model whatever keys the developer has."""
@@ -48,26 +50,48 @@ def system_env() -> dict[str, str]:
     return env
 
 
-def test_the_code_name_survives_down_and_up(system_env: dict[str, str]) -> None:
+@pytest.fixture(scope="module")
+def api(system_env: dict[str, str]) -> Iterator[str]:
+    """`quadracode-ray up` once for the module (`up` costs a minute); `down` and cleanup at the end."""
+    from sandbox.testing import remove_installation
+
+    try:
+        up = run_cli(system_env, "up")
+        assert up.returncode == 0, up.stderr + up.stdout
+        yield f"http://127.0.0.1:{system_env['QUADRACODE_HTTP_PORT']}"
+    finally:
+        run_cli(system_env, "down")
+        shutil.rmtree(system_env["QUADRACODE_DATA_DIR"], ignore_errors=True)
+        remove_installation(system_env["QUADRACODE_SANDBOX_INSTALLATION_ID"])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "API runs of the `orchestrator` assistant get no fleet, delegation, workspace or stop signal: the run "
+    "executor (actors/run_executor_execute.py) builds quadracode_ray.graphs.orchestrator:graph from "
+    "config['configurable'] alone, serve_app/executors.py choose_executor does not route orchestrator runs "
+    "to the orchestrator actor, and `up` (quadracode_ray/launcher/system.py) never bootstraps the fabric; "
+    "the scripted model answers \"the tool 'delegate' is not available\""))
+def test_the_orchestrator_assistant_delegates_over_the_api(api: str) -> None:
+    from langgraph_sdk import get_sync_client
+
+    thread_id = get_sync_client(url=api).threads.create()["thread_id"]
+    answer = ask(api, thread_id, "delegate to a coder agent: write hello.py that prints 42 and run it")
+    assert re.search(r"Delegated to agent \S+ as task \S+", answer), answer
+
+
+def test_the_code_name_survives_down_and_up(system_env: dict[str, str], api: str) -> None:
     from langgraph_sdk import get_sync_client
 
     env = system_env
-    api = f"http://127.0.0.1:{env['QUADRACODE_HTTP_PORT']}"
     code_name = f"HERON-{uuid.uuid4().hex[:6].upper()}"
-    try:
-        up = run_cli(env, "up")
-        assert up.returncode == 0, up.stderr + up.stdout
-        thread_id = get_sync_client(url=api).threads.create()["thread_id"]
-        assert ask(api, thread_id, f"Remember the code name {code_name}") == f"Noted: the code name is {code_name}."
+    thread_id = get_sync_client(url=api).threads.create()["thread_id"]
+    assert ask(api, thread_id, f"Remember the code name {code_name}") == f"Noted: the code name is {code_name}."
 
-        down = run_cli(env, "down")
-        assert down.returncode == 0, down.stderr
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(f"{api}/ok", timeout=2)
+    down = run_cli(env, "down")
+    assert down.returncode == 0, down.stderr
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/ok", timeout=2)
 
-        up = run_cli(env, "up")
-        assert up.returncode == 0, up.stderr + up.stdout
-        assert code_name in ask(api, thread_id, "What is the code name?")
-    finally:
-        run_cli(env, "down")
-        shutil.rmtree(env["QUADRACODE_DATA_DIR"], ignore_errors=True)
+    up = run_cli(env, "up")
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert code_name in ask(api, thread_id, "What is the code name?")
