@@ -23,6 +23,7 @@ import orjson
 import ray
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg.conninfo import make_conninfo
 
 from actors import run_executor_queue as queue
 from actors.run_executor_execute import RunOutcome, execute_run, run_config
@@ -71,7 +72,14 @@ class RunExecutor:
     async def _start_up(self) -> None:
         self.pool = await open_async_pool(self.database_url, min_size=4,
                                           max_size=max(4, self.settings.db_pool_max_size), name=self.name)
-        self.saver = AsyncPostgresSaver(self.pool)
+        # Checkpoints are written without waiting for the WAL flush: the run queue is the source
+        # of truth, and the synchronous commit that records a run's end flushes every checkpoint
+        # written before it. An OS crash mid-run loses at most the last checkpoints of a run
+        # that is still 'running', which recovery retries from the last durable one.
+        self.checkpoint_pool = await open_async_pool(
+            make_conninfo(self.database_url, options="-c synchronous_commit=off"), min_size=2,
+            max_size=max(4, self.settings.db_pool_max_size), name=f"{self.name}-checkpoints")
+        self.saver = AsyncPostgresSaver(self.checkpoint_pool)
         self.store = AsyncPostgresStore(self.pool)
         self.registry = GraphRegistry.from_settings(self.settings)
         for run_id in await queue.recover(self.pool, self.name, self.pool_names, self.settings.run_max_attempts):
