@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -148,8 +149,11 @@ async def bench_crud(client, n: int = 40) -> dict:
     async def store_get():
         await client.store.get_item(namespace, "k")
 
+    async def ok():
+        await client.http.get("/ok")
+
     rows = {}
-    for name, op in (("assistants.create", assistants_create), ("assistants.get", assistants_get),
+    for name, op in (("GET /ok (HTTP floor)", ok), ("assistants.create", assistants_create), ("assistants.get", assistants_get),
                      ("threads.create", threads_create), ("threads.get", threads_get),
                      ("store.put_item", store_put), ("store.get_item", store_get)):
         await op()
@@ -251,6 +255,7 @@ async def run(clients_list: list[int], per_client: int) -> dict:
         except subprocess.TimeoutExpired:
             official.kill()
         stop_ours(root)
+        shutil.rmtree(root, ignore_errors=True)
     return results
 
 
