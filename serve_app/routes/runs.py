@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Literal
 
@@ -41,8 +42,13 @@ def _stream(context: AppContext, run: dict, body: RunCreate) -> Response:
                            headers=run_location_headers(run, "stream"))
 
 
-async def _wait(context: AppContext, run: dict) -> Response:
-    output = await service.final_output(context, run)
+async def _wait(context: AppContext, run: dict, body: RunCreate) -> Response:
+    try:
+        output = await service.final_output(context, run)
+    except asyncio.CancelledError:  # Serve cancels the request when its client disconnects
+        if body.on_disconnect == "cancel":
+            service.detached(service.cancel_run(context, str(run["run_id"]), run["executor"]))
+        raise
     return json_response(output, headers=run_location_headers(run, "join"))
 
 
@@ -64,7 +70,7 @@ async def stream_run(thread_id: str, body: RunCreate, request: Request, owner: s
 async def wait_run(thread_id: str, body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
     run = await _create(context, body, check_uuid(thread_id, "thread"), owner)
-    return await _wait(context, run)
+    return await _wait(context, run, body)
 
 
 @router.get("/threads/{thread_id}/runs", summary="List a thread's runs")
@@ -176,7 +182,7 @@ async def stream_stateless(body: RunCreate, request: Request, owner: str | None 
 async def wait_stateless(body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
     run = await _create(context, body, None, owner)
-    return await _wait(context, run)
+    return await _wait(context, run, body)
 
 
 @router.post("/runs/batch", summary="Create many stateless background runs")

@@ -196,3 +196,18 @@ async def test_validation_and_unknown_ids(api_url: str) -> None:
         created = await http.post(f"/threads/{uuid.uuid4()}/runs/wait",
                                   json={"assistant_id": "echo", "input": {"items": []}, "if_not_exists": "create"})
         assert created.json() == {"items": ["a"]}
+
+
+async def test_on_disconnect_cancel_applies_to_wait(api_url: str, lg_client) -> None:
+    tid = (await lg_client.threads.create())["thread_id"]
+    async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
+        request = asyncio.ensure_future(http.post(
+            f"/threads/{tid}/runs/wait",
+            json={"assistant_id": "echo", "input": {"items": [], "sleep": 30}, "on_disconnect": "cancel"}))
+        runs = await until(lambda: _running_runs(lg_client, tid))
+        request.cancel()  # the client goes away mid-wait
+    await until(lambda: _is(lg_client, tid, runs[0]["run_id"], "interrupted"))
+
+
+async def _running_runs(lg_client, tid: str) -> list:
+    return [r for r in await lg_client.runs.list(tid) if r["status"] == "running"]
