@@ -198,14 +198,14 @@ def start_official(root: Path) -> tuple[subprocess.Popen, str, Path]:
     return process, f"http://127.0.0.1:{port}", log
 
 
-def start_ours(root: Path) -> str:
+def start_ours(root: Path, max_ongoing_requests: int | None = None) -> str:
     import ray
     from ray import serve
 
     from quadracode_ray import NAMESPACE
     from quadracode_ray.config import Settings
     from quadracode_ray.persistence import EmbeddedPostgres, prepare_database
-    from serve_app.app import APP_NAME, build_app
+    from serve_app.app import APP_NAME, QuadracodeAPI, build_app
 
     url = EmbeddedPostgres(root / "pg", database="bench").start()
     prepare_database(Settings(_env_file=None, database_url=url, data_dir=root))
@@ -215,9 +215,12 @@ def start_ours(root: Path) -> str:
                  include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"settings": {"database_url": url, "data_dir": str(root),
-                                      "graphs": {GRAPH_ID: f"{GRAPH_FILE}:graph"}}}),
-              name=APP_NAME, route_prefix="/", blocking=False)
+    settings = {"database_url": url, "data_dir": str(root), "graphs": {GRAPH_ID: f"{GRAPH_FILE}:graph"}}
+    if max_ongoing_requests is None:
+        application = build_app({"settings": settings})
+    else:  # what build_app deploys, with Serve's per-replica request cap raised
+        application = QuadracodeAPI.options(max_ongoing_requests=max_ongoing_requests).bind(settings)
+    serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://127.0.0.1:{port}"
 
 
@@ -234,12 +237,13 @@ def stop_ours(root: Path) -> None:
         EmbeddedPostgres(root / "pg", database="bench").stop()
 
 
-async def run(clients_list: list[int], per_client: int) -> dict:
-    results: dict = {"clients": clients_list, "per_client": per_client, "load_before": os.getloadavg()}
+async def run(clients_list: list[int], per_client: int, max_ongoing_requests: int | None = None) -> dict:
+    results: dict = {"clients": clients_list, "per_client": per_client, "load_before": os.getloadavg(),
+                     "max_ongoing_requests": max_ongoing_requests}
     root = Path(tempfile.mkdtemp(prefix="api-bench-", dir="/var/tmp"))
     official, official_url, _ = start_official(root)
     try:
-        ours_url = start_ours(root)
+        ours_url = start_ours(root, max_ongoing_requests)
         await asyncio.gather(wait_up(ours_url, 180), wait_up(official_url, 180, official))
         print("floor (graph.ainvoke in process)", flush=True)
         results["floor"] = await bench_floor(clients_list, per_client)
@@ -269,7 +273,9 @@ def render(results: dict) -> str:
         f"after {results['load_after'][0]:.1f} (the machine is shared: other test runs were going on).",
         f"Graph: bench/api_graph.py (one node adding one). Each client makes {results['per_client']} sequential "
         "calls on its own thread after one warm-up call; latency is per call, runs/s over the timed part.",
-        "Command: `.venv/bin/python bench/api_bench.py`.",
+        "Command: `.venv/bin/python bench/api_bench.py`"
+        + (f" with Serve max_ongoing_requests={results['max_ongoing_requests']}."
+           if results.get("max_ongoing_requests") else " (ours deployed as build_app does)."),
         "",
         "## runs.wait and runs.stream",
         "",
@@ -308,8 +314,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 32])
     parser.add_argument("--runs-per-client", type=int, default=10)
     parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument("--max-ongoing-requests", type=int, default=None,
+                        help="deploy ours with this Serve max_ongoing_requests (default: as build_app does)")
     args = parser.parse_args()
-    results = asyncio.run(run(args.clients, args.runs_per_client))
+    results = asyncio.run(run(args.clients, args.runs_per_client, args.max_ongoing_requests))
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(render(results))
     print(f"wrote {args.report}")
