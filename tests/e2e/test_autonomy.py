@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from actors.client import FabricClient
-from quadracode_ray.envelope import THREAD_RUN, THREAD_UPDATE
-from sandbox.client import existing_workspace
-from tests.e2e.conftest import message_texts
+from quadracode_ray.envelope import THREAD_RUN
+from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
+from sandbox.client import existing_workspace, get_workspace
+from tests.e2e.conftest import eventually, message_texts
 
 MAX_ITERATIONS = 3
 E2E_SETTINGS = {"autonomy_max_iterations": MAX_ITERATIONS, "autonomy_max_agents_per_thread": 0}
@@ -54,27 +57,32 @@ async def test_the_agents_per_thread_guardrail_halts_before_spawning(system):
     assert await system.orchestrator.tasks.remote(thread) == []
 
 
+async def stop_mid_command(system, client: FabricClient, thread: str, command: str):
+    """Start ``command`` (it must run long) through the orchestrator, wait until it runs in the
+    sandbox, stop the thread, and wait for the run to end; returns the workspace client."""
+    started = f"{thread}.started"
+    cursor = await client.cursor()
+    receipt = await client.submit_user_message(thread, f"run `touch {started}; {command}`")
+
+    async def run_outcome():
+        async for logged in client.watch_thread(thread, cursor=cursor, kinds=[THREAD_RUN]):
+            payload = logged.envelope.payload
+            if payload.get("envelope_id") == receipt.envelope_id and payload.get("status") == "finished":
+                return payload
+
+    outcome = asyncio.ensure_future(run_outcome())
+    workspace = await get_workspace("default", system.settings)
+    await eventually(lambda: _exists(workspace, started), timeout=60, what="the command running in the sandbox")
+    assert not outcome.done()
+    await client.stop_thread(thread)
+    await asyncio.wait_for(outcome, 60)  # far sooner than the command would have ended (120 s exec timeout)
+    return workspace
+
+
 async def test_emergency_stop_halts_a_running_thread_mid_command(system):
     client = FabricClient.from_handles(system)
     thread = new_thread("stop")
-    cursor = await client.cursor()
-    # The command would hold the run for two minutes (the exec tool's default timeout).
-    receipt = await client.submit_user_message(thread, "run `sleep 600`")
-
-    async def run_outcome():
-        async for logged in client.watch_thread(thread, cursor=cursor, kinds=[THREAD_RUN, THREAD_UPDATE]):
-            payload = logged.envelope.payload
-            if logged.envelope.kind == THREAD_UPDATE and "exec" in str(payload.get("update", {}).get("model")):
-                exec_called.set()  # the model asked for the command: the tools node is running it now
-            elif payload.get("envelope_id") == receipt.envelope_id and payload.get("status") == "finished":
-                return payload
-
-    exec_called = asyncio.Event()
-    outcome = asyncio.ensure_future(run_outcome())
-    await asyncio.wait_for(exec_called.wait(), 60)
-    assert not outcome.done()
-    await client.stop_thread(thread)
-    await asyncio.wait_for(outcome, 60)  # far sooner than the command would have ended
+    await stop_mid_command(system, client, thread, "sleep 600")
 
     state = await client.get_state(thread)
     assert state["next"] and state["values"]["halt"]["kind"] == "emergency_stop"
@@ -87,3 +95,29 @@ async def test_emergency_stop_halts_a_running_thread_mid_command(system):
     values = await client.run_and_wait(thread, "remember the code name HERON", timeout_s=60)
     assert message_texts(values, type_="ai")[-1] == "Noted: the code name is HERON."
 
+
+async def _exists(workspace, path: str) -> bool:
+    try:
+        await workspace.read_file(path)
+        return True
+    except WorkspacePathNotFound:
+        return False
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the emergency stop cancels the graph's await on the exec, but the command keeps running in the sandbox "
+    "until its exec timeout: sandbox/client.py WorkspaceSandboxClient._call does not ray.cancel the actor "
+    "call when the awaiting task is cancelled, and WorkspaceSandbox.exec does not kill the command's "
+    "process group on cancellation"))
+async def test_emergency_stop_also_kills_the_command_it_interrupted(system):
+    client = FabricClient.from_handles(system)
+    workspace = await stop_mid_command(system, client, new_thread("stopkill"), "sleep 599")
+
+    async def gone():
+        listing = await workspace.exec(PROCESS_LIST, timeout=10)
+        return "sleep 599" not in listing.stdout
+
+    await eventually(gone, timeout=5, what="the interrupted command to be killed")
+
+
+PROCESS_LIST = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done"
