@@ -56,7 +56,10 @@ async def test_orchestrator_delegates_hello_42_to_a_coder_agent_in_the_default_w
     tasks = await system.orchestrator.tasks.remote(thread)
     assert [(t.task_id, t.agent_id, t.status) for t in tasks] == [(task_id, agent_id, "succeeded")]
 
-    # The work is in the default workspace's sandbox container, not in any actor's process.
+    # The orchestrator only managed the fleet; the file and the command were the agent's work...
+    tools_used = [m.get("name") for m in state["values"]["messages"] if m.get("type") == "tool"]
+    assert tools_used == ["list_agents", "spawn_agent", "delegate"]
+    # ...done in the default workspace's sandbox container, not in any actor's process.
     workspace = existing_workspace("default")
     assert await workspace.read_file("hello.py") == b"print(42)\n"
     run = await workspace.exec("python3 hello.py", timeout=30)
