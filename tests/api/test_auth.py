@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from langgraph_sdk import get_client
-from langgraph_sdk.errors import AuthenticationError, PermissionDeniedError
+from langgraph_sdk.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 
 from serve_app.auth_keys import ApiKeys, AuthConfigError, presented_key
+from tests.api.graphs import TEST_GRAPHS
 
 ALICE_KEY = "alice-" + uuid.uuid4().hex
 BOB_KEY = "bob-" + uuid.uuid4().hex
@@ -58,7 +59,7 @@ def secured_url(serve_http_port: int, database_url: str, tmp_path_factory) -> It
     keys = json.dumps({"alice": ALICE_KEY, "bob": [BOB_KEY, BOB_SPARE_KEY]})
     url = deploy_with_extras(app_name, f"/{app_name}", f"http://127.0.0.1:{serve_http_port}", {
         "database_url": database_url, "data_dir": str(tmp_path_factory.mktemp("secured")),
-        "auth_api_keys": keys,
+        "auth_api_keys": keys, "graphs": TEST_GRAPHS,
     })
     yield url
     serve.delete(app_name)
@@ -147,3 +148,28 @@ async def test_store_is_private_to_its_owner(secured_url: str) -> None:
     await bob.store.delete_item(["shared", "name"], "k")
     assert await bob.store.get_item(["shared", "name"], "k") is None
     assert (await alice.store.get_item(["shared", "name"], "k"))["value"] == {"owner": "alice"}
+
+
+async def test_threads_assistants_and_crons_are_scoped_to_their_owner(secured_url: str) -> None:
+    alice = get_client(url=secured_url, api_key=ALICE_KEY)
+    bob = get_client(url=secured_url, api_key=BOB_KEY)
+    assistant = await alice.assistants.create("echo", name="alice-only")
+    thread = await alice.threads.create(metadata={"owner_test": "alice"})
+    cron = await alice.crons.create_for_thread(thread["thread_id"], "echo", schedule="0 0 1 1 *")
+    assert cron["user_id"] == "alice"
+
+    with pytest.raises(NotFoundError):
+        await bob.threads.get(thread["thread_id"])
+    with pytest.raises(NotFoundError):
+        await bob.assistants.get(assistant["assistant_id"])
+    with pytest.raises(NotFoundError):
+        await bob.http.get(f"/runs/crons/{cron['cron_id']}")
+    with pytest.raises(NotFoundError):
+        await bob.crons.delete(cron["cron_id"])
+    with pytest.raises(NotFoundError):  # nor can bob schedule runs on alice's thread
+        await bob.crons.create_for_thread(thread["thread_id"], "echo", schedule="0 0 1 1 *")
+    assert await bob.crons.count(thread_id=thread["thread_id"]) == 0
+    assert await bob.threads.search(metadata={"owner_test": "alice"}) == []
+
+    assert (await alice.threads.get(thread["thread_id"]))["thread_id"] == thread["thread_id"]
+    assert await alice.crons.count(thread_id=thread["thread_id"]) == 1
