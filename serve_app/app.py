@@ -35,7 +35,13 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
     return app
 
 
-@serve.deployment(name=DEPLOYMENT_NAME, ray_actor_options={"num_cpus": 0})
+# Requests mostly wait (on runs, on SSE streams that last as long as their run), so a replica
+# takes many at once; Serve's default of 5 would queue the sixth stream behind the others.
+MAX_ONGOING_REQUESTS = 1000
+
+
+@serve.deployment(name=DEPLOYMENT_NAME, ray_actor_options={"num_cpus": 0},
+                  max_ongoing_requests=MAX_ONGOING_REQUESTS)
 @serve.ingress()
 class QuadracodeAPI:
     """One API replica; its FastAPI app is built per replica, after settings are loaded."""

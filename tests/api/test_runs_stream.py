@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import orjson
 
@@ -160,3 +162,27 @@ async def test_events_mode_with_values_streams_both(lg_client) -> None:
                                                           stream_mode=["events", "values"])]
     assert names[0] == "metadata"
     assert "events" in names and names.count("values") == 2  # as without events mode
+
+
+async def test_many_streams_at_once_are_served_concurrently(lg_client) -> None:
+    # More concurrent streams than Serve's default per-replica limit (5): none may queue behind another.
+    threads = [(await lg_client.threads.create())["thread_id"] for _ in range(8)]
+    started = 0
+    all_started = asyncio.Event()
+
+    async def hold_open(tid: str) -> str:
+        nonlocal started
+        async for part in lg_client.runs.stream(tid, "durable", input={"items": []}):
+            started += 1
+            if started == len(threads):
+                all_started.set()
+            await all_started.wait()  # keep this stream open until every stream has begun
+            return part.event
+        return ""
+
+    # The durable graph hangs on a run's first attempt, so no stream ends by itself.
+    events = await asyncio.wait_for(asyncio.gather(*(hold_open(t) for t in threads)), 60)
+    assert events == ["metadata"] * 8
+    for tid in threads:
+        for run in await lg_client.runs.list(tid):
+            await lg_client.runs.cancel(tid, run["run_id"])
