@@ -145,3 +145,21 @@ async def test_cron_on_deleted_thread_is_removed_when_due(lg_client, tag: str) -
         await asyncio.sleep(0.2)  # polling for the scheduler's deletion (deadline above)
     with pytest.raises(NotFoundError):
         await lg_client.http.get(f"/runs/crons/{cron['cron_id']}")
+
+
+async def test_stateless_cron_fires_runs_on_new_threads_it_keeps(lg_client, tag: str) -> None:
+    assistant = await lg_client.assistants.create("echo", name=f"cron-{tag}")
+    cron = await lg_client.crons.create(assistant["assistant_id"], schedule="* * * * * *", input={"items": ["s"]},
+                                        on_run_completed="keep", metadata={"tag": tag})
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        threads: list[dict] = []
+        while len(threads) < 2:
+            assert asyncio.get_running_loop().time() < deadline, f"cron made {len(threads)} threads in 30 s"
+            await asyncio.sleep(0.2)  # polling for threads the scheduler makes (deadline above)
+            threads = await lg_client.threads.search(metadata={"assistant_id": assistant["assistant_id"]})
+    finally:
+        await lg_client.crons.delete(cron["cron_id"])
+    for thread in threads:  # one fresh thread per fire, each with the cron's run
+        runs = await lg_client.runs.list(thread["thread_id"])
+        assert [run["metadata"]["cron_id"] for run in runs] == [cron["cron_id"]]
