@@ -24,6 +24,7 @@ from actors.registry import Registry
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence.bootstrap import resolve_database_url
+from sandbox.actor import ACTOR_NAME_PREFIX as WORKSPACE_ACTOR_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,15 @@ async def ensure_system_async(settings: Settings, *, timeout_s: float = 120.0) -
 
 
 def system_actor_names(settings: Settings) -> list[str]:
-    """Names of every live actor of this installation (singletons and agents) in the namespace."""
+    """Names of every live actor of this installation (singletons, agents, workspaces) in the namespace."""
     prefix = settings.actor_name_prefix
+    owned_prefixes = (prefix + AGENT_PREFIX, prefix + WORKSPACE_ACTOR_PREFIX)
     singletons = {actor_name(settings, a) for a in (EVENTS, REGISTRY, FLEET, ORCHESTRATOR)}
     names = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
         if entry["namespace"] != NAMESPACE:
             continue
-        if entry["name"] in singletons or entry["name"].startswith(prefix + AGENT_PREFIX):
+        if entry["name"] in singletons or entry["name"].startswith(owned_prefixes):
             names.append(entry["name"])
     return names
 

@@ -30,8 +30,9 @@ from sandbox.service import WorkspaceService
 ACTOR_NAME_PREFIX = "workspace:"
 
 
-def actor_name(workspace_id: str) -> str:
-    return ACTOR_NAME_PREFIX + workspace_id
+def actor_name(workspace_id: str, settings: Settings) -> str:
+    """``<actor_name_prefix>workspace:<id>``: installations sharing a Ray cluster keep apart."""
+    return settings.actor_name_prefix + ACTOR_NAME_PREFIX + workspace_id
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)

@@ -198,9 +198,9 @@ def _placement() -> dict[str, Any]:
 
 def workspace_actor(workspace_id: str, settings: Settings, *, spec: WorkspaceSpec | None = None,
                     event_sink: EventSink | None = None, detached: bool = True) -> Any:
-    """The handle of actor ``workspace:<id>``, created if missing (race-free: get_if_exists)."""
+    """The handle of actor ``<prefix>workspace:<id>``, created if missing (race-free: get_if_exists)."""
     validate_workspace_id(workspace_id)
-    options: dict[str, Any] = {"name": actor_name(workspace_id), "namespace": NAMESPACE, "get_if_exists": True}
+    options: dict[str, Any] = {"name": actor_name(workspace_id, settings), "namespace": NAMESPACE, "get_if_exists": True}
     if detached:
         options["lifetime"] = "detached"  # workspaces outlive whoever asked for them first
     options.update(_placement())
@@ -222,11 +222,12 @@ async def get_workspace(workspace_id: str = DEFAULT_WORKSPACE, settings: Setting
     return client
 
 
-def existing_workspace(workspace_id: str) -> WorkspaceSandboxClient:
+def existing_workspace(workspace_id: str, settings: Settings | None = None) -> WorkspaceSandboxClient:
     """The client of a workspace whose actor already runs; WorkspaceNotFound otherwise."""
     validate_workspace_id(workspace_id)
+    name = actor_name(workspace_id, settings or load_settings())
     try:
-        handle = ray.get_actor(actor_name(workspace_id), namespace=NAMESPACE)
+        handle = ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
-        raise WorkspaceNotFound(f"no workspace actor {actor_name(workspace_id)!r} in namespace {NAMESPACE!r}") from None
+        raise WorkspaceNotFound(f"no workspace actor {name!r} in namespace {NAMESPACE!r}") from None
     return WorkspaceSandboxClient(handle, workspace_id)

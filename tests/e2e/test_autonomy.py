@@ -12,7 +12,7 @@ import pytest
 from actors.client import FabricClient
 from quadracode_ray.envelope import THREAD_RUN
 from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
-from sandbox.client import existing_workspace, get_workspace
+from sandbox.client import get_workspace
 from tests.e2e.conftest import eventually, message_texts
 
 MAX_ITERATIONS = 3
@@ -35,7 +35,7 @@ async def test_a_guardrail_trips_and_the_thread_asks_the_human(system):
     halt = state["values"]["halt"]
     assert halt["kind"] == "guardrail" and f"{MAX_ITERATIONS} model iterations" in halt["reason"]
     assert len(message_texts(state["values"], type_="tool", name="exec")) == MAX_ITERATIONS
-    workspace = existing_workspace("default")
+    workspace = await get_workspace("default", system.settings)
     assert (await workspace.read_file(ticks)).decode().splitlines() == ["tick"] * MAX_ITERATIONS
 
     # Nothing more happens while it waits: the human's "stop" ends the turn.

@@ -14,7 +14,7 @@ import pytest
 
 from actors.client import FabricClient
 from quadracode_ray.envelope import TASK, TASK_RESULT, THREAD_RUN, USER_MESSAGE, EnvelopeFilter
-from sandbox.client import existing_workspace
+from sandbox.client import get_workspace
 from sandbox.docker_backend import LABEL_INSTALLATION
 from tests.e2e.conftest import eventually, message_texts
 
@@ -63,7 +63,7 @@ async def test_orchestrator_delegates_hello_42_to_a_coder_agent_in_the_default_w
     tools_used = [m.get("name") for m in state["values"]["messages"] if m.get("type") == "tool"]
     assert tools_used == ["list_agents", "spawn_agent", "delegate"]
     # ...done in the default workspace's sandbox container, not in any actor's process.
-    workspace = existing_workspace("default")
+    workspace = await get_workspace("default", system.settings)
     assert await workspace.read_file("hello.py") == b"print(42)\n"
     run = await workspace.exec("python3 hello.py", timeout=30)
     assert (run.exit_code, run.stdout.strip()) == (0, "42")

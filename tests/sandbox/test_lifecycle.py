@@ -54,12 +54,12 @@ async def test_default_workspace_is_always_obtainable_and_get_is_idempotent(sand
     assert volume.attrs["Labels"][LABEL_WORKSPACE] == "default"
     assert volume.attrs["Labels"][LABEL_INSTALLATION] == settings.sandbox_installation_id
     assert ray.get_actor("workspace:default", namespace=NAMESPACE) is not None
-    assert (await existing_workspace("default").exec("echo hi")).stdout == "hi\n"
+    assert (await existing_workspace("default", settings).exec("echo hi")).stdout == "hi\n"
 
 
 async def test_unknown_and_invalid_workspaces_are_refused(sandbox_settings):
     with pytest.raises(WorkspaceNotFound):
-        existing_workspace("never-created")
+        existing_workspace("never-created", sandbox_settings())
     for bad in ("", "../x", "a b", "-lead", "x" * 64):
         with pytest.raises(WorkspaceInvalidRequest):
             await get_workspace(bad, sandbox_settings())
