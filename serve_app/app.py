@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,11 +24,21 @@ APP_NAME = "quadracode"
 DEPLOYMENT_NAME = "api"
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    # Start the run executors as soon as the replica is up (not on the first request), so runs
+    # left queued by a stop are resumed even when no client calls; retried until Postgres answers.
+    warm_up = asyncio.get_running_loop().create_task(app.state.context.warm_up())
+    yield
+    warm_up.cancel()
+
+
 def create_fastapi_app(context: AppContext) -> FastAPI:
     app = FastAPI(
         title="Quadracode-Ray",
         version=__version__,
         description="The LangGraph Agent Server API, served by Ray Serve.",
+        lifespan=_lifespan,
     )
     app.state.context = context
     install_error_handlers(app)

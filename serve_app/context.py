@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -11,6 +12,8 @@ from actors.run_executor_graphs import GraphRegistry
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence import open_async_pool
 from quadracode_ray.persistence.bootstrap import resolve_database_url
+
+log = logging.getLogger(__name__)
 
 
 class AppContext:
@@ -58,6 +61,16 @@ class AppContext:
                     await self.executors.start()
                     self._ready = True
         return pool
+
+    async def warm_up(self, retry_every_s: float = 5.0) -> None:
+        """``ready()`` in the background until it succeeds (Postgres may still be starting)."""
+        while True:
+            try:
+                await self.ready()
+                return
+            except Exception:
+                log.warning("API warm-up failed; retrying in %.0f s", retry_every_s, exc_info=True)
+                await asyncio.sleep(retry_every_s)
 
     async def close(self) -> None:
         if self._pool is not None:
