@@ -10,8 +10,9 @@ the graph gets ``{"messages": [instruction]}`` and the workspace client in
 from __future__ import annotations
 
 import inspect
+import logging
 import shlex
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -20,6 +21,8 @@ from actors.common import accepted_parameters, call_with_supported, load_object,
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.fleet import TaskResult
 from quadracode_ray.interfaces.workspace import WorkspaceClient
+
+log = logging.getLogger(__name__)
 
 
 class TaskRequest(BaseModel):
@@ -75,22 +78,55 @@ class ScriptBrain:
 
 
 class GraphBrain:
-    """Adapts a LangGraph agent graph to AgentBrain; the graph is built on the first task, with
-    the agent's workspace client, by ``build(workspace)``."""
+    """Adapts a LangGraph agent graph to AgentBrain. The graph is built on the first task by
+    ``build(workspace, checkpointer)``, with the agent's workspace client and the saver that
+    ``checkpointer()`` gives (Postgres in an agent actor, so a task's thread outlives the agent)."""
 
-    def __init__(self, build: Callable[[WorkspaceClient], Any]):
+    def __init__(self, build: Callable[[WorkspaceClient, Any], Any],
+                 checkpointer: Callable[[], Awaitable[Any]] | None = None):
         self._build = build
+        self._checkpointer = checkpointer or _in_memory_saver
         self.graph: Any = None
 
     async def run(self, task: TaskRequest, workspace: WorkspaceClient) -> TaskResult:
         if self.graph is None:
-            self.graph = self._build(workspace)
+            self.graph = self._build(workspace, await self._checkpointer())
         config = {"configurable": {"thread_id": f"task:{task.task_id}:{task.attempt}", "workspace": workspace,
                                    "agent_id": task.agent_id, "task_id": task.task_id}}
         graph_input = {"messages": [{"role": "user", "content": task.instruction}], "task": task.instruction,
                        "task_id": task.task_id}
         state = await self.graph.ainvoke(graph_input, config)
         return _result_of(task, state)
+
+
+async def _in_memory_saver() -> Any:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    return InMemorySaver()
+
+
+class PostgresCheckpointer:
+    """One AsyncPostgresSaver per agent process, on a small pool opened on first use (inside the
+    actor's event loop). Without a database URL it falls back to memory, said in the log."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._saver: Any = None
+
+    async def __call__(self) -> Any:
+        if self._saver is None:
+            if not self._settings.database_url:
+                log.warning("no database_url: agent graphs are checkpointed in memory only")
+                self._saver = await _in_memory_saver()
+            else:
+                from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+                from quadracode_ray.persistence import open_async_pool
+
+                pool = await open_async_pool(self._settings.database_url, min_size=1, max_size=2,
+                                             name="agent-checkpoints")
+                self._saver = AsyncPostgresSaver(pool)
+        return self._saver
 
 
 def _result_of(task: TaskRequest, state: Any) -> TaskResult:
@@ -128,39 +164,43 @@ def _chat_model(settings: Settings) -> Any:
     return make_chat_model(settings.default_model, settings)
 
 
-def load_brain(path: str, *, settings: Settings, agent_id: str, kind: str, capabilities: list[str]) -> AgentBrain:
+def load_brain(path: str, *, settings: Settings, agent_id: str, kind: str, capabilities: list[str],
+               checkpointer: Callable[[], Awaitable[Any]] | None = None) -> AgentBrain:
     """The brain ``path`` names: an AgentBrain factory, a graph, or a graph factory (which may take
-    ``model``, ``workspace``, ``checkpointer``, ``agent_id``, ``settings``, ``kind``, ``capabilities``)."""
-    from langgraph.checkpoint.memory import InMemorySaver
+    ``model``, ``workspace``, ``checkpointer``, ``agent_id``, ``settings``, ``kind``, ``capabilities``).
 
+    Graphs get their checkpointer from ``checkpointer()`` (default: Postgres when the settings
+    have a database URL) unless they were compiled with one of their own."""
+    checkpointer = checkpointer or PostgresCheckpointer(settings)
     factory = load_object(path)
-    if hasattr(factory, "ainvoke"):
-        return GraphBrain(lambda _workspace: factory)
-    if hasattr(factory, "compile"):
-        return GraphBrain(lambda _workspace: factory.compile(checkpointer=InMemorySaver()))
+    if hasattr(factory, "ainvoke") or hasattr(factory, "compile"):
+        return GraphBrain(lambda _workspace, saver: _graph(factory, path, saver), checkpointer)
     if not callable(factory):
         raise TypeError(f"{path!r} is a {type(factory).__name__}: expected a brain factory or a LangGraph graph")
     common = {"settings": settings, "agent_id": agent_id, "kind": kind, "capabilities": capabilities}
-    lazy = {"model": lambda: _chat_model(settings), "checkpointer": InMemorySaver}
+    model = {"model": lambda: _chat_model(settings)}
     accepted = accepted_parameters(factory)
-    if accepted is not None and "workspace" in accepted:
-        # A graph factory that needs the workspace: build it on the first task.
-        return GraphBrain(lambda workspace: _graph(call_with_supported(factory, lazy=lazy, workspace=workspace,
-                                                                       **common), path))
-    made = call_with_supported(factory, lazy=lazy, **common)
+    if accepted is not None and accepted & {"workspace", "checkpointer"}:
+        # A graph factory that needs the workspace or the saver: build it on the first task.
+        return GraphBrain(lambda workspace, saver: _graph(call_with_supported(
+            factory, lazy={**model, "checkpointer": lambda: saver}, workspace=workspace, **common), path, saver),
+            checkpointer)
+    made = call_with_supported(factory, lazy=model, **common)
     if inspect.isawaitable(made):
         raise TypeError(f"agent brain factory {path!r} must be synchronous")
     if hasattr(made, "run") and not hasattr(made, "ainvoke"):
         return made
-    graph = _graph(made, path)
-    return GraphBrain(lambda _workspace: graph)
+    _graph(made, path, None)  # refuse a wrong type now, not at the first task
+    return GraphBrain(lambda _workspace, saver: _graph(made, path, saver), checkpointer)
 
 
-def _graph(made: Any, path: str) -> Any:
+def _graph(made: Any, path: str, saver: Any) -> Any:
+    """A runnable graph: a StateGraph compiled with ``saver``; a compiled graph given ``saver``
+    unless it has a checkpointer of its own."""
     if hasattr(made, "compile") and not hasattr(made, "ainvoke"):
-        from langgraph.checkpoint.memory import InMemorySaver
-
-        made = made.compile(checkpointer=InMemorySaver())
+        return made.compile(checkpointer=saver) if saver is not None else made
     if not hasattr(made, "ainvoke"):
         raise TypeError(f"{path!r} gave {type(made).__name__}: expected an AgentBrain (async run) or a LangGraph graph")
+    if saver is not None and getattr(made, "checkpointer", None) is None:
+        return made.copy(update={"checkpointer": saver})
     return made

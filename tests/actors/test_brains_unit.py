@@ -38,7 +38,7 @@ def _graph_with_result(result):
 
 
 async def test_graph_brain_maps_the_graph_result_to_a_task_result():
-    brain = GraphBrain(lambda _ws: _graph_with_result({"status": "failed", "output": "half", "error": "boom",
+    brain = GraphBrain(lambda _ws, _saver: _graph_with_result({"status": "failed", "output": "half", "error": "boom",
                                                         "artifacts": ["x.txt"]}).compile())
     result = await brain.run(task("do it"), MemoryWorkspace())
     assert (result.task_id, result.agent_id, result.status, result.output, result.error, result.artifacts) == \
@@ -62,3 +62,22 @@ async def test_load_brain_by_import_path(monkeypatch):
         load_brain("actors.brains:nope", **common)
     with pytest.raises(ImportPathError, match="module:attr"):
         load_brain("not-a-path", **common)
+
+
+async def test_loaded_graphs_are_checkpointed_by_the_given_saver_under_the_task_thread(monkeypatch):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    saver = InMemorySaver()
+
+    async def checkpointer():
+        return saver
+
+    settings = Settings(_env_file=None)
+    monkeypatch.setattr("actors.brains._chat_model", lambda settings: "fake-model")
+    brain = load_brain("tests.actors.test_brains_unit:build_graph_factory", settings=settings, agent_id="a1",
+                       kind="coder", capabilities=[], checkpointer=checkpointer)
+    request = task("x")
+    assert (await brain.run(request, MemoryWorkspace())).output == "from the factory"
+    assert brain.graph.checkpointer is saver
+    stored = saver.get_tuple({"configurable": {"thread_id": f"task:{request.task_id}:{request.attempt}"}})
+    assert stored is not None and "from the factory" in str(stored.checkpoint["channel_values"])
