@@ -63,18 +63,26 @@ def remove_workspaces(settings: Settings, docker_client=None) -> int:
     from docker.errors import DockerException
 
     from quadracode_ray import NAMESPACE
-    from sandbox.actor import actor_name
     from sandbox.testing import remove_installation
 
-    for workspace_id in WORKSPACES_USED:
+    for name in workspace_actor_names(settings):
         try:
-            ray.kill(ray.get_actor(actor_name(workspace_id), namespace=NAMESPACE), no_restart=True)
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
         except ValueError:
             pass
     try:
         return remove_installation(settings.sandbox_installation_id, docker_client)
     except DockerException:
         return 0
+
+
+def workspace_actor_names(settings: Settings) -> list[str]:
+    """Names the workspace actors of ``settings`` may have: with the installation's actor name
+    prefix, and without it (sandbox versions that did not prefix them)."""
+    from sandbox.actor import ACTOR_NAME_PREFIX
+
+    return [prefix + ACTOR_NAME_PREFIX + workspace_id for workspace_id in WORKSPACES_USED
+            for prefix in dict.fromkeys([settings.actor_name_prefix, ""])]
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 60.0, what: str = "condition") -> Any:

@@ -10,7 +10,6 @@ import re
 import uuid
 
 import psycopg
-import pytest
 
 from actors.client import FabricClient
 from quadracode_ray.envelope import TASK, TASK_RESULT, THREAD_RUN, USER_MESSAGE, EnvelopeFilter
@@ -45,13 +44,20 @@ async def test_orchestrator_delegates_hello_42_to_a_coder_agent_in_the_default_w
     agent_id = registered[0].agent_id
     assert [a.agent_id for a in await system.fleet.list.remote()] == [agent_id]
 
-    # The agent's result is folded into the orchestrator's thread, and answered.
-    async def folded():
-        state = await client.get_state(thread)
-        results = message_texts(state["values"], name="task_result")
-        return (results, state) if results and not state["next"] else None
+    # The agent's result is folded into the orchestrator's thread, and answered, in a run of its own.
+    async def result_run():
+        logged_results = await _logged(system, thread, [TASK_RESULT])
+        if not logged_results:
+            return None
+        result_id = logged_results[0].envelope.id
+        return next((e.envelope.payload["values"] for e in await _logged(system, thread, [THREAD_RUN])
+                     if e.envelope.payload.get("envelope_id") == result_id
+                     and e.envelope.payload.get("status") == "finished"), None)
 
-    results, state = await eventually(folded, timeout=120, what="the task result folded into the thread")
+    await eventually(result_run, timeout=120, what="the run of the task result to finish")
+    state = await client.get_state(thread)
+    assert state["next"] == []
+    results = message_texts(state["values"], name="task_result")
     assert len(results) == 1
     assert results[0].startswith(f"[task {task_id} succeeded by agent {agent_id}]")
     assert "42" in results[0]
@@ -91,10 +97,6 @@ async def test_orchestrator_delegates_hello_42_to_a_coder_agent_in_the_default_w
     assert await system.events.dead_letters.remote() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agents checkpoint their graph in memory: actors/brains.py load_brain gives agent graph factories "
-    "checkpointer=InMemorySaver, so a delegated task's own thread (task:<id>:<attempt>) is not in Postgres "
-    "as issue 5 asks (Postgres saver for all graphs); fix: pass an AsyncPostgresSaver on the agent's pool"))
 async def test_the_agent_graph_of_a_delegated_task_is_checkpointed_in_postgres(system, database_url):
     client = FabricClient.from_handles(system)
     thread = f"e2e-agent-ckpt-{uuid.uuid4().hex[:8]}"

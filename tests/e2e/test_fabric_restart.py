@@ -9,7 +9,8 @@ import uuid
 
 from actors.bootstrap import ensure_system_async, shutdown_system, system_actor_names
 from actors.client import FabricClient
-from quadracode_ray.envelope import USER_MESSAGE, EnvelopeFilter
+from actors.common import EVENTS, FLEET, ORCHESTRATOR, REGISTRY, actor_name
+from quadracode_ray.envelope import TASK, TASK_RESULT, USER_MESSAGE, EnvelopeFilter
 from tests.e2e.conftest import eventually, message_texts
 
 
@@ -23,7 +24,7 @@ async def test_the_code_name_survives_a_restart_of_every_actor(system):
     old_orchestrator = system.orchestrator._actor_id
 
     killed = shutdown_system(settings)
-    assert len(killed) == 4
+    assert {actor_name(settings, singleton) for singleton in (EVENTS, REGISTRY, FLEET, ORCHESTRATOR)} <= set(killed)
     await eventually(lambda: _gone(settings), timeout=30, what="every actor of the installation gone")
 
     handles = await ensure_system_async(settings)
@@ -70,6 +71,8 @@ async def test_a_task_running_when_every_actor_dies_is_done_after_the_restart(sy
     # The command cannot finish before the gate exists: the agent is mid-task when everything dies.
     shutdown_system(settings)
     await eventually(lambda: _gone(settings), timeout=30, what="every actor of the installation gone")
+    # The workspace actor died too; a new one re-attaches to the same container.
+    workspace = await get_workspace("default", settings)
     await workspace.write_file(gate, "")
 
     handles = await ensure_system_async(settings)
@@ -84,3 +87,16 @@ async def test_a_task_running_when_every_actor_dies_is_done_after_the_restart(sy
     assert result.startswith(f"[task {task.task_id} succeeded by agent ") and "survived" in result
     (done,) = await handles.orchestrator.tasks.remote(thread)
     assert done.status == "succeeded" and done.agent_id != first_agent
+
+    # Counted against the event log: the user's message, the task sent twice (to the agent that
+    # died, then to its replacement) and one result; nothing dead-lettered.
+    async def carried():
+        found = await handles.events.query.remote(
+            EnvelopeFilter(thread_id=thread, kinds=[USER_MESSAGE, TASK, TASK_RESULT]), limit=100)
+        kinds = sorted(e.envelope.kind for e in found)
+        return found if kinds == sorted([USER_MESSAGE, TASK, TASK, TASK_RESULT]) else None
+
+    found = await eventually(carried, timeout=20, what="the thread's envelopes in the event log")
+    sent = {e.envelope.id: e.envelope.recipient for e in found if e.envelope.kind == TASK}
+    assert sent == {f"task:{task.task_id}:1": first_agent, f"task:{task.task_id}:2": done.agent_id}
+    assert await handles.events.dead_letters.remote() == []
