@@ -63,26 +63,24 @@ def remove_workspaces(settings: Settings, docker_client=None) -> int:
     from docker.errors import DockerException
 
     from quadracode_ray import NAMESPACE
+    from sandbox.actor import actor_name
     from sandbox.testing import remove_installation
 
-    for name in workspace_actor_names(settings):
+    names = {actor_name(workspace_id, settings) for workspace_id in WORKSPACES_USED}
+    for name in names:
         try:
             ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
         except ValueError:
             pass
+    # ray.kill returns before the actor is dead; a dying actor could still re-create its container.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and names & {entry["name"] for entry in ray.util.list_named_actors(
+            all_namespaces=True) if entry["namespace"] == NAMESPACE}:
+        time.sleep(0.1)
     try:
         return remove_installation(settings.sandbox_installation_id, docker_client)
     except DockerException:
         return 0
-
-
-def workspace_actor_names(settings: Settings) -> list[str]:
-    """Names the workspace actors of ``settings`` may have: with the installation's actor name
-    prefix, and without it (sandbox versions that did not prefix them)."""
-    from sandbox.actor import ACTOR_NAME_PREFIX
-
-    return [prefix + ACTOR_NAME_PREFIX + workspace_id for workspace_id in WORKSPACES_USED
-            for prefix in dict.fromkeys([settings.actor_name_prefix, ""])]
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 60.0, what: str = "condition") -> Any:

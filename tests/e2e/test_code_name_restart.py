@@ -65,12 +65,6 @@ def api(system_env: dict[str, str]) -> Iterator[str]:
         remove_installation(system_env["QUADRACODE_SANDBOX_INSTALLATION_ID"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "API runs of the `orchestrator` assistant get no fleet, delegation, workspace or stop signal: the run "
-    "executor (actors/run_executor_execute.py) builds quadracode_ray.graphs.orchestrator:graph from "
-    "config['configurable'] alone, serve_app/executors.py choose_executor does not route orchestrator runs "
-    "to the orchestrator actor, and `up` (quadracode_ray/launcher/system.py) never bootstraps the fabric; "
-    "the scripted model answers \"the tool 'delegate' is not available\""))
 def test_the_orchestrator_assistant_delegates_over_the_api(api: str) -> None:
     from langgraph_sdk import get_sync_client
 

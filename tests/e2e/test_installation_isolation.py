@@ -4,24 +4,15 @@ installation id."""
 
 from __future__ import annotations
 
-import inspect
 import uuid
 
 import pytest
-import ray
 
-from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
-from sandbox import actor as sandbox_actor
 from sandbox.client import get_workspace
 from sandbox.docker_backend import LABEL_INSTALLATION
-from sandbox.testing import remove_installation
-from tests.e2e.conftest import SMALL_SANDBOX, workspace_actor_names
-
-# Until sandbox/actor.py actor_name takes the settings, every installation's workspace actor is
-# plainly ``workspace:<id>``: the bug this test shows.
-NAMES_IGNORE_THE_PREFIX = "settings" not in inspect.signature(sandbox_actor.actor_name).parameters
+from tests.e2e.conftest import SMALL_SANDBOX, remove_workspaces
 
 
 def _installation(tmp_path, tag: str) -> Settings:
@@ -35,18 +26,9 @@ def two_installations(ray_cluster: None, docker_client, tmp_path):
     first, second = _installation(tmp_path, "a"), _installation(tmp_path, "b")
     yield first, second
     for settings in (first, second):
-        for name in workspace_actor_names(settings):
-            try:
-                ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-            except ValueError:
-                pass
-        remove_installation(settings.sandbox_installation_id, docker_client)
+        remove_workspaces(settings, docker_client)
 
 
-@pytest.mark.xfail(NAMES_IGNORE_THE_PREFIX, strict=True, reason=(
-    "sandbox actors are named workspace:<id> whatever the installation (sandbox/actor.py actor_name, "
-    "sandbox/client.py workspace_actor/existing_workspace ignore settings.actor_name_prefix): the second "
-    "installation's get_workspace('default') returns the first one's actor and container"))
 async def test_each_installation_gets_its_own_default_workspace(two_installations, docker_client):
     first, second = two_installations
     mine = await get_workspace("default", first)
