@@ -9,6 +9,8 @@ dead or restarting actor as WorkspaceUnavailable.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -67,10 +69,17 @@ class WorkspaceSandboxClient:
         return self._handle
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        ref = getattr(self._handle, method).remote(*args, **kwargs)
         try:
-            return await getattr(self._handle, method).remote(*args, **kwargs)
+            return await ref
         except (RayTaskError, RayActorError) as exc:
             raise _translate(exc, self._workspace_id) from None
+        except asyncio.CancelledError:
+            # Whoever awaited gave up (an emergency stop, a cancelled run): cancel the actor's
+            # coroutine too, which closes its executor connection, which kills the command.
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+            raise
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def ensure(self, spec: WorkspaceSpec | None = None) -> WorkspaceInfo:

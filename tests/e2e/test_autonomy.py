@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
-
 from actors.client import FabricClient
 from quadracode_ray.envelope import THREAD_RUN
 from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
@@ -104,11 +102,6 @@ async def _exists(workspace, path: str) -> bool:
         return False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the emergency stop cancels the graph's await on the exec, but the command keeps running in the sandbox "
-    "until its exec timeout: sandbox/client.py WorkspaceSandboxClient._call does not ray.cancel the actor "
-    "call when the awaiting task is cancelled, and WorkspaceSandbox.exec does not kill the command's "
-    "process group on cancellation"))
 async def test_emergency_stop_also_kills_the_command_it_interrupted(system):
     client = FabricClient.from_handles(system)
     workspace = await stop_mid_command(system, client, new_thread("stopkill"), "sleep 599")
