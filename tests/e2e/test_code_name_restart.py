@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,9 +69,22 @@ def api(system_env: dict[str, str]) -> Iterator[str]:
 def test_the_orchestrator_assistant_delegates_over_the_api(api: str) -> None:
     from langgraph_sdk import get_sync_client
 
-    thread_id = get_sync_client(url=api).threads.create()["thread_id"]
+    client = get_sync_client(url=api)
+    thread_id = client.threads.create()["thread_id"]
     answer = ask(api, thread_id, "delegate to a coder agent: write hello.py that prints 42 and run it")
-    assert re.search(r"Delegated to agent \S+ as task \S+", answer), answer
+    match = re.search(r"Delegated to agent \S+ as task (\S+?)\.", answer)
+    assert match, answer
+    # The run ended at once; the agent's result is folded into the same thread later.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        messages = client.threads.get_state(thread_id)["values"].get("messages", [])
+        folded = [m["content"] for m in messages if m.get("name") == "task_result"]
+        if folded:
+            break
+        time.sleep(0.5)  # polling the API for the result, with a deadline
+    else:
+        raise AssertionError("the agent's result never reached the thread")
+    assert folded[0].startswith(f"[task {match.group(1)} succeeded") and "42" in folded[0]
 
 
 def test_the_code_name_survives_down_and_up(system_env: dict[str, str], api: str) -> None:
