@@ -13,6 +13,7 @@ import psycopg
 
 from actors.client import FabricClient
 from quadracode_ray.envelope import TASK, TASK_RESULT, THREAD_RUN, USER_MESSAGE, EnvelopeFilter
+from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
 from sandbox.client import get_workspace
 from sandbox.docker_backend import LABEL_INSTALLATION
 from tests.e2e.conftest import eventually, message_texts
@@ -113,3 +114,41 @@ async def test_the_agent_graph_of_a_delegated_task_is_checkpointed_in_postgres(s
         agent_rows = (await (await conn.execute(count, (f"task:{task.task_id}%",))).fetchone())[0]
     assert orchestrator_rows > 0  # the orchestrator's thread is there
     assert agent_rows > 0
+
+
+async def test_a_stopped_thread_keeps_its_agents_result_and_stays_halted(system):
+    """An emergency stop while a delegated task runs: the agent's result is still folded into the
+    thread (nothing lost), but the halted thread does not act on it until the human resumes."""
+    client = FabricClient.from_handles(system)
+    thread = f"e2e-stop-task-{uuid.uuid4().hex[:8]}"
+    started, gate = f"{thread}.started", f"{thread}.go"
+    await client.run_and_wait(thread, f"delegate to a coder agent: run `touch {started}; "
+                                      f"while [ ! -f {gate} ]; do sleep 0.1; done; echo 42`", timeout_s=60)
+    workspace = await get_workspace("default", system.settings)
+    await eventually(lambda: _exists(workspace, started), timeout=60, what="the agent's command running")
+    await client.stop_thread(thread)
+    await workspace.write_file(gate, "")
+
+    async def result_run_finished():
+        logged_results = await _logged(system, thread, [TASK_RESULT])
+        runs = await _logged(system, thread, [THREAD_RUN])
+        return logged_results and any(e.envelope.payload.get("envelope_id") == logged_results[0].envelope.id
+                                      and e.envelope.payload.get("status") == "finished" for e in runs)
+
+    await eventually(result_run_finished, timeout=120, what="the task result's run to end")
+    state = await client.get_state(thread)
+    (folded,) = message_texts(state["values"], name="task_result")
+    assert "succeeded" in folded and "42" in folded
+    assert state["next"] and state["values"]["halt"]["kind"] == "emergency_stop"
+    assert message_texts(state["values"], type_="ai")[-1].startswith("Delegated to agent")  # not acted upon
+
+    values = await client.run_and_wait_resume(thread, "continue", timeout_s=60)
+    assert "succeeded: 42" in message_texts(values, type_="ai")[-1]
+
+
+async def _exists(workspace, path: str) -> bool:
+    try:
+        await workspace.read_file(path)
+        return True
+    except WorkspacePathNotFound:
+        return False
