@@ -2,7 +2,9 @@
 
 As a user does it: `quadracode-ray up` (its own Ray head, embedded Postgres and Serve app on
 ports of its own), the official langgraph-sdk client on assistant `orchestrator`, one thread,
-`runs.wait`; then `down`, `up`, and the same thread is asked for the code name.
+`runs.wait`; then `down`, `up`, and the same thread is asked for the code name. The same
+running system also delegates over the API: the orchestrator assistant's run returns a task id
+at once and the agent's result lands in the thread later.
 """
 
 from __future__ import annotations
