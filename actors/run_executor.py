@@ -26,6 +26,7 @@ from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg.conninfo import make_conninfo
 
 from actors import run_executor_queue as queue
+from actors.fabric_clients import fabric_configurable
 from actors.run_executor_execute import RunOutcome, execute_run, run_config
 from actors.run_executor_graphs import GraphRegistry
 from actors.run_executor_stream import END_EVENT, RunStream, batch, dumps
@@ -159,7 +160,10 @@ class RunExecutor:
         status = "error"
         try:
             try:
-                outcome = await execute_run(run, self.registry, stream, checkpointer=self.saver, store=self.store)
+                clients = fabric_configurable(kwargs["graph_id"],
+                                              self.settings.model_copy(update={"database_url": self.database_url}))
+                outcome = await execute_run(run, self.registry, stream, checkpointer=self.saver, store=self.store,
+                                            clients=clients)
                 status = outcome.status
                 next_run = await self._record(run, outcome)
                 await stream.publish(END_EVENT, dumps({"status": status, "output": outcome.output}))

@@ -87,7 +87,7 @@ class _MessagesCompat:
 
 
 async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, checkpointer: Any,
-                      store: Any = None) -> RunOutcome:
+                      store: Any = None, clients: dict[str, Any] | None = None) -> RunOutcome:
     """Run the graph for ``run`` (a qr_runs row), publishing events to ``stream``.
 
     The caller records the outcome, then publishes the end of the stream, so whoever sees
@@ -97,6 +97,9 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
     modes: list[str] = list(kwargs.get("stream_mode") or ["values"])
     subgraphs = bool(kwargs.get("subgraphs"))
     config = run_config(run)
+    # Clients (fleet, delegation, workspace) the built-in graphs take from configurable; a
+    # value the caller sent under the same key is a JSON value, never a client, so ours win.
+    config["configurable"].update(clients or {})
     context = kwargs.get("context") or None
     native = sorted({_NATIVE[m] for m in modes if m in _NATIVE} | {"values"})
     compat = _MessagesCompat() if "messages" in modes else None

@@ -16,8 +16,10 @@ from ray.serve import Application
 
 from quadracode_ray import __version__
 from quadracode_ray.config import load_settings
+from serve_app.auth import install_auth
 from serve_app.context import AppContext
 from serve_app.errors import install_error_handlers
+from serve_app.metrics_http import install_http_metrics
 from serve_app.routes import a2a, assistants, crons, mcp, runs, store, system, threads
 
 APP_NAME = "quadracode"
@@ -44,6 +46,8 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
     install_error_handlers(app)
     for module in (system, assistants, threads, runs, store, crons, mcp, a2a):
         app.include_router(module.router)
+    install_auth(app)  # a no-op when no API key is configured
+    install_http_metrics(app)  # last, so it is outermost and counts 401/403s too
     return app
 
 
@@ -66,10 +70,19 @@ class QuadracodeAPI:
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
-    """Application builder for Serve configs. ``args``: ``replicas`` and ``settings`` overrides."""
+    """Application builder for Serve configs.
+
+    ``args``: ``replicas``; ``settings`` overrides; ``fabric`` (default true): get-or-create the
+    actor fabric's singletons (event bus, registry, fleet, orchestrator) first. A builder runs
+    once per deploy, not once per replica, which is where the bootstrap belongs."""
     args = dict(args or {})
     replicas = int(args.pop("replicas", 1))
     settings_overrides = args.pop("settings", None) or {}
+    fabric = bool(args.pop("fabric", True))
     if args:
-        raise ValueError(f"unknown application args: {', '.join(sorted(args))} (expected replicas, settings)")
+        raise ValueError(f"unknown application args: {', '.join(sorted(args))} (expected replicas, settings, fabric)")
+    if fabric:
+        from actors.bootstrap import ensure_system
+
+        ensure_system(load_settings(**settings_overrides))
     return QuadracodeAPI.options(num_replicas=replicas).bind(settings_overrides)

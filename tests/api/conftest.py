@@ -45,7 +45,9 @@ def api_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     data_dir = tmp_path_factory.mktemp("api-data")
     serve.run(
         build_app({"settings": {"database_url": api_database_url, "data_dir": str(data_dir),
-                                "graphs": TEST_GRAPHS, "run_sweep_interval_s": 1.0}}),
+                                "graphs": TEST_GRAPHS, "run_sweep_interval_s": 1.0},
+                   # The API tests need no actor fabric; tests/e2e run the whole system with it.
+                   "fabric": False}),
         name=APP_NAME, route_prefix="/", blocking=False,
     )
     url = f"http://127.0.0.1:{serve_http_port}"
