@@ -31,6 +31,17 @@ def test_delegation_lists_then_spawns_then_delegates():
     assert final.tool_calls == [] and "t-9" in final.text
 
 
+def test_delegation_reply_names_the_requested_agent_while_the_task_is_pending():
+    turns = [{"role": "user", "text": "delegate to a coder agent: write notes.txt"}]
+    turns = _after(turns, {"name": "list_agents", "args": {"kind": "coder"}}, [{"agent_id": "c7", "kind": "coder"}])
+    delegate = decide(turns, FLEET).tool_calls[0]
+    turns = _after(turns, delegate, {"task_id": "t-1", "agent_id": None, "status": "pending"})
+    assert decide(turns, FLEET).text.startswith("Delegated to agent c7 as task t-1.")
+    unassigned = _after(turns[:1], {"name": "delegate", "args": {"instruction": "write notes.txt"}},
+                        {"task_id": "t-2", "agent_id": None, "status": "pending"})
+    assert decide(unassigned, FLEET).text.startswith("Delegated to the next free agent as task t-2.")
+
+
 def test_delegation_reuses_a_healthy_agent_of_the_kind():
     turns = [{"role": "user", "text": "delegate to a tester agent: run the tests"}]
     turns = _after(turns, {"name": "list_agents", "args": {}},

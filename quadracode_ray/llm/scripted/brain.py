@@ -200,8 +200,11 @@ def decide(turns: list[dict[str, Any]], tools: dict[str, Any]) -> Decision:
         call = _delegate_next(steps[0], done, offered)
         if call is None:
             data = _json(done[-1][1]) or {}
+            # A pending task may not name its agent yet: the one the delegate call asked for does.
+            agent = data.get("agent_id") or (done[-1][0].get("args") or {}).get("agent_id")
+            whom = f"to agent {agent}" if agent else "to the next free agent"
             return _finish_or_answer(
-                f"Delegated to agent {data.get('agent_id')} as task {data.get('task_id')}. "
+                f"Delegated {whom} as task {data.get('task_id')}. "
                 "I will report the result when it arrives.", "succeeded", offered)
         return _call(call, offered)
     if steps[-1].tool == REPEAT:
