@@ -23,6 +23,14 @@ class RayHeadError(RuntimeError):
     pass
 
 
+HEAD_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # On SIGTERM a Ray node drains for up to 30 s, for preemptible cluster nodes. `down` needs
+    # none of it: what must survive is in Postgres and every actor may be killed at any moment.
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+}
+
+
 def ray_auth_headers() -> dict[str, str]:
     """Ray 2.5x enables token auth on local clusters; its dashboard API wants the token."""
     token = os.environ.get("RAY_AUTH_TOKEN")

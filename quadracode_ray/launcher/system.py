@@ -67,8 +67,7 @@ def up(settings: Settings, report: Report = print) -> UpResult:
         else:
             with _step(report, "Ray: starting a local head with its dashboard"):
                 pid, address, dashboard_url = ray_head.start_ray_head(
-                    settings, {**os.environ, **env, "RAY_USAGE_STATS_ENABLED": "0"},
-                    settings.state_dir / "ray-head.log")
+                    settings, {**os.environ, **env, **ray_head.HEAD_ENV}, settings.state_dir / "ray-head.log")
             state.ray = RayState(started_by_us=True, pid=pid, address=address, dashboard_url=dashboard_url)
         state_file.write(state)
 
