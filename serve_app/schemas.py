@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "events", "debug", "custom",
                      "tasks", "checkpoints"]
 STREAM_MODES: tuple[str, ...] = StreamMode.__args__  # type: ignore[attr-defined]
 SortOrder = Literal["asc", "desc"]
 
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("webhook must be an http:// or https:// URL")
+    return value
+
+
+WebhookUrl = Annotated[str | None, AfterValidator(_http_url)]
+"""A URL the server POSTs the finished run to (runs and crons alike)."""
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -165,7 +175,7 @@ class RunCreate(Body):
     metadata: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
-    webhook: str | None = None
+    webhook: WebhookUrl = None
     stream_mode: StreamMode | list[StreamMode] | None = None
     stream_subgraphs: bool = False
     stream_resumable: bool = False
@@ -179,12 +189,6 @@ class RunCreate(Body):
     langsmith_tracer: dict[str, Any] | None = None
     strict_resume: bool | None = None
 
-    @field_validator("webhook")
-    @classmethod
-    def _webhook_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("webhook must be an http:// or https:// URL")
-        return value
 
     def stream_modes(self) -> list[str]:
         if self.stream_mode is None:

@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve_app.crons.schedule import check_schedule, check_timezone
+from serve_app.schemas import WebhookUrl
 
 StreamMode = Literal["values", "messages", "messages-tuple", "updates", "events", "debug", "custom",
                      "tasks", "checkpoints"]
@@ -33,18 +34,12 @@ class _RunFields(_Body):
     checkpoint_during: bool | None = None
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
-    webhook: str | None = None
+    webhook: WebhookUrl = None
     stream_mode: StreamMode | list[StreamMode] | None = None
     stream_subgraphs: bool | None = None
     stream_resumable: bool | None = None
     durability: Literal["sync", "async", "exit"] | None = None
 
-    @field_validator("webhook")
-    @classmethod
-    def _webhook_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("webhook must be an http:// or https:// URL")
-        return value
 
 
 class _ScheduleFields(_Body):

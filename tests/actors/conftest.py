@@ -6,15 +6,12 @@ session's Ray cluster never see each other's actors; teardown kills them all.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
 from quadracode_ray.config import Settings
+from tests.polling import eventually  # noqa: F401 - re-exported for the actor tests
 
 FAST = {
     "heartbeat_interval_s": 0.25,
@@ -45,13 +42,3 @@ async def system(ray_cluster: None, fabric_settings: Settings):
     shutdown_system(fabric_settings)
 
 
-async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``probe`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")

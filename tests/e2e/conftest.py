@@ -9,7 +9,6 @@ that does work is the one users run.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from quadracode_ray.config import Settings
+from tests import polling
 
 FAST_TIMERS = {
     "heartbeat_interval_s": 0.5,
@@ -84,15 +84,8 @@ def remove_workspaces(settings: Settings, docker_client=None) -> int:
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll ``probe`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    """The shared poll with the whole system's longer default deadline."""
+    return await polling.eventually(probe, timeout=timeout, what=what, interval=0.1)
 
 
 def message_texts(values: dict[str, Any], *, type_: str | None = None, name: str | None = None) -> list[str]:

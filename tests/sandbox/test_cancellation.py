@@ -4,9 +4,9 @@ the container, instead of leaving it running until its own timeout."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from sandbox.client import get_workspace
+from tests.polling import eventually
 
 MARKER = "sleep 597"  # a duration no other test uses, to find this command in the process list
 
@@ -16,17 +16,10 @@ async def _running(ws) -> bool:
     return any(line.strip() == MARKER for line in listing.stdout.splitlines())
 
 
-async def _until(predicate, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-
-
 async def test_cancelling_an_exec_kills_its_command(ray_cluster, sandbox_settings):
     ws = await get_workspace("cancel", sandbox_settings())
     call = asyncio.create_task(ws.exec(MARKER, timeout=600))
-    await _until(lambda: _running(ws), timeout=60, what="the command to start in the container")
+    await eventually(lambda: _running(ws), timeout=60, what="the command to start in the container")
 
     call.cancel()
     await asyncio.gather(call, return_exceptions=True)
@@ -35,5 +28,5 @@ async def test_cancelling_an_exec_kills_its_command(ray_cluster, sandbox_setting
     async def gone() -> bool:
         return not await _running(ws)
 
-    await _until(gone, timeout=30, what="the command to be killed")
+    await eventually(gone, timeout=30, what="the command to be killed")
     assert (await ws.exec("echo still serving")).stdout == "still serving\n"
