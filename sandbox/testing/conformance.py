@@ -37,7 +37,8 @@ from quadracode_ray.interfaces.workspace import (
 from sandbox.models import ExecOutput
 
 
-def _tar(entries: dict[str, bytes]) -> bytes:
+def tar_of(entries: dict[str, bytes]) -> bytes:
+    """An uncompressed tar holding ``entries`` (path -> bytes), for upload tests."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in entries.items():
@@ -259,7 +260,7 @@ class SandboxConformance:
         assert (await sandbox.exec("test -d /etc && echo yes")).stdout == "yes\n"
 
     async def test_tar_upload_and_download(self, sandbox, folder):
-        count = await sandbox.upload_tar(_tar({"x/a.txt": b"A", "b.bin": b"\x00\x01"}), folder)
+        count = await sandbox.upload_tar(tar_of({"x/a.txt": b"A", "b.bin": b"\x00\x01"}), folder)
         assert count == 2
         assert await sandbox.read_file(f"{folder}/x/a.txt") == b"A"
         data = await sandbox.download_tar([folder])
@@ -269,7 +270,7 @@ class SandboxConformance:
 
     async def test_malicious_tar_is_refused_before_anything_is_written(self, sandbox, folder):
         await sandbox.mkdir(folder)
-        for evil in (_tar({"ok.txt": b"1", "../../escape.txt": b"x"}), _tar({"ok.txt": b"1", "/etc/evil": b"x"})):
+        for evil in (tar_of({"ok.txt": b"1", "../../escape.txt": b"x"}), tar_of({"ok.txt": b"1", "/etc/evil": b"x"})):
             with pytest.raises(PathEscapeError):
                 await sandbox.upload_tar(evil, folder)
         assert await sandbox.list_files(folder) == []

@@ -4,8 +4,6 @@ the host, it is plain stdlib), snapshot storage and diffs, request models."""
 from __future__ import annotations
 
 import hashlib
-import io
-import tarfile
 
 import pytest
 
@@ -18,6 +16,7 @@ from sandbox.events import FanOutSink, InMemoryEventSink
 from sandbox.executor import procs
 from sandbox.models import ExecRequest, SandboxEvent, WorkspaceSpec, validate_workspace_id
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
+from sandbox.testing.conformance import tar_of
 
 
 def test_run_captures_output_and_exit_code(tmp_path):
@@ -57,19 +56,11 @@ def test_workspace_ids_are_validated():
         WorkspaceSpec(unknown=True)
 
 
-def _tar(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in entries.items():
-            member = tarfile.TarInfo(name)
-            member.size = len(data)
-            tar.addfile(member, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_snapshot_store_roundtrip_and_corruption(tmp_path):
     store = SnapshotStore(tmp_path, "ws")
-    data = _tar({"a.txt": b"A"})
+    data = tar_of({"a.txt": b"A"})
     info = store.save(data, "first")
     assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == len(data)
     assert [s.snapshot_id for s in store.list()] == [info.snapshot_id]
@@ -85,7 +76,7 @@ def test_snapshot_store_roundtrip_and_corruption(tmp_path):
 
 
 def test_diff_of_manifests():
-    then = tar_manifest(_tar({"same": b"1", "changed": b"old", "gone": b"x"}))
+    then = tar_manifest(tar_of({"same": b"1", "changed": b"old", "gone": b"x"}))
     now = {"same": {"type": "file", "size": 1, "sha256": hashlib.sha256(b"1").hexdigest()},
            "changed": {"type": "file", "size": 3, "sha256": hashlib.sha256(b"new").hexdigest()},
            "added": {"type": "file", "size": 0, "sha256": hashlib.sha256(b"").hexdigest()}}
