@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import orjson
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from quadracode_ray import __version__
@@ -204,3 +205,22 @@ async def handle_request(context: AppContext, owner: str | None, message: dict[s
         return {"jsonrpc": "2.0", "id": message["id"],
                 "error": {"code": INTERNAL_ERROR, "message": f"Internal error: {type(exc).__name__}: {exc}"}}
     return {"jsonrpc": "2.0", "id": message["id"], "result": result}
+
+
+async def read_request(request: Request, *, accepted: tuple[str, ...] = ("application/json", "*/*")) -> dict | Response:
+    """The JSON-RPC request a POST carries (MCP and A2A alike), or the response that answers it at
+    once: 406 when Accept rules out JSON, 400 when the body is not one JSON-RPC 2.0 request, 202 for
+    a notification or a client's response (they need no answer)."""
+    accept = request.headers.get("accept", "")
+    if accept and not any(kind in accept for kind in accepted):
+        return error_response(406, RpcError(INVALID_REQUEST, "Not Acceptable: Accept must include application/json"))
+    try:
+        message = parse_message(await request.body())
+    except RpcError as exc:
+        return error_response(400, exc)
+    if "method" not in message or "id" not in message:
+        if "method" in message or "result" in message or "error" in message:
+            return Response(status_code=202)
+        return error_response(400, RpcError(INVALID_REQUEST, "Invalid Request: a request needs an id and a method"),
+                              message.get("id"))
+    return message

@@ -52,18 +52,8 @@ async def agent_url_card(assistant_id: str, request: Request, owner: Owner) -> R
 @router.post("/a2a/{assistant_id}", summary="A2A JSON-RPC: message/send, tasks/get, tasks/cancel",
              openapi_extra=_MESSAGE_BODY)
 async def a2a_rpc(assistant_id: str, request: Request, owner: Owner) -> Response:
-    accept = request.headers.get("accept", "")
-    if accept and not any(kind in accept for kind in ("application/json", "*/*")):
-        return mcp_server.error_response(406, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
-                                               "Not Acceptable: Accept must include application/json"))
-    try:
-        message = mcp_server.parse_message(await request.body())
-    except mcp_server.RpcError as exc:
-        return mcp_server.error_response(400, exc)
-    if "method" not in message or "id" not in message:
-        if "result" in message or "error" in message or "method" in message:
-            return Response(status_code=202)
-        return mcp_server.error_response(400, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
-                                               "Invalid Request: a request needs an id and a method"))
+    message = await mcp_server.read_request(request)
+    if isinstance(message, Response):
+        return message
     return JSONResponse(await a2a_server.handle_request(request.app.state.context, owner, assistant_id, message))
 

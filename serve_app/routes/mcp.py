@@ -28,21 +28,9 @@ _MESSAGE_BODY = {"requestBody": {"required": True, "content": {"application/json
                         400: {"description": "Not a JSON-RPC 2.0 message (JSON-RPC error body)"}},
              openapi_extra=_MESSAGE_BODY)
 async def mcp_post(request: Request, owner: Annotated[str | None, Depends(current_owner)]) -> Response:
-    accept = request.headers.get("accept", "")
-    if accept and not any(kind in accept for kind in ("application/json", "text/event-stream", "*/*")):
-        return mcp_server.error_response(406, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
-                                               "Not Acceptable: Accept must include application/json"))
-    try:
-        parsed = mcp_server.parse_message(await request.body())
-    except mcp_server.RpcError as exc:
-        return mcp_server.error_response(400, exc)
-    if "method" not in parsed or "id" not in parsed:
-        # Notifications (e.g. notifications/initialized) and client responses need no answer.
-        if "method" in parsed or "result" in parsed or "error" in parsed:
-            return Response(status_code=202)
-        return mcp_server.error_response(400, mcp_server.RpcError(mcp_server.INVALID_REQUEST,
-                                               "Invalid Request: neither a request, a notification nor a response"),
-                      parsed.get("id"))
+    parsed = await mcp_server.read_request(request, accepted=("application/json", "text/event-stream", "*/*"))
+    if isinstance(parsed, Response):
+        return parsed
     return JSONResponse(await mcp_server.handle_request(request.app.state.context, owner, parsed))
 
 
