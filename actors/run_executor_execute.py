@@ -104,6 +104,7 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
     native = sorted({_NATIVE[m] for m in modes if m in _NATIVE} | {"values"})
     compat = _MessagesCompat() if "messages" in modes else None
     last_values: Any = None
+    saw_interrupt = False
     try:
         graph = await registry.build(kwargs["graph_id"], config, checkpointer=checkpointer, store=store)
         graph_input: Any = build_command(kwargs.get("command")) or kwargs.get("input")
@@ -123,11 +124,17 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
         async for namespace, mode, chunk in chunks:
             if mode == "values" and not namespace:
                 last_values = chunk
+            if isinstance(chunk, dict) and "__interrupt__" in chunk:
+                saw_interrupt = True
             if namespace and not subgraphs:
                 continue
             suffix = ("|" + "|".join(namespace)) if namespace else ""
             for event, data in _wire_events(mode, chunk, modes, compat):
                 await stream.publish(event + suffix, dumps(data))
+        if _ended_plainly(graph, kwargs, run, last_values, saw_interrupt):
+            # The last values chunk is the thread's state (both read the graph's stream channels)
+            # and nothing is left to run: no need to read the checkpoint back.
+            return RunOutcome("success", "idle", values=last_values, interrupts={}, output=last_values)
         state = await graph.aget_state(config)
     except Exception as exc:
         error = error_payload(exc)
@@ -144,6 +151,15 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
     return RunOutcome("success", "interrupted" if interrupted else "idle", values=values,
                       interrupts={k: [_interrupt_json(i) for i in v] for k, v in interrupts.items()},
                       output=output)
+
+
+def _ended_plainly(graph: Any, kwargs: dict, run: dict, last_values: Any, saw_interrupt: bool) -> bool:
+    """True when the run surely ended with nothing next: no interrupt seen, none configured
+    (static interrupts show in no values chunk), a first attempt, a plain dict state."""
+    return (not saw_interrupt and isinstance(last_values, dict) and run.get("attempt", 1) <= 1
+            and not kwargs.get("interrupt_before") and not kwargs.get("interrupt_after")
+            and not getattr(graph, "interrupt_before_nodes", None)
+            and not getattr(graph, "interrupt_after_nodes", None))
 
 
 def _wire_events(mode: str, chunk: Any, modes: list[str], compat: _MessagesCompat | None):

@@ -16,16 +16,15 @@ from typing import Any
 
 import orjson
 import ray
+from psycopg.errors import RaiseException
 from psycopg.types.json import Jsonb
 from ray.exceptions import RayActorError
 
 from actors.run_executor_graphs import default_assistant_id
-from actors.run_executor_queue import lock_thread
 from actors.run_executor_stream import END_EVENT
 from serve_app.context import AppContext
 from serve_app.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
 from serve_app.records import runs as run_records
-from serve_app.records import threads as thread_records
 from serve_app.records.assistants import get as get_assistant
 from serve_app.schemas import RunCreate
 
@@ -44,11 +43,11 @@ def detached(coroutine) -> asyncio.Task:
 
 async def _submit(context: AppContext, executor: str, run_id: str) -> None:
     try:
-        await context.executors.handle(executor).submit.remote(run_id)
+        await context.executors.handle(executor).submit_run.remote(run_id)
     except RayActorError:
         # The executor died for good: a new one takes its name and recovers its queued runs.
         context.executors.forget(executor)
-        await context.executors.handle(executor).submit.remote(run_id)
+        await context.executors.handle(executor).submit_run.remote(run_id)
 
 
 def resolve_assistant_id(context: AppContext, value: str) -> str:
@@ -115,44 +114,32 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
         "webhook": payload.webhook, "feedback_keys": payload.feedback_keys, "temporary": temporary,
         "subgraphs": payload.stream_subgraphs, "resumable": payload.stream_resumable,
         "checkpoint_during": payload.checkpoint_during if payload.checkpoint_during is not None else True,
-        # Unspecified durability runs as "sync": every step's checkpoint is written before the
-        # next step (stronger than the official "async" default), and measured faster for short
-        # steps because writes are not spread over background tasks and pool connections.
-        "durability": payload.durability or ("exit" if payload.checkpoint_during is False else "sync"),
+        # As the official server: "async" unless the run asks (checkpoint_during=False is "exit").
+        # LangGraph awaits the pending checkpoint writes before the run ends either way.
+        "durability": payload.durability or ("exit" if payload.checkpoint_during is False else "async"),
         "graph_id": graph_id,
     }
     executor = context.executors.choose_executor({"thread_id": thread_id, "graph_id": graph_id})
-    async with pool.connection() as conn, conn.transaction():
-        if stateless:
-            await thread_records.insert(conn, thread_id, {"graph_id": graph_id, "assistant_id": assistant_id},
-                                        owner, temporary=temporary)
-        thread = await lock_thread(conn, thread_id)
-        if thread is not None and owner is not None and thread["owner"] != owner:
-            thread = None
-        if thread is None:
-            if payload.if_not_exists != "create":
-                raise NotFound("Thread or assistant not found.")
-            await thread_records.insert(conn, thread_id, {}, owner)
-            thread = await lock_thread(conn, thread_id)
-        # As the official server: a run's metadata carries its thread's and assistant's.
-        run_metadata = {**((thread or {}).get("metadata") or {}), **(assistant["metadata"] or {}),
-                        **(payload.metadata or {}), **(metadata or {}), "graph_id": graph_id,
-                        "assistant_id": assistant_id}
-        inflight = await (await conn.execute(
-            "SELECT run_id, executor FROM qr_runs WHERE thread_id = %s AND status IN ('pending', 'running')",
-            (thread_id,))).fetchall()
-        if inflight and strategy == "reject":
+    # As the official server: a run's metadata carries its thread's (merged in SQL) and assistant's.
+    run_metadata = {**(assistant["metadata"] or {}), **(payload.metadata or {}), **(metadata or {}),
+                    "graph_id": graph_id, "assistant_id": assistant_id}
+    # One round trip: qr_create_run (migration api/0002) locks the thread, applies the
+    # multitask strategy and inserts the run, in one transaction.
+    try:
+        async with pool.connection() as conn:
+            row = await (await conn.execute(
+                "SELECT * FROM qr_create_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (run_id, thread_id, assistant_id, graph_id, Jsonb(run_metadata), Jsonb(kwargs), strategy, executor,
+                 owner, float(payload.after_seconds or 0), stateless, temporary,
+                 payload.if_not_exists == "create"))).fetchone()
+    except RaiseException as exc:
+        if "qr:busy" in str(exc):
             raise Conflict("Thread is already running a task. Wait for it to finish or choose a different "
-                           "multitask strategy.")
-        await conn.execute(
-            "UPDATE qr_threads SET metadata = metadata || %s, status = 'busy', updated_at = now() "
-            "WHERE thread_id = %s", (Jsonb({"graph_id": graph_id, "assistant_id": assistant_id}), thread_id))
-        row = await (await conn.execute(
-            "INSERT INTO qr_runs (run_id, thread_id, assistant_id, metadata, kwargs, multitask_strategy, executor, "
-            "owner, available_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s)) "
-            "RETURNING *",
-            (run_id, thread_id, assistant_id, Jsonb(run_metadata), Jsonb(kwargs), strategy, executor, owner,
-             float(payload.after_seconds or 0)))).fetchone()
+                           "multitask strategy.") from None
+        if "qr:not_found" in str(exc):
+            raise NotFound("Thread or assistant not found.") from None
+        raise
+    inflight = row.pop("inflight")
     detached(_submit(context, executor, run_id))
     if inflight and strategy in ("interrupt", "rollback"):
         await asyncio.gather(*(cancel_run(context, str(r["run_id"]), r["executor"], strategy) for r in inflight))
@@ -164,10 +151,10 @@ async def cancel_run(context: AppContext, run_id: str, executor: str | None, act
     await context.ready()
     name = executor or context.executors.names[0]
     try:
-        return await context.executors.handle(name).cancel.remote(run_id, action)
+        return await context.executors.handle(name).cancel_run.remote(run_id, action)
     except RayActorError:
         context.executors.forget(name)
-        return await context.executors.handle(name).cancel.remote(run_id, action)
+        return await context.executors.handle(name).cancel_run.remote(run_id, action)
 
 
 async def run_events(context: AppContext, run: dict, after: int = -1) -> AsyncIterator[Batch]:
@@ -178,7 +165,7 @@ async def run_events(context: AppContext, run: dict, after: int = -1) -> AsyncIt
         generator = None
         ended = False
         try:
-            generator = context.executors.handle(name).events.options(num_returns="streaming").remote(run_id, after)
+            generator = context.executors.handle(name).run_events.options(num_returns="streaming").remote(run_id, after)
             async for ref in generator:
                 items = await ref
                 if items:
