@@ -155,18 +155,25 @@ async def release_for_retry(pool: AsyncConnectionPool, run_id: str) -> None:
         )
 
 
+# Orphans: runs of a run-executor no longer in the pool (the pool shrank). Runs of other hosts
+# (the orchestrator actor, agents) are never orphans of the pool.
+_ORPHAN = "(%s AND executor LIKE 'run-executor-%%' AND NOT executor = ANY(%s))"
+
+
 async def recover(pool: AsyncConnectionPool, executor: str, pool_names: list[str],
-                  max_attempts: int) -> list[str]:
+                  max_attempts: int, *, adopt_orphans: bool | None = None) -> list[str]:
     """After an executor (re)starts: its interrupted runs go back to the queue, or fail when
     they used up their attempts; returns the due pending runs it should now push.
 
-    Runs assigned to an executor no longer in the pool are adopted by the first executor.
+    Runs assigned to an executor no longer in the pool are adopted by the first executor
+    (``adopt_orphans`` defaults to "``executor`` is the pool's first").
     """
-    adopt_orphans = executor == pool_names[0]
+    if adopt_orphans is None:
+        adopt_orphans = executor == pool_names[0]
     async with pool.connection() as conn:
         cursor = await conn.execute(
             "SELECT run_id, thread_id, attempt FROM qr_runs WHERE status = 'running' AND "
-            "(executor = %s OR (%s AND NOT executor = ANY(%s)))",
+            "(executor = %s OR " + _ORPHAN + ")",
             (executor, adopt_orphans, pool_names),
         )
         stranded = await cursor.fetchall()
@@ -193,7 +200,7 @@ async def recover(pool: AsyncConnectionPool, executor: str, pool_names: list[str
     async with pool.connection() as conn:
         cursor = await conn.execute(
             "SELECT run_id FROM qr_runs WHERE status = 'pending' AND available_at <= now() + interval '1 hour' "
-            "AND (executor = %s OR executor IS NULL OR (%s AND NOT executor = ANY(%s))) "
+            "AND (executor = %s OR executor IS NULL OR " + _ORPHAN + ") "
             "ORDER BY created_at",
             (executor, adopt_orphans, pool_names),
         )
@@ -206,13 +213,15 @@ async def run_status(pool: AsyncConnectionPool, run_id: str) -> dict | None:
         return await cursor.fetchone()
 
 
-async def recover_pending(pool: AsyncConnectionPool, executor: str, pool_names: list[str]) -> list[str]:
+async def recover_pending(pool: AsyncConnectionPool, executor: str, pool_names: list[str], *,
+                          adopt_orphans: bool | None = None) -> list[str]:
     """Due pending runs this executor should hold (its own, unassigned, or orphaned)."""
-    adopt_orphans = executor == pool_names[0]
+    if adopt_orphans is None:
+        adopt_orphans = executor == pool_names[0]
     async with pool.connection() as conn:
         cursor = await conn.execute(
             "SELECT run_id FROM qr_runs WHERE status = 'pending' AND available_at <= now() "
-            "AND (executor = %s OR executor IS NULL OR (%s AND NOT executor = ANY(%s))) ORDER BY created_at",
+            "AND (executor = %s OR executor IS NULL OR " + _ORPHAN + ") ORDER BY created_at",
             (executor, adopt_orphans, pool_names),
         )
         return [str(row["run_id"]) for row in await cursor.fetchall()]

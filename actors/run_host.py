@@ -1,0 +1,399 @@
+"""The run-hosting core: claim queued API runs, execute them, stream their output, cancel, recover.
+
+A ``RunHost`` is plain asyncio (it needs a running loop and Postgres, not a Ray runtime): the
+run-executor actors embed one, and so do the actors that execute the runs of the built-in
+assistants (the orchestrator actor). Each host has a name, the value of ``qr_runs.executor``
+for the runs it holds; the API pushes a run's id to the host named in its row with ``submit``,
+and the run starts at once when its thread is free. Output goes into an in-memory log per run
+that any API replica reads with the streaming generator ``events``.
+
+Recovery: on start a host puts the runs it was running back in the queue (or marks them
+``error`` once they used up their attempts), and a slow sweep picks up anything a lost push
+left behind; the sweep is a safety net, never the way runs normally start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import ray
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg.conninfo import make_conninfo
+
+from actors import run_executor_queue as queue
+from actors.run_executor_execute import RunOutcome, execute_run, run_config
+from actors.run_executor_graphs import GraphRegistry
+from actors.run_executor_stream import END_EVENT, RunStream, batch, dumps
+from quadracode_ray import NAMESPACE
+from quadracode_ray.config import Settings
+from quadracode_ray.persistence import open_async_pool
+
+log = logging.getLogger(__name__)
+
+# A finished run's events stay in memory this long (for the request that created it, when it
+# subscribes late under load); then only its end (the result runs/wait answers) stays, until
+# STREAM_RETENTION_S. Resumable runs' events are in Postgres for longer.
+STREAM_EVENTS_RETENTION_S = 15.0
+STREAM_RETENTION_S = 120.0
+
+Clients = Callable[[str], dict[str, Any]]
+"""graph_id -> the clients its graph takes from ``config["configurable"]``."""
+Forward = Callable[[str, str], bool]
+"""(host name, run_id) -> True once pushed to that host; False when the host is gone."""
+
+
+class RayForward:
+    """``Forward`` through Ray: ``submit_run`` on the actor named like the host (fire and forget)."""
+
+    def __init__(self) -> None:
+        self.handles: dict[str, Any] = {}
+
+    def __call__(self, target: str, run_id: str) -> bool:
+        try:
+            handle = self.handles.get(target) or ray.get_actor(target, namespace=NAMESPACE)
+        except ValueError:  # no such actor (any more)
+            return False
+        self.handles[target] = handle
+        handle.submit_run.remote(run_id)
+        return True
+
+
+class RunHost:
+    """Hosts API runs under ``name``.
+
+    ``pool_names``/``adopt_orphans``: the run-executor pool this host belongs to, and whether it
+    adopts runs left to executors no longer in the pool (the pool's first executor does).
+    ``clients``: the fabric's clients per graph. ``forward``: how a run queued behind one that
+    ended here reaches the host named in its row.
+    """
+
+    def __init__(self, name: str, settings: Settings, database_url: str, *, pool_names: list[str] | None = None,
+                 adopt_orphans: bool = False, clients: Clients | None = None, forward: Forward | None = None):
+        self.name = name
+        self.settings = settings
+        self.database_url = database_url
+        self.pool_names = pool_names or [name]
+        self.adopt_orphans = adopt_orphans
+        self.clients = clients or (lambda graph_id: {})
+        self.forward = forward
+        self.streams: dict[str, RunStream] = {}
+        self.tasks: dict[str, asyncio.Task] = {}  # per running run: executes it and records its end
+        self.work: dict[str, asyncio.Task] = {}  # per running run: the graph's execution (what cancel stops)
+        self.cancel_actions: dict[str, str] = {}
+        self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.starting: dict[str, asyncio.Event] = {}  # runs being claimed right now
+        self.start_again: set[str] = set()
+        self.slots = asyncio.Semaphore(settings.run_executor_concurrency)
+        self.runs_started = 0
+        self._background: set[asyncio.Task] = set()  # strong refs: asyncio keeps only weak ones
+        self._ready: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> asyncio.Task:
+        """Begin starting up (pools, graphs, recovery) in the background; ``ready`` awaits it."""
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().create_task(self._start_up())
+        return self._ready
+
+    async def ready(self) -> str:
+        await self.start()
+        return self.name
+
+    async def _start_up(self) -> None:
+        self.pool = await open_async_pool(self.database_url, min_size=4,
+                                          max_size=max(4, self.settings.db_pool_max_size), name=self.name)
+        # Checkpoints are written without waiting for the WAL flush: the run queue is the source
+        # of truth, and the synchronous commit that records a run's end flushes every checkpoint
+        # written before it. An OS crash mid-run loses at most the last checkpoints of a run
+        # that is still 'running', which recovery retries from the last durable one.
+        self.checkpoint_pool = await open_async_pool(
+            make_conninfo(self.database_url, options="-c synchronous_commit=off"), min_size=2,
+            max_size=max(4, self.settings.db_pool_max_size), name=f"{self.name}-checkpoints")
+        self.saver = AsyncPostgresSaver(self.checkpoint_pool)
+        self.store = AsyncPostgresStore(self.pool)
+        self.registry = GraphRegistry.from_settings(self.settings)
+        for run_id in await queue.recover(self.pool, self.name, self.pool_names, self.settings.run_max_attempts,
+                                          adopt_orphans=self.adopt_orphans):
+            self._submit_local(run_id)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def close(self) -> None:
+        """Stop the sweep and close the pools (plain tests; an actor simply dies)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._ready is not None and self._ready.done() and not self._ready.exception():
+            await self.pool.close()
+            await self.checkpoint_pool.close()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.run_sweep_interval_s)
+            try:
+                for run_id in await queue.recover_pending(self.pool, self.name, self.pool_names,
+                                                          adopt_orphans=self.adopt_orphans):
+                    if run_id not in self.tasks and run_id not in self.timers:
+                        self._submit_local(run_id)
+            except Exception:  # the sweep is a safety net; it must never die
+                log.exception("run queue sweep failed")
+
+    # --- starting runs -----------------------------------------------------------------------------
+    async def submit(self, run_id: str) -> None:
+        await self.start()
+        self._submit_local(run_id)
+
+    def _submit_local(self, run_id: str) -> None:
+        self.streams.setdefault(run_id, RunStream(run_id))
+        task = asyncio.get_running_loop().create_task(self._try_start(run_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _try_start(self, run_id: str) -> None:
+        if run_id in self.tasks:
+            return
+        if run_id in self.starting:
+            # A claim is in flight and may fail on state that has changed since: try again after it.
+            self.start_again.add(run_id)
+            return
+        self.starting[run_id] = started = asyncio.Event()
+        try:
+            await self._claim_and_start(run_id)
+        finally:
+            del self.starting[run_id]
+            started.set()
+            if run_id in self.start_again:
+                self.start_again.discard(run_id)
+                if run_id not in self.tasks:
+                    self._submit_local(run_id)
+
+    async def _claim_and_start(self, run_id: str) -> None:
+        await self.slots.acquire()
+        try:
+            claimed = await queue.claim(self.pool, run_id, self.name)
+        except Exception:
+            self.slots.release()
+            log.exception("claiming run %s failed", run_id)
+            return
+        if claimed.run is None:
+            self.slots.release()
+            if claimed.not_before is not None:
+                delay = max((claimed.not_before - datetime.now(UTC)).total_seconds(), 0.0)
+                self.timers[run_id] = asyncio.get_running_loop().call_later(delay, self._timer_fired, run_id)
+            return
+        run = claimed.run
+        stream = self.streams.get(run_id)
+        if stream is None or stream.finished:
+            stream = self.streams[run_id] = RunStream(run_id)
+        self.runs_started += 1
+        self.tasks[run_id] = asyncio.get_running_loop().create_task(self._execute(run, stream))
+
+    def _timer_fired(self, run_id: str) -> None:
+        self.timers.pop(run_id, None)
+        self._submit_local(run_id)
+
+    async def _execute(self, run: dict, stream: RunStream) -> None:
+        run_id = str(run["run_id"])
+        kwargs = run["kwargs"]
+        status = "error"
+        try:
+            # The graph runs in a task of its own, the one ``cancel`` cancels: this task, which
+            # records the outcome, is never cancelled, even when the cancel comes before it began
+            # (cancelling a task that has not started skips its body, bookkeeping included).
+            work = asyncio.get_running_loop().create_task(execute_run(
+                run, self.registry, stream, checkpointer=self.saver, store=self.store,
+                clients=self.clients(kwargs["graph_id"])))
+            self.work[run_id] = work
+            if run_id in self.cancel_actions:
+                work.cancel()
+            try:
+                outcome = await work
+                status = outcome.status
+                next_run = await self._record(run, outcome)
+                await stream.publish(END_EVENT, dumps({"status": status, "output": outcome.output}))
+            except asyncio.CancelledError:
+                action = self.cancel_actions.pop(run_id, "interrupt")
+                status = "interrupted"
+                next_run = await self._record_cancel(run, action)
+                await stream.publish(END_EVENT, dumps({"status": "interrupted", "output": None}))
+            if kwargs.get("resumable"):
+                await self._persist_events(run_id, stream)
+            await stream.finish()
+            if next_run is not None:
+                await self._push(next_run)
+            if kwargs.get("webhook"):
+                await self._call_webhook(run, status)
+        except Exception:
+            log.exception("run %s: bookkeeping failed", run_id)
+            await stream.finish()
+        finally:
+            self.tasks.pop(run_id, None)
+            self.work.pop(run_id, None)
+            self.cancel_actions.pop(run_id, None)
+            self.slots.release()
+            loop = asyncio.get_running_loop()
+            loop.call_later(STREAM_EVENTS_RETENTION_S, stream.keep_only_end)
+            loop.call_later(STREAM_RETENTION_S, self._forget, run_id, stream)
+
+    def _forget(self, run_id: str, stream: RunStream) -> None:
+        if self.streams.get(run_id) is stream:
+            del self.streams[run_id]
+
+    async def _record(self, run: dict, outcome: RunOutcome) -> queue.NextRun | None:
+        temporary = bool(run["kwargs"].get("temporary"))
+        if temporary:
+            await self.saver.adelete_thread(str(run["thread_id"]))
+        return await queue.finish(
+            self.pool, str(run["run_id"]), outcome.status, thread_outcome=outcome.thread_outcome,
+            error=outcome.error, values=_jsonable(outcome.values), interrupts=_jsonable(outcome.interrupts),
+            delete_thread=temporary,
+        )
+
+    async def _record_cancel(self, run: dict, action: str) -> queue.NextRun | None:
+        config = run_config(run)
+        thread_id = str(run["thread_id"])
+        if action == "rollback":
+            await _delete_run_checkpoints(self.pool, thread_id, str(run["run_id"]))
+        values, interrupts = None, {}
+        try:
+            graph = await self.registry.build(run["kwargs"]["graph_id"], config, checkpointer=self.saver)
+            state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+            values = state.values or None
+        except Exception:
+            log.exception("run %s: reading state after cancel failed", run["run_id"])
+        return await queue.finish(
+            self.pool, str(run["run_id"]), "interrupted", thread_outcome="idle", values=_jsonable(values),
+            interrupts=interrupts, delete_run=action == "rollback",
+            delete_thread=bool(run["kwargs"].get("temporary")),
+        )
+
+    async def _push(self, next_run: queue.NextRun) -> None:
+        target = next_run.executor or self.name
+        if target == self.name or self.forward is None or not self.forward(target, next_run.run_id):
+            self._submit_local(next_run.run_id)  # ours, or that host is gone: run it here
+
+    async def _persist_events(self, run_id: str, stream: RunStream) -> None:
+        rows = [(run_id, e.seq, e.event, e.data) for e in stream.events]
+        if not rows:
+            return
+        async with self.pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO qr_run_events (run_id, seq, event, data) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING", rows)
+
+    async def _call_webhook(self, run: dict, status: str) -> None:
+        row = await queue.run_status(self.pool, str(run["run_id"]))
+        values = None
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute('SELECT "values" FROM qr_threads WHERE thread_id = %s', (run["thread_id"],))
+            thread = await cursor.fetchone()
+            values = thread["values"] if thread else None
+        payload = orjson.loads(dumps({
+            **{k: v for k, v in (row or run).items() if k not in ("executor", "available_at", "owner")},
+            "status": status, "run_started_at": (row or run).get("started_at"),
+            "run_ended_at": (row or run).get("ended_at"), "webhook_sent_at": datetime.now(UTC),
+            "values": values,
+        }))
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                await client.post(run["kwargs"]["webhook"], json=payload)
+        except httpx.HTTPError as exc:
+            log.warning("webhook %s for run %s failed: %s", run["kwargs"]["webhook"], run["run_id"], exc)
+
+    # --- cancelling ----------------------------------------------------------------------------------
+    async def cancel(self, run_id: str, action: str = "interrupt") -> bool:
+        """Stop a run this host holds. Returns False when it is neither running nor pending."""
+        await self.start()
+        starting = self.starting.get(run_id)
+        if starting is not None:  # a claim in flight decides whether there is a task to stop
+            await starting.wait()
+        task = self.tasks.get(run_id)
+        if task is not None:
+            self.cancel_actions[run_id] = action
+            work = self.work.get(run_id)
+            if work is not None:  # else the run has not begun and cancels itself when it does
+                work.cancel()
+            await asyncio.shield(task)  # returns once the run's end is recorded
+            return True
+        timer = self.timers.pop(run_id, None)
+        if timer is not None:
+            timer.cancel()
+        cancelled, next_run = await queue.cancel_pending(self.pool, run_id, action)
+        stream = self.streams.get(run_id)
+        if cancelled and stream is not None and not stream.finished:
+            await stream.publish(END_EVENT, dumps({"status": "interrupted", "output": None}))
+            await stream.finish()
+        if next_run is not None:
+            await self._push(next_run)
+        return cancelled
+
+    # --- output ------------------------------------------------------------------------------------
+    async def events(self, run_id: str, after: int = -1):
+        """Async generator: batches of (seq, event, data) with seq > after, until the run ends.
+
+        ``after=-2`` means "from now on" (a join without Last-Event-ID).
+        """
+        await self.start()
+        stream = self.streams.get(run_id)
+        if stream is None:
+            row = await queue.run_status(self.pool, run_id)
+            if row is not None and row["status"] in ("pending", "running"):
+                stream = self.streams.setdefault(run_id, RunStream(run_id))
+                if row["executor"] in (None, self.name) and run_id not in self.tasks:
+                    self._submit_local(run_id)
+            else:
+                yield await self._replay(run_id, row, after)
+                return
+        if after == -2:
+            after = stream.next_seq - 1
+        while True:
+            items = stream.since(after)
+            if items:
+                after = items[-1].seq
+                yield batch(items)
+                if items[-1].event == END_EVENT:
+                    return
+            elif stream.finished:
+                return
+            else:
+                await stream.wait_beyond(after)
+
+    async def _replay(self, run_id: str, row: dict | None, after: int) -> list[tuple[int, str, bytes]]:
+        if row is None:
+            return [(0, END_EVENT, dumps({"status": "missing", "output": None}))]
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT seq, event, data FROM qr_run_events WHERE run_id = %s AND seq > %s ORDER BY seq",
+                (run_id, after))
+            stored = [(r["seq"], r["event"], bytes(r["data"])) for r in await cursor.fetchall()]
+        if stored and stored[-1][1] == END_EVENT:
+            return stored
+        return stored + [(10**9, END_EVENT, dumps({"status": row["status"], "output": None}))]
+
+    async def stats(self) -> dict[str, Any]:
+        await self.start()
+        return {"name": self.name, "running": len(self.tasks), "streams": len(self.streams),
+                "timers": len(self.timers), "runs_started": self.runs_started}
+
+
+async def _delete_run_checkpoints(pool, thread_id: str, run_id: str) -> None:
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = %s AND metadata->>'run_id' = %s",
+            (thread_id, run_id))
+        ids = [r["checkpoint_id"] for r in await cursor.fetchall()]
+        if ids:
+            await conn.execute("DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_id = ANY(%s)",
+                               (thread_id, ids))
+            await conn.execute("DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_id = ANY(%s)",
+                               (thread_id, ids))
+
+
+def _jsonable(value: Any) -> Any:
+    return None if value is None else orjson.loads(dumps(value))

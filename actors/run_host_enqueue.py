@@ -1,0 +1,64 @@
+"""Queue an API run from inside the fabric (not from an HTTP request): e.g. an agent's result
+resuming the thread that delegated the task.
+
+The run is an ordinary row of ``qr_runs`` (multitask ``enqueue``: it starts after whatever the
+thread is running), so it is listed, joined and streamed like a run a client created, and the
+thread's status follows its runs. Queuing is idempotent: the caller derives ``run_id`` from
+what caused the run (an envelope id), so a retried delivery queues nothing twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from actors.run_executor_graphs import default_assistant_id
+from actors.run_executor_queue import lock_thread
+
+RUN_ID_NAMESPACE = uuid.UUID("0b6f4c52-3f2e-4c55-9a57-6a1f1c3e9d21")
+
+
+def run_id_for(cause: str) -> str:
+    """The run id queued for ``cause`` (an envelope id): the same cause, the same run."""
+    return str(uuid.uuid5(RUN_ID_NAMESPACE, cause))
+
+
+def api_thread_id(thread_id: str | None) -> str | None:
+    """``thread_id`` as an API thread id (a UUID), or None when it cannot be one."""
+    try:
+        return str(uuid.UUID(str(thread_id)))
+    except ValueError:
+        return None
+
+
+async def enqueue_run(pool: AsyncConnectionPool, *, run_id: str, thread_id: str, graph_id: str,
+                      input: Any, metadata: dict[str, Any], executor: str) -> bool | None:
+    """Queue a run of ``graph_id`` on an existing API thread, pushed to ``executor``.
+
+    Returns True when queued, False when ``run_id`` was queued before, None when the thread is
+    not an API thread (no ``qr_threads`` row): the caller handles its input another way.
+    """
+    async with pool.connection() as conn, conn.transaction():
+        thread = await lock_thread(conn, thread_id)
+        if thread is None:
+            return None
+        assistant_id = (thread["metadata"] or {}).get("assistant_id") or default_assistant_id(graph_id)
+        kwargs = {"input": input, "command": None, "config": {}, "context": {}, "stream_mode": ["values"],
+                  "interrupt_before": None, "interrupt_after": None, "webhook": None, "feedback_keys": None,
+                  "temporary": False, "subgraphs": False, "resumable": False, "checkpoint_during": True,
+                  "durability": "sync", "graph_id": graph_id}
+        run_metadata = {**(thread["metadata"] or {}), **metadata, "graph_id": graph_id,
+                        "assistant_id": assistant_id}
+        row = await (await conn.execute(
+            "INSERT INTO qr_runs (run_id, thread_id, assistant_id, metadata, kwargs, multitask_strategy, executor, "
+            "owner) VALUES (%s, %s, %s, %s, %s, 'enqueue', %s, %s) ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
+            (run_id, thread_id, assistant_id, Jsonb(run_metadata), Jsonb(kwargs), executor,
+             thread["owner"]))).fetchone()
+        if row is None:
+            return False
+        await conn.execute("UPDATE qr_threads SET status = 'busy', updated_at = now() WHERE thread_id = %s",
+                           (thread_id,))
+        return True

@@ -1,0 +1,77 @@
+"""The run host without Ray: real Postgres, the API tests' graphs, runs queued as the fabric queues them."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from actors import run_executor_queue as queue
+from actors.run_host import RunHost
+from actors.run_host_enqueue import enqueue_run, run_id_for
+from quadracode_ray.config import Settings
+from tests.api.graphs import TEST_GRAPHS
+from tests.polling import eventually
+
+
+@pytest.fixture
+async def host(database_url: str, tmp_path) -> RunHost:
+    settings = Settings(_env_file=None, database_url=database_url, data_dir=tmp_path, graphs=TEST_GRAPHS)
+    host = RunHost(f"test-host-{uuid.uuid4().hex[:6]}", settings, database_url)
+    await host.ready()
+    yield host
+    await host.close()
+
+
+async def _thread(host: RunHost) -> str:
+    thread_id = str(uuid.uuid4())
+    async with host.pool.connection() as conn:
+        await conn.execute("INSERT INTO qr_threads (thread_id, metadata) VALUES (%s, '{}')", (thread_id,))
+    return thread_id
+
+
+async def _queue(host: RunHost, thread_id: str, graph_input: dict, cause: str | None = None) -> str:
+    run_id = run_id_for(cause or uuid.uuid4().hex)
+    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id, graph_id="echo", input=graph_input,
+                             metadata={"source": "test"}, executor=host.name)
+    return run_id
+
+
+async def _thread_status(host: RunHost, thread_id: str) -> str:
+    async with host.pool.connection() as conn:
+        row = await (await conn.execute("SELECT status FROM qr_threads WHERE thread_id = %s", (thread_id,))).fetchone()
+    return row["status"]
+
+
+async def test_a_cancel_landing_between_the_claim_and_the_runs_first_step_still_ends_the_run(host: RunHost):
+    """The race behind a once-seen 300 s hang: the claim has created the run's task, which has not
+    run a step yet, when the cancel arrives. Cancelling such a task skips its body, so the run's end
+    was never recorded: it stayed 'running', its thread busy, and a join waited forever."""
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": [], "sleep": 30})
+    await host._claim_and_start(run_id)  # the run's task exists and has not begun
+    assert run_id in host.tasks
+    assert await host.cancel(run_id) is True
+    assert (await queue.run_status(host.pool, run_id))["status"] == "interrupted"
+    assert await _thread_status(host, thread_id) == "idle"
+    assert host.tasks == {} and host.slots._value == host.settings.run_executor_concurrency
+    ends = [e for e in host.streams[run_id].events if e.event == "__end__"]
+    assert len(ends) == 1 and host.streams[run_id].finished
+
+
+async def test_a_run_queued_by_the_fabric_runs_once_and_a_repeat_is_ignored(host: RunHost):
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": ["x"]}, cause="envelope-1")
+    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id, graph_id="echo", input={},
+                             metadata={}, executor=host.name) is False
+    await host.submit(run_id)
+
+    async def finished():
+        row = await queue.run_status(host.pool, run_id)
+        return row if row["status"] == "success" else None
+
+    row = await eventually(finished, timeout=30, what="the queued run to succeed")
+    assert row["metadata"]["source"] == "test" and row["executor"] == host.name
+    assert await _thread_status(host, thread_id) == "idle"
+    assert await enqueue_run(host.pool, run_id=run_id_for("x"), thread_id=str(uuid.uuid4()), graph_id="echo",
+                             input={}, metadata={}, executor=host.name) is None
