@@ -22,10 +22,13 @@ import ray
 from pydantic import JsonValue
 
 from actors.brains import TaskRequest, load_brain
-from actors.common import EVENTS, REGISTRY, HandleCache, load_object, spawn_background
+from actors.common import EVENTS, REGISTRY, HandleCache, actor_name, load_object, spawn_background
 from actors.delivery import DeliveryReceipt, Inbox, MemoryInboxStore, send
+from actors.fabric_clients import fabric_configurable
 from actors.metrics import install_ray_metrics
 from actors.registry import Registration
+from actors.run_host import RayForward, RunHost
+from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import CANCEL_TASK, PING, PONG, TASK, TASK_RESULT, Envelope
 from quadracode_ray.interfaces.fleet import AgentInfo, TaskResult
@@ -59,6 +62,7 @@ class AgentActor:
                            max_attempts=settings.delivery_max_attempts, backoff_s=settings.delivery_backoff_s,
                            publish=self._publish)
         self.inbox.open()
+        self._run_host: RunHost | None = None  # made on the first API run of assistant `agent`
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> AgentInfo:
@@ -107,7 +111,32 @@ class AgentActor:
 
     async def status(self) -> dict[str, Any]:
         return {"agent_id": self.agent_id, "running_tasks": sorted(self._running), "heartbeats": self._heartbeats,
-                "inbox": self.inbox.stats(), "pid": os.getpid()}
+                "inbox": self.inbox.stats(), "pid": os.getpid(),
+                "running_runs": len(self._run_host.tasks) if self._run_host else 0}
+
+    # --- API runs of assistant `agent` hosted here (see actors/run_host.py, run_host_agents.py) ----
+    @property
+    def run_host(self) -> RunHost:
+        if self._run_host is None:
+            settings = self.settings
+            local = {"workspace": LazyWorkspace(self.workspace_id, settings), "agent_id": self.agent_id}
+            self._run_host = RunHost(actor_name(settings, self.agent_id), settings, settings.database_url,
+                                     clients=lambda graph_id: fabric_configurable(graph_id, settings, **local),
+                                     forward=RayForward(), min_connections=1)
+        return self._run_host
+
+    async def submit_run(self, run_id: str) -> None:
+        await self.run_host.submit(run_id)
+
+    async def cancel_run(self, run_id: str, action: str = "interrupt") -> bool:
+        return await self.run_host.cancel(run_id, action)
+
+    async def run_events(self, run_id: str, after: int = -1):
+        async for items in self.run_host.events(run_id, after):
+            yield items
+
+    async def run_stats(self) -> dict[str, Any]:
+        return await self.run_host.stats()
 
     # --- envelopes ---------------------------------------------------------------------------
     async def deliver(self, envelope: Envelope) -> DeliveryReceipt:

@@ -1,9 +1,11 @@
-"""The fabric's clients for graphs that run outside the orchestrator actor (API runs).
+"""The fabric's clients for the built-in graphs' API runs.
 
-A run of the ``orchestrator`` or ``agent`` assistant executes in a run-executor actor; these
-give its graph the same powers the orchestrator actor's own runs have: the fleet, delegation
-(through the orchestrator actor, so an agent's result comes back to the run's thread) and the
-``default`` workspace. Every client is lazy: nothing is contacted until a tool uses it.
+A run of the ``orchestrator`` assistant executes in the orchestrator actor, which passes its own
+delegation, fleet and stop registry (``local``); where it executes elsewhere (a run-executor,
+when the Serve app runs without the fabric's orchestrator, or an agent actor), these give its
+graph the same powers: the fleet, delegation (through the orchestrator actor, so an agent's
+result comes back to the run's thread) and the ``default`` workspace. Every client is lazy:
+nothing is contacted until a tool uses it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from quadracode_ray.interfaces.fleet import TaskInfo
 
 DEFAULT_WORKSPACE = "default"
 # Built-in assistants and the clients their graphs take from config["configurable"].
-_CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace"), "agent": ("workspace",)}
+_CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop"), "agent": ("workspace", "agent_id")}
 
 
 class OrchestratorDelegation:
@@ -46,12 +48,17 @@ class OrchestratorDelegation:
         return await self._orchestrator.cancel_task.remote(task_id)
 
 
-def fabric_configurable(graph_id: str, settings: Settings) -> dict[str, Any]:
-    """The clients a built-in graph takes from ``config["configurable"]`` (none for user graphs)."""
+def fabric_configurable(graph_id: str, settings: Settings, **local: Any) -> dict[str, Any]:
+    """The clients a built-in graph takes from ``config["configurable"]`` (none for user graphs).
+
+    ``local``: clients the hosting actor has itself (the orchestrator's delegation, fleet and
+    ``stop`` registry; an agent's workspace and id), used instead of remote ones; ``stop`` and
+    ``agent_id`` exist only where they are local."""
     wanted = _CLIENTS_BY_GRAPH.get(graph_id, ())
     makers = {
         "fleet": lambda: FleetActorClient(settings),
         "delegation": lambda: OrchestratorDelegation(settings),
         "workspace": lambda: LazyWorkspace(DEFAULT_WORKSPACE, settings),
     }
-    return {name: makers[name]() for name in wanted}
+    return {name: local[name] if name in local else makers[name]() for name in wanted
+            if name in local or name in makers}

@@ -29,6 +29,7 @@ from actors.common import (
     FLEET,
     ORCHESTRATOR,
     HandleCache,
+    actor_name,
     call_with_supported,
     load_object,
     open_fabric_pool,
@@ -38,8 +39,12 @@ from actors.common import (
 )
 from actors.delivery import DeliveryReceipt, Inbox, PostgresInboxStore, send
 from actors.dispatch import Dispatcher
+from actors.fabric_clients import fabric_configurable
 from actors.fleet_client import FleetActorClient
 from actors.metrics import install_ray_metrics
+from actors.run_host import RayForward, RunHost
+from actors.run_host_agents import adopt_runs_of_dead_agents
+from actors.run_host_enqueue import api_thread_id, enqueue_run, run_id_for
 from actors.tasks import FabricDelegation, TaskStore
 from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
@@ -132,6 +137,15 @@ class Orchestrator:
         self.stops = StopRegistry()
         self.graph = build_graph(settings, checkpointer=self.checkpointer, delegation=self.delegation,
                                  fleet=self.fleet, stop=self.stops)
+        if getattr(self, "run_host", None) is None:
+            # API runs of the orchestrator assistant execute here (actors/run_host.py), with this
+            # actor's own delegation, fleet and stop registry.
+            self.run_host = RunHost(
+                actor_name(settings, ORCHESTRATOR), settings, settings.database_url, forward=RayForward(),
+                min_connections=2,
+                clients=lambda graph_id: fabric_configurable(graph_id, settings, delegation=self.delegation,
+                                                             fleet=self.fleet, stop=self.stops))
+            self.run_host.start()
         recovered = await self.inbox.recover()
         if recovered:
             log.warning("orchestrator: resumed %d envelopes accepted before a restart", recovered)
@@ -147,6 +161,10 @@ class Orchestrator:
                 await self.dispatcher.check_orphans()
             except Exception as exc:  # noqa: BLE001 - the registry may be restarting; next round
                 log.warning("orchestrator: task watchdog failed: %s", exc)
+            try:  # API runs of agents that died (agents are never restarted) continue here
+                await adopt_runs_of_dead_agents(self.run_host, self.settings)
+            except Exception as exc:  # noqa: BLE001 - next round
+                log.warning("orchestrator: adopting dead agents' runs failed: %s", exc)
 
     async def ready(self) -> bool:
         await self._started
@@ -229,7 +247,27 @@ class Orchestrator:
             log.info("orchestrator: ignoring %s for task %s (already closed)", envelope.id, result.task_id)
             return
         fabric_metrics.tasks().inc(tags={"outcome": result.status})
+        if await self._queue_result_run(envelope, result):
+            return
         await self._run(envelope, {"task_results": [result.model_dump(mode="json")]})
+
+    async def _queue_result_run(self, envelope: Envelope, result: TaskResult) -> bool:
+        """On an API thread the result resumes the thread as a queued API run of its own (listed,
+        joined and streamed like any run; after the thread's running run). False elsewhere."""
+        thread_id = api_thread_id(envelope.thread_id)
+        if thread_id is None:
+            return False
+        await self.run_host.ready()
+        run_id = run_id_for(envelope.id)  # a redelivered result queues nothing twice
+        queued = await enqueue_run(
+            self.run_host.pool, run_id=run_id, thread_id=thread_id, graph_id="orchestrator",
+            input={"task_results": [result.model_dump(mode="json")]}, executor=self.run_host.name,
+            metadata={"source": "agent_result", "task_id": result.task_id, "agent_id": result.agent_id,
+                      "envelope_id": envelope.id})
+        if queued is None:
+            return False
+        await self.run_host.submit(run_id)
+        return True
 
     async def _run(self, envelope: Envelope, graph_input: Any) -> None:
         thread_id = envelope.thread_id
@@ -340,3 +378,22 @@ class Orchestrator:
         await self._started
         return {"inbox": self.inbox.stats(), "runs_total": self.runs_total,
                 "dispatching": len(self.dispatcher._active), "agent_load": dict(self.dispatcher.load)}
+
+    # --- API runs hosted here (the calls every run host answers; see actors/run_host.py) --------
+    async def submit_run(self, run_id: str) -> None:
+        await self._started
+        await self.run_host.submit(run_id)
+
+    async def cancel_run(self, run_id: str, action: str = "interrupt") -> bool:
+        await self._started
+        return await self.run_host.cancel(run_id, action)
+
+    @ray.method(max_task_retries=0)  # after a restart the reader follows the run's new attempt itself
+    async def run_events(self, run_id: str, after: int = -1):
+        await self._started
+        async for items in self.run_host.events(run_id, after):
+            yield items
+
+    async def run_stats(self) -> dict[str, Any]:
+        await self._started
+        return await self.run_host.stats()

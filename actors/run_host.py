@@ -71,12 +71,15 @@ class RunHost:
     ``pool_names``/``adopt_orphans``: the run-executor pool this host belongs to, and whether it
     adopts runs left to executors no longer in the pool (the pool's first executor does).
     ``clients``: the fabric's clients per graph. ``forward``: how a run queued behind one that
-    ended here reaches the host named in its row.
+    ended here reaches the host named in its row. ``min_connections``: the database pool's floor
+    (an agent, which rarely hosts runs, keeps few idle connections).
     """
 
     def __init__(self, name: str, settings: Settings, database_url: str, *, pool_names: list[str] | None = None,
-                 adopt_orphans: bool = False, clients: Clients | None = None, forward: Forward | None = None):
+                 adopt_orphans: bool = False, clients: Clients | None = None, forward: Forward | None = None,
+                 min_connections: int = 4):
         self.name = name
+        self.min_connections = min_connections
         self.settings = settings
         self.database_url = database_url
         self.pool_names = pool_names or [name]
@@ -98,8 +101,11 @@ class RunHost:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> asyncio.Task:
-        """Begin starting up (pools, graphs, recovery) in the background; ``ready`` awaits it."""
-        if self._ready is None:
+        """Begin starting up (pools, graphs, recovery) in the background; ``ready`` awaits it.
+        A start that failed (Postgres not up yet) is tried again by the next call."""
+        failed = self._ready is not None and self._ready.done() and (
+            self._ready.cancelled() or self._ready.exception() is not None)
+        if self._ready is None or failed:
             self._ready = asyncio.get_running_loop().create_task(self._start_up())
         return self._ready
 
@@ -108,14 +114,15 @@ class RunHost:
         return self.name
 
     async def _start_up(self) -> None:
-        self.pool = await open_async_pool(self.database_url, min_size=4,
+        self.pool = await open_async_pool(self.database_url, min_size=self.min_connections,
                                           max_size=max(4, self.settings.db_pool_max_size), name=self.name)
         # Checkpoints are written without waiting for the WAL flush: the run queue is the source
         # of truth, and the synchronous commit that records a run's end flushes every checkpoint
         # written before it. An OS crash mid-run loses at most the last checkpoints of a run
         # that is still 'running', which recovery retries from the last durable one.
         self.checkpoint_pool = await open_async_pool(
-            make_conninfo(self.database_url, options="-c synchronous_commit=off"), min_size=2,
+            make_conninfo(self.database_url, options="-c synchronous_commit=off"),
+            min_size=max(1, self.min_connections // 2),
             max_size=max(4, self.settings.db_pool_max_size), name=f"{self.name}-checkpoints")
         self.saver = AsyncPostgresSaver(self.checkpoint_pool)
         self.store = AsyncPostgresStore(self.pool)

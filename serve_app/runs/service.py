@@ -119,7 +119,7 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
         "durability": payload.durability or ("exit" if payload.checkpoint_during is False else "async"),
         "graph_id": graph_id,
     }
-    executor = context.executors.choose_executor({"thread_id": thread_id, "graph_id": graph_id})
+    executor = await context.executors.choose_host({"thread_id": thread_id, "graph_id": graph_id})
     # As the official server: a run's metadata carries its thread's (merged in SQL) and assistant's.
     run_metadata = {**(assistant["metadata"] or {}), **(payload.metadata or {}), **(metadata or {}),
                     "graph_id": graph_id, "assistant_id": assistant_id}
