@@ -75,3 +75,27 @@ async def test_a_run_queued_by_the_fabric_runs_once_and_a_repeat_is_ignored(host
     assert await _thread_status(host, thread_id) == "idle"
     assert await enqueue_run(host.pool, run_id=run_id_for("x"), thread_id=str(uuid.uuid4()), graph_id="echo",
                              input={}, metadata={}, executor=host.name) is None
+
+
+async def test_a_run_queued_while_the_thread_runs_starts_after_it_and_the_thread_stays_busy(host: RunHost):
+    """What an agent's result does on a busy thread: it waits for the running run, never lost."""
+    thread_id = await _thread(host)
+    first = await _queue(host, thread_id, {"items": [], "sleep": 1.0})
+    await host.submit(first)
+
+    async def running():
+        return (await queue.run_status(host.pool, first))["status"] == "running"
+
+    await eventually(running, timeout=30, what="the first run to start")
+    second = await _queue(host, thread_id, {"items": ["result"]}, cause="result-envelope")
+    await host.submit(second)  # the claim finds the thread running: it waits for the first run's end
+    assert (await queue.run_status(host.pool, second))["status"] == "pending"
+    assert await _thread_status(host, thread_id) == "busy"
+
+    async def both_done():
+        rows = [await queue.run_status(host.pool, r) for r in (first, second)]
+        return rows if all(r["status"] == "success" for r in rows) else None
+
+    done_first, done_second = await eventually(both_done, timeout=30, what="both runs to succeed")
+    assert done_first["ended_at"] <= done_second["started_at"]
+    assert await _thread_status(host, thread_id) == "idle"
