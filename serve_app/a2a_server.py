@@ -4,8 +4,9 @@ Each assistant is an agent at ``/a2a/{assistant_id}`` with its agent card beside
 context is a thread (``contextId`` = thread id) and a task is one run on it (task id
 ``"{thread_id}:{run_id}"``, so ``tasks/get`` needs nothing else). Methods: ``message/send``
 (runs the assistant on the context's thread and answers with the finished task),
-``tasks/get`` and ``tasks/cancel``; the v1 names (``SendMessage``, ``GetTask``, ``CancelTask``)
-are accepted too and answered with v1 enum spellings. Streaming is not offered (the card says so).
+``tasks/get`` and ``tasks/cancel``, and ``message/stream`` (serve_app/a2a_stream.py); the v1
+names (``SendMessage``, ``SendStreamingMessage``, ``GetTask``, ``CancelTask``) are accepted too
+and answered with v1 enum spellings.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from serve_app.records import assistants as assistant_records
 from serve_app.runs import service
 from serve_app.schemas import RunCreate
 
-TASK_NOT_FOUND, TASK_NOT_CANCELABLE, UNSUPPORTED_OPERATION = -32001, -32002, -32004
+TASK_NOT_FOUND, TASK_NOT_CANCELABLE = -32001, -32002
 PROTOCOL_VERSION = "0.3.0"
 IO_MODES = ["text/plain", "application/json"]
 _V1_METHODS = {"SendMessage": "message/send", "GetTask": "tasks/get", "CancelTask": "tasks/cancel",
@@ -41,7 +42,7 @@ _V1_ROLES = {"user": "ROLE_USER", "agent": "ROLE_AGENT"}
 # --- agent card ----------------------------------------------------------------------------------
 async def agent_card(context: AppContext, assistant_id: str, owner: str | None, base_url: str,
                      auth_enabled: bool) -> dict[str, Any]:
-    assistant = await _assistant(context, assistant_id, owner)
+    assistant = await resolve_assistant(context, assistant_id, owner)
     name = assistant["name"]
     description = assistant.get("description") or f"{name} assistant (graph {assistant['graph_id']})"
     url = f"{base_url.rstrip('/')}/a2a/{assistant['assistant_id']}"
@@ -53,7 +54,7 @@ async def agent_card(context: AppContext, assistant_id: str, owner: str | None, 
         "preferredTransport": "JSONRPC",
         "additionalInterfaces": [{"url": url, "transport": "JSONRPC"}],
         "version": __version__,
-        "capabilities": {"streaming": False, "pushNotifications": False, "stateTransitionHistory": False},
+        "capabilities": {"streaming": True, "pushNotifications": False, "stateTransitionHistory": False},
         "defaultInputModes": IO_MODES,
         "defaultOutputModes": IO_MODES,
         "skills": [{
@@ -74,7 +75,7 @@ async def agent_card(context: AppContext, assistant_id: str, owner: str | None, 
     return card
 
 
-async def _assistant(context: AppContext, value: str, owner: str | None) -> dict:
+async def resolve_assistant(context: AppContext, value: str, owner: str | None) -> dict:
     try:
         assistant_id = service.resolve_assistant_id(context, value)
         return await assistant_records.get(await context.ready(), assistant_id, owner)
@@ -92,15 +93,13 @@ async def handle_request(context: AppContext, owner: str | None, assistant_id: s
     method = _V1_METHODS.get(method, method)
     params = message.get("params") or {}
     try:
-        assistant = await _assistant(context, assistant_id, owner)
+        assistant = await resolve_assistant(context, assistant_id, owner)
         if method == "message/send":
             result = await send_message(context, owner, assistant, params)
         elif method == "tasks/get":
             result = await get_task(context, owner, params)
         elif method == "tasks/cancel":
             result = await cancel_task(context, owner, params)
-        elif method == "message/stream":
-            raise RpcError(UNSUPPORTED_OPERATION, "Streaming is not supported by this agent (see its card)")
         else:
             raise RpcError(METHOD_NOT_FOUND, f"Method not found: {message['method']}")
     except RpcError as exc:
@@ -108,10 +107,10 @@ async def handle_request(context: AppContext, owner: str | None, assistant_id: s
     except Exception as exc:
         return {"jsonrpc": "2.0", "id": message["id"],
                 "error": {"code": INTERNAL_ERROR, "message": f"Internal error: {type(exc).__name__}: {exc}"}}
-    return {"jsonrpc": "2.0", "id": message["id"], "result": _to_v1(result) if v1 else result}
+    return {"jsonrpc": "2.0", "id": message["id"], "result": to_v1(result) if v1 else result}
 
 
-def _to_v1(value: Any) -> Any:
+def to_v1(value: Any) -> Any:
     """v1 spellings: TASK_STATE_COMPLETED, ROLE_AGENT, and the task wrapped as {"task": ...}."""
     def convert(item: Any) -> Any:
         if isinstance(item, dict):
@@ -152,8 +151,10 @@ def graph_input(message: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-async def send_message(context: AppContext, owner: str | None, assistant: dict,
-                       params: dict[str, Any]) -> dict[str, Any]:
+async def start_task(context: AppContext, owner: str | None, assistant: dict, params: dict[str, Any], *,
+                     stream_mode: list[str] | None = None) -> tuple[dict, dict]:
+    """Queue the run of a ``message/send`` or ``message/stream``: (the run row, the user message
+    as the task's history records it)."""
     message = params.get("message")
     if not isinstance(message, dict):
         raise RpcError(INVALID_PARAMS, "Invalid params: 'message' (an A2A Message object) is required")
@@ -166,7 +167,7 @@ async def send_message(context: AppContext, owner: str | None, assistant: dict,
     except ValueError:
         raise RpcError(INVALID_PARAMS, f"Invalid params: contextId {context_id!r} must be a UUID") from None
     body = RunCreate(assistant_id=str(assistant["assistant_id"]), input=run_input, if_not_exists="create",
-                     metadata={"a2a_message_id": message.get("messageId")})
+                     metadata={"a2a_message_id": message.get("messageId")}, stream_mode=stream_mode)
     try:
         run = await service.create_run(context, body, thread_id=thread_id, owner=owner)
     except Exception as exc:
@@ -175,18 +176,28 @@ async def send_message(context: AppContext, owner: str | None, assistant: dict,
         if getattr(exc, "status_code", None) in (400, 404, 422):
             raise RpcError(INVALID_PARAMS, f"Invalid params: {getattr(exc, 'detail', exc)}") from None
         raise
+    user_message = {**message, "kind": "message", "contextId": thread_id,
+                    "taskId": task_id_of(thread_id, str(run["run_id"]))}
+    return run, user_message
+
+
+def task_state(output: Any) -> str:
+    """The A2A state a finished run's output stands for."""
+    output = output if isinstance(output, dict) else {}
+    return "failed" if "__error__" in output else "input-required" if "__interrupt__" in output else "completed"
+
+
+async def send_message(context: AppContext, owner: str | None, assistant: dict,
+                       params: dict[str, Any]) -> dict[str, Any]:
+    run, user_message = await start_task(context, owner, assistant, params)
     output = await service.final_output(context, run)
     history_length = params.get("configuration", {}).get("historyLength") if isinstance(
         params.get("configuration"), dict) else None
-    status = "failed" if "__error__" in (output or {}) else \
-        "input-required" if "__interrupt__" in (output or {}) else "completed"
-    user_message = {**message, "kind": "message", "contextId": thread_id,
-                    "taskId": _task_id(thread_id, str(run["run_id"]))}
-    return _task(thread_id, str(run["run_id"]), status, output, str(assistant["assistant_id"]),
-                 history=[] if history_length == 0 else [user_message])
+    return _task(str(run["thread_id"]), str(run["run_id"]), task_state(output), output,
+                 str(assistant["assistant_id"]), history=[] if history_length == 0 else [user_message])
 
 
-def _task_id(thread_id: str, run_id: str) -> str:
+def task_id_of(thread_id: str, run_id: str) -> str:
     return f"{thread_id}:{run_id}"
 
 
@@ -201,7 +212,7 @@ def _parse_task_id(params: dict[str, Any]) -> tuple[str, str]:
         raise RpcError(TASK_NOT_FOUND, f"Task not found: {task_id}") from None
 
 
-def _agent_text(output: Any) -> str | None:
+def agent_text(output: Any) -> str | None:
     messages = output.get("messages") if isinstance(output, dict) else None
     for message in reversed(messages if isinstance(messages, list) else []):
         if isinstance(message, dict) and message.get("type") in ("ai", "AIMessage", "AIMessageChunk"):
@@ -213,29 +224,44 @@ def _agent_text(output: Any) -> str | None:
     return None
 
 
+def agent_message(thread_id: str, run_id: str, part: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "message", "role": "agent", "messageId": str(uuid.uuid4()),
+            "taskId": task_id_of(thread_id, run_id), "contextId": thread_id, "parts": [part]}
+
+
+def failure_message(thread_id: str, run_id: str, output: dict) -> dict[str, Any]:
+    text = f"Error executing assistant: {error_text(output.get('__error__'))}"
+    return agent_message(thread_id, run_id, {"kind": "text", "text": text})
+
+
+def result_artifact(state: str, output: Any, assistant_id: str) -> dict[str, Any] | None:
+    """The artifact a finished task carries: the interrupts, or the assistant's response."""
+    output = output if isinstance(output, dict) else {}
+    if state == "input-required":
+        return {"artifactId": str(uuid.uuid4()), "name": "Interrupt",
+                "description": "Agent requires input to continue",
+                "parts": [{"kind": "data", "data": {"id": i.get("id"), "value": i.get("value")}}
+                          for i in output.get("__interrupt__", []) if isinstance(i, dict)]}
+    if state == "completed":
+        text = agent_text(output)
+        parts = [{"kind": "text", "text": text}] if text is not None else [{"kind": "data", "data": output}]
+        return {"artifactId": str(uuid.uuid4()), "name": "Assistant Response",
+                "description": f"Response from assistant {assistant_id}", "parts": parts}
+    return None
+
+
 def _task(thread_id: str, run_id: str, state: str, output: Any, assistant_id: str, *,
           history: list[dict] | None = None) -> dict[str, Any]:
-    task_id = _task_id(thread_id, run_id)
+    task_id = task_id_of(thread_id, run_id)
     status: dict[str, Any] = {"state": state, "timestamp": datetime.now(UTC).isoformat()}
     task: dict[str, Any] = {"kind": "task", "id": task_id, "contextId": thread_id, "status": status}
     if history is not None:
         task["history"] = history
-    output = output if isinstance(output, dict) else {}
     if state == "failed":
-        status["message"] = {"kind": "message", "role": "agent", "messageId": str(uuid.uuid4()),
-                             "taskId": task_id, "contextId": thread_id,
-                             "parts": [{"kind": "text", "text": f"Error executing assistant: "
-                                                                f"{error_text(output.get('__error__'))}"}]}
-    elif state == "input-required":
-        task["artifacts"] = [{"artifactId": str(uuid.uuid4()), "name": "Interrupt",
-                              "description": "Agent requires input to continue",
-                              "parts": [{"kind": "data", "data": {"id": i.get("id"), "value": i.get("value")}}
-                                        for i in output.get("__interrupt__", []) if isinstance(i, dict)]}]
-    elif state == "completed":
-        text = _agent_text(output)
-        parts = [{"kind": "text", "text": text}] if text is not None else [{"kind": "data", "data": output}]
-        task["artifacts"] = [{"artifactId": str(uuid.uuid4()), "name": "Assistant Response",
-                              "description": f"Response from assistant {assistant_id}", "parts": parts}]
+        status["message"] = failure_message(thread_id, run_id, output if isinstance(output, dict) else {})
+    artifact = result_artifact(state, output, assistant_id)
+    if artifact is not None:
+        task["artifacts"] = [artifact]
     return task
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
+import orjson
 
-from serve_app import a2a_server, mcp_server
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from serve_app import a2a_server, a2a_stream, mcp_server
 from serve_app.auth import current_owner
+from serve_app.runs.sse import SSE_HEADERS, frame
 
 router = APIRouter(tags=["A2A"])
 Owner = Annotated[str | None, Depends(current_owner)]
@@ -49,11 +52,32 @@ async def agent_url_card(assistant_id: str, request: Request, owner: Owner) -> R
     return await _card(request, assistant_id, owner)
 
 
-@router.post("/a2a/{assistant_id}", summary="A2A JSON-RPC: message/send, tasks/get, tasks/cancel",
+def _accepts(accept: str, media_type: str) -> bool:
+    kinds = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    return bool(kinds & {media_type, media_type.split("/", 1)[0] + "/*", "*/*"})
+
+
+@router.post("/a2a/{assistant_id}",
+             summary="A2A JSON-RPC: message/send, message/stream (SSE), tasks/get, tasks/cancel",
              openapi_extra=_MESSAGE_BODY)
 async def a2a_rpc(assistant_id: str, request: Request, owner: Owner) -> Response:
-    message = await mcp_server.read_request(request)
+    message = await mcp_server.read_request(request, accepted=("application/json", "text/event-stream", "*/*"))
     if isinstance(message, Response):
         return message
-    return JSONResponse(await a2a_server.handle_request(request.app.state.context, owner, assistant_id, message))
+    context = request.app.state.context
+    accept = request.headers.get("accept", "")
+    if message["method"] not in a2a_stream.STREAM_METHODS:
+        if accept and not _accepts(accept, "application/json"):
+            return JSONResponse({"error": "Accept header must include application/json"}, status_code=400)
+        return JSONResponse(await a2a_server.handle_request(context, owner, assistant_id, message))
+    if accept and not _accepts(accept, "text/event-stream"):
+        # As the official server: a stream is only sent to a client that says it reads one.
+        return JSONResponse({"error": "Accept header must include text/event-stream for streaming"},
+                            status_code=400)
+
+    async def events():
+        async for answer in a2a_stream.stream_message(context, owner, assistant_id, message):
+            yield frame("message", orjson.dumps(answer))
+
+    return StreamingResponse(events(), media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
 
