@@ -182,8 +182,27 @@ class Settings(BaseSettings):
         description="Seconds between recovery sweeps of the run queue (runs start on push, not on the sweep).",
     )
 
-    @field_serializer("graphs")
-    def _graphs_as_json(self, value: dict[str, str]) -> str:
+    store_index_dims: int | None = Field(
+        default=None, ge=1, le=16_000,
+        description=(
+            "Dimensions of the store's semantic index (as langgraph.json store.index.dims). Unset: no index, "
+            "and a store search's query is ignored (as the official server without an index)."
+        ),
+    )
+    store_index_embed: str = Field(
+        default="scripted:embed", pattern=r"^(scripted|openai):[^\s]+$",
+        description=(
+            "Embeddings of the store index as provider:model: openai:<model> (an OpenAI-compatible "
+            "/embeddings at openai_base_url) or scripted:<name> (deterministic offline vectors)."
+        ),
+    )
+    store_index_fields: list[str] = Field(
+        default=["$"], min_length=1,
+        description="JSON paths of an item's value that are embedded (as store.index.fields; $ is the whole value).",
+    )
+
+    @field_serializer("graphs", "store_index_fields")
+    def _graphs_as_json(self, value: dict[str, str] | list[str]) -> str:
         # JSON text, so to_env() hands workers a value they parse back into the same map.
         return json.dumps(value)
 

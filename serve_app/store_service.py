@@ -6,11 +6,18 @@ periods (a GET names them joined by "."), and a missing item reads as ``null``.
 
 With auth on, each owner has a private partition: every namespace is stored under a hidden
 first label ``OWNER_LABEL_PREFIX + owner`` that callers never see nor can name.
+
+A search's ``query`` ranks items by meaning when the store has a semantic index (settings
+``store_index_*``, quadracode_ray/persistence/store_index.py): items come best first with their
+``score``. Without an index the query cannot rank: as the official server, the search answers
+the matching items unranked (``score`` null), and the replica logs a warning once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Request
@@ -18,6 +25,9 @@ from langgraph.store.base import Item
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from quadracode_ray.persistence.store_index import open_store
+
+log = logging.getLogger(__name__)
 OWNER_LABEL_PREFIX = "~owner:"
 # Items written with a ttl are purged by a sweeper every few minutes; reads refresh the ttl by
 # default, as the official server does.
@@ -125,6 +135,8 @@ class ScopedStore:
         await self.store.adelete(self._in(body.namespace), body.key)
 
     async def search(self, body: StoreSearchRequest) -> list[dict[str, Any]]:
+        if body.query and self.store.index_config is None:
+            _warn_unindexed_query()
         items = await self.store.asearch(
             self._in(body.namespace_prefix), query=body.query, filter=body.filter,
             limit=body.limit, offset=body.offset, refresh_ttl=body.refresh_ttl,
@@ -146,11 +158,17 @@ def _is_hidden(namespace: tuple[str, ...]) -> bool:
     return bool(namespace) and namespace[0].startswith(OWNER_LABEL_PREFIX)
 
 
+@functools.cache  # once per replica
+def _warn_unindexed_query() -> None:
+    log.warning("a store search has a query but the store has no semantic index (set store_index_dims): "
+                "the query is ignored and items come unranked, as the official server answers")
+
+
 _store_lock = asyncio.Lock()
 
 
 async def get_store(request: Request) -> AsyncPostgresStore:
-    """The replica's store, created on first use over the replica's pool (tables already exist)."""
+    """The replica's store, created on first use over the replica's pool (with its index, if any)."""
     state = request.app.state
     store = getattr(state, "langgraph_store", None)
     if store is None:
@@ -158,8 +176,8 @@ async def get_store(request: Request) -> AsyncPostgresStore:
             store = getattr(state, "langgraph_store", None)
             if store is None:
                 pool = await state.context.pool()
-                store = AsyncPostgresStore(pool, ttl={"refresh_on_read": True,
-                                                      "sweep_interval_minutes": TTL_SWEEP_MINUTES})
+                store = await open_store(pool, state.context.settings,
+                                         ttl={"refresh_on_read": True, "sweep_interval_minutes": TTL_SWEEP_MINUTES})
                 await store.start_ttl_sweeper()
                 state.langgraph_store = store
     return store

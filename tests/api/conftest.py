@@ -18,6 +18,10 @@ from quadracode_ray.persistence.embedded import EmbeddedPostgres
 from tests.api.graphs import TEST_GRAPHS
 from tests.conftest import TEMPLATE_DB
 
+# The session's store has a semantic index on the scripted model's offline embeddings (the
+# oracle's official server gets the same index: tests/api/oracle/embed.py).
+STORE_INDEX_DIMS = 64
+
 
 @pytest.fixture(scope="session")
 def api_database_url(pg_admin_url: str) -> Iterator[str]:
@@ -45,7 +49,8 @@ def api_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     data_dir = tmp_path_factory.mktemp("api-data")
     serve.run(
         build_app({"settings": {"database_url": api_database_url, "data_dir": str(data_dir),
-                                "graphs": TEST_GRAPHS, "run_sweep_interval_s": 1.0},
+                                "graphs": TEST_GRAPHS, "run_sweep_interval_s": 1.0,
+                                "store_index_dims": STORE_INDEX_DIMS},
                    # The API tests need no actor fabric; tests/e2e run the whole system with it.
                    "fabric": False}),
         name=APP_NAME, route_prefix="/", blocking=False,

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import uuid
 
 import httpx
 import pytest
+from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph_sdk.errors import UnprocessableEntityError
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from quadracode_ray.llm.scripted.embeddings import embed_text
+from serve_app import store_service
+from serve_app.store_service import ScopedStore, StoreSearchRequest
+from tests.api.conftest import STORE_INDEX_DIMS
 
 
 @pytest.fixture
@@ -55,7 +66,7 @@ async def test_search_by_prefix_filter_limit_offset(lg_client, root: str) -> Non
     assert len(page1) == 2 and len(page2) == 2
     assert not {i["key"] for i in page1} & {i["key"] for i in page2}
 
-    # Without an embedding index a query cannot rank; it still answers with the prefix's items.
+    # A query ranks (the session's store has a semantic index) but never drops matching items.
     queried = (await lg_client.store.search_items([root, "docs", "d0"], query="anything"))["items"]
     assert sorted(item["key"] for item in queried) == ["k0", "k2", "k4"]
 
@@ -111,3 +122,61 @@ def test_reserved_owner_label_cannot_be_named(api_url: str) -> None:
                          json={"namespace": ["~owner:alice"], "key": "k", "value": {}})
     assert response.status_code == 422
     assert "reserved" in response.text
+
+
+def cosine(a: str, b: str) -> float:
+    x, y = embed_text(a, STORE_INDEX_DIMS), embed_text(b, STORE_INDEX_DIMS)
+    return sum(p * q for p, q in zip(x, y, strict=True)) / math.sqrt(sum(p * p for p in x) * sum(q * q for q in y))
+
+
+async def test_query_ranks_items_by_meaning_with_scores(lg_client, root: str) -> None:
+    """The session's store has a semantic index (scripted embeddings, the whole value embedded)."""
+    docs = {"cats": {"text": "the cat sat on the mat with another cat"}, "dogs": {"text": "dogs chase red balls"},
+            "both": {"text": "a cat and a dog"}}
+    for key, value in docs.items():
+        await lg_client.store.put_item([root, "docs"], key, value)
+    found = (await lg_client.store.search_items([root], query="cat sat on the mat"))["items"]
+    assert [item["key"] for item in found][0] == "cats"
+    scores = [item["score"] for item in found]
+    assert scores == sorted(scores, reverse=True)
+    # The score is the cosine similarity of the query's and the item's embeddings (what is embedded
+    # with fields ["$"]: the value's JSON with sorted keys).
+    for item in found:
+        expected = cosine("cat sat on the mat", json.dumps(docs[item["key"]], sort_keys=True))
+        assert item["score"] == pytest.approx(expected, abs=1e-4)
+    # Filters and the namespace prefix still apply to a query; limit cuts the ranking.
+    filtered = (await lg_client.store.search_items([root], query="cat", filter={"text": "dogs chase red balls"}))
+    assert [item["key"] for item in filtered["items"]] == ["dogs"]
+    top = (await lg_client.store.search_items([root], query="cat sat on the mat", limit=1))["items"]
+    assert [item["key"] for item in top] == ["cats"]
+
+
+async def test_items_put_with_index_false_are_not_ranked(lg_client, root: str) -> None:
+    await lg_client.store.put_item([root], "kept", {"text": "apples and pears"})
+    await lg_client.store.put_item([root], "unindexed", {"text": "apples and pears"}, index=False)
+    await lg_client.store.put_item([root], "title", {"title": "apples", "body": "zebra"}, index=["body"])
+    found = {item["key"]: item["score"] for item in
+             (await lg_client.store.search_items([root], query="apples"))["items"]}
+    assert found["kept"] > 0.2
+    assert found.get("unindexed") is None  # no vector: never ranked above anything
+    # Only the listed field was embedded: "zebra" matches it, "apples" does not.
+    assert found["title"] == pytest.approx(cosine("apples", "zebra"), abs=1e-4)
+    by_body = (await lg_client.store.search_items([root], query="zebra", limit=1))["items"]
+    assert by_body[0]["key"] == "title" and by_body[0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+async def test_a_query_without_an_index_answers_unranked_as_the_official_server(
+        api_database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The official server without store.index ignores a query; ours does the same and says so."""
+    async with AsyncConnectionPool(api_database_url, kwargs={"autocommit": True, "row_factory": dict_row},
+                                   min_size=1, max_size=2, open=False) as pool:
+        store = ScopedStore(AsyncPostgresStore(pool), owner=None)
+        root = f"t{uuid.uuid4().hex[:10]}"
+        await store.store.aput((root,), "a", {"text": "cat"})
+        await store.store.aput((root,), "b", {"text": "dog"})
+        store_service._warn_unindexed_query.cache_clear()  # it warns once per process
+        with caplog.at_level(logging.WARNING, logger="serve_app.store_service"):
+            items = await store.search(StoreSearchRequest(namespace_prefix=[root], query="cat"))
+    assert sorted(item["key"] for item in items) == ["a", "b"]
+    assert all(item["score"] is None for item in items)
+    assert "no semantic index" in caplog.text

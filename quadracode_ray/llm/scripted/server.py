@@ -1,7 +1,8 @@
 """A local HTTP server that speaks the OpenAI and Anthropic wire protocols for the scripted model.
 
 Endpoints: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic), both
-streaming (SSE) and not, with tool calls; ``GET /v1/models``; ``GET /health``; and
+streaming (SSE) and not, with tool calls; ``POST /v1/embeddings`` (OpenAI; deterministic
+word-hash vectors, see embeddings.py); ``GET /v1/models``; ``GET /health``; and
 ``POST /_scripted/faults`` to make the next requests for one model name fail with given HTTP
 statuses (429, 500, ...), which is how the retry tests and demos inject failures.
 
@@ -28,6 +29,7 @@ from starlette.routing import Route
 
 from quadracode_ray.llm.scripted import wire
 from quadracode_ray.llm.scripted.brain import decide
+from quadracode_ray.llm.scripted.embeddings import openai_embeddings_response
 
 
 class FaultPlan:
@@ -141,6 +143,13 @@ def build_app(*, delay_s: float = 0.0, faults: FaultPlan | None = None) -> Starl
             return StreamingResponse(_breaking(events, body["model"], faults), media_type="text/event-stream")
         return JSONResponse(wire.anthropic_response(decision, body["model"], turns, seed))
 
+    async def embeddings(request: Request) -> Response:
+        try:
+            body = await _body(request)
+            return JSONResponse(openai_embeddings_response(body, body["model"]))
+        except (wire.WireError, ValueError) as exc:
+            return JSONResponse(wire.openai_error(400, str(exc)), status_code=400)
+
     async def inject_faults(request: Request) -> Response:
         body = await request.json()
         faults.inject(str(body["model"]), [int(s) for s in body.get("statuses", [])], body.get("retry_after_s"))
@@ -163,6 +172,8 @@ def build_app(*, delay_s: float = 0.0, faults: FaultPlan | None = None) -> Starl
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/_scripted/faults", inject_faults, methods=["POST"]),
