@@ -119,7 +119,8 @@ async def update_state(context: AppContext, thread_id: str, owner: str | None, *
         raise Invalid(f"cannot update state: {exc}") from None
     snapshot = await graph.aget_state(_config(thread_id))
     interrupts = {t.id: [_interrupt(i) for i in t.interrupts] for t in snapshot.tasks if t.interrupts}
-    status = "interrupted" if interrupts else "idle"
+    # As the official server: a thread whose state has nodes left to run is interrupted.
+    status = "interrupted" if interrupts or snapshot.next else "idle"
     await thread_records.set_state_columns(pool, thread_id, loads(dumps(snapshot.values)), interrupts, status)
     checkpoint = _checkpoint(config)
     return {"checkpoint": checkpoint, "configurable": checkpoint,

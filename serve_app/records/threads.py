@@ -16,10 +16,14 @@ from serve_app.schemas import ThreadCount, ThreadSearch
 FIELDS = ("thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "status", "config",
           "values", "interrupts", "error")
 _COLUMNS = ", ".join(f'"{f}"' for f in FIELDS)
+# As the official server: a created thread is answered without error/interrupts, a copy also
+# without values (its state is read through the state routes).
+CREATED_FIELDS = tuple(f for f in FIELDS if f not in ("error", "interrupts"))
+COPIED_FIELDS = tuple(f for f in CREATED_FIELDS if f != "values")
 
 
-def public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in FIELDS}
+def public(row: dict[str, Any], fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
+    return {k: row[k] for k in fields}
 
 
 async def insert(conn: AsyncConnection, thread_id: Any, metadata: dict, owner: str | None, *,
@@ -38,9 +42,9 @@ async def create(pool: AsyncConnectionPool, thread_id: uuid.UUID | None, metadat
     async with pool.connection() as conn:
         row = await insert(conn, thread_id, metadata, owner)
     if row is not None:
-        return public(row), True
+        return public(row, CREATED_FIELDS), True
     if if_exists == "do_nothing":
-        return await get(pool, str(thread_id), owner), False
+        return public(await get(pool, str(thread_id), owner), CREATED_FIELDS), False
     raise Conflict(f"Thread with ID {thread_id} already exists")
 
 

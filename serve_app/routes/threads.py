@@ -60,7 +60,8 @@ async def create_thread(body: ThreadCreate, request: Request, owner: Owner):
             for update in step.updates:
                 await thread_state.update_state(context, str(thread["thread_id"]), owner, values=update.values,
                                                 as_node=update.as_node, checkpoint=None)
-        thread = await thread_records.get(pool, str(thread["thread_id"]), owner)
+        thread = thread_records.public(await thread_records.get(pool, str(thread["thread_id"]), owner),
+                                       thread_records.CREATED_FIELDS)
     return json_response(thread)
 
 
@@ -153,7 +154,8 @@ async def copy_thread(thread_id: str, request: Request, owner: Owner):
              source["status"], new_id))
         await thread_records.copy_checkpoints(conn, str(source["thread_id"]), new_id)
     assert row is not None
-    return json_response(await thread_records.get(pool, new_id, owner))
+    return json_response(thread_records.public(await thread_records.get(pool, new_id, owner),
+                                               thread_records.COPIED_FIELDS))
 
 
 @router.get("/threads/{thread_id}/state", summary="The thread's current state")
