@@ -67,40 +67,17 @@ async def next_pending(conn: AsyncConnection, thread_id: Any) -> NextRun | None:
 
 
 async def claim(pool: AsyncConnectionPool, run_id: str, executor: str) -> ClaimResult:
-    """Move a pending run to running if it is due, first in line, and its thread is free."""
-    async with pool.connection() as conn, conn.transaction():
-        # A claim lost in an OS crash leaves the run pending, and it is simply claimed again:
-        # no need to wait for the WAL flush.
-        await conn.execute("SET LOCAL synchronous_commit = off")
-        cursor = await conn.execute("SELECT thread_id FROM qr_runs WHERE run_id = %s", (run_id,))
-        found = await cursor.fetchone()
-        if found is None:
-            return ClaimResult()
-        await lock_thread(conn, found["thread_id"])
-        cursor = await conn.execute(
-            "SELECT *, available_at > now() AS not_due FROM qr_runs WHERE run_id = %s FOR UPDATE", (run_id,)
-        )
-        run = await cursor.fetchone()
-        if run is None or run["status"] != "pending":
-            return ClaimResult()
-        if run["not_due"]:
-            return ClaimResult(not_before=run["available_at"])
-        cursor = await conn.execute(
-            "SELECT 1 FROM qr_runs WHERE thread_id = %s AND run_id <> %s AND "
-            "(status = 'running' OR (status = 'pending' AND (created_at, run_id) < (%s, %s))) LIMIT 1",
-            (run["thread_id"], run_id, run["created_at"], run["run_id"]),
-        )
-        if await cursor.fetchone() is not None:
-            return ClaimResult()  # started by whoever finishes the run ahead of it
-        cursor = await conn.execute(
-            "UPDATE qr_runs SET status = 'running', executor = %s, attempt = attempt + 1, "
-            "started_at = now(), updated_at = now() WHERE run_id = %s RETURNING *",
-            (executor, run_id),
-        )
-        claimed = await cursor.fetchone()
-        await conn.execute("UPDATE qr_threads SET status = 'busy', updated_at = now() WHERE thread_id = %s",
-                           (run["thread_id"],))
-        return ClaimResult(run=claimed)
+    """Move a pending run to running if it is due, first in line, and its thread is free.
+
+    One round trip: ``qr_claim_run`` (migration api/0002) does it in one transaction."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT * FROM qr_claim_run(%s, %s)", (run_id, executor))
+        row = await cursor.fetchone()
+    if row is None:
+        return ClaimResult()
+    if row["status"] == "pending":
+        return ClaimResult(not_before=row["available_at"])
+    return ClaimResult(run=row)
 
 
 async def finish(
@@ -116,34 +93,17 @@ async def finish(
     delete_run: bool = False,
     delete_thread: bool = False,
 ) -> NextRun | None:
-    """Record a run's end and its thread's new state; return the thread's next pending run."""
-    async with pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute("SELECT thread_id FROM qr_runs WHERE run_id = %s", (run_id,))
-        found = await cursor.fetchone()
-        if found is None:
-            return None
-        thread_id = found["thread_id"]
-        await lock_thread(conn, thread_id)
-        if delete_thread:
-            await conn.execute("DELETE FROM qr_threads WHERE thread_id = %s", (thread_id,))
-            return None
-        if delete_run:
-            await conn.execute("DELETE FROM qr_runs WHERE run_id = %s", (run_id,))
-        else:
-            await conn.execute(
-                "UPDATE qr_runs SET status = %s, error = %s, ended_at = now(), updated_at = now() "
-                "WHERE run_id = %s AND status IN ('pending', 'running')",
-                (status, Jsonb(error) if error is not None else None, run_id),
-            )
-        if write_state:
-            await conn.execute(
-                'UPDATE qr_threads SET "values" = %s, interrupts = %s, error = %s, state_updated_at = now() '
-                "WHERE thread_id = %s",
-                (Jsonb(values) if values is not None else None, Jsonb(interrupts or {}),
-                 Jsonb(error) if error is not None else None, thread_id),
-            )
-        await settle_thread(conn, thread_id, thread_outcome)
-        return await next_pending(conn, thread_id)
+    """Record a run's end and its thread's new state; return the thread's next pending run.
+
+    One round trip: ``qr_finish_run`` (migration api/0002) does it in one transaction."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT * FROM qr_finish_run(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (run_id, status, thread_outcome, Jsonb(error) if error is not None else None,
+             Jsonb(values) if values is not None else None, Jsonb(interrupts or {}), write_state, delete_run,
+             delete_thread))
+        row = await cursor.fetchone()
+    return NextRun(str(row["next_run_id"]), row["next_executor"]) if row else None
 
 
 async def release_for_retry(pool: AsyncConnectionPool, run_id: str) -> None:
