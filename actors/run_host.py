@@ -23,8 +23,6 @@ from typing import Any
 import httpx
 import orjson
 import ray
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg.conninfo import make_conninfo
 
 from actors import run_executor_queue as queue
@@ -34,6 +32,8 @@ from actors.run_executor_stream import END_EVENT, RunStream, batch, dumps
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence import open_async_pool
+from quadracode_ray.persistence.checkpoints import ApiCheckpointSaver
+from quadracode_ray.persistence.store_index import open_store
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,8 @@ class RunHost:
             make_conninfo(self.database_url, options="-c synchronous_commit=off"),
             min_size=max(1, self.min_connections // 2),
             max_size=max(4, self.settings.db_pool_max_size), name=f"{self.name}-checkpoints")
-        self.saver = AsyncPostgresSaver(self.checkpoint_pool)
-        self.store = AsyncPostgresStore(self.pool)
+        self.saver = ApiCheckpointSaver(self.checkpoint_pool)
+        self.store = await open_store(self.pool, self.settings)  # with the semantic index, if configured
         self.registry = GraphRegistry.from_settings(self.settings)
         for run_id in await queue.recover(self.pool, self.name, self.pool_names, self.settings.run_max_attempts,
                                           adopt_orphans=self.adopt_orphans):

@@ -21,11 +21,18 @@ from serve_app.crons.models import SCHEDULE_FIELDS, CronCount, CronCreate, CronP
 from serve_app.crons.schedule import next_run_date
 
 _COLUMNS = ("cron_id, assistant_id, thread_id, on_run_completed, end_time, schedule, timezone, created_at, "
-            "updated_at, owner AS user_id, payload, next_run_date, metadata, enabled")
+            "updated_at, coalesce(owner, '') AS user_id, payload, next_run_date, metadata, enabled")
 
 
 def _owned(owner: str | None) -> str:
     return "TRUE" if owner is None else "owner = %(owner)s"
+
+
+def with_cron_id(payload: dict, cron_id: Any) -> dict:
+    """As the official server, a cron's payload names it in config.configurable.cron_id."""
+    config = dict(payload.get("config") or {})
+    config["configurable"] = {**(config.get("configurable") or {}), "cron_id": str(cron_id)}
+    return {**payload, "config": config}
 
 
 def not_found(cron_id: Any) -> HTTPException:
@@ -35,15 +42,16 @@ def not_found(cron_id: Any) -> HTTPException:
 async def insert(pool: AsyncConnectionPool, body: CronCreate, *, assistant_id: str, thread_id: str | None,
                  owner: str | None) -> dict:
     now = datetime.now(UTC)
-    payload = body.model_dump(mode="json", exclude_unset=True)
-    payload["assistant_id"] = assistant_id
+    cron_id = uuid.uuid4()
+    payload = with_cron_id({**body.model_dump(mode="json", exclude_unset=True), "assistant_id": assistant_id},
+                           cron_id)
     on_completed = None if thread_id is not None else (body.on_run_completed or "delete")
     async with pool.connection() as conn:
         cursor = await conn.execute(
             f"INSERT INTO qr_crons (cron_id, assistant_id, thread_id, owner, schedule, timezone, end_time, payload, "
             f"metadata, on_run_completed, enabled, next_run_date, created_at, updated_at) "
             f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-            (uuid.uuid4(), assistant_id, thread_id, owner, body.schedule, body.timezone, body.end_time,
+            (cron_id, assistant_id, thread_id, owner, body.schedule, body.timezone, body.end_time,
              Jsonb(payload), Jsonb(body.metadata or {}), on_completed, body.enabled,
              next_run_date(body.schedule, now, body.timezone), now, now),
         )
@@ -89,7 +97,8 @@ async def update(pool: AsyncConnectionPool, cron_id: str, body: CronPatch, owner
         if "schedule" in changes or "timezone" in changes:
             due = next_run_date(schedule, now, timezone)
         run_changes = {k: v for k, v in changes.items() if k not in SCHEDULE_FIELDS}
-        payload = {**row["payload"], **run_changes, "assistant_id": row["payload"].get("assistant_id")}
+        payload = with_cron_id({**row["payload"], **run_changes, "assistant_id": row["payload"].get("assistant_id")},
+                               cron_id)
         metadata = {**row["metadata"], **(body.metadata or {})}
         cursor = await conn.execute(
             f"UPDATE qr_crons SET schedule = %s, timezone = %s, end_time = %s, enabled = %s, "

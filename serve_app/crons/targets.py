@@ -36,6 +36,16 @@ def run_request(cron: dict) -> dict[str, Any]:
     """The run request of one fire: the cron's payload without its schedule fields."""
     body = {k: v for k, v in cron["payload"].items() if k not in SCHEDULE_FIELDS}
     body["assistant_id"] = str(cron["assistant_id"])
+    # The payload's configurable.cron_id (the official shape) is no run input: the run is tagged
+    # with the cron in its metadata, and a configurable next to a context would be refused.
+    configurable = {k: v for k, v in ((body.get("config") or {}).get("configurable") or {}).items() if k != "cron_id"}
+    config = {k: v for k, v in (body.get("config") or {}).items() if k != "configurable"}
+    if configurable:
+        config["configurable"] = configurable
+    if config:
+        body["config"] = config
+    else:
+        body.pop("config", None)
     if cron["thread_id"] is None:
         body["on_completion"] = cron["on_run_completed"] or "delete"
     return body

@@ -18,6 +18,10 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row[k] for k in FIELDS}
     kwargs = dict(out["kwargs"])
     kwargs.pop("graph_id", None)
+    if row.get("attempt") and isinstance(kwargs.get("config"), dict):
+        # As the official server, whose worker writes it into the run once it starts the run.
+        config = kwargs["config"]
+        kwargs["config"] = {**config, "metadata": {**(config.get("metadata") or {}), "run_attempt": row["attempt"]}}
     out["kwargs"] = kwargs
     out["langsmith_session_name"] = None
     return out

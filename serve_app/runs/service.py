@@ -107,6 +107,10 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
     run_id = str(uuid.uuid4())
     temporary = stateless and (payload.on_completion or "delete") == "delete"
     thread_id = thread_id or str(uuid.uuid4())
+    # As the official server, the run's configurable names it (the run executor sets the same)
+    # and its user ("" when anonymous, as the official dev server without auth).
+    config["configurable"].update(run_id=run_id, thread_id=thread_id, graph_id=graph_id, assistant_id=assistant_id)
+    config["configurable"].setdefault("user_id", owner or "")
     kwargs = {
         "input": payload.input, "command": payload.command.model_dump(exclude_unset=True) if payload.command else None,
         "config": config, "context": run_context, "stream_mode": payload.stream_modes(),
@@ -120,11 +124,13 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
         "graph_id": graph_id,
     }
     executor = await context.executors.choose_host({"thread_id": thread_id, "graph_id": graph_id})
-    # As the official server: a run's metadata carries its thread's (merged in SQL) and assistant's.
-    run_metadata = {**(assistant["metadata"] or {}), **(payload.metadata or {}), **(metadata or {}),
-                    "graph_id": graph_id, "assistant_id": assistant_id}
-    # One round trip: qr_create_run (migration api/0002) locks the thread, applies the
-    # multitask strategy and inserts the run, in one transaction.
+    # As the official server: a run's metadata is its assistant's under its thread's (both merged in
+    # SQL) under its config's and its own; kwargs.config.metadata is the same map.
+    run_metadata = {**((payload.config or {}).get("metadata") or {}), **(payload.metadata or {}),
+                    **(metadata or {}), "graph_id": graph_id, "assistant_id": assistant_id}
+    # One round trip: qr_create_run (migrations api/0002, 0003) locks the thread, applies the
+    # multitask strategy, merges the thread's and assistant's config and metadata into the run's
+    # and the run's config into the thread's (as the official server), and inserts the run.
     try:
         async with pool.connection() as conn:
             row = await (await conn.execute(

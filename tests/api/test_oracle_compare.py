@@ -130,26 +130,9 @@ def differences(official: Any, ours: Any, path: str) -> list[str]:
     return []
 
 
-# Shape differences already known, each to be closed in the assistants/threads/runs code; the
+# Shape differences known and kept on purpose, each with its reason; the
 # test fails on any other, so a new divergence is caught at once.
 KNOWN_GAPS = {
-    # The thread's config and the run's config as the official Runs.put merges them: being closed.
-    *(f"{step}.config.configurable: only official" for step in ("threads.get", "threads.search[]",
-                                                                 "threads.update")),
-    *(f"{step}.metadata.{key}: only official" for step in ("threads.get_state", "threads.get_history[]")
-      for key in ("thread_id", "user_id")),
-    *(f"{step}.{gap}" for step in ("runs.create", "runs.get", "runs.list[]") for gap in (
-        "kwargs.config.configurable.assistant_id: only official",
-        "kwargs.config.configurable.graph_id: only official",
-        "kwargs.config.configurable.run_id: only official",
-        "kwargs.config.configurable.thread_id: only official",
-        "kwargs.config.configurable.user_id: only official",
-        "kwargs.config.metadata: only official",
-    )),
-    "crons.create_for_thread.payload.config: only official",
-    "crons.create_for_thread.user_id: official str, ours NoneType",
-    "crons.search[].payload.config: only official",
-    "crons.search[].user_id: official str, ours NoneType",
     # On purpose: a final state without messages is answered as a data part (the state itself);
     # the official server sends its Python repr as text ("{'items': ['s', 'a']}").
     "a2a message/stream.1:artifact-update.result.artifact.parts[].data: only ours",
@@ -291,6 +274,15 @@ async def test_response_shapes_match_the_official_server(official_url: str, api_
     assert ours["runs.wait"] == theirs["runs.wait"] == {"items": ["x", "a"]}
     assert ours["runs.join"] == theirs["runs.join"]
     assert list(ours["runs.stream"]) == list(theirs["runs.stream"])  # SSE event names, in order
+    for side in (theirs, ours):
+        # The run's config names the run, and its checkpoints name their thread, on both servers.
+        run, state = side["runs.get"], side["threads.get_state"]
+        configurable = run["kwargs"]["config"]["configurable"]
+        assert (configurable["run_id"], configurable["thread_id"], configurable["assistant_id"]) == (
+            run["run_id"], run["thread_id"], run["assistant_id"])
+        assert run["kwargs"]["config"]["metadata"]["suite"] == run["metadata"]["suite"] == "oracle"
+        assert state["metadata"]["thread_id"] == side["threads.create"]["thread_id"]
+        assert state["metadata"]["suite"] == "oracle" and state["metadata"]["user_id"] == ""
     check(compare(theirs, ours), set(theirs))
 
 
