@@ -27,7 +27,7 @@ from actors.delivery import DeliveryReceipt, Inbox, MemoryInboxStore, send
 from actors.fabric_clients import fabric_configurable
 from actors.metrics import install_ray_metrics
 from actors.registry import Registration
-from actors.run_host import RayForward, RunHost
+from actors.run_host import RayForward, RunHost, RunHostCalls
 from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import CANCEL_TASK, PING, PONG, TASK, TASK_RESULT, Envelope
@@ -40,7 +40,7 @@ RESULT_DEADLINE_S = 3600.0
 
 
 @ray.remote(max_restarts=0)
-class AgentActor:
+class AgentActor(RunHostCalls):
     def __init__(self, agent_id: str, kind: str, capabilities: list[str], workspace_id: str, settings: Settings,
                  metadata: dict[str, JsonValue] | None = None, workspace: WorkspaceClient | None = None):
         install_ray_metrics()
@@ -114,7 +114,7 @@ class AgentActor:
                 "inbox": self.inbox.stats(), "pid": os.getpid(),
                 "running_runs": len(self._run_host.tasks) if self._run_host else 0}
 
-    # --- API runs of assistant `agent` hosted here (see actors/run_host.py, run_host_agents.py) ----
+    # --- API runs of assistant `agent` hosted here: RunHostCalls (actors/run_host.py) -----------
     @property
     def run_host(self) -> RunHost:
         if self._run_host is None:
@@ -124,19 +124,6 @@ class AgentActor:
                                      clients=lambda graph_id: fabric_configurable(graph_id, settings, **local),
                                      forward=RayForward(), min_connections=1)
         return self._run_host
-
-    async def submit_run(self, run_id: str) -> None:
-        await self.run_host.submit(run_id)
-
-    async def cancel_run(self, run_id: str, action: str = "interrupt") -> bool:
-        return await self.run_host.cancel(run_id, action)
-
-    async def run_events(self, run_id: str, after: int = -1):
-        async for items in self.run_host.events(run_id, after):
-            yield items
-
-    async def run_stats(self) -> dict[str, Any]:
-        return await self.run_host.stats()
 
     # --- envelopes ---------------------------------------------------------------------------
     async def deliver(self, envelope: Envelope) -> DeliveryReceipt:

@@ -42,7 +42,7 @@ from actors.dispatch import Dispatcher
 from actors.fabric_clients import fabric_configurable
 from actors.fleet_client import FleetActorClient
 from actors.metrics import install_ray_metrics
-from actors.run_host import RayForward, RunHost
+from actors.run_host import RayForward, RunHost, RunHostCalls
 from actors.run_host_agents import adopt_runs_of_dead_agents
 from actors.run_host_enqueue import api_thread_id, enqueue_run, run_id_for
 from actors.tasks import FabricDelegation, TaskStore
@@ -108,7 +108,7 @@ def _guardrails(settings: Settings) -> Any:
 
 
 @ray.remote(num_cpus=0)
-class Orchestrator:
+class Orchestrator(RunHostCalls):
     def __init__(self, settings: Settings):
         install_ray_metrics()
         self.settings = settings
@@ -379,21 +379,7 @@ class Orchestrator:
         return {"inbox": self.inbox.stats(), "runs_total": self.runs_total,
                 "dispatching": len(self.dispatcher._active), "agent_load": dict(self.dispatcher.load)}
 
-    # --- API runs hosted here (the calls every run host answers; see actors/run_host.py) --------
-    async def submit_run(self, run_id: str) -> None:
+    # --- API runs hosted here: the calls of RunHostCalls (actors/run_host.py) -------------------
+    async def _run_host_ready(self) -> RunHost:
         await self._started
-        await self.run_host.submit(run_id)
-
-    async def cancel_run(self, run_id: str, action: str = "interrupt") -> bool:
-        await self._started
-        return await self.run_host.cancel(run_id, action)
-
-    @ray.method(max_task_retries=0)  # after a restart the reader follows the run's new attempt itself
-    async def run_events(self, run_id: str, after: int = -1):
-        await self._started
-        async for items in self.run_host.events(run_id, after):
-            yield items
-
-    async def run_stats(self) -> dict[str, Any]:
-        await self._started
-        return await self.run_host.stats()
+        return self.run_host

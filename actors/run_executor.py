@@ -10,12 +10,11 @@ generator ``events``. On (re)start the host recovers the runs it was running.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import ray
 
 from actors.fabric_clients import fabric_configurable
-from actors.run_host import RayForward, RunHost
+from actors.run_host import RayForward, RunHost, RunHostCalls
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence.bootstrap import resolve_database_url
 
@@ -27,36 +26,20 @@ def executor_names(settings: Settings, database_url: str) -> list[str]:
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10_000)
-class RunExecutor:
-    """A run host as an actor. Every actor that hosts API runs answers the same calls:
-    ``submit_run``, ``cancel_run``, ``run_events`` (streaming) and ``run_stats``."""
+class RunExecutor(RunHostCalls):
+    """A run host as an actor (the calls: RunHostCalls)."""
 
     def __init__(self, name: str, settings: Settings, database_url: str, pool_names: list[str]):
         self.name = name
         fabric_settings = settings.model_copy(update={"database_url": database_url})
-        self.host = RunHost(name, settings, database_url, pool_names=pool_names,
-                            adopt_orphans=name == pool_names[0],
-                            clients=lambda graph_id: fabric_configurable(graph_id, fabric_settings),
-                            forward=RayForward())
-        self.host.start()
+        self.run_host = RunHost(name, settings, database_url, pool_names=pool_names,
+                                adopt_orphans=name == pool_names[0],
+                                clients=lambda graph_id: fabric_configurable(graph_id, fabric_settings),
+                                forward=RayForward())
+        self.run_host.start()
 
     async def ready(self) -> str:
-        return await self.host.ready()
-
-    async def submit_run(self, run_id: str) -> None:
-        await self.host.submit(run_id)
-
-    async def cancel_run(self, run_id: str, action: str = "interrupt") -> bool:
-        """Stop a run this executor holds. Returns False when it is neither running nor pending."""
-        return await self.host.cancel(run_id, action)
-
-    async def run_events(self, run_id: str, after: int = -1):
-        """Streaming generator: batches of (seq, event, data) with seq > after, until the run ends."""
-        async for items in self.host.events(run_id, after):
-            yield items
-
-    async def run_stats(self) -> dict[str, Any]:
-        return await self.host.stats()
+        return await self.run_host.ready()
 
 
 def database_url_for(settings: Settings) -> str:

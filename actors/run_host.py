@@ -389,6 +389,33 @@ class RunHost:
                 "timers": len(self.timers), "runs_started": self.runs_started}
 
 
+class RunHostCalls:
+    """The calls every actor hosting API runs answers (mixed into the actor classes): the API
+    reaches a run's host by the name in ``qr_runs.executor`` and calls these."""
+
+    run_host: RunHost
+
+    async def _run_host_ready(self) -> RunHost:
+        """The host, once the actor can serve it (an actor still starting overrides this)."""
+        return self.run_host
+
+    async def submit_run(self, run_id: str) -> None:
+        await (await self._run_host_ready()).submit(run_id)
+
+    async def cancel_run(self, run_id: str, action: str = "interrupt") -> bool:
+        """Stop a run this actor holds. Returns False when it is neither running nor pending."""
+        return await (await self._run_host_ready()).cancel(run_id, action)
+
+    @ray.method(max_task_retries=0)  # after a host's restart the reader follows the run's new attempt itself
+    async def run_events(self, run_id: str, after: int = -1):
+        """Streaming generator: batches of (seq, event, data) with seq > after, until the run ends."""
+        async for items in (await self._run_host_ready()).events(run_id, after):
+            yield items
+
+    async def run_stats(self) -> dict[str, Any]:
+        return await (await self._run_host_ready()).stats()
+
+
 async def _delete_run_checkpoints(pool, thread_id: str, run_id: str) -> None:
     async with pool.connection() as conn, conn.transaction():
         cursor = await conn.execute(

@@ -18,7 +18,9 @@ import pytest
 from actors.common import AGENT_PREFIX, ORCHESTRATOR, actor_name
 from quadracode_ray import NAMESPACE
 from sandbox.client import get_workspace
+from tests.api.conftest import _kill_run_executors
 from tests.e2e.conftest import eventually, message_texts
+from tests.e2e.test_delegation import _exists
 
 APP = "qr-routing"
 
@@ -26,10 +28,8 @@ APP = "qr-routing"
 @pytest.fixture(scope="module")
 def api(system, serve_http_port: int) -> Iterator[str]:
     """The Serve app on the module's fabric (already started by ``system``)."""
-    import ray
     from ray import serve
 
-    from actors.run_executor import executor_names
     from serve_app.app import build_app
 
     settings = system.settings
@@ -39,11 +39,7 @@ def api(system, serve_http_port: int) -> Iterator[str]:
     assert httpx.get(f"{url}/ok", timeout=60).json() == {"ok": True}
     yield url
     serve.delete(APP)
-    for name in executor_names(settings, settings.database_url):
-        try:
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            pass
+    _kill_run_executors(settings.database_url)
 
 
 @pytest.fixture
@@ -175,12 +171,3 @@ async def test_a_run_in_the_orchestrator_actor_survives_the_actors_death(system,
     assert before["runs_started"] >= 1 and (await system.orchestrator.run_stats.remote())["runs_started"] == 1
     assert (await client.threads.get(thread_id))["status"] == "idle"
 
-
-async def _exists(workspace, path: str) -> bool:
-    from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
-
-    try:
-        await workspace.read_file(path)
-        return True
-    except WorkspacePathNotFound:
-        return False
