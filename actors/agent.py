@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -22,15 +23,17 @@ import ray
 from pydantic import JsonValue
 
 from actors.brains import TaskRequest, load_brain
-from actors.common import EVENTS, REGISTRY, HandleCache, actor_name, load_object, spawn_background
+from actors.common import REGISTRY, HandleCache, actor_name, load_object, spawn_background
 from actors.delivery import DeliveryReceipt, Inbox, MemoryInboxStore, send
 from actors.fabric_clients import fabric_configurable
 from actors.metrics import install_ray_metrics
+from actors.probes import pong_for
+from actors.publisher import EventPublisher
 from actors.registry import Registration
 from actors.run_host import RayForward, RunHost, RunHostCalls
 from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
-from quadracode_ray.envelope import CANCEL_TASK, PING, PONG, TASK, TASK_RESULT, Envelope
+from quadracode_ray.envelope import CANCEL_TASK, PING, TASK, TASK_RESULT, Envelope
 from quadracode_ray.interfaces.fleet import AgentInfo, TaskResult
 from quadracode_ray.interfaces.workspace import WorkspaceClient
 
@@ -48,6 +51,7 @@ class AgentActor(RunHostCalls):
         self.workspace_id, self.settings = workspace_id, settings
         self.metadata = dict(metadata or {})
         self.handles = HandleCache(settings)
+        self.publisher = EventPublisher(self.handles, owner=f"agent:{agent_id}")
         self.brain = load_brain(settings.agent_brain, settings=settings, agent_id=agent_id, kind=kind,
                                 capabilities=self.capabilities)
         self._workspace = workspace
@@ -60,7 +64,7 @@ class AgentActor(RunHostCalls):
         self.inbox = Inbox(agent_id, MemoryInboxStore(), self._handle,
                            lane_of=lambda env: "control" if env.kind == CANCEL_TASK else "tasks",
                            max_attempts=settings.delivery_max_attempts, backoff_s=settings.delivery_backoff_s,
-                           publish=self._publish)
+                           publish=self._publish, backlogged=lambda: self.publisher.full)
         self.inbox.open()
         self._run_host: RunHost | None = None  # made on the first API run of assistant `agent`
 
@@ -97,6 +101,11 @@ class AgentActor(RunHostCalls):
         """Deregister and stop; the fleet calls it before killing the actor."""
         for task in list(self._background):
             task.cancel()
+        try:  # what this agent accepted reaches the log before it goes
+            await asyncio.wait_for(self.publisher.drain(), timeout=5)
+        except TimeoutError:
+            log.warning("agent %s: %s envelopes not yet published at shutdown", self.agent_id,
+                        self.publisher.stats()["unconfirmed"])
         try:
             await asyncio.wait_for(self.handles.get(REGISTRY).deregister.remote(self.agent_id), timeout=5)
         except Exception as exc:  # noqa: BLE001 - best effort: the sweep reaps it otherwise
@@ -111,7 +120,8 @@ class AgentActor(RunHostCalls):
 
     async def status(self) -> dict[str, Any]:
         return {"agent_id": self.agent_id, "running_tasks": sorted(self._running), "heartbeats": self._heartbeats,
-                "inbox": self.inbox.stats(), "pid": os.getpid(),
+                "inbox": self.inbox.stats(), "publisher": self.publisher.stats(),
+                "pid": os.getpid(),
                 "running_runs": len(self._run_host.tasks) if self._run_host else 0}
 
     # --- API runs of assistant `agent` hosted here: RunHostCalls (actors/run_host.py) -----------
@@ -130,18 +140,14 @@ class AgentActor(RunHostCalls):
         return await self.inbox.deliver(envelope)
 
     def _publish(self, envelope: Envelope) -> None:
-        try:
-            self.handles.get(EVENTS).publish.remote(envelope)
-        except Exception as exc:  # noqa: BLE001 - the bus restores it from deliveries if needed
-            self.handles.forget(EVENTS)
-            log.warning("agent %s: publishing %s failed: %s", self.agent_id, envelope.id, exc)
+        """To the event bus, batched and off the delivery path (actors/publisher.py)."""
+        self.publisher.put(envelope)
 
     async def _handle(self, envelope: Envelope) -> None:
         if envelope.kind == TASK:
             await self._do_task(envelope)
         elif envelope.kind == PING:
-            await send(self.handles, envelope.reply(PONG, {"ping_id": envelope.id}, id=f"{envelope.id}:pong"),
-                       restartable=True)
+            await send(self.handles, pong_for(envelope, time.perf_counter_ns()), restartable=True)
         elif envelope.kind == CANCEL_TASK:
             task_id = str(envelope.payload.get("task_id"))
             running = self._running.get(task_id)

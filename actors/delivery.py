@@ -9,8 +9,9 @@ retried with exponential backoff; after ``max_attempts`` the envelope is marked 
 ``dead_letter`` envelope is published, so the event bus shows it. Nothing waits on a timer
 for work: an accepted envelope wakes its lane at once.
 
-Two stores: Postgres for restartable actors (the orchestrator): what is pending survives a
-restart and is handled again by ``recover()``; memory for agents, which are never restarted
+Two stores: Postgres for restartable actors (the orchestrator; ``actors.delivery_postgres``,
+group-committed on a connection of its own): what is pending survives a restart and is
+handled again by ``recover()``; memory for agents, which are never restarted
 (a dead agent is replaced, and its task's truth lives in the orchestrator's ``qr_tasks``).
 """
 
@@ -24,14 +25,16 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 import ray
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from actors import fabric_metrics
 from actors.common import HandleCache
+from actors.delivery_postgres import PostgresInboxStore
 from quadracode_ray.envelope import DEAD_LETTER, Envelope
 
 log = logging.getLogger(__name__)
+__all__ = ["DeliveryReceipt", "Inbox", "InboxOverloaded", "InboxStore", "MemoryInboxStore", "PostgresInboxStore",
+           "RecipientGone", "send"]
 
 Handler = Callable[[Envelope], Awaitable[None]]
 Publish = Callable[[Envelope], None]
@@ -61,46 +64,6 @@ class InboxStore(Protocol):
     async def finish(self, recipient: str, envelope_id: str, status: str, attempts: int, error: str | None) -> None: ...
 
     async def pending(self, recipient: str) -> list[tuple[Envelope, int]]: ...
-
-
-class PostgresInboxStore:
-    def __init__(self, pool: AsyncConnectionPool):
-        self.pool = pool
-
-    async def accept(self, recipient: str, envelope: Envelope) -> bool:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO qr_deliveries (recipient, envelope_id, envelope) VALUES (%s, %s, %s) "
-                "ON CONFLICT DO NOTHING RETURNING accepted_seq",
-                (recipient, envelope.id, envelope.model_dump_json()),
-            )
-            return await cur.fetchone() is not None
-
-    async def record_attempt(self, recipient: str, envelope_id: str, attempts: int, error: str) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE qr_deliveries SET attempts = %s, last_error = %s, updated_at = now() "
-                "WHERE recipient = %s AND envelope_id = %s",
-                (attempts, error, recipient, envelope_id),
-            )
-
-    async def finish(self, recipient: str, envelope_id: str, status: str, attempts: int, error: str | None) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE qr_deliveries SET status = %s, attempts = %s, last_error = coalesce(%s, last_error), "
-                "updated_at = now() WHERE recipient = %s AND envelope_id = %s",
-                (status, attempts, error, recipient, envelope_id),
-            )
-
-    async def pending(self, recipient: str) -> list[tuple[Envelope, int]]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT envelope, attempts FROM qr_deliveries WHERE recipient = %s AND status = 'pending' "
-                "ORDER BY accepted_seq",
-                (recipient,),
-            )
-            rows = await cur.fetchall()
-        return [(Envelope.model_validate(_json(row["envelope"])), row["attempts"]) for row in rows]
 
 
 class MemoryInboxStore:
@@ -141,6 +104,7 @@ class Inbox:
         max_attempts: int,
         backoff_s: float,
         publish: Publish,
+        backlogged: Callable[[], bool] = lambda: False,
     ):
         self.recipient = recipient
         self.store = store
@@ -149,6 +113,8 @@ class Inbox:
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.publish = publish
+        self.backlogged = backlogged
+        """True while the publisher's bounded buffer is full: new envelopes are refused, not queued."""
         self._lanes: dict[str, deque[tuple[Envelope, int]]] = {}
         self._workers: dict[str, asyncio.Task] = {}
         self._in_flight: set[str] = set()
@@ -179,6 +145,8 @@ class Inbox:
             raise ValueError(f"envelope {envelope.id} is addressed to {envelope.recipient!r}, not {self.recipient!r}")
         if len(self._in_flight) >= MAX_QUEUED and envelope.id not in self._in_flight:
             raise InboxOverloaded(f"{self.recipient} has {len(self._in_flight)} envelopes waiting; retry later")
+        if self.backlogged() and envelope.id not in self._in_flight:
+            raise InboxOverloaded(f"{self.recipient} cannot reach the event bus; retry later")
         if envelope.id in self._in_flight or not await self.store.accept(self.recipient, envelope):
             fabric_metrics.deliveries().inc(tags={"recipient": self._metric_recipient, "outcome": "duplicate"})
             return DeliveryReceipt(envelope_id=envelope.id, status="duplicate")
@@ -262,10 +230,6 @@ class Inbox:
     async def close(self) -> None:
         for task in list(self._workers.values()):
             task.cancel()
-
-
-def _json(value: object) -> object:
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 # --- sending ---------------------------------------------------------------------------------------

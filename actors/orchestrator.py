@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict
 
 from actors import fabric_metrics
 from actors.common import (
-    EVENTS,
     FLEET,
     ORCHESTRATOR,
     HandleCache,
@@ -42,6 +41,8 @@ from actors.dispatch import Dispatcher
 from actors.fabric_clients import fabric_configurable
 from actors.fleet_client import FleetActorClient
 from actors.metrics import install_ray_metrics
+from actors.probes import Probes, ping
+from actors.publisher import EventPublisher
 from actors.run_host import RayForward, RunHost, RunHostCalls
 from actors.run_host_agents import adopt_runs_of_dead_agents
 from actors.run_host_enqueue import api_thread_id, enqueue_run, run_id_for
@@ -51,7 +52,6 @@ from quadracode_ray.config import Settings
 from quadracode_ray.envelope import (
     AGENT_LOST,
     GRAPH_INPUT,
-    PING,
     PONG,
     TASK_RESULT,
     THREAD_RUN,
@@ -114,7 +114,8 @@ class Orchestrator(RunHostCalls):
         self.settings = settings
         self.handles = HandleCache(settings)
         self.runs_total = 0
-        self._probes: dict[str, asyncio.Future] = {}
+        self.publisher = EventPublisher(self.handles, owner=ORCHESTRATOR)
+        self.probes = Probes()
         self._background: set[asyncio.Task] = set()
         self._started = asyncio.get_running_loop().create_task(start_with_retries(self._start, "orchestrator"))
 
@@ -130,7 +131,7 @@ class Orchestrator(RunHostCalls):
         self.inbox = Inbox(ORCHESTRATOR, PostgresInboxStore(self.fabric_pool), self._handle,
                            lane_of=lambda env: env.thread_id or f"{SYSTEM_LANE}:{env.sender}",
                            max_attempts=settings.delivery_max_attempts, backoff_s=settings.delivery_backoff_s,
-                           publish=self._publish)
+                           publish=self._publish, backlogged=lambda: self.publisher.full)
         self.dispatcher = Dispatcher(settings, self.store, self.handles, fail_task=self.inbox.deliver)
         self.delegation = FabricDelegation(self.store, self.dispatcher.schedule, self.dispatcher.cancel_on_agent)
         self.fleet = FleetActorClient(settings)
@@ -172,6 +173,8 @@ class Orchestrator(RunHostCalls):
 
     # --- input ---------------------------------------------------------------------------------
     async def deliver(self, envelope: Envelope) -> DeliveryReceipt:
+        if envelope.kind == PONG:
+            self.probes.arrived(envelope)
         await self._started
         return await self.inbox.deliver(envelope)
 
@@ -201,11 +204,8 @@ class Orchestrator(RunHostCalls):
         return SubmitReceipt(envelope_id=receipt.envelope_id, thread_id=thread_id, status=receipt.status)
 
     def _publish(self, envelope: Envelope) -> None:
-        try:
-            self.handles.get(EVENTS).publish.remote(envelope)
-        except Exception as exc:  # noqa: BLE001 - reconcile() restores deliveries the bus missed
-            self.handles.forget(EVENTS)
-            log.warning("orchestrator: publishing %s failed: %s", envelope.id, exc)
+        """To the event bus, batched and off this actor's path (actors/publisher.py)."""
+        self.publisher.put(envelope)
 
     # --- handling --------------------------------------------------------------------------------
     async def _handle(self, envelope: Envelope) -> None:
@@ -224,9 +224,7 @@ class Orchestrator(RunHostCalls):
         elif envelope.kind == TASK_RESULT:
             await self._task_result(envelope)
         elif envelope.kind == PONG:
-            waiter = self._probes.pop(str(envelope.payload.get("ping_id")), None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(time.perf_counter())
+            self.probes.answered(envelope)
         elif envelope.kind == AGENT_LOST:
             agent_id = str(envelope.payload["agent_id"])
             moved = await self.dispatcher.agent_lost(agent_id)
@@ -338,20 +336,21 @@ class Orchestrator(RunHostCalls):
     async def probe(self, agent_id: str, count: int = 1, timeout_s: float = 30.0) -> list[float]:
         """Round trips orchestrator -> agent -> orchestrator through the fabric, in ms: ``ping``
         delivered to the agent, ``pong`` delivered back (durably accepted) and handled here."""
+        return [s["total_ms"] for s in await self.probe_segments(agent_id, count, timeout_s)]
+
+    async def probe_segments(self, agent_id: str, count: int = 1, timeout_s: float = 30.0) -> list[dict[str, float]]:
+        """Like ``probe``, each round trip with its segments (``actors.probes.SEGMENTS``)."""
         await self._started
-        durations = []
+        samples = []
         for _ in range(max(1, min(count, 10_000))):
-            ping = Envelope(sender=ORCHESTRATOR, recipient=agent_id, kind=PING, payload={})
-            waiter = asyncio.get_running_loop().create_future()
-            self._probes[ping.id] = waiter
-            started = time.perf_counter()
+            envelope = ping(ORCHESTRATOR, agent_id)
+            answered = self.probes.expect(envelope)
             try:
-                await send(self.handles, ping, restartable=False, deadline_s=timeout_s)
-                finished = await asyncio.wait_for(waiter, timeout_s)
+                await send(self.handles, envelope, restartable=False, deadline_s=timeout_s)
+                samples.append(await asyncio.wait_for(answered, timeout_s))
             finally:
-                self._probes.pop(ping.id, None)
-            durations.append((finished - started) * 1000)
-        return durations
+                self.probes.forget(envelope)
+        return samples
 
     async def probe_bare(self, agent_id: str, count: int = 1) -> list[float]:
         """The floor under ``probe``: plain Ray actor calls orchestrator -> agent, in ms."""
@@ -373,10 +372,12 @@ class Orchestrator(RunHostCalls):
         """Return when no envelope is queued or being handled (tests and orderly shutdowns)."""
         await self._started
         await self.inbox.wait_idle()
+        await self.publisher.drain()
 
     async def stats(self) -> dict[str, Any]:
         await self._started
-        return {"inbox": self.inbox.stats(), "runs_total": self.runs_total,
+        return {"inbox": self.inbox.stats(), "runs_total": self.runs_total, "publisher": self.publisher.stats(),
+                "deliveries": self.inbox.store.stats(),
                 "dispatching": len(self.dispatcher._active), "agent_load": dict(self.dispatcher.load)}
 
     # --- API runs hosted here: the calls of RunHostCalls (actors/run_host.py) -------------------
