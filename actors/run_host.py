@@ -42,6 +42,13 @@ log = logging.getLogger(__name__)
 # STREAM_RETENTION_S. Resumable runs' events are in Postgres for longer.
 STREAM_EVENTS_RETENTION_S = 15.0
 STREAM_RETENTION_S = 120.0
+# Resumable runs' events go to Postgres as they happen, in batches of at most this many,
+# gathered for at most this long: an executor's death loses at most the last window.
+EVENTS_FLUSH_MAX = 500
+EVENTS_FLUSH_WINDOW_S = 0.05
+# Events of attempt k are numbered from (k - 1) * ATTEMPT_SEQ_SPAN, so Last-Event-ID stays
+# monotonic across the attempts of a run (an attempt keeps at most 100_000 events in memory).
+ATTEMPT_SEQ_SPAN = 1_000_000
 
 Clients = Callable[[str], dict[str, Any]]
 """graph_id -> the clients its graph takes from ``config["configurable"]``."""
@@ -91,7 +98,8 @@ class RunHost:
         self.work: dict[str, asyncio.Task] = {}  # per running run: the graph's execution (what cancel stops)
         self.cancel_actions: dict[str, str] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
-        self.starting: dict[str, asyncio.Event] = {}  # runs being claimed right now
+        self.starting: dict[str, asyncio.Event] = {}  # runs being started (waiting for a slot, or claimed)
+        self.claiming: dict[str, asyncio.Event] = {}  # runs whose claim is in the database right now
         self.start_again: set[str] = set()
         self.slots = asyncio.Semaphore(settings.run_executor_concurrency)
         self.runs_started = 0
@@ -175,6 +183,9 @@ class RunHost:
         finally:
             del self.starting[run_id]
             started.set()
+            claiming = self.claiming.pop(run_id, None)
+            if claiming is not None:
+                claiming.set()
             if run_id in self.start_again:
                 self.start_again.discard(run_id)
                 if run_id not in self.tasks:
@@ -182,6 +193,7 @@ class RunHost:
 
     async def _claim_and_start(self, run_id: str) -> None:
         await self.slots.acquire()
+        self.claiming[run_id] = asyncio.Event()  # set by _try_start once the claim has ended
         try:
             claimed = await queue.claim(self.pool, run_id, self.name)
         except Exception:
@@ -198,6 +210,8 @@ class RunHost:
         stream = self.streams.get(run_id)
         if stream is None or stream.finished:
             stream = self.streams[run_id] = RunStream(run_id)
+        if not stream.events:  # numbered after the attempts before it (see ATTEMPT_SEQ_SPAN)
+            stream.dropped = (max(run.get("attempt") or 1, 1) - 1) * ATTEMPT_SEQ_SPAN
         self.runs_started += 1
         self.tasks[run_id] = asyncio.get_running_loop().create_task(self._execute(run, stream))
 
@@ -219,6 +233,11 @@ class RunHost:
             self.work[run_id] = work
             if run_id in self.cancel_actions:
                 work.cancel()
+            flusher = None
+            if kwargs.get("resumable"):
+                flusher = asyncio.get_running_loop().create_task(self._flush_events(run_id, stream))
+                self._background.add(flusher)
+                flusher.add_done_callback(self._background.discard)
             try:
                 outcome = await work
                 status = outcome.status
@@ -229,9 +248,9 @@ class RunHost:
                 status = "interrupted"
                 next_run = await self._record_cancel(run, action)
                 await stream.publish(END_EVENT, dumps({"status": "interrupted", "output": None}))
-            if kwargs.get("resumable"):
-                await self._persist_events(run_id, stream)
             await stream.finish()
+            if flusher is not None:
+                await flusher  # the rest of the events, the end included
             if next_run is not None:
                 await self._push(next_run)
             if kwargs.get("webhook"):
@@ -285,14 +304,27 @@ class RunHost:
         if target == self.name or self.forward is None or not self.forward(target, next_run.run_id):
             self._submit_local(next_run.run_id)  # ours, or that host is gone: run it here
 
-    async def _persist_events(self, run_id: str, stream: RunStream) -> None:
-        rows = [(run_id, e.seq, e.event, e.data) for e in stream.events]
-        if not rows:
-            return
-        async with self.pool.connection() as conn, conn.cursor() as cursor:
-            await cursor.executemany(
-                "INSERT INTO qr_run_events (run_id, seq, event, data) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT DO NOTHING", rows)
+    async def _flush_events(self, run_id: str, stream: RunStream) -> None:
+        """Copy a resumable run's events to qr_run_events as they come, in bounded batches, until
+        the stream finished and all of it is stored: Last-Event-ID resumption then survives the
+        death of this host mid-run."""
+        flushed = stream.next_seq - 1
+        try:
+            while True:
+                await stream.wait_beyond(flushed)
+                if not stream.finished:
+                    await asyncio.sleep(EVENTS_FLUSH_WINDOW_S)  # gather a batch
+                items = stream.since(flushed)[:EVENTS_FLUSH_MAX]
+                if items:
+                    async with self.pool.connection() as conn, conn.cursor() as cursor:
+                        await cursor.executemany(
+                            "INSERT INTO qr_run_events (run_id, seq, event, data) VALUES (%s, %s, %s, %s) "
+                            "ON CONFLICT DO NOTHING", [(run_id, e.seq, e.event, e.data) for e in items])
+                    flushed = items[-1].seq
+                elif stream.finished:
+                    return
+        except Exception:
+            log.exception("run %s: storing its events failed", run_id)
 
     async def _call_webhook(self, run: dict, status: str) -> None:
         row = await queue.run_status(self.pool, str(run["run_id"]))
@@ -317,9 +349,9 @@ class RunHost:
     async def cancel(self, run_id: str, action: str = "interrupt") -> bool:
         """Stop a run this host holds. Returns False when it is neither running nor pending."""
         await self.start()
-        starting = self.starting.get(run_id)
-        if starting is not None:  # a claim in flight decides whether there is a task to stop
-            await starting.wait()
+        claiming = self.claiming.get(run_id)
+        if claiming is not None:  # a claim in flight decides whether there is a task to stop
+            await claiming.wait()  # (not a start still waiting for a slot: the queue cancels that one)
         task = self.tasks.get(run_id)
         if task is not None:
             self.cancel_actions[run_id] = action
@@ -341,12 +373,29 @@ class RunHost:
         return cancelled
 
     # --- output ------------------------------------------------------------------------------------
-    async def events(self, run_id: str, after: int = -1):
+    async def wait(self, run_id: str, *, start: bool = False) -> tuple[str, bytes | None]:
+        """Wait for the run's end: (status, its output as JSON bytes, or None when it has none).
+
+        ``start``: the run was just queued for this host, start it (no separate ``submit``)."""
+        end: tuple[int, str, bytes] | None = None
+        async for items in self.events(run_id, -1, start=start):
+            end = items[-1]
+        if end is None or end[1] != END_EVENT:
+            return "missing", None
+        payload = orjson.loads(end[2])
+        output = payload.get("output")
+        return payload.get("status") or "missing", None if output is None else dumps(output)
+
+    async def events(self, run_id: str, after: int = -1, *, start: bool = False):
         """Async generator: batches of (seq, event, data) with seq > after, until the run ends.
 
-        ``after=-2`` means "from now on" (a join without Last-Event-ID).
+        ``after=-2`` means "from now on" (a join without Last-Event-ID). ``start``: as in ``wait``.
+        Events older than this host keeps in memory (an earlier attempt's, or trimmed after the
+        run ended) come from qr_run_events, where resumable runs store them.
         """
         await self.start()
+        if start:
+            self._submit_local(run_id)
         stream = self.streams.get(run_id)
         if stream is None:
             row = await queue.run_status(self.pool, run_id)
@@ -360,6 +409,11 @@ class RunHost:
         if after == -2:
             after = stream.next_seq - 1
         while True:
+            if after + 1 < stream.dropped:  # behind what memory holds: the rest is stored, or lost
+                stored = await self._stored_events(run_id, after, before=stream.dropped)
+                after = stream.dropped - 1
+                if stored:
+                    yield stored
             items = stream.since(after)
             if items:
                 after = items[-1].seq
@@ -374,14 +428,17 @@ class RunHost:
     async def _replay(self, run_id: str, row: dict | None, after: int) -> list[tuple[int, str, bytes]]:
         if row is None:
             return [(0, END_EVENT, dumps({"status": "missing", "output": None}))]
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT seq, event, data FROM qr_run_events WHERE run_id = %s AND seq > %s ORDER BY seq",
-                (run_id, after))
-            stored = [(r["seq"], r["event"], bytes(r["data"])) for r in await cursor.fetchall()]
+        stored = await self._stored_events(run_id, after)
         if stored and stored[-1][1] == END_EVENT:
             return stored
         return stored + [(10**9, END_EVENT, dumps({"status": row["status"], "output": None}))]
+
+    async def _stored_events(self, run_id: str, after: int, before: int | None = None) -> list[tuple[int, str, bytes]]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT seq, event, data FROM qr_run_events WHERE run_id = %s AND seq > %s AND seq < %s ORDER BY seq",
+                (run_id, after, 2**31 - 1 if before is None else before))
+            return [(r["seq"], r["event"], bytes(r["data"])) for r in await cursor.fetchall()]
 
     async def stats(self) -> dict[str, Any]:
         await self.start()
@@ -407,10 +464,16 @@ class RunHostCalls:
         return await (await self._run_host_ready()).cancel(run_id, action)
 
     @ray.method(max_task_retries=0)  # after a host's restart the reader follows the run's new attempt itself
-    async def run_events(self, run_id: str, after: int = -1):
-        """Streaming generator: batches of (seq, event, data) with seq > after, until the run ends."""
-        async for items in (await self._run_host_ready()).events(run_id, after):
+    async def run_events(self, run_id: str, after: int = -1, start: bool = False):
+        """Streaming generator: batches of (seq, event, data) with seq > after, until the run ends.
+        ``start``: the run was just queued for this host (saves a ``submit_run`` call)."""
+        async for items in (await self._run_host_ready()).events(run_id, after, start=start):
             yield items
+
+    @ray.method(max_task_retries=0)
+    async def wait_run(self, run_id: str, start: bool = False) -> tuple[str, bytes | None]:
+        """(status, output JSON or None) once the run ended: runs/wait in one call, no stream."""
+        return await (await self._run_host_ready()).wait(run_id, start=start)
 
     async def run_stats(self) -> dict[str, Any]:
         return await (await self._run_host_ready()).stats()

@@ -13,7 +13,7 @@ from serve_app.context import AppContext
 from serve_app.errors import Invalid, NotFound
 from serve_app.records import runs as run_records
 from serve_app.records import threads as thread_records
-from serve_app.responses import json_response
+from serve_app.responses import json_response, raw_json_response
 from serve_app.runs import service
 from serve_app.runs.sse import run_location_headers, stream_response
 from serve_app.schemas import STREAM_MODES, RunBatchItem, RunCreate, RunsCancel
@@ -32,24 +32,26 @@ def check_uuid(value: str, what: str) -> str:
         raise Invalid(f"Invalid {what} ID: must be a UUID") from None
 
 
-async def _create(context: AppContext, body: RunCreate, thread_id: str | None, owner: str | None) -> dict:
-    return await service.create_run(context, body, thread_id=thread_id, owner=owner)
+async def _create(context: AppContext, body: RunCreate, thread_id: str | None, owner: str | None, *,
+                  push: bool = True) -> dict:
+    return await service.create_run(context, body, thread_id=thread_id, owner=owner, push=push)
 
 
 def _stream(context: AppContext, run: dict, body: RunCreate) -> Response:
-    return stream_response(context, run, resumable=body.stream_resumable,
+    return stream_response(context, run, resumable=body.stream_resumable, start=True,
                            cancel_on_disconnect=body.on_disconnect == "cancel",
                            headers=run_location_headers(run, "stream"))
 
 
 async def _wait(context: AppContext, run: dict, body: RunCreate) -> Response:
     try:
-        output = await service.final_output(context, run)
+        # The run was created with push=False: this call starts it and answers with its output.
+        output = await service.final_output_json(context, run, start=True)
     except asyncio.CancelledError:  # Serve cancels the request when its client disconnects
         if body.on_disconnect == "cancel":
             service.detached(service.cancel_run(context, str(run["run_id"]), run["executor"]))
         raise
-    return json_response(output, headers=run_location_headers(run, "join"))
+    return raw_json_response(output, headers=run_location_headers(run, "join"))
 
 
 # --- on a thread -----------------------------------------------------------------------------------
@@ -62,14 +64,14 @@ async def create_run(thread_id: str, body: RunCreate, request: Request, owner: s
 @router.post("/threads/{thread_id}/runs/stream", summary="Create a run and stream its output")
 async def stream_run(thread_id: str, body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
-    run = await _create(context, body, check_uuid(thread_id, "thread"), owner)
+    run = await _create(context, body, check_uuid(thread_id, "thread"), owner, push=False)
     return _stream(context, run, body)
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Create a run and wait for its output")
 async def wait_run(thread_id: str, body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
-    run = await _create(context, body, check_uuid(thread_id, "thread"), owner)
+    run = await _create(context, body, check_uuid(thread_id, "thread"), owner, push=False)
     return await _wait(context, run, body)
 
 
@@ -174,14 +176,14 @@ async def create_stateless(body: RunCreate, request: Request, owner: str | None 
 @router.post("/runs/stream", summary="Create a stateless run and stream its output")
 async def stream_stateless(body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
-    run = await _create(context, body, None, owner)
+    run = await _create(context, body, None, owner, push=False)
     return _stream(context, run, body)
 
 
 @router.post("/runs/wait", summary="Create a stateless run and wait for its output")
 async def wait_stateless(body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
-    run = await _create(context, body, None, owner)
+    run = await _create(context, body, None, owner, push=False)
     return await _wait(context, run, body)
 
 

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from ray.exceptions import RayActorError
 
 from actors.run_executor_graphs import default_assistant_id
-from actors.run_executor_stream import END_EVENT
+from actors.run_executor_stream import END_EVENT, dumps
 from serve_app.context import AppContext
 from serve_app.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
 from serve_app.records import runs as run_records
@@ -80,12 +80,15 @@ def _merge_config(assistant: dict, payload: RunCreate) -> tuple[dict, dict]:
 
 
 async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str | None,
-                     owner: str | None = None, metadata: dict | None = None) -> dict:
+                     owner: str | None = None, metadata: dict | None = None, push: bool = True) -> dict:
     """Queue a run and push it to its executor; returns the run row (see ``run_records.public``).
 
     ``thread_id=None`` makes a stateless run on a temporary thread (kept when
     ``payload.on_completion == "keep"``). Raises NotFound/Conflict/Invalid as the routes answer.
     ``metadata`` is merged into the run's metadata (crons use it to tag their runs).
+    ``push=False``: the caller starts the run itself in the call that follows its output
+    (``final_output``/``run_events`` with ``start=True``), which saves an actor call; without
+    it the run waits for the recovery sweep.
     """
     pool = await context.ready()
     assistant_id = resolve_assistant_id(context, payload.assistant_id)
@@ -146,7 +149,8 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
             raise NotFound("Thread or assistant not found.") from None
         raise
     inflight = row.pop("inflight")
-    detached(_submit(context, executor, run_id))
+    if push or (inflight and strategy in ("interrupt", "rollback")):
+        detached(_submit(context, executor, run_id))  # (a second start by the caller is a no-op)
     if inflight and strategy in ("interrupt", "rollback"):
         await asyncio.gather(*(cancel_run(context, str(r["run_id"]), r["executor"], strategy) for r in inflight))
     return row
@@ -163,15 +167,28 @@ async def cancel_run(context: AppContext, run_id: str, executor: str | None, act
         return await context.executors.handle(name).cancel_run.remote(run_id, action)
 
 
-async def run_events(context: AppContext, run: dict, after: int = -1) -> AsyncIterator[Batch]:
-    """The run's events from its executor, as they come; survives an executor restart."""
+async def _current_host(context: AppContext, run_id: str, name: str) -> str:
+    """The host named in the run's row now: a run can move (an agent's runs go to the
+    orchestrator when the agent is gone); ``name`` when the row is gone."""
+    pool = await context.ready()
+    async with pool.connection() as conn:
+        row = await (await conn.execute("SELECT executor FROM qr_runs WHERE run_id = %s", (run_id,))).fetchone()
+    return (row or {}).get("executor") or name
+
+
+async def run_events(context: AppContext, run: dict, after: int = -1, *, start: bool = False) -> AsyncIterator[Batch]:
+    """The run's events from its executor, as they come; survives an executor restart.
+
+    ``start``: the run was created with ``push=False``; the first call starts it."""
     run_id = str(run["run_id"])
     name = run["executor"] or context.executors.names[0]
+    resumable = bool((run.get("kwargs") or {}).get("resumable"))
     for attempt in range(10):
         generator = None
         ended = False
         try:
-            generator = context.executors.handle(name).run_events.options(num_returns="streaming").remote(run_id, after)
+            generator = context.executors.handle(name).run_events.options(num_returns="streaming").remote(
+                run_id, after, start)
             async for ref in generator:
                 items = await ref
                 if items:
@@ -182,10 +199,13 @@ async def run_events(context: AppContext, run: dict, after: int = -1) -> AsyncIt
                     return
             ended = True
             return
-        except RayActorError:
-            # The executor died; Ray restarts it and it re-queues the run: follow the new attempt.
+        except (RayActorError, ValueError):
+            # The executor died (Ray restarts it and it re-queues the run) or the run moved: follow
+            # the new attempt, from where the reader is when its events are stored (resumable).
             context.executors.forget(name)
-            after = -1
+            name = await _current_host(context, run_id, name)
+            after = after if resumable else -1
+            start = True  # the new incarnation may not know the run yet: a claim is harmless
             await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
         finally:
             if generator is not None and not ended:
@@ -196,16 +216,30 @@ async def run_events(context: AppContext, run: dict, after: int = -1) -> AsyncIt
     raise Unavailable(f"run executor {name} keeps failing; run {run_id} stays queued")
 
 
-async def final_output(context: AppContext, run: dict, *, join: bool = False) -> Any:
-    """Wait for the run to end; the values it produced, ``{"__error__": ...}``, or its interrupts."""
-    output: Any = None
-    async for items in run_events(context, run, after=-2 if join else -1):
+async def final_output(context: AppContext, run: dict, *, join: bool = False, start: bool = False) -> Any:
+    """``final_output_json``, parsed."""
+    return orjson.loads(await final_output_json(context, run, join=join, start=start))
+
+
+async def final_output_json(context: AppContext, run: dict, *, join: bool = False, start: bool = False) -> bytes:
+    """Wait for the run to end; JSON of the values it produced, ``{"__error__": ...}``, or its
+    interrupts. One actor call answers it (the host returns the output); a join, or a host that
+    died meanwhile, follows the run's events instead (they survive restarts)."""
+    run_id = str(run["run_id"])
+    if not join:
+        name = run["executor"] or context.executors.names[0]
+        try:
+            _, output = await context.executors.handle(name).wait_run.remote(run_id, start)
+            return output if output is not None else dumps(await thread_output(context, str(run["thread_id"])))
+        except (RayActorError, ValueError):
+            context.executors.forget(name)
+    output: bytes | None = None
+    async for items in run_events(context, run, after=-2 if join else -1, start=start):
         for _, event, data in items:
             if event == END_EVENT:
-                output = orjson.loads(data).get("output")
-    if output is None:
-        output = await thread_output(context, str(run["thread_id"]))
-    return output
+                payload = orjson.loads(data).get("output")
+                output = None if payload is None else dumps(payload)
+    return output if output is not None else dumps(await thread_output(context, str(run["thread_id"])))
 
 
 async def thread_output(context: AppContext, thread_id: str) -> Any:

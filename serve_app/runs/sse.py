@@ -61,13 +61,28 @@ async def _with_heartbeats(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]
             await iterator.aclose()
 
 
+async def _chain(head: list, rest: AsyncIterator) -> AsyncIterator:
+    for item in head:
+        yield item
+    async for item in rest:
+        yield item
+
+
 async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str] | None, resumable: bool,
-                 cancel_on_disconnect: bool) -> AsyncIterator[bytes]:
+                 cancel_on_disconnect: bool, start: bool) -> AsyncIterator[bytes]:
     run_id = str(run["run_id"])
     finished = False
+    events = run_events(context, run, after=after, start=start)
+    # The first call to the executor (which starts the run) goes out while the metadata frame does.
+    first: asyncio.Future | None = asyncio.ensure_future(anext(events))
     try:
         yield frame("metadata", orjson.dumps({"run_id": run_id, "attempt": max(run.get("attempt") or 0, 1)}))
-        async for items in run_events(context, run, after=after):
+        try:
+            head = [await first]
+        except StopAsyncIteration:
+            head = []
+        first = None
+        async for items in _chain(head, events):
             chunk = []
             for seq, event, data in items:
                 if event == END_EVENT:
@@ -81,16 +96,21 @@ async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str]
                 break
         finished = True
     finally:
+        if first is not None:
+            first.cancel()
+        with contextlib.suppress(BaseException):
+            await events.aclose()
         if not finished and cancel_on_disconnect:
             # The client went away and asked for its run to die with the connection.
             detached(cancel_run(context, run_id, run["executor"]))
 
 
 def stream_response(context: AppContext, run: dict, *, after: int = -1, modes: list[str] | None = None,
-                    resumable: bool = False, cancel_on_disconnect: bool = False,
+                    resumable: bool = False, cancel_on_disconnect: bool = False, start: bool = False,
                     headers: dict[str, str] | None = None) -> StreamingResponse:
+    """``start``: the run was created with ``push=False`` and the stream's first call starts it."""
     body = _with_heartbeats(_relay(context, run, after=after, modes=modes, resumable=resumable,
-                                   cancel_on_disconnect=cancel_on_disconnect))
+                                   cancel_on_disconnect=cancel_on_disconnect, start=start))
     return StreamingResponse(body, media_type="text/event-stream; charset=utf-8",
                              headers={**SSE_HEADERS, **(headers or {})})
 

@@ -7,6 +7,7 @@ import ray
 
 from quadracode_ray import NAMESPACE
 from tests.api.test_runs_lifecycle import until
+from tests.api.test_runs_stream import parse_sse, raw_stream
 
 
 def executor_of(database_url: str, run_id: str) -> str:
@@ -48,3 +49,36 @@ async def test_queued_and_running_runs_survive_a_restart_of_every_executor(lg_cl
     assert await lg_client.runs.join(tid, queued["run_id"]) == {"items": ["first", "attempt-2", "q", "a"]}
     assert (await lg_client.runs.get(tid, running["run_id"]))["status"] == "success"
     assert (await lg_client.threads.get(tid))["status"] == "idle"
+
+
+def stored_event_ids(database_url: str, run_id: str) -> list[int]:
+    with psycopg.connect(database_url) as conn:
+        return [row[0] for row in conn.execute("SELECT seq FROM qr_run_events WHERE run_id = %s ORDER BY seq",
+                                               (run_id,))]
+
+
+async def test_resumable_stream_resumes_from_last_event_id_after_its_executor_dies(
+        api_url: str, lg_client, api_database_url: str) -> None:
+    tid = (await lg_client.threads.create())["thread_id"]
+    run = await lg_client.runs.create(tid, "durable", input={"items": []}, stream_resumable=True,
+                                      stream_mode=["values", "updates"])
+    run_id = run["run_id"]
+
+    async def first_attempt_events_stored() -> list[int]:
+        ids = stored_event_ids(api_database_url, run_id)
+        return ids if len(ids) >= 3 else []
+
+    # The events are in Postgres while the run is still running (it hangs on its first attempt).
+    first_ids = await until(first_attempt_events_stored)
+    assert (await lg_client.runs.get(tid, run_id))["status"] == "running"
+    ray.kill(ray.get_actor(executor_of(api_database_url, run_id), namespace=NAMESPACE), no_restart=False)
+    _, raw = await raw_stream(api_url, f"/threads/{tid}/runs/{run_id}/stream", method="GET",
+                              headers={"Last-Event-ID": str(first_ids[0])})
+    events = parse_sse(raw)
+    assert events[0][0] == "metadata"
+    ids = [int(event_id) for _, _, event_id in events[1:]]
+    # What the dead attempt produced after the given id, then the retry's own events, numbered after it.
+    assert ids[:2] == first_ids[1:3]
+    assert ids == sorted(set(ids)) and ids[-1] > first_ids[-1]
+    assert [data for event, data, _ in events if event == "values"][-1] == {"items": ["first", "attempt-2"]}
+    assert (await lg_client.runs.get(tid, run_id))["status"] == "success"
