@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from actors.run_executor_graphs import default_assistant_id
-from serve_app.errors import Conflict, NotFound
+from serve_app.errors import BadRequest, Conflict, NotFound
 from serve_app.records import owner_filter, page_sql, select_fields
 from serve_app.schemas import AssistantCount, AssistantCreate, AssistantPatch, AssistantSearch
 
@@ -22,9 +22,17 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in FIELDS}
 
 
-def _context_of(config: dict, context: dict) -> dict:
-    # The official server mirrors configurable into context when no context is given.
-    return context or dict((config or {}).get("configurable") or {})
+def _synced(config: dict | None, context: dict | None) -> tuple[dict, dict]:
+    """As the official server keeps them: context mirrors config.configurable, or configurable
+    mirrors the context when only a context is given; both at once is refused."""
+    config, context = dict(config or {}), dict(context or {})
+    if config.get("configurable") and context:
+        raise BadRequest("Cannot specify both configurable and context. Prefer setting context alone.")
+    if config.get("configurable"):
+        return config, dict(config["configurable"])
+    if context:
+        config["configurable"] = context
+    return config, context
 
 
 async def ensure_graph_assistants(pool: AsyncConnectionPool, graph_ids: list[str]) -> None:
@@ -47,13 +55,13 @@ async def ensure_graph_assistants(pool: AsyncConnectionPool, graph_ids: list[str
 
 async def create(pool: AsyncConnectionPool, body: AssistantCreate, owner: str | None) -> dict:
     assistant_id = body.assistant_id or uuid.uuid4()
-    context = _context_of(body.config, body.context)
+    config, context = _synced(body.config, body.context)
     name = body.name or "Untitled"
     async with pool.connection() as conn, conn.transaction():
         cursor = await conn.execute(
             f"INSERT INTO qr_assistants (assistant_id, graph_id, name, description, config, context, metadata, owner) "
             f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (assistant_id) DO NOTHING RETURNING {_COLUMNS}",
-            (assistant_id, body.graph_id, name, body.description, Jsonb(body.config), Jsonb(context),
+            (assistant_id, body.graph_id, name, body.description, Jsonb(config), Jsonb(context),
              Jsonb(body.metadata), owner),
         )
         row = await cursor.fetchone()
@@ -65,7 +73,7 @@ async def create(pool: AsyncConnectionPool, body: AssistantCreate, owner: str | 
         await conn.execute(
             "INSERT INTO qr_assistant_versions (assistant_id, version, graph_id, name, description, config, "
             "context, metadata) VALUES (%s, 1, %s, %s, %s, %s, %s, %s)",
-            (assistant_id, body.graph_id, name, body.description, Jsonb(body.config), Jsonb(context),
+            (assistant_id, body.graph_id, name, body.description, Jsonb(config), Jsonb(context),
              Jsonb(body.metadata)),
         )
         return _public(row)
@@ -87,9 +95,12 @@ async def get(pool: AsyncConnectionPool, assistant_id: str, owner: str | None) -
 async def update(pool: AsyncConnectionPool, assistant_id: str, body: AssistantPatch, owner: str | None) -> dict:
     """A patch makes a new version (config/context replace, metadata merges) and makes it latest."""
     current = await get(pool, assistant_id, owner)
-    config = body.config if body.config is not None else current["config"]
-    context = body.context if body.context is not None else (
-        _context_of(body.config, {}) if body.config is not None else current["context"])
+    if body.config is None and body.context is None:
+        config, context = current["config"], current["context"]
+    elif body.config is None:  # a new context replaces the configurable it mirrors
+        config, context = _synced({k: v for k, v in current["config"].items() if k != "configurable"}, body.context)
+    else:
+        config, context = _synced(body.config, body.context)
     metadata = {**current["metadata"], **(body.metadata or {})}
     graph_id = body.graph_id or current["graph_id"]
     name = body.name if body.name is not None else current["name"]

@@ -10,6 +10,7 @@ from actors.run_executor_graphs import GraphUnavailableError
 from serve_app.auth import current_owner
 from serve_app.context import AppContext
 from serve_app.errors import Invalid, NotFound, Unavailable
+from serve_app.graph_schemas import drawing, graph_schemas
 from serve_app.records import assistants as records
 from serve_app.responses import json_response, loads
 from serve_app.runs.service import resolve_assistant_id
@@ -104,18 +105,6 @@ async def _graph(context: AppContext, assistant_id: str, owner: str | None):
         raise Unavailable(str(exc)) from None
 
 
-def _schemas(graph: Any, graph_id: str) -> dict:
-    def safe(method: str) -> dict | None:
-        try:
-            return getattr(graph, method)()
-        except Exception:  # a graph without that schema reports None, like the official server
-            return None
-
-    return {"graph_id": graph_id, "input_schema": safe("get_input_jsonschema"),
-            "output_schema": safe("get_output_jsonschema"), "state_schema": safe("get_output_jsonschema"),
-            "config_schema": safe("get_config_jsonschema"), "context_schema": safe("get_context_jsonschema")}
-
-
 @router.get("/assistants/{assistant_id}/graph", summary="The assistant's graph (nodes and edges)")
 async def get_graph(assistant_id: str, request: Request, owner: Owner, xray: str = "false"):
     graph = await _graph(ctx(request), assistant_id, owner)
@@ -126,7 +115,7 @@ async def get_graph(assistant_id: str, request: Request, owner: Owner, xray: str
     else:
         raise Invalid("xray must be true, false or a depth")
     drawable = await graph.aget_graph(xray=depth)
-    return json_response(loads(json_response(drawable.to_json(with_schemas=False)).body))
+    return json_response(drawing(loads(json_response(drawable.to_json(with_schemas=False)).body)))
 
 
 @router.get("/assistants/{assistant_id}/schemas", summary="The assistant's input, output, state and config schemas")
@@ -135,7 +124,7 @@ async def get_schemas(assistant_id: str, request: Request, owner: Owner):
     graph = await _graph(context, assistant_id, owner)
     pool = await context.ready()
     assistant = await records.get(pool, resolve_assistant_id(context, assistant_id), owner)
-    return json_response(_schemas(graph, assistant["graph_id"]))
+    return json_response(graph_schemas(graph, assistant["graph_id"]))
 
 
 @router.get("/assistants/{assistant_id}/subgraphs", summary="The assistant's subgraphs and their schemas")
@@ -143,7 +132,7 @@ async def get_schemas(assistant_id: str, request: Request, owner: Owner):
 async def get_subgraphs(assistant_id: str, request: Request, owner: Owner, namespace: str | None = None,
                         recurse: bool = False):
     graph = await _graph(ctx(request), assistant_id, owner)
-    found = {ns: _schemas(sub, ns) async for ns, sub in graph.aget_subgraphs(namespace=namespace, recurse=recurse)}
+    found = {ns: graph_schemas(sub, ns) async for ns, sub in graph.aget_subgraphs(namespace=namespace, recurse=recurse)}
     if namespace is not None and not found:
         raise NotFound(f"No subgraph {namespace!r}")
     return json_response(found)

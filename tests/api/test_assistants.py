@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 import pytest
-from langgraph_sdk.errors import ConflictError, NotFoundError
+from langgraph_sdk.errors import BadRequestError, ConflictError, NotFoundError
 
 from actors.run_executor_graphs import default_assistant_id
 
@@ -77,11 +77,28 @@ async def test_runs_use_the_assistants_config(lg_client) -> None:
 async def test_graph_schemas_and_subgraphs(lg_client) -> None:
     graph = await lg_client.assistants.get_graph("echo")
     assert {node["id"] for node in graph["nodes"]} >= {"__start__", "step", "asker", "__end__"}
+    assert all("id" not in (node.get("data") or {}) for node in graph["nodes"])  # no class paths, as the official
     schemas = await lg_client.assistants.get_schemas("echo")
     assert schemas["graph_id"] == "echo"
     assert "items" in schemas["input_schema"]["properties"]
+    # The state schema is every channel, optional (as the official server computes it); the config
+    # schema only the graph's configurable (none here).
+    assert schemas["state_schema"]["properties"]["items"] == {"default": None, "items": {}, "title": "Items",
+                                                              "type": "array"}
+    assert schemas["config_schema"] == {}
     subgraphs = await lg_client.assistants.get_subgraphs("nested")
     assert "child" in subgraphs
+
+
+async def test_context_and_configurable_mirror_each_other(lg_client) -> None:
+    by_context = await lg_client.assistants.create("echo", context={"who": "me"}, config={"tags": ["t"]})
+    assert by_context["config"] == {"tags": ["t"], "configurable": {"who": "me"}}
+    updated = await lg_client.assistants.update(by_context["assistant_id"], context={"who": "you"})
+    assert updated["config"] == {"tags": ["t"], "configurable": {"who": "you"}} and updated["context"] == {"who": "you"}
+    updated = await lg_client.assistants.update(by_context["assistant_id"], config={"configurable": {"x": 1}})
+    assert updated["context"] == {"x": 1}
+    with pytest.raises(BadRequestError):
+        await lg_client.assistants.create("echo", context={"a": 1}, config={"configurable": {"b": 2}})
 
 
 async def test_assistant_validation(api_url: str) -> None:
