@@ -98,8 +98,8 @@ class RunHost:
         self.work: dict[str, asyncio.Task] = {}  # per running run: the graph's execution (what cancel stops)
         self.cancel_actions: dict[str, str] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
-        self.starting: dict[str, asyncio.Event] = {}  # runs being started (waiting for a slot, or claimed)
-        self.claiming: dict[str, asyncio.Event] = {}  # runs whose claim is in the database right now
+        self.starting: dict[str, asyncio.Event] = {}  # runs being claimed right now
+        self.awaiting_slot: set[str] = set()  # of those, unclaimed ones still waiting for a slot
         self.start_again: set[str] = set()
         self.slots = asyncio.Semaphore(settings.run_executor_concurrency)
         self.runs_started = 0
@@ -183,17 +183,17 @@ class RunHost:
         finally:
             del self.starting[run_id]
             started.set()
-            claiming = self.claiming.pop(run_id, None)
-            if claiming is not None:
-                claiming.set()
             if run_id in self.start_again:
                 self.start_again.discard(run_id)
                 if run_id not in self.tasks:
                     self._submit_local(run_id)
 
     async def _claim_and_start(self, run_id: str) -> None:
-        await self.slots.acquire()
-        self.claiming[run_id] = asyncio.Event()  # set by _try_start once the claim has ended
+        self.awaiting_slot.add(run_id)
+        try:
+            await self.slots.acquire()
+        finally:
+            self.awaiting_slot.discard(run_id)
         try:
             claimed = await queue.claim(self.pool, run_id, self.name)
         except Exception:
@@ -349,9 +349,11 @@ class RunHost:
     async def cancel(self, run_id: str, action: str = "interrupt") -> bool:
         """Stop a run this host holds. Returns False when it is neither running nor pending."""
         await self.start()
-        claiming = self.claiming.get(run_id)
-        if claiming is not None:  # a claim in flight decides whether there is a task to stop
-            await claiming.wait()  # (not a start still waiting for a slot: the queue cancels that one)
+        starting = self.starting.get(run_id)
+        # A claim in flight decides whether there is a task to stop; a start still waiting for a
+        # slot has claimed nothing (the queue cancels the run), so a cancel never waits for a slot.
+        if starting is not None and run_id not in self.awaiting_slot:
+            await starting.wait()
         task = self.tasks.get(run_id)
         if task is not None:
             self.cancel_actions[run_id] = action

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -99,3 +100,38 @@ async def test_a_run_queued_while_the_thread_runs_starts_after_it_and_the_thread
     done_first, done_second = await eventually(both_done, timeout=30, what="both runs to succeed")
     assert done_first["ended_at"] <= done_second["started_at"]
     assert await _thread_status(host, thread_id) == "idle"
+
+
+async def test_cancelling_a_run_that_waits_for_a_slot_does_not_wait_for_the_slot(database_url: str, tmp_path):
+    """With every slot taken, a cancel of a queued run answers at once instead of waiting for a
+    running run to end (a start waiting for a slot has not claimed the run: the queue cancels it)."""
+    settings = Settings(_env_file=None, database_url=database_url, data_dir=tmp_path, graphs=TEST_GRAPHS,
+                        run_executor_concurrency=1)
+    host = RunHost(f"test-host-{uuid.uuid4().hex[:6]}", settings, database_url)
+    await host.ready()
+    try:
+        busy = await _queue(host, await _thread(host), {"items": [], "sleep": 60})
+        await host.submit(busy)
+        await eventually(lambda: _running(host, busy), timeout=30, what="the slot's run to start")
+        waiting = await _queue(host, await _thread(host), {"items": []})
+        await host.submit(waiting)
+        await eventually(lambda: _waits_for_a_slot(host, waiting), timeout=10, what="the start to wait for a slot")
+        assert await asyncio.wait_for(host.cancel(waiting), timeout=10) is True
+        assert (await queue.run_status(host.pool, waiting))["status"] == "interrupted"
+        assert await host.cancel(busy) is True
+        await eventually(lambda: _slot_free(host), timeout=10, what="the waiting start to give its slot back")
+        assert (await queue.run_status(host.pool, waiting))["status"] == "interrupted"  # never started
+    finally:
+        await host.close()
+
+
+async def _running(host: RunHost, run_id: str) -> bool:
+    return run_id in host.tasks
+
+
+async def _waits_for_a_slot(host: RunHost, run_id: str) -> bool:
+    return run_id in host.awaiting_slot
+
+
+async def _slot_free(host: RunHost) -> bool:
+    return host.slots._value == 1 and not host.starting
