@@ -171,7 +171,32 @@ def _wire_events(mode: str, chunk: Any, modes: list[str], compat: _MessagesCompa
         return
     if mode == "values" and "values" not in modes:
         return
+    if mode == "debug" and isinstance(chunk, dict) and chunk.get("type") == "checkpoint" and chunk.get("payload"):
+        chunk = {**chunk, "payload": _debug_checkpoint(chunk["payload"])}
     yield mode, chunk
+
+
+def _checkpoint_of(config: Any) -> dict | None:
+    configurable = (config or {}).get("configurable") or {}
+    if not configurable.get("thread_id") or not configurable.get("checkpoint_id"):
+        return None
+    out = {"checkpoint_id": configurable["checkpoint_id"], "thread_id": configurable["thread_id"]}
+    if "checkpoint_ns" in configurable:
+        out["checkpoint_ns"] = configurable["checkpoint_ns"] or ""
+    return out
+
+
+def _debug_checkpoint(payload: dict) -> dict:
+    """A debug checkpoint event as the official server sends it: also ``checkpoint`` and
+    ``parent_checkpoint``, and a task's subgraph ``state`` config as its ``checkpoint``."""
+    tasks = []
+    for task in payload.get("tasks") or []:
+        state = task.get("state") if isinstance(task, dict) else None
+        if isinstance(state, dict) and state.get("configurable"):
+            task = {**{k: v for k, v in task.items() if k != "state"}, "checkpoint": state["configurable"]}
+        tasks.append(task)
+    return {**payload, "checkpoint": _checkpoint_of(payload.get("config")),
+            "parent_checkpoint": _checkpoint_of(payload.get("parent_config")), "tasks": tasks}
 
 
 async def _chunks_with_events(graph, graph_input, config, options, stream: RunStream):
