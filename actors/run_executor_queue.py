@@ -167,6 +167,16 @@ async def recover(pool: AsyncConnectionPool, executor: str, pool_names: list[str
         return [str(row["run_id"]) for row in await cursor.fetchall()]
 
 
+async def stale_running(pool: AsyncConnectionPool, executor: str, grace_s: float) -> list[str]:
+    """Runs recorded as running on ``executor`` for longer than ``grace_s`` (the caller keeps
+    those it really runs): inserted claimed, their handover to the host was lost."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT run_id FROM qr_runs WHERE status = 'running' AND executor = %s "
+            "AND started_at < now() - make_interval(secs => %s)", (executor, grace_s))
+        return [str(row["run_id"]) for row in await cursor.fetchall()]
+
+
 async def run_status(pool: AsyncConnectionPool, run_id: str) -> dict | None:
     async with pool.connection() as conn:
         cursor = await conn.execute("SELECT * FROM qr_runs WHERE run_id = %s", (run_id,))

@@ -156,6 +156,7 @@ class RunHost:
                                                           adopt_orphans=self.adopt_orphans):
                     if run_id not in self.tasks and run_id not in self.timers:
                         self._submit_local(run_id)
+                await self._requeue_lost_handovers()
             except Exception:  # the sweep is a safety net; it must never die
                 log.exception("run queue sweep failed")
 
@@ -163,6 +164,38 @@ class RunHost:
     async def submit(self, run_id: str) -> None:
         await self.start()
         self._submit_local(run_id)
+
+    def _start(self, run_id: str, run: dict | None) -> None:
+        """Start a run just queued for this host: from its row when the API inserted it claimed
+        (no claim round trip), else by claiming it. A claimed row this host already knows (it
+        recovered the run after a restart) is not started twice."""
+        if run is None or run.get("status") != "running":
+            self._submit_local(run_id)
+        elif run_id not in self.streams and run_id not in self.tasks and run_id not in self.starting:
+            stream = self.streams[run_id] = RunStream(run_id)
+            task = asyncio.get_running_loop().create_task(self._start_claimed(run, stream))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _start_claimed(self, run: dict, stream: RunStream) -> None:
+        run_id = str(run["run_id"])
+        self.starting[run_id] = started = asyncio.Event()  # cancel waits for the task to exist
+        try:
+            await self.slots.acquire()
+            self.runs_started += 1
+            self.tasks[run_id] = asyncio.get_running_loop().create_task(self._execute(run, stream))
+        finally:
+            del self.starting[run_id]
+            started.set()
+
+    async def _requeue_lost_handovers(self) -> None:
+        """Runs the API inserted claimed for this host but never handed over (the request died
+        between the insert and the call): back to the queue, then started as any pending run."""
+        grace_s = max(30.0, 3 * self.settings.run_sweep_interval_s)
+        for run_id in await queue.stale_running(self.pool, self.name, grace_s):
+            if run_id not in self.tasks and run_id not in self.starting and run_id not in self.streams:
+                await queue.release_for_retry(self.pool, run_id)
+                self._submit_local(run_id)
 
     def _submit_local(self, run_id: str) -> None:
         self.streams.setdefault(run_id, RunStream(run_id))
@@ -375,12 +408,14 @@ class RunHost:
         return cancelled
 
     # --- output ------------------------------------------------------------------------------------
-    async def wait(self, run_id: str, *, start: bool = False) -> tuple[str, bytes | None]:
+    async def wait(self, run_id: str, *, start: bool = False,
+                   run: dict | None = None) -> tuple[str, bytes | None]:
         """Wait for the run's end: (status, its output as JSON bytes, or None when it has none).
 
-        ``start``: the run was just queued for this host, start it (no separate ``submit``)."""
+        ``start``: the run was just queued for this host, start it (no separate ``submit``);
+        ``run``: its row, when the API inserted it claimed (see ``_start``)."""
         end: tuple[int, str, bytes] | None = None
-        async for items in self.events(run_id, -1, start=start):
+        async for items in self.events(run_id, -1, start=start, run=run):
             end = items[-1]
         if end is None or end[1] != END_EVENT:
             return "missing", None
@@ -388,7 +423,7 @@ class RunHost:
         output = payload.get("output")
         return payload.get("status") or "missing", None if output is None else dumps(output)
 
-    async def events(self, run_id: str, after: int = -1, *, start: bool = False):
+    async def events(self, run_id: str, after: int = -1, *, start: bool = False, run: dict | None = None):
         """Async generator: batches of (seq, event, data) with seq > after, until the run ends.
 
         ``after=-2`` means "from now on" (a join without Last-Event-ID). ``start``: as in ``wait``.
@@ -397,7 +432,7 @@ class RunHost:
         """
         await self.start()
         if start:
-            self._submit_local(run_id)
+            self._start(run_id, run)
         stream = self.streams.get(run_id)
         if stream is None:
             row = await queue.run_status(self.pool, run_id)
@@ -466,16 +501,16 @@ class RunHostCalls:
         return await (await self._run_host_ready()).cancel(run_id, action)
 
     @ray.method(max_task_retries=0)  # after a host's restart the reader follows the run's new attempt itself
-    async def run_events(self, run_id: str, after: int = -1, start: bool = False):
+    async def run_events(self, run_id: str, after: int = -1, start: bool = False, run: dict | None = None):
         """Streaming generator: batches of (seq, event, data) with seq > after, until the run ends.
-        ``start``: the run was just queued for this host (saves a ``submit_run`` call)."""
-        async for items in (await self._run_host_ready()).events(run_id, after, start=start):
+        ``start``/``run``: the run was just queued for this host (as ``RunHost.wait``)."""
+        async for items in (await self._run_host_ready()).events(run_id, after, start=start, run=run):
             yield items
 
     @ray.method(max_task_retries=0)
-    async def wait_run(self, run_id: str, start: bool = False) -> tuple[str, bytes | None]:
+    async def wait_run(self, run_id: str, start: bool = False, run: dict | None = None) -> tuple[str, bytes | None]:
         """(status, output JSON or None) once the run ended: runs/wait in one call, no stream."""
-        return await (await self._run_host_ready()).wait(run_id, start=start)
+        return await (await self._run_host_ready()).wait(run_id, start=start, run=run)
 
     async def run_stats(self) -> dict[str, Any]:
         return await (await self._run_host_ready()).stats()

@@ -87,8 +87,9 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
     ``payload.on_completion == "keep"``). Raises NotFound/Conflict/Invalid as the routes answer.
     ``metadata`` is merged into the run's metadata (crons use it to tag their runs).
     ``push=False``: the caller starts the run itself in the call that follows its output
-    (``final_output``/``run_events`` with ``start=True``), which saves an actor call; without
-    it the run waits for the recovery sweep.
+    (``final_output``/``run_events`` with ``start=True``), which saves an actor call; a run that
+    can start at once is then inserted already claimed (``status == "running"``) and that call
+    hands the row over, which saves the claim. A lost handover is recovered by the host's sweep.
     """
     pool = await context.ready()
     assistant_id = resolve_assistant_id(context, payload.assistant_id)
@@ -131,16 +132,16 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
     # SQL) under its config's and its own; kwargs.config.metadata is the same map.
     run_metadata = {**((payload.config or {}).get("metadata") or {}), **(payload.metadata or {}),
                     **(metadata or {}), "graph_id": graph_id, "assistant_id": assistant_id}
-    # One round trip: qr_create_run (migrations api/0002, 0003) locks the thread, applies the
+    # One round trip: qr_create_run (migrations api/0002-0004) locks the thread, applies the
     # multitask strategy, merges the thread's and assistant's config and metadata into the run's
     # and the run's config into the thread's (as the official server), and inserts the run.
     try:
         async with pool.connection() as conn:
             row = await (await conn.execute(
-                "SELECT * FROM qr_create_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "SELECT * FROM qr_create_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (run_id, thread_id, assistant_id, graph_id, Jsonb(run_metadata), Jsonb(kwargs), strategy, executor,
                  owner, float(payload.after_seconds or 0), stateless, temporary,
-                 payload.if_not_exists == "create"))).fetchone()
+                 payload.if_not_exists == "create", not push))).fetchone()
     except RaiseException as exc:
         if "qr:busy" in str(exc):
             raise Conflict("Thread is already running a task. Wait for it to finish or choose a different "
@@ -167,6 +168,11 @@ async def cancel_run(context: AppContext, run_id: str, executor: str | None, act
         return await context.executors.handle(name).cancel_run.remote(run_id, action)
 
 
+def _handover(run: dict) -> dict | None:
+    """The row a host starts a run from without claiming it, when create_run inserted it claimed."""
+    return run if run.get("status") == "running" and run.get("attempt") == 1 else None
+
+
 async def _current_host(context: AppContext, run_id: str, name: str) -> str:
     """The host named in the run's row now: a run can move (an agent's runs go to the
     orchestrator when the agent is gone); ``name`` when the row is gone."""
@@ -188,7 +194,7 @@ async def run_events(context: AppContext, run: dict, after: int = -1, *, start: 
         ended = False
         try:
             generator = context.executors.handle(name).run_events.options(num_returns="streaming").remote(
-                run_id, after, start)
+                run_id, after, start, _handover(run) if start else None)
             async for ref in generator:
                 items = await ref
                 if items:
@@ -206,6 +212,7 @@ async def run_events(context: AppContext, run: dict, after: int = -1, *, start: 
             name = await _current_host(context, run_id, name)
             after = after if resumable else -1
             start = True  # the new incarnation may not know the run yet: a claim is harmless
+            run = {**run, "status": None}  # and no handover: recovery re-queued the run
             await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
         finally:
             if generator is not None and not ended:
@@ -229,7 +236,8 @@ async def final_output_json(context: AppContext, run: dict, *, join: bool = Fals
     if not join:
         name = run["executor"] or context.executors.names[0]
         try:
-            _, output = await context.executors.handle(name).wait_run.remote(run_id, start)
+            _, output = await context.executors.handle(name).wait_run.remote(
+                run_id, start, _handover(run) if start else None)
             return output if output is not None else dumps(await thread_output(context, str(run["thread_id"])))
         except (RayActorError, ValueError):
             context.executors.forget(name)
