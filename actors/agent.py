@@ -144,10 +144,11 @@ class AgentActor(RunHostCalls):
         self.publisher.put(envelope)
 
     async def _handle(self, envelope: Envelope) -> None:
+        started_ns = time.perf_counter_ns()  # a probe's "agent" segment starts here
         if envelope.kind == TASK:
             await self._do_task(envelope)
         elif envelope.kind == PING:
-            await send(self.handles, pong_for(envelope, time.perf_counter_ns()), restartable=True)
+            await send(self.handles, pong_for(envelope, started_ns), restartable=True)
         elif envelope.kind == CANCEL_TASK:
             task_id = str(envelope.payload.get("task_id"))
             running = self._running.get(task_id)

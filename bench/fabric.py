@@ -1,6 +1,7 @@
 """Benchmark of the actor fabric: envelope round trips, agent spawn time and agent memory.
 
-    .venv/bin/python bench/fabric.py                  # 1, 10, 25, 50 agents -> bench/reports/fabric.md
+    .venv/bin/python bench/fabric.py                  # 1, 10, 25, 50 agents -> bench/reports/fabric.md (~3 min)
+    .venv/bin/python bench/fabric.py --quick          # 1 and 10 agents, 200 probes -> /tmp/fabric-quick.md
     .venv/bin/python bench/fabric.py --agents 1 5 --probes 100
 
 It starts its own local Ray and an embedded Postgres in a temporary folder (never touching a
@@ -9,8 +10,9 @@ running system), starts the fabric with ``ensure_system`` and, for each fleet si
 - spawns agents up to that size, timing each ``fleet.spawn`` (actor start + registration);
 - measures round trips orchestrator -> agent -> orchestrator through the fabric (``ping``
   delivered to the agent, ``pong`` delivered back and durably accepted by the orchestrator,
-  then handled in its lane), sequentially round-robin over the agents, plus the floor: a
-  bare Ray actor call orchestrator -> agent from the same process;
+  then handled in its lane), sequentially round-robin over the agents, each with its segments
+  (``actors/probes.py``), plus the floor: a bare Ray actor call orchestrator -> agent from the
+  same process;
 - measures concurrent round trips (one probe stream per agent at once) for throughput;
 - reads the resident memory (RSS) of every agent's worker process.
 """
@@ -42,6 +44,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+async def insert_round_trips(url: str, count: int = 200) -> dict[str, float]:
+    """p50 (ms) of the orchestrator's acceptance statement from this process: back to back, and
+    after 3 ms idle (the gap a sequential round trip leaves; the Postgres backend has gone to sleep)."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    sql = ("INSERT INTO qr_deliveries (recipient, envelope_id, envelope) VALUES (%s, %s, %s) "
+           "ON CONFLICT DO NOTHING RETURNING envelope_id")
+    out = {}
+    async with await psycopg.AsyncConnection.connect(make_conninfo(url, options="-c synchronous_commit=off"),
+                                                     autocommit=True) as conn:
+        for name, gap_s in (("hot", 0.0), ("after_idle", 0.003)):
+            durations = []
+            for i in range(count):
+                if gap_s:
+                    time.sleep(gap_s)  # a measured idle gap, not synchronisation
+                t0 = time.perf_counter()
+                await (await conn.execute(sql, ("bench-floor", f"{name}-{i}", "{}"))).fetchall()
+                durations.append((time.perf_counter() - t0) * 1000)
+            out[name] = percentile(durations, 50)
+        await conn.execute("DELETE FROM qr_deliveries WHERE recipient = 'bench-floor'")
+    return out
+
+
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -54,6 +80,7 @@ async def run(sizes: list[int], probes: int) -> dict:
     import ray
 
     from actors.bootstrap import ensure_system_async, shutdown_system
+    from actors.probes import SEGMENTS
     from quadracode_ray import NAMESPACE
     from quadracode_ray.config import Settings
     from quadracode_ray.persistence import EmbeddedPostgres, prepare_database
@@ -72,6 +99,7 @@ async def run(sizes: list[int], probes: int) -> dict:
                  include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     results: dict = {"sizes": [], "probes": probes, "load_before": os.getloadavg()}
     try:
+        results["insert_ms"] = await insert_round_trips(url)
         started = time.perf_counter()
         system = await ensure_system_async(settings)
         results["ensure_system_s"] = time.perf_counter() - started
@@ -86,12 +114,14 @@ async def run(sizes: list[int], probes: int) -> dict:
             ids = agents[:size]
             for agent_id in ids:  # warm each path once
                 await system.orchestrator.probe.remote(agent_id, 3)
-            fabric: list[float] = []
+            load = os.getloadavg()[0]
+            samples: list[dict[str, float]] = []
             bare: list[float] = []
             for i in range(probes):
                 agent_id = ids[i % size]
-                fabric += await system.orchestrator.probe.remote(agent_id, 1)
+                samples += await system.orchestrator.probe_segments.remote(agent_id, 1)
                 bare += await system.orchestrator.probe_bare.remote(agent_id, 1)
+            fabric = [s["total_ms"] for s in samples]
             per_agent = max(1, probes // size)
             t0 = time.perf_counter()
             concurrent = await asyncio.gather(*(system.orchestrator.probe.remote(a, per_agent) for a in ids))
@@ -101,7 +131,8 @@ async def run(sizes: list[int], probes: int) -> dict:
             pids = await asyncio.gather(*(h.pid.remote() for h in handles))
             rss = [rss_mib(pid) for pid in pids]
             row = {
-                "agents": size,
+                "agents": size, "load": load,
+                "segments_p50": {k: percentile([s[k] for s in samples], 50) for k in SEGMENTS},
                 "fabric_p50": percentile(fabric, 50), "fabric_p95": percentile(fabric, 95),
                 "bare_p50": percentile(bare, 50), "bare_p95": percentile(bare, 95),
                 "conc_p50": percentile(flat, 50), "conc_p95": percentile(flat, 95),
@@ -114,7 +145,9 @@ async def run(sizes: list[int], probes: int) -> dict:
             print(f"{size:3d} agents: fabric p50 {row['fabric_p50']:.2f} ms p95 {row['fabric_p95']:.2f} ms | "
                   f"bare p50 {row['bare_p50']:.2f} ms | concurrent p50 {row['conc_p50']:.2f} ms, "
                   f"{row['conc_rps']:.0f} rt/s | spawn p50 {row['spawn_p50']:.0f} ms | "
-                  f"RSS {row['rss_mean']:.0f} MiB/agent", flush=True)
+                  f"RSS {row['rss_mean']:.0f} MiB/agent | load {load:.1f}", flush=True)
+            print("            segments p50 (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in row["segments_p50"].items()),
+                  flush=True)
         results["spawn_all_ms"] = spawn_ms
         results["live"] = (await system.fleet.stats.remote())["live"]
         results["load_after"] = os.getloadavg()
@@ -134,7 +167,9 @@ def report(results: dict, path: Path) -> None:
         f"work: load average {results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after), "
         f"Python {platform.python_version()}; `bench/fabric.py`, {results['probes']} sequential probes per "
         "fleet size. Local Ray, embedded Postgres (unix socket), the fabric's default "
-        "`fabric_synchronous_commit=false`.",
+        "`fabric_synchronous_commit=false`. Rerun: `.venv/bin/python bench/fabric.py` (about 4 minutes; it "
+        "starts its own Ray and Postgres), or `--quick` (1 and 10 agents, to /tmp/fabric-quick.md) for a "
+        "before/after check; run it on a quiet machine and look at the load average it records.",
         "",
         "**Round trip** = orchestrator sends a `ping` envelope to an agent (`deliver`, accepted in the agent's "
         "memory inbox, handled in its lane), the agent sends `pong` back (`deliver` on the orchestrator: written "
@@ -151,6 +186,23 @@ def report(results: dict, path: Path) -> None:
             f"| {r['agents']} | {r['fabric_p50']:.2f} | {r['fabric_p95']:.2f} | {r['bare_p50']:.2f} | "
             f"{r['bare_p95']:.2f} | {r['conc_p50']:.2f} | {r['conc_p95']:.2f} | {r['conc_rps']:.0f} | "
             f"{r['spawn_p50']:.0f} | {r['spawn_p95']:.0f} | {r['rss_mean']:.0f} | {r['rss_max']:.0f} |")
+    lines += [
+        "",
+        "**Where a round trip's time goes** (p50 of each segment, ms; stamps are `perf_counter_ns`, one clock "
+        "for every process of this machine): *ping* = orchestrator sends -> the agent's handler runs (one Ray "
+        "message, the agent's acceptance, its lane hand-off); *agent* = the agent's handler until it sends the "
+        "pong; *pong* = agent sends -> the orchestrator's `deliver` runs (one Ray message); *accept* = `deliver` "
+        "-> the orchestrator's handler (the durable insert in `qr_deliveries`, the lane hand-off). The segments' "
+        "medians need not add up to the total's median.",
+        "",
+        "| agents | load avg | round trip p50 | ping | agent | pong | accept | bare call p50 |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        seg = r.get("segments_p50") or {}
+        cells = " | ".join(f"{seg[k]:.{3 if k == 'agent_ms' else 2}f}" if k in seg else "-" for k in ("ping_ms", "agent_ms", "pong_ms", "accept_ms"))
+        load = f"{r['load']:.1f}" if "load" in r else "-"
+        lines.append(f"| {r['agents']} | {load} | {r['fabric_p50']:.2f} | {cells} | {r['bare_p50']:.2f} |")
     top = rows[-1]
     lines += [
         "",
@@ -165,16 +217,11 @@ def report(results: dict, path: Path) -> None:
         "",
         "## Reading the figures",
         "",
-        f"- A fabric round trip is two one-way actor messages plus one Postgres insert (the orchestrator's durable "
-        f"acceptance) and two lane hand-offs; the floor here, one bare actor call (also two one-way messages), "
-        f"is {rows[0]['bare_p50']:.2f} ms p50 with 1 agent: the round trip costs "
-        f"{rows[0]['fabric_p50'] / rows[0]['bare_p50']:.1f}x the bare call. The 2 ms target presumes an idle "
-        "machine, where a Ray actor call is a few hundred microseconds; with a load average well above the core "
-        "count every process hop waits for a CPU; the round trip crosses three processes (orchestrator, agent, "
-        "the Postgres backend) and the event bus's publishes compete with them for the same two cores.",
+        *reading(results),
         "- Concurrent throughput is bounded by the single orchestrator process (it sends every ping, accepts and "
-        "handles every pong with two Postgres statements, and publishes to the bus); concurrent latency is that "
-        "bound divided among the streams, not a per-message cost.",
+        "handles every pong, and publishes to the bus); the acceptances and status updates of concurrent "
+        "deliveries share statements (group commit), and concurrent latency is that bound divided among the "
+        "streams, not a per-message cost.",
         "- An agent's memory is a Ray worker process: the Python interpreter, Ray's core worker and the imported "
         "fabric (pydantic, psycopg, langgraph's checkpoint modules); the agent's own state is small.",
         "",
@@ -184,13 +231,63 @@ def report(results: dict, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def reading(results: dict) -> list[str]:
+    """What the 1-agent figures say about the 2 ms target: the segments against their floors."""
+    one = results["sizes"][0]
+    seg = one.get("segments_p50")
+    insert = results.get("insert_ms")
+    if not seg or not insert:
+        return [f"- Round trip {one['fabric_p50']:.2f} ms against a bare call of {one['bare_p50']:.2f} ms."]
+    floor = one["bare_p50"] + insert["after_idle"]
+    lines = [
+        f"- With 1 agent the round trip ({one['fabric_p50']:.2f} ms p50) is two Ray messages, ping "
+        f"{seg['ping_ms']:.2f} ms and pong {seg['pong_ms']:.2f} ms (together {seg['ping_ms'] + seg['pong_ms']:.2f} "
+        f"ms against {one['bare_p50']:.2f} ms for a bare call, which is also two messages), the agent's own work "
+        f"({seg['agent_ms'] * 1000:.0f} us) and the orchestrator's acceptance, {seg['accept_ms']:.2f} ms: its "
+        "durable insert and the lane hand-off.",
+        f"- The acceptance is one Postgres statement on a connection of its own (no pool checkout): "
+        f"{insert['hot']:.2f} ms back to back from this process, but {insert['after_idle']:.2f} ms after 3 ms "
+        "idle, which is what a sequential round trip sees: the Postgres backend (like the agent and the "
+        "orchestrator between messages) has gone to sleep and waking a process on this 2-vCPU VM costs a few "
+        "hundred microseconds. Each message of a round trip pays the same wake-up, so a round trip pays it four "
+        "times (agent, orchestrator, Postgres backend, orchestrator again).",
+        f"- Lower bound while the acceptance is durable before the handler runs: a bare call plus one idle insert "
+        f"= {floor:.2f} ms. Measured: {one['fabric_p50']:.2f} ms, so the target of 2 ms is "
+        + ("met." if one["fabric_p50"] <= 2 else
+           f"not met: the two messages cost {seg['ping_ms'] + seg['pong_ms'] - one['bare_p50']:.2f} ms more than "
+           f"the bare call and the acceptance {seg['accept_ms'] - insert['after_idle']:.2f} ms more than an idle "
+           "insert alone. Each fabric message travels with its acknowledgement and the publishes to the event "
+           "bus (an actor call and a Postgres statement each), all on the same two vCPUs, and carries a pydantic "
+           "Envelope that Ray pickles; a bare call has none of that. "
+           + ("The lower bound is under 2 ms, so the target needs that excess gone: the acknowledgements and "
+              "publishes kept out of the round trip's way (they cannot be dropped: they are the delivery and "
+              "logging guarantees) or the insert off the path." if floor <= 2 else
+              "The lower bound itself is above 2 ms.")
+           + " Taking the insert off the path means handling an envelope while its acceptance is written, which "
+           "needs a way to know it is not a duplicate without asking Postgres; a faster machine shrinks every "
+           "wake-up to tens of microseconds."),
+    ]
+    many = results["sizes"][-1]
+    if many is not one:
+        lines.append(
+            f"- With {many['agents']} agents probed round-robin each agent sleeps through {many['agents'] - 1} round "
+            f"trips between two pings, so every message wakes a cold process: the bare call is "
+            f"{many['bare_p50']:.2f} ms there (against {one['bare_p50']:.2f} ms) and the round trip "
+            f"{many['fabric_p50']:.2f} ms.")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, nargs="+", default=[1, 10, 25, 50])
     parser.add_argument("--probes", type=int, default=300)
     parser.add_argument("--report", type=Path, default=ROOT / "bench" / "reports" / "fabric.md")
     parser.add_argument("--from-json", type=Path, help="re-render the report from a previous run's .json")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 and 10 agents, 200 probes, report to /tmp/fabric-quick.md (a before/after check)")
     args = parser.parse_args()
+    if args.quick:
+        args.agents, args.probes, args.report = [1, 10], 200, Path("/tmp/fabric-quick.md")
     if args.from_json:
         results = json.loads(args.from_json.read_text())
     else:
