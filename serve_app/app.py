@@ -20,7 +20,7 @@ from serve_app.auth import install_auth
 from serve_app.context import AppContext
 from serve_app.errors import install_error_handlers
 from serve_app.metrics_http import install_http_metrics
-from serve_app.routes import a2a, assistants, crons, mcp, runs, store, system, threads
+from serve_app.routes import a2a, assistants, crons, mcp, runs, store, system, thread_stream, threads
 
 APP_NAME = "quadracode"
 DEPLOYMENT_NAME = "api"
@@ -44,7 +44,7 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (system, assistants, threads, runs, store, crons, mcp, a2a):
+    for module in (system, assistants, threads, thread_stream, runs, store, crons, mcp, a2a):
         app.include_router(module.router)
     install_auth(app)  # a no-op when no API key is configured
     install_http_metrics(app)  # last, so it is outermost and counts 401/403s too
