@@ -102,7 +102,8 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
     config["configurable"].update(clients or {})
     context = kwargs.get("context") or None
     native = sorted({_NATIVE[m] for m in modes if m in _NATIVE} | {"values"})
-    compat = _MessagesCompat() if "messages" in modes else None
+    # As the official server: with messages-tuple asked too, messages come as tuples only.
+    compat = _MessagesCompat() if "messages" in modes and "messages-tuple" not in modes else None
     last_values: Any = None
     saw_interrupt = False
     try:

@@ -293,6 +293,13 @@ async def wire_details(url: str) -> dict[str, Any]:
     async for part in client.runs.stream(thread["thread_id"], "echo", input={"items": ["m"]}, stream_mode=modes):
         events[f"{len(events)}:{part.event}"] = part.data
     seen["runs.stream all modes"] = events
+    chat_events = {}
+    async for part in client.runs.stream(None, "chat", input={"messages": [{"role": "user", "content": "hi"}]},
+                                         stream_mode=["messages", "messages-tuple", "updates"]):
+        chat_events[f"{len(chat_events)}:{part.event}"] = part.data
+    seen["runs.stream chat messages"] = chat_events
+    chat = await client.assistants.search(graph_id="chat", metadata={"created_by": "system"})
+    seen["a2a message/stream text"] = await a2a_stream(url, chat[0]["assistant_id"], {"kind": "text", "text": "hi"})
     message = {"kind": "message", "role": "user", "messageId": uuid.uuid4().hex,
                "parts": [{"kind": "data", "data": {"items": ["a2a"]}}]}
     assistant = await client.assistants.create("echo")
@@ -391,4 +398,6 @@ async def test_edge_routes_match_the_official_server(official_url: str, api_url:
 async def test_wire_details_match_the_official_server(official_url: str, api_url: str) -> None:
     theirs, ours = await wire_details(official_url), await wire_details(api_url)
     assert list(ours["runs.stream all modes"]) == list(theirs["runs.stream all modes"])
+    assert list(ours["runs.stream chat messages"]) == list(theirs["runs.stream chat messages"])
+    assert list(ours["a2a message/stream text"]) == list(theirs["a2a message/stream text"])
     check(compare(theirs, ours), set(theirs))

@@ -68,6 +68,10 @@ async def test_messages_tuple_and_legacy_messages_modes(lg_client) -> None:
     text = "".join(chunk["content"] for chunk, _meta in tuples)
     assert text == "hello there friend"
     assert tuples[0][1]["langgraph_node"] == "chat"
+    # As the official server (the oracle test checks it): with messages-tuple asked, tuples only.
+    assert not [p.event for p in parts if p.event.startswith("messages/")]
+    parts = [p async for p in lg_client.runs.stream(
+        thread["thread_id"], "chat", input={"messages": [{"role": "user", "content": "hi"}]}, stream_mode="messages")]
     partial = [p.data for p in parts if p.event == "messages/partial"]
     assert partial[-1][0]["content"] == "hello there friend"
     assert partial[-1][0]["type"] == "ai"  # a whole message, as the official server sends
