@@ -26,6 +26,9 @@ from quadracode_ray.envelope import Envelope
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1_000
+RETRY_WINDOW_S = 30.0
+"""How long a batch is retried while Postgres cannot be reached (a pool checkout's wait) before its
+callers get the error (``deliver`` raises and the sender retries the delivery)."""
 _INSERT_ONE = ("INSERT INTO qr_deliveries (recipient, envelope_id, envelope) VALUES (%s, %s, %s) "
                "ON CONFLICT DO NOTHING RETURNING envelope_id")
 # WITH ORDINALITY keeps accepted_seq in arrival order (recovery replays a lane in that order).
@@ -97,6 +100,9 @@ class PostgresInboxStore:
         return loop.create_future()
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None
+        delay = 0.05
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -109,8 +115,21 @@ class PostgresInboxStore:
                         await self._insert(conn, accepts)
                     if updates:
                         await self._apply(conn, updates)
-                except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error, as before
+                    failing_since, delay = None, 0.05
+                except Exception as exc:  # noqa: BLE001 - retried while Postgres is away, then the callers get it
                     await self._reset()
+                    failing_since = failing_since if failing_since is not None else loop.time()
+                    if isinstance(exc, psycopg.OperationalError) and loop.time() - failing_since < RETRY_WINDOW_S:
+                        # Postgres restarting: keep the batch (ahead of newer work) and try again, as a pool
+                        # checkout would have waited; a retried insert of a row already written is a conflict,
+                        # and its caller was answered already.
+                        log.warning("deliveries writer: %s; retrying in %.2f s", exc, delay)
+                        self._accepts[:0] = [a for a in accepts if not a[2].done()]
+                        self._updates[:0] = [u for u in updates if not u[1].done()]
+                        # A retry delay while Postgres is unavailable, not synchronisation.
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 2.0)
+                        continue
                     for *_, future in (*accepts, *updates):
                         if not future.done():
                             future.set_exception(exc)
