@@ -8,8 +8,14 @@ import uuid
 
 import httpx
 import pytest
+from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
+from tests.api.test_auth import (
+    ALICE_KEY,
+    BOB_KEY,
+    secured_url,  # noqa: F401 (a fixture: a second deployment, with API keys)
+)
 from tests.api.test_runs_stream import parse_sse
 
 
@@ -129,3 +135,16 @@ async def test_errors_as_the_official_server(lg_client) -> None:
     with pytest.raises(UnprocessableEntityError, match="last-event-id"):
         async for _ in await lg_client.threads.join_stream(thread_id, last_event_id="abc"):
             pass
+
+
+async def test_only_the_threads_owner_can_watch_it(secured_url: str) -> None:  # noqa: F811
+    alice = get_client(url=secured_url, api_key=ALICE_KEY)
+    bob = get_client(url=secured_url, api_key=BOB_KEY)
+    thread_id = (await alice.threads.create())["thread_id"]
+    with pytest.raises(NotFoundError):
+        async for _ in await bob.threads.join_stream(thread_id):
+            pass
+    run = await alice.runs.create(thread_id, "echo", input={"items": [], "sleep": 1.0})
+    stream = await alice.threads.join_stream(thread_id, stream_mode="lifecycle")
+    parts = await asyncio.wait_for(_watch_until_runs_done(stream, 1), 60)
+    assert parts[-1].data == {"status": "run_done", "run_id": run["run_id"]}
