@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -155,6 +156,7 @@ async def run(sizes: list[int], probes: int) -> dict:
         shutdown_system(settings)
         ray.shutdown()
         pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
     return results
 
 
