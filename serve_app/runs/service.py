@@ -113,6 +113,8 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
     thread_id = thread_id or str(uuid.uuid4())
     # As the official server, the run's configurable names it (the run executor sets the same)
     # and its user ("" when anonymous, as the official dev server without auth).
+    # A run's context is mirrored into its configurable too (graphs reading either find it).
+    config["configurable"].update(payload.context or {})
     config["configurable"].update(run_id=run_id, thread_id=thread_id, graph_id=graph_id, assistant_id=assistant_id)
     config["configurable"].setdefault("user_id", owner or "")
     kwargs = {
