@@ -1,6 +1,6 @@
 """Benchmark of the LangGraph API: ours on Ray Serve, the official dev server, and the in-process floor.
 
-    .venv/bin/python bench/api_bench.py                       # -> bench/reports/api.md
+    .venv/bin/python bench/api_bench.py                       # -> bench/reports/api.md (keeps its notes)
     .venv/bin/python bench/api_bench.py --clients 1 10 --runs-per-client 5
 
 One run, side by side, on the trivial graph of bench/api_graph.py (one node adding one):
@@ -9,7 +9,8 @@ One run, side by side, on the trivial graph of bench/api_graph.py (one node addi
   runs per second at 1, 10 and 32 concurrent clients, each client on its own thread, through
   the official langgraph-sdk client;
 - the floor: ``graph.ainvoke`` in this process (no HTTP, no queue, no checkpointer);
-- CRUD latency (assistants create/get, threads create/get, store put/get), one client.
+- CRUD latency (assistants create/get, threads create/get, store put/get), one client;
+- CPU per run by process at 10 clients (what bounds runs/s on a small machine).
 
 It starts its own local Ray, Serve on a free port and an embedded Postgres in a temporary
 folder, and the official server (``langgraph dev``) on another free port; it touches no
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 GRAPH_FILE = ROOT / "bench" / "api_graph.py"
 REPORT = ROOT / "bench" / "reports" / "api.md"
 GRAPH_ID = "bench"
+NOTES_HEADING = "## Reading these figures"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -73,8 +75,50 @@ async def wait_up(url: str, deadline_s: float, process: subprocess.Popen | None 
 
 
 # --- measurements ------------------------------------------------------------------------------------
-async def concurrent(clients: int, per_client: int, make_call: Callable[[int], Awaitable[Callable]]) -> dict:
-    """``clients`` tasks, each making ``per_client`` sequential calls; latency list and rate."""
+_PROCESS_KINDS = (("ProxyActor", "Serve proxy"), ("ServeReplica", "API replica"), ("RunExecutor", "run executors"),
+                  ("postgres", "Postgres"), ("ServeController", "Serve controller"), ("gcs_server", "Ray GCS"),
+                  ("raylet", "raylet"))
+
+
+def process_cpu(roots: list[int]) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of ``roots`` and their descendants: pid -> (kind, seconds)."""
+    try:
+        import psutil  # Ray's dependency
+    except ImportError:
+        return {}
+    found: dict[int, tuple[str, float]] = {}
+    for root in roots:
+        try:
+            top = psutil.Process(root)
+            processes = [top, *top.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for process in processes:
+            try:
+                command = " ".join(process.cmdline())
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            kind = "bench client" if process.pid == os.getpid() else next(
+                (name for key, name in _PROCESS_KINDS if key in command), "other Ray workers" if "ray" in command
+                else "official server" if "langgraph" in command else "other")
+            found[process.pid] = (kind, times.user + times.system)
+    return found
+
+
+def cpu_per_run(before: dict, after: dict, runs: int) -> dict[str, float]:
+    """ms of CPU per run by kind of process, between two ``process_cpu`` snapshots."""
+    out: dict[str, float] = {}
+    for pid, (kind, seconds) in after.items():
+        if pid in before:
+            out[kind] = out.get(kind, 0.0) + (seconds - before[pid][1]) * 1000 / runs
+    return dict(sorted(out.items(), key=lambda item: -item[1]))
+
+
+async def concurrent(clients: int, per_client: int, make_call: Callable[[int], Awaitable[Callable]],
+                     cpu_roots: list[int] | None = None) -> dict:
+    """``clients`` tasks, each making ``per_client`` sequential calls; latency list and rate
+    (and CPU per run by process of the trees under ``cpu_roots``)."""
     calls = [await make_call(i) for i in range(clients)]
     latencies: list[float] = []
 
@@ -85,14 +129,18 @@ async def concurrent(clients: int, per_client: int, make_call: Callable[[int], A
             latencies.append((time.perf_counter() - t0) * 1000)
 
     await asyncio.gather(*(calls[i]() for i in range(clients)))  # warm-up: one call per client
+    cpu_before = process_cpu(cpu_roots) if cpu_roots else {}
     t0 = time.perf_counter()
     await asyncio.gather(*(client_loop(call) for call in calls))
     wall = time.perf_counter() - t0
-    return {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "rps": len(latencies) / wall,
-            "n": len(latencies)}
+    row = {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "rps": len(latencies) / wall,
+           "n": len(latencies)}
+    if cpu_roots:
+        row["cpu_ms"] = cpu_per_run(cpu_before, process_cpu(cpu_roots), len(latencies))
+    return row
 
 
-async def bench_server(url: str, clients_list: list[int], per_client: int) -> dict:
+async def bench_server(url: str, clients_list: list[int], per_client: int, cpu_roots: list[int]) -> dict:
     from langgraph_sdk import get_client
 
     client = get_client(url=url, api_key=None, timeout=120)
@@ -119,7 +167,7 @@ async def bench_server(url: str, clients_list: list[int], per_client: int) -> di
 
     for clients in clients_list:
         for mode, make in (("wait", wait_call), ("stream", stream_call)):
-            row = await concurrent(clients, per_client, make)
+            row = await concurrent(clients, per_client, make, cpu_roots if clients == 10 else None)
             out[mode][clients] = row
             print(f"  {url} {mode:6s} x{clients:<3d} p50 {row['p50']:8.1f} ms  p95 {row['p95']:8.1f} ms  "
                   f"{row['rps']:7.1f} runs/s", flush=True)
@@ -198,7 +246,9 @@ def start_official(root: Path) -> tuple[subprocess.Popen, str, Path]:
     return process, f"http://127.0.0.1:{port}", log
 
 
-def start_ours(root: Path, max_ongoing_requests: int | None = None) -> str:
+def start_ours(root: Path, max_ongoing_requests: int | None = None) -> tuple[str, list[int]]:
+    """Ours on a local Ray; its URL and the roots of its process trees (this process, which
+    started Ray, and Postgres)."""
     import ray
     from ray import serve
 
@@ -221,7 +271,8 @@ def start_ours(root: Path, max_ongoing_requests: int | None = None) -> str:
     else:  # what build_app deploys, with Serve's per-replica request cap raised
         application = QuadracodeAPI.options(max_ongoing_requests=max_ongoing_requests).bind(settings)
     serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
-    return f"http://127.0.0.1:{port}"
+    postmaster = int(next((root / "pg").rglob("postmaster.pid")).read_text().split()[0])
+    return f"http://127.0.0.1:{port}", [os.getpid(), postmaster]
 
 
 def stop_ours(root: Path) -> None:
@@ -243,14 +294,14 @@ async def run(clients_list: list[int], per_client: int, max_ongoing_requests: in
     root = Path(tempfile.mkdtemp(prefix="api-bench-", dir="/var/tmp"))
     official, official_url, _ = start_official(root)
     try:
-        ours_url = start_ours(root, max_ongoing_requests)
+        ours_url, ours_roots = start_ours(root, max_ongoing_requests)
         await asyncio.gather(wait_up(ours_url, 180), wait_up(official_url, 180, official))
         print("floor (graph.ainvoke in process)", flush=True)
         results["floor"] = await bench_floor(clients_list, per_client)
         print("ours (Ray Serve)", flush=True)
-        results["ours"] = await bench_server(ours_url, clients_list, per_client)
+        results["ours"] = await bench_server(ours_url, clients_list, per_client, ours_roots)
         print("official (langgraph dev)", flush=True)
-        results["official"] = await bench_server(official_url, clients_list, per_client)
+        results["official"] = await bench_server(official_url, clients_list, per_client, [official.pid])
         results["load_after"] = os.getloadavg()
     finally:
         official.terminate()
@@ -289,6 +340,18 @@ def render(results: dict) -> str:
             lines.append(f"| runs.{mode} | {clients} | {f['p50']:.2f} / {f['p95']:.2f} | {o['p50']:.1f} / "
                          f"{o['p95']:.1f} | {t['p50']:.1f} / {t['p95']:.1f} | {o['rps']:.1f} | {t['rps']:.1f} | "
                          f"{o['rps'] / t['rps']:.1f}x |")
+    cpu_rows = [(mode, ours[mode][10].get("cpu_ms"), official[mode][10].get("cpu_ms"))
+                for mode in ("wait", "stream") if 10 in ours[mode]]
+    if cpu_rows:
+        lines += ["", "## CPU per run at 10 clients, by process (ms)", "",
+                  "What bounds runs/s on a small machine: every process a run goes through, summed over the "
+                  "timed part and divided by its runs (the bench client's own share is listed apart).", "",
+                  "| call | ours: by process | ours: servers' total | official: total |", "| --- | --- | --- | --- |"]
+        for mode, mine, theirs in cpu_rows:
+            parts = ", ".join(f"{kind} {ms:.1f}" for kind, ms in (mine or {}).items() if ms >= 0.05)
+            ours_total = sum(ms for kind, ms in (mine or {}).items() if kind != "bench client")
+            theirs_total = sum(ms for kind, ms in (theirs or {}).items() if kind != "bench client")
+            lines.append(f"| runs.{mode} | {parts} | {ours_total:.1f} | {theirs_total:.1f} |")
     lines += ["", "## CRUD latency (one client)", "", "| call | ours p50 / p95 ms | official p50 / p95 ms |",
               "| --- | --- | --- |"]
     for name, row in ours["crud"].items():
@@ -319,7 +382,10 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(run(args.clients, args.runs_per_client, args.max_ongoing_requests))
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(render(results))
+    # The hand-written reading of the figures (from NOTES_HEADING on) survives a rerun.
+    old = args.report.read_text() if args.report.exists() else ""
+    notes = old[old.index(NOTES_HEADING):] if NOTES_HEADING in old else ""
+    args.report.write_text(render(results) + ("\n" + notes if notes else ""))
     print(f"wrote {args.report}")
 
 

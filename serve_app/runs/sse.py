@@ -16,6 +16,7 @@ from serve_app.runs.service import cancel_run, detached, run_events
 
 HEARTBEAT = b": heartbeat\r\n\r\n"
 HEARTBEAT_INTERVAL_S = 5.0
+METADATA_COALESCE_S = 0.02
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
@@ -73,17 +74,23 @@ async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str]
     run_id = str(run["run_id"])
     finished = False
     events = run_events(context, run, after=after, start=start)
-    # The first call to the executor (which starts the run) goes out while the metadata frame does.
+    # The first call to the executor (which starts the run) goes out at once; the metadata frame
+    # waits a moment for the first events, to share one message with them (each message through
+    # Serve costs the replica and the proxy CPU): a short run's stream is then a message or two.
     first: asyncio.Future | None = asyncio.ensure_future(anext(events))
+    metadata = frame("metadata", orjson.dumps({"run_id": run_id, "attempt": max(run.get("attempt") or 0, 1)}))
     try:
-        yield frame("metadata", orjson.dumps({"run_id": run_id, "attempt": max(run.get("attempt") or 0, 1)}))
+        await asyncio.wait({first}, timeout=METADATA_COALESCE_S)
+        if not first.done():
+            yield metadata
+            metadata = b""
         try:
             head = [await first]
         except StopAsyncIteration:
             head = []
         first = None
         async for items in _chain(head, events):
-            chunk = []
+            chunk = [metadata] if metadata else []
             for seq, event, data in items:
                 if event == END_EVENT:
                     finished = True
@@ -92,9 +99,12 @@ async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str]
                     chunk.append(frame(event, data, str(seq) if resumable else None))
             if chunk:
                 yield b"".join(chunk)
+                metadata = b""
             if finished:
                 break
         finished = True
+        if metadata:
+            yield metadata
     finally:
         if first is not None:
             first.cancel()
