@@ -115,13 +115,16 @@ class ThreadFollower:
         async with pool.connection() as conn:
             rows = await (await conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM qr_runs WHERE thread_id = %s "
-                f"AND ((extract(epoch FROM created_at) * 1000000)::bigint >= %s{active}) "
+                # (exact to the µs of created_us, and the (thread_id, created_at) index serves it)
+                f"AND (created_at >= timestamptz 'epoch' + %s::bigint * interval '1 microsecond'{active}) "
                 "ORDER BY created_at, run_id", (self.thread_id, since_us))).fetchall()
         return [row for row in rows if str(row["run_id"]) not in self.seen]
 
     def _start(self, run: dict) -> None:
         run_id = str(run["run_id"])
         self.seen.add(run_id)
+        if not self.lifecycle:
+            return  # state_update alone: no run event goes out
         after, with_metadata = -1, True
         if self.position is not None and run["created_us"] == self.position.run_us and self.position.k is not None:
             after, with_metadata = self.position.k - 1, False  # resume inside the run the id names
