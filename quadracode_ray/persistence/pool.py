@@ -7,8 +7,10 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-# LangGraph's savers need autocommit and dict rows, and prepared statements break behind
-# transaction-pooling proxies such as PgBouncer.
+# LangGraph's savers need autocommit and dict rows. prepare_threshold=0 prepares every statement
+# at its first use (psycopg; None would never prepare), as LangGraph's docs configure their savers:
+# repeated statements skip parsing. Behind a transaction-pooling proxy such as PgBouncer, that
+# needs PgBouncer >= 1.21 with max_prepared_statements set.
 CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 
 
