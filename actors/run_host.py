@@ -191,9 +191,9 @@ class RunHost:
     async def _requeue_lost_handovers(self) -> None:
         """Runs the API inserted claimed for this host but never handed over (the request died
         between the insert and the call): back to the queue, then started as any pending run."""
-        grace_s = max(30.0, 3 * self.settings.run_sweep_interval_s)
+        grace_s = max(5.0, 3 * self.settings.run_sweep_interval_s)
         for run_id in await queue.stale_running(self.pool, self.name, grace_s):
-            if run_id not in self.tasks and run_id not in self.starting and run_id not in self.streams:
+            if run_id not in self.tasks and run_id not in self.starting:  # (a reader may have made its stream)
                 await queue.release_for_retry(self.pool, run_id)
                 self._submit_local(run_id)
 

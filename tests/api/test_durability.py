@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import ray
+from psycopg.types.json import Jsonb
 
 from quadracode_ray import NAMESPACE
 from tests.api.test_runs_lifecycle import until
@@ -82,3 +85,28 @@ async def test_resumable_stream_resumes_from_last_event_id_after_its_executor_di
     assert ids == sorted(set(ids)) and ids[-1] > first_ids[-1]
     assert [data for event, data, _ in events if event == "values"][-1] == {"items": ["first", "attempt-2"]}
     assert (await lg_client.runs.get(tid, run_id))["status"] == "success"
+
+
+async def test_a_run_inserted_claimed_but_never_handed_over_is_requeued_by_its_host(
+        lg_client, api_database_url: str) -> None:
+    # A run that can start at once is inserted already 'running' for its host, which gets its row
+    # in the request's next call; when that call never comes (the request died in between), the
+    # host's sweep puts the run back in the queue and runs it.
+    other = (await lg_client.threads.create())["thread_id"]
+    probe = await lg_client.runs.create(other, "echo", input={"items": []})
+    await lg_client.runs.join(other, probe["run_id"])
+    host = executor_of(api_database_url, probe["run_id"])
+    tid = (await lg_client.threads.create())["thread_id"]
+    run_id = str(uuid.uuid4())
+    with psycopg.connect(api_database_url) as conn:
+        conn.execute(
+            "SELECT * FROM qr_create_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (run_id, tid, probe["assistant_id"], "echo", Jsonb({}),
+             Jsonb({"input": {"items": ["lost"]}, "graph_id": "echo", "config": {}, "stream_mode": ["values"]}),
+             "enqueue", host, None, 0.0, False, False, False, True))
+    assert (await lg_client.runs.get(tid, run_id))["status"] == "running"
+    joined = await lg_client.runs.join(tid, run_id)
+    assert joined["items"][0] == "lost"
+    run = await lg_client.runs.get(tid, run_id)
+    assert run["status"] == "success"
+    assert run["kwargs"]["config"]["metadata"]["run_attempt"] == 2  # re-queued, then claimed
