@@ -19,6 +19,7 @@ import inspect
 import json
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
@@ -26,7 +27,10 @@ from uuid import UUID, uuid5
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
+from actors.common import call_with_supported, load_object
 from quadracode_ray.config import Settings
+from quadracode_ray.llm.base import ChatModel
+from quadracode_ray.llm.factory import shared_chat_model
 
 # The namespace the official server derives a graph's default assistant id from, so the
 # same graph gets the same assistant id here and there.
@@ -115,7 +119,21 @@ class GraphRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GraphRegistry:
-        return cls(graph_specs(settings))
+        registry = cls(graph_specs(settings))
+        orchestrator = registry.entries.get("orchestrator")
+        configured = settings.orchestrator_graph
+        # QUADRACODE_ORCHESTRATOR_GRAPH names the orchestrator's graph for API runs too, unless the
+        # graphs file or setting registers "orchestrator" itself (those win, as for any graph id).
+        if (orchestrator is not None and orchestrator.spec == BUILTIN_GRAPHS["orchestrator"]
+                and configured != Settings.model_fields["orchestrator_graph"].default):
+            orchestrator.spec = configured
+            orchestrator.error = None
+            try:
+                load_object(configured)
+                orchestrator.target = partial(configured_orchestrator_graph, settings)
+            except Exception as exc:  # reported as any graph that does not load, never fatal
+                orchestrator.error = f"{type(exc).__name__}: {exc}"
+        return registry
 
     def ids(self) -> list[str]:
         return list(self.entries)
@@ -165,3 +183,20 @@ def graph_specs(settings: Settings) -> dict[str, tuple[str, Path | None]]:
     for graph_id, spec in settings.graphs.items():
         specs[graph_id] = (spec, None)
     return specs
+
+
+def configured_orchestrator_graph(settings: Settings, config: dict | None = None) -> Any:
+    """``settings.orchestrator_graph`` for one API run, called as the orchestrator actor calls it
+    (actors/orchestrator.py ``build_graph``) with the clients the run host put in the run's
+    configurable; the host attaches its checkpointer and store to what it returns."""
+    configurable = (config or {}).get("configurable") or {}
+    factory = load_object(settings.orchestrator_graph)
+    if not callable(factory) or hasattr(factory, "ainvoke"):
+        return factory
+
+    def model() -> ChatModel:
+        given = configurable.get("model")
+        return given if isinstance(given, ChatModel) else shared_chat_model(given, settings)
+
+    clients = {name: configurable.get(name) for name in ("workspace", "fleet", "delegation", "stop")}
+    return call_with_supported(factory, lazy={"model": model}, settings=settings, **clients)

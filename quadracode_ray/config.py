@@ -225,7 +225,7 @@ class Settings(BaseSettings):
     )
     orchestrator_graph: str = Field(
         default="quadracode_ray.graphs.orchestrator:build_orchestrator_graph",
-        description="Import path (module:attr) of the orchestrator graph factory the orchestrator actor runs for threads driven through the fabric client; API runs of the `orchestrator` assistant run the built-in graph.",
+        description="Import path (module:attr) of the orchestrator graph factory: what the orchestrator actor runs, for API runs of the `orchestrator` assistant too.",
     )
     workspace_client_factory: str = Field(
         default="actors.workspaces:sandbox_workspace_client",

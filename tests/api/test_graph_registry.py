@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from langgraph.graph import START, StateGraph
 
 from actors.run_executor_graphs import (
     GraphRegistry,
@@ -61,3 +62,45 @@ def test_malformed_graphs_file_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"graphs": ["not", "a", "map"]}))
     with pytest.raises(GraphSpecError, match="graphs"):
         graph_specs(Settings(_env_file=None, graphs_file=path))
+
+
+# --- QUADRACODE_ORCHESTRATOR_GRAPH for API runs of the orchestrator assistant ----------------------
+SEEN_BY_ORCHESTRATOR_FACTORY: list[dict] = []
+
+
+def recording_orchestrator(*, fleet=None, delegation=None, settings=None):
+    """An orchestrator graph factory in the shape the orchestrator actor calls: it records what it got."""
+    SEEN_BY_ORCHESTRATOR_FACTORY.append({"fleet": fleet, "delegation": delegation, "settings": settings})
+    builder = StateGraph(dict)
+    builder.add_node("recorded", lambda state: {})
+    builder.add_edge(START, "recorded")
+    return builder
+
+
+async def test_the_orchestrator_graph_setting_serves_api_runs_too() -> None:
+    settings = Settings(_env_file=None,
+                        orchestrator_graph="tests.api.test_graph_registry:recording_orchestrator")
+    registry = GraphRegistry.from_settings(settings)
+    entry = registry.get("orchestrator")
+    assert entry.available and entry.spec == settings.orchestrator_graph
+    SEEN_BY_ORCHESTRATOR_FACTORY.clear()
+    fleet, delegation = object(), object()
+    graph = await registry.build("orchestrator", {"configurable": {"fleet": fleet, "delegation": delegation}})
+    assert "recorded" in graph.nodes
+    assert SEEN_BY_ORCHESTRATOR_FACTORY == [{"fleet": fleet, "delegation": delegation, "settings": settings}]
+
+
+def test_the_default_orchestrator_graph_stays_the_builtin_and_a_registered_one_wins() -> None:
+    assert GraphRegistry.from_settings(Settings(_env_file=None)).get("orchestrator").spec == \
+        "quadracode_ray.graphs.orchestrator:graph"
+    settings = Settings(_env_file=None, orchestrator_graph="tests.api.test_graph_registry:recording_orchestrator",
+                        graphs={"orchestrator": "tests.api.graphs:factory"})
+    assert GraphRegistry.from_settings(settings).get("orchestrator").spec == "tests.api.graphs:factory"
+
+
+async def test_an_orchestrator_graph_setting_that_does_not_load_is_reported() -> None:
+    registry = GraphRegistry.from_settings(Settings(_env_file=None, orchestrator_graph="no.such.module:graph"))
+    entry = registry.get("orchestrator")
+    assert not entry.available and "no.such.module" in entry.error
+    with pytest.raises(GraphUnavailableError, match="no.such.module"):
+        await registry.build("orchestrator", {})
