@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from serve_app import a2a_server, a2a_stream, mcp_server
 from serve_app.auth import current_owner
-from serve_app.runs.sse import SSE_HEADERS, frame
+from serve_app.runs.sse import SSE_HEADERS, frame, with_heartbeats
 
 router = APIRouter(tags=["A2A"])
 Owner = Annotated[str | None, Depends(current_owner)]
@@ -79,5 +79,7 @@ async def a2a_rpc(assistant_id: str, request: Request, owner: Owner) -> Response
         async for answer in a2a_stream.stream_message(context, owner, assistant_id, message):
             yield frame("message", orjson.dumps(answer))
 
-    return StreamingResponse(events(), media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
+    # Heartbeats as on our run streams: a task can work for minutes between two updates.
+    return StreamingResponse(with_heartbeats(events()), media_type="text/event-stream; charset=utf-8",
+                             headers=SSE_HEADERS)
 

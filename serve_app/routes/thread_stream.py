@@ -12,7 +12,7 @@ from serve_app.auth import current_owner
 from serve_app.errors import NotFound
 from serve_app.records import threads as thread_records
 from serve_app.routes.runs import check_uuid
-from serve_app.runs.sse import SSE_HEADERS, _with_heartbeats
+from serve_app.runs.sse import SSE_HEADERS, with_heartbeats
 from serve_app.runs.thread_follow import ThreadFollower, parse_last_event_id, parse_thread_modes
 
 router = APIRouter(tags=["Threads"])
@@ -33,5 +33,5 @@ async def join_thread_stream(thread_id: str, request: Request,
     if not await thread_records.exists(pool, thread_id, owner):
         raise NotFound(f"Thread with ID {thread_id} not found")
     follower = ThreadFollower(context, thread_id, modes, position)
-    return StreamingResponse(_with_heartbeats(follower.frames()), media_type="text/event-stream; charset=utf-8",
+    return StreamingResponse(with_heartbeats(follower.frames()), media_type="text/event-stream; charset=utf-8",
                              headers=SSE_HEADERS)

@@ -35,7 +35,9 @@ def _wanted(event: str, modes: list[str] | None) -> bool:
     return base in modes or (base == "messages" and "messages-tuple" in modes)
 
 
-async def _with_heartbeats(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def with_heartbeats(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``source``'s frames, with a comment frame whenever it is silent for HEARTBEAT_INTERVAL_S, so
+    proxies and clients keep a long, quiet stream open (SSE clients ignore comments)."""
     iterator = source.__aiter__()
     pending: asyncio.Future | None = None
     try:
@@ -119,7 +121,7 @@ def stream_response(context: AppContext, run: dict, *, after: int = -1, modes: l
                     resumable: bool = False, cancel_on_disconnect: bool = False, start: bool = False,
                     headers: dict[str, str] | None = None) -> StreamingResponse:
     """``start``: the run was created with ``push=False`` and the stream's first call starts it."""
-    body = _with_heartbeats(_relay(context, run, after=after, modes=modes, resumable=resumable,
+    body = with_heartbeats(_relay(context, run, after=after, modes=modes, resumable=resumable,
                                    cancel_on_disconnect=cancel_on_disconnect, start=start))
     return StreamingResponse(body, media_type="text/event-stream; charset=utf-8",
                              headers={**SSE_HEADERS, **(headers or {})})

@@ -23,7 +23,7 @@ async def test_heartbeats_fill_silences(monkeypatch) -> None:
         yield b"last"
 
     out = []
-    async for item in sse._with_heartbeats(source()):
+    async for item in sse.with_heartbeats(source()):
         out.append(item)
         if out.count(sse.HEARTBEAT) == 2:
             release.set()
