@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from quadracode_ray.config import Settings
+from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
 from tests import polling
 
 FAST_TIMERS = {
@@ -86,6 +87,15 @@ def remove_workspaces(settings: Settings, docker_client=None) -> int:
 async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 60.0, what: str = "condition") -> Any:
     """The shared poll with the whole system's longer default deadline."""
     return await polling.eventually(probe, timeout=timeout, what=what, interval=0.1)
+
+
+async def file_exists(workspace, path: str) -> bool:
+    """Whether ``path`` exists in the workspace (a probe for ``eventually``)."""
+    try:
+        await workspace.read_file(path)
+        return True
+    except WorkspacePathNotFound:
+        return False
 
 
 def message_texts(values: dict[str, Any], *, type_: str | None = None, name: str | None = None) -> list[str]:

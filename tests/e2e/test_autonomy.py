@@ -9,9 +9,8 @@ import uuid
 
 from actors.client import FabricClient
 from quadracode_ray.envelope import THREAD_RUN
-from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
 from sandbox.client import get_workspace
-from tests.e2e.conftest import eventually, message_texts
+from tests.e2e.conftest import eventually, file_exists, message_texts
 
 MAX_ITERATIONS = 3
 E2E_SETTINGS = {"autonomy_max_iterations": MAX_ITERATIONS, "autonomy_max_agents_per_thread": 0}
@@ -70,7 +69,7 @@ async def stop_mid_command(system, client: FabricClient, thread: str, command: s
 
     outcome = asyncio.ensure_future(run_outcome())
     workspace = await get_workspace("default", system.settings)
-    await eventually(lambda: _exists(workspace, started), timeout=60, what="the command running in the sandbox")
+    await eventually(lambda: file_exists(workspace, started), timeout=60, what="the command running in the sandbox")
     assert not outcome.done()
     await client.stop_thread(thread)
     await asyncio.wait_for(outcome, 60)  # far sooner than the command would have ended (120 s exec timeout)
@@ -93,13 +92,6 @@ async def test_emergency_stop_halts_a_running_thread_mid_command(system):
     values = await client.run_and_wait(thread, "remember the code name HERON", timeout_s=60)
     assert message_texts(values, type_="ai")[-1] == "Noted: the code name is HERON."
 
-
-async def _exists(workspace, path: str) -> bool:
-    try:
-        await workspace.read_file(path)
-        return True
-    except WorkspacePathNotFound:
-        return False
 
 
 async def test_emergency_stop_also_kills_the_command_it_interrupted(system):

@@ -13,10 +13,9 @@ import psycopg
 
 from actors.client import FabricClient
 from quadracode_ray.envelope import TASK, TASK_RESULT, THREAD_RUN, USER_MESSAGE, EnvelopeFilter
-from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
 from sandbox.client import get_workspace
 from sandbox.docker_backend import LABEL_INSTALLATION
-from tests.e2e.conftest import eventually, message_texts
+from tests.e2e.conftest import eventually, file_exists, message_texts
 
 INSTRUCTION = "delegate to a coder agent: write hello.py that prints 42 and run it"
 CARRIED = [USER_MESSAGE, TASK, TASK_RESULT]
@@ -125,7 +124,7 @@ async def test_a_stopped_thread_keeps_its_agents_result_and_stays_halted(system)
     await client.run_and_wait(thread, f"delegate to a coder agent: run `touch {started}; "
                                       f"while [ ! -f {gate} ]; do sleep 0.1; done; echo 42`", timeout_s=60)
     workspace = await get_workspace("default", system.settings)
-    await eventually(lambda: _exists(workspace, started), timeout=60, what="the agent's command running")
+    await eventually(lambda: file_exists(workspace, started), timeout=60, what="the agent's command running")
     await client.stop_thread(thread)
     await workspace.write_file(gate, "")
 
@@ -145,10 +144,3 @@ async def test_a_stopped_thread_keeps_its_agents_result_and_stays_halted(system)
     values = await client.run_and_wait_resume(thread, "continue", timeout_s=60)
     assert "succeeded: 42" in message_texts(values, type_="ai")[-1]
 
-
-async def _exists(workspace, path: str) -> bool:
-    try:
-        await workspace.read_file(path)
-        return True
-    except WorkspacePathNotFound:
-        return False
