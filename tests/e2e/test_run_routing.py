@@ -19,8 +19,7 @@ from actors.common import AGENT_PREFIX, ORCHESTRATOR, actor_name
 from quadracode_ray import NAMESPACE
 from sandbox.client import get_workspace
 from tests.api.conftest import _kill_run_executors
-from tests.e2e.conftest import eventually, message_texts
-from tests.e2e.test_delegation import _exists
+from tests.e2e.conftest import eventually, file_exists, message_texts
 
 APP = "qr-routing"
 
@@ -128,7 +127,7 @@ async def test_an_agent_run_outlives_its_agent(system, client, database_url):
     run = await client.runs.create(
         thread_id, "agent", input=user(f"run `touch {started}; while [ ! -f {gate} ]; do sleep 0.1; done; echo 42`"))
     workspace = await get_workspace("default", system.settings)
-    await eventually(lambda: _exists(workspace, started), timeout=60, what="the agent run's command running")
+    await eventually(lambda: file_exists(workspace, started), timeout=60, what="the agent run's command running")
     host = (await _run_row(database_url, run["run_id"]))["executor"]
     assert host.startswith(system.settings.actor_name_prefix + AGENT_PREFIX)
     ray.kill(ray.get_actor(host, namespace=NAMESPACE), no_restart=True)
@@ -153,7 +152,7 @@ async def test_a_run_in_the_orchestrator_actor_survives_the_actors_death(system,
         thread_id, "orchestrator",
         input=user(f"run `touch {started}; while [ ! -f {gate} ]; do sleep 0.1; done; echo 42`"))
     workspace = await get_workspace("default", system.settings)
-    await eventually(lambda: _exists(workspace, started), timeout=60, what="the run's command running")
+    await eventually(lambda: file_exists(workspace, started), timeout=60, what="the run's command running")
     before = await system.orchestrator.run_stats.remote()
     ray.kill(system.orchestrator, no_restart=False)  # Ray restarts it; its run host recovers the run
 
