@@ -10,6 +10,9 @@ that any API replica reads with the streaming generator ``events``.
 Recovery: on start a host puts the runs it was running back in the queue (or marks them
 ``error`` once they used up their attempts), and a slow sweep picks up anything a lost push
 left behind; the sweep is a safety net, never the way runs normally start.
+
+What follows a run's end (its outcome in the queue, a rollback's checkpoints, the webhook) is in
+``actors/run_host_outcomes.py``.
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import orjson
 import ray
 from psycopg.conninfo import make_conninfo
 
 from actors import run_executor_queue as queue
-from actors.run_executor_execute import RunOutcome, execute_run, run_config
+from actors.run_executor_execute import execute_run
 from actors.run_executor_graphs import GraphRegistry
 from actors.run_executor_stream import END_EVENT, RunStream, batch, dumps
+from actors.run_host_outcomes import call_webhook, record_cancel, record_outcome
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence import open_async_pool
@@ -274,12 +277,12 @@ class RunHost:
             try:
                 outcome = await work
                 status = outcome.status
-                next_run = await self._record(run, outcome)
+                next_run = await record_outcome(self.pool, self.saver, run, outcome)
                 await stream.publish(END_EVENT, dumps({"status": status, "output": outcome.output}))
             except asyncio.CancelledError:
                 action = self.cancel_actions.pop(run_id, "interrupt")
                 status = "interrupted"
-                next_run = await self._record_cancel(run, action)
+                next_run = await record_cancel(self.pool, self.saver, self.registry, run, action)
                 await stream.publish(END_EVENT, dumps({"status": "interrupted", "output": None}))
             await stream.finish()
             if flusher is not None:
@@ -287,7 +290,7 @@ class RunHost:
             if next_run is not None:
                 await self._push(next_run)
             if kwargs.get("webhook"):
-                await self._call_webhook(run, status)
+                await call_webhook(self.pool, run, status)
         except Exception:
             log.exception("run %s: bookkeeping failed", run_id)
             await stream.finish()
@@ -303,34 +306,6 @@ class RunHost:
     def _forget(self, run_id: str, stream: RunStream) -> None:
         if self.streams.get(run_id) is stream:
             del self.streams[run_id]
-
-    async def _record(self, run: dict, outcome: RunOutcome) -> queue.NextRun | None:
-        temporary = bool(run["kwargs"].get("temporary"))
-        if temporary:
-            await self.saver.adelete_thread(str(run["thread_id"]))
-        return await queue.finish(
-            self.pool, str(run["run_id"]), outcome.status, thread_outcome=outcome.thread_outcome,
-            error=outcome.error, values=_jsonable(outcome.values), interrupts=_jsonable(outcome.interrupts),
-            delete_thread=temporary,
-        )
-
-    async def _record_cancel(self, run: dict, action: str) -> queue.NextRun | None:
-        config = run_config(run)
-        thread_id = str(run["thread_id"])
-        if action == "rollback":
-            await _delete_run_checkpoints(self.pool, thread_id, str(run["run_id"]))
-        values, interrupts = None, {}
-        try:
-            graph = await self.registry.build(run["kwargs"]["graph_id"], config, checkpointer=self.saver)
-            state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-            values = state.values or None
-        except Exception:
-            log.exception("run %s: reading state after cancel failed", run["run_id"])
-        return await queue.finish(
-            self.pool, str(run["run_id"]), "interrupted", thread_outcome="idle", values=_jsonable(values),
-            interrupts=interrupts, delete_run=action == "rollback",
-            delete_thread=bool(run["kwargs"].get("temporary")),
-        )
 
     async def _push(self, next_run: queue.NextRun) -> None:
         target = next_run.executor or self.name
@@ -358,25 +333,6 @@ class RunHost:
                     return
         except Exception:
             log.exception("run %s: storing its events failed", run_id)
-
-    async def _call_webhook(self, run: dict, status: str) -> None:
-        row = await queue.run_status(self.pool, str(run["run_id"]))
-        values = None
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute('SELECT "values" FROM qr_threads WHERE thread_id = %s', (run["thread_id"],))
-            thread = await cursor.fetchone()
-            values = thread["values"] if thread else None
-        payload = orjson.loads(dumps({
-            **{k: v for k, v in (row or run).items() if k not in ("executor", "available_at", "owner")},
-            "status": status, "run_started_at": (row or run).get("started_at"),
-            "run_ended_at": (row or run).get("ended_at"), "webhook_sent_at": datetime.now(UTC),
-            "values": values,
-        }))
-        try:
-            async with httpx.AsyncClient(timeout=30) as client:
-                await client.post(run["kwargs"]["webhook"], json=payload)
-        except httpx.HTTPError as exc:
-            log.warning("webhook %s for run %s failed: %s", run["kwargs"]["webhook"], run["run_id"], exc)
 
     # --- cancelling ----------------------------------------------------------------------------------
     async def cancel(self, run_id: str, action: str = "interrupt") -> bool:
@@ -514,20 +470,3 @@ class RunHostCalls:
 
     async def run_stats(self) -> dict[str, Any]:
         return await (await self._run_host_ready()).stats()
-
-
-async def _delete_run_checkpoints(pool, thread_id: str, run_id: str) -> None:
-    async with pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = %s AND metadata->>'run_id' = %s",
-            (thread_id, run_id))
-        ids = [r["checkpoint_id"] for r in await cursor.fetchall()]
-        if ids:
-            await conn.execute("DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_id = ANY(%s)",
-                               (thread_id, ids))
-            await conn.execute("DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_id = ANY(%s)",
-                               (thread_id, ids))
-
-
-def _jsonable(value: Any) -> Any:
-    return None if value is None else orjson.loads(dumps(value))
