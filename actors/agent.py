@@ -24,7 +24,8 @@ from pydantic import JsonValue
 
 from actors.brains import TaskRequest, load_brain
 from actors.common import REGISTRY, HandleCache, actor_name, load_object, spawn_background
-from actors.delivery import DeliveryReceipt, Inbox, MemoryInboxStore, send
+from actors.delivery import DeliveryReceipt, Inbox, MemoryInboxStore, send, serve_deliveries
+from actors.local_channel import ChannelServer
 from actors.fabric_clients import fabric_configurable
 from actors.metrics import install_ray_metrics
 from actors.probes import pong_for
@@ -67,10 +68,13 @@ class AgentActor(RunHostCalls):
                            publish=self._publish, backlogged=lambda: self.publisher.full)
         self.inbox.open()
         self._run_host: RunHost | None = None  # made on the first API run of assistant `agent`
+        self._channel: ChannelServer | None = None  # same-node deliveries (actors/local_channel.py)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> AgentInfo:
         """Register and start heartbeating; the fleet awaits this before a spawn returns."""
+        # Listening before registering: once the orchestrator can find this agent, it can reach it.
+        self._channel = await serve_deliveries(self.handles, self.agent_id, self.deliver)
         info = await self._register()
         spawn_background(self._background, self._heartbeat_loop(), name=f"heartbeat:{self.agent_id}")
         return info
@@ -110,6 +114,8 @@ class AgentActor(RunHostCalls):
             await asyncio.wait_for(self.handles.get(REGISTRY).deregister.remote(self.agent_id), timeout=5)
         except Exception as exc:  # noqa: BLE001 - best effort: the sweep reaps it otherwise
             log.warning("agent %s: deregister failed: %s", self.agent_id, exc)
+        if self._channel is not None:
+            await self._channel.close()
         await self.inbox.close()
 
     async def ping(self) -> str:
@@ -121,6 +127,8 @@ class AgentActor(RunHostCalls):
     async def status(self) -> dict[str, Any]:
         return {"agent_id": self.agent_id, "running_tasks": sorted(self._running), "heartbeats": self._heartbeats,
                 "inbox": self.inbox.stats(), "publisher": self.publisher.stats(),
+                "channel": {"served": self._channel.served if self._channel else None,
+                            "sent": self.handles.channels.stats()},
                 "pid": os.getpid(),
                 "running_runs": len(self._run_host.tasks) if self._run_host else 0}
 

@@ -7,12 +7,14 @@ import importlib
 import inspect
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
+from actors.local_channel import ChannelPool, socket_path
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence import open_async_pool
@@ -97,11 +99,23 @@ def get_actor(settings: Settings, address: str) -> ray.actor.ActorHandle:
 
 
 class HandleCache:
-    """Handles by address, looked up once; forget() after a call fails so the next looks again."""
+    """Handles by address, looked up once; forget() after a call fails so the next looks again.
+
+    Also the sender's side of same-node delivery: ``channels`` and ``channel_path``."""
 
     def __init__(self, settings: Settings):
         self._settings = settings
         self._handles: dict[str, Any] = {}
+        self._node_id: str | None = None
+        self.channels = ChannelPool()
+
+    def channel_path(self, address: str) -> Path | None:
+        """Where ``address`` would listen if it lived on this node (None: channels are off)."""
+        if not self._settings.fabric_local_channel:
+            return None
+        if self._node_id is None:
+            self._node_id = ray.get_runtime_context().get_node_id()
+        return socket_path(self._settings.fabric_channel_dir, self._node_id, actor_name(self._settings, address))
 
     def get(self, address: str) -> Any:
         handle = self._handles.get(address)

@@ -36,7 +36,7 @@ from actors.common import (
     start_with_retries,
     to_jsonable,
 )
-from actors.delivery import DeliveryReceipt, Inbox, PostgresInboxStore, send
+from actors.delivery import DeliveryReceipt, Inbox, PostgresInboxStore, send, serve_deliveries
 from actors.dispatch import Dispatcher
 from actors.fabric_clients import fabric_configurable
 from actors.fleet_client import FleetActorClient
@@ -150,6 +150,8 @@ class Orchestrator(RunHostCalls):
         recovered = await self.inbox.recover()
         if recovered:
             log.warning("orchestrator: resumed %d envelopes accepted before a restart", recovered)
+        if getattr(self, "channel", None) is None:  # same-node deliveries (actors/local_channel.py)
+            self.channel = await serve_deliveries(self.handles, ORCHESTRATOR, self.deliver)
         spawn_background(self._background, start_with_retries(self.dispatcher.resume, "orchestrator task resume"),
                          name="resume-tasks")
         spawn_background(self._background, self._watchdog(), name="task-watchdog")
@@ -378,6 +380,8 @@ class Orchestrator(RunHostCalls):
         await self._started
         return {"inbox": self.inbox.stats(), "runs_total": self.runs_total, "publisher": self.publisher.stats(),
                 "deliveries": self.inbox.store.stats(),
+                "channel": {"served": self.channel.served if self.channel else None,
+                            "sent": self.handles.channels.stats()},
                 "dispatching": len(self.dispatcher._active), "agent_load": dict(self.dispatcher.load)}
 
     # --- API runs hosted here: the calls of RunHostCalls (actors/run_host.py) -------------------

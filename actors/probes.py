@@ -16,9 +16,9 @@ import time
 from quadracode_ray.envelope import PING, PONG, Envelope
 
 SEGMENTS = ("ping_ms", "agent_ms", "pong_ms", "accept_ms")
-"""ping_ms: orchestrator send -> agent handler (one Ray message, the agent's acceptance and lane
-hand-off); agent_ms: the agent's handler until it sends the pong; pong_ms: agent send ->
-orchestrator ``deliver`` (one Ray message); accept_ms: ``deliver`` -> orchestrator handler (the
+"""ping_ms: orchestrator send -> agent handler (one message, a socket frame on one node or a Ray
+call, the agent's acceptance and lane hand-off); agent_ms: the agent's handler until it sends the
+pong; pong_ms: agent send -> orchestrator ``deliver`` (one message); accept_ms: ``deliver`` -> orchestrator handler (the
 durable insert in ``qr_deliveries`` and the lane hand-off)."""
 
 
