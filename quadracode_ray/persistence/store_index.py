@@ -9,6 +9,7 @@ deterministic vectors, which need no network and no key).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -97,7 +98,11 @@ async def open_store(pool: Any, settings: Settings, **options: Any) -> Any:
     store = AsyncPostgresStore(pool, index=index, **options)
     if index is not None:
         async with pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY + 2,))
+            # Polled, not waited for in a statement: setup's CREATE INDEX CONCURRENTLY waits for
+            # every open statement, so a process blocked in pg_advisory_lock meanwhile deadlocks it.
+            while not (await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS locked",
+                                                 (ADVISORY_LOCK_KEY + 2,))).fetchone())["locked"]:
+                await asyncio.sleep(0.05)
             try:
                 await store.setup()
             finally:
