@@ -76,6 +76,10 @@ class InboxStore(Protocol):
 
     async def pending(self, recipient: str) -> list[tuple[Envelope, int]]: ...
 
+    async def unfinished(self, recipient: str, envelope_id: str) -> tuple[Envelope, int] | None:
+        """The envelope and its attempts if it was accepted and is neither done nor dead."""
+        ...
+
 
 class MemoryInboxStore:
     """De-duplication for an actor that is replaced rather than restarted; bounded."""
@@ -102,6 +106,9 @@ class MemoryInboxStore:
 
     async def pending(self, recipient: str) -> list[tuple[Envelope, int]]:
         return []
+
+    async def unfinished(self, recipient: str, envelope_id: str) -> tuple[Envelope, int] | None:
+        return None  # what this store accepted is queued in this process for as long as it lives
 
 
 class Inbox:
@@ -159,12 +166,26 @@ class Inbox:
         if self.backlogged() and envelope.id not in self._in_flight:
             raise InboxOverloaded(f"{self.recipient} cannot reach the event bus; retry later")
         if envelope.id in self._in_flight or not await self.store.accept(self.recipient, envelope):
+            await self._adopt_orphan(envelope.id)
             fabric_metrics.deliveries().inc(tags={"recipient": self._metric_recipient, "outcome": "duplicate"})
             return DeliveryReceipt(envelope_id=envelope.id, status="duplicate")
         self._enqueue(envelope, 0)
         # Published right after the acknowledgement leaves, keeping the bus off the sender's path.
         asyncio.get_running_loop().call_soon(self._accepted, envelope)
         return DeliveryReceipt(envelope_id=envelope.id, status="accepted")
+
+    async def _adopt_orphan(self, envelope_id: str) -> None:
+        """A duplicate that is unfinished and not queued here was accepted by a predecessor whose
+        insert committed after this inbox recovered (a statement outliving its dead sender's
+        connection): the sender is delivering it again because it never got the acknowledgement,
+        and nobody else will ever handle it, so it is queued now."""
+        if envelope_id in self._in_flight:
+            return
+        orphan = await self.store.unfinished(self.recipient, envelope_id)
+        if orphan is not None and envelope_id not in self._in_flight:
+            log.warning("%s: %s was accepted before a restart and never handled; handling it now",
+                        self.recipient, envelope_id)
+            self._enqueue(*orphan)
 
     def _accepted(self, envelope: Envelope) -> None:
         fabric_metrics.deliveries().inc(tags={"recipient": self._metric_recipient, "outcome": "accepted"})

@@ -75,6 +75,14 @@ class PostgresInboxStore:
             rows = await cur.fetchall()
         return [(Envelope.model_validate(_json(row["envelope"])), row["attempts"]) for row in rows]
 
+    async def unfinished(self, recipient: str, envelope_id: str) -> tuple[Envelope, int] | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT envelope, attempts FROM qr_deliveries WHERE recipient = %s AND envelope_id = %s "
+                "AND status = 'pending'", (recipient, envelope_id))
+            row = await cur.fetchone()
+        return None if row is None else (Envelope.model_validate(_json(row["envelope"])), row["attempts"])
+
     def stats(self) -> dict[str, int]:
         return {"statements_total": self.statements_total, "rows_total": self.rows_total,
                 "waiting": len(self._accepts) + len(self._updates)}

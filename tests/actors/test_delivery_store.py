@@ -56,3 +56,28 @@ async def test_a_lost_connection_is_retried_and_the_acceptance_still_returns(sto
         assert admin.execute("SELECT pg_terminate_backend(%s)", (writer_pid,)).fetchone()[0]
     assert await asyncio.wait_for(store.accept("orch-c", second), 30) is True
     assert [e.id for e, _ in await store.pending("orch-c")] == [first.id, second.id]
+
+
+async def test_a_row_a_predecessor_committed_after_recovery_is_handled_when_its_sender_retries(
+        store: PostgresInboxStore):
+    from actors.delivery import Inbox
+
+    handled: list[str] = []
+
+    async def handler(envelope: Envelope) -> None:
+        handled.append(envelope.id)
+
+    inbox = Inbox("orch-d", store, handler, lane_of=lambda e: e.thread_id or "", max_attempts=1, backoff_s=0,
+                  publish=lambda e: None)
+    assert await inbox.recover() == 0
+    (late,) = envelopes(1, "orch-d")
+    # The dead predecessor's insert commits now: after this inbox recovered, so nobody queued it.
+    assert await store.accept("orch-d", late) is True
+    receipt = await inbox.deliver(late)  # the sender never got its acknowledgement and retries
+    assert receipt.status == "duplicate"
+    await inbox.wait_idle()
+    assert handled == [late.id]
+    assert await store.pending("orch-d") == []
+    assert (await inbox.deliver(late)).status == "duplicate"
+    await inbox.wait_idle()
+    assert handled == [late.id]  # once: a finished envelope is a plain duplicate
