@@ -14,8 +14,17 @@ from serve_app.records import threads as thread_records
 from serve_app.routes.runs import check_uuid
 from serve_app.runs.sse import SSE_HEADERS, with_heartbeats
 from serve_app.runs.thread_follow import ThreadFollower, parse_last_event_id, parse_thread_modes
+from serve_app.runs.thread_watch import ThreadWatchHub
 
 router = APIRouter(tags=["Threads"])
+
+
+def _watch_hub(request: Request) -> ThreadWatchHub:
+    """The replica's one hub (one LISTEN connection) for all its watchers."""
+    hub = getattr(request.app.state, "thread_watch_hub", None)
+    if hub is None:
+        hub = request.app.state.thread_watch_hub = ThreadWatchHub(request.app.state.context)
+    return hub
 
 
 @router.get("/threads/{thread_id}/stream", summary="Join a thread's stream: its runs' events until the client leaves")
@@ -32,6 +41,6 @@ async def join_thread_stream(thread_id: str, request: Request,
     pool = await context.ready()
     if not await thread_records.exists(pool, thread_id, owner):
         raise NotFound(f"Thread with ID {thread_id} not found")
-    follower = ThreadFollower(context, thread_id, modes, position)
+    follower = ThreadFollower(context, _watch_hub(request), thread_id, modes, position)
     return StreamingResponse(with_heartbeats(follower.frames()), media_type="text/event-stream; charset=utf-8",
                              headers=SSE_HEADERS)

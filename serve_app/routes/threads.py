@@ -17,6 +17,7 @@ from serve_app.records import threads as thread_records
 from serve_app.responses import json_response
 from serve_app.routes.runs import check_uuid
 from serve_app.runs import service
+from serve_app.runs.thread_follow import publish_state_update
 from serve_app.schemas import (
     ThreadCount,
     ThreadCreate,
@@ -60,6 +61,7 @@ async def create_thread(body: ThreadCreate, request: Request, owner: Owner):
             for update in step.updates:
                 await thread_state.update_state(context, str(thread["thread_id"]), owner, values=update.values,
                                                 as_node=update.as_node, checkpoint=None)
+        await _state_updated(context, str(thread["thread_id"]), owner)
         thread = thread_records.public(await thread_records.get(pool, str(thread["thread_id"]), owner),
                                        thread_records.CREATED_FIELDS)
     return json_response(thread)
@@ -164,14 +166,21 @@ async def get_state(thread_id: str, request: Request, owner: Owner, subgraphs: b
                                                       subgraphs=subgraphs))
 
 
+async def _state_updated(context: AppContext, thread_id: str, owner: str | None) -> None:
+    """Tell the thread's watchers (stream mode state_update) its new state, as the official server."""
+    await publish_state_update(context, thread_id, await thread_state.get_state(context, thread_id, owner))
+
+
 @router.post("/threads/{thread_id}/state", summary="Update the thread's state (as a node)")
 async def update_state(thread_id: str, body: ThreadStateUpdate, request: Request, owner: Owner):
     checkpoint = body.checkpoint.model_dump(exclude_none=True) if body.checkpoint else None
     if body.checkpoint_id:
         checkpoint = {**(checkpoint or {}), "checkpoint_id": body.checkpoint_id}
-    return json_response(await thread_state.update_state(
-        ctx(request), check_uuid(thread_id, "thread"), owner, values=body.values, as_node=body.as_node,
-        checkpoint=checkpoint))
+    context, thread_id = ctx(request), check_uuid(thread_id, "thread")
+    result = await thread_state.update_state(context, thread_id, owner, values=body.values, as_node=body.as_node,
+                                             checkpoint=checkpoint)
+    await _state_updated(context, thread_id, owner)
+    return json_response(result)
 
 
 @router.get("/threads/{thread_id}/state/{checkpoint_id}", summary="The thread's state at a checkpoint")

@@ -6,10 +6,18 @@ read from the run's host), several at once when runs overlap (an interrupting ru
 the one it interrupts ends). An agent's delegated result resumes a thread as a new run queued by
 the orchestrator (metadata ``source=agent_result``): a watcher sees it as any other new run.
 
-New runs are found by a bounded poll with backoff (a fallback: no Postgres LISTEN/NOTIFY yet,
-since a NOTIFY in ``qr_create_run`` takes Postgres' global notify lock in every run's commit):
-the thread's runs are read every ``POLL_MIN_S`` after something happened, doubling to at most
-``POLL_MAX_S`` while nothing does; a followed run that ends triggers a read at once.
+New runs (and thread events) are found at once: a run or thread event inserted for a watched
+thread sends a Postgres NOTIFY that the replica's one LISTEN connection turns into a wake-up of
+its watchers of that thread (serve_app/runs/thread_watch.py). A poll stays as the safety net:
+every ``POLL_SAFETY_S`` while the connection listens, and with backoff from ``POLL_MIN_S`` to
+``POLL_MAX_S`` while it does not (not opened yet, lost); a followed run that ends triggers a
+read at once too.
+
+``state_update`` events (the official server's, on ``threads.update_state`` and on a thread
+created with ``supersteps``: ``{"state": <the thread's state>, "thread_id": ...}``) are rows of
+``qr_thread_events``, published by ``publish_state_update``; a watcher asking for that mode gets
+the ones created after it joined (or after its ``Last-Event-ID``). As the official server, the
+default mode (``run_modes``) does not include them.
 
 Event ids are ``<run created_at in µs>-<k>`` (digits only, the shape the official server's ids
 and validation have): ``k`` is 0 for the run's metadata event and the host's event number + 1
@@ -18,7 +26,10 @@ after that, so ids grow within a run and from a run to the runs created after it
 thread. Without one, the runs active at the join are followed from their start (as far as
 their host holds their events; the official server sends only what comes after the join)
 and every run created later from its start. Events of a finished run replay as far as its host
-still holds them, or the runs created with ``stream_resumable`` stored them.
+still holds them, or the runs created with ``stream_resumable`` stored them. A thread event's
+id is ``<its created_at in µs>-0``. On a resume, each run's events replay in order and the thread
+events in order, but the two only roughly interleave (runs are replayed concurrently); a
+thread's state is not updated while a run is in flight, so they seldom overlap.
 """
 
 from __future__ import annotations
@@ -37,12 +48,16 @@ from serve_app.context import AppContext
 from serve_app.errors import Invalid
 from serve_app.runs.service import run_events
 from serve_app.runs.sse import frame
+from serve_app.runs.thread_watch import ThreadWatchHub
 
 log = logging.getLogger(__name__)
 
 THREAD_STREAM_MODES = ("run_modes", "lifecycle", "state_update")
 POLL_MIN_S = 0.05
 POLL_MAX_S = 1.0
+POLL_SAFETY_S = 5.0  # while the replica LISTENs: NOTIFY wakes a watcher, this only catches a miss
+STATE_UPDATE = "state_update"
+THREAD_EVENT_RETENTION_S = 86400.0  # a thread's events older than this go when it gets a new one
 _EVENT_ID = re.compile(r"^(\d+)(?:-(\d+|\*))?$")
 _RUN_COLUMNS = ("run_id, thread_id, executor, status, attempt, kwargs, "
                 "(extract(epoch FROM created_at) * 1000000)::bigint AS created_us")
@@ -85,18 +100,33 @@ def event_id(run_us: int, k: int) -> str:
     return f"{run_us}-{k}"
 
 
+async def publish_state_update(context: AppContext, thread_id: str, state: dict) -> None:
+    """The official server's ``state_update`` thread event (after ``threads.update_state``):
+    stored, and its insert wakes the thread's watchers (NOTIFY, migration api/0005)."""
+    data = orjson.dumps({"state": state, "thread_id": thread_id})
+    pool = await context.ready()
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("DELETE FROM qr_thread_events WHERE thread_id = %s "
+                           "AND created_at < now() - %s * interval '1 second'",
+                           (thread_id, THREAD_EVENT_RETENTION_S))
+        await conn.execute("INSERT INTO qr_thread_events (thread_id, event, data) VALUES (%s, %s, %s)",
+                           (thread_id, STATE_UPDATE, data))
+
+
 class ThreadFollower:
     """The frames of one watcher: ``frames()`` yields SSE bytes until it is closed."""
 
-    def __init__(self, context: AppContext, thread_id: str, modes: list[str], position: Position | None):
+    def __init__(self, context: AppContext, hub: ThreadWatchHub, thread_id: str, modes: list[str],
+                 position: Position | None):
         self.context = context
+        self.hub = hub
         self.thread_id = thread_id
         self.run_modes = "run_modes" in modes
         self.lifecycle = self.run_modes or "lifecycle" in modes
-        # state_update: the official server publishes it when a thread's state is updated by hand;
-        # nothing here publishes those yet, so that mode alone streams heartbeats only.
+        self.state_updates = STATE_UPDATE in modes  # not part of run_modes, as the official server
         self.position = position
         self.seen: set[str] = set()
+        self.seen_events: set[int] = set()
         self.out: asyncio.Queue[bytes] = asyncio.Queue()
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
@@ -119,6 +149,26 @@ class ThreadFollower:
                 f"AND (created_at >= timestamptz 'epoch' + %s::bigint * interval '1 microsecond'{active}) "
                 "ORDER BY created_at, run_id", (self.thread_id, since_us))).fetchall()
         return [row for row in rows if str(row["run_id"]) not in self.seen]
+
+    async def _new_thread_events(self, since_us: int, strictly_after: bool) -> list[dict]:
+        """Thread events created since ``since_us`` not yet sent, oldest first."""
+        pool = await self.context.ready()
+        after = ">" if strictly_after else ">="
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT event_id, event, data, (extract(epoch FROM created_at) * 1000000)::bigint AS created_us "
+                "FROM qr_thread_events WHERE thread_id = %s "
+                f"AND created_at {after} timestamptz 'epoch' + %s::bigint * interval '1 microsecond' "
+                "ORDER BY created_at, event_id", (self.thread_id, since_us))).fetchall()
+        return [row for row in rows if row["event_id"] not in self.seen_events]
+
+    def _send_thread_events(self, rows: list[dict]) -> None:
+        chunk = []
+        for row in rows:
+            self.seen_events.add(row["event_id"])
+            chunk.append(frame(row["event"], bytes(row["data"]), event_id(int(row["created_us"]), 0)))
+        if chunk:
+            self.out.put_nowait(b"".join(chunk))
 
     def _start(self, run: dict) -> None:
         run_id = str(run["run_id"])
@@ -160,21 +210,33 @@ class ThreadFollower:
             self.wake.set()  # a run ended: the next one of the thread may be queued already
 
     async def _discover(self) -> None:
-        if self.position is None:
-            since_us, include_active = await self._now_us(), True
-        else:
-            since_us, include_active = self.position.run_us, False
-        interval = POLL_MIN_S
-        while True:
-            runs = await self._new_runs(since_us, include_active)
-            for run in runs:
-                self._start(run)
-            interval = POLL_MIN_S if runs else min(interval * 2, POLL_MAX_S)
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), interval)
-            if self.wake.is_set():
-                interval = POLL_MIN_S
+        # Watching first, reading second: what is inserted after the first read wakes us.
+        async with self.hub.watch(self.thread_id, self.wake):
+            if self.position is None:
+                since_us, include_active = await self._now_us(), True
+            else:
+                since_us, include_active = self.position.run_us, False
+            # Thread events at the resumed event's own µs were sent before.
+            events_strictly_after = self.position is not None and self.position.k is not None
+            interval = POLL_MIN_S
+            while True:
+                self.wake.clear()
+                runs = await self._new_runs(since_us, include_active)
+                for run in runs:
+                    self._start(run)
+                found = bool(runs)
+                if self.state_updates:
+                    events = await self._new_thread_events(since_us, events_strictly_after)
+                    self._send_thread_events(events)
+                    found = found or bool(events)
+                if self.hub.listening:
+                    interval = POLL_SAFETY_S
+                else:  # no NOTIFY to wake us: poll with backoff
+                    interval = POLL_MIN_S if found else min(interval * 2, POLL_MAX_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), interval)
+                if self.wake.is_set():
+                    interval = POLL_MIN_S
 
     async def frames(self) -> AsyncIterator[bytes]:
         discover = asyncio.get_running_loop().create_task(self._discover())

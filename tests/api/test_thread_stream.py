@@ -4,19 +4,24 @@ every run of the thread, resumes after an event id, and gets the official server
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 import uuid
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
+from serve_app.runs.thread_follow import POLL_SAFETY_S
 from tests.api.test_auth import (
     ALICE_KEY,
     BOB_KEY,
     secured_url,  # noqa: F401 (a fixture: a second deployment, with API keys)
 )
 from tests.api.test_runs_stream import parse_sse
+from tests.polling import eventually
 
 
 async def _watch_until_runs_done(stream, runs_done: int, on_event=None) -> list:
@@ -148,3 +153,161 @@ async def test_only_the_threads_owner_can_watch_it(secured_url: str) -> None:  #
     stream = await alice.threads.join_stream(thread_id, stream_mode="lifecycle")
     parts = await asyncio.wait_for(_watch_until_runs_done(stream, 1), 60)
     assert parts[-1].data == {"status": "run_done", "run_id": run["run_id"]}
+
+
+
+async def _thread_with_a_run(lg_client) -> str:
+    """A thread with one finished echo run (so its state has a graph and a last writer)."""
+    thread_id = (await lg_client.threads.create())["thread_id"]
+    await lg_client.runs.wait(thread_id, "echo", input={"items": ["one"]})
+    return thread_id
+
+
+class Watcher:
+    """A thread stream read in the background: its parts, and when each arrived."""
+
+    def __init__(self, stream) -> None:
+        self.parts: list = []
+        self.arrived: list[float] = []
+        self.task = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream) -> None:
+        async for part in stream:
+            self.parts.append(part)
+            self.arrived.append(time.monotonic())
+
+    async def until(self, predicate, what: str) -> None:
+        async def probe() -> bool:
+            if self.task.done():
+                self.task.result()  # the stream failed or ended: say so
+                raise AssertionError(f"the thread stream ended early: {self.parts}")
+            return predicate(self.parts)
+        await eventually(probe, what=what)
+
+    async def until_run_done(self, run_id: str) -> None:
+        done = {"status": "run_done", "run_id": run_id}
+        await self.until(lambda parts: any(p.event == "metadata" and p.data == done for p in parts),
+                         f"the end of run {run_id}")
+
+    def close(self) -> None:
+        self.task.cancel()
+
+
+async def _watch_rows(database_url: str, thread_id: str) -> int:
+    """Replicas that registered a watch of the thread (the NOTIFY trigger's condition)."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        row = await (await conn.execute("SELECT count(*) FROM qr_thread_watches WHERE thread_id = %s",
+                                        (thread_id,))).fetchone()
+    return row[0]
+
+
+async def test_state_update_goes_to_watchers_that_ask_for_it(lg_client) -> None:
+    thread_id = await _thread_with_a_run(lg_client)
+    runs = Watcher(await lg_client.threads.join_stream(thread_id))  # run_modes: no state_update there
+    both = Watcher(await lg_client.threads.join_stream(thread_id, stream_mode=["lifecycle", "state_update"]))
+    try:
+        # A run both watchers see first: they are live before the update.
+        first = await lg_client.runs.create(thread_id, "echo", input={"items": ["two"]})
+        await runs.until_run_done(first["run_id"])
+        await both.until_run_done(first["run_id"])
+        await lg_client.threads.update_state(thread_id, {"items": ["by hand"]})
+        await both.until(lambda parts: any(p.event == "state_update" for p in parts), "the state_update event")
+        state = await lg_client.threads.get_state(thread_id)
+        assert state["values"]["items"] == ["one", "a", "two", "a", "by hand"]
+        second = await lg_client.runs.create(thread_id, "echo", input={"items": ["three"]})
+        await runs.until_run_done(second["run_id"])
+        await both.until_run_done(second["run_id"])
+    finally:
+        runs.close()
+        both.close()
+    assert [(p.event, p.data) for p in both.parts] == [
+        ("metadata", {"run_id": first["run_id"], "attempt": 1}),
+        ("metadata", {"status": "run_done", "run_id": first["run_id"]}),
+        ("state_update", {"state": state, "thread_id": thread_id}),
+        ("metadata", {"run_id": second["run_id"], "attempt": 1}),
+        ("metadata", {"status": "run_done", "run_id": second["run_id"]}),
+    ]
+    assert not any(p.event == "state_update" for p in runs.parts)
+    assert any(p.event == "values" for p in runs.parts)
+
+
+async def test_state_updates_resume_after_an_event_id(lg_client) -> None:
+    thread_id = await _thread_with_a_run(lg_client)
+    await lg_client.threads.update_state(thread_id, {"items": ["first"]})
+    await lg_client.threads.update_state(thread_id, {"items": ["second"]})
+    replay = Watcher(await lg_client.threads.join_stream(thread_id, stream_mode="state_update", last_event_id="-"))
+    try:
+        await replay.until(lambda parts: len(parts) >= 2, "both state updates replayed")
+    finally:
+        replay.close()
+    assert [p.data["state"]["values"]["items"][-1] for p in replay.parts] == ["first", "second"]
+    assert all(re.fullmatch(r"\d+-0", p.id) for p in replay.parts)
+    resumed = Watcher(await lg_client.threads.join_stream(thread_id, stream_mode="state_update",
+                                                          last_event_id=replay.parts[0].id))
+    try:
+        await resumed.until(bool, "the state update after the resumed one")
+    finally:
+        resumed.close()
+    assert [(p.id, p.data) for p in resumed.parts] == [(replay.parts[1].id, replay.parts[1].data)]
+
+
+async def _listening_connections(database_url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        row = await (await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query = 'LISTEN qr_thread_activity'")).fetchone()
+    return row[0]
+
+
+async def test_runs_queued_elsewhere_are_seen_at_once(lg_client, api_database_url: str) -> None:
+    """A run inserted by another path than the watcher's replica (the orchestrator's agent_result
+    path: enqueue_run, then a push to the run's host) reaches the watcher through NOTIFY, far
+    sooner than its safety poll; a state update too. The replica's watchers share one LISTEN
+    connection, and a watcher that leaves takes its watch row with it."""
+    import ray
+
+    from actors.run_executor import executor_names
+    from actors.run_host_enqueue import enqueue_run
+    from quadracode_ray import NAMESPACE
+    from quadracode_ray.config import Settings
+    from quadracode_ray.persistence import open_async_pool
+
+    thread_id = await _thread_with_a_run(lg_client)
+    other_thread_id = await _thread_with_a_run(lg_client)
+    watcher = Watcher(await lg_client.threads.join_stream(thread_id, stream_mode=["lifecycle", "state_update"]))
+    other = Watcher(await lg_client.threads.join_stream(other_thread_id, stream_mode="lifecycle"))
+    executor = executor_names(Settings(_env_file=None), api_database_url)[0]
+    pool = await open_async_pool(api_database_url, name="test-enqueue")
+    latencies: list[float] = []
+    try:
+        await eventually(lambda: _watch_rows(api_database_url, thread_id), what="the watch registered")
+        await eventually(lambda: _watch_rows(api_database_url, other_thread_id), what="the other watch registered")
+        # One LISTEN connection for both watchers (while it listens, the poll is POLL_SAFETY_S).
+        assert await _listening_connections(api_database_url) == 1
+        for n in range(2):
+            seen, started = len(watcher.parts), time.monotonic()
+            await lg_client.threads.update_state(thread_id, {"items": [f"update {n}"]})
+            await watcher.until(lambda parts, seen=seen: len(parts) > seen, "the state_update event")
+            assert watcher.parts[seen].event == "state_update"
+            latencies.append(watcher.arrived[seen] - started)
+
+            run_id = str(uuid.uuid4())
+            seen, started = len(watcher.parts), time.monotonic()
+            assert await enqueue_run(pool, run_id=run_id, thread_id=thread_id, graph_id="echo",
+                                     input={"items": [f"queued {n}"]}, metadata={"source": "agent_result"},
+                                     executor=executor)
+            await ray.get_actor(executor, namespace=NAMESPACE).submit_run.remote(run_id)
+            await watcher.until_run_done(run_id)
+            assert watcher.parts[seen].data == {"run_id": run_id, "attempt": 1}
+            latencies.append(watcher.arrived[seen] - started)
+    finally:
+        watcher.close()
+        other.close()
+        await pool.close()
+    # Found by a poll instead, each would wait up to POLL_SAFETY_S.
+    assert max(latencies) < POLL_SAFETY_S / 2, latencies
+    print(f"pickup latencies (update, run, update, run): {[round(x, 3) for x in latencies]}")
+
+    async def watch_rows_gone() -> bool:
+        return await _watch_rows(api_database_url, thread_id) + await _watch_rows(api_database_url, other_thread_id) == 0
+    await eventually(watch_rows_gone, what="the watch rows removed when their watchers left")
