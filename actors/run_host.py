@@ -392,6 +392,10 @@ class RunHost:
         stream = self.streams.get(run_id)
         if stream is None:
             row = await queue.run_status(self.pool, run_id)
+            # A push may have started (and even ended) the run here while the row was read: its
+            # events are then in memory, and the row's end status does not mean "held elsewhere".
+            stream = self.streams.get(run_id)
+        if stream is None:
             if row is not None and row["status"] in ("pending", "running"):
                 stream = self.streams.setdefault(run_id, RunStream(run_id))
                 if row["executor"] in (None, self.name) and run_id not in self.tasks:

@@ -152,9 +152,10 @@ def graph_input(message: dict[str, Any]) -> dict[str, Any]:
 
 
 async def start_task(context: AppContext, owner: str | None, assistant: dict, params: dict[str, Any], *,
-                     stream_mode: list[str] | None = None) -> tuple[dict, dict]:
+                     stream_mode: list[str] | None = None, push: bool = True) -> tuple[dict, dict]:
     """Queue the run of a ``message/send`` or ``message/stream``: (the run row, the user message
-    as the task's history records it)."""
+    as the task's history records it). ``push=False``: the caller starts the run with its first
+    ``run_events(start=True)`` call (see ``service.create_run``)."""
     message = params.get("message")
     if not isinstance(message, dict):
         raise RpcError(INVALID_PARAMS, "Invalid params: 'message' (an A2A Message object) is required")
@@ -169,7 +170,7 @@ async def start_task(context: AppContext, owner: str | None, assistant: dict, pa
     body = RunCreate(assistant_id=str(assistant["assistant_id"]), input=run_input, if_not_exists="create",
                      metadata={"a2a_message_id": message.get("messageId")}, stream_mode=stream_mode)
     try:
-        run = await service.create_run(context, body, thread_id=thread_id, owner=owner)
+        run = await service.create_run(context, body, thread_id=thread_id, owner=owner, push=push)
     except Exception as exc:
         if getattr(exc, "status_code", None) == 409:
             raise RpcError(INVALID_REQUEST, f"Context {thread_id} is busy with another task") from None

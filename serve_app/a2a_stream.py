@@ -11,6 +11,8 @@ going when the client leaves (``tasks/get`` finds it), as ``message/send``'s doe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +29,13 @@ STREAM_METHODS = ("message/stream", "SendStreamingMessage")
 # The official server streams these modes for A2A: message chunks as progress, values for the end.
 _STREAM_MODES = ["messages", "values"]
 _AGENT_TYPES = {"ai", "aimessage", "aimessagechunk", "assistant"}
+
+
+async def _chain(head: Any, rest: AsyncIterator) -> AsyncIterator:
+    if head is not None:
+        yield head
+    async for items in rest:
+        yield items
 
 
 def _now() -> str:
@@ -61,7 +70,7 @@ async def stream_message(context: AppContext, owner: str | None, assistant_id: s
     try:
         assistant = await a2a_server.resolve_assistant(context, assistant_id, owner)
         run, user_message = await a2a_server.start_task(context, owner, assistant, message.get("params") or {},
-                                                        stream_mode=_STREAM_MODES)
+                                                        stream_mode=_STREAM_MODES, push=False)
     except RpcError as exc:
         yield {"jsonrpc": "2.0", "id": rpc_id, "error": exc.to_json()}
         return
@@ -72,22 +81,34 @@ async def stream_message(context: AppContext, owner: str | None, assistant_id: s
     thread_id, run_id = str(run["thread_id"]), str(run["run_id"])
     task_id = a2a_server.task_id_of(thread_id, run_id)
     ids = {"taskId": task_id, "contextId": thread_id}
-    yield answer({"kind": "task", "id": task_id, "contextId": thread_id, "history": [user_message],
-                  "status": {"state": "submitted", "timestamp": _now()}})
-
+    # The run starts in this reader's first events call (as runs/stream's do), so the reader
+    # follows it from its first event. Pushed by a call of its own, the run raced its reader to
+    # the host: under load the reader could come too late for the run's progress.
+    events = service.run_events(context, run, start=True)
+    first: asyncio.Future | None = asyncio.ensure_future(anext(events, None))
     output: Any = None
     values: Any = None
-    async for items in service.run_events(context, run):
-        for _, event, data in items:
-            if event == END_EVENT:
-                output = orjson.loads(data).get("output")
-            elif event == "values":
-                values = orjson.loads(data)
-            elif event.startswith("messages/") and (text := _chunk_text(orjson.loads(data))):
-                yield answer({**ids, "kind": "status-update", "final": False,
-                              "status": {"state": "working", "timestamp": _now(),
-                                         "message": a2a_server.agent_message(
-                                             thread_id, run_id, {"kind": "text", "text": text})}})
+    try:
+        await asyncio.sleep(0)  # one turn of the loop: that call is out even if the client leaves now
+        yield answer({"kind": "task", "id": task_id, "contextId": thread_id, "history": [user_message],
+                      "status": {"state": "submitted", "timestamp": _now()}})
+        head, first = await first, None
+        async for items in _chain(head, events):
+            for _, event, data in items:
+                if event == END_EVENT:
+                    output = orjson.loads(data).get("output")
+                elif event == "values":
+                    values = orjson.loads(data)
+                elif event.startswith("messages/") and (text := _chunk_text(orjson.loads(data))):
+                    yield answer({**ids, "kind": "status-update", "final": False,
+                                  "status": {"state": "working", "timestamp": _now(),
+                                             "message": a2a_server.agent_message(
+                                                 thread_id, run_id, {"kind": "text", "text": text})}})
+    finally:  # also when the client leaves: the run goes on (tasks/get finds it), the reading stops
+        if first is not None:
+            first.cancel()
+        with contextlib.suppress(BaseException):
+            await events.aclose()
     if output is None:
         output = await service.thread_output(context, thread_id)
     state = a2a_server.task_state(output)

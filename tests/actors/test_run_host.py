@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import orjson
 import pytest
 
 from actors import run_executor_queue as queue
@@ -135,3 +136,28 @@ async def _waits_for_a_slot(host: RunHost, run_id: str) -> bool:
 
 async def _slot_free(host: RunHost) -> bool:
     return host.slots._value == 1 and not host.starting
+
+
+async def test_a_reader_that_looks_up_a_run_while_it_runs_here_gets_all_its_events(host: RunHost, monkeypatch):
+    """A race that explains an A2A stream once seen without its progress under load: a reader came to
+    the host before the run's push, looked its row up, and the push started and ended the run
+    while that query was out; the reader took the row's 'success' for a run held elsewhere and
+    answered only the end (no values, no output), though every event was in this host's memory."""
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": ["x"]})
+    real_run_status = queue.run_status
+
+    async def run_status_answered_after_the_run_ended(pool, wanted: str):
+        await host.submit(run_id)  # the push, landing while the reader's query is out
+        await eventually(lambda: _finished(host, run_id), timeout=30, what="the run to end")
+        return await real_run_status(pool, wanted)
+
+    monkeypatch.setattr(queue, "run_status", run_status_answered_after_the_run_ended)
+    seen = [item async for items in host.events(run_id) for item in items]
+    assert [event for _, event, _ in seen] == ["values", "values", "__end__"]
+    assert orjson.loads(seen[-1][2]) == {"status": "success", "output": {"items": ["x", "a"]}}
+
+
+async def _finished(host: RunHost, run_id: str) -> bool:
+    stream = host.streams.get(run_id)
+    return stream is not None and stream.finished and run_id not in host.tasks
