@@ -30,6 +30,7 @@ from serve_app.schemas import RunCreate
 
 Batch = list[tuple[int, str, bytes]]
 _detached: set[asyncio.Task] = set()  # strong refs: asyncio keeps only weak ones
+THREAD_BUSY = "Thread is already running a task. Wait for it to finish or choose a different multitask strategy."
 
 
 def detached(coroutine) -> asyncio.Task:
@@ -129,6 +130,9 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
         "durability": payload.durability or ("exit" if payload.checkpoint_during is False else "async"),
         "graph_id": graph_id,
     }
+    if graph_id == "agent" and not stateless:
+        # Choosing an agent run's host may spawn an agent: first make sure the thread takes the run.
+        await _check_thread_takes_run(pool, thread_id, owner, strategy, create=payload.if_not_exists == "create")
     executor = await context.executors.choose_host({"thread_id": thread_id, "graph_id": graph_id})
     # As the official server: a run's metadata is its assistant's under its thread's (both merged in
     # SQL) under its config's and its own; kwargs.config.metadata is the same map.
@@ -146,8 +150,7 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
                  payload.if_not_exists == "create", not push))).fetchone()
     except RaiseException as exc:
         if "qr:busy" in str(exc):
-            raise Conflict("Thread is already running a task. Wait for it to finish or choose a different "
-                           "multitask strategy.") from None
+            raise Conflict(THREAD_BUSY) from None
         if "qr:not_found" in str(exc):
             raise NotFound("Thread or assistant not found.") from None
         raise
@@ -157,6 +160,21 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
     if inflight and strategy in ("interrupt", "rollback"):
         await asyncio.gather(*(cancel_run(context, str(r["run_id"]), r["executor"], strategy) for r in inflight))
     return row
+
+
+async def _check_thread_takes_run(pool, thread_id: str, owner: str | None, strategy: str, *, create: bool) -> None:
+    """What qr_create_run refuses, checked before a host is chosen (it stays the authority):
+    a thread that does not exist (unless created) or is not the owner's, a busy one under reject."""
+    async with pool.connection() as conn:
+        thread = await (await conn.execute(
+            "SELECT t.owner, EXISTS (SELECT 1 FROM qr_runs r WHERE r.thread_id = t.thread_id "
+            "AND r.status IN ('pending', 'running')) AS busy FROM qr_threads t WHERE t.thread_id = %s",
+            (thread_id,))).fetchone()
+    if thread is None or (owner is not None and thread["owner"] != owner):
+        if not create:
+            raise NotFound("Thread or assistant not found.")
+    elif thread["busy"] and strategy == "reject":
+        raise Conflict(THREAD_BUSY)
 
 
 async def cancel_run(context: AppContext, run_id: str, executor: str | None, action: str = "interrupt") -> bool:
