@@ -4,6 +4,7 @@ every run of the thread, resumes after an event id, and gets the official server
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -189,8 +190,10 @@ class Watcher:
         await self.until(lambda parts: any(p.event == "metadata" and p.data == done for p in parts),
                          f"the end of run {run_id}")
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
 
 
 async def _watch_rows(database_url: str, thread_id: str) -> int:
@@ -201,13 +204,15 @@ async def _watch_rows(database_url: str, thread_id: str) -> int:
     return row[0]
 
 
-async def test_state_update_goes_to_watchers_that_ask_for_it(lg_client) -> None:
+async def test_state_update_goes_to_watchers_that_ask_for_it(lg_client, api_database_url: str) -> None:
     thread_id = await _thread_with_a_run(lg_client)
     runs = Watcher(await lg_client.threads.join_stream(thread_id))  # run_modes: no state_update there
     both = Watcher(await lg_client.threads.join_stream(thread_id, stream_mode=["lifecycle", "state_update"]))
     try:
-        # A run both watchers see first: they are live before the update.
-        first = await lg_client.runs.create(thread_id, "echo", input={"items": ["two"]})
+        # A run both watchers see first (slow enough to be active when they read the thread's
+        # runs): they are live before the update.
+        await eventually(lambda: _watch_rows(api_database_url, thread_id), what="the watch registered")
+        first = await lg_client.runs.create(thread_id, "echo", input={"items": ["two"], "sleep": 1.0})
         await runs.until_run_done(first["run_id"])
         await both.until_run_done(first["run_id"])
         await lg_client.threads.update_state(thread_id, {"items": ["by hand"]})
@@ -218,8 +223,8 @@ async def test_state_update_goes_to_watchers_that_ask_for_it(lg_client) -> None:
         await runs.until_run_done(second["run_id"])
         await both.until_run_done(second["run_id"])
     finally:
-        runs.close()
-        both.close()
+        await runs.close()
+        await both.close()
     assert [(p.event, p.data) for p in both.parts] == [
         ("metadata", {"run_id": first["run_id"], "attempt": 1}),
         ("metadata", {"status": "run_done", "run_id": first["run_id"]}),
@@ -239,7 +244,7 @@ async def test_state_updates_resume_after_an_event_id(lg_client) -> None:
     try:
         await replay.until(lambda parts: len(parts) >= 2, "both state updates replayed")
     finally:
-        replay.close()
+        await replay.close()
     assert [p.data["state"]["values"]["items"][-1] for p in replay.parts] == ["first", "second"]
     assert all(re.fullmatch(r"\d+-0", p.id) for p in replay.parts)
     resumed = Watcher(await lg_client.threads.join_stream(thread_id, stream_mode="state_update",
@@ -247,7 +252,7 @@ async def test_state_updates_resume_after_an_event_id(lg_client) -> None:
     try:
         await resumed.until(bool, "the state update after the resumed one")
     finally:
-        resumed.close()
+        await resumed.close()
     assert [(p.id, p.data) for p in resumed.parts] == [(replay.parts[1].id, replay.parts[1].data)]
 
 
@@ -301,8 +306,8 @@ async def test_runs_queued_elsewhere_are_seen_at_once(lg_client, api_database_ur
             assert watcher.parts[seen].data == {"run_id": run_id, "attempt": 1}
             latencies.append(watcher.arrived[seen] - started)
     finally:
-        watcher.close()
-        other.close()
+        await watcher.close()
+        await other.close()
         await pool.close()
     # Found by a poll instead, each would wait up to POLL_SAFETY_S.
     assert max(latencies) < POLL_SAFETY_S / 2, latencies
@@ -311,3 +316,42 @@ async def test_runs_queued_elsewhere_are_seen_at_once(lg_client, api_database_ur
     async def watch_rows_gone() -> bool:
         return await _watch_rows(api_database_url, thread_id) + await _watch_rows(api_database_url, other_thread_id) == 0
     await eventually(watch_rows_gone, what="the watch rows removed when their watchers left")
+
+
+async def test_a_thread_created_with_supersteps_has_its_state_update(lg_client) -> None:
+    thread = await lg_client.threads.create(
+        graph_id="echo", supersteps=[{"updates": [{"values": {"items": ["seeded"]}, "as_node": "step"}]},
+                                     {"updates": [{"values": {"items": ["more"]}, "as_node": "step"}]}])
+    replay = Watcher(await lg_client.threads.join_stream(thread["thread_id"], stream_mode="state_update",
+                                                         last_event_id="-"))
+    try:
+        await replay.until(bool, "the state update of the supersteps")
+    finally:
+        await replay.close()
+    # One event for the whole batch, with the state after it, as the official server.
+    assert [(p.event, p.data) for p in replay.parts] == [
+        ("state_update", {"state": await lg_client.threads.get_state(thread["thread_id"]),
+                          "thread_id": thread["thread_id"]})]
+
+
+async def test_watchers_survive_the_loss_of_the_listen_connection(lg_client, api_database_url: str) -> None:
+    """The LISTEN connection killed under a watcher: the watcher polls meanwhile, the replica
+    listens again on a new connection, and later runs still reach the watcher."""
+    thread_id = await _thread_with_a_run(lg_client)
+    watcher = Watcher(await lg_client.threads.join_stream(thread_id, stream_mode="lifecycle"))
+    try:
+        await eventually(lambda: _watch_rows(api_database_url, thread_id), what="the watch registered")
+        await eventually(lambda: _listening_connections(api_database_url), what="the replica listening")
+        async with await psycopg.AsyncConnection.connect(api_database_url, autocommit=True) as conn:
+            killed = await (await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query = 'LISTEN qr_thread_activity'")).fetchall()
+        assert killed == [(True,)]
+        run = await lg_client.runs.create(thread_id, "echo", input={"items": ["after the loss"], "sleep": 0.5})
+        await watcher.until_run_done(run["run_id"])
+        await eventually(lambda: _listening_connections(api_database_url), what="the replica listening again")
+        again = await lg_client.runs.create(thread_id, "echo", input={"items": ["listening again"]})
+        await watcher.until_run_done(again["run_id"])
+    finally:
+        await watcher.close()
+    assert [p.data.get("run_id") for p in watcher.parts] == [run["run_id"]] * 2 + [again["run_id"]] * 2
