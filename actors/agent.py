@@ -24,9 +24,16 @@ from pydantic import JsonValue
 
 from actors.brains import TaskRequest, load_brain
 from actors.common import REGISTRY, HandleCache, actor_name, load_object, spawn_background
-from actors.delivery import DeliveryReceipt, Inbox, MemoryInboxStore, send, serve_deliveries
-from actors.local_channel import ChannelServer
+from actors.delivery import (
+    DeliveryReceipt,
+    Inbox,
+    MemoryInboxStore,
+    send,
+    serve_deliveries,
+    sweep_channel_sockets,
+)
 from actors.fabric_clients import fabric_configurable
+from actors.local_channel import ChannelServer
 from actors.metrics import install_ray_metrics
 from actors.probes import pong_for
 from actors.publisher import EventPublisher
@@ -75,6 +82,7 @@ class AgentActor(RunHostCalls):
         """Register and start heartbeating; the fleet awaits this before a spawn returns."""
         # Listening before registering: once the orchestrator can find this agent, it can reach it.
         self._channel = await serve_deliveries(self.handles, self.agent_id, self.deliver)
+        spawn_background(self._background, sweep_channel_sockets(self.settings), name="sweep-sockets")
         info = await self._register()
         spawn_background(self._background, self._heartbeat_loop(), name=f"heartbeat:{self.agent_id}")
         return info

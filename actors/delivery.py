@@ -35,13 +35,14 @@ from pydantic import BaseModel, ConfigDict
 
 from actors import fabric_metrics
 from actors.common import HandleCache
-from actors.local_channel import ChannelServer, ChannelUnavailable
 from actors.delivery_postgres import PostgresInboxStore
+from actors.local_channel import ChannelServer, ChannelUnavailable, sweep_now_and_then
+from quadracode_ray.config import Settings
 from quadracode_ray.envelope import DEAD_LETTER, Envelope
 
 log = logging.getLogger(__name__)
 __all__ = ["DeliveryFailed", "DeliveryReceipt", "Inbox", "InboxOverloaded", "InboxStore", "MemoryInboxStore",
-           "PostgresInboxStore", "RecipientGone", "send", "serve_deliveries"]
+           "PostgresInboxStore", "RecipientGone", "send", "serve_deliveries", "sweep_channel_sockets"]
 
 Handler = Callable[[Envelope], Awaitable[None]]
 Publish = Callable[[Envelope], None]
@@ -285,10 +286,19 @@ async def serve_deliveries(handles: HandleCache, address: str,
         return receipt.model_dump_json().encode()
 
     try:
-        return await ChannelServer(path, answer).start()
+        server = await ChannelServer(path, answer).start()
     except OSError as exc:
         log.warning("%s: no same-node socket at %s (%s); senders will use Ray calls", address, path, exc)
         return None
+    return server
+
+
+async def sweep_channel_sockets(settings: Settings) -> int:
+    """Remove sockets of SIGKILLed actors and of nodes long gone (now and then, in a thread);
+    actors run it in the background when they start listening."""
+    if not settings.fabric_local_channel:
+        return 0
+    return await asyncio.to_thread(sweep_now_and_then, settings.fabric_channel_dir)
 
 
 async def _deliver_over_channel(handles: HandleCache, envelope: Envelope) -> DeliveryReceipt | None:

@@ -23,8 +23,10 @@ import hashlib
 import itertools
 import logging
 import os
+import socket
 import stat
 import struct
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -65,6 +67,63 @@ def _private_directory(path: Path) -> None:
     info = path.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
         raise PermissionError(f"{path} must be a directory owned by uid {os.getuid()} with mode 0700")
+
+
+def sweep_stale_sockets(directory: str | os.PathLike[str], *, older_than_s: float = 60.0) -> int:
+    """Remove sockets nobody listens on any more (their actor was SIGKILLed, or its node is gone)
+    and the emptied per-node directories; returns how many sockets went. Only what is older than
+    ``older_than_s`` is looked at, so a socket between its bind and its listen is never taken.
+    Blocking (a connect per socket, refused at once when nobody listens): run it in a thread."""
+    base, removed = Path(directory), 0
+    cutoff = time.time() - older_than_s
+    try:
+        node_dirs = [d for d in base.iterdir() if d.is_dir() and d.stat().st_uid == os.getuid()]
+    except OSError:
+        return 0
+    for node_dir in node_dirs:
+        try:
+            entries = list(node_dir.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.suffix == ".sock" and entry.lstat().st_mtime < cutoff and not _listening(entry):
+                    entry.unlink()
+                    removed += 1
+        with contextlib.suppress(OSError):  # not empty, or taken meanwhile: left alone
+            if node_dir.stat().st_mtime < cutoff:
+                node_dir.rmdir()
+    return removed
+
+
+def sweep_now_and_then(directory: str | os.PathLike[str], *, every_s: float = 600.0) -> int:
+    """``sweep_stale_sockets`` unless some process of this machine swept within ``every_s``
+    (a marker file's mtime says when): every server start may call it, few of them sweep."""
+    marker = Path(directory) / ".swept"
+    try:
+        if time.time() - marker.stat().st_mtime < every_s:
+            return 0
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return 0
+    with contextlib.suppress(OSError):
+        marker.touch()
+    return sweep_stale_sockets(directory)
+
+
+def _listening(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True  # busy or unknown: keep it
+    finally:
+        probe.close()
+    return True
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:

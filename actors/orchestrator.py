@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -36,7 +37,14 @@ from actors.common import (
     start_with_retries,
     to_jsonable,
 )
-from actors.delivery import DeliveryReceipt, Inbox, PostgresInboxStore, send, serve_deliveries
+from actors.delivery import (
+    DeliveryReceipt,
+    Inbox,
+    PostgresInboxStore,
+    send,
+    serve_deliveries,
+    sweep_channel_sockets,
+)
 from actors.dispatch import Dispatcher
 from actors.fabric_clients import fabric_configurable
 from actors.fleet_client import FleetActorClient
@@ -152,6 +160,7 @@ class Orchestrator(RunHostCalls):
             log.warning("orchestrator: resumed %d envelopes accepted before a restart", recovered)
         if getattr(self, "channel", None) is None:  # same-node deliveries (actors/local_channel.py)
             self.channel = await serve_deliveries(self.handles, ORCHESTRATOR, self.deliver)
+            spawn_background(self._background, sweep_channel_sockets(settings), name="sweep-sockets")
         spawn_background(self._background, start_with_retries(self.dispatcher.resume, "orchestrator task resume"),
                          name="resume-tasks")
         spawn_background(self._background, self._watchdog(), name="task-watchdog")
@@ -378,7 +387,8 @@ class Orchestrator(RunHostCalls):
 
     async def stats(self) -> dict[str, Any]:
         await self._started
-        return {"inbox": self.inbox.stats(), "runs_total": self.runs_total, "publisher": self.publisher.stats(),
+        return {"pid": os.getpid(), "inbox": self.inbox.stats(), "runs_total": self.runs_total,
+                "publisher": self.publisher.stats(),
                 "deliveries": self.inbox.store.stats(),
                 "channel": {"served": self.channel.served if self.channel else None,
                             "sent": self.handles.channels.stats()},

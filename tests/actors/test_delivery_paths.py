@@ -52,16 +52,18 @@ async def test_a_restarted_orchestrator_listens_again_and_senders_reconnect(syst
     agent = await system.fleet.spawn.remote({"kind": "coder"})
     handle = await system.fleet.get_handle.remote(agent.agent_id)
     assert len(await system.orchestrator.probe.remote(agent.agent_id, 1)) == 1
+    old_pid = (await system.orchestrator.stats.remote())["pid"]
     ray.kill(system.orchestrator, no_restart=False)
 
-    async def probed():
+    async def served_over_the_new_socket():
+        # ray.kill returns before the old process is gone: a first probe may still be its.
         try:
-            return await system.orchestrator.probe.remote(agent.agent_id, 1)
+            await system.orchestrator.probe.remote(agent.agent_id, 1)
+            stats = await system.orchestrator.stats.remote()
         except ray.exceptions.RayActorError:
             return None  # still restarting
-    await eventually(probed, timeout=60, what="a probe through the restarted orchestrator")
-    # The new process listens: the agent's pong reached it over a socket (Ray may have retried the
-    # probe call across the restart, so more than one may have).
-    assert (await system.orchestrator.stats.remote())["channel"]["served"] >= 1
+        return stats if stats["pid"] != old_pid and stats["channel"]["served"] >= 1 else None
+    await eventually(served_over_the_new_socket, timeout=60,
+                     what="the restarted orchestrator taking a pong on its own socket")
     sent = (await handle.status.remote())["channel"]["sent"]
     assert sent["requests"] - sent["unavailable"] >= 2  # the old process's socket, then the new one's

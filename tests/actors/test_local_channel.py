@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ from actors.local_channel import (
     ChannelServer,
     ChannelUnavailable,
     socket_path,
+    sweep_now_and_then,
+    sweep_stale_sockets,
 )
 from quadracode_ray.envelope import Envelope
 
@@ -226,3 +229,38 @@ async def test_a_failing_deliver_is_raised_at_the_sender_and_no_listener_means_a
             await _deliver_over_channel(handles, envelope)
     finally:
         await server.close()
+
+
+async def test_sweeping_removes_only_old_sockets_nobody_listens_on(channel_dir: Path):
+    live = await ChannelServer(path_in(channel_dir, "live"), echo).start()
+    try:
+        stale, fresh_stale = path_in(channel_dir, "stale"), path_in(channel_dir, "just-bound")
+        for path in (stale, fresh_stale):
+            leftover = socket.socket(socket.AF_UNIX)
+            leftover.bind(str(path))
+            leftover.close()
+        gone_node = socket_path(channel_dir, "node-gone", "x").parent
+        gone_node.mkdir(mode=0o700)
+        old = time.time() - 3600
+        for path in (live.path, stale, gone_node):
+            os.utime(path, (old, old))
+
+        assert sweep_stale_sockets(channel_dir, older_than_s=60) == 1
+        assert live.path.exists() and fresh_stale.exists()  # listening; too young to judge
+        assert not stale.exists() and not gone_node.exists()
+        client = ChannelClient(live.path)
+        assert await client.request(b"still") == b"echo:still"
+        await client.close()
+
+        def leave_stale_socket() -> None:
+            leftover = socket.socket(socket.AF_UNIX)
+            leftover.bind(str(stale))
+            leftover.close()
+            os.utime(stale, (old, old))
+
+        leave_stale_socket()
+        assert sweep_now_and_then(channel_dir) == 1  # no marker yet: it sweeps
+        leave_stale_socket()
+        assert sweep_now_and_then(channel_dir) == 0 and stale.exists()  # swept a moment ago: not again yet
+    finally:
+        await live.close()
