@@ -50,12 +50,11 @@ class AppContext:
         if not self._ready:
             async with self._ready_lock:
                 if not self._ready:
-                    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
+                    from quadracode_ray.persistence.checkpoints import ApiCheckpointSaver
                     from serve_app.executors import ExecutorPool
                     from serve_app.records.assistants import ensure_graph_assistants
 
-                    self.saver = AsyncPostgresSaver(pool)
+                    self.saver = ApiCheckpointSaver(pool)  # the run hosts' saver: same metadata
                     await ensure_graph_assistants(pool, self.graphs.ids())
                     self.executors = ExecutorPool(self.settings, self.database_url or "")
                     await self.executors.start()

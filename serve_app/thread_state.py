@@ -114,7 +114,11 @@ async def update_state(context: AppContext, thread_id: str, owner: str | None, *
     if graph is None:
         raise BadRequest(f"Thread {thread_id} has no graph yet: run it once, or create it with a graph_id")
     try:
-        config = await graph.aupdate_state(_config(thread_id, checkpoint), values, as_node=as_node)
+        # As the official server: the update's checkpoint metadata names its thread and graph.
+        update_config = _config(thread_id, checkpoint)
+        update_config["configurable"]["graph_id"] = thread["metadata"]["graph_id"]
+        update_config["metadata"] = {"thread_id": thread_id, "graph_id": thread["metadata"]["graph_id"]}
+        config = await graph.aupdate_state(update_config, values, as_node=as_node)
     except (ValueError, KeyError, TypeError, InvalidUpdateError) as exc:
         raise Invalid(f"cannot update state: {exc}") from None
     snapshot = await graph.aget_state(_config(thread_id))

@@ -166,11 +166,6 @@ KNOWN_GAPS = {
     # The official dev server's in-memory saver echoes a requested checkpoint's config as it was
     # asked (no checkpoint_ns); LangGraph's Postgres saver, ours, answers it whole.
     "threads.get_state at checkpoint.checkpoint.checkpoint_ns: only ours",
-    # Not on purpose (serve_app/thread_state.py update_state): the checkpoint a state update
-    # writes has no thread_id/graph_id in its metadata on ours (the official server updates with
-    # them in its configurable, which LangGraph copies into the checkpoint's metadata).
-    "thread stream state_update.data.state.metadata.graph_id: only official",
-    "thread stream state_update.data.state.metadata.thread_id: only official",
 }
 
 
