@@ -20,7 +20,17 @@ from serve_app.auth import install_auth
 from serve_app.context import AppContext
 from serve_app.errors import install_error_handlers
 from serve_app.metrics_http import install_http_metrics
-from serve_app.routes import a2a, assistants, crons, mcp, runs, store, system, thread_stream, threads
+from serve_app.routes import (
+    a2a,
+    assistants,
+    crons,
+    mcp,
+    runs,
+    store,
+    system,
+    thread_stream,
+    threads,
+)
 
 APP_NAME = "quadracode"
 DEPLOYMENT_NAME = "api"
