@@ -30,6 +30,9 @@ HEADER = struct.Struct(">IQ")
 MAX_JSON = 256 << 20
 MAX_BLOB = 4 << 30
 POOL_SIZE = 16
+ATTEMPTS = 4
+"""Tries of a request whose executor went away before it was taken. More than two: an executor
+killed a moment ago can still accept a connection and reset it while its process is torn down."""
 
 _ERRORS: dict[str, type[WorkspaceError]] = {
     "escape": PathEscapeError,
@@ -147,9 +150,10 @@ class ExecutorRuntime:
 
     async def call(self, header: dict, blob: bytes = b"", *, timeout: float = 300.0,
                    idempotent: bool = True) -> tuple[dict, bytes]:
-        """One request and its reply; retried once on a fresh connection if the executor is gone.
-        A non-idempotent request is retried only if the executor never acknowledged it."""
-        for attempt in range(2):
+        """One request and its reply; retried on a fresh connection (up to ATTEMPTS in all) while
+        the executor is gone. A non-idempotent request is retried only if the executor never
+        acknowledged it."""
+        for attempt in range(ATTEMPTS):
             conn = await self._connect()
             try:
                 if idempotent:
@@ -165,7 +169,7 @@ class ExecutorRuntime:
             except ExecutorGone as exc:
                 conn.close()
                 self.close()  # every pooled connection went with the executor
-                if attempt == 0 and (not exc.sent or idempotent):
+                if attempt < ATTEMPTS - 1 and (not exc.sent or idempotent):
                     continue
                 raise WorkspaceUnavailable(f"the workspace executor died during {header.get('op')}: {exc}") from None
             except BaseException:

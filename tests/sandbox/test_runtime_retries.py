@@ -1,0 +1,71 @@
+"""The executor client (sandbox/runtime.py) against a stand-in executor on a Unix socket: a request
+the executor never took is tried again, one it took is not (an exec must not run twice)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
+from sandbox.runtime import ATTEMPTS, HEADER, ExecutorRuntime
+
+
+def frame(header: dict) -> bytes:
+    raw = json.dumps(header).encode()
+    return HEADER.pack(len(raw), 0) + raw
+
+
+async def read_request(reader: asyncio.StreamReader) -> dict:
+    json_len, blob_len = HEADER.unpack(await reader.readexactly(HEADER.size))
+    header = json.loads(await reader.readexactly(json_len))
+    await reader.readexactly(blob_len)
+    return header
+
+
+async def executor(path: Path, *, dying_connections: int, ack_then_die: bool = False):
+    """Hangs up on the first ``dying_connections`` connections without taking their request (an
+    executor being torn down), then answers (or acknowledges and dies, with ``ack_then_die``)."""
+    seen: list[dict] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        seen.append(request)
+        if len(seen) <= dying_connections:
+            writer.close()
+            return
+        if request.get("ack"):
+            writer.write(frame({"accepted": True}))
+            if ack_then_die:
+                await writer.drain()
+                writer.close()
+                return
+        writer.write(frame({"ok": True, "stdout": "hi"}))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(serve, path=str(path))
+    return server, seen
+
+
+async def test_an_exec_is_tried_again_while_a_dying_executor_hangs_up(tmp_path: Path):
+    path = tmp_path / "exec.sock"
+    server, seen = await executor(path, dying_connections=ATTEMPTS - 1)
+    revived = []
+    runtime = ExecutorRuntime(lambda: path, revive=lambda: revived.append(1) or asyncio.sleep(0))
+    async with server:
+        reply, _ = await runtime.call({"op": "exec"}, idempotent=False)
+    assert reply["stdout"] == "hi"
+    assert len(seen) == ATTEMPTS and ATTEMPTS > 2  # two tries were not enough for a dying executor
+
+
+async def test_an_exec_the_executor_took_is_never_run_again(tmp_path: Path):
+    path = tmp_path / "exec.sock"
+    server, seen = await executor(path, dying_connections=0, ack_then_die=True)
+    runtime = ExecutorRuntime(lambda: path, revive=lambda: asyncio.sleep(0))
+    async with server:
+        with pytest.raises(WorkspaceUnavailable, match="died during exec"):
+            await runtime.call({"op": "exec"}, idempotent=False)
+    assert len(seen) == 1
