@@ -30,9 +30,10 @@ HEADER = struct.Struct(">IQ")
 MAX_JSON = 256 << 20
 MAX_BLOB = 4 << 30
 POOL_SIZE = 16
-ATTEMPTS = 4
-"""Tries of a request whose executor went away before it was taken. More than two: an executor
-killed a moment ago can still accept a connection and reset it while its process is torn down."""
+RETRY_WINDOW_S = 10.0
+"""How long a request whose executor went away before taking it is tried again. Not just once: an
+executor killed a moment ago can still accept connections and reset them while its process is torn
+down (slowly, on a loaded machine), before its socket refuses and the executor is revived."""
 
 _ERRORS: dict[str, type[WorkspaceError]] = {
     "escape": PathEscapeError,
@@ -150,10 +151,14 @@ class ExecutorRuntime:
 
     async def call(self, header: dict, blob: bytes = b"", *, timeout: float = 300.0,
                    idempotent: bool = True) -> tuple[dict, bytes]:
-        """One request and its reply; retried on a fresh connection (up to ATTEMPTS in all) while
-        the executor is gone. A non-idempotent request is retried only if the executor never
-        acknowledged it."""
-        for attempt in range(ATTEMPTS):
+        """One request and its reply; retried on a fresh connection while the executor is gone
+        (for up to RETRY_WINDOW_S). A non-idempotent request is retried only if the executor never
+        acknowledged it, an idempotent one that reached it once at most."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + RETRY_WINDOW_S
+        delay = 0.0  # the first retry at once: usually a pooled connection the executor outlived
+        resent = False
+        while True:
             conn = await self._connect()
             try:
                 if idempotent:
@@ -169,7 +174,14 @@ class ExecutorRuntime:
             except ExecutorGone as exc:
                 conn.close()
                 self.close()  # every pooled connection went with the executor
-                if attempt < ATTEMPTS - 1 and (not exc.sent or idempotent):
+                # A request that reached the executor is sent again once at most (idempotent ones
+                # only): if it is what kills the executor, reviving it over and over helps nobody.
+                again = not exc.sent or (idempotent and not resent)
+                resent = resent or exc.sent
+                if again and loop.time() < give_up:
+                    # A retry delay while a dying executor's process is torn down, not synchronisation.
+                    await asyncio.sleep(delay)
+                    delay = min(max(delay * 2, 0.02), 1.0)
                     continue
                 raise WorkspaceUnavailable(f"the workspace executor died during {header.get('op')}: {exc}") from None
             except BaseException:
@@ -179,7 +191,6 @@ class ExecutorRuntime:
             if not reply.get("ok"):
                 raise error_from(reply)
             return reply, out
-        raise AssertionError("unreachable")
 
     async def stream(self, header: dict, *, timeout: float) -> AsyncIterator[tuple[dict, bytes]]:
         """Frames of a streaming request, the final one (with ``ok``) last."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
-from sandbox.runtime import ATTEMPTS, HEADER, ExecutorRuntime
+from sandbox.runtime import HEADER, ExecutorRuntime
 
 
 def frame(header: dict) -> bytes:
@@ -52,13 +52,13 @@ async def executor(path: Path, *, dying_connections: int, ack_then_die: bool = F
 
 async def test_an_exec_is_tried_again_while_a_dying_executor_hangs_up(tmp_path: Path):
     path = tmp_path / "exec.sock"
-    server, seen = await executor(path, dying_connections=ATTEMPTS - 1)
+    server, seen = await executor(path, dying_connections=5)
     revived = []
     runtime = ExecutorRuntime(lambda: path, revive=lambda: revived.append(1) or asyncio.sleep(0))
     async with server:
         reply, _ = await runtime.call({"op": "exec"}, idempotent=False)
     assert reply["stdout"] == "hi"
-    assert len(seen) == ATTEMPTS and ATTEMPTS > 2  # two tries were not enough for a dying executor
+    assert len(seen) == 6  # five hang-ups in a row (two tries were not enough under load), then taken
 
 
 async def test_an_exec_the_executor_took_is_never_run_again(tmp_path: Path):
@@ -69,3 +69,13 @@ async def test_an_exec_the_executor_took_is_never_run_again(tmp_path: Path):
         with pytest.raises(WorkspaceUnavailable, match="died during exec"):
             await runtime.call({"op": "exec"}, idempotent=False)
     assert len(seen) == 1
+
+
+async def test_an_idempotent_request_that_reached_a_dying_executor_is_sent_once_more_only(tmp_path: Path):
+    path = tmp_path / "exec.sock"
+    server, seen = await executor(path, dying_connections=100)  # as if the request itself killed it
+    runtime = ExecutorRuntime(lambda: path, revive=lambda: asyncio.sleep(0))
+    async with server:
+        with pytest.raises(WorkspaceUnavailable, match="died during read"):
+            await runtime.call({"op": "read"}, idempotent=True)
+    assert len(seen) == 2
