@@ -191,16 +191,16 @@ class ChannelServer:
 
     async def _answer(self, number: int, body: bytes, writer: asyncio.StreamWriter) -> None:
         try:
-            reply = await self._handler(body)
+            reply = _frame(number, await self._handler(body))
         except Exception:  # noqa: BLE001 - the handler encodes its own errors; this is a bug in it
-            log.exception("channel %s: handler failed; the request is left unanswered", self.path)
+            log.exception("channel %s: no answer to a request (handler failed)", self.path)
             writer.close()  # the client sees the connection break and takes its other path
             return
         finally:
             self._slots.release()
         self.served += 1
         if not writer.is_closing():
-            writer.write(_frame(number, reply))
+            writer.write(reply)
 
 
 class ChannelClient:
@@ -214,6 +214,8 @@ class ChannelClient:
         self._connecting = asyncio.Lock()
 
     async def request(self, body: bytes) -> bytes:
+        if len(body) > MAX_BODY:  # not an error of the request: the caller's other path takes it
+            raise ChannelUnavailable(f"{self.path}: a body of {len(body)} bytes is more than a frame holds")
         frame_number = next(self._numbers)
         frame = _frame(frame_number, body)
         writer = await self._connected()

@@ -135,6 +135,19 @@ async def test_a_corrupt_frame_closes_only_its_connection(channel_dir: Path):
         await server.close()
 
 
+async def test_a_body_too_big_for_a_frame_is_left_to_the_other_path(channel_dir: Path, monkeypatch):
+    monkeypatch.setattr("actors.local_channel.MAX_BODY", 64)
+    server = await ChannelServer(path_in(channel_dir), echo).start()
+    client = ChannelClient(server.path)
+    try:
+        with pytest.raises(ChannelUnavailable, match="more than a frame holds"):
+            await client.request(b"x" * 65)  # a ValueError would read as 'no such actor' in send()
+        assert await client.request(b"small") == b"echo:small"
+    finally:
+        await client.close()
+        await server.close()
+
+
 async def test_the_directory_must_be_private(channel_dir: Path):
     path = path_in(channel_dir)
     path.parent.mkdir(parents=True, mode=0o755)
