@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,10 +95,24 @@ def system_actor_names(settings: Settings) -> list[str]:
     return names
 
 
-def shutdown_system(settings: Settings) -> list[str]:
-    """Kill every actor of this installation (data in Postgres is kept); returns their names."""
+def shutdown_system(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """Kill every actor of this installation (data in Postgres is kept); returns their names.
+
+    Workspaces go last, once every agent is gone: an agent that outlived its workspace actor
+    would see its command cut off and report the task failed, where the task is in truth only
+    interrupted (the orchestrator gives it to a new agent after the next bootstrap)."""
+    names = system_actor_names(settings)
+    users = [name for name in names if not name.startswith(settings.actor_name_prefix + WORKSPACE_ACTOR_PREFIX)]
+    killed = _kill(users)
+    deadline = time.monotonic() + timeout_s
+    while set(users) & set(system_actor_names(settings)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a name is released once its actor is dead; ray.kill does not wait for that
+    return killed + _kill([name for name in names if name not in users])
+
+
+def _kill(names: list[str]) -> list[str]:
     killed = []
-    for name in system_actor_names(settings):
+    for name in names:
         try:
             ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
             killed.append(name)

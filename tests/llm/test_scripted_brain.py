@@ -57,6 +57,15 @@ def test_failed_command_finishes_as_failed():
     assert call == {"name": "finish", "args": {"output": "boom", "status": "failed"}}
 
 
+def test_an_exec_the_workspace_refused_finishes_with_the_workspace_error():
+    tools = {"exec": {}, "finish": {}}
+    turns = _after([{"role": "user", "text": "run `ls`"}], {"name": "exec", "args": {"command": "ls"}},
+                   {"error": "WorkspaceUnavailable: the executor did not answer"})
+    call = decide(turns, tools).tool_calls[0]
+    assert call == {"name": "finish", "args": {
+        "output": "The exec step failed: WorkspaceUnavailable: the executor did not answer", "status": "failed"}}
+
+
 def test_missing_tool_is_said_plainly():
     decision = decide([{"role": "user", "text": "list agents"}], {})
     assert decision.tool_calls == [] and "list_agents" in decision.text

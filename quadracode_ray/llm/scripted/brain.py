@@ -152,7 +152,7 @@ def _finish_output(done: list[tuple[dict[str, Any], str]]) -> tuple[str, str]:
     """(output, status) for the finish step, from the last tool result."""
     call, result = done[-1]
     data = _json(result)
-    if call["name"] == "exec" and isinstance(data, dict):
+    if call["name"] == "exec" and isinstance(data, dict) and not data.get("error"):
         ok = data.get("exit_code") == 0
         out = (data.get("stdout") or "").strip() if ok else (data.get("stderr") or data.get("stdout") or "").strip()
         return out, "succeeded" if ok else "failed"
