@@ -58,12 +58,20 @@ def api_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     url = f"http://127.0.0.1:{serve_http_port}"
     assert httpx.get(f"{url}/ok", timeout=30).json() == {"ok": True}
     yield url
-    serve.delete(APP_NAME)
-    _kill_run_executors(api_database_url)
+    undeploy(APP_NAME, api_database_url)
 
 
-def _kill_run_executors(database_url: str) -> None:
-    """The executors are detached actors: stop them before their database goes away."""
+def undeploy(app_name: str, database_url: str) -> None:
+    """Delete a Serve app and the run executors it started on ``database_url``."""
+    from ray import serve
+
+    serve.delete(app_name)
+    kill_run_executors(database_url)
+
+
+def kill_run_executors(database_url: str) -> None:
+    """The executors are detached actors: stop them before their database goes away (left alive,
+    they retry connecting to the dropped database for minutes, taking CPU from later tests)."""
     import ray
 
     from actors.run_executor import executor_names

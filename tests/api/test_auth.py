@@ -13,6 +13,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 
 from serve_app.auth_keys import ApiKeys, AuthConfigError, presented_key
+from tests.api.conftest import undeploy
 from tests.api.graphs import TEST_GRAPHS
 
 ALICE_KEY = "alice-" + uuid.uuid4().hex
@@ -53,7 +54,6 @@ def deploy_with_extras(app_name: str, route_prefix: str, base_url: str, settings
 
 @pytest.fixture(scope="module")
 def secured_url(serve_http_port: int, database_url: str, tmp_path_factory) -> Iterator[str]:
-    from ray import serve
 
     app_name = f"secured-{uuid.uuid4().hex[:6]}"
     keys = json.dumps({"alice": ALICE_KEY, "bob": [BOB_KEY, BOB_SPARE_KEY]})
@@ -62,7 +62,7 @@ def secured_url(serve_http_port: int, database_url: str, tmp_path_factory) -> It
         "auth_api_keys": keys, "graphs": TEST_GRAPHS,
     })
     yield url
-    serve.delete(app_name)
+    undeploy(app_name, database_url)
 
 
 # --- pure logic ---------------------------------------------------------------------------------

@@ -9,18 +9,18 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.api.conftest import undeploy
 from tests.api.test_auth import deploy_with_extras
 
 
 @pytest.fixture(scope="module")
 def metered_url(serve_http_port: int, database_url: str, tmp_path_factory) -> Iterator[str]:
-    from ray import serve
 
     app_name = f"metered-{uuid.uuid4().hex[:6]}"
     yield deploy_with_extras(app_name, f"/{app_name}", f"http://127.0.0.1:{serve_http_port}", {
         "database_url": database_url, "data_dir": str(tmp_path_factory.mktemp("metered")),
     })
-    serve.delete(app_name)
+    undeploy(app_name, database_url)
 
 
 def _samples(url: str) -> dict[tuple[str, frozenset], float]:

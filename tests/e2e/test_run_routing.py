@@ -18,7 +18,7 @@ import pytest
 from actors.common import AGENT_PREFIX, ORCHESTRATOR, actor_name
 from quadracode_ray import NAMESPACE
 from sandbox.client import get_workspace
-from tests.api.conftest import _kill_run_executors
+from tests.api.conftest import undeploy
 from tests.e2e.conftest import eventually, file_exists, message_texts
 
 APP = "qr-routing"
@@ -37,8 +37,7 @@ def api(system, serve_http_port: int) -> Iterator[str]:
     url = f"http://127.0.0.1:{serve_http_port}/{APP}"
     assert httpx.get(f"{url}/ok", timeout=60).json() == {"ok": True}
     yield url
-    serve.delete(APP)
-    _kill_run_executors(settings.database_url)
+    undeploy(APP, settings.database_url)
 
 
 @pytest.fixture
