@@ -60,14 +60,17 @@ async def test_reject_interrupt_and_rollback_strategies(lg_client) -> None:
     await until(lambda: _is(lg_client, tid, slow["run_id"], "running"))
     with pytest.raises(ConflictError):
         await lg_client.runs.create(tid, "echo", input={"items": []}, multitask_strategy="reject")
-    interrupting = await lg_client.runs.create(tid, "echo", input={"items": ["new"]}, multitask_strategy="interrupt")
+    # "sleep" is a state key that keeps its last value: the runs after a slow one set it back to 0.
+    interrupting = await lg_client.runs.create(tid, "echo", input={"items": ["new"], "sleep": 0},
+                                               multitask_strategy="interrupt")
     await lg_client.runs.join(tid, interrupting["run_id"])
     assert await run_status(lg_client, tid, slow["run_id"]) == "interrupted"
     assert await run_status(lg_client, tid, interrupting["run_id"]) == "success"
 
     slow2 = await lg_client.runs.create(tid, "echo", input={"items": ["slow2"], "sleep": 30})
     await until(lambda: _is(lg_client, tid, slow2["run_id"], "running"))
-    rolling = await lg_client.runs.create(tid, "echo", input={"items": ["roll"]}, multitask_strategy="rollback")
+    rolling = await lg_client.runs.create(tid, "echo", input={"items": ["roll"], "sleep": 0},
+                                          multitask_strategy="rollback")
     values = await lg_client.runs.join(tid, rolling["run_id"])
     assert "slow2" not in values["items"] and values["items"][-2:] == ["roll", "a"]
     with pytest.raises(NotFoundError):
