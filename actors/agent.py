@@ -34,7 +34,6 @@ from actors.delivery import (
 )
 from actors.fabric_clients import fabric_configurable
 from actors.local_channel import ChannelServer
-from actors.metrics import install_ray_metrics
 from actors.probes import pong_for
 from actors.publisher import EventPublisher
 from actors.registry import Registration
@@ -44,6 +43,7 @@ from quadracode_ray.config import Settings
 from quadracode_ray.envelope import CANCEL_TASK, PING, TASK, TASK_RESULT, Envelope
 from quadracode_ray.interfaces.fleet import AgentInfo, TaskResult
 from quadracode_ray.interfaces.workspace import WorkspaceClient
+from quadracode_ray.ray_metrics import install_ray_metrics
 
 log = logging.getLogger(__name__)
 REMEMBERED_RESULTS = 1_000

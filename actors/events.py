@@ -35,9 +35,9 @@ from actors.common import (
     to_jsonable,
 )
 from actors.event_queries import EventQueries
-from actors.metrics import install_ray_metrics
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import SYSTEM_EVENT, Envelope, EnvelopeFilter
+from quadracode_ray.ray_metrics import install_ray_metrics
 
 log = logging.getLogger(__name__)
 

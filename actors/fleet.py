@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from actors import fabric_metrics
 from actors.agent import AgentActor
 from actors.common import REGISTRY, HandleCache, actor_name, open_fabric_pool, start_with_retries
-from actors.metrics import install_ray_metrics
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.fleet import AgentInfo, FleetError
+from quadracode_ray.ray_metrics import install_ray_metrics
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 120.0

@@ -48,7 +48,6 @@ from actors.delivery import (
 from actors.dispatch import Dispatcher
 from actors.fabric_clients import fabric_configurable
 from actors.fleet_client import FleetActorClient
-from actors.metrics import install_ray_metrics
 from actors.probes import Probes, ping
 from actors.publisher import EventPublisher
 from actors.run_host import RayForward, RunHost, RunHostCalls
@@ -70,6 +69,7 @@ from quadracode_ray.envelope import (
 from quadracode_ray.graphs.control import StopRegistry
 from quadracode_ray.interfaces.fleet import TaskInfo, TaskResult
 from quadracode_ray.persistence import open_async_pool
+from quadracode_ray.ray_metrics import install_ray_metrics
 
 log = logging.getLogger(__name__)
 ENVELOPE_KEY = "qr_envelope_id"

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from actors import fabric_metrics
 from actors.common import REGISTRY, HandleCache, spawn_background
 from actors.delivery import send
-from actors.metrics import install_ray_metrics
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import AGENT_LOST, Envelope
 from quadracode_ray.interfaces.fleet import AgentInfo
+from quadracode_ray.ray_metrics import install_ray_metrics
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from actors.fabric_clients import fabric_configurable
 from actors.run_host import RayForward, RunHost, RunHostCalls
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence.bootstrap import resolve_database_url
+from quadracode_ray.ray_metrics import install_ray_metrics
 
 
 def executor_names(settings: Settings, database_url: str) -> list[str]:
@@ -30,6 +31,7 @@ class RunExecutor(RunHostCalls):
     """A run host as an actor (the calls: RunHostCalls)."""
 
     def __init__(self, name: str, settings: Settings, database_url: str, pool_names: list[str]):
+        install_ray_metrics()
         self.name = name
         fabric_settings = settings.model_copy(update={"database_url": database_url})
         self.run_host = RunHost(name, settings, database_url, pool_names=pool_names,

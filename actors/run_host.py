@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ import orjson
 import ray
 from psycopg.conninfo import make_conninfo
 
+from actors import fabric_metrics
 from actors import run_executor_queue as queue
 from actors.run_executor_execute import execute_run
 from actors.run_executor_graphs import GraphRegistry
@@ -73,6 +75,14 @@ class RayForward:
         self.handles[target] = handle
         handle.submit_run.remote(run_id)
         return True
+
+
+def _record_run_metrics(graph_id: str, status: str, seconds: float) -> None:
+    try:
+        fabric_metrics.api_runs().inc(tags={"graph": graph_id, "status": status})
+        fabric_metrics.api_run_seconds().observe(seconds, tags={"graph": graph_id})
+    except Exception:  # a metrics backend must never fail a run's bookkeeping
+        log.debug("run metrics not recorded", exc_info=True)
 
 
 class RunHost:
@@ -259,6 +269,7 @@ class RunHost:
         run_id = str(run["run_id"])
         kwargs = run["kwargs"]
         status = "error"
+        started = time.monotonic()
         try:
             # The graph runs in a task of its own, the one ``cancel`` cancels: this task, which
             # records the outcome, is never cancelled, even when the cancel comes before it began
@@ -295,6 +306,7 @@ class RunHost:
             log.exception("run %s: bookkeeping failed", run_id)
             await stream.finish()
         finally:
+            _record_run_metrics(kwargs["graph_id"], status, time.monotonic() - started)
             self.tasks.pop(run_id, None)
             self.work.pop(run_id, None)
             self.cancel_actions.pop(run_id, None)

@@ -14,6 +14,7 @@ import ray
 
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import ExecResult, FileInfo, SnapshotInfo
+from quadracode_ray.ray_metrics import install_ray_metrics
 from sandbox.docker_backend import DockerDeployment
 from sandbox.events import EventSink, FanOutSink, InMemoryEventSink
 from sandbox.models import (
@@ -39,6 +40,7 @@ def actor_name(workspace_id: str, settings: Settings) -> str:
 class WorkspaceSandbox:
     def __init__(self, workspace_id: str, settings: Settings, spec: WorkspaceSpec | None = None,
                  event_sink: EventSink | None = None):
+        install_ray_metrics()  # exec and file operation durations reach /metrics and the dashboard
         self._recent = InMemoryEventSink()
         self.service = WorkspaceService(DockerDeployment(workspace_id, settings), settings, spec=spec,
                                         events=FanOutSink(self._recent, event_sink))
@@ -60,8 +62,11 @@ class WorkspaceSandbox:
         return await self.service.info()
 
     def ping(self) -> dict[str, int | str]:
-        """Cheap liveness probe; ``pid`` changes when the actor restarts."""
-        return {"workspace_id": self.service.workspace_id, "pid": os.getpid()}
+        """Cheap liveness probe; ``pid`` and ``worker_id`` change when the actor restarts. The
+        worker id is the ``WorkerId`` label of this actor's metrics; the node id says where it runs."""
+        context = ray.get_runtime_context()
+        return {"workspace_id": self.service.workspace_id, "pid": os.getpid(),
+                "worker_id": context.get_worker_id(), "node_id": context.get_node_id()}
 
     def recent_events(self, operation: str | None = None) -> list[SandboxEvent]:
         return self._recent.events(operation)

@@ -98,7 +98,8 @@ class WorkspaceSandboxClient:
         return await self._call("info")
 
     async def ping(self) -> dict[str, int | str]:
-        """The actor's workspace id and process id (which changes when the actor restarts)."""
+        """The actor's workspace id, process and Ray worker ids (both change when the actor restarts)
+        and Ray node id."""
         return await self._call("ping")
 
     async def recent_events(self, operation: str | None = None) -> list[SandboxEvent]:

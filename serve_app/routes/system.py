@@ -1,14 +1,15 @@
-"""/ok, /health, /info and /metrics: liveness, readiness, what this server is, its figures."""
+"""/ok, /health, /info and /metrics: liveness, readiness, what this server is, its figures and its actors'."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from quadracode_ray import NAMESPACE, __version__
+from serve_app.metrics_cluster import cluster_metrics_text
 from serve_app.metrics_http import prometheus_text
 
 router = APIRouter(tags=["System"])
@@ -55,9 +56,14 @@ async def info(request: Request) -> dict:
     }
 
 
-@router.get("/metrics", summary="Prometheus metrics of this API replica (text format)",
+@router.get("/metrics", summary="Prometheus metrics of this API replica and of the actors (text format)",
             response_class=Response,
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}})
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(
+    actors: bool = Query(True, description="Also the actors' figures (ray_quadracode_*), read from every Ray "
+                                           "node's metrics agent; false: only this replica's own."),
+) -> Response:
     body, content_type = prometheus_text()
+    if actors:
+        body += await cluster_metrics_text()
     return Response(content=body, media_type=content_type)

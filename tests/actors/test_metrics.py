@@ -7,8 +7,8 @@ import ray
 
 @ray.remote(num_cpus=0)
 def record_through_ray() -> dict:
-    from actors.metrics import install_ray_metrics
     from quadracode_ray import metrics
+    from quadracode_ray.ray_metrics import install_ray_metrics
 
     install_ray_metrics()
     counter = metrics.counter("fabric_test_total", "test counter", ("kind",))
@@ -29,6 +29,6 @@ def record_through_ray() -> dict:
 
 async def test_actor_metrics_record_through_ray(ray_cluster):
     outcome = await record_through_ray.remote()
-    assert outcome["types"] == ["actors.metrics._RayMetric"]
+    assert outcome["types"] == ["quadracode_ray.ray_metrics._RayMetric"]
     assert outcome["same"] is True
     assert "unknown tag keys" in outcome["unknown_tag"]

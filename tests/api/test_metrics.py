@@ -1,4 +1,5 @@
-"""/metrics over real HTTP: Prometheus text with request counts and latency per route template."""
+"""/metrics over real HTTP: Prometheus text with request counts and latency per route template,
+and the actors' figures (here the run executors' API runs) read from Ray's metrics agents."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import undeploy
 from tests.api.test_auth import deploy_with_extras
+from tests.polling import eventually
 
 
 @pytest.fixture(scope="module")
@@ -19,19 +21,25 @@ def metered_url(serve_http_port: int, database_url: str, tmp_path_factory) -> It
     app_name = f"metered-{uuid.uuid4().hex[:6]}"
     yield deploy_with_extras(app_name, f"/{app_name}", f"http://127.0.0.1:{serve_http_port}", {
         "database_url": database_url, "data_dir": str(tmp_path_factory.mktemp("metered")),
+        "graphs": {METERED_GRAPH: "tests.api.graphs:echo"},
     })
     undeploy(app_name, database_url)
 
 
-def _samples(url: str) -> dict[tuple[str, frozenset], float]:
-    response = httpx.get(f"{url}/metrics")
+# A graph name of this module alone: other modules' runs (same Ray, same metrics agent) never count.
+METERED_GRAPH = f"metered_{uuid.uuid4().hex[:8]}"
+
+
+def _samples(url: str, **params: str) -> dict[tuple[str, frozenset], float]:
+    response = httpx.get(f"{url}/metrics", params=params)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    found: dict[tuple[str, frozenset], float] = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return found
+    return _parse(response.text)
+
+
+def _parse(text: str) -> dict[tuple[str, frozenset], float]:
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def test_requests_are_counted_and_timed_per_route_template(metered_url: str) -> None:
@@ -64,3 +72,34 @@ def test_openapi_lists_metrics_and_store_routes(metered_url: str) -> None:
     assert "/metrics" in spec["paths"]
     assert spec["paths"]["/store/items/search"]["post"]["tags"] == ["Store"]
     assert httpx.get(f"{metered_url}/docs").status_code == 200
+
+
+def _api_runs(samples: dict[tuple[str, frozenset], float], status: str) -> float:
+    """API runs of this module's graph, summed over the run executors (each labels its own)."""
+    return sum(value for (name, labels), value in samples.items()
+               if name == "ray_quadracode_api_runs_total"
+               and {("graph", METERED_GRAPH), ("status", status)} <= labels)
+
+
+async def test_the_actors_figures_are_served_beside_the_replicas(metered_url: str) -> None:
+    from langgraph_sdk import get_client
+
+    client = get_client(url=metered_url)
+    for items in (["x"], ["y"]):
+        assert await client.runs.wait(None, METERED_GRAPH, input={"items": items}) == {"items": [*items, "a"]}
+    with pytest.raises(Exception, match="boom"):  # the SDK raises a plain Exception for a failed run
+        await client.runs.wait(None, METERED_GRAPH, input={"items": [], "fail": True})
+
+    async def settled() -> dict | None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            samples = _parse((await http.get(f"{metered_url}/metrics")).text)
+        return samples if _api_runs(samples, "success") >= 2 and _api_runs(samples, "error") >= 1 else None
+
+    # Ray's agents publish what actors recorded every second in the test cluster: poll, not sleep.
+    samples = await eventually(settled, timeout=30, what="the run executors' figures on /metrics", interval=0.25)
+    assert _api_runs(samples, "success") == 2 and _api_runs(samples, "error") == 1
+    assert any(name == "ray_quadracode_api_run_seconds_count" and ("graph", METERED_GRAPH) in labels
+               for name, labels in samples)
+    assert samples[("quadracode_metrics_unreachable_nodes", frozenset())] == 0
+    # Asked for the replica's own figures only, the actors' are left out.
+    assert not any(name.startswith("ray_quadracode_") for name, _ in _samples(metered_url, actors="false"))

@@ -1,7 +1,9 @@
-"""A ``ray.util.metrics`` backend for the metrics facade, installed in every fabric actor.
+"""A ``ray.util.metrics`` backend for the metrics facade, installed in every actor process.
 
-Figures recorded through ``quadracode_ray.metrics`` inside actors then reach the Ray
-dashboard's Prometheus; outside Ray (tests of pure logic) the facade's default stays.
+Figures recorded through ``quadracode_ray.metrics`` inside actors (fabric, sandboxes, run
+executors) then reach each Ray node's metrics agent, hence the Ray dashboard's Prometheus and
+the API's ``/metrics``; outside Ray (tests of pure logic) the facade's default stays. It lives in
+the core, beside the facade, so that every layer's actors can install it.
 """
 
 from __future__ import annotations

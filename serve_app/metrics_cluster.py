@@ -1,0 +1,121 @@
+"""The actors' figures on ``/metrics``: what they record through ``ray.util.metrics``.
+
+Actors (fabric, workspace sandboxes, run executors) record through Ray's backend of the metrics
+facade (``quadracode_ray/ray_metrics.py``), and Ray exports those figures from each node's
+metrics agent as ``ray_quadracode_*`` families. ``/metrics`` reads the agent of every live node
+and serves those families after the replica's own, so one scrape shows the whole system: agents
+alive, envelopes, deliveries, tasks, API runs, LLM tokens, sandbox operation durations.
+
+Ray's agents publish what actors recorded every few seconds (``metrics_report_interval_ms``), so
+a figure appears here that much after it was recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import httpx
+import prometheus_client
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+log = logging.getLogger(__name__)
+
+FAMILY_PREFIX = "ray_quadracode_"
+NODE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class MetricsSource:
+    node_id: str
+    url: str
+
+
+def ray_metrics_sources() -> list[MetricsSource]:
+    """The metrics agents of the Ray cluster's live nodes (none when this process is outside Ray)."""
+    import ray
+
+    if not ray.is_initialized():
+        return []
+    sources = []
+    for node in ray.nodes():
+        port = node.get("MetricsExportPort")
+        if node.get("Alive") and port:
+            sources.append(MetricsSource(node["NodeID"], f"http://{node['NodeManagerAddress']}:{port}/metrics"))
+    return sources
+
+
+def _families_of(text: str, prefix: str) -> list[Metric]:
+    return [family for family in text_string_to_metric_families(text) if family.name.startswith(prefix)]
+
+
+def merge_families(texts: Iterable[str], prefix: str = FAMILY_PREFIX) -> tuple[list[Metric], int]:
+    """The families named ``prefix*`` of several Prometheus texts, one family per name with the
+    samples of every text (each node labels its samples with its own address, so none collide),
+    and how many texts could not be read (skipped whole, the others kept)."""
+    merged: dict[str, Metric] = {}
+    unreadable = 0
+    for text in texts:
+        try:
+            families = _families_of(text, prefix)
+        except ValueError as exc:
+            log.warning("unreadable metrics from a Ray node: %s", exc)
+            unreadable += 1
+            continue
+        for family in families:
+            kept = merged.get(family.name)
+            if kept is None:
+                merged[family.name] = family
+            elif kept.type == family.type:
+                kept.samples.extend(family.samples)
+            else:
+                log.warning("metric %s is a %s on one node and a %s on another: kept the first",
+                            family.name, kept.type, family.type)
+    return [merged[name] for name in sorted(merged)], unreadable
+
+
+class _Families:
+    """A collector that serves families read elsewhere (prometheus_client renders them)."""
+
+    def __init__(self, families: Sequence[Metric]):
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return iter(self._families)
+
+
+def render(families: Sequence[Metric]) -> bytes:
+    registry = prometheus_client.CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return prometheus_client.generate_latest(registry)
+
+
+async def _fetch(client: httpx.AsyncClient, source: MetricsSource) -> str | None:
+    try:
+        response = await client.get(source.url)
+        response.raise_for_status()
+        return response.text
+    except httpx.HTTPError as exc:
+        log.warning("metrics agent of node %s (%s) did not answer: %s", source.node_id[:12], source.url, exc)
+        return None
+
+
+async def cluster_metrics_text(sources: Sequence[MetricsSource] | None = None,
+                               timeout_s: float = NODE_TIMEOUT_S) -> bytes:
+    """The ``ray_quadracode_*`` families of every node, in the Prometheus text format, and a gauge
+    of the nodes whose agent did not answer in ``timeout_s`` or answered unreadable text."""
+    if sources is None:
+        sources = await asyncio.to_thread(ray_metrics_sources)
+    if not sources:
+        return b""
+    async with httpx.AsyncClient(timeout=timeout_s) as client:
+        texts = await asyncio.gather(*(_fetch(client, source) for source in sources))
+    families, unreadable = merge_families(text for text in texts if text is not None)
+    unreachable = GaugeMetricFamily("quadracode_metrics_unreachable_nodes",
+                                    "Ray nodes whose metrics agent did not answer this scrape, or answered "
+                                    "unreadable text (their actors' figures are missing from it).")
+    unreachable.add_metric([], sum(text is None for text in texts) + unreadable)
+    return render([*families, unreachable])
