@@ -135,6 +135,7 @@ class Registry:
         self._tasks: set[asyncio.Task] = set()
         self._sweep_every = min(settings.heartbeat_interval_s, settings.registry_ttl_s / 3)
         spawn_background(self._tasks, self._sweep_loop(), name="registry-sweep")
+        self._gauge()  # 0 from the start (a gauge never set is not exported at all)
 
     async def ready(self) -> bool:
         return True

@@ -27,6 +27,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     out.print()
     out.print("[bold]Quadracode-Ray is up.[/bold]")
     out.print(f"  LangGraph API   {result.api_url}   (docs: {result.api_url}/docs)")
+    out.print(f"  Metrics         {result.api_url}/metrics   (Prometheus text: the API and every actor)")
     out.print(f"  Ray dashboard   {result.dashboard_url}   (token: `ray get-auth-token`)")
     out.print(f"  Ray address     {result.ray_address}")
     where = "embedded, in " + str(settings.embedded_pgdata) if result.embedded_postgres else "external"

@@ -4,13 +4,22 @@ Figures recorded through ``quadracode_ray.metrics`` inside actors (fabric, sandb
 executors) then reach each Ray node's metrics agent, hence the Ray dashboard's Prometheus and
 the API's ``/metrics``; outside Ray (tests of pure logic) the facade's default stays. It lives in
 the core, beside the facade, so that every layer's actors can install it.
+
+Ray's agents forget a gauge value that was not set again within two report intervals (a dead
+worker's gauges must age out), so a gauge set once, such as the agents alive while nothing
+changes, would vanish from the export: this backend sets every gauge's last values again each
+half report interval, from one daemon thread per process.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 
 from quadracode_ray import metrics
+
+log = logging.getLogger(__name__)
 
 
 class _RayMetric:
@@ -37,6 +46,66 @@ class _RayMetric:
         self._metric.observe(value, tags=self._tags(tags))
 
 
+class _RayGauge(_RayMetric):
+    """A gauge whose last value per tag set is kept and set again by the refresher."""
+
+    def __init__(self, metric, tag_keys: Sequence[str]):
+        super().__init__(metric, tag_keys)
+        self._last: dict[tuple[tuple[str, str], ...], tuple[float, dict[str, str] | None]] = {}
+        self._lock = threading.Lock()
+        _refresher.add(self)
+
+    def set(self, value: float, tags: dict[str, str] | None = None) -> None:
+        resolved = self._tags(tags)
+        with self._lock:
+            self._metric.set(value, tags=resolved)
+            self._last[tuple(sorted((resolved or {}).items()))] = (value, resolved)
+
+    def refresh(self) -> None:
+        with self._lock:
+            for value, tags in self._last.values():
+                self._metric.set(value, tags=tags)
+
+
+class _GaugeRefresher:
+    def __init__(self) -> None:
+        self._gauges: list[_RayGauge] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, gauge: _RayGauge) -> None:
+        with self._lock:
+            self._gauges.append(gauge)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="gauge-refresh", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        stop = threading.Event()  # never set: the thread lives as long as its process
+        while not stop.wait(refresh_interval_s()):
+            with self._lock:
+                gauges = list(self._gauges)
+            for gauge in gauges:
+                try:
+                    gauge.refresh()
+                except Exception:  # a metrics backend must never take its process down
+                    log.debug("gauge refresh failed", exc_info=True)
+
+
+_refresher = _GaugeRefresher()
+
+
+def refresh_interval_s() -> float:
+    """Half of Ray's export cadence: max(metrics_report_interval_ms, 1 s), as its agents count it."""
+    try:
+        import ray
+
+        interval_ms = ray._config.metrics_report_interval_ms()
+    except Exception:  # noqa: BLE001 - outside a Ray worker: Ray's default
+        interval_ms = 10_000
+    return max(interval_ms, 1000) / 2000
+
+
 class RayMetricsBackend:
     def counter(self, name, description, tag_keys):
         from ray.util.metrics import Counter
@@ -46,7 +115,7 @@ class RayMetricsBackend:
     def gauge(self, name, description, tag_keys):
         from ray.util.metrics import Gauge
 
-        return _RayMetric(Gauge(name, description, tag_keys=tuple(tag_keys)), tag_keys)
+        return _RayGauge(Gauge(name, description, tag_keys=tuple(tag_keys)), tag_keys)
 
     def histogram(self, name, description, tag_keys, boundaries):
         from ray.util.metrics import Histogram

@@ -49,7 +49,10 @@ def ray_metrics_sources() -> list[MetricsSource]:
 
 
 def _families_of(text: str, prefix: str) -> list[Metric]:
-    return [family for family in text_string_to_metric_families(text) if family.name.startswith(prefix)]
+    # A node's export is mostly Ray's own series (hundreds of KiB): keep our lines before parsing.
+    ours = "\n".join(line for line in text.splitlines()
+                     if line.startswith((prefix, f"# HELP {prefix}", f"# TYPE {prefix}")))
+    return list(text_string_to_metric_families(ours + "\n")) if ours else []
 
 
 def merge_families(texts: Iterable[str], prefix: str = FAMILY_PREFIX) -> tuple[list[Metric], int]:

@@ -19,3 +19,16 @@ async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 30
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def eventually_sync(probe: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition",
+                    interval: float = 0.1) -> Any:
+    """``eventually`` for tests that are not coroutines (subprocesses, blocking clients)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import ray
+from prometheus_client.parser import text_string_to_metric_families
+
+from serve_app.metrics_cluster import cluster_metrics_text
+from tests.polling import eventually
 
 
 @ray.remote(num_cpus=0)
@@ -29,6 +36,42 @@ def record_through_ray() -> dict:
 
 async def test_actor_metrics_record_through_ray(ray_cluster):
     outcome = await record_through_ray.remote()
-    assert outcome["types"] == ["quadracode_ray.ray_metrics._RayMetric"]
+    assert outcome["types"] == ["quadracode_ray.ray_metrics._RayGauge", "quadracode_ray.ray_metrics._RayMetric"]
     assert outcome["same"] is True
     assert "unknown tag keys" in outcome["unknown_tag"]
+
+
+@ray.remote(num_cpus=0)
+class GaugeSetOnce:
+    def __init__(self, name: str):
+        from quadracode_ray import metrics
+        from quadracode_ray.ray_metrics import install_ray_metrics, refresh_interval_s
+
+        install_ray_metrics()
+        metrics.gauge(name, "a gauge set once", ("source",)).set(7, tags={"source": "once"})
+        self.refresh_s = refresh_interval_s()
+
+    def refresh_interval(self) -> float:
+        return self.refresh_s
+
+
+async def _gauge_value(name: str) -> float | None:
+    text = (await cluster_metrics_text()).decode()
+    values = [sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+              if sample.name == f"ray_quadracode_{name}" and sample.labels.get("source") == "once"]
+    return values[0] if values else None
+
+
+async def test_a_gauge_set_once_stays_exported_while_its_actor_lives(ray_cluster):
+    name = f"gauge_once_{time.monotonic_ns()}"
+    actor = GaugeSetOnce.remote(name)
+    refresh_s = await actor.refresh_interval.remote()
+    assert refresh_s == 0.5  # half of the test cluster's 1 s report interval
+    assert await eventually(lambda: _gauge_value(name), timeout=30, what="the gauge's first export") == 7
+    # Ray's agent forgets a gauge not set again within 2 report intervals (2 s here): over 3 times
+    # that, every scrape must still show it. The passage of time is what this test is about.
+    watched_until = time.monotonic() + 6
+    while time.monotonic() < watched_until:
+        assert await _gauge_value(name) == 7
+        await asyncio.sleep(0.5)
+    ray.kill(actor)

@@ -18,10 +18,12 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from quadracode_ray.launcher.ray_head import ray_auth_headers
 from quadracode_ray.persistence.embedded import EmbeddedPostgres
 from tests.conftest import free_port
+from tests.polling import eventually_sync
 
 CLI = str(Path(sys.executable).with_name("quadracode-ray"))
 
@@ -37,6 +39,8 @@ def system_env(tmp_path: Path) -> dict[str, str]:
         "QUADRACODE_RAY_PORT": str(free_port()),
         "QUADRACODE_DASHBOARD_PORT": str(free_port()),
         "QUADRACODE_RAY_NUM_CPUS": "2",
+        # Ray reads its settings from RAY_* too: actors' metrics reach /metrics within a second.
+        "RAY_metrics_report_interval_ms": "1000",
     })
     return env
 
@@ -63,6 +67,11 @@ def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_clu
         assert httpx.get(f"{api}/ok").json() == {"ok": True}
         assert httpx.get(f"{api}/health").json()["checks"]["postgres"]["ok"] is True
         assert httpx.get(f"{dashboard}/api/version", headers=ray_auth_headers()).status_code == 200
+        assert f"{api}/metrics" in up.stdout
+        # One scrape shows the actors too: the fleet and the registry report the agents alive.
+        sources = eventually_sync(lambda: _agents_alive_sources(api), timeout=60, interval=0.5,
+                                  what="the fleet's and the registry's figures on /metrics")
+        assert sources == {"fleet", "registry"}
 
         url = EmbeddedPostgres(pgdata).start()
         with psycopg.connect(url) as conn:
@@ -94,6 +103,13 @@ def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_clu
         EmbeddedPostgres(pgdata).stop()
         shutil.rmtree(env["QUADRACODE_DATA_DIR"], ignore_errors=True)
     assert ray.get(ray.put("still here")) == "still here"
+
+
+def _agents_alive_sources(api: str) -> set[str] | None:
+    text = httpx.get(f"{api}/metrics", timeout=10).text
+    sources = {sample.labels["source"] for family in text_string_to_metric_families(text)
+               for sample in family.samples if sample.name == "ray_quadracode_agents_alive"}
+    return sources if sources >= {"fleet", "registry"} else None
 
 
 def test_bad_configuration_exits_2_with_the_variable_named(system_env: dict[str, str]) -> None:
