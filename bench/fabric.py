@@ -300,6 +300,26 @@ SESSION_NOTES = [
     "- Not done (not needed for the target): handling an envelope while its acceptance is written, which would "
     "take the insert (now the largest segment) off the path but needs de-duplication without asking Postgres.",
     "",
+    "## The same code on two days (2026-11-21 and 2026-12-02)",
+    "",
+    "The figures above move with the VM more than with the code. The same fabric code measured on two "
+    "days, each on a machine otherwise idle (round trip p50 / bare Ray call p50, ms):",
+    "",
+    "| agents | 2026-11-21 (load 1.0-1.5) | 2026-12-02 (load 1.5-3.1) |",
+    "| ---: | ---: | ---: |",
+    "| 1 | 0.92 / 1.22 | 2.03 / 2.18 |",
+    "| 10 | 1.09 / 1.54 | 2.46 / 2.73 |",
+    "| 25 | 1.35 / 1.91 | 2.86 / 3.24 |",
+    "| 50 | 1.41 / 1.98 | 3.00 / 4.21 |",
+    "",
+    "- On 2026-12-02 a bare Ray call and its return alone (2.18 ms with 1 agent) was above the 2 ms target, "
+    "and every segment, the Postgres insert included (0.16 ms back to back against 0.07), took about twice "
+    "as long: the VM was slower that day, not the fabric. The round trip stays below a bare Ray call at "
+    "every fleet size on both days, which is what the sockets bought.",
+    "- On a day like 2026-12-02 the next step is the one named above: handle an envelope while its "
+    "acceptance is written (about 1 ms of the 2-3 ms that day), not before a design for de-duplication "
+    "without asking Postgres that keeps a handler from running twice.",
+    "",
 ]
 
 
@@ -349,8 +369,11 @@ def reading(results: dict) -> list[str]:
         "orchestrator between messages) has gone to sleep, and waking a process on this 2-vCPU VM costs a few "
         "hundred microseconds; every message of a round trip pays such a wake-up.",
         f"- Through Ray calls the floor alone, a bare call ({one['bare_p50']:.2f} ms) plus an idle insert "
-        f"({insert['after_idle']:.2f} ms), is {one['bare_p50'] + insert['after_idle']:.2f} ms, which leaves "
-        f"{2 - one['bare_p50'] - insert['after_idle']:.2f} ms under 2 ms for everything the fabric does around "
+        f"({insert['after_idle']:.2f} ms), is {one['bare_p50'] + insert['after_idle']:.2f} ms, which "
+        + (f"leaves {2 - one['bare_p50'] - insert['after_idle']:.2f} ms under 2 ms"
+           if one['bare_p50'] + insert['after_idle'] < 2
+           else f"is already {one['bare_p50'] + insert['after_idle'] - 2:.2f} ms over 2 ms before")
+        + " for everything the fabric does around "
         "them (acknowledgement, publishes to the bus, lane hand-offs) on two vCPUs; on that path the round trip "
         + (f"measures {results['paths']['ray_calls']['p50']:.2f} ms (the comparison above)."
            if results.get("paths") else "measured 3.35 ms on a quiet machine."),
