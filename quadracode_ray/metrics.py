@@ -1,9 +1,10 @@
 """A metrics facade: core code records, a backend exports.
 
 Core modules (providers, graphs, persistence) declare metrics here without importing Ray.
-The default backend is ``prometheus_client`` (what ``/metrics`` serves); inside Ray actors
-the actor layer installs a backend on ``ray.util.metrics`` so figures reach the Ray
-dashboard's Prometheus. Declaring the same metric twice returns the same object.
+The default backend is ``prometheus_client`` (the API replica's own figures on ``/metrics``);
+every actor process installs the ``ray.util.metrics`` backend of ``quadracode_ray.ray_metrics``,
+so its figures reach Ray's metrics agents (the dashboard's Prometheus, and ``/metrics`` as
+``ray_quadracode_*``). Declaring the same metric twice returns the same object.
 """
 
 from __future__ import annotations
