@@ -1,0 +1,86 @@
+"""The API's Serve replica dies (SIGKILL of its process) in the middle of a streamed run.
+
+The run executes on its host actor, never in the replica, so it goes on; Serve starts a new
+replica; the client picks the stream up where it broke with Last-Event-ID and gets every event
+once, nothing lost, and joining the run gives its final values. It kills the replica of the
+session's API app (the modules after this one run against its successor).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+import pytest
+import ray
+from langgraph_sdk import get_client
+
+from serve_app.app import APP_NAME
+from tests.api.test_runs_stream import parse_sse, raw_stream
+from tests.polling import eventually
+
+
+@pytest.fixture
+def fragile_url(api_url: str) -> str:
+    if os.environ.get("QUADRACODE_TEST_API_URL"):
+        pytest.skip("the API runs outside this session's Ray (QUADRACODE_TEST_API_URL): no replica to kill")
+    return api_url
+
+
+def _replica_pid() -> int:
+    (replica,) = [actor for actor in ray.util.list_named_actors(all_namespaces=True)
+                  if actor["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#")]
+    handle = ray.get_actor(replica["name"], namespace=replica["namespace"])
+    return ray.get(handle.__ray_call__.remote(lambda _self: os.getpid()))
+
+
+async def _answers(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            return (await http.get(f"{url}/ok")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def test_a_stream_broken_by_the_replicas_death_resumes_on_its_successor(fragile_url: str) -> None:
+    client = get_client(url=fragile_url)
+    thread_id = (await client.threads.create())["thread_id"]
+    body = {"assistant_id": "echo", "input": {"items": ["x"], "sleep": 3}, "stream_resumable": True,
+            "stream_mode": ["values", "custom"]}
+    before: list[tuple[str, object, str | None]] = []
+    old_pid = killed_pid = _replica_pid()
+    async with httpx.AsyncClient(base_url=fragile_url, timeout=60) as http:
+        async with http.stream("POST", f"/threads/{thread_id}/runs/stream", json=body) as response:
+            assert response.status_code == 200
+            run_id = response.headers["content-location"].rstrip("/").split("/")[-1]
+            buffer = b""
+            with pytest.raises(httpx.HTTPError):  # the connection dies with the replica
+                async for chunk in response.aiter_bytes():
+                    buffer += chunk
+                    complete, _, buffer = buffer.rpartition(b"\r\n\r\n")
+                    if complete:
+                        before += parse_sse(complete + b"\r\n\r\n")
+                    # The run is inside its 3 s node (its custom event is out): kill the replica now.
+                    if any(event == "custom" for event, _, _ in before) and old_pid:
+                        os.kill(old_pid, signal.SIGKILL)
+                        old_pid = 0
+    assert old_pid == 0, f"the stream ended before the run reached its slow node: {before}"
+    assert [event for event, _, _ in before] == ["metadata", "values", "custom"]
+
+    await eventually(lambda: _answers(fragile_url), timeout=90, what="Serve's new replica", interval=0.25)
+    assert _replica_pid() != killed_pid  # a new process answers
+    last_id = before[-1][2]
+    _, raw = await raw_stream(fragile_url, f"/threads/{thread_id}/runs/{run_id}/stream", method="GET",
+                              headers={"Last-Event-ID": str(last_id)})
+    after = parse_sse(raw)
+    assert after[0][0] == "metadata"
+    assert [(event, data) for event, data, _ in after[1:]] == [("values", {"items": ["x", "a"], "sleep": 3})]
+
+    # Nothing lost, nothing twice: the two halves are the run's whole stream, replayed from its start.
+    _, raw = await raw_stream(fragile_url, f"/threads/{thread_id}/runs/{run_id}/stream", method="GET",
+                              headers={"Last-Event-ID": "-1"})
+    whole = [(event, event_id) for event, _, event_id in parse_sse(raw)[1:]]
+    assert whole == [(event, event_id) for event, _, event_id in before[1:] + after[1:]]
+    assert (await client.runs.get(thread_id, run_id))["status"] == "success"
+    assert (await client.runs.join(thread_id, run_id)) == {"items": ["x", "a"], "sleep": 3}
