@@ -54,7 +54,7 @@ RESULT_DEADLINE_S = 3600.0
 class AgentActor(RunHostCalls):
     def __init__(self, agent_id: str, kind: str, capabilities: list[str], workspace_id: str, settings: Settings,
                  metadata: dict[str, JsonValue] | None = None, workspace: WorkspaceClient | None = None):
-        install_ray_metrics()
+        install_ray_metrics(settings.actor_name_prefix)
         self.agent_id, self.kind, self.capabilities = agent_id, kind, list(capabilities)
         self.workspace_id, self.settings = workspace_id, settings
         self.metadata = dict(metadata or {})

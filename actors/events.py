@@ -68,7 +68,7 @@ class EventPage(BaseModel):
 @ray.remote(num_cpus=0)
 class EventBus:
     def __init__(self, settings: Settings):
-        install_ray_metrics()
+        install_ray_metrics(settings.actor_name_prefix)
         self.settings = settings
         self.ring: deque[LoggedEnvelope] = deque(maxlen=settings.event_ring_size)
         self.retention = timedelta(days=settings.event_retention_days)

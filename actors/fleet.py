@@ -67,7 +67,7 @@ class _Agent:
 @ray.remote(num_cpus=0)
 class FleetManager:
     def __init__(self, settings: Settings):
-        install_ray_metrics()
+        install_ray_metrics(settings.actor_name_prefix)
         self.settings = settings
         self.cap = settings.fleet_max_agents
         self.live: dict[str, _Agent] = {}

@@ -118,7 +118,7 @@ def _guardrails(settings: Settings) -> Any:
 @ray.remote(num_cpus=0)
 class Orchestrator(RunHostCalls):
     def __init__(self, settings: Settings):
-        install_ray_metrics()
+        install_ray_metrics(settings.actor_name_prefix)
         self.settings = settings
         self.handles = HandleCache(settings)
         self.runs_total = 0

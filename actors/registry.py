@@ -126,7 +126,7 @@ class RegistryState:
 @ray.remote(num_cpus=0)
 class Registry:
     def __init__(self, settings: Settings, subscribers: list[str] | None = None):
-        install_ray_metrics()
+        install_ray_metrics(settings.actor_name_prefix)
         self.settings = settings
         self.state = RegistryState(settings.registry_ttl_s)
         self.subscribers: list[str] = list(subscribers or [])

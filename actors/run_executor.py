@@ -31,7 +31,7 @@ class RunExecutor(RunHostCalls):
     """A run host as an actor (the calls: RunHostCalls)."""
 
     def __init__(self, name: str, settings: Settings, database_url: str, pool_names: list[str]):
-        install_ray_metrics()
+        install_ray_metrics(settings.actor_name_prefix)
         self.name = name
         fabric_settings = settings.model_copy(update={"database_url": database_url})
         self.run_host = RunHost(name, settings, database_url, pool_names=pool_names,

@@ -9,6 +9,9 @@ Ray's agents forget a gauge value that was not set again within two report inter
 worker's gauges must age out), so a gauge set once, such as the agents alive while nothing
 changes, would vanish from the export: this backend sets every gauge's last values again each
 half report interval, from one daemon thread per process.
+
+Every series carries an ``installation`` label (the installation's actor name prefix), so that
+installations sharing one Ray cluster each see their own figures on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -22,18 +25,19 @@ from quadracode_ray import metrics
 log = logging.getLogger(__name__)
 
 
-class _RayMetric:
-    def __init__(self, metric, tag_keys: Sequence[str]):
-        self._metric, self._tag_keys = metric, tuple(tag_keys)
+INSTALLATION_LABEL = "installation"
 
-    def _tags(self, tags: dict[str, str] | None) -> dict[str, str] | None:
-        if not self._tag_keys:
-            return None
+
+class _RayMetric:
+    def __init__(self, metric, tag_keys: Sequence[str], installation: str):
+        self._metric, self._tag_keys, self._installation = metric, tuple(tag_keys), installation
+
+    def _tags(self, tags: dict[str, str] | None) -> dict[str, str]:
         tags = tags or {}
         unknown = set(tags) - set(self._tag_keys)
         if unknown:
             raise ValueError(f"unknown tag keys {sorted(unknown)}; declared {list(self._tag_keys)}")
-        return {key: str(tags.get(key, "")) for key in self._tag_keys}
+        return {**{key: str(tags.get(key, "")) for key in self._tag_keys}, INSTALLATION_LABEL: self._installation}
 
     def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
         if value > 0:  # Ray counters refuse zero increments
@@ -49,9 +53,9 @@ class _RayMetric:
 class _RayGauge(_RayMetric):
     """A gauge whose last value per tag set is kept and set again by the refresher."""
 
-    def __init__(self, metric, tag_keys: Sequence[str]):
-        super().__init__(metric, tag_keys)
-        self._last: dict[tuple[tuple[str, str], ...], tuple[float, dict[str, str] | None]] = {}
+    def __init__(self, metric, tag_keys: Sequence[str], installation: str):
+        super().__init__(metric, tag_keys, installation)
+        self._last: dict[tuple[tuple[str, str], ...], tuple[float, dict[str, str]]] = {}
         self._lock = threading.Lock()
         _refresher.add(self)
 
@@ -59,7 +63,7 @@ class _RayGauge(_RayMetric):
         resolved = self._tags(tags)
         with self._lock:
             self._metric.set(value, tags=resolved)
-            self._last[tuple(sorted((resolved or {}).items()))] = (value, resolved)
+            self._last[tuple(sorted(resolved.items()))] = (value, resolved)
 
     def refresh(self) -> None:
         with self._lock:
@@ -107,28 +111,40 @@ def refresh_interval_s() -> float:
 
 
 class RayMetricsBackend:
+    def __init__(self, installation: str = ""):
+        self.installation = installation
+
+    @staticmethod
+    def _keys(tag_keys: Sequence[str]) -> tuple[str, ...]:
+        if INSTALLATION_LABEL in tag_keys:
+            raise ValueError(f"tag key {INSTALLATION_LABEL!r} is set by the backend itself")
+        return (*tag_keys, INSTALLATION_LABEL)
+
     def counter(self, name, description, tag_keys):
         from ray.util.metrics import Counter
 
-        return _RayMetric(Counter(name, description, tag_keys=tuple(tag_keys)), tag_keys)
+        return _RayMetric(Counter(name, description, tag_keys=self._keys(tag_keys)), tag_keys, self.installation)
 
     def gauge(self, name, description, tag_keys):
         from ray.util.metrics import Gauge
 
-        return _RayGauge(Gauge(name, description, tag_keys=tuple(tag_keys)), tag_keys)
+        return _RayGauge(Gauge(name, description, tag_keys=self._keys(tag_keys)), tag_keys, self.installation)
 
     def histogram(self, name, description, tag_keys, boundaries):
         from ray.util.metrics import Histogram
 
-        return _RayMetric(Histogram(name, description, boundaries=list(boundaries), tag_keys=tuple(tag_keys)), tag_keys)
+        return _RayMetric(Histogram(name, description, boundaries=list(boundaries), tag_keys=self._keys(tag_keys)),
+                          tag_keys, self.installation)
 
 
-_installed = False
+_installed_for: str | None = None
 
 
-def install_ray_metrics() -> None:
-    """Make this actor process record through Ray (idempotent)."""
-    global _installed
-    if not _installed:
-        metrics.set_backend(RayMetricsBackend())
-        _installed = True
+def install_ray_metrics(installation: str = "") -> None:
+    """Make this actor process record through Ray, its series labelled ``installation`` (the
+    installation's actor name prefix). Idempotent; a worker process Ray reuses for an actor of
+    another installation is switched to that one."""
+    global _installed_for
+    if _installed_for != installation:
+        metrics.set_backend(RayMetricsBackend(installation))
+        _installed_for = installation

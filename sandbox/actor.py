@@ -40,7 +40,7 @@ def actor_name(workspace_id: str, settings: Settings) -> str:
 class WorkspaceSandbox:
     def __init__(self, workspace_id: str, settings: Settings, spec: WorkspaceSpec | None = None,
                  event_sink: EventSink | None = None):
-        install_ray_metrics()  # exec and file operation durations reach /metrics and the dashboard
+        install_ray_metrics(settings.actor_name_prefix)  # exec and file operation durations reach /metrics and the dashboard
         self._recent = InMemoryEventSink()
         self.service = WorkspaceService(DockerDeployment(workspace_id, settings), settings, spec=spec,
                                         events=FanOutSink(self._recent, event_sink))

@@ -4,7 +4,9 @@ Actors (fabric, workspace sandboxes, run executors) record through Ray's backend
 facade (``quadracode_ray/ray_metrics.py``), and Ray exports those figures from each node's
 metrics agent as ``ray_quadracode_*`` families. ``/metrics`` reads the agent of every live node
 and serves those families after the replica's own, so one scrape shows the whole system: agents
-alive, envelopes, deliveries, tasks, API runs, LLM tokens, sandbox operation durations.
+alive, envelopes, deliveries, tasks, API runs, LLM tokens, sandbox operation durations. Only the
+series of this replica's installation are kept (their ``installation`` label is its actor name
+prefix): installations sharing a Ray cluster share its metrics agents.
 
 Ray's agents publish what actors recorded every few seconds (``metrics_report_interval_ms``), so
 a figure appears here that much after it was recorded.
@@ -21,6 +23,8 @@ import httpx
 import prometheus_client
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+
+from quadracode_ray.ray_metrics import INSTALLATION_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +52,29 @@ def ray_metrics_sources() -> list[MetricsSource]:
     return sources
 
 
-def _families_of(text: str, prefix: str) -> list[Metric]:
+def _families_of(text: str, prefix: str, installation: str | None) -> list[Metric]:
     # A node's export is mostly Ray's own series (hundreds of KiB): keep our lines before parsing.
     ours = "\n".join(line for line in text.splitlines()
                      if line.startswith((prefix, f"# HELP {prefix}", f"# TYPE {prefix}")))
-    return list(text_string_to_metric_families(ours + "\n")) if ours else []
+    families = list(text_string_to_metric_families(ours + "\n")) if ours else []
+    if installation is not None:
+        for family in families:
+            family.samples = [sample for sample in family.samples
+                              if sample.labels.get(INSTALLATION_LABEL, "") == installation]
+    return [family for family in families if family.samples]
 
 
-def merge_families(texts: Iterable[str], prefix: str = FAMILY_PREFIX) -> tuple[list[Metric], int]:
+def merge_families(texts: Iterable[str], prefix: str = FAMILY_PREFIX,
+                   installation: str | None = None) -> tuple[list[Metric], int]:
     """The families named ``prefix*`` of several Prometheus texts, one family per name with the
     samples of every text (each node labels its samples with its own address, so none collide),
-    and how many texts could not be read (skipped whole, the others kept)."""
+    only those of ``installation`` when given, and how many texts could not be read (skipped
+    whole, the others kept)."""
     merged: dict[str, Metric] = {}
     unreadable = 0
     for text in texts:
         try:
-            families = _families_of(text, prefix)
+            families = _families_of(text, prefix, installation)
         except ValueError as exc:
             log.warning("unreadable metrics from a Ray node: %s", exc)
             unreadable += 1
@@ -106,17 +117,18 @@ async def _fetch(client: httpx.AsyncClient, source: MetricsSource) -> str | None
         return None
 
 
-async def cluster_metrics_text(sources: Sequence[MetricsSource] | None = None,
+async def cluster_metrics_text(installation: str | None, sources: Sequence[MetricsSource] | None = None,
                                timeout_s: float = NODE_TIMEOUT_S) -> bytes:
-    """The ``ray_quadracode_*`` families of every node, in the Prometheus text format, and a gauge
-    of the nodes whose agent did not answer in ``timeout_s`` or answered unreadable text."""
+    """The ``ray_quadracode_*`` families of every node (of ``installation`` only, unless None), in
+    the Prometheus text format, and a gauge of the nodes whose agent did not answer in
+    ``timeout_s`` or answered unreadable text."""
     if sources is None:
         sources = await asyncio.to_thread(ray_metrics_sources)
     if not sources:
         return b""
     async with httpx.AsyncClient(timeout=timeout_s) as client:
         texts = await asyncio.gather(*(_fetch(client, source) for source in sources))
-    families, unreadable = merge_families(text for text in texts if text is not None)
+    families, unreadable = merge_families((text for text in texts if text is not None), installation=installation)
     unreachable = GaugeMetricFamily("quadracode_metrics_unreachable_nodes",
                                     "Ray nodes whose metrics agent did not answer this scrape, or answered "
                                     "unreadable text (their actors' figures are missing from it).")

@@ -60,10 +60,11 @@ async def info(request: Request) -> dict:
             response_class=Response,
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}})
 async def prometheus_metrics(
-    actors: bool = Query(True, description="Also the actors' figures (ray_quadracode_*), read from every Ray "
-                                           "node's metrics agent; false: only this replica's own."),
+    request: Request,
+    actors: bool = Query(True, description="Also the actors' figures (ray_quadracode_*, this installation's), "
+                                           "read from every Ray node's metrics agent; false: only this replica's own."),
 ) -> Response:
     body, content_type = prometheus_text()
     if actors:
-        body += await cluster_metrics_text()
+        body += await cluster_metrics_text(request.app.state.context.settings.actor_name_prefix)
     return Response(content=body, media_type=content_type)

@@ -30,8 +30,14 @@ def record_through_ray() -> dict:
         unknown_tag = "accepted"
     except ValueError as exc:
         unknown_tag = str(exc)
+    try:
+        metrics.counter("fabric_test_reserved_total", "test counter", ("installation",))
+        reserved = "accepted"
+    except ValueError as exc:
+        reserved = str(exc)
     return {"types": sorted({type(m).__module__ + "." + type(m).__name__ for m in (counter, gauge, histogram)}),
-            "same": metrics.counter("fabric_test_total", "again", ("kind",)) is counter, "unknown_tag": unknown_tag}
+            "same": metrics.counter("fabric_test_total", "again", ("kind",)) is counter, "unknown_tag": unknown_tag,
+            "reserved": reserved}
 
 
 async def test_actor_metrics_record_through_ray(ray_cluster):
@@ -39,15 +45,16 @@ async def test_actor_metrics_record_through_ray(ray_cluster):
     assert outcome["types"] == ["quadracode_ray.ray_metrics._RayGauge", "quadracode_ray.ray_metrics._RayMetric"]
     assert outcome["same"] is True
     assert "unknown tag keys" in outcome["unknown_tag"]
+    assert "set by the backend itself" in outcome["reserved"]
 
 
 @ray.remote(num_cpus=0)
 class GaugeSetOnce:
-    def __init__(self, name: str):
+    def __init__(self, name: str, installation: str):
         from quadracode_ray import metrics
         from quadracode_ray.ray_metrics import install_ray_metrics, refresh_interval_s
 
-        install_ray_metrics()
+        install_ray_metrics(installation)
         metrics.gauge(name, "a gauge set once", ("source",)).set(7, tags={"source": "once"})
         self.refresh_s = refresh_interval_s()
 
@@ -55,23 +62,25 @@ class GaugeSetOnce:
         return self.refresh_s
 
 
-async def _gauge_value(name: str) -> float | None:
-    text = (await cluster_metrics_text()).decode()
+async def _gauge_value(name: str, installation: str) -> float | None:
+    text = (await cluster_metrics_text(installation)).decode()
     values = [sample.value for family in text_string_to_metric_families(text) for sample in family.samples
               if sample.name == f"ray_quadracode_{name}" and sample.labels.get("source") == "once"]
     return values[0] if values else None
 
 
 async def test_a_gauge_set_once_stays_exported_while_its_actor_lives(ray_cluster):
-    name = f"gauge_once_{time.monotonic_ns()}"
-    actor = GaugeSetOnce.remote(name)
+    name, installation = f"gauge_once_{time.monotonic_ns()}", f"i{time.monotonic_ns()}-"
+    actor = GaugeSetOnce.remote(name, installation)
     refresh_s = await actor.refresh_interval.remote()
     assert refresh_s == 0.5  # half of the test cluster's 1 s report interval
-    assert await eventually(lambda: _gauge_value(name), timeout=30, what="the gauge's first export") == 7
+    assert await eventually(lambda: _gauge_value(name, installation), timeout=30,
+                            what="the gauge's first export") == 7
+    assert await _gauge_value(name, "") is None  # another installation's /metrics does not show it
     # Ray's agent forgets a gauge not set again within 2 report intervals (2 s here): over 3 times
     # that, every scrape must still show it. The passage of time is what this test is about.
     watched_until = time.monotonic() + 6
     while time.monotonic() < watched_until:
-        assert await _gauge_value(name) == 7
+        assert await _gauge_value(name, installation) == 7
         await asyncio.sleep(0.5)
     ray.kill(actor)

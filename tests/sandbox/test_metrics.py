@@ -26,7 +26,8 @@ def _operation_counts(text: str, worker_id: str) -> dict[tuple[str, str], float]
 
 
 async def test_exec_and_file_operations_are_timed_per_operation_and_outcome(sandbox_settings):
-    client = await get_workspace("metered", sandbox_settings())
+    settings = sandbox_settings()
+    client = await get_workspace("metered", settings)
     worker_id = str((await client.ping())["worker_id"])
     for _ in range(3):
         assert (await client.exec("true")).exit_code == 0
@@ -34,7 +35,7 @@ async def test_exec_and_file_operations_are_timed_per_operation_and_outcome(sand
         await client.read_file("no/such/file")
 
     async def recorded() -> dict | None:
-        counts = _operation_counts((await cluster_metrics_text()).decode(), worker_id)
+        counts = _operation_counts((await cluster_metrics_text(settings.actor_name_prefix)).decode(), worker_id)
         return counts if counts.get(("exec", "ok"), 0) >= 3 and ("read_file", "error") in counts else None
 
     counts = await eventually(recorded, timeout=30, what="the workspace actor's figures", interval=0.25)

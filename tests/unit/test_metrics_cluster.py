@@ -20,6 +20,7 @@ ray_quadracode_agents_alive{NodeAddress="10.0.0.1",source="fleet",WorkerId="aa"}
 # HELP ray_quadracode_api_runs_total Runs of the LangGraph API.
 # TYPE ray_quadracode_api_runs_total counter
 ray_quadracode_api_runs_total{NodeAddress="10.0.0.1",graph="chat",status="success"} 7.0
+ray_quadracode_api_runs_total{NodeAddress="10.0.0.1",graph="chat",installation="other-",status="success"} 40.0
 # HELP ray_node_cpu_utilization Ray's own node figure, not ours.
 # TYPE ray_node_cpu_utilization gauge
 ray_node_cpu_utilization{NodeAddress="10.0.0.1"} 12.5
@@ -44,7 +45,7 @@ def _samples(text: str) -> dict[tuple[str, frozenset], float]:
 
 
 def test_families_of_every_node_merge_into_one_family_each_and_only_ours_are_kept() -> None:
-    families, unreadable = merge_families([NODE_A, NODE_B])
+    families, unreadable = merge_families([NODE_A, NODE_B], installation="")
     assert unreadable == 0
     assert [family.name for family in families] == [
         "ray_quadracode_agents_alive", "ray_quadracode_api_runs", "ray_quadracode_sandbox_operation_seconds"]
@@ -93,7 +94,7 @@ def _closed_port() -> int:
 async def test_the_rendered_text_has_every_node_and_counts_the_silent_ones(agents_url: str) -> None:
     sources = [MetricsSource("a", f"{agents_url}/a"), MetricsSource("b", f"{agents_url}/b"),
                MetricsSource("gone", f"http://127.0.0.1:{_closed_port()}/metrics")]
-    text = (await cluster_metrics_text(sources, timeout_s=2)).decode()
+    text = (await cluster_metrics_text("", sources, timeout_s=2)).decode()
     samples = _samples(text)  # the text parses: one HELP/TYPE per family, whatever the nodes
     assert samples[("ray_quadracode_api_runs_total", frozenset(
         {("NodeAddress", "10.0.0.1"), ("graph", "chat"), ("status", "success")}))] == 7
@@ -104,7 +105,16 @@ async def test_the_rendered_text_has_every_node_and_counts_the_silent_ones(agent
     assert samples[("quadracode_metrics_unreachable_nodes", frozenset())] == 1
     assert text.count("# TYPE ray_quadracode_api_runs_total counter") == 1
     assert "ray_node_cpu_utilization" not in text
+    assert 'installation="other-"' not in text  # another installation's series on the same agents
+
+
+def test_only_the_given_installations_series_are_kept() -> None:
+    families, _ = merge_families([NODE_A, NODE_B], installation="other-")
+    assert [(family.name, [sample.value for sample in family.samples]) for family in families] == [
+        ("ray_quadracode_api_runs", [40.0])]
+    everything, _ = merge_families([NODE_A, NODE_B])
+    assert sum(len(family.samples) for family in everything) == 8  # no installation given: all of them
 
 
 async def test_outside_ray_there_is_nothing_to_add() -> None:
-    assert await cluster_metrics_text([]) == b""
+    assert await cluster_metrics_text("", []) == b""
