@@ -33,7 +33,7 @@ def tasks():
 
 def api_runs():
     return metrics.counter("api_runs_total", "Runs of the LangGraph API ended by a run host, by graph and status "
-                           "(success, error, interrupted, timeout).", ("graph", "status"))
+                           "(success, error, interrupted).", ("graph", "status"))
 
 
 def api_run_seconds():

@@ -270,6 +270,7 @@ class RunHost:
         kwargs = run["kwargs"]
         status = "error"
         started = time.monotonic()
+        ended: float | None = None
         try:
             # The graph runs in a task of its own, the one ``cancel`` cancels: this task, which
             # records the outcome, is never cancelled, even when the cancel comes before it began
@@ -287,10 +288,12 @@ class RunHost:
                 flusher.add_done_callback(self._background.discard)
             try:
                 outcome = await work
+                ended = time.monotonic()
                 status = outcome.status
                 next_run = await record_outcome(self.pool, self.saver, run, outcome)
                 await stream.publish(END_EVENT, dumps({"status": status, "output": outcome.output}))
             except asyncio.CancelledError:
+                ended = time.monotonic()
                 action = self.cancel_actions.pop(run_id, "interrupt")
                 status = "interrupted"
                 next_run = await record_cancel(self.pool, self.saver, self.registry, run, action)
@@ -306,7 +309,8 @@ class RunHost:
             log.exception("run %s: bookkeeping failed", run_id)
             await stream.finish()
         finally:
-            _record_run_metrics(kwargs["graph_id"], status, time.monotonic() - started)
+            # The run's own time: up to its outcome, not the bookkeeping and webhook after it.
+            _record_run_metrics(kwargs.get("graph_id", ""), status, (ended if ended is not None else time.monotonic()) - started)
             self.tasks.pop(run_id, None)
             self.work.pop(run_id, None)
             self.cancel_actions.pop(run_id, None)

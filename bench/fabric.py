@@ -302,8 +302,9 @@ SESSION_NOTES = [
     "",
     "## The same code on two days (2026-11-21 and 2026-12-02)",
     "",
-    "The figures above move with the VM more than with the code. The same fabric code measured on two "
-    "days, each on a machine otherwise idle (round trip p50 / bare Ray call p50, ms):",
+    "The figures above move with the VM more than with the code. The same fabric delivery code measured on "
+    "two days, with no other work on the machine (the load is the bench's own Ray, Postgres and up to 50 "
+    "agents, its load average in the column head; round trip p50 / bare Ray call p50, ms):",
     "",
     "| agents | 2026-11-21 (load 1.0-1.5) | 2026-12-02 (load 1.5-3.1) |",
     "| ---: | ---: | ---: |",

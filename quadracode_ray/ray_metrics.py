@@ -77,6 +77,12 @@ class _GaugeRefresher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
+    def clear(self) -> None:
+        """Forget every gauge (the backend was replaced: they would be set again under the old
+        installation label forever)."""
+        with self._lock:
+            self._gauges.clear()
+
     def add(self, gauge: _RayGauge) -> None:
         with self._lock:
             self._gauges.append(gauge)
@@ -146,5 +152,6 @@ def install_ray_metrics(installation: str = "") -> None:
     another installation is switched to that one."""
     global _installed_for
     if _installed_for != installation:
+        _refresher.clear()
         metrics.set_backend(RayMetricsBackend(installation))
         _installed_for = installation

@@ -48,7 +48,9 @@ def ray_metrics_sources() -> list[MetricsSource]:
     for node in ray.nodes():
         port = node.get("MetricsExportPort")
         if node.get("Alive") and port:
-            sources.append(MetricsSource(node["NodeID"], f"http://{node['NodeManagerAddress']}:{port}/metrics"))
+            host = node["NodeManagerAddress"]
+            host = f"[{host}]" if ":" in host else host  # an IPv6 address
+            sources.append(MetricsSource(node["NodeID"], f"http://{host}:{port}/metrics"))
     return sources
 
 
@@ -112,7 +114,7 @@ async def _fetch(client: httpx.AsyncClient, source: MetricsSource) -> str | None
         response = await client.get(source.url)
         response.raise_for_status()
         return response.text
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of one node leaves the others' figures
         log.warning("metrics agent of node %s (%s) did not answer: %s", source.node_id[:12], source.url, exc)
         return None
 
@@ -123,11 +125,25 @@ async def cluster_metrics_text(installation: str | None, sources: Sequence[Metri
     the Prometheus text format, and a gauge of the nodes whose agent did not answer in
     ``timeout_s`` or answered unreadable text."""
     if sources is None:
-        sources = await asyncio.to_thread(ray_metrics_sources)
+        try:
+            sources = await asyncio.to_thread(ray_metrics_sources)
+        except Exception as exc:  # noqa: BLE001 - the replica's own figures are still served
+            log.warning("could not list the Ray nodes for their metrics: %s", exc)
+            return b""
     if not sources:
         return b""
     async with httpx.AsyncClient(timeout=timeout_s) as client:
-        texts = await asyncio.gather(*(_fetch(client, source) for source in sources))
+        try:  # the client's timeout bounds each phase of a request; this bounds the whole scrape
+            texts = await asyncio.wait_for(asyncio.gather(*(_fetch(client, source) for source in sources)),
+                                           timeout=2 * timeout_s)
+        except TimeoutError:
+            log.warning("the Ray nodes' metrics agents did not all answer within %.1f s", 2 * timeout_s)
+            texts = [None] * len(sources)
+    # Parsing a node's export takes milliseconds per node: off the loop that serves the streams.
+    return await asyncio.to_thread(_render_cluster, texts, installation)
+
+
+def _render_cluster(texts: Sequence[str | None], installation: str | None) -> bytes:
     families, unreadable = merge_families((text for text in texts if text is not None), installation=installation)
     unreachable = GaugeMetricFamily("quadracode_metrics_unreachable_nodes",
                                     "Ray nodes whose metrics agent did not answer this scrape, or answered "

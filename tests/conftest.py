@@ -101,7 +101,7 @@ def ray_cluster() -> Iterator[None]:
         # Actors' metrics reach the node's metrics agent every second here (Ray's default: 10 s),
         # so tests of /metrics wait for them briefly. Set in the environment, not _system_config,
         # so that every process of the cluster (the metrics agent too) counts with the same interval.
-        os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
+        os.environ["RAY_metrics_report_interval_ms"] = "1000"
         ray.init(address="local", namespace=NAMESPACE, num_cpus=8, include_dashboard=False,
                  logging_level="WARNING", log_to_driver=True)
     yield

@@ -78,9 +78,12 @@ async def test_a_gauge_set_once_stays_exported_while_its_actor_lives(ray_cluster
                             what="the gauge's first export") == 7
     assert await _gauge_value(name, "") is None  # another installation's /metrics does not show it
     # Ray's agent forgets a gauge not set again within 2 report intervals (2 s here): over 3 times
-    # that, every scrape must still show it. The passage of time is what this test is about.
-    watched_until = time.monotonic() + 6
+    # that, the scrapes must still show it (without the refresh, all of those after ~2 s miss it;
+    # two misses are allowed for a late export on a loaded machine). The passage of time is what
+    # this test is about.
+    watched_until, seen = time.monotonic() + 6, []
     while time.monotonic() < watched_until:
-        assert await _gauge_value(name, installation) == 7
+        seen.append(await _gauge_value(name, installation))
         await asyncio.sleep(0.5)
+    assert len(seen) >= 8 and seen.count(None) <= 2 and set(seen) <= {7, None}, seen
     ray.kill(actor)

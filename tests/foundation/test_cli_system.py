@@ -83,6 +83,10 @@ def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_clu
 
         again = run_cli(env, "up")  # idempotent: reuses the running head
         assert again.returncode == 0 and "already running" in again.stderr
+        # Seconds later (Ray forgets a gauge not set for 2 s here), nothing having changed, the
+        # gauges are still exported: set again by the metrics backend, not only when agents change.
+        assert eventually_sync(lambda: _agents_alive_sources(api), timeout=10, interval=0.5,
+                               what="the gauges still on /metrics") == {"fleet", "registry"}
     finally:
         down = run_cli(env, "down")
     assert down.returncode == 0, down.stderr

@@ -93,7 +93,8 @@ def _closed_port() -> int:
 
 async def test_the_rendered_text_has_every_node_and_counts_the_silent_ones(agents_url: str) -> None:
     sources = [MetricsSource("a", f"{agents_url}/a"), MetricsSource("b", f"{agents_url}/b"),
-               MetricsSource("gone", f"http://127.0.0.1:{_closed_port()}/metrics")]
+               MetricsSource("gone", f"http://127.0.0.1:{_closed_port()}/metrics"),
+               MetricsSource("malformed", "http://[::1:99999/metrics")]  # not an HTTP error: httpx.InvalidURL
     text = (await cluster_metrics_text("", sources, timeout_s=2)).decode()
     samples = _samples(text)  # the text parses: one HELP/TYPE per family, whatever the nodes
     assert samples[("ray_quadracode_api_runs_total", frozenset(
@@ -102,7 +103,7 @@ async def test_the_rendered_text_has_every_node_and_counts_the_silent_ones(agent
         {("NodeAddress", "10.0.0.2"), ("graph", "chat"), ("status", "error")}))] == 2
     assert samples[("ray_quadracode_sandbox_operation_seconds_count", frozenset(
         {("NodeAddress", "10.0.0.2"), ("operation", "exec")}))] == 2
-    assert samples[("quadracode_metrics_unreachable_nodes", frozenset())] == 1
+    assert samples[("quadracode_metrics_unreachable_nodes", frozenset())] == 2
     assert text.count("# TYPE ray_quadracode_api_runs_total counter") == 1
     assert "ray_node_cpu_utilization" not in text
     assert 'installation="other-"' not in text  # another installation's series on the same agents
