@@ -310,7 +310,8 @@ class RunHost:
             await stream.finish()
         finally:
             # The run's own time: up to its outcome, not the bookkeeping and webhook after it.
-            _record_run_metrics(kwargs.get("graph_id", ""), status, (ended if ended is not None else time.monotonic()) - started)
+            seconds = (ended if ended is not None else time.monotonic()) - started
+            _record_run_metrics(kwargs.get("graph_id", ""), status, seconds)
             self.tasks.pop(run_id, None)
             self.work.pop(run_id, None)
             self.cancel_actions.pop(run_id, None)

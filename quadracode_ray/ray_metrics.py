@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from quadracode_ray import metrics
@@ -55,7 +56,7 @@ class _RayGauge(_RayMetric):
 
     def __init__(self, metric, tag_keys: Sequence[str], installation: str):
         super().__init__(metric, tag_keys, installation)
-        self._last: dict[tuple[tuple[str, str], ...], tuple[float, dict[str, str]]] = {}
+        self._last: dict[tuple[str, ...], tuple[float, dict[str, str]]] = {}  # by tag values
         self._lock = threading.Lock()
         _refresher.add(self)
 
@@ -63,7 +64,7 @@ class _RayGauge(_RayMetric):
         resolved = self._tags(tags)
         with self._lock:
             self._metric.set(value, tags=resolved)
-            self._last[tuple(sorted(resolved.items()))] = (value, resolved)
+            self._last[tuple(resolved.values())] = (value, resolved)  # keys always in declared order
 
     def refresh(self) -> None:
         with self._lock:
@@ -91,8 +92,8 @@ class _GaugeRefresher:
                 self._thread.start()
 
     def _run(self) -> None:
-        stop = threading.Event()  # never set: the thread lives as long as its process
-        while not stop.wait(refresh_interval_s()):
+        while True:  # a daemon thread: it lives as long as its process
+            time.sleep(refresh_interval_s())
             with self._lock:
                 gauges = list(self._gauges)
             for gauge in gauges:
