@@ -158,11 +158,17 @@ async def test_killed_orchestrator_continues_the_thread_from_its_checkpoint(syst
     values = await eventually(lambda: _finished(client, thread), timeout=90, what="thread resumed after restart")
     assert values["think_runs"] == 1  # node think ran once: the restart resumed from its checkpoint
     assert assistant_texts(values).count("resumed after pause") == 1
-    with psycopg.connect(system.settings.database_url) as conn:
-        (status,) = conn.execute("SELECT status FROM qr_deliveries WHERE envelope_id = %s",
-                                 (receipt.envelope_id,)).fetchone()
-    assert status == "done"
+    # The delivery is marked done once its handler returned, after the checkpoint just read: wait for it.
+    await eventually(lambda: _delivery_done(system, receipt.envelope_id), timeout=30,
+                     what="the user message's delivery marked done")
     await expect_logged(system, thread, {USER_MESSAGE: 1})
+
+
+async def _delivery_done(system, envelope_id: str) -> bool:
+    async with await psycopg.AsyncConnection.connect(system.settings.database_url) as conn:
+        (status,) = await (await conn.execute("SELECT status FROM qr_deliveries WHERE envelope_id = %s",
+                                              (envelope_id,))).fetchone()
+    return status == "done"
 
 
 async def _exists(path) -> bool:
