@@ -110,9 +110,9 @@ def _chat_model(settings: Settings) -> Any:
 
 
 def _guardrails(settings: Settings) -> Any:
-    from quadracode_ray.graphs.control import Guardrails
+    from quadracode_ray.persistence.guardrails import settings_guardrails
 
-    return Guardrails.from_settings(settings)
+    return settings_guardrails(settings)  # PATCH /system/guardrails applies to the next run, no restart
 
 
 @ray.remote(num_cpus=0)

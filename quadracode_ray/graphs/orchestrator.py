@@ -60,7 +60,7 @@ from langgraph.graph import END, START, StateGraph
 from quadracode_ray.config import Settings, load_settings
 from quadracode_ray.graphs.checkpoint import namespaced
 from quadracode_ray.graphs.context import ContextPolicy, context_policy_from_settings
-from quadracode_ray.graphs.control import Guardrails, StopSignal
+from quadracode_ray.graphs.control import Guardrails, GuardrailSource, StopSignal
 from quadracode_ray.graphs.react import (
     ASK_HUMAN,
     ReactCore,
@@ -104,11 +104,13 @@ def format_task_result(result: TaskResult) -> str:
 def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | None,
                              fleet: FleetClient | None, delegation: DelegationClient | None,
                              checkpointer: BaseCheckpointSaver | None = None, namespace: str | None = None,
-                             guardrails: Guardrails | None = None, stop: StopSignal | None = None,
+                             guardrails: Guardrails | GuardrailSource | None = None, stop: StopSignal | None = None,
                              context: ContextPolicy | None = None, system_prompt: str | None = None,
                              extra_tools: Sequence[Tool] = (), settings: Settings | None = None):
     if settings is not None:
-        guardrails = guardrails or Guardrails.from_settings(settings)
+        from quadracode_ray.persistence.guardrails import settings_guardrails
+
+        guardrails = guardrails or settings_guardrails(settings)  # an operator's edits apply live
         context = context or context_policy_from_settings(settings)
     tools = [*(workspace_tools(workspace) if workspace is not None else []), *fleet_tools(fleet, delegation),
              *extra_tools, ASK_HUMAN]
