@@ -24,6 +24,7 @@ from quadracode_ray.interfaces.workspace import (
     SnapshotInfo,
     WorkspaceInvalidRequest,
 )
+from sandbox.deployments.base import Deployment
 from sandbox.events import EventSink, InMemoryEventSink
 from sandbox.executor_bundle import executor_digest
 from sandbox.models import (
@@ -36,7 +37,6 @@ from sandbox.models import (
     WorkspaceInfo,
     WorkspaceSpec,
 )
-from sandbox.protocol import Deployment
 from sandbox.runtime import ExecutorRuntime
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
 
@@ -327,7 +327,7 @@ class WorkspaceService:
     # --- snapshots --------------------------------------------------------------------------------------
     async def snapshot(self, label: str | None = None) -> SnapshotInfo:
         async with self._op("snapshot", label=label):
-            _, data = await self._call({"op": "tar_create", "paths": ["/workspace"]})
+            _, data = await self._call({"op": "tar_create", "paths": ["."]})
             return await asyncio.to_thread(self.snapshots.save, data, label)
 
     async def list_snapshots(self) -> list[SnapshotInfo]:
@@ -338,14 +338,14 @@ class WorkspaceService:
         async with self._op("snapshot_diff", snapshot_id=snapshot_id):
             _, data = await asyncio.to_thread(self.snapshots.load, snapshot_id)
             then = await asyncio.to_thread(tar_manifest, data)
-            now = (await self._call({"op": "manifest", "path": "/workspace"}))[0]["entries"]
+            now = (await self._call({"op": "manifest", "path": "."}))[0]["entries"]
             return diff_manifests(snapshot_id, then, now)
 
     async def restore_snapshot(self, snapshot_id: str) -> SnapshotInfo:
         """Make /workspace exactly what it was at the snapshot (files added since are removed)."""
         async with self._op("snapshot_restore", snapshot_id=snapshot_id):
             info, data = await asyncio.to_thread(self.snapshots.load, snapshot_id)
-            await self._call({"op": "tar_extract", "dest": "/workspace", "clear": True}, data, idempotent=True)
+            await self._call({"op": "tar_extract", "dest": ".", "clear": True}, data, idempotent=True)
             return info
 
     async def delete_snapshot(self, snapshot_id: str) -> None:

@@ -22,6 +22,14 @@ SHARED = "/shared"
 ROOTS = (WORKSPACE, SHARED)
 
 
+def configure_roots(workspace: str, shared: str) -> None:
+    """Serve other roots than /workspace and /shared (the server's start arguments): the local
+    deployment runs this server on the host over a temporary folder."""
+    global WORKSPACE, SHARED, ROOTS
+    WORKSPACE, SHARED = os.path.realpath(workspace), os.path.realpath(shared)
+    ROOTS = (WORKSPACE, SHARED)
+
+
 class OpError(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -40,8 +48,9 @@ def _root_of(path: str, roots: tuple[str, ...]) -> str | None:
     return None
 
 
-def resolve(path: str, *, follow: bool = True, roots: tuple[str, ...] = ROOTS) -> str:
+def resolve(path: str, *, follow: bool = True, roots: tuple[str, ...] | None = None) -> str:
     """The real absolute path for ``path`` (relative to /workspace), or OpError('escape')."""
+    roots = ROOTS if roots is None else roots
     if not isinstance(path, str) or not path or "\x00" in path:
         raise OpError("invalid", f"invalid path {path!r}")
     allowed = " or ".join(roots)

@@ -182,7 +182,10 @@ def _take_over(lock_path: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Quadracode workspace executor")
     parser.add_argument("--socket", required=True)
+    parser.add_argument("--workspace-root", default=files.WORKSPACE)
+    parser.add_argument("--shared-root", default=files.SHARED)
     args = parser.parse_args(argv)
+    files.configure_roots(args.workspace_root, args.shared_root)
     os.umask(0o022)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     lock_fd = _take_over(args.socket + ".lock")

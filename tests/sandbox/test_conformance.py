@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.client import get_workspace
-from sandbox.docker_backend import DockerDeployment
+from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig
 from sandbox.service import WorkspaceService
 from sandbox.testing.conformance import SandboxConformance
 from tests.sandbox.conftest import OUTPUT_LIMIT
@@ -30,7 +30,7 @@ class TestDockerServiceConformance(SandboxConformance):
     @classmethod
     async def sandbox(cls, sandbox_settings):
         settings = sandbox_settings()
-        service = WorkspaceService(DockerDeployment("conformance-local", settings), settings)
+        service = WorkspaceService(DockerDeployment("conformance-local", DockerDeploymentConfig.from_settings(settings)), settings)
         await service.ensure()
         yield service
         await service.destroy(remove_volume=True)

@@ -1,8 +1,9 @@
-"""The backend protocol: *where* a workspace lives (deployment) apart from *what runs in it*
-(runtime), as in SWE-ReX. A deployment owns the lifecycle of one workspace's machine —
-container, VM, remote box — and says where its executor listens; the runtime (the executor
-client in ``sandbox.runtime``) does the work. A new backend implements ``Deployment`` and runs
-the conformance suite in ``sandbox.testing.conformance``.
+"""The deployment interface: *where* a workspace lives apart from *what runs in it* (the
+runtime), as in SWE-ReX. A deployment owns the lifecycle of one workspace's machine —
+container, host folder, VM — and says where its in-container server listens; the runtime
+(``sandbox.runtime``) does the work over that socket. Each backend is one module of this
+folder (``docker.py``, ``local.py``); a new one implements ``Deployment`` and runs the
+conformance suites in ``sandbox.testing.conformance``.
 
 Deployment methods are blocking (they talk to Docker and the like); the service calls them in
 a worker thread so the actor's event loop never waits on them.
