@@ -23,7 +23,7 @@ class Deployment(Protocol):
 
     @property
     def socket_path(self) -> Path:
-        """Where the executor of this workspace listens, on this host."""
+        """Where the container server of this workspace listens, on this host."""
         ...
 
     def exists(self) -> bool: ...
@@ -48,6 +48,6 @@ class Deployment(Protocol):
 
     def info(self) -> WorkspaceInfo: ...
 
-    def launch_executor(self) -> None:
-        """(Re)start the executor inside a running workspace and wait until it listens."""
+    def launch_server(self) -> None:
+        """(Re)start the container server inside a running workspace and wait until it listens."""
         ...
