@@ -4,5 +4,6 @@ notebooks only)."""
 
 from sandbox.deployments.base import Deployment
 from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig
+from sandbox.deployments.local import LocalDeployment, LocalDeploymentConfig
 
-__all__ = ["Deployment", "DockerDeployment", "DockerDeploymentConfig"]
+__all__ = ["Deployment", "DockerDeployment", "DockerDeploymentConfig", "LocalDeployment", "LocalDeploymentConfig"]

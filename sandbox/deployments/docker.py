@@ -13,9 +13,6 @@ import json
 import logging
 import os
 import shutil
-import socket
-import stat
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspaceConflict, WorkspaceUnavailable
+from sandbox.deployments.base import server_listening, socket_inode, wait_for_new_socket
 from sandbox.models import WorkspaceInfo, WorkspaceLimits, WorkspaceSpec, validate_workspace_id
 from sandbox.server_bundle import server_archive
 
@@ -219,7 +217,7 @@ class DockerDeployment:
                 container.start()
             except APIError as exc:
                 raise WorkspaceUnavailable(f"could not start workspace {self.workspace_id!r}: {exc.explanation or exc}") from None
-        elif self._server_listening():
+        elif server_listening(self.socket_path):
             return  # re-attaching: keep the running container server and the background jobs it owns
         self.launch_server(container)
 
@@ -257,44 +255,16 @@ class DockerDeployment:
         if container is None:
             raise WorkspaceUnavailable(f"workspace {self.workspace_id!r} has no container")
         self._prepare_run_dir()
-        before = self._socket_inode()
+        before = socket_inode(self.socket_path)
         # Re-copied every launch: an upgraded sandbox package brings its container server with it.
         container.put_archive(IN_CONTAINER_DIR, server_archive())
         container.exec_run(
             ["python3", "-u", f"{IN_CONTAINER_DIR}/container_server/server.py", "--socket", f"{RUN_DIR}/{SOCKET_NAME}"],
             user=f"{SANDBOX_UID}:{SANDBOX_UID}", detach=True, workdir="/workspace",
         )
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            inode = self._socket_inode()
-            if inode is not None and inode != before:
-                return
-            time.sleep(0.01)
+        if wait_for_new_socket(self.socket_path, before, SERVER_START_TIMEOUT):
+            return
         raise WorkspaceUnavailable(f"the container server of workspace {self.workspace_id!r} did not start within {SERVER_START_TIMEOUT:.0f} s")
-
-    def _server_listening(self) -> bool:
-        try:
-            fd = os.open(self.socket_path, os.O_PATH | os.O_NOFOLLOW)
-        except OSError:
-            return False
-        try:
-            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                return False
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                probe.settimeout(2.0)
-                probe.connect(f"/proc/self/fd/{fd}")
-            return True
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-
-    def _socket_inode(self) -> int | None:
-        try:
-            st = os.lstat(self.socket_path)
-        except OSError:
-            return None
-        return st.st_ino if stat.S_ISSOCK(st.st_mode) else None
 
     # --- inspection ----------------------------------------------------------------------------------
     def info(self) -> WorkspaceInfo:
