@@ -1,4 +1,4 @@
-"""The runtime half of a backend: talking to the executor inside a workspace over its unix socket.
+"""The runtime half of a backend: talking to the container server inside a workspace over its unix socket.
 
 The socket file lives in a host folder that the container can write to, so it is opened with
 O_PATH|O_NOFOLLOW and checked to be a socket before connecting through /proc/self/fd: a
@@ -31,9 +31,9 @@ MAX_JSON = 256 << 20
 MAX_BLOB = 4 << 30
 POOL_SIZE = 16
 RETRY_WINDOW_S = 10.0
-"""How long a request whose executor went away before taking it is tried again. Not just once: an
-executor killed a moment ago can still accept connections and reset them while its process is torn
-down (slowly, on a loaded machine), before its socket refuses and the executor is revived."""
+"""How long a request whose container server went away before taking it is tried again. Not just once: a
+container server killed a moment ago can still accept connections and reset them while its process is torn
+down (slowly, on a loaded machine), before its socket refuses and the container server is revived."""
 
 _ERRORS: dict[str, type[WorkspaceError]] = {
     "escape": PathEscapeError,
@@ -46,7 +46,7 @@ _ERRORS: dict[str, type[WorkspaceError]] = {
 }
 
 
-class ExecutorGone(Exception):
+class ServerGone(Exception):
     """The connection broke; ``sent`` says whether the request may have been acted on."""
 
     def __init__(self, message: str, sent: bool):
@@ -56,21 +56,21 @@ class ExecutorGone(Exception):
 
 def error_from(reply: dict) -> WorkspaceError:
     error = reply.get("error") or {}
-    return _ERRORS.get(error.get("kind"), WorkspaceError)(error.get("message") or "executor error")
+    return _ERRORS.get(error.get("kind"), WorkspaceError)(error.get("message") or "container server error")
 
 
 async def open_socket(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     try:
         fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
     except OSError as exc:
-        raise ExecutorGone(f"executor socket {path} unavailable: {exc.strerror}", sent=False) from None
+        raise ServerGone(f"container server socket {path} unavailable: {exc.strerror}", sent=False) from None
     try:
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
             raise WorkspaceUnavailable(f"{path} is not a socket (was it replaced from inside the container?)")
         try:
             return await asyncio.open_unix_connection(f"/proc/self/fd/{fd}")
         except OSError as exc:
-            raise ExecutorGone(f"executor at {path} refused the connection: {exc.strerror}", sent=False) from None
+            raise ServerGone(f"container server at {path} refused the connection: {exc.strerror}", sent=False) from None
     finally:
         os.close(fd)
 
@@ -87,17 +87,17 @@ class _Connection:
                 self.writer.write(blob)
             await self.writer.drain()
         except (ConnectionError, OSError) as exc:
-            raise ExecutorGone(f"executor connection broke while sending: {exc}", sent=False) from None
+            raise ServerGone(f"container server connection broke while sending: {exc}", sent=False) from None
 
     async def receive(self) -> tuple[dict, bytes]:
         try:
             json_len, blob_len = HEADER.unpack(await self.reader.readexactly(HEADER.size))
             if json_len > MAX_JSON or blob_len > MAX_BLOB:
-                raise WorkspaceUnavailable("executor sent an oversized frame")
+                raise WorkspaceUnavailable("container server sent an oversized frame")
             header = json.loads(await self.reader.readexactly(json_len))
             blob = await self.reader.readexactly(blob_len) if blob_len else b""
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
-            raise ExecutorGone(f"executor connection broke: {exc}", sent=True) from None
+            raise ServerGone(f"container server connection broke: {exc}", sent=True) from None
         return header, blob
 
     def alive(self) -> bool:
@@ -108,9 +108,9 @@ class _Connection:
             self.writer.close()
 
 
-class ExecutorRuntime:
-    """Requests to one executor, over a small pool of connections (one request per connection
-    at a time). ``revive`` (re)starts the executor when it cannot be reached."""
+class ServerRuntime:
+    """Requests to one container server, over a small pool of connections (one request per connection
+    at a time). ``revive`` (re)starts the container server when it cannot be reached."""
 
     def __init__(self, socket_path: Callable[[], Path], revive: Callable[[], Awaitable[None]]):
         self._socket_path = socket_path
@@ -131,14 +131,14 @@ class ExecutorRuntime:
             conn = self._idle.pop()
             if conn.alive():
                 return conn
-            conn.close()  # the executor went away since this connection was last used
+            conn.close()  # the container server went away since this connection was last used
         try:
             return _Connection(*await open_socket(self.socket_path))
-        except ExecutorGone:
+        except ServerGone:
             async with self._revive_lock:
                 try:
                     return _Connection(*await open_socket(self.socket_path))
-                except ExecutorGone:
+                except ServerGone:
                     self.close()
                     await self._revive()
             return _Connection(*await open_socket(self.socket_path))
@@ -151,12 +151,12 @@ class ExecutorRuntime:
 
     async def call(self, header: dict, blob: bytes = b"", *, timeout: float = 300.0,
                    idempotent: bool = True) -> tuple[dict, bytes]:
-        """One request and its reply; retried on a fresh connection while the executor is gone
-        (for up to RETRY_WINDOW_S). A non-idempotent request is retried only if the executor never
+        """One request and its reply; retried on a fresh connection while the container server is gone
+        (for up to RETRY_WINDOW_S). A non-idempotent request is retried only if the container server never
         acknowledged it, an idempotent one that reached it once at most."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + RETRY_WINDOW_S
-        delay = 0.0  # the first retry at once: usually a pooled connection the executor outlived
+        delay = 0.0  # the first retry at once: usually a pooled connection the container server outlived
         resent = False
         while True:
             conn = await self._connect()
@@ -167,23 +167,23 @@ class ExecutorRuntime:
                     await conn.send(header | {"ack": True}, blob)
                     try:
                         await asyncio.wait_for(conn.receive(), timeout)  # the "accepted" frame
-                    except ExecutorGone as exc:
+                    except ServerGone as exc:
                         exc.sent = False
                         raise
                 reply, out = await asyncio.wait_for(conn.receive(), timeout)
-            except ExecutorGone as exc:
+            except ServerGone as exc:
                 conn.close()
-                self.close()  # every pooled connection went with the executor
-                # A request that reached the executor is sent again once at most (idempotent ones
-                # only): if it is what kills the executor, reviving it over and over helps nobody.
+                self.close()  # every pooled connection went with the container server
+                # A request that reached the container server is sent again once at most (idempotent ones
+                # only): if it is what kills the container server, reviving it over and over helps nobody.
                 again = not exc.sent or (idempotent and not resent)
                 resent = resent or exc.sent
                 if again and loop.time() < give_up:
-                    # A retry delay while a dying executor's process is torn down, not synchronisation.
+                    # A retry delay while a dying server's process is torn down, not synchronisation.
                     await asyncio.sleep(delay)
                     delay = min(max(delay * 2, 0.02), 1.0)
                     continue
-                raise WorkspaceUnavailable(f"the workspace executor died during {header.get('op')}: {exc}") from None
+                raise WorkspaceUnavailable(f"the container server died during {header.get('op')}: {exc}") from None
             except BaseException:
                 conn.close()  # timed out or cancelled: the reply may still come, so never reuse
                 raise
@@ -209,10 +209,10 @@ class ExecutorRuntime:
                     yield frame, blob
                     return
                 yield frame, blob
-        except ExecutorGone as exc:
-            raise WorkspaceUnavailable(f"the workspace executor died during a streamed exec: {exc}") from None
+        except ServerGone as exc:
+            raise WorkspaceUnavailable(f"the container server died during a streamed exec: {exc}") from None
         finally:
             if done:
                 self._release(conn)
             else:
-                conn.close()  # closing tells the executor to kill the command
+                conn.close()  # closing tells the container server to kill the command

@@ -1,6 +1,6 @@
 """WorkspaceService: the whole sandbox API for one workspace, in-process.
 
-It joins a deployment (lifecycle, blocking, run in worker threads), the executor runtime
+It joins a deployment (lifecycle, blocking, run in worker threads), the container server runtime
 (exec and files over the unix socket), the snapshot store and an event sink. The Ray actor is
 a thin shell around one of these; tests and other hosts can use it directly.
 """
@@ -25,7 +25,6 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceInvalidRequest,
 )
 from sandbox.events import EventSink, InMemoryEventSink
-from sandbox.executor_bundle import executor_digest
 from sandbox.models import (
     BackgroundOutput,
     BackgroundProcess,
@@ -37,7 +36,8 @@ from sandbox.models import (
     WorkspaceSpec,
 )
 from sandbox.protocol import Deployment
-from sandbox.runtime import ExecutorRuntime
+from sandbox.runtime import ServerRuntime
+from sandbox.server_bundle import server_digest
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class WorkspaceService:
         self.settings = settings
         self.spec = spec
         self.events = events or InMemoryEventSink()
-        self.runtime = ExecutorRuntime(lambda: deployment.socket_path, self._revive)
+        self.runtime = ServerRuntime(lambda: deployment.socket_path, self._revive)
         self.snapshots = SnapshotStore(
             settings.data_dir / "snapshots" / settings.sandbox_installation_id, deployment.workspace_id
         )
@@ -121,19 +121,19 @@ class WorkspaceService:
         async with self._ready_lock:
             if not self._ready:
                 await asyncio.to_thread(self.deployment.ensure, self.spec)
-                await self._check_executor_version()
+                await self._check_server_version()
                 self._ready = True
                 self._start_idle_watch()
 
-    async def _check_executor_version(self) -> None:
-        """A re-attached executor from an older sandbox package is replaced by the current one."""
+    async def _check_server_version(self) -> None:
+        """A re-attached container server from an older sandbox package is replaced by the current one."""
         reply, _ = await self.runtime.call({"op": "ping"})
-        if reply.get("version") != executor_digest():
+        if reply.get("version") != server_digest():
             self.runtime.close()
-            await asyncio.to_thread(self.deployment.launch_executor)
+            await asyncio.to_thread(self.deployment.launch_server)
 
     async def _revive(self) -> None:
-        """The executor did not answer: re-create or start the container as needed, relaunch it."""
+        """The container server did not answer: re-create or start the container as needed, relaunch it."""
         await asyncio.to_thread(self.deployment.ensure, self.spec)
 
     async def _call(self, header: dict, blob: bytes = b"", **kwargs) -> tuple[dict, bytes]:

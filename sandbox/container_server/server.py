@@ -1,4 +1,4 @@
-"""The workspace executor: a small persistent server inside the container, on a unix socket.
+"""The container server: a small persistent server inside the container, on a unix socket.
 
 The sandbox actor talks to it instead of paying for a ``docker exec`` per command (tens of ms)
 — a round trip here is a few hundred microseconds plus the command itself. Stdlib only; copied
@@ -67,7 +67,7 @@ def send_frame(sock: socket.socket, header: dict, blob: bytes = b"") -> None:
     sock.sendall(HEADER.pack(len(raw), len(blob)) + raw + blob)
 
 
-class Executor:
+class ContainerServer:
     def __init__(self):
         self.background = procs.BackgroundTable()
         self.version = _source_digest()
@@ -153,7 +153,7 @@ class Executor:
                     return
                 except OSError as exc:
                     reply, out = {"ok": False, "error": {"kind": "os", "message": f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")}}, b""
-                except Exception as exc:  # keep serving: one bad request must not kill the executor
+                except Exception as exc:  # keep serving: one bad request must not kill the container server
                     reply, out = {"ok": False, "error": {"kind": "internal", "message": f"{type(exc).__name__}: {exc}"}}, b""
                 try:
                     send_frame(sock, reply, out)
@@ -162,7 +162,7 @@ class Executor:
 
 
 def _take_over(lock_path: str) -> int:
-    """Become the only executor: kill a previous one (its pid is in the lock file) and lock."""
+    """Become the only container server: kill a previous one (its pid is in the lock file) and lock."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -180,7 +180,7 @@ def _take_over(lock_path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Quadracode workspace executor")
+    parser = argparse.ArgumentParser(description="Quadracode container server")
     parser.add_argument("--socket", required=True)
     args = parser.parse_args(argv)
     os.umask(0o022)
@@ -189,15 +189,15 @@ def main(argv: list[str] | None = None) -> None:
     tmp = f"{args.socket}.{os.getpid()}"
     if os.path.lexists(tmp):
         os.unlink(tmp)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(tmp)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(tmp)
     os.chmod(tmp, 0o666)  # the host side may be any user; the folder it lives in is private
-    server.listen(128)
+    listener.listen(128)
     os.replace(tmp, args.socket)  # atomic: clients never see a missing or half-made socket
-    executor = Executor()
+    server = ContainerServer()
     while True:
-        conn, _ = server.accept()
-        threading.Thread(target=executor.serve_connection, args=(conn,), daemon=True).start()
+        conn, _ = listener.accept()
+        threading.Thread(target=server.serve_connection, args=(conn,), daemon=True).start()
     os.close(lock_fd)
 
 

@@ -1,4 +1,4 @@
-"""File operations of the in-container executor, confined to /workspace and /shared.
+"""File operations of the in-container server, confined to /workspace and /shared.
 
 Stdlib only: this file is copied into the container and runs under the container's python3.
 Every path goes through ``resolve``, which works on real paths (symlinks resolved by the
@@ -92,7 +92,7 @@ def _missing(path: str) -> OpError:
     return OpError("not_found", f"no such file or directory: {path!r}")
 
 
-MAX_READ = 256 << 20  # one read must not push the executor past the container's memory limit
+MAX_READ = 256 << 20  # one read must not push the container server past the container's memory limit
 
 
 def read(path: str) -> bytes:
