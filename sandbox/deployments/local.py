@@ -53,9 +53,10 @@ class LocalDeployment:
     def __init__(self, workspace_id: str, config: LocalDeploymentConfig):
         self.workspace_id = validate_workspace_id(workspace_id)
         self.config = config
-        self.workspace_dir = config.root / workspace_id / "workspace"
-        self.shared_dir = config.root / "shared"
-        self.run_dir = config.root / workspace_id / "run"
+        root = config.root.resolve()  # the server compares paths as given: no symlinks on the way
+        self.workspace_dir = root / workspace_id / "workspace"
+        self.shared_dir = root / "shared"
+        self.run_dir = root / workspace_id / "run"
         self._process: subprocess.Popen | None = None
 
     @property
