@@ -107,16 +107,16 @@ class SnapshotBody(BaseModel):
 
 
 async def _view(client: WorkspaceSandboxClient, row: dict[str, Any] | None) -> WorkspaceView:
-    base = {"workspace_id": client.workspace_id, "owner": row["owner"] if row else None,
-            "created_at": row["created_at"] if row else None}
+    base = {"workspace_id": client.workspace_id, "owner": row["owner"] if row else None}
+    created_at = row["created_at"] if row else None
     try:
         info, ping = await asyncio.wait_for(asyncio.gather(client.info(), client.ping()), INFO_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - one workspace that does not answer must not fail the list
         error = api_error(exc)
-        return WorkspaceView(**base, status="unavailable", error=error.detail if error else f"{type(exc).__name__}: {exc}")
+        return WorkspaceView(**base, created_at=created_at, status="unavailable", error=error.detail if error else f"{type(exc).__name__}: {exc}")
     return WorkspaceView(**base, status=info.status, limits=info.limits, disk_usage_bytes=info.disk_usage_bytes,
                          node=str(ping.get("node_id")) if ping.get("node_id") else None, image=info.image,
-                         container_name=info.container_name, created_at=base["created_at"] or info.created_at)
+                         container_name=info.container_name, created_at=created_at or info.created_at)
 
 
 def _check_limits(request: Request, body: WorkspaceCreate) -> None:
