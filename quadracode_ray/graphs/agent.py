@@ -149,4 +149,5 @@ def graph(config: RunnableConfig) -> Any:
         model = shared_chat_model(model, settings)
     return build_agent_graph(model=model, workspace=configurable.get("workspace") or _NoWorkspace(),
                              agent_id=configurable.get("agent_id"), stop=configurable.get("stop"),
+                             guardrails=configurable.get("guardrails"),
                              settings=settings)

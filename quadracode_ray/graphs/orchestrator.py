@@ -165,7 +165,7 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
 def graph(config: RunnableConfig) -> Any:
     """The orchestrator for one run, from ``config["configurable"]``: ``model`` (a ChatModel or a
     ``provider:model`` spec; default from settings) and the clients the caller put there
-    (``workspace``, ``fleet``, ``delegation``, ``stop``). Tools whose client is missing are left
+    (``workspace``, ``fleet``, ``delegation``, ``stop``, ``guardrails``). Tools whose client is missing are left
     out. The caller attaches the checkpointer (``namespaced(saver, ns)`` to isolate it).
     This is what ``quadracode_ray.graphs.orchestrator:graph`` names in a graph registry."""
     configurable = config.get("configurable") or {}
@@ -175,4 +175,5 @@ def graph(config: RunnableConfig) -> Any:
         model = shared_chat_model(model, settings)
     return build_orchestrator_graph(model=model, workspace=configurable.get("workspace"),
                                     fleet=configurable.get("fleet"), delegation=configurable.get("delegation"),
-                                    stop=configurable.get("stop"), settings=settings)
+                                    stop=configurable.get("stop"), guardrails=configurable.get("guardrails"),
+                                    settings=settings)

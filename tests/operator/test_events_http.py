@@ -64,7 +64,7 @@ async def _read_envelopes(client: httpx.AsyncClient, params: dict, want: int, he
                 block, buffer = buffer.split("\n\n", 1)
                 heartbeats += block.strip() == ": heartbeat"
                 for event in sse_events(block + "\n\n"):
-                    got.append({"id": event["id"], **json.loads(event["data"])})
+                    got.append({**json.loads(event["data"]), "event_id": event["id"]})
             if len(got) >= want:
                 break
     return got, heartbeats
@@ -88,9 +88,10 @@ async def test_the_live_stream_filters_and_resumes_with_last_event_id(fabric, ap
         assert [e["payload"]["i"] for e in first_half] == [0, 1, 2]
         assert all(e["kind"] == "op_live" and e["thread_id"] == thread_id for e in first_half)
         # Resume after the last event received: the rest arrives, nothing twice, nothing skipped.
-        second_half, _ = await _read_envelopes(client, params, 3, headers={"Last-Event-ID": first_half[-1]["id"]})
+        second_half, _ = await _read_envelopes(client, params, 3, headers={"Last-Event-ID": first_half[-1]["event_id"]})
         assert [e["payload"]["i"] for e in second_half] == [3, 4, 5]
-        assert int(second_half[0]["id"]) > int(first_half[-1]["id"])
+        assert all(e["event_id"] == str(e["seq"]) for e in first_half + second_half)
+        assert second_half[0]["seq"] > first_half[-1]["seq"]
         # A quiet stream sends heartbeats.
         quiet = {"thread_id": f"quiet-{uuid.uuid4().hex[:6]}", "heartbeat_s": 0.2}
         async with client.stream("GET", "/events/stream", params=quiet) as response:
