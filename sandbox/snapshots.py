@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from quadracode_ray.interfaces.workspace import SnapshotInfo, SnapshotNotFound, WorkspaceError
+from sandbox.container_server.wire import ManifestEntry
 from sandbox.models import SnapshotDiff
 
 SNAPSHOT_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
@@ -37,35 +38,35 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def tar_manifest(data: bytes) -> dict[str, dict]:
-    """Entries of a snapshot tar in the shape of the server's ``manifest``."""
-    entries: dict[str, dict] = {}
+def tar_manifest(data: bytes) -> dict[str, ManifestEntry]:
+    """Entries of a snapshot tar, typed as the container server's ``manifest`` reply."""
+    entries: dict[str, ManifestEntry] = {}
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
         for member in tar:
             name = os.path.normpath(member.name)
             if member.isfile():
                 content = tar.extractfile(member).read()
-                entries[name] = {"type": "file", "size": member.size, "sha256": hashlib.sha256(content).hexdigest()}
+                entries[name] = ManifestEntry(type="file", size=member.size, sha256=hashlib.sha256(content).hexdigest())
             elif member.isdir():
-                entries[name] = {"type": "dir"}
+                entries[name] = ManifestEntry(type="dir")
             elif member.issym():
-                entries[name] = {"type": "symlink", "target": member.linkname}
+                entries[name] = ManifestEntry(type="symlink", target=member.linkname)
             else:
-                entries[name] = {"type": "other"}
+                entries[name] = ManifestEntry(type="other")
     return entries
 
 
-def _comparable(entry: dict) -> tuple:
-    return entry.get("type"), entry.get("sha256"), entry.get("target")
+def _comparable(entry: ManifestEntry) -> tuple:
+    return entry.type, entry.sha256, entry.target
 
 
-def diff_manifests(snapshot_id: str, then: dict[str, dict], now: dict[str, dict]) -> SnapshotDiff:
+def diff_manifests(snapshot_id: str, then: dict[str, ManifestEntry], now: dict[str, ManifestEntry]) -> SnapshotDiff:
     return SnapshotDiff(
         snapshot_id=snapshot_id,
         added=sorted(set(now) - set(then)),
         removed=sorted(set(then) - set(now)),
         modified=sorted(p for p in set(then) & set(now) if _comparable(then[p]) != _comparable(now[p])
-                        and then[p].get("type") != "dir"),
+                        and then[p].type != "dir"),
     )
 
 

@@ -13,6 +13,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceInvalidRequest,
 )
 from sandbox.container_server import procs
+from sandbox.container_server.wire import ManifestEntry
 from sandbox.events import FanOutSink, InMemoryEventSink
 from sandbox.models import ExecRequest, SandboxEvent, WorkspaceSpec, validate_workspace_id
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
@@ -77,9 +78,9 @@ def test_snapshot_store_roundtrip_and_corruption(tmp_path):
 
 def test_diff_of_manifests():
     then = tar_manifest(tar_of({"same": b"1", "changed": b"old", "gone": b"x"}))
-    now = {"same": {"type": "file", "size": 1, "sha256": hashlib.sha256(b"1").hexdigest()},
-           "changed": {"type": "file", "size": 3, "sha256": hashlib.sha256(b"new").hexdigest()},
-           "added": {"type": "file", "size": 0, "sha256": hashlib.sha256(b"").hexdigest()}}
+    now = {"same": ManifestEntry(type="file", size=1, sha256=hashlib.sha256(b"1").hexdigest()),
+           "changed": ManifestEntry(type="file", size=3, sha256=hashlib.sha256(b"new").hexdigest()),
+           "added": ManifestEntry(type="file", size=0, sha256=hashlib.sha256(b"").hexdigest())}
     diff = diff_manifests("s", then, now)
     assert (diff.added, diff.removed, diff.modified) == (["added"], ["gone"], ["changed"])
 
