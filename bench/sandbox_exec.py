@@ -1,7 +1,7 @@
 """Exec round trip in a workspace: through the WorkspaceSandbox actor vs raw `docker exec`.
 
 Same run, same machine, same container image:
-- actor: ``await client.exec("echo hi")`` (driver -> Ray actor -> unix socket -> executor -> bash)
+- actor: ``await client.exec("echo hi")`` (driver -> Ray actor -> unix socket -> container server -> bash)
 - in-process: the WorkspaceService the actor wraps, called directly (no Ray hop)
 - actor, small file: ``read_file`` of a 1 KiB file through the actor
 - docker SDK: ``container.exec_run(["sh", "-c", "echo hi"])`` on the same container
@@ -34,7 +34,7 @@ import ray  # noqa: E402
 from quadracode_ray import NAMESPACE  # noqa: E402
 from quadracode_ray.config import Settings  # noqa: E402
 from sandbox.client import get_workspace  # noqa: E402
-from sandbox.docker_backend import DockerDeployment  # noqa: E402
+from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig  # noqa: E402
 from sandbox.service import WorkspaceService  # noqa: E402
 
 
@@ -104,7 +104,7 @@ async def main() -> None:
         container = dclient.containers.get(container_name)
 
         rows.append(("actor: exec `echo hi`", await timed_async(lambda: client.exec("echo hi"), args.iterations)))
-        service = WorkspaceService(DockerDeployment("bench", settings), settings)
+        service = WorkspaceService(DockerDeployment("bench", DockerDeploymentConfig.from_settings(settings)), settings)
         rows.append(("in-process service: exec `echo hi`", await timed_async(lambda: service.exec("echo hi"), args.iterations)))
         service.close()
         rows.append(("actor: read_file 1 KiB", await timed_async(lambda: client.read_file("small.txt"), args.iterations)))
@@ -146,7 +146,7 @@ async def main() -> None:
         f"Docker SDK's exec_run ({sdk_p50:.1f} ms) and {cli_p50 / actor_p50:.0f}x less than `docker exec` ({cli_p50:.1f} ms).",
         f"{concurrent * 8} execs issued at once through one actor: {throughput:.0f} exec/s.",
         "",
-        "Why: the actor keeps a persistent executor inside the container and talks to it over a",
+        "Why: the actor keeps a persistent container server inside the container and talks to it over a",
         "unix socket in a bind-mounted folder (pooled connections), so an exec is one local frame",
         "round trip plus a fork/exec of bash; `docker exec` goes through the engine's API, containerd",
         "and runc for every command.",

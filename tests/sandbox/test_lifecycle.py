@@ -1,5 +1,5 @@
 """Lifecycle of workspace actors and containers: get-or-create, default workspace, re-attach
-after an actor restart, executor revival, stop/start/destroy, idle stop, events, bad input."""
+after an actor restart, container server revival, stop/start/destroy, idle stop, events, bad input."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceUnavailable,
 )
 from sandbox.client import DEFAULT_WORKSPACE, existing_workspace, get_workspace
-from sandbox.docker_backend import LABEL_INSTALLATION, LABEL_WORKSPACE
+from sandbox.deployments.docker import LABEL_INSTALLATION, LABEL_WORKSPACE
 from sandbox.models import WorkspaceSpec
 from sandbox.testing.conformance import poll_until
 
@@ -86,13 +86,13 @@ async def test_actor_restart_reattaches_to_the_same_container_with_files_intact(
     after = await client.info()
     assert after.container_id == before.container_id and after.status == "running"
     assert len(_containers(docker_client, settings, "restart")) == 1
-    # The executor (and the job it owns) lives in the container, so it outlived the actor.
+    # The container server (and the job it owns) lives in the container, so it outlived the actor.
     polled = await client.poll_process(job.process_id)
     assert polled.process.status == "running" and polled.stdout == "alive\n"
     await client.kill_process(job.process_id)
 
 
-async def test_a_killed_executor_is_restarted_transparently(sandbox_settings, docker_client):
+async def test_a_killed_container_server_is_restarted_transparently(sandbox_settings, docker_client):
     settings = sandbox_settings()
     client = await get_workspace("revive", settings)
     assert (await client.exec("echo before")).stdout == "before\n"
@@ -166,11 +166,11 @@ async def test_every_operation_produces_an_event(sandbox_settings):
 
 
 async def test_missing_image_is_a_clear_error_and_creates_nothing(sandbox_settings, docker_client):
-    from sandbox.docker_backend import DockerDeployment
+    from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig
     from sandbox.service import WorkspaceService
 
     settings = sandbox_settings(workspace_image="qr-no-such-image:never")
-    service = WorkspaceService(DockerDeployment("no-image", settings), settings)
+    service = WorkspaceService(DockerDeployment("no-image", DockerDeploymentConfig.from_settings(settings)), settings)
     with pytest.raises(WorkspaceUnavailable, match="qr-no-such-image:never is missing"):
         await service.exec("true")
     assert _containers(docker_client, settings, "no-image") == []
@@ -182,7 +182,7 @@ async def test_docker_calls_never_block_the_actor(sandbox_settings):
 
     client = WorkspaceSandboxClient(workspace_actor("unblocked", sandbox_settings()), "unblocked")
     await client.ping()  # the actor exists; its container does not yet
-    creating = asyncio.ensure_future(client.ensure())  # Docker: volumes, create, start, executor
+    creating = asyncio.ensure_future(client.ensure())  # Docker: volumes, create, start, container server
     long_exec = None
     try:
         pinged = asyncio.ensure_future(client.ping())
