@@ -1,10 +1,18 @@
 """The Docker deployment: one hardened container per workspace, found again by its labels.
 
 Hardening is not optional: no network unless the workspace's spec asks (and then Docker's
-default bridge, never the infrastructure network), every capability dropped,
-no-new-privileges, user 1000, memory (swap included), CPU and pids limits, never privileged,
-no Docker socket. Mounts: the workspace's own volume at /workspace, the installation's one
-shared volume at /shared, and a host folder at /run/quadracode where the container server listens.
+default bridge, never the infrastructure network), no-new-privileges, every command as user
+1000 with no capability, memory (swap included), CPU and pids limits, never privileged, no
+Docker socket. Mounts: the workspace's own volume at /workspace, the installation's one shared
+volume at /shared, and a root-owned host folder at /run/quadracode where the container server
+listens.
+
+The container server runs as root inside the container with the few capabilities it needs
+(SERVER_CAPS: run commands as user 1000, kill them, act on their files) and nothing else; user
+1000 cannot signal, trace, read or replace it (no-new-privileges: no process of that user ever
+gains a capability). Each start gets a new secret, passed in the server's environment and kept
+on the host outside the container's mounts; the host connects only to a peer running as root
+that proves it knows the secret.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import stat
@@ -37,6 +46,10 @@ IN_CONTAINER_DIR = "/opt/quadracode"
 RUN_DIR = "/run/quadracode"
 SOCKET_NAME = "exec.sock"
 SANDBOX_UID = 1000
+SERVER_UID = 0
+"""The container server's uid, inside the container and as the host sees it (no user namespace)."""
+SERVER_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID"]
+SECRET_ENV = "QUADRACODE_SERVER_SECRET"
 SERVER_START_TIMEOUT = 15.0
 
 
@@ -80,6 +93,22 @@ class DockerDeployment:
     def socket_path(self) -> Path:
         return self.run_dir / SOCKET_NAME
 
+    @property
+    def secret_path(self) -> Path:
+        """Outside the folder mounted into the container: the workspace never sees it."""
+        return self.run_dir.parent / "server.secret"
+
+    @property
+    def server_secret(self) -> bytes:
+        try:
+            return self.secret_path.read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    @property
+    def server_uid(self) -> int:
+        return SERVER_UID
+
     def _labels(self, role: str) -> dict[str, str]:
         labels = {LABEL_INSTALLATION: self.installation, LABEL_ROLE: role}
         if role != "shared":
@@ -116,11 +145,12 @@ class DockerDeployment:
 
     def _prepare_run_dir(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(self.run_dir, SANDBOX_UID, SANDBOX_UID)
-            os.chmod(self.run_dir, 0o700)
-        elif os.geteuid() != SANDBOX_UID:
-            os.chmod(self.run_dir, 0o777)  # the data folder above keeps other host users out
+        # Owned by the host's user, not writable by the sandbox user: the socket cannot be
+        # replaced from inside (the server, root in the container, may still write here).
+        os.chmod(self.run_dir, 0o755)
+        if os.geteuid() == SANDBOX_UID:
+            log.warning("the host runs as uid %d, the sandbox user's: workspaces could replace the server socket",
+                        SANDBOX_UID)
 
     # --- lifecycle --------------------------------------------------------------------------------
     def ensure(self, spec: WorkspaceSpec | None) -> WorkspaceInfo:
@@ -157,10 +187,13 @@ class DockerDeployment:
                 name=self.container_name,
                 hostname=f"ws-{self.workspace_id}"[:63].rstrip(".-_") or "ws",
                 labels=labels,
-                user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+                # init and its sleep run as root, so that user 1000 cannot stop the container by
+                # killing them; every command runs as user 1000 (the server switches to it).
+                user="0:0",
                 working_dir="/workspace",
                 network_mode="bridge" if limits.network else "none",
                 cap_drop=["ALL"],
+                cap_add=SERVER_CAPS,
                 security_opt=["no-new-privileges:true"],
                 privileged=False,
                 mem_limit=f"{limits.memory_mb}m",
@@ -223,6 +256,7 @@ class DockerDeployment:
             except NotFound:
                 pass
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.secret_path.unlink(missing_ok=True)
 
     def launch_server(self, container=None) -> None:
         container = container or self._find()
@@ -232,9 +266,16 @@ class DockerDeployment:
         before = self._socket_inode()
         # Re-copied every launch: an upgraded sandbox package brings its container server with it.
         container.put_archive(IN_CONTAINER_DIR, server_archive())
+        secret = secrets.token_hex(32)
+        tmp = self.secret_path.with_name(f".server.secret.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret)
+        os.replace(tmp, self.secret_path)
         container.exec_run(
-            ["python3", "-u", f"{IN_CONTAINER_DIR}/container_server/server.py", "--socket", f"{RUN_DIR}/{SOCKET_NAME}"],
-            user=f"{SANDBOX_UID}:{SANDBOX_UID}", detach=True, workdir="/workspace",
+            ["python3", "-u", f"{IN_CONTAINER_DIR}/container_server/server.py", "--socket", f"{RUN_DIR}/{SOCKET_NAME}",
+             "--run-as", f"{SANDBOX_UID}:{SANDBOX_UID}", "--socket-owner", str(os.geteuid())],
+            user=f"{SERVER_UID}:{SERVER_UID}", detach=True, workdir="/workspace", environment={SECRET_ENV: secret},
         )
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:

@@ -64,7 +64,7 @@ def test_snapshot_store_roundtrip_and_corruption(tmp_path):
     info = store.save(data, "first")
     assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == len(data)
     assert [s.snapshot_id for s in store.list()] == [info.snapshot_id]
-    assert store.load(info.snapshot_id)[1] == data
+    assert store.load(info.snapshot_id)[1].read_bytes() == data
     (tmp_path / "ws" / f"{info.snapshot_id}.tar").write_bytes(b"tampered")
     with pytest.raises(WorkspaceError, match="corrupt"):
         store.load(info.snapshot_id)
