@@ -26,6 +26,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceUnavailable,
 )
 from sandbox.container_server import wire
+from sandbox.deployments.base import Deployment
 from sandbox.events import EventSink, InMemoryEventSink
 from sandbox.models import (
     BackgroundOutput,
@@ -37,7 +38,6 @@ from sandbox.models import (
     WorkspaceInfo,
     WorkspaceSpec,
 )
-from sandbox.protocol import Deployment
 from sandbox.runtime import BytesSink, ServerRuntime
 from sandbox.server_bundle import server_digest
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
@@ -349,7 +349,7 @@ class WorkspaceService:
         async with self._op("snapshot", label=label):
             sink = self.snapshots.sink(MAX_SNAPSHOT_BYTES)
             try:
-                await self._call(wire.TarCreate(paths=["/workspace"]), sink=sink)
+                await self._call(wire.TarCreate(paths=["."]), sink=sink)
                 return await asyncio.to_thread(self.snapshots.keep, sink, label)
             finally:
                 sink.discard()
@@ -362,7 +362,7 @@ class WorkspaceService:
         async with self._op("snapshot_diff", snapshot_id=snapshot_id):
             _, path = await asyncio.to_thread(self.snapshots.load, snapshot_id)
             then = await asyncio.to_thread(tar_manifest, path)
-            reply = await self._call(wire.Manifest(path="/workspace"))
+            reply = await self._call(wire.Manifest(path="."))
             now = {name: wire.to_dict(entry) for name, entry in reply.entries.items()}
             return diff_manifests(snapshot_id, then, now)
 
@@ -370,7 +370,7 @@ class WorkspaceService:
         """Make /workspace exactly what it was at the snapshot (files added since are removed)."""
         async with self._op("snapshot_restore", snapshot_id=snapshot_id):
             info, path = await asyncio.to_thread(self.snapshots.load, snapshot_id)
-            await self._call(wire.TarExtract(dest="/workspace", clear=True), body=path, idempotent=True)
+            await self._call(wire.TarExtract(dest=".", clear=True), body=path, idempotent=True)
             return info
 
     async def delete_snapshot(self, snapshot_id: str) -> None:

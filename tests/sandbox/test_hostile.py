@@ -14,7 +14,12 @@ import pytest
 
 from quadracode_ray.interfaces.workspace import WorkspaceError, WorkspaceUnavailable
 from sandbox.container_server import wire
-from sandbox.docker_backend import LABEL_INSTALLATION, LABEL_WORKSPACE, DockerDeployment
+from sandbox.deployments.docker import (
+    LABEL_INSTALLATION,
+    LABEL_WORKSPACE,
+    DockerDeployment,
+    DockerDeploymentConfig,
+)
 from sandbox.service import WorkspaceService
 from tests.polling import eventually
 
@@ -48,7 +53,7 @@ while True:
 @pytest.fixture(scope="module")
 async def service(sandbox_settings):
     settings = sandbox_settings()
-    service = WorkspaceService(DockerDeployment("hostile", settings), settings)
+    service = WorkspaceService(DockerDeployment("hostile", DockerDeploymentConfig.from_settings(settings)), settings)
     await service.ensure()
     yield service
     await service.destroy(remove_volume=True)

@@ -16,7 +16,7 @@ import pytest
 
 from quadracode_ray.interfaces.workspace import WorkspaceError, WorkspaceInvalidRequest
 from sandbox.container_server import wire
-from sandbox.docker_backend import DockerDeployment
+from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig
 from sandbox.runtime import HEADER, BytesSink, HostileReply
 from sandbox.service import WorkspaceService
 from sandbox.snapshots import SnapshotStore, tar_manifest
@@ -106,7 +106,7 @@ async def test_an_error_reply_keeps_its_message_short(tmp_path: Path):
 
 async def test_big_writes_and_reads_stream_through_the_host(sandbox_settings):
     settings = sandbox_settings()
-    service = WorkspaceService(DockerDeployment("hostile-io", settings), settings)
+    service = WorkspaceService(DockerDeployment("hostile-io", DockerDeploymentConfig.from_settings(settings)), settings)
     await service.ensure()
     data = b"x" * (64 << 20)
     try:
