@@ -28,6 +28,7 @@ from pathlib import Path
 from quadracode_ray.interfaces.workspace import (
     PathEscapeError,
     WorkspaceConflict,
+    WorkspaceDiskFull,
     WorkspaceError,
     WorkspaceInvalidRequest,
     WorkspacePathNotFound,
@@ -53,7 +54,7 @@ _ERRORS: dict[str, type[WorkspaceError]] = {
     "not_dir": WorkspaceInvalidRequest,
     "not_empty": WorkspaceInvalidRequest,
     "exists": WorkspaceConflict,
-    "no_space": WorkspaceInvalidRequest,
+    "no_space": WorkspaceDiskFull,
     "exhausted": WorkspaceUnavailable,
 }
 HANDSHAKE_TIMEOUT_S = 5.0

@@ -25,6 +25,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceInvalidRequest,
     WorkspaceUnavailable,
 )
+from sandbox.container_server import files as container_files
 from sandbox.container_server import wire
 from sandbox.deployments.base import Deployment
 from sandbox.events import EventSink, InMemoryEventSink
@@ -61,6 +62,23 @@ def _process(raw: wire.ProcessReply) -> BackgroundProcess:
     return BackgroundProcess(process_id=raw.process_id, command=raw.command, pid=raw.pid,
                              status=raw.status, exit_code=raw.exit_code,
                              started_at=ts(raw.started_at), ended_at=ts(raw.ended_at))
+
+
+def _check_path(path) -> None:
+    try:
+        container_files.check_path(path)
+    except container_files.OpError as exc:
+        raise WorkspaceInvalidRequest(exc.message) from None
+
+
+def _check_paths(request: wire.Request) -> None:
+    """Paths are validated here, at the edge, before anything reaches the workspace."""
+    for name in ("path", "src", "dst", "dest", "cwd"):
+        value = getattr(request, name, None)
+        if value is not None:
+            _check_path(value)
+    for value in getattr(request, "paths", ()):
+        _check_path(value)
 
 
 def _exec_result(raw: wire.ExecReply) -> ExecResult:
@@ -158,6 +176,7 @@ class WorkspaceService:
         await asyncio.to_thread(self.deployment.ensure, self.spec)
 
     async def _call(self, request: wire.Request, **kwargs):
+        _check_paths(request)
         return await self.runtime.call(request, **kwargs)
 
     def _start_idle_watch(self) -> None:
@@ -231,6 +250,7 @@ class WorkspaceService:
             req = ExecRequest(command=command, cwd=cwd, env=env or {}, timeout=timeout)
         except ValidationError as exc:
             raise WorkspaceInvalidRequest(f"invalid exec request: {exc.errors()[0]['msg']}") from None
+        _check_path(req.cwd)
         if req.timeout > self.settings.sandbox_max_exec_timeout_s:
             raise WorkspaceInvalidRequest(
                 f"timeout {req.timeout} s exceeds the maximum of {self.settings.sandbox_max_exec_timeout_s} s"

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspaceConflict, WorkspaceUnavailable
 from sandbox.deployments.base import server_listening, socket_inode, wait_for_new_socket
+from sandbox.deployments.disk import QuotaDisk
 from sandbox.models import WorkspaceInfo, WorkspaceLimits, WorkspaceSpec, validate_workspace_id
 from sandbox.server_bundle import server_archive
 
@@ -67,6 +68,10 @@ class DockerDeploymentConfig(BaseModel):
     memory_mb: int = Field(ge=64)
     cpus: float = Field(gt=0)
     pids_limit: int = Field(ge=16)
+    cpu_shares: int = Field(default=256, ge=2)
+    """CPU weight under contention (the host's own processes have 1024)."""
+    disk_quota_mb: int = Field(default=0, ge=0)
+    """Size of each workspace's own file system (see disk.py); 0: a plain volume, no quota."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerDeploymentConfig:
@@ -76,6 +81,7 @@ class DockerDeploymentConfig(BaseModel):
             docker_host=settings.docker_host,
             run_root=settings.data_dir / "sandbox" / settings.sandbox_installation_id,
             memory_mb=settings.sandbox_memory_mb, cpus=settings.sandbox_cpus, pids_limit=settings.sandbox_pids_limit,
+            cpu_shares=settings.sandbox_cpu_shares, disk_quota_mb=settings.sandbox_disk_quota_mb,
         )
 
     def limits(self, spec: WorkspaceSpec) -> WorkspaceLimits:
@@ -85,6 +91,7 @@ class DockerDeploymentConfig(BaseModel):
             cpus=spec.cpus or self.cpus,
             pids_limit=spec.pids_limit or self.pids_limit,
             network=spec.network,
+            disk_mb=self.disk_quota_mb,
         )
 
 
@@ -159,6 +166,16 @@ class DockerDeployment:
     def exists(self) -> bool:
         return self._find() is not None
 
+    @property
+    def disk(self) -> QuotaDisk:
+        """This workspace's own file system (beside its run folder, found again on re-attach)."""
+        return QuotaDisk(self.run_dir.parent, self.config.disk_quota_mb)
+
+    @staticmethod
+    def _has_disk(container) -> bool:
+        return any(m.get("Destination") == "/workspace" and str(m.get("Source", "")).endswith("/disk")
+                   for m in container.attrs.get("Mounts", []))
+
     def _volume(self, name: str, role: str) -> None:
         try:
             self.client.volumes.get(name)
@@ -183,9 +200,10 @@ class DockerDeployment:
         container = self._find()
         if container is not None:
             if spec is not None:
-                wanted = self.config.limits(spec)
+                # The quota is the installation's, fixed at creation: not part of a spec.
+                wanted = self.config.limits(spec).model_copy(update={"disk_mb": 0})
                 have = WorkspaceLimits.model_validate_json(container.labels.get(LABEL_SPEC, "{}"))
-                if wanted != have:
+                if wanted != have.model_copy(update={"disk_mb": 0}):
                     raise WorkspaceConflict(
                         f"workspace {self.workspace_id!r} exists with {have.model_dump()}, not {wanted.model_dump()}; "
                         "destroy it first to change its limits or network"
@@ -203,7 +221,12 @@ class DockerDeployment:
             raise WorkspaceUnavailable(
                 f"image {self.config.image} is missing; run scripts/provision-docker.sh"
             ) from None
-        self._volume(self.volume_name, "workspace-volume")
+        if limits.disk_mb:
+            self.disk.ensure_mounted()
+            workspace_mount = str(self.disk.mountpoint)
+        else:
+            self._volume(self.volume_name, "workspace-volume")
+            workspace_mount = self.volume_name
         self._volume(self.shared_volume_name, "shared")
         self._prepare_run_dir()
         labels = self._labels("workspace") | {LABEL_SPEC: limits.model_dump_json()}
@@ -226,8 +249,9 @@ class DockerDeployment:
                 memswap_limit=f"{limits.memory_mb}m",
                 nano_cpus=int(limits.cpus * 1e9),
                 pids_limit=limits.pids_limit,
+                cpu_shares=self.config.cpu_shares,
                 volumes={
-                    self.volume_name: {"bind": "/workspace", "mode": "rw"},
+                    workspace_mount: {"bind": "/workspace", "mode": "rw"},
                     self.shared_volume_name: {"bind": "/shared", "mode": "rw"},
                     str(self.run_dir): {"bind": RUN_DIR, "mode": "rw"},
                 },
@@ -246,6 +270,8 @@ class DockerDeployment:
     def _start(self, container) -> None:
         container.reload()
         if container.status != "running":
+            if self._has_disk(container):
+                self.disk.ensure_mounted()  # after a host reboot, before the bind mount needs it
             try:
                 container.start()
             except APIError as exc:
@@ -276,6 +302,7 @@ class DockerDeployment:
                 container.remove(force=True)
             except NotFound:
                 pass
+        self.disk.release(delete=remove_volume)
         if remove_volume:
             try:
                 self.client.volumes.get(self.volume_name).remove(force=True)
@@ -318,9 +345,11 @@ class DockerDeployment:
         raw = container.labels.get(LABEL_SPEC)
         limits = WorkspaceLimits.model_validate(json.loads(raw)) if raw else None
         created = container.attrs.get("Created")
+        usage = self.disk.usage() if self._has_disk(container) else None
         return WorkspaceInfo(
             status="running" if container.status == "running" else "stopped",
             container_id=container.id, limits=limits,
+            disk_usage_bytes=usage[0] if usage else None, disk_quota_bytes=usage[1] if usage else None,
             created_at=datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00") if created else None,
             **base,
         )
