@@ -2,8 +2,9 @@
 
 A graph spec is ``package.module:attr`` or ``path/to/file.py:attr`` (relative paths are
 resolved against the config file that names them, like ``langgraph.json``). ``attr`` is a
-compiled graph, a ``StateGraph`` (compiled here), or a factory taking a ``RunnableConfig``
-(or nothing) that returns either, so a graph can be built per run from its configuration.
+compiled graph, a ``StateGraph`` (compiled here), or a factory returning either, so a graph
+can be built per run: called as the official server calls it (actors/graph_factories.py), with
+the run's config, a ``ServerRuntime``, both, or nothing, by its signature.
 
 A graph that cannot be imported is kept in the registry with the reason, so its assistant
 still exists and every use of it answers with a clear message instead of the server failing
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import inspect
 import json
 import sys
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
 from actors.common import call_with_supported, load_object
+from actors.graph_factories import call_factory
 from quadracode_ray.config import Settings
 from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.factory import shared_chat_model
@@ -142,8 +143,13 @@ class GraphRegistry:
         return self.entries.get(graph_id)
 
     async def build(self, graph_id: str, config: dict | None = None, *,
-                    checkpointer: Any = None, store: Any = None) -> Pregel:
-        """A compiled graph for one use, with the given checkpointer and store attached."""
+                    checkpointer: Any = None, store: Any = None,
+                    access_context: str = "threads.read", context: Any = None) -> Pregel:
+        """A compiled graph for one use, with the given checkpointer and store attached.
+
+        ``access_context`` says why (the official server's: ``threads.create_run`` to execute a
+        run, ``threads.read``, ``threads.update``, ``assistants.read``); a factory asking for a
+        ``ServerRuntime`` gets it with that, the store and, for a run, the run's ``context``."""
         entry = self.entries.get(graph_id)
         if entry is None:
             raise GraphUnavailableError(f"graph {graph_id!r} is not registered")
@@ -151,10 +157,8 @@ class GraphRegistry:
             raise GraphUnavailableError(f"graph {graph_id!r} ({entry.spec}) cannot be loaded: {entry.error}")
         target = entry.target
         if entry.is_factory:
-            params = inspect.signature(target).parameters
-            target = target(config or {}) if params else target()
-            if inspect.isawaitable(target):
-                target = await target
+            target = await call_factory(target, config or {}, access_context=access_context,
+                                        store=store, context=context)
         if isinstance(target, StateGraph):
             return target.compile(checkpointer=checkpointer, store=store)
         if isinstance(target, Pregel):
