@@ -5,7 +5,7 @@ WebSocket): ``run.start`` and ``input.respond``. Each answers ``{"type": "succes
 A run they start is an ordinary API run (``service.create_run``): queued, executed on a run
 host, its events stored (resumable) so the thread's tape (serve_app/runs/v3_tape.py) can be
 replayed from any replica. Its configurable carries the v3 marker, so the host streams
-LangGraph's protocol events (actors/run_executor_v3.py).
+LangGraph's protocol events (runs/v3_events.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import time
 from typing import Any
 
-from actors.run_executor_v3 import V3_MARKER
+from runs.v3_events import V3_MARKER
 from serve_app.context import AppContext
 from serve_app.errors import ApiError, NotFound
 from serve_app.runs.service import create_run

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from actors.run_executor_stream import END_EVENT
+from runs.stream import END_EVENT
 from serve_app.context import AppContext
 from serve_app.runs.service import run_events
 from serve_app.runs.thread_watch import ThreadWatchHub

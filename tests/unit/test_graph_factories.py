@@ -8,7 +8,7 @@ import pytest
 from langgraph.store.memory import InMemoryStore
 from langgraph_sdk.runtime import _ExecutionRuntime, _ReadRuntime
 
-from actors.graph_factories import call_factory, factory_arguments
+from runs.graph_factories import call_factory, factory_arguments
 
 if TYPE_CHECKING:
     from langgraph_sdk.runtime import ServerRuntime

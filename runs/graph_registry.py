@@ -3,7 +3,7 @@
 A graph spec is ``package.module:attr`` or ``path/to/file.py:attr`` (relative paths are
 resolved against the config file that names them, like ``langgraph.json``). ``attr`` is a
 compiled graph, a ``StateGraph`` (compiled here), or a factory returning either, so a graph
-can be built per run: called as the official server calls it (actors/graph_factories.py), with
+can be built per run: called as the official server calls it (runs/graph_factories.py), with
 the run's config, a ``ServerRuntime``, both, or nothing, by its signature.
 
 A graph that cannot be imported is kept in the registry with the reason, so its assistant
@@ -27,11 +27,11 @@ from uuid import UUID, uuid5
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
-from actors.common import call_with_supported, load_object
-from actors.graph_factories import call_factory
 from quadracode_ray.config import Settings
+from quadracode_ray.import_paths import call_with_supported, load_object
 from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.factory import shared_chat_model
+from runs.graph_factories import call_factory
 
 # The namespace the official server derives a graph's default assistant id from, so the
 # same graph gets the same assistant id here and there.

@@ -1,7 +1,7 @@
 """A run of the v3 thread streaming protocol (``client.threads.stream``): the graph streams
 LangGraph's own protocol events (``astream_events(version="v3")``) and each is published as
 the run's event ``<method>[|<namespace>...]`` with the protocol event as its data, as the
-official server stores them. The API's v3 session (serve_app/runs/v3_session.py) turns a
+official server stores them. The API's v3 session turns a
 thread's stored events into the wire events, so a replay is the same tape.
 
 As the official server, ``messages`` events keep only the content-block shape (a chat
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from actors.run_executor_stream import RunStream, dumps
+from runs.stream import RunStream, dumps
 
 # The configurable key the API sets on a v3 run (the official server's name for it).
 V3_MARKER = "__event_streaming_v2"
