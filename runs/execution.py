@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import message_chunk_to_message
+from langchain_core.messages import BaseMessageChunk, message_chunk_to_message
 from langgraph.types import Command, Send
 
 from runs.graph_registry import GraphRegistry
@@ -82,8 +82,10 @@ class _MessagesCompat:
                 self.seen[message_id] = self.seen[message_id] + message
             except TypeError:
                 self.seen[message_id] = message
-        # Clients get the accumulated text as a whole message (type "ai"), as the official server sends it.
-        out.append(("messages/partial", [message_chunk_to_message(self.seen[message_id])]))
+        # Clients get the accumulated text as a whole message (type "ai"), as the official server
+        # sends it: "partial" while a model streams chunks, "complete" for a node's whole message.
+        event = "messages/partial" if isinstance(message, BaseMessageChunk) else "messages/complete"
+        out.append((event, [message_chunk_to_message(self.seen[message_id])]))
         return out
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import json
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -28,6 +27,7 @@ from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
 from quadracode_ray.config import Settings
+from quadracode_ray.graph_specs import BUILTIN_GRAPHS, GraphSpecError, graph_specs  # noqa: F401 (re-exported)
 from quadracode_ray.import_paths import call_with_supported, load_object
 from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.factory import shared_chat_model
@@ -37,18 +37,8 @@ from runs.graph_factories import call_factory
 # same graph gets the same assistant id here and there.
 NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 
-BUILTIN_GRAPHS: dict[str, str] = {
-    "orchestrator": "quadracode_ray.graphs.orchestrator:graph",
-    "agent": "quadracode_ray.graphs.agent:graph",
-}
-
-
 class GraphUnavailableError(RuntimeError):
     """The graph is registered but its import path does not load."""
-
-
-class GraphSpecError(ValueError):
-    """A graph spec or graphs file is malformed."""
 
 
 def default_assistant_id(graph_id: str) -> str:
@@ -164,29 +154,6 @@ class GraphRegistry:
         if isinstance(target, Pregel):
             return target.copy(update={"checkpointer": checkpointer, "store": store})
         raise GraphUnavailableError(f"graph {graph_id!r}: factory returned {type(target).__name__}, not a graph")
-
-
-def graph_specs(settings: Settings) -> dict[str, tuple[str, Path | None]]:
-    """Built-ins, then the graphs file, then the ``graphs`` setting (later ones win)."""
-    specs: dict[str, tuple[str, Path | None]] = {gid: (spec, None) for gid, spec in BUILTIN_GRAPHS.items()}
-    if settings.graphs_file is not None:
-        path = Path(settings.graphs_file).expanduser().resolve()
-        try:
-            document = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise GraphSpecError(f"graphs file {path}: {exc}") from exc
-        graphs = document.get("graphs") if isinstance(document, dict) else None
-        if not isinstance(graphs, dict):
-            raise GraphSpecError(f"graphs file {path}: expected an object with a 'graphs' map")
-        for graph_id, spec in graphs.items():
-            if isinstance(spec, dict):  # langgraph.json also allows {"path": ..., "description": ...}
-                spec = spec.get("path")
-            if not isinstance(spec, str):
-                raise GraphSpecError(f"graphs file {path}: graph {graph_id!r} needs an import path string")
-            specs[graph_id] = (spec, path.parent)
-    for graph_id, spec in settings.graphs.items():
-        specs[graph_id] = (spec, None)
-    return specs
 
 
 def configured_orchestrator_graph(settings: Settings, config: dict | None = None) -> Any:
