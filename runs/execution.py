@@ -111,7 +111,8 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
     saw_interrupt = False
     try:
         # The v3 (thread streaming) marker is the API's, never the graph's configuration.
-        protocol_v3 = bool(config["configurable"].pop(V3_MARKER, None))
+        # Its value is the run's id: a later run inheriting it with the thread's config is no v3 run.
+        protocol_v3 = config["configurable"].pop(V3_MARKER, None) == str(run["run_id"])
         graph = await registry.build(kwargs["graph_id"], config, checkpointer=checkpointer, store=store,
                                      access_context="threads.create_run", context=context)
         graph_input: Any = build_command(kwargs.get("command")) or kwargs.get("input")

@@ -15,7 +15,8 @@ from typing import Any
 
 from runs.stream import RunStream, dumps
 
-# The configurable key the API sets on a v3 run (the official server's name for it).
+# The configurable key the API sets on a v3 run (the official server's name for it), to the
+# run's id.
 V3_MARKER = "__event_streaming_v2"
 
 

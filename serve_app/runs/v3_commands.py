@@ -4,7 +4,7 @@ WebSocket): ``run.start`` and ``input.respond``. Each answers ``{"type": "succes
 
 A run they start is an ordinary API run (``service.create_run``): queued, executed on a run
 host, its events stored (resumable) so the thread's tape (serve_app/runs/v3_tape.py) can be
-replayed from any replica. Its configurable carries the v3 marker, so the host streams
+replayed from any replica. Its configurable carries the v3 marker (its run id), so the host streams
 LangGraph's protocol events (runs/v3_events.py).
 """
 
@@ -76,14 +76,15 @@ async def _start(context: AppContext, thread_id: str, owner: str | None, params:
         "assistant_id": params["assistant_id"],
         "input": None if resuming else params.get("input"),
         "command": {"resume": resume} if resuming else None,
-        "config": {**config, "configurable": {**configurable, V3_MARKER: True}},
+        "config": {**config, "configurable": {k: v for k, v in configurable.items() if k != V3_MARKER}},
         "metadata": params.get("metadata") if isinstance(params.get("metadata"), dict) else None,
         "stream_mode": ["values"], "stream_resumable": True, "if_not_exists": "create",
         "multitask_strategy": strategy if strategy in MULTITASK_STRATEGIES else "enqueue",
     }
     if isinstance(checkpoint_id, str) and checkpoint_id:
         body["checkpoint_id"] = checkpoint_id
-    return await create_run(context, RunCreate.model_validate(body), thread_id=thread_id, owner=owner)
+    return await create_run(context, RunCreate.model_validate(body), thread_id=thread_id, owner=owner,
+                            protocol_v3=True)
 
 
 async def run_start(context: AppContext, thread_id: str, owner: str | None, command: dict) -> dict:
