@@ -12,7 +12,8 @@
   commands above, ``agent.getTree`` too.
 
 Events come from the thread's tape (serve_app/runs/v3_tape.py): replayed from the thread's
-first run and followed from there, so a reconnect on any replica resumes where it left off.
+first run and followed from there (one reader per thread and replica, shared by its streams),
+so a reconnect on any replica resumes where it left off.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from serve_app.routes.thread_stream import _watch_hub
 from serve_app.runs.sse import SSE_HEADERS, frame, with_heartbeats
 from serve_app.runs.v3_commands import error, malformed, run_command, success
 from serve_app.runs.v3_session import Filter, V3Session, parse_filter, parse_since
-from serve_app.runs.v3_tape import thread_tape
+from serve_app.runs.v3_tape import ThreadTapes
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["Threads"])
@@ -67,12 +68,22 @@ async def thread_command(thread_id: str, request: Request, owner: str | None = D
     return JSONResponse(answer)
 
 
-async def _sse(tape, wanted: Filter, since: int | None):
-    async for batch in tape:
-        chunk = [frame(event["method"], orjson.dumps(event), str(event["seq"])) for event in batch
-                 if (since is None or event["seq"] > since) and wanted.matches(event)]
-        if chunk:
-            yield b"".join(chunk)
+def _tapes(connection: Request | WebSocket) -> ThreadTapes:
+    """The replica's shared thread tapes (one reader per thread for all its streams)."""
+    tapes = getattr(connection.app.state, "thread_tapes", None)
+    if tapes is None:
+        tapes = connection.app.state.thread_tapes = ThreadTapes(connection.app.state.context,
+                                                                _watch_hub(connection))
+    return tapes
+
+
+async def _sse(tapes: ThreadTapes, thread_id: str, wanted: Filter, since: int | None):
+    async with tapes.open(thread_id) as tape:
+        async for batch in tape.follow():
+            chunk = [frame(event["method"], orjson.dumps(event), str(event["seq"])) for event in batch
+                     if (since is None or event["seq"] > since) and wanted.matches(event)]
+            if chunk:
+                yield b"".join(chunk)
 
 
 @router.post("/threads/{thread_id}/stream/events", summary="Stream a thread's v3 protocol events (SSE)")
@@ -88,8 +99,7 @@ async def thread_events(thread_id: str, request: Request, owner: str | None = De
     context = request.app.state.context
     if not await thread_records.exists(await context.ready(), thread_id, owner):
         raise NotFound(f"Thread with ID {thread_id} not found")
-    tape = thread_tape(context, _watch_hub(request), thread_id)
-    return StreamingResponse(with_heartbeats(_sse(tape, wanted, parse_since(body.get("since")))),
+    return StreamingResponse(with_heartbeats(_sse(_tapes(request), thread_id, wanted, parse_since(body.get("since")))),
                              media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
 
 
@@ -97,11 +107,11 @@ class _Socket:
     """One WebSocket: its subscriptions, the events of the tape so far (replayed to a new
     subscription), and one writer at a time."""
 
-    def __init__(self, websocket: WebSocket, thread_id: str, owner: str | None):
+    def __init__(self, websocket: WebSocket, thread_id: str, owner: str | None, session: V3Session):
         self.websocket = websocket
         self.thread_id = thread_id
         self.owner = owner
-        self.session = V3Session()
+        self.session = session
         self.events: list[dict] = []
         self.subscriptions: dict[str, Filter] = {}
         self.lock = asyncio.Lock()
@@ -172,10 +182,14 @@ async def thread_socket(websocket: WebSocket, thread_id: str):
         await websocket.close(code=1008, reason="thread_id must be a UUID")
         return
     await websocket.accept()
-    socket = _Socket(websocket, thread_id, getattr(websocket.state, "owner", None))
-    hub = _watch_hub(websocket)
-    pump = asyncio.get_running_loop().create_task(
-        socket.pump(thread_tape(websocket.app.state.context, hub, thread_id, socket.session)))
+    async with _tapes(websocket).open(thread_id) as tape:
+        socket = _Socket(websocket, thread_id, getattr(websocket.state, "owner", None), tape.session)
+        await _serve_socket(socket, websocket, tape.follow())
+
+
+async def _serve_socket(socket: _Socket, websocket: WebSocket, tape) -> None:
+    thread_id = socket.thread_id
+    pump = asyncio.get_running_loop().create_task(socket.pump(tape))
     try:
         while True:
             receiver = asyncio.ensure_future(websocket.receive_text())

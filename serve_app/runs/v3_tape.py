@@ -2,9 +2,11 @@
 (``service.run_events``: from its host, or from Postgres for a resumable run, so a replica
 or a host that died changes nothing), turned into wire events by a :class:`V3Session`.
 
-The tape is read from the thread's first run each time a stream opens (as the official server
-does), and followed after that: a new run of the thread is found at once through the replica's
-LISTEN hub (serve_app/runs/thread_watch.py), with a poll as the safety net.
+The tape is read from the thread's first run (as the official server does) by one reader per
+thread and replica (``ThreadTapes``), shared by every stream of the replica on that thread: a
+new stream gets the history from memory at once, then the live events. A new run of the
+thread is found at once through the replica's LISTEN hub (serve_app/runs/thread_watch.py),
+with a poll as the safety net.
 """
 
 from __future__ import annotations
@@ -77,3 +79,74 @@ async def thread_tape(context: AppContext, hub: ThreadWatchHub, thread_id: str,
                 continue  # a run may have been created while these were read
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), POLL_LISTENING_S if hub.listening else POLL_S)
+
+
+class _SharedTape:
+    """One reader of a thread's tape for every stream of the replica on that thread: a new
+    stream gets the events so far from memory at once, then the live ones."""
+
+    def __init__(self, source: AsyncIterator[list[dict]], session: V3Session):
+        self.session = session
+        self.events: list[dict] = []
+        self.users = 0
+        self.failure: BaseException | None = None
+        self.changed = asyncio.Condition()
+        self.task = asyncio.get_running_loop().create_task(self._read(source))
+
+    async def _read(self, source: AsyncIterator[list[dict]]) -> None:
+        try:
+            async for batch in source:
+                if batch:
+                    async with self.changed:
+                        self.events += batch
+                        self.changed.notify_all()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the streams on it end with the failure
+            async with self.changed:
+                self.failure = exc
+                self.changed.notify_all()
+
+    async def follow(self) -> AsyncIterator[list[dict]]:
+        seen = 0
+        while True:
+            async with self.changed:
+                await self.changed.wait_for(lambda seen=seen: len(self.events) > seen or self.failure is not None)
+                batch, failure = self.events[seen:], self.failure
+            seen += len(batch)
+            if batch:
+                yield batch
+            elif failure is not None:
+                raise failure
+
+
+class ThreadTapes:
+    """The replica's shared tapes, by thread; a tape nobody follows for LINGER_S is dropped
+    (a reconnecting client within that time gets its history from memory)."""
+
+    LINGER_S = 30.0
+
+    def __init__(self, context: AppContext, hub: ThreadWatchHub):
+        self.context = context
+        self.hub = hub
+        self.tapes: dict[str, _SharedTape] = {}
+
+    @contextlib.asynccontextmanager
+    async def open(self, thread_id: str) -> AsyncIterator[_SharedTape]:
+        tape = self.tapes.get(thread_id)
+        if tape is None or tape.task.done():
+            session = V3Session()
+            tape = self.tapes[thread_id] = _SharedTape(thread_tape(self.context, self.hub, thread_id, session),
+                                                       session)
+        tape.users += 1
+        try:
+            yield tape
+        finally:
+            tape.users -= 1
+            if tape.users == 0:
+                asyncio.get_running_loop().call_later(self.LINGER_S, self._drop_if_unused, thread_id, tape)
+
+    def _drop_if_unused(self, thread_id: str, tape: _SharedTape) -> None:
+        if tape.users == 0 and self.tapes.get(thread_id) is tape:
+            del self.tapes[thread_id]
+            tape.task.cancel()

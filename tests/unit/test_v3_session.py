@@ -78,3 +78,26 @@ def test_filters_by_channel_custom_name_namespace_and_depth() -> None:
 def test_a_bad_filter_is_refused_with_a_reason(body) -> None:
     with pytest.raises(ValueError):
         parse_filter(body)
+
+
+async def test_a_shared_tape_gives_a_late_follower_the_history_then_the_live_events() -> None:
+    import asyncio
+
+    from serve_app.runs.v3_tape import _SharedTape
+
+    release = asyncio.Event()
+
+    async def source():
+        yield [{"seq": 1}, {"seq": 2}]
+        await release.wait()
+        yield [{"seq": 3}]
+
+    tape = _SharedTape(source(), V3Session())
+    early = tape.follow()
+    assert [e["seq"] for e in await anext(early)] == [1, 2]
+    late = tape.follow()
+    assert [e["seq"] for e in await anext(late)] == [1, 2]  # from memory, no second read
+    release.set()
+    assert [e["seq"] for e in await anext(early)] == [3]
+    assert [e["seq"] for e in await anext(late)] == [3]
+    tape.task.cancel()
