@@ -4,7 +4,8 @@ prefix, with the suite's graphs (its server/langgraph.json) registered as a grap
 the suite's own tests run by pytest in a subprocess (its files stay where they are, read-only).
 
 Every test of the suite must pass but those named in tests/api/conformance/known_gaps.py,
-each with its reason; the suite missing is a failure, never a skip.
+each with its reason (``KNOWN_GAPS`` fail, ``RACY`` may); the suite missing is a failure,
+never a skip.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import psycopg
 import pytest
 
 from quadracode_ray.persistence.embedded import EmbeddedPostgres
-from tests.api.conformance.known_gaps import KNOWN_GAPS
+from tests.api.conformance.known_gaps import KNOWN_GAPS, RACY
 from tests.api.conftest import undeploy
 from tests.conftest import TEMPLATE_DB
 from tests.polling import eventually_sync
@@ -110,7 +111,7 @@ def test_the_official_sdk_integration_suite_passes(conformance_url: str, tmp_pat
     assert junit.is_file(), report
     outcomes = _outcomes(junit)
     assert len(outcomes) == SUITE_TESTS, f"expected the suite's {SUITE_TESTS} tests, ran {len(outcomes)}\n{report}"
-    unexpected = sorted(t for t, o in outcomes.items() if o != "passed" and t not in KNOWN_GAPS)
+    unexpected = sorted(t for t, o in outcomes.items() if o != "passed" and t not in KNOWN_GAPS and t not in RACY)
     stale = sorted(t for t in KNOWN_GAPS if outcomes.get(t) == "passed")
     passed = sum(o == "passed" for o in outcomes.values())
     print(f"official SDK integration suite: {passed} of {len(outcomes)} passed")
