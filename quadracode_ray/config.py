@@ -173,7 +173,7 @@ class Settings(BaseSettings):
         default={},
         description=(
             "Extra graphs for the API as JSON {graph_id: 'package.module:attr' or 'path/file.py:attr'}; "
-            "attr is a compiled graph, a StateGraph, or a factory taking a RunnableConfig."
+            "attr is a compiled graph, a StateGraph, or a factory (taking a RunnableConfig, a ServerRuntime, both or nothing)."
         ),
     )
     graphs_file: Path | None = Field(
