@@ -341,6 +341,7 @@ class _Pump:
                 if not chunk:
                     self.selector.unregister(key.fileobj)
                     key.fileobj.close()
+                    job.stream_closed()
                     continue
                 with job.lock:
                     job.outputs[name].add(chunk)
@@ -371,7 +372,16 @@ class Background:
         self.proc = spawn(command, cwd, env)
         self.outputs = {"stdout": _Tail(max_output), "stderr": _Tail(max_output)}
         self.lock = threading.Lock()
+        self._open_streams = len(self.outputs)
+        self.drained = threading.Event()
+        """Set once the pump has read both pipes to their end."""
         pump().add(self)
+
+    def stream_closed(self) -> None:
+        with self.lock:
+            self._open_streams -= 1
+            if self._open_streams == 0:
+                self.drained.set()
 
     def describe(self) -> dict:
         code = self.proc.poll()
@@ -382,11 +392,16 @@ class Background:
                 "status": status, "exit_code": shell_code(code), "started_at": self.started_at, "ended_at": self.ended_at}
 
     def poll(self, stdout_offset: int, stderr_offset: int) -> dict:
+        process = self.describe()  # the status first: "exited" must come with all the output
+        if process["status"] != "running":
+            # What it wrote before exiting may still sit in its pipes, not yet read by the pump.
+            # Wait for the pump to reach their end (briefly: a child may hold them open).
+            self.drained.wait(_LINGER)
         with self.lock:
             out, out_lost = self.outputs["stdout"].since(stdout_offset)
             err, err_lost = self.outputs["stderr"].since(stderr_offset)
             result = {
-                "process": self.describe(),
+                "process": process,
                 "stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace"),
                 "stdout_offset": self.outputs["stdout"].end, "stderr_offset": self.outputs["stderr"].end,
                 "truncated": out_lost or err_lost,

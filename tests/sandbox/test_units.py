@@ -128,3 +128,13 @@ def test_docker_deployment_config_is_built_from_settings_in_one_place(tmp_path):
     assert deployment.container_name == deployment.volume_name == "qr-inst-ws-ws-1"
     with pytest.raises(ValueError, match="extra"):
         DockerDeploymentConfig(**config.model_dump(), data_dir=tmp_path)
+
+
+def test_an_exited_background_job_comes_with_all_its_output(tmp_path):
+    # When the process has exited, what it wrote last may not have been read from its pipes yet.
+    for _ in range(50):
+        job = procs.Background("echo begin; echo oops >&2", str(tmp_path), {}, 1 << 20)
+        job.proc.wait()
+        polled = job.poll(0, 0)
+        assert polled["process"]["status"] == "exited"
+        assert (polled["stdout"], polled["stderr"]) == ("begin\n", "oops\n")
