@@ -1,7 +1,7 @@
 """Exec round trip in a workspace: through the WorkspaceSandbox actor vs raw `docker exec`.
 
 Same run, same machine, same container image:
-- actor: ``await client.exec("echo hi")`` (driver -> Ray actor -> unix socket -> executor -> bash)
+- actor: ``await client.exec("echo hi")`` (driver -> Ray actor -> unix socket -> container server -> bash)
 - in-process: the WorkspaceService the actor wraps, called directly (no Ray hop)
 - actor, small file: ``read_file`` of a 1 KiB file through the actor
 - docker SDK: ``container.exec_run(["sh", "-c", "echo hi"])`` on the same container
@@ -146,7 +146,7 @@ async def main() -> None:
         f"Docker SDK's exec_run ({sdk_p50:.1f} ms) and {cli_p50 / actor_p50:.0f}x less than `docker exec` ({cli_p50:.1f} ms).",
         f"{concurrent * 8} execs issued at once through one actor: {throughput:.0f} exec/s.",
         "",
-        "Why: the actor keeps a persistent executor inside the container and talks to it over a",
+        "Why: the actor keeps a persistent container server inside the container and talks to it over a",
         "unix socket in a bind-mounted folder (pooled connections), so an exec is one local frame",
         "round trip plus a fork/exec of bash; `docker exec` goes through the engine's API, containerd",
         "and runc for every command.",

@@ -76,7 +76,7 @@ class WorkspaceSandboxClient:
             raise _translate(exc, self._workspace_id) from None
         except asyncio.CancelledError:
             # Whoever awaited gave up (an emergency stop, a cancelled run): cancel the actor's
-            # coroutine too, which closes its executor connection, which kills the command.
+            # coroutine too, which closes its container server connection, which kills the command.
             with contextlib.suppress(Exception):
                 ray.cancel(ref)
             raise

@@ -4,7 +4,7 @@ Hardening is not optional: no network unless the workspace's spec asks (and then
 default bridge, never the infrastructure network), every capability dropped,
 no-new-privileges, user 1000, memory (swap included), CPU and pids limits, never privileged,
 no Docker socket. Mounts: the workspace's own volume at /workspace, the installation's one
-shared volume at /shared, and a host folder at /run/quadracode where the executor listens.
+shared volume at /shared, and a host folder at /run/quadracode where the container server listens.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspaceConflict, WorkspaceUnavailable
-from sandbox.executor_bundle import executor_archive
 from sandbox.models import WorkspaceInfo, WorkspaceLimits, WorkspaceSpec, validate_workspace_id
+from sandbox.server_bundle import server_archive
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ IN_CONTAINER_DIR = "/opt/quadracode"
 RUN_DIR = "/run/quadracode"
 SOCKET_NAME = "exec.sock"
 SANDBOX_UID = 1000
-EXECUTOR_START_TIMEOUT = 15.0
+SERVER_START_TIMEOUT = 15.0
 
 
 def docker_client(settings: Settings) -> docker.DockerClient:
@@ -94,7 +94,7 @@ class DockerDeployment:
             raise WorkspaceUnavailable(f"Docker engine error while looking up workspace {self.workspace_id!r}: {exc}") from None
         if not found:
             return None
-        # Re-attaching: the executor listens in the folder the container was created with,
+        # Re-attaching: the container server listens in the folder the container was created with,
         # which may differ from ours (another data_dir, another process).
         for mount in found[0].attrs.get("Mounts", []):
             if mount.get("Destination") == RUN_DIR and mount.get("Source"):
@@ -180,7 +180,7 @@ class DockerDeployment:
                 if found is not None:
                     return found
             raise WorkspaceUnavailable(f"could not create workspace {self.workspace_id!r}: {exc.explanation or exc}") from None
-        container.put_archive(IN_CONTAINER_DIR, executor_archive())
+        container.put_archive(IN_CONTAINER_DIR, server_archive())
         log.info("created workspace container %s", self.container_name)
         return container
 
@@ -191,9 +191,9 @@ class DockerDeployment:
                 container.start()
             except APIError as exc:
                 raise WorkspaceUnavailable(f"could not start workspace {self.workspace_id!r}: {exc.explanation or exc}") from None
-        elif self._executor_listening():
-            return  # re-attaching: keep the running executor and the background jobs it owns
-        self.launch_executor(container)
+        elif self._server_listening():
+            return  # re-attaching: keep the running container server and the background jobs it owns
+        self.launch_server(container)
 
     def start(self) -> None:
         container = self._find()
@@ -224,27 +224,27 @@ class DockerDeployment:
                 pass
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def launch_executor(self, container=None) -> None:
+    def launch_server(self, container=None) -> None:
         container = container or self._find()
         if container is None:
             raise WorkspaceUnavailable(f"workspace {self.workspace_id!r} has no container")
         self._prepare_run_dir()
         before = self._socket_inode()
-        # Re-copied every launch: an upgraded sandbox package brings its executor with it.
-        container.put_archive(IN_CONTAINER_DIR, executor_archive())
+        # Re-copied every launch: an upgraded sandbox package brings its container server with it.
+        container.put_archive(IN_CONTAINER_DIR, server_archive())
         container.exec_run(
-            ["python3", "-u", f"{IN_CONTAINER_DIR}/executor/server.py", "--socket", f"{RUN_DIR}/{SOCKET_NAME}"],
+            ["python3", "-u", f"{IN_CONTAINER_DIR}/container_server/server.py", "--socket", f"{RUN_DIR}/{SOCKET_NAME}"],
             user=f"{SANDBOX_UID}:{SANDBOX_UID}", detach=True, workdir="/workspace",
         )
-        deadline = time.monotonic() + EXECUTOR_START_TIMEOUT
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:
             inode = self._socket_inode()
             if inode is not None and inode != before:
                 return
             time.sleep(0.01)
-        raise WorkspaceUnavailable(f"the executor of workspace {self.workspace_id!r} did not start within {EXECUTOR_START_TIMEOUT:.0f} s")
+        raise WorkspaceUnavailable(f"the container server of workspace {self.workspace_id!r} did not start within {SERVER_START_TIMEOUT:.0f} s")
 
-    def _executor_listening(self) -> bool:
+    def _server_listening(self) -> bool:
         try:
             fd = os.open(self.socket_path, os.O_PATH | os.O_NOFOLLOW)
         except OSError:

@@ -1,6 +1,6 @@
 """The backend protocol: *where* a workspace lives (deployment) apart from *what runs in it*
 (runtime), as in SWE-ReX. A deployment owns the lifecycle of one workspace's machine —
-container, VM, remote box — and says where its executor listens; the runtime (the executor
+container, VM, remote box — and says where its container server listens; the runtime (the container server
 client in ``sandbox.runtime``) does the work. A new backend implements ``Deployment`` and runs
 the conformance suite in ``sandbox.testing.conformance``.
 
@@ -22,7 +22,7 @@ class Deployment(Protocol):
 
     @property
     def socket_path(self) -> Path:
-        """Where the executor of this workspace listens, on this host."""
+        """Where the container server of this workspace listens, on this host."""
         ...
 
     def exists(self) -> bool: ...
@@ -47,6 +47,6 @@ class Deployment(Protocol):
 
     def info(self) -> WorkspaceInfo: ...
 
-    def launch_executor(self) -> None:
-        """(Re)start the executor inside a running workspace and wait until it listens."""
+    def launch_server(self) -> None:
+        """(Re)start the container server inside a running workspace and wait until it listens."""
         ...

@@ -3,7 +3,7 @@
 Stored under ``<data_dir>/snapshots/<installation>/<workspace>/`` as ``<id>.tar`` and
 ``<id>.json``, each written to a temporary file, fsynced and renamed, so a crash never leaves
 a half snapshot that looks whole. The tar is only ever *read* on the host (to diff); it is
-extracted inside the container by the executor, which vets every member.
+extracted inside the container by the container server, which vets every member.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def tar_manifest(data: bytes) -> dict[str, dict]:
-    """Entries of a snapshot tar in the shape of the executor's ``manifest``."""
+    """Entries of a snapshot tar in the shape of the server's ``manifest``."""
     entries: dict[str, dict] = {}
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
         for member in tar:

@@ -94,7 +94,7 @@ ensure_workspace_image() {
   fi
   [ -n "${QUADRACODE_WORKSPACE_BASE:-}" ] || ensure_offline_base
   log "building $image on $base"
-  # No build context: the image needs nothing from the repository (the executor is
+  # No build context: the image needs nothing from the repository (the container server is
   # copied into each container when it is created).
   DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$base" \
     --label "io.quadracode.recipe=$recipe" -t "$image" - <"$here/Dockerfile.workspace" >/dev/null

@@ -37,7 +37,7 @@ class WorkspaceConflict(WorkspaceError):
 
 
 class WorkspaceUnavailable(WorkspaceError):
-    """The workspace's container or executor cannot be reached (Docker down, start failed)."""
+    """The workspace's container or container server cannot be reached (Docker down, start failed)."""
 
 
 class SnapshotNotFound(WorkspaceError, LookupError):

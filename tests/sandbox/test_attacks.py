@@ -1,6 +1,6 @@
-"""Attacks from inside a workspace, each contained, with the host and the workspace's executor
+"""Attacks from inside a workspace, each contained, with the host and the workspace's container server
 left working: fork bomb, memory bomb, output flood, network egress, privilege and writes
-outside /workspace and /shared, tampering with the executor, swapping its socket."""
+outside /workspace and /shared, tampering with the container server, swapping its socket."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ async def test_network_is_opt_in_per_workspace(sandbox_settings):
 
 async def test_writes_outside_workspace_and_shared_fail_and_host_is_untouched(ws):
     canary = Path(f"/tmp/qr-host-canary-{uuid.uuid4().hex}")
-    for target in ("/etc/evil", "/usr/bin/evil", "/evil", "/opt/quadracode/executor/server.py", "/var/evil"):
+    for target in ("/etc/evil", "/usr/bin/evil", "/evil", "/opt/quadracode/container_server/server.py", "/var/evil"):
         result = await ws.exec(f"echo pwned > {target}")
         assert result.exit_code != 0 and "Permission denied" in result.stderr, target
     await ws.exec(f"echo inside > {canary}")  # the container's own /tmp, not the host's
@@ -124,7 +124,7 @@ async def test_sigterm_ignoring_background_job_is_killed(ws):
     assert (await ws.exec("ps -eo args | grep -c '^qr-stubborn' || true")).stdout.strip() == "0"
 
 
-async def test_swapped_executor_socket_is_not_followed(tmp_path):
+async def test_swapped_server_socket_is_not_followed(tmp_path):
     # A command in the container can replace exec.sock (its folder is writable from inside) with a
     # symlink to a host socket; the host side must refuse it rather than connect.
     real = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

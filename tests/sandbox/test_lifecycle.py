@@ -1,5 +1,5 @@
 """Lifecycle of workspace actors and containers: get-or-create, default workspace, re-attach
-after an actor restart, executor revival, stop/start/destroy, idle stop, events, bad input."""
+after an actor restart, container server revival, stop/start/destroy, idle stop, events, bad input."""
 
 from __future__ import annotations
 
@@ -86,13 +86,13 @@ async def test_actor_restart_reattaches_to_the_same_container_with_files_intact(
     after = await client.info()
     assert after.container_id == before.container_id and after.status == "running"
     assert len(_containers(docker_client, settings, "restart")) == 1
-    # The executor (and the job it owns) lives in the container, so it outlived the actor.
+    # The container server (and the job it owns) lives in the container, so it outlived the actor.
     polled = await client.poll_process(job.process_id)
     assert polled.process.status == "running" and polled.stdout == "alive\n"
     await client.kill_process(job.process_id)
 
 
-async def test_a_killed_executor_is_restarted_transparently(sandbox_settings, docker_client):
+async def test_a_killed_container_server_is_restarted_transparently(sandbox_settings, docker_client):
     settings = sandbox_settings()
     client = await get_workspace("revive", settings)
     assert (await client.exec("echo before")).stdout == "before\n"
@@ -182,7 +182,7 @@ async def test_docker_calls_never_block_the_actor(sandbox_settings):
 
     client = WorkspaceSandboxClient(workspace_actor("unblocked", sandbox_settings()), "unblocked")
     await client.ping()  # the actor exists; its container does not yet
-    creating = asyncio.ensure_future(client.ensure())  # Docker: volumes, create, start, executor
+    creating = asyncio.ensure_future(client.ensure())  # Docker: volumes, create, start, container server
     long_exec = None
     try:
         pinged = asyncio.ensure_future(client.ping())

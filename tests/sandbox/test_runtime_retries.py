@@ -1,5 +1,5 @@
-"""The executor client (sandbox/runtime.py) against a stand-in executor on a Unix socket: a request
-the executor never took is tried again, one it took is not (an exec must not run twice)."""
+"""The container server client (sandbox/runtime.py) against a stand-in server on a Unix socket: a request
+the container server never took is tried again, one it took is not (an exec must not run twice)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
-from sandbox.runtime import HEADER, ExecutorRuntime
+from sandbox.container_server import wire
+from sandbox.runtime import HEADER, ServerRuntime
+
+EXEC = wire.Exec(command="echo hi", timeout=5, max_output=1024)
 
 
 def frame(header: dict) -> bytes:
@@ -25,9 +28,9 @@ async def read_request(reader: asyncio.StreamReader) -> dict:
     return header
 
 
-async def executor(path: Path, *, dying_connections: int, ack_then_die: bool = False):
+async def stand_in_server(path: Path, *, dying_connections: int, ack_then_die: bool = False):
     """Hangs up on the first ``dying_connections`` connections without taking their request (an
-    executor being torn down), then answers (or acknowledges and dies, with ``ack_then_die``)."""
+    container server being torn down), then answers (or acknowledges and dies, with ``ack_then_die``)."""
     seen: list[dict] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -37,12 +40,13 @@ async def executor(path: Path, *, dying_connections: int, ack_then_die: bool = F
             writer.close()
             return
         if request.get("ack"):
-            writer.write(frame({"accepted": True}))
+            writer.write(frame({"event": "accepted"}))
             if ack_then_die:
                 await writer.drain()
                 writer.close()
                 return
-        writer.write(frame({"ok": True, "stdout": "hi"}))
+        writer.write(frame({"ok": True, "exit_code": 0, "stdout": "hi", "stderr": "", "duration_ms": 1.0,
+                            "timed_out": False, "truncated": False}))
         await writer.drain()
         writer.close()
 
@@ -50,32 +54,32 @@ async def executor(path: Path, *, dying_connections: int, ack_then_die: bool = F
     return server, seen
 
 
-async def test_an_exec_is_tried_again_while_a_dying_executor_hangs_up(tmp_path: Path):
+async def test_an_exec_is_tried_again_while_a_dying_server_hangs_up(tmp_path: Path):
     path = tmp_path / "exec.sock"
-    server, seen = await executor(path, dying_connections=5)
+    server, seen = await stand_in_server(path, dying_connections=5)
     revived = []
-    runtime = ExecutorRuntime(lambda: path, revive=lambda: revived.append(1) or asyncio.sleep(0))
+    runtime = ServerRuntime(lambda: path, revive=lambda: revived.append(1) or asyncio.sleep(0))
     async with server:
-        reply, _ = await runtime.call({"op": "exec"}, idempotent=False)
-    assert reply["stdout"] == "hi"
+        reply = await runtime.call(EXEC, idempotent=False)
+    assert reply.stdout == "hi"
     assert len(seen) == 6  # five hang-ups in a row (two tries were not enough under load), then taken
 
 
-async def test_an_exec_the_executor_took_is_never_run_again(tmp_path: Path):
+async def test_an_exec_the_server_took_is_never_run_again(tmp_path: Path):
     path = tmp_path / "exec.sock"
-    server, seen = await executor(path, dying_connections=0, ack_then_die=True)
-    runtime = ExecutorRuntime(lambda: path, revive=lambda: asyncio.sleep(0))
+    server, seen = await stand_in_server(path, dying_connections=0, ack_then_die=True)
+    runtime = ServerRuntime(lambda: path, revive=lambda: asyncio.sleep(0))
     async with server:
         with pytest.raises(WorkspaceUnavailable, match="died during exec"):
-            await runtime.call({"op": "exec"}, idempotent=False)
+            await runtime.call(EXEC, idempotent=False)
     assert len(seen) == 1
 
 
-async def test_an_idempotent_request_that_reached_a_dying_executor_is_sent_once_more_only(tmp_path: Path):
+async def test_an_idempotent_request_that_reached_a_dying_server_is_sent_once_more_only(tmp_path: Path):
     path = tmp_path / "exec.sock"
-    server, seen = await executor(path, dying_connections=100)  # as if the request itself killed it
-    runtime = ExecutorRuntime(lambda: path, revive=lambda: asyncio.sleep(0))
+    server, seen = await stand_in_server(path, dying_connections=100)  # as if the request itself killed it
+    runtime = ServerRuntime(lambda: path, revive=lambda: asyncio.sleep(0))
     async with server:
-        with pytest.raises(WorkspaceUnavailable, match="died during read"):
-            await runtime.call({"op": "read"}, idempotent=True)
+        with pytest.raises(WorkspaceUnavailable, match="died during stat"):
+            await runtime.call(wire.Stat(path="a"), idempotent=True)
     assert len(seen) == 2

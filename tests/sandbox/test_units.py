@@ -1,4 +1,4 @@
-"""Pure logic of the sandbox, without Docker or Ray: the executor's process handling (run on
+"""Pure logic of the sandbox, without Docker or Ray: the server's process handling (run on
 the host, it is plain stdlib), snapshot storage and diffs, request models."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceError,
     WorkspaceInvalidRequest,
 )
+from sandbox.container_server import procs
 from sandbox.events import FanOutSink, InMemoryEventSink
-from sandbox.executor import procs
 from sandbox.models import ExecRequest, SandboxEvent, WorkspaceSpec, validate_workspace_id
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
 from sandbox.testing.conformance import tar_of

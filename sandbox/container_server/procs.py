@@ -1,4 +1,4 @@
-"""Processes of the in-container executor: exec with hard timeouts and output caps, background jobs.
+"""Processes of the in-container server: exec with hard timeouts and output caps, background jobs.
 
 Stdlib only (runs under the container's python3). Every command starts in a new session so
 that its whole tree can be found again; a timeout sends SIGTERM to the tree, waits a grace

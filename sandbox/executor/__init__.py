@@ -1,1 +1,0 @@
-"""The in-container executor (stdlib only; shipped into each workspace, see sandbox.executor_bundle)."""
