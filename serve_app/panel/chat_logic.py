@@ -45,11 +45,11 @@ def tool_step(call: dict[str, Any], result: dict[str, Any] | None) -> dict[str, 
     args = json.dumps(call.get("args", {}), ensure_ascii=False, indent=2)
     body = f"```json\n{args}\n```"
     status = "pending"
-    title = f"🛠️ {call.get('name', 'tool')}"
+    title = f"tool {call.get('name', 'tool')}"
     if result is not None:
         status = "done"
         failed = result.get("status") == "error"
-        body += f"\n\n{'❌ error' if failed else '→ result'}:\n```\n{_clip(_pretty(text_of(result.get('content'))))}\n```"
+        body += f"\n\n{'error' if failed else '→ result'}:\n```\n{_clip(_pretty(text_of(result.get('content'))))}\n```"
         if failed:
             title += " (error)"
     return {"role": "assistant", "content": body,
@@ -75,7 +75,7 @@ def to_chat(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "tool" and message.get("tool_call_id") not in _call_ids(messages):
             # A result folded in without a call of this thread (e.g. an agent's task result).
             chat.append({"role": "assistant", "content": _clip(text),
-                         "metadata": {"title": f"📨 {message.get('name') or 'result'}", "status": "done"}})
+                         "metadata": {"title": f"result: {message.get('name') or 'result'}", "status": "done"}})
         elif kind == "system" and text:
             chat.append({"role": "assistant", "content": text, "metadata": {"title": "system", "status": "done"}})
     return chat

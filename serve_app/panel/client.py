@@ -185,8 +185,8 @@ class PanelClient:
 
     async def join_thread(self, thread_id: str) -> AsyncIterator[Any]:
         try:
-            async for part in self.langgraph.threads.join_stream(thread_id,
-                                                                 stream_mode=["messages-tuple", "values"]):
+            # run_modes: every run of the thread in the modes it was started with, and its lifecycle.
+            async for part in self.langgraph.threads.join_stream(thread_id, stream_mode="run_modes"):
                 yield part
         except Exception as exc:
             raise PanelError(readable(exc)) from exc
@@ -278,6 +278,9 @@ class PanelClient:
 
     async def start_process(self, workspace_id: str, command: str, cwd: str | None = None) -> dict[str, Any]:
         return await self.request("POST", self._ws(workspace_id, "/processes"), json=_params(command=command, cwd=cwd))
+
+    async def processes(self, workspace_id: str) -> list[dict[str, Any]]:
+        return await self.request("GET", self._ws(workspace_id, "/processes"))
 
     async def process(self, workspace_id: str, pid: str) -> dict[str, Any]:
         return await self.request("GET", self._ws(workspace_id, f"/processes/{quote(str(pid), safe='')}"))

@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from serve_app.panel import chat_logic
-from serve_app.panel.client import PanelClient, PanelError
+from serve_app.panel.client import PanelClient, PanelError, readable
 from serve_app.panel.ui_common import PanelContext, guarded
 
 TASK_HEADERS = ["task_id", "agent", "status", "what"]
@@ -87,12 +87,16 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         choices = await _thread_choices(client)
         return gr.update(choices=choices, value=created["thread_id"]), [], [], *_card([])
 
-    async def _show(client: PanelClient, thread_id: str):
+    async def _state(client: PanelClient, thread_id: str) -> tuple[dict, tuple]:
+        """The thread's values, and what the tab shows for them."""
         state = await client.thread_state(thread_id)
         values = state.get("values") or {}
         values = values if isinstance(values, dict) else {}
-        return (chat_logic.to_chat(values.get("messages") or []), chat_logic.task_rows(values),
-                *_card(chat_logic.pending_interrupts(state)))
+        return values, (chat_logic.to_chat(values.get("messages") or []), chat_logic.task_rows(values),
+                        *_card(chat_logic.pending_interrupts(state)))
+
+    async def _show(client: PanelClient, thread_id: str):
+        return (await _state(client, thread_id))[1]
 
     @guarded
     async def open_thread(key_value: str, thread_id: str, request: gr.Request):
@@ -107,13 +111,13 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         before = await client.thread_state(thread_id)
         view.set_values(before.get("values") if isinstance(before.get("values"), dict) else {})
         view.start(text)
-        yield view.render(), chat_logic.task_rows(view.values), *_card([]), "⏳ running…"
+        yield view.render(), chat_logic.task_rows(view.values), *_card([]), "running…"
         payload = {"messages": [{"role": "user", "content": text}]} if text is not None else None
         async for part in client.stream_run(thread_id, assistant_id, input=payload, command=command):
             if part.event == "error":
                 raise PanelError(f"the run failed: {part.data}")
             if view.feed(part.event, part.data):
-                yield view.render(), chat_logic.task_rows(view.values), *_card([]), "⏳ running…"
+                yield view.render(), chat_logic.task_rows(view.values), *_card([]), "running…"
         shown = await _show(client, thread_id)
         yield (*shown, "✓ run finished; watching the thread for later results")
 
@@ -152,22 +156,29 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         watch_generation[session] = watch_generation.get(session, 0) + 1
         return watch_generation[session]
 
-    @guarded
     async def follow(key_value: str, thread_id: str, request: gr.Request):
-        """Watch the thread (its later runs too) until superseded or cancelled."""
+        """Watch the thread (its later runs too) until superseded or cancelled. A failure ends the
+        watch with a note in the status line; the conversation shown stays."""
         mine = _supersede(request)
         if not thread_id:
             return
         client = ctx.client(request, key_value)
         view = chat_logic.ChatStream()
-        async for part in client.join_thread(thread_id):
-            if watch_generation.get(request.session_hash or "") != mine:
-                return
-            if part.event == "values":
-                view.feed(part.event, part.data)
-                yield await _show(client, thread_id)
-            elif view.feed(part.event, part.data):
-                yield view.render(), chat_logic.task_rows(view.values), *_card([])
+        try:
+            view.set_values((await _state(client, thread_id))[0])
+            async for part in client.join_thread(thread_id):
+                if watch_generation.get(request.session_hash or "") != mine:
+                    return
+                if part.event.startswith("messages"):
+                    if view.feed(part.event, part.data):
+                        yield view.render(), chat_logic.task_rows(view.values), *_card([]), gr.update()
+                elif part.event not in ("heartbeat", "ping"):
+                    # A state, a run's start or end, a custom event: redraw from the thread's state.
+                    values, shown = await _state(client, thread_id)
+                    view.set_values(values)
+                    yield *shown, gr.update()
+        except Exception as exc:  # noqa: BLE001 - shown to the user in one line
+            yield *(gr.skip() for _ in range(6)), f"stopped watching the thread: {readable(exc)}"
 
     def _resume(make_value):
         @guarded
@@ -201,13 +212,14 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         if not thread_id:
             raise gr.Error("No thread selected.")
         await ctx.client(request, key_value).stop_thread(thread_id)
-        return "🛑 emergency stop sent to the thread"
+        return "Emergency stop sent to the thread"
 
     card_outputs = [card, card_text, edit_text, interrupt_state]
     shown = [chatbot, tasks, *card_outputs]
     follow_inputs = [key, thread]
     opening = thread.input(open_thread, [key, thread], shown)
-    watching = opening.then(follow, follow_inputs, shown, concurrency_limit=None)
+    # The watcher runs as long as the thread is open: no progress animation for it.
+    watching = opening.then(follow, follow_inputs, [*shown, status], concurrency_limit=None, show_progress="hidden")
     sending = send.click(send_message, [key, assistant, thread, message], [thread, message, *shown, status],
                          concurrency_limit=None, cancels=[watching])
     submitting = message.submit(send_message, [key, assistant, thread, message], [thread, message, *shown, status],
@@ -217,7 +229,8 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
                edit.click(edit_fn, resume_inputs, [*shown, status], concurrency_limit=None, cancels=[watching]),
                respond.click(respond_fn, resume_inputs, [*shown, status], concurrency_limit=None, cancels=[watching])]
     after_runs = [sending, submitting, *resumed]
-    watchers = [event.success(follow, follow_inputs, shown, concurrency_limit=None) for event in after_runs]
+    watchers = [event.success(follow, follow_inputs, [*shown, status], concurrency_limit=None, show_progress="hidden")
+                for event in after_runs]
     cancel.click(cancel_run, [key, thread], status)
     stop.click(emergency_stop, [key, thread], status)
     refresh.click(refresh_threads, [key, thread], thread)

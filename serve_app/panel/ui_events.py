@@ -73,7 +73,7 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
 
     watching = apply.click(watch, [key, sender, recipient, kind, thread, regex, shown], [shown, table, state_note],
                            concurrency_limit=None)
-    pause.click(lambda: "⏸ paused (Apply resumes from the last event seen)", None, state_note, cancels=[watching])
+    pause.click(lambda: "paused (Apply resumes from the last event seen)", None, state_note, cancels=[watching])
     older.click(page_older, [key, shown], [shown, table])
     table.select(show_payload, [shown], payload)
     return {}

@@ -46,7 +46,7 @@ def build_fleet_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         try:
             return await refresh(key_value, request)
         except gr.Error as exc:  # a timed refresh reports in place instead of a toast every 1.5 s
-            return f"⚠️ {exc.message}", gr.update()
+            return f"! {exc.message}", gr.update()
 
     @guarded
     async def do_spawn(key_value: str, kind_value: str, capabilities_text: str, hot: bool, request: gr.Request):

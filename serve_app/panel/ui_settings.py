@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from serve_app.panel import views
 from serve_app.panel.ui_common import PanelContext, guarded
 
 GUARDRAIL_FIELDS = [("max_iterations", "Max iterations per run", 1), ("max_hours", "Max hours per run", 0.1),
@@ -22,7 +23,8 @@ def build_settings_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         save = gr.Button("Save guardrails", variant="primary", elem_id="settings-save")
     note = gr.Markdown(elem_id="settings-note")
     model = gr.Markdown(elem_id="settings-model")
-    status = gr.JSON(label="System status", elem_id="settings-status")
+    with gr.Accordion("Raw status (JSON)", open=False):
+        status = gr.JSON(label="System status", elem_id="settings-status")
     with gr.Row():
         kill_agents = gr.Checkbox(label="Also kill every agent", elem_id="settings-kill-agents")
         stop_all = gr.Button("Emergency stop: every thread", variant="stop", elem_id="settings-stop-all")
@@ -32,8 +34,7 @@ def build_settings_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         client = ctx.client(request, key_value)
         rails = await client.guardrails()
         state = await client.system_status()
-        return (*[rails.get(name) for name, _, _ in GUARDRAIL_FIELDS], f"**Model in use:** `{state.get('model', '?')}`",
-                state)
+        return (*[rails.get(name) for name, _, _ in GUARDRAIL_FIELDS], views.status_markdown(state), state)
 
     @guarded
     async def store(key_value: str, *values: Any):
@@ -45,8 +46,10 @@ def build_settings_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
 
     @guarded
     async def stop_everything(key_value: str, kill: bool, request: gr.Request):
-        result = await ctx.client(request, key_value).stop_system(kill_agents=kill)
-        return f"🛑 system stop sent: {result}"
+        result = await ctx.client(request, key_value).stop_system(kill_agents=kill) or {}
+        return (f"Stopped {len(result.get('threads_stopped') or [])} thread(s), cancelled "
+                f"{len(result.get('tasks_cancelled') or [])} task(s), killed {len(result.get('agents_killed') or [])} "
+                f"agent(s)" + (f"; could not stop: {'; '.join(result['errors'])}" if result.get("errors") else ""))
 
     outputs = [*fields, model, status]
     reload.click(load, [key], outputs)

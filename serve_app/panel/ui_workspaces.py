@@ -12,20 +12,21 @@ from typing import Any
 import gradio as gr
 
 from serve_app.panel import views
+from serve_app.panel.client import PanelError
 from serve_app.panel.ui_common import PanelContext, guarded
 
-PROCESS_HEADERS = ["pid", "command", "status"]
 
-
-def exec_text(data: Any) -> tuple[str, dict | None]:
-    """(output text, final result or None) of one streamed exec event."""
-    if isinstance(data, str):
-        return data, None
+def exec_text(event: str, data: Any) -> tuple[str, dict | None]:
+    """(output text, final result or None) of one event of a streamed exec: ``output`` events
+    ({stream, data}) as the command writes, then one ``result`` or ``error`` ({status, detail})."""
+    if event == "error":
+        detail = data.get("detail") if isinstance(data, dict) else data
+        raise PanelError(f"the command failed: {detail}")
     if not isinstance(data, dict):
         return "", None
-    if "exit_code" in data:
+    if event == "result":
         return "", data
-    return str(data.get("data") or data.get("text") or data.get("chunk") or ""), None
+    return str(data.get("data") or ""), None
 
 
 def build_workspaces_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def build_workspaces_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         start = gr.Button("Start in background", scale=1, elem_id="ws-start-process")
     output = gr.Code(label="Output", language="shell", lines=10, interactive=False, elem_id="ws-output")
     with gr.Row():
-        processes = gr.Dataframe(headers=PROCESS_HEADERS, label="Background processes", interactive=False,
+        processes = gr.Dataframe(headers=views.PROCESS_HEADERS, label="Background processes", interactive=False,
                                  elem_id="ws-processes", value=[])
         with gr.Column():
             pid = gr.Textbox(label="Process id", elem_id="ws-pid")
@@ -69,7 +70,6 @@ def build_workspaces_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         diff = gr.Button("Diff with now", scale=1, elem_id="ws-snapshot-diff")
         restore = gr.Button("Restore", variant="stop", scale=1, elem_id="ws-snapshot-restore")
     diff_view = gr.Markdown(elem_id="ws-diff")
-    started = gr.State(None)  # {pid: command} started from this browser session
 
     def _ws(value: str) -> str:
         if not (value or "").strip():
@@ -133,35 +133,30 @@ def build_workspaces_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
             raise gr.Error("Type a command first.")
         text = f"$ {cmd}\n"
         yield text
-        async for _, _, data in ctx.client(request, key_value).exec_stream(_ws(ws), cmd):
-            chunk, result = exec_text(data)
+        async for event, _, data in ctx.client(request, key_value).exec_stream(_ws(ws), cmd):
+            chunk, result = exec_text(event, data)
             if result is not None:
                 text += f"\n[exit {result.get('exit_code')}" + (" · timed out" if result.get("timed_out") else "") + "]"
             text += chunk
             yield text
 
     @guarded
-    async def start_bg(key_value: str, ws: str, cmd: str, kept: dict | None, request: gr.Request):
+    async def processes_of(key_value: str, ws: str, request: gr.Request):
+        return views.process_rows(await ctx.client(request, key_value).processes(_ws(ws)))
+
+    @guarded
+    async def start_bg(key_value: str, ws: str, cmd: str, request: gr.Request):
         if not (cmd or "").strip():
             raise gr.Error("Type a command first.")
         proc = await ctx.client(request, key_value).start_process(_ws(ws), cmd)
-        kept = {**(kept or {}), str(proc.get("pid") or proc.get("process_id")): cmd}
-        return kept, *(await processes_of(key_value, ws, kept, request))
+        return str(proc.get("process_id", "")), await processes_of(key_value, ws, request)
 
     @guarded
-    async def processes_of(key_value: str, ws: str, kept: dict | None, request: gr.Request):
-        client = ctx.client(request, key_value)
-        rows = []
-        for process_id, cmd in (kept or {}).items():
-            info = await client.process(_ws(ws), process_id)
-            state = info.get("status") or ("running" if info.get("running") else f"exit {info.get('exit_code')}")
-            rows.append([process_id, cmd, str(state)])
-        return (rows,)
-
-    @guarded
-    async def stop_bg(key_value: str, ws: str, process_id: str, kept: dict | None, request: gr.Request):
+    async def stop_bg(key_value: str, ws: str, process_id: str, request: gr.Request):
+        if not (process_id or "").strip():
+            raise gr.Error("Pick a process first.")
         await ctx.client(request, key_value).stop_process(_ws(ws), process_id.strip())
-        return await processes_of(key_value, ws, kept, request)
+        return await processes_of(key_value, ws, request)
 
     @guarded
     async def snap(key_value: str, ws: str, text: str, request: gr.Request):
@@ -196,9 +191,10 @@ def build_workspaces_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
     upload.upload(put_upload, [key, workspace, path, upload], [note, *browsed])
     run.click(execute, [key, workspace, command], output, concurrency_limit=None)
     command.submit(execute, [key, workspace, command], output, concurrency_limit=None)
-    start.click(start_bg, [key, workspace, command, started], [started, processes])
-    check.click(processes_of, [key, workspace, started], [processes])
-    stop_process.click(stop_bg, [key, workspace, pid, started], [processes])
+    start.click(start_bg, [key, workspace, command], [pid, processes])
+    check.click(processes_of, [key, workspace], [processes])
+    stop_process.click(stop_bg, [key, workspace, pid], [processes])
+    processes.select(pick, None, pid)
     take.click(snap, [key, workspace, label], [note, snapshot])
     diff.click(show_diff, [key, workspace, snapshot], diff_view)
     restore.click(do_restore, [key, workspace, snapshot], [note, *browsed])

@@ -181,17 +181,20 @@ def fleet_rows(agents: list[dict[str, Any]]) -> list[list[str]]:
                      str(agent.get("workspace_id") or agent.get("workspace") or ""),
                      f"{age:.1f} s ago" if isinstance(age, (int, float)) else "",
                      "yes" if agent.get("healthy") else "no", "yes" if agent.get("hotpath") else "no",
-                     str(agent.get("current_task") or agent.get("task_id") or ""),
-                     str(agent.get("current_thread") or agent.get("thread_id") or "")])
+                     str(agent.get("current_task_id") or ""), str(agent.get("current_thread_id") or "")])
     return rows
 
 
 def fleet_summary(fleet: dict[str, Any]) -> str:
     keys = [("cap", "cap"), ("alive", "alive"), ("busy", "busy"), ("spawning", "spawning")]
     parts = [f"**{label}** {fleet.get(key)}" for key, label in keys if key in fleet]
-    nodes = fleet.get("per_node") or fleet.get("nodes")
-    if isinstance(nodes, dict) and nodes:
-        parts.append("per node: " + ", ".join(f"{node[:12]}: {count}" for node, count in nodes.items()))
+    hot = fleet.get("hotpath")
+    if hot:
+        parts.append(f"**hotpath** {', '.join(hot)}")
+    nodes = [n for n in fleet.get("nodes") or [] if isinstance(n, dict)]
+    if nodes:
+        parts.append("per node: " + ", ".join(f"{str(n.get('node') or '?')[:12]} {n.get('alive', 0)} alive / "
+                                              f"{n.get('busy', 0)} busy" for n in nodes))
     return " · ".join(parts) or json.dumps(fleet)
 
 
@@ -223,9 +226,46 @@ def human_bytes(size: float) -> str:
 
 
 def file_entries(body: Any) -> list[dict[str, Any]]:
+    """The entries of a ``GET /workspaces/{id}/files`` listing."""
     if isinstance(body, dict):
-        body = body.get("entries") or body.get("files") or []
+        body = body.get("entries") or []
     return [entry for entry in body or [] if isinstance(entry, dict)]
+
+
+PROCESS_HEADERS = ["process_id", "pid", "command", "status", "exit"]
+
+
+def process_rows(processes: list[dict[str, Any]]) -> list[list[str]]:
+    return [[str(p.get("process_id", "")), str(p.get("pid", "")), str(p.get("command", ""))[:80],
+             str(p.get("status", "")), "" if p.get("exit_code") is None else str(p.get("exit_code"))]
+            for p in processes if isinstance(p, dict)]
+
+
+def status_markdown(status: dict[str, Any]) -> str:
+    """``GET /system/status`` as a short report: nodes, actors, Postgres, Docker, the model."""
+    lines = []
+    model = status.get("model") or {}
+    if isinstance(model, dict) and model:
+        lines.append(f"**Model in use:** `{model.get('model')}`" + (" (the offline scripted model)"
+                                                                      if model.get("scripted") else ""))
+    for node in status.get("nodes") or []:
+        cpus = (node.get("resources") or {}).get("CPU")
+        lines.append(f"- node `{str(node.get('node_id'))[:12]}` {'alive' if node.get('alive') else 'DEAD'}"
+                     + (f", {cpus:g} CPU" if isinstance(cpus, (int, float)) else ""))
+    actors = status.get("actors") or []
+    if actors:
+        silent = [a.get("name") for a in actors if not a.get("answers")]
+        lines.append(f"- actors: {len(actors) - len(silent)}/{len(actors)} answer"
+                     + (f" (silent: {', '.join(map(str, silent))})" if silent else ""))
+    postgres = status.get("postgres") or {}
+    if postgres:
+        lines.append(f"- Postgres: {'ok' if postgres.get('ok') else 'DOWN ' + str(postgres.get('error') or '')}"
+                     + (f" ({postgres.get('latency_ms')} ms)" if postgres.get("latency_ms") is not None else ""))
+    for docker in status.get("docker") or []:
+        lines.append(f"- Docker on `{str(docker.get('node_id'))[:12]}`: "
+                     + (f"ok, {docker.get('containers_running')} containers" if docker.get("ok")
+                        else f"DOWN {docker.get('error') or ''}"))
+    return "\n".join(lines) or "(no status)"
 
 
 def file_tree(entries: list[dict[str, Any]]) -> str:
@@ -283,7 +323,7 @@ def diff_markdown(body: Any) -> str:
 
 
 def snapshot_choices(body: Any) -> list[tuple[str, str]]:
-    items = body.get("snapshots") if isinstance(body, dict) else body
+    items = body if isinstance(body, list) else []
     choices = []
     for snap in items or []:
         if isinstance(snap, dict):

@@ -22,7 +22,7 @@ def test_tool_calls_become_collapsible_steps_done_once_their_result_is_in():
     chat = chat_logic.to_chat(THREAD)
     assert [m["role"] for m in chat] == ["user", "assistant", "assistant"]
     step = chat[1]
-    assert step["metadata"]["title"] == "🛠️ list_agents" and step["metadata"]["status"] == "done"
+    assert step["metadata"]["title"] == "tool list_agents" and step["metadata"]["status"] == "done"
     assert "→ result" in step["content"] and "[]" in step["content"]
     assert chat[2]["content"] == "No agents."
     pending = chat_logic.to_chat(THREAD[:2])
@@ -33,7 +33,7 @@ def test_a_failed_tool_and_a_folded_task_result_are_labelled():
     failed = [THREAD[1], {**THREAD[2], "status": "error", "content": "{\"error\": \"no\"}"}]
     assert chat_logic.to_chat(failed)[0]["metadata"]["title"].endswith("(error)")
     folded = chat_logic.to_chat([{"type": "tool", "tool_call_id": "other", "name": "task_result", "content": "42"}])
-    assert folded == [{"role": "assistant", "content": "42", "metadata": {"title": "📨 task_result", "status": "done"}}]
+    assert folded == [{"role": "assistant", "content": "42", "metadata": {"title": "result: task_result", "status": "done"}}]
 
 
 def test_tokens_stream_into_one_message_until_the_state_replaces_them():
@@ -104,9 +104,9 @@ def test_metadata_filters_parse_or_say_why_not():
 
 
 def test_fleet_and_run_tables():
-    agent = {"agent_id": "a1", "kind": "coder", "capabilities": ["python"], "node_id": "n" * 40,
+    agent = {"agent_id": "a1", "kind": "coder", "capabilities": ["python"], "node": "n" * 40,
              "workspace_id": "default", "heartbeat_age_s": 0.42, "healthy": True, "hotpath": False,
-             "current_task": "t1", "current_thread": "th"}
+             "current_task_id": "t1", "current_thread_id": "th"}
     assert views.fleet_rows([agent]) == [["a1", "coder", "python", "n" * 12, "default", "0.4 s ago", "yes", "no",
                                           "t1", "th"]]
     assert "**cap** 4" in views.fleet_summary({"cap": 4, "alive": 1})
@@ -130,7 +130,7 @@ def test_files_languages_binary_and_diffs():
     assert views.decode_text(b"\xff\xfe") is None
     diff = views.diff_markdown({"added": ["n.txt"], "removed": [], "modified": ["a.py"]})
     assert "`+ n.txt`" in diff and "**removed** (0)" in diff and "`~ a.py`" in diff
-    assert views.snapshot_choices({"snapshots": [{"snapshot_id": "s1", "label": "before"}]})[0][1] == "s1"
+    assert views.snapshot_choices([{"snapshot_id": "s1", "label": "before"}])[0][1] == "s1"
 
 
 SCRAPE_1 = """# TYPE ray_quadracode_api_runs_total counter
