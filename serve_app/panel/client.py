@@ -186,7 +186,8 @@ class PanelClient:
     async def join_thread(self, thread_id: str) -> AsyncIterator[Any]:
         try:
             # run_modes: every run of the thread in the modes it was started with, and its lifecycle.
-            async for part in self.langgraph.threads.join_stream(thread_id, stream_mode="run_modes"):
+            # (this SDK's threads.join_stream is a coroutine that returns the stream)
+            async for part in await self.langgraph.threads.join_stream(thread_id, stream_mode="run_modes"):
                 yield part
         except Exception as exc:
             raise PanelError(readable(exc)) from exc
