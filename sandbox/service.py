@@ -25,6 +25,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceInvalidRequest,
 )
 from sandbox.container_server import wire
+from sandbox.deployments.base import Deployment
 from sandbox.events import EventSink, InMemoryEventSink
 from sandbox.models import (
     BackgroundOutput,
@@ -36,7 +37,6 @@ from sandbox.models import (
     WorkspaceInfo,
     WorkspaceSpec,
 )
-from sandbox.protocol import Deployment
 from sandbox.runtime import BytesSink, ServerRuntime
 from sandbox.server_bundle import server_digest
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
@@ -333,7 +333,7 @@ class WorkspaceService:
     async def snapshot(self, label: str | None = None) -> SnapshotInfo:
         async with self._op("snapshot", label=label):
             sink = BytesSink(MAX_DOWNLOAD_BYTES, "snapshot")
-            await self._call(wire.TarCreate(paths=["/workspace"]), sink=sink)
+            await self._call(wire.TarCreate(paths=["."]), sink=sink)
             return await asyncio.to_thread(self.snapshots.save, bytes(sink.data), label)
 
     async def list_snapshots(self) -> list[SnapshotInfo]:
@@ -344,7 +344,7 @@ class WorkspaceService:
         async with self._op("snapshot_diff", snapshot_id=snapshot_id):
             _, data = await asyncio.to_thread(self.snapshots.load, snapshot_id)
             then = await asyncio.to_thread(tar_manifest, data)
-            reply = await self._call(wire.Manifest(path="/workspace"))
+            reply = await self._call(wire.Manifest(path="."))
             now = {name: wire.to_dict(entry) for name, entry in reply.entries.items()}
             return diff_manifests(snapshot_id, then, now)
 
@@ -352,7 +352,7 @@ class WorkspaceService:
         """Make /workspace exactly what it was at the snapshot (files added since are removed)."""
         async with self._op("snapshot_restore", snapshot_id=snapshot_id):
             info, data = await asyncio.to_thread(self.snapshots.load, snapshot_id)
-            await self._call(wire.TarExtract(dest="/workspace", clear=True), body=data, idempotent=True)
+            await self._call(wire.TarExtract(dest=".", clear=True), body=data, idempotent=True)
             return info
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
