@@ -162,9 +162,11 @@ class PanelClient:
     async def cancel_run(self, thread_id: str, run_id: str) -> None:
         await self.call(self.langgraph.runs.cancel(thread_id, run_id))
 
-    async def fork(self, thread_id: str, checkpoint_id: str, values: dict | None) -> dict[str, Any]:
-        """A new checkpoint branching off ``checkpoint_id`` (update_state at that checkpoint)."""
-        return await self.call(self.langgraph.threads.update_state(thread_id, values or {},
+    async def fork(self, thread_id: str, checkpoint_id: str, values: dict | None,
+                   as_node: str | None = None) -> dict[str, Any]:
+        """A new checkpoint branching off ``checkpoint_id`` (update_state at that checkpoint, the
+        values written as ``as_node``: the run that continues starts at what follows that node)."""
+        return await self.call(self.langgraph.threads.update_state(thread_id, values or {}, as_node=as_node or None,
                                                                    checkpoint_id=checkpoint_id))
 
     async def start_run(self, thread_id: str, assistant_id: str, *, checkpoint_id: str | None = None,

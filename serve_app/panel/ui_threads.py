@@ -43,6 +43,8 @@ def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         with gr.Column(scale=1):
             assistant = gr.Textbox(label="Assistant to continue with (id or graph name)", value="orchestrator",
                                    elem_id="threads-assistant")
+            as_node = gr.Textbox(label="Write the values as node (the run continues after it; e.g. `ingest` "
+                                       "for the orchestrator)", elem_id="threads-as-node")
             fork_values = gr.Code(label="Fork: values to write at the checkpoint (JSON)", language="json", lines=4,
                                   value='{"messages": [{"role": "user", "content": "…"}]}',
                                   elem_id="threads-fork-values")
@@ -99,7 +101,7 @@ def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
 
     @guarded
     async def do_fork(key_value: str, thread: str, checkpoint_id: str, assistant_id: str, values_text: str,
-                      request: gr.Request):
+                      node: str, request: gr.Request):
         if not thread or not checkpoint_id:
             raise gr.Error("Pick a thread and one of its checkpoints first.")
         try:
@@ -109,8 +111,14 @@ def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         if not isinstance(values, dict):
             raise gr.Error("The fork's values must be a JSON object.")
         client = ctx.client(request, key_value)
-        forked = await client.fork(thread, checkpoint_id, values)
+        forked = await client.fork(thread, checkpoint_id, values, as_node=node.strip() or None)
         new_checkpoint = (forked.get("checkpoint") or {}).get("checkpoint_id") or forked.get("checkpoint_id")
+        branch_state = await client.thread_state(thread, checkpoint_id=new_checkpoint)
+        if not branch_state.get("next"):
+            shown = chat_logic.to_chat((branch_state.get("values") or {}).get("messages") or [])
+            yield shown, (f"forked at {checkpoint_id} → {new_checkpoint}; nothing runs next from there (name the node "
+                          "the values are written as to continue after it)")
+            return
         yield [], f"forked at {checkpoint_id} → new checkpoint {new_checkpoint}; continuing…"
         async for shown in _continue(client, thread, assistant_id.strip(), new_checkpoint):
             yield shown, f"forked at {checkpoint_id} → {new_checkpoint}; running…"
@@ -131,7 +139,7 @@ def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
     runs.select(pick_run, [runs], run_id)
     history.select(pick_checkpoint, [key, thread_id, history], [checkpoint, state_view])
     cancel.click(cancel_run, [key, thread_id, run_id], [note, runs])
-    fork.click(do_fork, [key, thread_id, checkpoint, assistant, fork_values], [branch, note],
+    fork.click(do_fork, [key, thread_id, checkpoint, assistant, fork_values, as_node], [branch, note],
                concurrency_limit=None).then(load_thread, [key, thread_id], [runs, history])
     replay.click(do_replay, [key, thread_id, checkpoint, assistant], [branch, note],
                  concurrency_limit=None).then(load_thread, [key, thread_id], [runs, history])

@@ -45,7 +45,7 @@ async def test_a_delegated_tasks_result_arrives_on_its_own(page, screenshot_dir)
 
 async def test_an_interrupt_is_answered_from_its_card(page, screenshot_dir):
     await _send(page, "ask me which colour to use")
-    card = page.locator("#interrupt-card")
+    card = page.locator("#interrupt-card").first
     await expect(card).to_be_visible(timeout=LONG)
     await expect(card).to_contain_text("which colour to use")
     await shoot(page, screenshot_dir, "chat-interrupt-card")

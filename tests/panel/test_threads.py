@@ -36,6 +36,7 @@ async def test_a_thread_is_forked_from_an_earlier_checkpoint(page, panel_api, sc
     await row.click()
     await expect(page.locator("#threads-checkpoint-id textarea")).to_have_value(checkpoint_id)
     await expect(page.locator("#threads-state")).to_contain_text("alpha")
+    await page.locator("#threads-as-node input, #threads-as-node textarea").first.fill("ingest")
     values = {"messages": [{"role": "user", "content": "what is the code name?"}]}
     editor = page.locator("#threads-fork-values .cm-content")
     await editor.click()
@@ -44,8 +45,10 @@ async def test_a_thread_is_forked_from_an_earlier_checkpoint(page, panel_api, sc
     await page.locator("#threads-fork").click()
     await expect(page.locator("#threads-note")).to_contain_text("finished", timeout=LONG)
     branch = page.locator("#threads-branch")
-    await expect(branch).to_contain_text("alpha")
+    await expect(branch).to_contain_text("The code name is alpha.")
     await expect(branch).not_to_contain_text("beta")
     await shoot(page, screenshot_dir, "threads-fork")
     state = await client.threads.get_state(tid)
-    assert "alpha" in str(state["values"]["messages"][-1]["content"])
+    # The fork is the thread's head now; the branch it left (with beta) is still in its history.
+    assert state["values"]["messages"][-1]["content"] == "The code name is alpha."
+    assert not any("beta" in str(m.get("content")) for m in state["values"]["messages"])

@@ -176,3 +176,27 @@ def test_errors_read_as_one_sentence():
     assert readable(httpx.HTTPStatusError("x", request=request, response=invalid)) == "422: kind: field required"
     assert readable(httpx.ConnectError("refused")).startswith("Cannot reach the API")
     assert readable(PanelError("as is")) == "as is"
+
+
+async def test_a_key_given_in_the_panel_goes_with_every_call_and_only_that_sessions():
+    from serve_app.panel.client import PanelClient
+    from serve_app.panel.ui_common import PanelContext
+
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-api-key"))
+        return httpx.Response(401, json={"detail": "Missing API key"}) if not request.headers.get("x-api-key") \
+            else httpx.Response(200, json=[])
+
+    ctx = PanelContext("http://api.test")
+    with_key, without = ctx.client(None, "k-alice"), ctx.client(None, "")
+    assert ctx.client(None, "k-alice") is with_key and with_key is not without
+    for client in (with_key, without):
+        client.http = httpx.AsyncClient(base_url=client.url, headers=client.headers,
+                                        transport=httpx.MockTransport(answer))
+    assert await with_key.workspaces() == []
+    with pytest.raises(PanelError, match="401: Missing API key"):
+        await without.workspaces()
+    assert seen == ["k-alice", None]
+    assert isinstance(PanelClient("http://x/", "k").url, str) and PanelClient("http://x/").url == "http://x"
