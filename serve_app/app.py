@@ -28,6 +28,7 @@ from serve_app.routes import (
     runs,
     store,
     system,
+    thread_events,
     thread_stream,
     threads,
 )
@@ -54,7 +55,7 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (system, assistants, threads, thread_stream, runs, store, crons, mcp, a2a):
+    for module in (system, assistants, threads, thread_stream, thread_events, runs, store, crons, mcp, a2a):
         app.include_router(module.router)
     if context.settings.panel_enabled:
         from serve_app.panel.app import mount_panel
