@@ -66,8 +66,9 @@ async def page(browser, panel_api: str, screenshot_dir: Path, request: pytest.Fi
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     page.set_default_timeout(30_000)
-    await page.goto(f"{panel_api}/ui/")
-    await page.wait_for_selector("#tab-chat", state="attached", timeout=60_000)
+    await page.goto(f"{panel_api}/ui/", timeout=180_000)
+    # The first load of a replica's panel builds its pages: slow on a loaded machine.
+    await page.wait_for_selector("#tab-chat", state="attached", timeout=180_000)
     yield page
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
     await page.screenshot(path=str(screenshot_dir / f"{name}-end.png"), full_page=True)
