@@ -65,9 +65,7 @@ class WorkspaceService:
         self.spec = spec
         self.events = events or InMemoryEventSink()
         self.runtime = ServerRuntime(lambda: deployment.socket_path, self._revive)
-        self.snapshots = SnapshotStore(
-            settings.data_dir / "snapshots" / settings.sandbox_installation_id, deployment.workspace_id
-        )
+        self.snapshots = SnapshotStore(settings.snapshot_root, deployment.workspace_id)
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._active = 0
