@@ -4,7 +4,8 @@
 actors reach this server at ``<head address>:<cluster_postgres_port>`` as role ``quadracode``,
 whose password comes from QUADRACODE_CLUSTER_POSTGRES_PASSWORD or is generated once and kept
 in ``<data_dir>/cluster-postgres.password`` (mode 0600). Connections over TCP need that password
-(scram-sha-256); the local unix socket stays for the head's own administration. Data lives in
+(scram-sha-256), and nobody else connects over TCP; the local unix socket stays for the head's
+own administration. Data lives in
 ``<data_dir>/cluster-postgres/`` and is kept when the server stops.
 """
 
@@ -56,17 +57,24 @@ def _pg_ctl(args: list[str], pgdata: Path) -> None:
     pg_ctl(args, pgdata=pgdata, user="pgserver" if _is_root() else None, timeout=60)
 
 
-def _socket_dir(server: EmbeddedPostgres) -> str:
-    admin = server.start()  # trust over the unix socket; TCP is configured below
-    return admin.partition("host=")[2].split("&")[0]
+def _running_at(pgdata: Path) -> tuple[str, int] | None:
+    """(socket folder, port) of the server running on ``pgdata`` (from postmaster.pid), or None."""
+    if not EmbeddedPostgres(pgdata).is_running():
+        return None
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    return lines[4], int(lines[3])
 
 
 def start_cluster_postgres(settings: Settings, host_address: str) -> str:
     """Start (or find running) the head's Postgres on TCP; return the URL every node uses."""
     server = EmbeddedPostgres(cluster_pgdata(settings))
     password = cluster_password(settings)
-    socket_dir = _socket_dir(server)
-    admin = EmbeddedPostgres.url_for(f"postgresql://postgres:@/postgres?host={socket_dir}", "postgres")
+    if not (server.pgdata / "PG_VERSION").exists():
+        server.start()  # pgserver: initdb, the database, a first start on the unix socket only
+    elif _running_at(server.pgdata) is None:
+        _pg_ctl(["-w", "-o", f"-k {server.pgdata}", "-l", str(server.pgdata / "log"), "start"], server.pgdata)
+    socket_dir, port = _running_at(server.pgdata)
+    admin = f"postgresql://postgres:@/postgres?host={quote(socket_dir)}&port={port}"
     with psycopg.connect(admin, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone()
         verb = "ALTER" if exists else "CREATE"
@@ -76,10 +84,9 @@ def start_cluster_postgres(settings: Settings, host_address: str) -> str:
         conn.execute(sql.SQL("ALTER SYSTEM SET port = {}").format(sql.Literal(str(settings.cluster_postgres_port))))
         conn.execute("ALTER SYSTEM SET password_encryption = 'scram-sha-256'")
         listening = conn.execute("SHOW listen_addresses").fetchone()[0]
-        port = int(conn.execute("SHOW port").fetchone()[0])
     _allow_password_logins(server.pgdata)
     if listening != settings.cluster_postgres_listen or port != settings.cluster_postgres_port:
-        # Started by pgserver on the socket only (or with other settings): restart with ours.
+        # Started on the socket only (pgserver's first start) or with other settings: restart with ours.
         _pg_ctl(["-w", "-m", "fast", "stop"], server.pgdata)
         server._forget_handle()
         _pg_ctl(["-w", "-o", f"-k {socket_dir}", "-l", str(server.pgdata / "log"), "start"], server.pgdata)
@@ -89,12 +96,16 @@ def start_cluster_postgres(settings: Settings, host_address: str) -> str:
 
 
 def _allow_password_logins(pgdata: Path) -> None:
+    """pg_hba.conf: the unix socket as initdb left it (the head's own administration) and, over
+    TCP, role quadracode on its database with its password only. initdb's ``trust`` lines for
+    TCP are dropped: they come first, and the first matching line wins."""
     hba = pgdata / "pg_hba.conf"
-    text = hba.read_text()
-    if HBA_MARK in text:
-        return
-    text += (f"\n{HBA_MARK}\nhost {DATABASE_NAME} {ROLE} 0.0.0.0/0 scram-sha-256\n"
-             f"host {DATABASE_NAME} {ROLE} ::/0 scram-sha-256\n")
+    kept = [line for line in hba.read_text().splitlines()
+            if not line.split() or line.lstrip().startswith("#") or line.split()[0] == "local"]
+    kept = [line for line in kept if line != HBA_MARK]
+    text = "\n".join(kept).rstrip() + (
+        f"\n{HBA_MARK}\nhost {DATABASE_NAME} {ROLE} 0.0.0.0/0 scram-sha-256\n"
+        f"host {DATABASE_NAME} {ROLE} ::/0 scram-sha-256\n")
     hba.write_text(text)
 
 

@@ -161,7 +161,9 @@ async def test_a_recorded_node_places_a_new_workspace_and_hand_over_crosses_node
 
 
 async def test_envelopes_cross_nodes_over_ray_with_sockets_on_and_an_agent_killed_mid_task(cluster, settings):
-    from ray.util.state import list_actors
+    from ray._private.state import (
+        actors as actor_table,  # the GCS's table: this cluster runs no dashboard
+    )
 
     from actors.bootstrap import ensure_system_async, shutdown_system
     from actors.client import FabricClient
@@ -195,8 +197,8 @@ async def test_envelopes_cross_nodes_over_ray_with_sockets_on_and_an_agent_kille
         await expect_logged(system, thread, {USER_MESSAGE: 1, TASK: 2, TASK_RESULT: 1})
 
         # Where everything ran: the orchestrator on the head, both agents on the agents' node.
-        placed = {a.name: a.node_id for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
-                  if a.name and a.name.startswith(settings.actor_name_prefix)}
+        placed = {a["Name"]: a["Address"]["NodeID"] for a in actor_table().values()
+                  if a["State"] == "ALIVE" and a["Name"].startswith(settings.actor_name_prefix)}
         assert placed[actor_name(settings, ORCHESTRATOR)] == node_ids["head"]
         assert placed[actor_name(settings, info.agent_id)] == node_ids["agents"]
         # Sockets are on, yet the result went to the orchestrator on another node through Ray:

@@ -57,6 +57,13 @@ PYTHONPATH={repo} exec {python} -m tests.cluster.patient_ray "$@"
 """
 
 
+def machine_ip() -> str:
+    """The head's Ray node address: Ray turns 127.0.0.1 into the machine's own address."""
+    from ray._private.services import get_node_ip_address
+
+    return get_node_ip_address()
+
+
 def processes_of(marker: str) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
@@ -220,7 +227,7 @@ class Rig:
     def quadracode_env(self) -> dict[str, str]:
         return {
             "QUADRACODE_DATA_DIR": str(self.data_dir), "QUADRACODE_CLUSTER_POSTGRES_PORT": str(self.postgres_port),
-            "QUADRACODE_CLUSTER_POSTGRES_LISTEN": HEAD_IP, "QUADRACODE_SANDBOX_INSTALLATION_ID": self.installation_id,
+            "QUADRACODE_CLUSTER_POSTGRES_LISTEN": f"{HEAD_IP},{machine_ip()}", "QUADRACODE_SANDBOX_INSTALLATION_ID": self.installation_id,
             "QUADRACODE_SERVE_PROXY_LOCATION": "HeadOnly",  # both nodes' proxies would want one port here
             "QUADRACODE_MODEL": "scripted:default", "QUADRACODE_SANDBOX_MEMORY_MB": "512",
             "QUADRACODE_SANDBOX_IDLE_STOP_S": "0", "QUADRACODE_FABRIC_RESOURCES": '{"fabric": 0.01}',

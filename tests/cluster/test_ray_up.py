@@ -59,10 +59,12 @@ def state_api(rig: Rig, resource: str) -> list[dict]:
 
 
 def alive_nodes(rig: Rig) -> dict[str, dict]:
+    """Live nodes as "head" and the worker's address (Ray gives the head the machine's address)."""
     try:
-        return {n["node_ip"]: n for n in state_api(rig, "nodes") if n["state"] == "ALIVE"}
+        nodes = [n for n in state_api(rig, "nodes") if n["state"] == "ALIVE"]
     except httpx.HTTPError:
         return {}
+    return {("head" if n["is_head_node"] else n["node_ip"]): n for n in nodes}
 
 
 def api_answers(api: str) -> bool:
@@ -98,8 +100,9 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     # The head's autoscaler starts the worker over ssh: setup, Docker, `ray start` with `workspace`.
     nodes = wait_until(lambda: (n := alive_nodes(rig)) and WORKER_IP in n and n, 900, "the worker node to join")
     assert nodes[WORKER_IP]["resources_total"].get("workspace") == 8
-    assert not nodes[HEAD_IP]["resources_total"].get("workspace")
-    assert nodes[HEAD_IP]["resources_total"].get("fabric") == 1
+    assert not nodes["head"]["resources_total"].get("workspace")
+    assert nodes["head"]["resources_total"].get("fabric") == 1
+    head_address = nodes["head"]["node_ip"]
 
     password_file = rig.data_dir / "cluster-postgres.password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
@@ -140,7 +143,7 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
             result = response.json()["data"]["result"]
         except (httpx.HTTPError, KeyError, ValueError):
             return None
-        return result if {r["metric"]["instance"].split(":")[0] for r in result} >= {HEAD_IP, WORKER_IP} else None
+        return result if {r["metric"]["instance"].split(":")[0] for r in result} >= {head_address, WORKER_IP} else None
 
     wait_until(our_series, 180, "ray_quadracode_* series of both nodes in Prometheus")
     envelopes = httpx.get(f"{prometheus}/api/v1/query", params={"query": "sum(ray_quadracode_envelopes_total)"},
@@ -151,7 +154,7 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     # placeholders filled in) replaces the application, which answers on the same thread.
     url = f"postgresql://quadracode:{password_file.read_text().strip()}@{HEAD_IP}:{rig.postgres_port}/quadracode"
     serve_file = rig.write_serve_config(url)
-    deploy = rig.ray_cli("serve", "deploy", str(serve_file), "--address", f"http://{HEAD_IP}:{rig.dashboard_port}",
+    deploy = rig.ray_cli("deploy", str(serve_file), "--address", f"http://{HEAD_IP}:{rig.dashboard_port}",
                          serve=True, timeout=600)
     assert deploy.returncode == 0, (deploy.stdout + deploy.stderr)[-4000:]
     wait_until(lambda: application_deployed_from(rig, serve_file), 600, "the application of serve_config.yaml")
