@@ -37,13 +37,14 @@ from actors.local_channel import ChannelServer
 from actors.probes import pong_for
 from actors.publisher import EventPublisher
 from actors.registry import Registration
-from actors.run_host import RayForward, RunHost, RunHostCalls
+from actors.run_hosting import RayForward, RunHostCalls
 from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import CANCEL_TASK, PING, TASK, TASK_RESULT, Envelope
 from quadracode_ray.interfaces.fleet import AgentInfo, TaskResult
 from quadracode_ray.interfaces.workspace import WorkspaceClient
 from quadracode_ray.ray_metrics import install_ray_metrics
+from runs.host import RunHost
 
 log = logging.getLogger(__name__)
 REMEMBERED_RESULTS = 1_000
@@ -140,7 +141,7 @@ class AgentActor(RunHostCalls):
                 "pid": os.getpid(),
                 "running_runs": len(self._run_host.tasks) if self._run_host else 0}
 
-    # --- API runs of assistant `agent` hosted here: RunHostCalls (actors/run_host.py) -----------
+    # --- API runs of assistant `agent` hosted here: RunHostCalls (runs/host.py) -----------
     @property
     def run_host(self) -> RunHost:
         if self._run_host is None:

@@ -30,11 +30,3 @@ def agents_alive():
 def tasks():
     return metrics.counter("tasks_total", "Delegated tasks by outcome.", ("outcome",))
 
-
-def api_runs():
-    return metrics.counter("api_runs_total", "Runs of the LangGraph API ended by a run host, by graph and status "
-                           "(success, error, interrupted).", ("graph", "status"))
-
-
-def api_run_seconds():
-    return metrics.histogram("api_run_seconds", "Duration of LangGraph API runs on their host, by graph.", ("graph",))

@@ -25,6 +25,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict
 
 from actors import fabric_metrics
+from actors.agent_run_hosts import adopt_runs_of_dead_agents
 from actors.common import (
     FLEET,
     ORCHESTRATOR,
@@ -50,9 +51,7 @@ from actors.fabric_clients import fabric_configurable
 from actors.fleet_client import FleetActorClient
 from actors.probes import Probes, ping
 from actors.publisher import EventPublisher
-from actors.run_host import RayForward, RunHost, RunHostCalls
-from actors.run_host_agents import adopt_runs_of_dead_agents
-from actors.run_host_enqueue import api_thread_id, enqueue_run, run_id_for
+from actors.run_hosting import RayForward, RunHostCalls
 from actors.tasks import FabricDelegation, TaskStore
 from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
@@ -70,6 +69,8 @@ from quadracode_ray.graphs.control import StopRegistry
 from quadracode_ray.interfaces.fleet import TaskInfo, TaskResult
 from quadracode_ray.persistence import open_async_pool
 from quadracode_ray.ray_metrics import install_ray_metrics
+from runs.enqueue import api_thread_id, enqueue_run, run_id_for
+from runs.host import RunHost
 
 log = logging.getLogger(__name__)
 ENVELOPE_KEY = "qr_envelope_id"
@@ -147,7 +148,7 @@ class Orchestrator(RunHostCalls):
         self.graph = build_graph(settings, checkpointer=self.checkpointer, delegation=self.delegation,
                                  fleet=self.fleet, stop=self.stops)
         if getattr(self, "run_host", None) is None:
-            # API runs of the orchestrator assistant execute here (actors/run_host.py), with this
+            # API runs of the orchestrator assistant execute here (runs/host.py), with this
             # actor's own delegation, fleet and stop registry.
             self.run_host = RunHost(
                 actor_name(settings, ORCHESTRATOR), settings, settings.database_url, forward=RayForward(),
@@ -394,7 +395,7 @@ class Orchestrator(RunHostCalls):
                             "sent": self.handles.channels.stats()},
                 "dispatching": len(self.dispatcher._active), "agent_load": dict(self.dispatcher.load)}
 
-    # --- API runs hosted here: the calls of RunHostCalls (actors/run_host.py) -------------------
+    # --- API runs hosted here: the calls of RunHostCalls (runs/host.py) -------------------
     async def _run_host_ready(self) -> RunHost:
         await self._started
         return self.run_host

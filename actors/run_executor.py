@@ -1,7 +1,7 @@
 """Run-executor actors: execute API runs of user graphs off the HTTP path and stream their output.
 
 Each executor is a named, restartable async actor (``run-executor-<db>-<i>`` in namespace
-``quadracode``) around a ``RunHost`` (``actors/run_host.py``), which does the work: a replica
+``quadracode``) around a ``RunHost`` (``runs/host.py``), which does the work: a replica
 inserts a run into the durable queue (``qr_runs``) and pushes its id here with ``submit``; the
 run starts at once when its thread is free; any replica reads its output with the streaming
 generator ``events``. On (re)start the host recovers the runs it was running.
@@ -14,10 +14,11 @@ import hashlib
 import ray
 
 from actors.fabric_clients import fabric_configurable
-from actors.run_host import RayForward, RunHost, RunHostCalls
+from actors.run_hosting import RayForward, RunHostCalls
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence.bootstrap import resolve_database_url
 from quadracode_ray.ray_metrics import install_ray_metrics
+from runs.host import RunHost
 
 
 def executor_names(settings: Settings, database_url: str) -> list[str]:

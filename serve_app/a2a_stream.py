@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from actors.run_executor_stream import END_EVENT
+from runs.stream import END_EVENT
 from serve_app import a2a_server
 from serve_app.context import AppContext
 from serve_app.mcp_server import INTERNAL_ERROR, RpcError

@@ -8,10 +8,10 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from actors.run_executor_graphs import GraphRegistry
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence import open_async_pool
 from quadracode_ray.persistence.bootstrap import resolve_database_url
+from runs.graph_registry import GraphRegistry
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``choose_host`` is the one place that decides which actor executes a run: runs of the
 ``orchestrator`` graph go to the orchestrator actor and runs of the ``agent`` graph to an agent
-actor (``actors/run_host_agents.py``: a free one, else one spawned within the fleet's cap), when
+actor (``actors/agent_run_hosts.py``: a free one, else one spawned within the fleet's cap), when
 the fabric runs; every other run (and those, without the fabric) to a run-executor of the pool
 picked by thread (runs of one thread share an executor, so a
 follow-up run starts in the same process). Every host answers ``submit_run``, ``cancel_run``,
@@ -19,9 +19,9 @@ from typing import Any
 
 import ray
 
+from actors.agent_run_hosts import choose_agent_host
 from actors.common import FLEET, ORCHESTRATOR, HandleCache, actor_name
 from actors.run_executor import RunExecutor, executor_names
-from actors.run_host_agents import choose_agent_host
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 

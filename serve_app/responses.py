@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from fastapi import Response
 
-from actors.run_executor_stream import dumps
+from runs.stream import dumps
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -7,8 +7,8 @@ from typing import Any
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 
-from actors.run_executor_graphs import GraphUnavailableError
-from actors.run_executor_stream import dumps
+from runs.graph_registry import GraphUnavailableError
+from runs.stream import dumps
 from serve_app.context import AppContext
 from serve_app.errors import BadRequest, Conflict, Invalid, Unavailable
 from serve_app.records import threads as thread_records

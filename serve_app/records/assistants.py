@@ -8,7 +8,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from actors.run_executor_graphs import default_assistant_id
+from runs.graph_registry import default_assistant_id
 from serve_app.errors import BadRequest, Conflict, NotFound
 from serve_app.records import owner_filter, page_sql, select_fields
 from serve_app.schemas import AssistantCount, AssistantCreate, AssistantPatch, AssistantSearch

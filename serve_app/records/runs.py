@@ -6,7 +6,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from actors.run_executor_queue import lock_thread, settle_thread
+from runs.queue import lock_thread, settle_thread
 from serve_app.errors import Conflict, NotFound
 from serve_app.records import owner_filter
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from actors.run_executor_graphs import GraphUnavailableError
+from runs.graph_registry import GraphUnavailableError
 from serve_app.auth import current_owner
 from serve_app.context import AppContext
 from serve_app.errors import Invalid, NotFound, Unavailable

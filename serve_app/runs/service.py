@@ -20,8 +20,9 @@ from psycopg.errors import RaiseException
 from psycopg.types.json import Jsonb
 from ray.exceptions import RayActorError
 
-from actors.run_executor_graphs import default_assistant_id
-from actors.run_executor_stream import END_EVENT, dumps
+from runs.graph_registry import default_assistant_id
+from runs.settings import RunSettings
+from runs.stream import END_EVENT, dumps
 from serve_app.context import AppContext
 from serve_app.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
 from serve_app.records import runs as run_records
@@ -118,18 +119,18 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
     config["configurable"].update(payload.context or {})
     config["configurable"].update(run_id=run_id, thread_id=thread_id, graph_id=graph_id, assistant_id=assistant_id)
     config["configurable"].setdefault("user_id", owner or "")
-    kwargs = {
-        "input": payload.input, "command": payload.command.model_dump(exclude_unset=True) if payload.command else None,
-        "config": config, "context": run_context, "stream_mode": payload.stream_modes(),
-        "interrupt_before": payload.interrupt_before, "interrupt_after": payload.interrupt_after,
-        "webhook": payload.webhook, "feedback_keys": payload.feedback_keys, "temporary": temporary,
-        "subgraphs": payload.stream_subgraphs, "resumable": payload.stream_resumable,
-        "checkpoint_during": payload.checkpoint_during if payload.checkpoint_during is not None else True,
+    kwargs = RunSettings(
+        graph_id=graph_id, input=payload.input,
+        command=payload.command.model_dump(exclude_unset=True) if payload.command else None,
+        config=config, context=run_context, stream_mode=payload.stream_modes(),
+        interrupt_before=payload.interrupt_before, interrupt_after=payload.interrupt_after,
+        webhook=payload.webhook, feedback_keys=payload.feedback_keys, temporary=temporary,
+        subgraphs=payload.stream_subgraphs, resumable=payload.stream_resumable,
+        checkpoint_during=payload.checkpoint_during if payload.checkpoint_during is not None else True,
         # As the official server: "async" unless the run asks (checkpoint_during=False is "exit").
         # LangGraph awaits the pending checkpoint writes before the run ends either way.
-        "durability": payload.durability or ("exit" if payload.checkpoint_during is False else "async"),
-        "graph_id": graph_id,
-    }
+        durability=payload.durability or ("exit" if payload.checkpoint_during is False else "async"),
+    ).row()
     if graph_id == "agent" and not stateless:
         # Choosing an agent run's host may spawn an agent: first make sure the thread takes the run.
         await _check_thread_takes_run(pool, thread_id, owner, strategy, create=payload.if_not_exists == "create")

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import orjson
 from fastapi.responses import StreamingResponse
 
-from actors.run_executor_stream import END_EVENT
+from runs.stream import END_EVENT
 from serve_app.context import AppContext
 from serve_app.runs.service import cancel_run, detached, run_events
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from actors.run_executor_stream import END_EVENT
+from runs.stream import END_EVENT
 from serve_app.context import AppContext
 from serve_app.errors import Invalid
 from serve_app.runs.service import run_events

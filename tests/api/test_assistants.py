@@ -8,7 +8,7 @@ import httpx
 import pytest
 from langgraph_sdk.errors import BadRequestError, ConflictError, NotFoundError
 
-from actors.run_executor_graphs import default_assistant_id
+from runs.graph_registry import default_assistant_id
 
 
 async def test_graph_assistants_exist_at_startup(lg_client) -> None:

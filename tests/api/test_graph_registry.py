@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from langgraph.graph import START, StateGraph
 
-from actors.run_executor_graphs import (
+from quadracode_ray.config import Settings
+from runs.graph_registry import (
     GraphRegistry,
     GraphSpecError,
     GraphUnavailableError,
     graph_specs,
 )
-from quadracode_ray.config import Settings
 
 GRAPH_FILE = '''
 from typing_extensions import TypedDict

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from actors.run_executor_stream import RunStream, dumps
+from runs.stream import RunStream, dumps
 
 
 async def test_subscribers_wake_on_publish_without_polling() -> None:

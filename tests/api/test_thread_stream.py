@@ -272,10 +272,10 @@ async def test_runs_queued_elsewhere_are_seen_at_once(lg_client, api_database_ur
     import ray
 
     from actors.run_executor import executor_names
-    from actors.run_host_enqueue import enqueue_run
     from quadracode_ray import NAMESPACE
     from quadracode_ray.config import Settings
     from quadracode_ray.persistence import open_async_pool
+    from runs.enqueue import enqueue_run
 
     thread_id = await _thread_with_a_run(lg_client)
     other_thread_id = await _thread_with_a_run(lg_client)

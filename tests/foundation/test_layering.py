@@ -1,7 +1,8 @@
-"""The import rule of SPEC.md, checked on the source: serve_app -> actors -> sandbox -> quadracode_ray.
+"""The import rule, checked on the source: serve_app -> actors -> runs -> sandbox -> quadracode_ray.
 
-Imports point down only, and graphs, tools and providers in the core never import Ray, so a
-graph runs unchanged in a plain test, a notebook or an actor.
+Imports point down only; graphs, tools and providers in the core never import Ray, so a graph
+runs unchanged in a plain test, a notebook or an actor; and the run engine (``runs/``) never
+imports Ray either: actors embed it, it does not know them.
 """
 
 import ast
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ["quadracode_ray", "sandbox", "actors", "serve_app"]  # bottom to top
+LAYERS = ["quadracode_ray", "sandbox", "runs", "actors", "serve_app"]  # bottom to top
 RAY_FREE = ["quadracode_ray/graphs", "quadracode_ray/tools", "quadracode_ray/llm", "quadracode_ray/interfaces",
             "quadracode_ray/testing", "quadracode_ray/envelope.py", "quadracode_ray/config.py",
             "quadracode_ray/metrics.py", "quadracode_ray/persistence"]
@@ -54,6 +55,14 @@ def test_graphs_tools_and_providers_never_import_ray_or_actors() -> None:
         if imported_top_levels(path) & forbidden
     }
     assert not offenders, f"core modules that must stay Ray-free import: {offenders}"
+
+
+def test_the_run_engine_never_imports_ray() -> None:
+    files = python_files("runs")
+    assert files, "runs/ holds no Python modules"
+    offenders = {str(path.relative_to(ROOT)): sorted(imported_top_levels(path) & {"ray", "actors", "serve_app"})
+                 for path in files if imported_top_levels(path) & {"ray", "actors", "serve_app"}}
+    assert not offenders, f"the run engine imports Ray or the layers above it: {offenders}"
 
 
 def test_the_checker_sees_a_violation(tmp_path: Path) -> None:

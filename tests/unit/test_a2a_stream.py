@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from actors.run_executor_stream import END_EVENT
+from runs.stream import END_EVENT
 from serve_app import a2a_server, a2a_stream
 from serve_app.runs import service
 

@@ -15,8 +15,9 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from actors.run_executor_graphs import default_assistant_id
-from actors.run_executor_queue import lock_thread
+from runs.graph_registry import default_assistant_id
+from runs.queue import lock_thread
+from runs.settings import RunSettings
 
 RUN_ID_NAMESPACE = uuid.UUID("0b6f4c52-3f2e-4c55-9a57-6a1f1c3e9d21")
 
@@ -46,10 +47,7 @@ async def enqueue_run(pool: AsyncConnectionPool, *, run_id: str, thread_id: str,
         if thread is None:
             return None
         assistant_id = (thread["metadata"] or {}).get("assistant_id") or default_assistant_id(graph_id)
-        kwargs = {"input": input, "command": None, "config": {}, "context": {}, "stream_mode": ["values"],
-                  "interrupt_before": None, "interrupt_after": None, "webhook": None, "feedback_keys": None,
-                  "temporary": False, "subgraphs": False, "resumable": False, "checkpoint_during": True,
-                  "durability": "sync", "graph_id": graph_id}
+        kwargs = RunSettings(graph_id=graph_id, input=input, durability="sync").row()
         run_metadata = {**(thread["metadata"] or {}), **metadata, "graph_id": graph_id,
                         "assistant_id": assistant_id}
         row = await (await conn.execute(

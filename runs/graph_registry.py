@@ -27,8 +27,8 @@ from uuid import UUID, uuid5
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
-from actors.common import call_with_supported, load_object
 from quadracode_ray.config import Settings
+from quadracode_ray.import_paths import call_with_supported, load_object
 from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.factory import shared_chat_model
 

@@ -12,8 +12,8 @@ from typing import Any
 from langchain_core.messages import message_chunk_to_message
 from langgraph.types import Command, Send
 
-from actors.run_executor_graphs import GraphRegistry
-from actors.run_executor_stream import RunStream, dumps, error_payload
+from runs.graph_registry import GraphRegistry
+from runs.stream import RunStream, dumps, error_payload
 
 # wire mode -> LangGraph stream mode
 _NATIVE = {"values": "values", "updates": "updates", "messages-tuple": "messages", "messages": "messages",

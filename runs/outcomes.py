@@ -2,7 +2,7 @@
 and names the run queued behind it), undo a rolled-back run's checkpoints, call its webhook.
 
 Plain functions of the host's pool, checkpointer and graph registry (no host state), so the
-``RunHost`` in ``actors/run_host.py`` keeps only claiming, executing, streaming and cancelling.
+``RunHost`` in ``runs/host.py`` keeps only claiming, executing, streaming and cancelling.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import orjson
 
-from actors import run_executor_queue as queue
-from actors.run_executor_execute import RunOutcome, run_config
-from actors.run_executor_graphs import GraphRegistry
-from actors.run_executor_stream import dumps
 from quadracode_ray.persistence.checkpoints import ApiCheckpointSaver
+from runs import queue
+from runs.execution import RunOutcome, run_config
+from runs.graph_registry import GraphRegistry
+from runs.stream import dumps
 
 log = logging.getLogger(__name__)
 

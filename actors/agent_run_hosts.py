@@ -15,12 +15,12 @@ import logging
 
 import ray
 
-from actors import run_executor_queue as queue
 from actors.common import AGENT_PREFIX, FLEET, HandleCache, actor_name
 from actors.fleet import FleetCapacityError
-from actors.run_host import RunHost
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
+from runs import queue
+from runs.host import RunHost
 
 log = logging.getLogger(__name__)
 SPAWN_KIND = "coder"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.agent_run_hosts import choose_agent_host
 from actors.common import FLEET, actor_name
 from actors.fleet import FleetCapacityError
-from actors.run_host_agents import choose_agent_host
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.fleet import AgentInfo
 

@@ -8,10 +8,10 @@ import uuid
 import orjson
 import pytest
 
-from actors import run_executor_queue as queue
-from actors.run_host import RunHost
-from actors.run_host_enqueue import enqueue_run, run_id_for
 from quadracode_ray.config import Settings
+from runs import queue
+from runs.enqueue import enqueue_run, run_id_for
+from runs.host import RunHost
 from tests.api.graphs import TEST_GRAPHS
 from tests.polling import eventually
 

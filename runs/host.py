@@ -12,7 +12,7 @@ Recovery: on start a host puts the runs it was running back in the queue (or mar
 left behind; the sweep is a safety net, never the way runs normally start.
 
 What follows a run's end (its outcome in the queue, a rollback's checkpoints, the webhook) is in
-``actors/run_host_outcomes.py``.
+``runs/outcomes.py``; the calls an actor hosting runs answers, in ``actors/run_hosting.py``.
 """
 
 from __future__ import annotations
@@ -25,20 +25,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import ray
 from psycopg.conninfo import make_conninfo
 
-from actors import fabric_metrics
-from actors import run_executor_queue as queue
-from actors.run_executor_execute import execute_run
-from actors.run_executor_graphs import GraphRegistry
-from actors.run_executor_stream import END_EVENT, RunStream, batch, dumps
-from actors.run_host_outcomes import call_webhook, record_cancel, record_outcome
-from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence import open_async_pool
 from quadracode_ray.persistence.checkpoints import ApiCheckpointSaver
 from quadracode_ray.persistence.store_index import open_store
+from runs import metrics as run_metrics
+from runs import queue
+from runs.execution import execute_run
+from runs.graph_registry import GraphRegistry
+from runs.outcomes import call_webhook, record_cancel, record_outcome
+from runs.stream import END_EVENT, RunStream, batch, dumps
 
 log = logging.getLogger(__name__)
 
@@ -58,29 +56,14 @@ ATTEMPT_SEQ_SPAN = 1_000_000
 Clients = Callable[[str], dict[str, Any]]
 """graph_id -> the clients its graph takes from ``config["configurable"]``."""
 Forward = Callable[[str, str], bool]
-"""(host name, run_id) -> True once pushed to that host; False when the host is gone."""
-
-
-class RayForward:
-    """``Forward`` through Ray: ``submit_run`` on the actor named like the host (fire and forget)."""
-
-    def __init__(self) -> None:
-        self.handles: dict[str, Any] = {}
-
-    def __call__(self, target: str, run_id: str) -> bool:
-        try:
-            handle = self.handles.get(target) or ray.get_actor(target, namespace=NAMESPACE)
-        except ValueError:  # no such actor (any more)
-            return False
-        self.handles[target] = handle
-        handle.submit_run.remote(run_id)
-        return True
+"""(host name, run_id) -> True once pushed to that host; False when the host is gone (through
+Ray in the actors: ``actors.run_hosting.RayForward``)."""
 
 
 def _record_run_metrics(graph_id: str, status: str, seconds: float) -> None:
     try:
-        fabric_metrics.api_runs().inc(tags={"graph": graph_id, "status": status})
-        fabric_metrics.api_run_seconds().observe(seconds, tags={"graph": graph_id})
+        run_metrics.api_runs().inc(tags={"graph": graph_id, "status": status})
+        run_metrics.api_run_seconds().observe(seconds, tags={"graph": graph_id})
     except Exception:  # a metrics backend must never fail a run's bookkeeping
         log.debug("run metrics not recorded", exc_info=True)
 
@@ -458,36 +441,3 @@ class RunHost:
         await self.start()
         return {"name": self.name, "running": len(self.tasks), "streams": len(self.streams),
                 "timers": len(self.timers), "runs_started": self.runs_started}
-
-
-class RunHostCalls:
-    """The calls every actor hosting API runs answers (mixed into the actor classes): the API
-    reaches a run's host by the name in ``qr_runs.executor`` and calls these."""
-
-    run_host: RunHost
-
-    async def _run_host_ready(self) -> RunHost:
-        """The host, once the actor can serve it (an actor still starting overrides this)."""
-        return self.run_host
-
-    async def submit_run(self, run_id: str) -> None:
-        await (await self._run_host_ready()).submit(run_id)
-
-    async def cancel_run(self, run_id: str, action: str = "interrupt") -> bool:
-        """Stop a run this actor holds. Returns False when it is neither running nor pending."""
-        return await (await self._run_host_ready()).cancel(run_id, action)
-
-    @ray.method(max_task_retries=0)  # after a host's restart the reader follows the run's new attempt itself
-    async def run_events(self, run_id: str, after: int = -1, start: bool = False, run: dict | None = None):
-        """Streaming generator: batches of (seq, event, data) with seq > after, until the run ends.
-        ``start``/``run``: the run was just queued for this host (as ``RunHost.wait``)."""
-        async for items in (await self._run_host_ready()).events(run_id, after, start=start, run=run):
-            yield items
-
-    @ray.method(max_task_retries=0)
-    async def wait_run(self, run_id: str, start: bool = False, run: dict | None = None) -> tuple[str, bytes | None]:
-        """(status, output JSON or None) once the run ended: runs/wait in one call, no stream."""
-        return await (await self._run_host_ready()).wait(run_id, start=start, run=run)
-
-    async def run_stats(self) -> dict[str, Any]:
-        return await (await self._run_host_ready()).stats()
