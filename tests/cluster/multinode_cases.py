@@ -218,7 +218,7 @@ async def test_envelopes_cross_nodes_over_ray_with_sockets_on_and_an_agent_kille
 
 async def test_a_workspace_whose_node_is_gone_fails_clearly_and_is_restored_elsewhere(cluster, settings, docker_client):
     from sandbox.client import get_workspace, restore_workspace
-    from sandbox.docker_backend import LABEL_INSTALLATION, LABEL_WORKSPACE
+    from sandbox.deployments.docker import LABEL_INSTALLATION, LABEL_WORKSPACE
 
     ray_cluster, node_ids, nodes = cluster
     workspace = await get_workspace("pinned", settings)
