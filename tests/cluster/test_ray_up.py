@@ -20,7 +20,14 @@ import httpx
 import psycopg
 import pytest
 
-from tests.cluster.ray_up_rig import HEAD_IP, WORKER_IP, Rig, processes_of, wait_until
+from tests.cluster.ray_up_rig import (
+    HEAD_IP,
+    WORKER_IP,
+    Rig,
+    processes_of,
+    stop_processes,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(2400)]
 
@@ -44,6 +51,7 @@ def rig(docker_client) -> Iterator[Rig]:
     finally:
         rig.teardown()
         stop_cluster_postgres(Settings(_env_file=None, data_dir=rig.data_dir))
+        stop_processes(str(rig.root))  # anything else this cluster left running under the rig
         remove_installation(rig.installation_id, docker_client)
         shutil.rmtree(rig.root, ignore_errors=True)
 
@@ -129,6 +137,8 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     assert workspaces, "no live workspace actor"
     node_of = {n["node_id"]: ip for ip, n in alive_nodes(rig).items()}
     assert {node_of[a["node_id"]] for a in workspaces} == {WORKER_IP}
+    # One Postgres for everything: no process of the cluster started an embedded one of its own.
+    assert not [p for p in processes_of(str(rig.home)) if p.name() == "postgres"]
     named = {a.get("name") for a in state_api(rig, "actors") if a.get("state") == "ALIVE"}
     assert "workspace:default" in named and "orchestrator" in named  # readable names in the dashboard
 
