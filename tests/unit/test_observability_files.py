@@ -17,7 +17,7 @@ QUERIED = re.compile(r"\bray_quadracode_([a-z_]+?)(_bucket|_count|_sum)?\b")
 
 def declared_metrics() -> dict[str, str]:
     found: dict[str, str] = {}
-    for folder in ("actors", "sandbox", "serve_app", "quadracode_ray"):
+    for folder in ("actors", "runs", "sandbox", "serve_app", "quadracode_ray"):
         for path in (ROOT / folder).rglob("*.py"):
             for kind, name in DECLARED.findall(path.read_text()):
                 found[name] = kind
