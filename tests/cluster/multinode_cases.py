@@ -156,7 +156,7 @@ async def test_a_recorded_node_places_a_new_workspace_and_hand_over_crosses_node
     assert (await receiver.ping())["node_id"] == other != source_node
     await source.mkdir("dist")
     await source.write_file("dist/app.whl", b"\x00wheel\xff")
-    assert await hand_over(source, "dist", receiver, "incoming") >= 2
+    assert await hand_over(source, "dist", receiver, "incoming") >= 1
     assert await receiver.read_file("incoming/dist/app.whl") == b"\x00wheel\xff"
 
 

@@ -155,6 +155,12 @@ class Rig:
         ray_bin = self.root / "bin" / "ray"
         ray_bin.write_text(RAY_WRAPPER.format(python=sys.executable, repo=REPO, marker=self.marker))
         ray_bin.chmod(0o755)
+        # The head's autoscaler reaches the worker with plain `ssh` (Ray drops ssh_proxy_command from
+        # the head's copy of the config): on the rig's PATH, ssh goes through the proxy to its port.
+        ssh_bin = self.root / "bin" / "ssh"
+        ssh_bin.write_text(f"#!/bin/bash\nexec /usr/bin/ssh -o 'ProxyCommand={sys.executable} "
+                           f"{self.root / 'proxy.py'} %h {self.ssh_port}' \"$@\"\n")
+        ssh_bin.chmod(0o755)
         (self.home / ".bashrc").write_text(f"export PATH={self.root / 'bin'}:$PATH\n")
         (self.home / ".bash_profile").write_text("source ~/.bashrc\n")
         config = self.root / "sshd_config"
@@ -276,6 +282,8 @@ class Rig:
         # This cluster's Ray, then ssh's control masters and their proxies (they outlive `ray up`).
         for marker in (self.marker, str(self.key), str(self.root / "proxy.py")):
             stop_processes(marker)
+        for state in Path("/tmp/ray").glob(f"cluster-qr-rayup-{self.tag}.*"):  # the local provider's node list
+            state.unlink(missing_ok=True)
         for server in (self.sshd, self.prometheus):
             if server is not None:
                 server.terminate()
