@@ -26,7 +26,8 @@ from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
 from tests.actors.conftest import FAST
-from tests.cluster.patient_ray import PATIENCE_S, patient
+from tests.cluster.patient_ray import patient
+from tests.cluster.ray_up_rig import stop_processes
 from tests.conftest import free_port
 from tests.polling import eventually
 
@@ -43,23 +44,39 @@ def add_node(cluster, **args):
     return cluster.add_node(**args, **agent_ports())
 
 
-@pytest.fixture(scope="module")
-def cluster():
+def start_cluster():
+    """Head and three nodes. Ray 2.60's raylet gives its agents a fixed 15 s to report their
+    ports and aborts past it, which a loaded machine (other engineers' tests) can exceed: the
+    agents' imports are warmed first, and a failed attempt is stopped (only its own processes,
+    by its temp dir) and made again."""
+    import ray.dashboard.agent  # noqa: F401 - warms the page cache for the agents' imports
+    import ray.dashboard.modules.reporter.reporter_agent  # noqa: F401
     from ray.cluster_utils import Cluster
 
-    patient()  # a loaded machine starts a node's agents slowly
-    # Explicit ports, never Ray's defaults: other Ray clusters run on this machine.
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args={
-        "gcs_server_port": free_port(), "num_cpus": 0, "resources": {"fabric": 10}, "include_dashboard": False,
-        "temp_dir": tempfile.mkdtemp(prefix="qr-mn-"), **agent_ports(),
-        "_system_config": {"raylet_start_wait_time_s": PATIENCE_S, "agent_register_timeout_ms": PATIENCE_S * 1000},
-    })
-    nodes = {
-        "agents": add_node(cluster, num_cpus=2),
-        "ws1": add_node(cluster, num_cpus=0, resources={"workspace": 4}),
-        "ws2": add_node(cluster, num_cpus=0, resources={"workspace": 4}),
-    }
-    cluster.wait_for_nodes()
+    patient()
+    for attempt in range(3):
+        temp_dir = tempfile.mkdtemp(prefix="qr-mn-")
+        try:
+            # Explicit ports, never Ray's defaults: other Ray clusters run on this machine.
+            cluster = Cluster(initialize_head=True, connect=False, shutdown_at_exit=True, head_node_args={
+                "gcs_server_port": free_port(), "num_cpus": 0, "resources": {"fabric": 10},
+                "include_dashboard": False, "temp_dir": temp_dir, **agent_ports()})
+            nodes = {
+                "agents": add_node(cluster, num_cpus=2),
+                "ws1": add_node(cluster, num_cpus=0, resources={"workspace": 4}),
+                "ws2": add_node(cluster, num_cpus=0, resources={"workspace": 4}),
+            }
+            cluster.wait_for_nodes()
+            return cluster, nodes
+        except Exception:
+            if attempt == 2:
+                raise
+            stop_processes(temp_dir)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    cluster, nodes = start_cluster()
     ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="WARNING")
     node_ids = {name: node.node_id for name, node in nodes.items()} | {"head": cluster.head_node.node_id}
     yield cluster, node_ids, nodes
