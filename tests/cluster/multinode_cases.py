@@ -54,7 +54,8 @@ def start_cluster():
     from ray.cluster_utils import Cluster
 
     patient()
-    for attempt in range(3):
+    attempts = 6
+    for attempt in range(attempts):
         temp_dir = tempfile.mkdtemp(prefix="qr-mn-")
         try:
             # Explicit ports, never Ray's defaults: other Ray clusters run on this machine.
@@ -69,9 +70,9 @@ def start_cluster():
             cluster.wait_for_nodes()
             return cluster, nodes
         except Exception:
-            if attempt == 2:
-                raise
             stop_processes(temp_dir)
+            if attempt == attempts - 1:
+                raise
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-PATIENCE_S = 120
+PATIENCE_S = 60
 
 
 def patient() -> None:

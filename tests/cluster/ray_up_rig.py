@@ -158,8 +158,9 @@ class Rig:
         # The head's autoscaler reaches the worker with plain `ssh` (Ray drops ssh_proxy_command from
         # the head's copy of the config): on the rig's PATH, ssh goes through the proxy to its port.
         ssh_bin = self.root / "bin" / "ssh"
-        ssh_bin.write_text(f"#!/bin/bash\nexec /usr/bin/ssh -o 'ProxyCommand={sys.executable} "
-                           f"{self.root / 'proxy.py'} %h {self.ssh_port}' \"$@\"\n")
+        # ssh expands ~ with the passwd home, not $HOME: name the head's copy of the key in the rig's.
+        ssh_bin.write_text(f"#!/bin/bash\nexec /usr/bin/ssh -i {self.home / 'ray_bootstrap_key.pem'} "
+                           f"-o 'ProxyCommand={sys.executable} {self.root / 'proxy.py'} %h {self.ssh_port}' \"$@\"\n")
         ssh_bin.chmod(0o755)
         (self.home / ".bashrc").write_text(f"export PATH={self.root / 'bin'}:$PATH\n")
         (self.home / ".bash_profile").write_text("source ~/.bashrc\n")
