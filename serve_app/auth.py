@@ -33,18 +33,18 @@ class ApiKeyAuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys.enabled or _route_path(scope) in PUBLIC_PATHS:
+        if scope["type"] not in ("http", "websocket") or not self.keys.enabled or _route_path(scope) in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
         headers = {name.decode("latin-1").lower(): value.decode("latin-1")
                    for name, value in scope.get("headers", ())}
         key = presented_key(headers)
         if key is None:
-            await _deny(send, 401, "Missing API key: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'.")
+            await _deny(send, 401, "Missing API key: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'.", scope)
             return
         owner = self.keys.owner_of(key)
         if owner is None:
-            await _deny(send, 403, "Invalid API key.")
+            await _deny(send, 403, "Invalid API key.", scope)
             return
         scope.setdefault("state", {})["owner"] = owner
         await self.app(scope, receive, send)
@@ -56,7 +56,11 @@ def _route_path(scope: Scope) -> str:
     return path[len(root):] or "/" if root and path.startswith(root) else path
 
 
-async def _deny(send: Send, status: int, detail: str) -> None:
+async def _deny(send: Send, status: int, detail: str, scope: Scope | None = None) -> None:
+    if scope is not None and scope["type"] == "websocket":
+        # Closing before accepting refuses the handshake (HTTP 403 to the client).
+        await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
+        return
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:

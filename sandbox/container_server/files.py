@@ -65,14 +65,14 @@ def check_path(path) -> None:
     recursion error)."""
     if not isinstance(path, str) or not path or "\x00" in path:
         raise OpError("invalid", f"invalid path {path!r}")
-    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH:
-        raise OpError("invalid", f"path longer than {MAX_PATH} bytes")
     parts = [p for p in path.split("/") if p]
-    if len(parts) > MAX_DEPTH:
-        raise OpError("invalid", f"path deeper than {MAX_DEPTH} levels")
     for part in parts:
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME:
             raise OpError("invalid", f"a name in the path is longer than {MAX_NAME} bytes: {part[:40]!r}...")
+    if len(parts) > MAX_DEPTH:
+        raise OpError("invalid", f"path deeper than {MAX_DEPTH} levels")
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        raise OpError("invalid", f"path longer than {MAX_PATH} bytes")
 
 
 def _lexical(path: str, allowed: tuple[str, ...]) -> str:
