@@ -231,7 +231,8 @@ class WorkspaceService:
 
     async def _info(self) -> WorkspaceInfo:
         info = await asyncio.to_thread(self.deployment.info)
-        if info.status == "running" and self._ready:
+        if info.status == "running" and self._ready and info.disk_usage_bytes is None:
+            # Without a quota disk (whose file system counts for us), walk the tree.
             with contextlib.suppress(Exception):
                 reply = await self._call(wire.DiskUsage(path="."))
                 info = info.model_copy(update={"disk_usage_bytes": reply.bytes})
