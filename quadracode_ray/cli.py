@@ -22,7 +22,7 @@ def _report(line: str) -> None:
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from quadracode_ray.launcher.system import up
 
-    result = up(settings, report=_report)
+    result = up(settings, report=_report, cluster_postgres=args.cluster_postgres)
     out = Console(highlight=False, soft_wrap=True)
     out.print()
     out.print("[bold]Quadracode-Ray is up.[/bold]")
@@ -32,7 +32,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     out.print(f"  Metrics         {result.api_url}/metrics   (Prometheus text: the API and every actor)")
     out.print(f"  Ray dashboard   {result.dashboard_url}   (token: `ray get-auth-token`)")
     out.print(f"  Ray address     {result.ray_address}")
-    where = "embedded, in " + str(settings.embedded_pgdata) if result.embedded_postgres else "external"
+    where = "embedded, in " + str(settings.embedded_pgdata) if result.embedded_postgres else (
+        "the cluster's, on TCP (password in " + str(settings.data_dir / "cluster-postgres.password") + ")"
+        if args.cluster_postgres and not settings.database_url else "external")
     out.print(f"  Postgres        {where}")
     model_note = "  [yellow](no API key set: the built-in scripted model answers)[/yellow]" if result.scripted_model else ""
     out.print(f"  Model           {result.model}{model_note}")
@@ -102,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quadracode-ray", description="An always-on runtime for AI agent work on Ray.")
     parser.add_argument("--version", action="version", version=f"quadracode-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start (or join) Ray, Postgres and the Serve app; print the URLs").set_defaults(func=cmd_up)
+    up = sub.add_parser("up", help="start (or join) Ray, Postgres and the Serve app; print the URLs")
+    up.add_argument("--cluster-postgres", action="store_true",
+                    help="on a cluster's head (cluster.yaml): run Postgres on TCP with a password for every node")
+    up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started; keep the data").set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="say what is running (exit 0 when the system is up, 3 when not)")
     status.add_argument("--json", action="store_true", help="machine-readable output")

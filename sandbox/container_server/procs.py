@@ -341,6 +341,7 @@ class _Pump:
                 if not chunk:
                     self.selector.unregister(key.fileobj)
                     key.fileobj.close()
+                    job.pipe_closed()
                     continue
                 with job.lock:
                     job.outputs[name].add(chunk)
@@ -371,7 +372,15 @@ class Background:
         self.proc = spawn(command, cwd, env)
         self.outputs = {"stdout": _Tail(max_output), "stderr": _Tail(max_output)}
         self.lock = threading.Lock()
+        self.open_pipes = 2
+        self.drained = threading.Event()
         pump().add(self)
+
+    def pipe_closed(self) -> None:
+        with self.lock:
+            self.open_pipes -= 1
+            if not self.open_pipes:
+                self.drained.set()
 
     def describe(self) -> dict:
         code = self.proc.poll()
@@ -382,6 +391,10 @@ class Background:
                 "status": status, "exit_code": shell_code(code), "started_at": self.started_at, "ended_at": self.ended_at}
 
     def poll(self, stdout_offset: int, stderr_offset: int) -> dict:
+        if self.proc.poll() is not None:
+            # Ended: let the pump read what it wrote last (a child still holding the pipes only
+            # delays this, a little).
+            self.drained.wait(timeout=0.5)
         with self.lock:
             out, out_lost = self.outputs["stdout"].since(stdout_offset)
             err, err_lost = self.outputs["stderr"].since(stderr_offset)
