@@ -11,6 +11,8 @@ from sandbox.client import (
     WorkspaceSandboxClient,
     existing_workspace,
     get_workspace,
+    hand_over,
+    restore_workspace,
     workspace_actor,
 )
 from sandbox.events import EventSink, FanOutSink, InMemoryEventSink
@@ -30,6 +32,7 @@ from sandbox.protocol import WorkspaceOperations
 
 __all__ = [
     "DEFAULT_WORKSPACE", "BackgroundOutput", "BackgroundProcess", "EventSink", "ExecOutput", "ExecRequest",
-    "FanOutSink", "InMemoryEventSink", "SandboxActorInfo", "SandboxEvent", "SnapshotDiff", "WorkspaceInfo", "WorkspaceLimits",
-    "WorkspaceOperations", "WorkspaceSandboxClient", "WorkspaceSpec", "existing_workspace", "get_workspace", "workspace_actor",
+    "FanOutSink", "InMemoryEventSink", "SandboxActorInfo", "SandboxEvent", "SnapshotDiff", "WorkspaceInfo",
+    "WorkspaceLimits", "WorkspaceOperations", "WorkspaceSandboxClient", "WorkspaceSpec", "existing_workspace",
+    "get_workspace", "hand_over", "restore_workspace", "workspace_actor",
 ]

@@ -95,9 +95,7 @@ class WorkspaceService:
         self.runtime = ServerRuntime(lambda: deployment.socket_path, self._revive,
                                      secret=lambda: deployment.server_secret,
                                      server_uid=lambda: deployment.server_uid, restart=self._restart_server)
-        self.snapshots = SnapshotStore(
-            settings.data_dir / "snapshots" / settings.sandbox_installation_id, deployment.workspace_id
-        )
+        self.snapshots = SnapshotStore(settings.snapshot_root, deployment.workspace_id)
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._active = 0
@@ -233,7 +231,8 @@ class WorkspaceService:
 
     async def _info(self) -> WorkspaceInfo:
         info = await asyncio.to_thread(self.deployment.info)
-        if info.status == "running" and self._ready:
+        if info.status == "running" and self._ready and info.disk_usage_bytes is None:
+            # Without a quota disk (whose file system counts for us), walk the tree.
             with contextlib.suppress(Exception):
                 reply = await self._call(wire.DiskUsage(path="."))
                 info = info.model_copy(update={"disk_usage_bytes": reply.bytes})

@@ -341,7 +341,7 @@ class _Pump:
                 if not chunk:
                     self.selector.unregister(key.fileobj)
                     key.fileobj.close()
-                    job.stream_closed()
+                    job.pipe_closed()
                     continue
                 with job.lock:
                     job.outputs[name].add(chunk)
@@ -372,15 +372,14 @@ class Background:
         self.proc = spawn(command, cwd, env)
         self.outputs = {"stdout": _Tail(max_output), "stderr": _Tail(max_output)}
         self.lock = threading.Lock()
-        self._open_streams = len(self.outputs)
+        self.open_pipes = 2
         self.drained = threading.Event()
-        """Set once the pump has read both pipes to their end."""
         pump().add(self)
 
-    def stream_closed(self) -> None:
+    def pipe_closed(self) -> None:
         with self.lock:
-            self._open_streams -= 1
-            if self._open_streams == 0:
+            self.open_pipes -= 1
+            if not self.open_pipes:
                 self.drained.set()
 
     def describe(self) -> dict:
@@ -392,11 +391,11 @@ class Background:
                 "status": status, "exit_code": shell_code(code), "started_at": self.started_at, "ended_at": self.ended_at}
 
     def poll(self, stdout_offset: int, stderr_offset: int) -> dict:
-        process = self.describe()  # the status first: "exited" must come with all the output
+        process = self.describe()  # the status first: an "exited" must come with all the output
         if process["status"] != "running":
-            # What it wrote before exiting may still sit in its pipes, not yet read by the pump.
-            # Wait for the pump to reach their end (briefly: a child may hold them open).
-            self.drained.wait(_LINGER)
+            # Ended: let the pump read what it wrote last (a child still holding the pipes only
+            # delays this, a little).
+            self.drained.wait(timeout=0.5)
         with self.lock:
             out, out_lost = self.outputs["stdout"].since(stdout_offset)
             err, err_lost = self.outputs["stderr"].since(stderr_offset)

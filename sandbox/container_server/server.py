@@ -233,7 +233,9 @@ class ContainerServer:
         except (BrokenPipeError, ConnectionResetError, EOFError, procs.ClientGone):
             return False
         except OSError as exc:
-            if exc.errno == errno.E2BIG:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                reply = {"ok": False, "error": {"kind": "no_space", "message": f"no space left in the workspace (its disk quota is full): {exc.filename or ''}"}}
+            elif exc.errno == errno.E2BIG:
                 reply = {"ok": False, "error": {"kind": "invalid", "message": "the command is too long for the kernel (argument list too long)"}}
             else:
                 reply = {"ok": False, "error": {"kind": "os", "message": f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")}}

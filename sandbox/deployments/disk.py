@@ -10,6 +10,7 @@ however fast the writer; nothing polls. Mounting needs the host side to run as r
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -38,9 +39,18 @@ class QuotaDisk:
         return os.path.ismount(self.mountpoint)
 
     def ensure_mounted(self) -> None:
-        """Make (first time) and mount the image; idempotent, and again after a host reboot."""
+        """Make (first time) and mount the image; idempotent, and again after a host reboot.
+        Under a file lock: two workspaces sharing one disk (``/shared``) must not both make or
+        mount it."""
         if self.mounted():
             return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not self.mounted():
+                self._mount()
+
+    def _mount(self) -> None:
         if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
             raise WorkspaceUnavailable(
                 "a workspace disk quota needs the host side to run as root with mkfs.ext4 (it loop-mounts "

@@ -171,6 +171,11 @@ class DockerDeployment:
         """This workspace's own file system (beside its run folder, found again on re-attach)."""
         return QuotaDisk(self.run_dir.parent, self.config.disk_quota_mb)
 
+    @property
+    def shared_disk(self) -> QuotaDisk:
+        """The installation's /shared, bounded the same way (never a workspace id: those start alphanumeric)."""
+        return QuotaDisk(self.run_dir.parent.parent / "_shared", self.config.disk_quota_mb)
+
     @staticmethod
     def _has_disk(container) -> bool:
         return any(m.get("Destination") == "/workspace" and str(m.get("Source", "")).endswith("/disk")
@@ -223,11 +228,12 @@ class DockerDeployment:
             ) from None
         if limits.disk_mb:
             self.disk.ensure_mounted()
-            workspace_mount = str(self.disk.mountpoint)
+            self.shared_disk.ensure_mounted()
+            workspace_mount, shared_mount = str(self.disk.mountpoint), str(self.shared_disk.mountpoint)
         else:
             self._volume(self.volume_name, "workspace-volume")
-            workspace_mount = self.volume_name
-        self._volume(self.shared_volume_name, "shared")
+            self._volume(self.shared_volume_name, "shared")
+            workspace_mount, shared_mount = self.volume_name, self.shared_volume_name
         self._prepare_run_dir()
         labels = self._labels("workspace") | {LABEL_SPEC: limits.model_dump_json()}
         try:
@@ -252,7 +258,7 @@ class DockerDeployment:
                 cpu_shares=self.config.cpu_shares,
                 volumes={
                     workspace_mount: {"bind": "/workspace", "mode": "rw"},
-                    self.shared_volume_name: {"bind": "/shared", "mode": "rw"},
+                    shared_mount: {"bind": "/shared", "mode": "rw"},
                     str(self.run_dir): {"bind": RUN_DIR, "mode": "rw"},
                 },
                 detach=True,
@@ -272,6 +278,7 @@ class DockerDeployment:
         if container.status != "running":
             if self._has_disk(container):
                 self.disk.ensure_mounted()  # after a host reboot, before the bind mount needs it
+                self.shared_disk.ensure_mounted()
             try:
                 container.start()
             except APIError as exc:
