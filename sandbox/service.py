@@ -95,9 +95,7 @@ class WorkspaceService:
         self.runtime = ServerRuntime(lambda: deployment.socket_path, self._revive,
                                      secret=lambda: deployment.server_secret,
                                      server_uid=lambda: deployment.server_uid, restart=self._restart_server)
-        self.snapshots = SnapshotStore(
-            settings.data_dir / "snapshots" / settings.sandbox_installation_id, deployment.workspace_id
-        )
+        self.snapshots = SnapshotStore(settings.snapshot_root, deployment.workspace_id)
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._active = 0
