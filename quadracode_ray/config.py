@@ -300,6 +300,10 @@ class Settings(BaseSettings):
     cron_poll_interval_s: float = Field(
         default=5.0, gt=0, le=3600, description="Longest a due cron waits before an API replica's scheduler fires it."
     )
+    panel_enabled: bool = Field(
+        default=True,
+        description="Serve the Gradio control panel at /ui (a client of this API over HTTP; with API keys on it asks for one).",
+    )
 
     # --- operations ----------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

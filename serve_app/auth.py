@@ -4,7 +4,8 @@ Routes take ``owner: str | None = Depends(current_owner)``, store it on what the
 and, when it is not None, only show and touch rows of that owner.
 
 Auth is on when the ``auth_api_keys`` setting names at least one key. Then every route but
-``/ok`` and ``/health`` needs ``Authorization: Bearer <key>`` or ``X-Api-Key: <key>``:
+``/ok``, ``/health`` and the control panel's pages under ``/ui`` (a client that sends the key
+its user gives it on each of its own API calls) needs ``Authorization: Bearer <key>`` or ``X-Api-Key: <key>``:
 no key is a 401, an unknown key a 403, both JSON ``{"detail": ...}`` as the official server
 answers. ``install_auth(app)`` puts the check in front of the whole FastAPI app.
 """
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from serve_app.auth_keys import ApiKeys, presented_key
 
 PUBLIC_PATHS = frozenset({"/ok", "/health"})
+PUBLIC_PREFIXES = ("/ui/",)
 
 
 async def current_owner(request: Request) -> str | None:
@@ -33,7 +35,9 @@ class ApiKeyAuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.keys.enabled or _route_path(scope) in PUBLIC_PATHS:
+        path = _route_path(scope)
+        if (scope["type"] not in ("http", "websocket") or not self.keys.enabled or path in PUBLIC_PATHS
+                or path == "/ui" or path.startswith(PUBLIC_PREFIXES)):
             await self.app(scope, receive, send)
             return
         headers = {name.decode("latin-1").lower(): value.decode("latin-1")
