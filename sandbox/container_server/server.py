@@ -35,12 +35,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import files  # noqa: E402
 import procs  # noqa: E402
+import tars  # noqa: E402
 import wire  # noqa: E402
 
 HEADER = wire.HEADER
 MAX_JSON = 1 << 20  # requests are small: bodies come as chunks
 MAX_UPLOAD = 64 << 30
-SOURCES = ("files.py", "procs.py", "server.py", "wire.py")
+SOURCES = ("files.py", "procs.py", "server.py", "tars.py", "wire.py")
 
 
 def _source_digest() -> str:
@@ -192,12 +193,12 @@ class ContainerServer:
         if isinstance(req, wire.Copy):
             return wire.FileReply(**files.copy(req.src, req.dst, req.overwrite))
         if isinstance(req, wire.TarCreate):
-            files.tar_create(req.paths, BodyWriter(channel))
+            tars.tar_create(req.paths, BodyWriter(channel))
             return wire.Empty()
         if isinstance(req, wire.TarExtract):
-            return wire.CountReply(count=files.tar_extract(req.dest, body, req.clear))
+            return wire.CountReply(count=tars.tar_extract(req.dest, body, req.clear))
         if isinstance(req, wire.Manifest):
-            return wire.ManifestReply(entries={k: wire.ManifestEntry(**v) for k, v in files.manifest(req.path).items()})
+            return wire.ManifestReply(entries={k: wire.ManifestEntry(**v) for k, v in tars.manifest(req.path).items()})
         if isinstance(req, wire.DiskUsage):
             return wire.DiskUsageReply(bytes=files.disk_usage(req.path))
         raise files.OpError("invalid", f"unknown operation {req.op!r}")  # pragma: no cover
