@@ -21,11 +21,13 @@ from sandbox.models import (
     BackgroundOutput,
     BackgroundProcess,
     ExecOutput,
+    SandboxActorInfo,
     SandboxEvent,
     SnapshotDiff,
     WorkspaceInfo,
     WorkspaceSpec,
 )
+from sandbox.placement import claim_current_node, placement_records
 from sandbox.service import WorkspaceService
 
 ACTOR_NAME_PREFIX = "workspace:"
@@ -40,6 +42,7 @@ def actor_name(workspace_id: str, settings: Settings) -> str:
 class WorkspaceSandbox:
     def __init__(self, workspace_id: str, settings: Settings, spec: WorkspaceSpec | None = None,
                  event_sink: EventSink | None = None):
+        claim_current_node(workspace_id, settings)  # never an empty container on the wrong node
         install_ray_metrics(settings.actor_name_prefix)  # exec and file operation durations reach /metrics and the dashboard
         self._recent = InMemoryEventSink()
         deployment = DockerDeployment(workspace_id, DockerDeploymentConfig.from_settings(settings))
@@ -57,16 +60,18 @@ class WorkspaceSandbox:
 
     async def destroy(self, remove_volume: bool = False) -> None:
         await self.service.destroy(remove_volume=remove_volume)
+        records = placement_records(self.service.settings)
+        if remove_volume and records is not None:
+            records.forget(self.service.workspace_id)  # nothing is left on this node to come back to
 
     async def info(self) -> WorkspaceInfo:
         return await self.service.info()
 
-    def ping(self) -> dict[str, int | str]:
-        """Cheap liveness probe; ``pid`` and ``worker_id`` change when the actor restarts. The
-        worker id is the ``WorkerId`` label of this actor's metrics; the node id says where it runs."""
+    def ping(self) -> SandboxActorInfo:
+        """Cheap liveness probe (answered while Docker calls are in flight)."""
         context = ray.get_runtime_context()
-        return {"workspace_id": self.service.workspace_id, "pid": os.getpid(),
-                "worker_id": context.get_worker_id(), "node_id": context.get_node_id()}
+        return SandboxActorInfo(workspace_id=self.service.workspace_id, pid=os.getpid(),
+                                worker_id=context.get_worker_id(), node_id=context.get_node_id())
 
     def recent_events(self, operation: str | None = None) -> list[SandboxEvent]:
         return self._recent.events(operation)
