@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from quadracode_ray import NAMESPACE
-from sandbox.client import WORKSPACE_RESOURCE
+from sandbox.placement import WORKSPACE_RESOURCE
 from serve_app.context import AppContext
 
 PROBE_TIMEOUT_S = 5.0
