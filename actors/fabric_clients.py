@@ -17,8 +17,8 @@ from actors.fleet_client import FleetActorClient
 from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.fleet import TaskInfo
+from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
 
-DEFAULT_WORKSPACE = "default"
 # Built-in assistants and the clients their graphs take from config["configurable"].
 _CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop"), "agent": ("workspace", "agent_id")}
 

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
 
     # --- HTTP (Ray Serve) -------------------------------------------------------------------
     http_host: str = Field(default="127.0.0.1", description="Interface the Serve HTTP proxy listens on.")
-    http_port: int = Field(default=8000, ge=1, le=65535, description="Port of the LangGraph API and the panel.")
+    http_port: int = Field(default=8000, ge=1, le=65535, description="Port of the LangGraph API.")
     api_replicas: int = Field(default=1, ge=1, le=64, description="Replicas of the API deployment.")
 
     # --- workspaces (Docker) -------------------------------------------------------------------
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
         description="Base URL of an OpenAI-compatible endpoint (vLLM, Ollama, ...).",
     )
 
-    # --- LLM providers and the scripted model (issue 5) ---------------------------------------
+    # --- LLM providers and the scripted model ---------------------------------------------------
     llm_timeout_s: float = Field(
         default=120.0, gt=0, le=3600, description="Timeout of one LLM request in seconds (connect and read)."
     )
@@ -232,10 +232,10 @@ class Settings(BaseSettings):
         description="Import path (module:attr) of a factory(workspace_id, settings) returning the WorkspaceClient agents use.",
     )
     delivery_max_attempts: int = Field(
-        default=5, ge=1, le=100, description="Attempts of an envelope handler before the envelope goes to the dead letters."
+        default=5, ge=1, le=100, description="Attempts of an envelope handler before the envelope goes to the dead letters, and of a run of a user message or an agent's result whose graph raises before the run ends in error."
     )
     delivery_backoff_s: float = Field(
-        default=0.2, ge=0, le=60, description="First retry delay of a failed envelope handler; doubles on each attempt (capped at 30 s)."
+        default=0.2, ge=0, le=60, description="First retry delay of a failed envelope handler or run (as above); doubles on each attempt (capped at 30 s)."
     )
     task_max_attempts: int = Field(
         default=3, ge=1, le=100, description="Agents a delegated task may be given to (after agent deaths) before it fails."

@@ -20,6 +20,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings, load_settings
 from quadracode_ray.interfaces.workspace import (
+    DEFAULT_WORKSPACE,
     ExecResult,
     FileInfo,
     SnapshotInfo,
@@ -38,8 +39,6 @@ from sandbox.models import (
     WorkspaceSpec,
     validate_workspace_id,
 )
-
-DEFAULT_WORKSPACE = "default"
 
 
 def _translate(exc: BaseException, workspace_id: str) -> BaseException:
