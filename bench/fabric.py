@@ -130,7 +130,7 @@ async def run(sizes: list[int], probes: int) -> dict:
     url = pg.start()
     settings = Settings(_env_file=None, database_url=url, data_dir=root, actor_name_prefix="bench-",
                         fleet_max_agents=max(sizes), agent_num_cpus=0.01,
-                        workspace_client_factory="tests.actors.fakes:memory_workspace")
+                        workspace_client_factory="quadracode_ray.testing:fake_workspace")
     prepare_database(settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -34,7 +34,7 @@ import ray  # noqa: E402
 from quadracode_ray import NAMESPACE  # noqa: E402
 from quadracode_ray.config import Settings  # noqa: E402
 from sandbox.client import get_workspace  # noqa: E402
-from sandbox.docker_backend import DockerDeployment  # noqa: E402
+from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig  # noqa: E402
 from sandbox.service import WorkspaceService  # noqa: E402
 
 
@@ -104,7 +104,7 @@ async def main() -> None:
         container = dclient.containers.get(container_name)
 
         rows.append(("actor: exec `echo hi`", await timed_async(lambda: client.exec("echo hi"), args.iterations)))
-        service = WorkspaceService(DockerDeployment("bench", settings), settings)
+        service = WorkspaceService(DockerDeployment("bench", DockerDeploymentConfig.from_settings(settings)), settings)
         rows.append(("in-process service: exec `echo hi`", await timed_async(lambda: service.exec("echo hi"), args.iterations)))
         service.close()
         rows.append(("actor: read_file 1 KiB", await timed_async(lambda: client.read_file("small.txt"), args.iterations)))

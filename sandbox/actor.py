@@ -15,7 +15,7 @@ import ray
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import ExecResult, FileInfo, SnapshotInfo
 from quadracode_ray.ray_metrics import install_ray_metrics
-from sandbox.docker_backend import DockerDeployment
+from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig
 from sandbox.events import EventSink, FanOutSink, InMemoryEventSink
 from sandbox.models import (
     BackgroundOutput,
@@ -42,8 +42,8 @@ class WorkspaceSandbox:
                  event_sink: EventSink | None = None):
         install_ray_metrics(settings.actor_name_prefix)  # exec and file operation durations reach /metrics and the dashboard
         self._recent = InMemoryEventSink()
-        self.service = WorkspaceService(DockerDeployment(workspace_id, settings), settings, spec=spec,
-                                        events=FanOutSink(self._recent, event_sink))
+        deployment = DockerDeployment(workspace_id, DockerDeploymentConfig.from_settings(settings))
+        self.service = WorkspaceService(deployment, settings, spec=spec, events=FanOutSink(self._recent, event_sink))
 
     # lifecycle
     async def ensure(self, spec: WorkspaceSpec | None = None) -> WorkspaceInfo:

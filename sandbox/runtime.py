@@ -1,6 +1,11 @@
 """The runtime half of a backend: talking to the container server inside a workspace over its unix socket.
 
-The socket file lives in a host folder that the container can write to, so it is opened with
+Requests and replies are the typed dataclasses of ``sandbox.container_server.wire``, shared with
+the server. Everything that comes back is treated as hostile: frames are size-checked before
+they are read, every reply is type-checked field by field, and streamed bodies (reads, tars)
+go to a sink with a byte cap instead of being trusted to be small.
+
+The socket file lives in a host folder the container can see, so it is opened with
 O_PATH|O_NOFOLLOW and checked to be a socket before connecting through /proc/self/fd: a
 command in the container that swaps it for a symlink (say, to the Docker socket) gets a clear
 error, not a confused deputy. This also sidesteps the 107-byte limit on socket paths.
@@ -13,7 +18,6 @@ import contextlib
 import json
 import os
 import stat
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -25,10 +29,12 @@ from quadracode_ray.interfaces.workspace import (
     WorkspacePathNotFound,
     WorkspaceUnavailable,
 )
+from sandbox.container_server import wire
 
-HEADER = struct.Struct(">IQ")
-MAX_JSON = 256 << 20
-MAX_BLOB = 4 << 30
+HEADER = wire.HEADER
+MAX_JSON = 64 << 20
+"""The largest JSON reply accepted (a recursive listing of a big tree); more is hostile."""
+MAX_EVENT_BLOB = 1 << 20
 POOL_SIZE = 16
 RETRY_WINDOW_S = 10.0
 """How long a request whose container server went away before taking it is tried again. Not just once: a
@@ -43,6 +49,7 @@ _ERRORS: dict[str, type[WorkspaceError]] = {
     "not_dir": WorkspaceInvalidRequest,
     "not_empty": WorkspaceInvalidRequest,
     "exists": WorkspaceConflict,
+    "no_space": WorkspaceInvalidRequest,
 }
 
 
@@ -54,9 +61,35 @@ class ServerGone(Exception):
         self.sent = sent
 
 
+class HostileReply(WorkspaceUnavailable):
+    """The container server sent something outside the protocol (too big, malformed)."""
+
+
 def error_from(reply: dict) -> WorkspaceError:
-    error = reply.get("error") or {}
-    return _ERRORS.get(error.get("kind"), WorkspaceError)(error.get("message") or "container server error")
+    error = reply.get("error")
+    if not isinstance(error, dict):
+        return HostileReply("the container server sent a failure without an error")
+    kind, message = error.get("kind"), error.get("message")
+    message = message[:4000] if isinstance(message, str) else "container server error"
+    return _ERRORS.get(kind if isinstance(kind, str) else "", WorkspaceError)(message)
+
+
+class BytesSink:
+    """Collects a streamed body in memory, refusing more than ``limit`` bytes."""
+
+    def __init__(self, limit: int, what: str = "reply"):
+        self.limit, self.what, self.data = limit, what, bytearray()
+
+    def reset(self) -> None:
+        self.data = bytearray()
+
+    def write(self, chunk: bytes) -> None:
+        if len(self.data) + len(chunk) > self.limit:
+            raise WorkspaceInvalidRequest(f"the {self.what} is larger than the limit of {self.limit} bytes")
+        self.data += chunk
+
+    def close(self) -> None:
+        pass
 
 
 async def open_socket(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -68,36 +101,64 @@ async def open_socket(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamW
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
             raise WorkspaceUnavailable(f"{path} is not a socket (was it replaced from inside the container?)")
         try:
-            return await asyncio.open_unix_connection(f"/proc/self/fd/{fd}")
+            return await asyncio.open_unix_connection(f"/proc/self/fd/{fd}", limit=1 << 20)
         except OSError as exc:
             raise ServerGone(f"container server at {path} refused the connection: {exc.strerror}", sent=False) from None
     finally:
         os.close(fd)
 
 
+def _body_chunks(body) -> list | None:
+    """An upload as a list of chunk views (bytes-like) or None for a file path (read lazily)."""
+    if isinstance(body, Path):
+        return None
+    view = memoryview(body).cast("B")
+    return [view[i:i + wire.CHUNK] for i in range(0, len(view), wire.CHUNK)]
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
 
-    async def send(self, header: dict, blob: bytes = b"") -> None:
-        raw = json.dumps(header, separators=(",", ":")).encode()
+    async def _write(self, data) -> None:
         try:
-            self.writer.write(HEADER.pack(len(raw), len(blob)) + raw)
-            if blob:
-                self.writer.write(blob)
+            self.writer.write(data)
             await self.writer.drain()
         except (ConnectionError, OSError) as exc:
             raise ServerGone(f"container server connection broke while sending: {exc}", sent=False) from None
 
-    async def receive(self) -> tuple[dict, bytes]:
+    async def send(self, header: dict | None, blob=b"") -> None:
+        raw = json.dumps(header, separators=(",", ":")).encode() if header is not None else b""
+        await self._write(HEADER.pack(len(raw), len(blob)) + raw)
+        if len(blob):
+            await self._write(blob)
+
+    async def send_body(self, body) -> None:
+        """An upload as chunks then the empty chunk; a file is read a chunk at a time."""
+        chunks = _body_chunks(body)
+        if chunks is not None:
+            for chunk in chunks:
+                await self.send(None, chunk)
+        else:
+            with open(body, "rb") as fh:
+                while chunk := await asyncio.to_thread(fh.read, wire.CHUNK):
+                    await self.send(None, chunk)
+        await self.send(None, b"")
+
+    async def receive(self) -> tuple[dict | None, bytes]:
+        """A frame: (header, blob), or (None, chunk) for a chunk of a streamed body."""
         try:
             json_len, blob_len = HEADER.unpack(await self.reader.readexactly(HEADER.size))
-            if json_len > MAX_JSON or blob_len > MAX_BLOB:
-                raise WorkspaceUnavailable("container server sent an oversized frame")
-            header = json.loads(await self.reader.readexactly(json_len))
+            if json_len > MAX_JSON or blob_len > (wire.CHUNK if json_len == 0 else MAX_EVENT_BLOB):
+                raise HostileReply(f"the container server sent an oversized frame ({json_len} + {blob_len} bytes)")
+            header = json.loads(await self.reader.readexactly(json_len)) if json_len else None
             blob = await self.reader.readexactly(blob_len) if blob_len else b""
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             raise ServerGone(f"container server connection broke: {exc}", sent=True) from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HostileReply(f"the container server sent a malformed frame: {exc}") from None
+        if header is not None and not isinstance(header, dict):
+            raise HostileReply("the container server sent a frame that is not an object")
         return header, blob
 
     def alive(self) -> bool:
@@ -149,28 +210,49 @@ class ServerRuntime:
         else:
             conn.close()
 
-    async def call(self, header: dict, blob: bytes = b"", *, timeout: float = 300.0,
-                   idempotent: bool = True) -> tuple[dict, bytes]:
-        """One request and its reply; retried on a fresh connection while the container server is gone
+    async def _exchange(self, conn: _Connection, request: wire.Request, body, sink, timeout: float,
+                        ack: bool):
+        header = request.to_wire() | ({"ack": True} if ack else {})
+        await conn.send(header)
+        if request.upload:
+            await conn.send_body(body if body is not None else b"")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        acknowledged = not ack
+        while True:
+            try:
+                frame, blob = await asyncio.wait_for(conn.receive(), max(deadline - loop.time(), 0.001))
+            except ServerGone as exc:
+                exc.sent = acknowledged
+                raise
+            if frame is None:
+                if sink is None:
+                    raise HostileReply(f"the container server sent a body to {request.op}, which has none")
+                sink.write(blob)
+                continue
+            if frame.get("event") == "accepted":
+                acknowledged = True
+                continue
+            if "ok" not in frame:
+                raise HostileReply(f"the container server sent an unexpected frame during {request.op}")
+            return frame
+
+    async def call(self, request: wire.Request, *, body=None, sink=None, timeout: float = 300.0,
+                   idempotent: bool = True):
+        """One request and its typed reply; retried on a fresh connection while the container server is gone
         (for up to RETRY_WINDOW_S). A non-idempotent request is retried only if the container server never
-        acknowledged it, an idempotent one that reached it once at most."""
+        acknowledged it, an idempotent one that reached it once at most. ``body`` is the upload
+        (bytes-like or a file Path), ``sink`` receives a download (``write``, ``reset``)."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + RETRY_WINDOW_S
         delay = 0.0  # the first retry at once: usually a pooled connection the container server outlived
         resent = False
         while True:
             conn = await self._connect()
+            if sink is not None:
+                sink.reset()
             try:
-                if idempotent:
-                    await conn.send(header, blob)
-                else:
-                    await conn.send(header | {"ack": True}, blob)
-                    try:
-                        await asyncio.wait_for(conn.receive(), timeout)  # the "accepted" frame
-                    except ServerGone as exc:
-                        exc.sent = False
-                        raise
-                reply, out = await asyncio.wait_for(conn.receive(), timeout)
+                final = await self._exchange(conn, request, body, sink, timeout, ack=not idempotent)
             except ServerGone as exc:
                 conn.close()
                 self.close()  # every pooled connection went with the container server
@@ -183,32 +265,42 @@ class ServerRuntime:
                     await asyncio.sleep(delay)
                     delay = min(max(delay * 2, 0.02), 1.0)
                     continue
-                raise WorkspaceUnavailable(f"the container server died during {header.get('op')}: {exc}") from None
+                raise WorkspaceUnavailable(f"the container server died during {request.op}: {exc}") from None
             except BaseException:
-                conn.close()  # timed out or cancelled: the reply may still come, so never reuse
+                conn.close()  # timed out, cancelled or hostile: the rest may still come, so never reuse
                 raise
             self._release(conn)
-            if not reply.get("ok"):
-                raise error_from(reply)
-            return reply, out
+            return self._parse(request, final)
 
-    async def stream(self, header: dict, *, timeout: float) -> AsyncIterator[tuple[dict, bytes]]:
-        """Frames of a streaming request, the final one (with ``ok``) last."""
+    @staticmethod
+    def _parse(request: wire.Request, final: dict):
+        if final.pop("ok") is not True:
+            raise error_from(final)
+        try:
+            return wire.parse_reply(request, final)
+        except wire.WireError as exc:
+            raise HostileReply(f"the container server sent a malformed reply: {exc}") from None
+
+    async def stream(self, request: wire.Exec, *, timeout: float) -> AsyncIterator[tuple[str, bytes] | wire.ExecReply]:
+        """(stream name, bytes) pieces of a streamed exec, then its ExecReply."""
         conn = await self._connect()
         done = False
         try:
-            await conn.send(header)
+            await conn.send(request.to_wire())
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             while True:
                 frame, blob = await asyncio.wait_for(conn.receive(), max(deadline - loop.time(), 0.001))
+                if frame is None:
+                    raise HostileReply("the container server sent a body chunk during an exec")
                 if "ok" in frame:
                     done = True
-                    if not frame["ok"]:
-                        raise error_from(frame)
-                    yield frame, blob
+                    yield self._parse(request, frame)
                     return
-                yield frame, blob
+                stream = frame.get("stream")
+                if frame.get("event") != "output" or stream not in ("stdout", "stderr"):
+                    raise HostileReply("the container server sent an unexpected frame during an exec")
+                yield stream, blob
         except ServerGone as exc:
             raise WorkspaceUnavailable(f"the container server died during a streamed exec: {exc}") from None
         finally:

@@ -24,6 +24,8 @@ from quadracode_ray.interfaces.workspace import (
     SnapshotInfo,
     WorkspaceInvalidRequest,
 )
+from sandbox.container_server import wire
+from sandbox.deployments.base import Deployment
 from sandbox.events import EventSink, InMemoryEventSink
 from sandbox.models import (
     BackgroundOutput,
@@ -35,26 +37,30 @@ from sandbox.models import (
     WorkspaceInfo,
     WorkspaceSpec,
 )
-from sandbox.protocol import Deployment
-from sandbox.runtime import ServerRuntime
+from sandbox.runtime import BytesSink, ServerRuntime
 from sandbox.server_bundle import server_digest
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
 
 log = logging.getLogger(__name__)
 _HOST_SLACK_S = 30.0  # how much longer than an exec's own timeout the host waits for its reply
+MAX_READ_BYTES = 256 << 20
+MAX_DOWNLOAD_BYTES = 4 << 30
 
 
-def _file_info(raw: dict) -> FileInfo:
-    return FileInfo(path=raw["path"], type=raw["type"], size=raw["size"],
-                    mtime=datetime.fromtimestamp(raw["mtime"], UTC))
+def _file_info(raw: wire.FileReply) -> FileInfo:
+    return FileInfo(path=raw.path, type=raw.type, size=raw.size, mtime=datetime.fromtimestamp(raw.mtime, UTC))
 
 
-def _process(raw: dict) -> BackgroundProcess:
+def _process(raw: wire.ProcessReply) -> BackgroundProcess:
     def ts(value):
         return None if value is None else datetime.fromtimestamp(value, UTC)
-    return BackgroundProcess(process_id=raw["process_id"], command=raw["command"], pid=raw["pid"],
-                             status=raw["status"], exit_code=raw["exit_code"],
-                             started_at=ts(raw["started_at"]), ended_at=ts(raw["ended_at"]))
+    return BackgroundProcess(process_id=raw.process_id, command=raw.command, pid=raw.pid,
+                             status=raw.status, exit_code=raw.exit_code,
+                             started_at=ts(raw.started_at), ended_at=ts(raw.ended_at))
+
+
+def _exec_result(raw: wire.ExecReply) -> ExecResult:
+    return ExecResult(**wire.to_dict(raw))
 
 
 class WorkspaceService:
@@ -127,8 +133,8 @@ class WorkspaceService:
 
     async def _check_server_version(self) -> None:
         """A re-attached container server from an older sandbox package is replaced by the current one."""
-        reply, _ = await self.runtime.call({"op": "ping"})
-        if reply.get("version") != server_digest():
+        reply = await self.runtime.call(wire.Ping())
+        if reply.version != server_digest():
             self.runtime.close()
             await asyncio.to_thread(self.deployment.launch_server)
 
@@ -136,8 +142,8 @@ class WorkspaceService:
         """The container server did not answer: re-create or start the container as needed, relaunch it."""
         await asyncio.to_thread(self.deployment.ensure, self.spec)
 
-    async def _call(self, header: dict, blob: bytes = b"", **kwargs) -> tuple[dict, bytes]:
-        return await self.runtime.call(header, blob, **kwargs)
+    async def _call(self, request: wire.Request, **kwargs):
+        return await self.runtime.call(request, **kwargs)
 
     def _start_idle_watch(self) -> None:
         if self.settings.sandbox_idle_stop_s > 0 and self._idle_task is None:
@@ -195,8 +201,8 @@ class WorkspaceService:
         info = await asyncio.to_thread(self.deployment.info)
         if info.status == "running" and self._ready:
             with contextlib.suppress(Exception):
-                reply, _ = await self._call({"op": "disk_usage", "path": "."})
-                info = info.model_copy(update={"disk_usage_bytes": reply["bytes"]})
+                reply = await self._call(wire.DiskUsage(path="."))
+                info = info.model_copy(update={"disk_usage_bytes": reply.bytes})
         return info
 
     async def info(self) -> WorkspaceInfo:
@@ -204,7 +210,8 @@ class WorkspaceService:
             return await self._info()
 
     # --- exec -----------------------------------------------------------------------------------------
-    def _exec_request(self, command: str, cwd: str, env: dict[str, str] | None, timeout: float) -> dict:
+    def _exec_request(self, command: str, cwd: str, env: dict[str, str] | None, timeout: float,
+                      stream: bool = False) -> wire.Exec:
         try:
             req = ExecRequest(command=command, cwd=cwd, env=env or {}, timeout=timeout)
         except ValidationError as exc:
@@ -213,65 +220,62 @@ class WorkspaceService:
             raise WorkspaceInvalidRequest(
                 f"timeout {req.timeout} s exceeds the maximum of {self.settings.sandbox_max_exec_timeout_s} s"
             )
-        return {"op": "exec", "command": req.command, "cwd": req.cwd, "env": req.env, "timeout": req.timeout,
-                "max_output": self.settings.sandbox_output_limit_bytes, "grace": self.settings.sandbox_kill_grace_s}
+        return wire.Exec(command=req.command, cwd=req.cwd, env=req.env, timeout=req.timeout, stream=stream,
+                         max_output=self.settings.sandbox_output_limit_bytes, grace=self.settings.sandbox_kill_grace_s)
 
     async def exec(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None,
                    timeout: float = 60.0) -> ExecResult:
-        header = self._exec_request(command, cwd, env, timeout)
+        request = self._exec_request(command, cwd, env, timeout)
         async with self._op("exec", command=command[:200]):
-            reply, _ = await self._call(header, timeout=timeout + self.settings.sandbox_kill_grace_s + _HOST_SLACK_S,
-                                        idempotent=False)
-            reply.pop("ok", None)
-            return ExecResult(**reply)
+            reply = await self._call(request, timeout=request.timeout + self.settings.sandbox_kill_grace_s + _HOST_SLACK_S,
+                                     idempotent=False)
+            return _exec_result(reply)
 
     async def exec_stream(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None,
                           timeout: float = 60.0) -> AsyncIterator[ExecOutput | ExecResult]:
         """Output as it comes (ExecOutput), then the ExecResult (whose stdout/stderr hold it all)."""
-        header = self._exec_request(command, cwd, env, timeout) | {"stream": True}
+        request = self._exec_request(command, cwd, env, timeout, stream=True)
         async with self._op("exec_stream", command=command[:200]):
-            async for frame, blob in self.runtime.stream(
-                header, timeout=timeout + self.settings.sandbox_kill_grace_s + _HOST_SLACK_S
+            async for item in self.runtime.stream(
+                request, timeout=request.timeout + self.settings.sandbox_kill_grace_s + _HOST_SLACK_S
             ):
-                if "ok" in frame:
-                    frame.pop("ok")
-                    yield ExecResult(**frame)
+                if isinstance(item, wire.ExecReply):
+                    yield _exec_result(item)
                 else:
-                    yield ExecOutput(stream=frame["stream"], data=blob.decode("utf-8", "replace"))
+                    yield ExecOutput(stream=item[0], data=item[1].decode("utf-8", "replace"))
 
     async def start_process(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None) -> BackgroundProcess:
-        header = self._exec_request(command, cwd, env, 1.0)
-        header.update(op="bg_start")
+        checked = self._exec_request(command, cwd, env, 1.0)
+        request = wire.BgStart(command=checked.command, cwd=checked.cwd, env=checked.env, max_output=checked.max_output)
         async with self._op("process_start", command=command[:200]):
-            reply, _ = await self._call(header, idempotent=False)
-            return _process(reply)
+            return _process(await self._call(request, idempotent=False))
 
     async def poll_process(self, process_id: str, *, stdout_offset: int = 0, stderr_offset: int = 0) -> BackgroundOutput:
         async with self._op("process_poll", process_id=process_id):
-            reply, _ = await self._call({"op": "bg_poll", "process_id": process_id,
-                                         "stdout_offset": stdout_offset, "stderr_offset": stderr_offset})
-            return BackgroundOutput(process=_process(reply["process"]), stdout=reply["stdout"], stderr=reply["stderr"],
-                                    stdout_offset=reply["stdout_offset"], stderr_offset=reply["stderr_offset"],
-                                    truncated=reply["truncated"])
+            reply = await self._call(wire.BgPoll(process_id=process_id, stdout_offset=stdout_offset,
+                                                 stderr_offset=stderr_offset))
+            return BackgroundOutput(process=_process(reply.process), stdout=reply.stdout, stderr=reply.stderr,
+                                    stdout_offset=reply.stdout_offset, stderr_offset=reply.stderr_offset,
+                                    truncated=reply.truncated)
 
     async def kill_process(self, process_id: str) -> BackgroundProcess:
         async with self._op("process_kill", process_id=process_id):
-            reply, _ = await self._call({"op": "bg_kill", "process_id": process_id,
-                                         "grace": self.settings.sandbox_kill_grace_s})
-            return _process(reply)
+            return _process(await self._call(wire.BgKill(process_id=process_id, grace=self.settings.sandbox_kill_grace_s)))
 
     async def list_processes(self) -> list[BackgroundProcess]:
         async with self._op("process_list"):
             return await self._running_processes()
 
     async def _running_processes(self) -> list[BackgroundProcess]:
-        reply, _ = await self._call({"op": "bg_list"})
-        return [_process(p) for p in reply["processes"]]
+        reply = await self._call(wire.BgList())
+        return [_process(p) for p in reply.processes]
 
     # --- files --------------------------------------------------------------------------------------------
     async def read_file(self, path: str) -> bytes:
         async with self._op("read_file", path=path):
-            return (await self._call({"op": "read", "path": path}))[1]
+            sink = BytesSink(MAX_READ_BYTES, f"file {path!r}")
+            await self._call(wire.Read(path=path, max_bytes=MAX_READ_BYTES), sink=sink)
+            return bytes(sink.data)
 
     async def read_text(self, path: str, encoding: str = "utf-8") -> str:
         data = await self.read_file(path)
@@ -286,49 +290,51 @@ class WorkspaceService:
         if not isinstance(data, bytes | bytearray):
             raise WorkspaceInvalidRequest(f"write_file needs bytes or str, not {type(data).__name__}")
         async with self._op("write_file", path=path, size=len(data)):
-            reply, _ = await self._call({"op": "write", "path": path, "mode": mode}, bytes(data))
-            return _file_info(reply)
+            return _file_info(await self._call(wire.Write(path=path, mode=mode), body=data))
 
     async def list_files(self, path: str = ".", *, recursive: bool = False) -> list[FileInfo]:
         async with self._op("list_files", path=path, recursive=recursive):
-            reply, _ = await self._call({"op": "list", "path": path, "recursive": recursive})
-            return [_file_info(e) for e in reply["entries"]]
+            reply = await self._call(wire.ListDir(path=path, recursive=recursive))
+            return [_file_info(e) for e in reply.entries]
 
     async def stat(self, path: str) -> FileInfo:
         async with self._op("stat", path=path):
-            return _file_info((await self._call({"op": "stat", "path": path}))[0])
+            return _file_info(await self._call(wire.Stat(path=path)))
 
     async def delete(self, path: str, *, recursive: bool = False) -> None:
         async with self._op("delete", path=path, recursive=recursive):
-            await self._call({"op": "delete", "path": path, "recursive": recursive})
+            await self._call(wire.Delete(path=path, recursive=recursive))
 
     async def mkdir(self, path: str, *, parents: bool = True, exist_ok: bool = True) -> FileInfo:
         async with self._op("mkdir", path=path):
-            return _file_info((await self._call({"op": "mkdir", "path": path, "parents": parents, "exist_ok": exist_ok}))[0])
+            return _file_info(await self._call(wire.Mkdir(path=path, parents=parents, exist_ok=exist_ok)))
 
     async def move(self, src: str, dst: str, *, overwrite: bool = False) -> FileInfo:
         async with self._op("move", src=src, dst=dst):
-            return _file_info((await self._call({"op": "move", "src": src, "dst": dst, "overwrite": overwrite}))[0])
+            return _file_info(await self._call(wire.Move(src=src, dst=dst, overwrite=overwrite)))
 
     async def copy(self, src: str, dst: str, *, overwrite: bool = False) -> FileInfo:
         """Copy a file or folder; either side may be under /shared (hand-over between workspaces)."""
         async with self._op("copy", src=src, dst=dst):
-            return _file_info((await self._call({"op": "copy", "src": src, "dst": dst, "overwrite": overwrite}))[0])
+            return _file_info(await self._call(wire.Copy(src=src, dst=dst, overwrite=overwrite)))
 
     async def upload_tar(self, data: bytes, dest: str = ".") -> int:
         """Extract a tar under ``dest``; every member is vetted first. Returns the member count."""
         async with self._op("upload", dest=dest, size=len(data)):
-            return (await self._call({"op": "tar_extract", "dest": dest}, bytes(data)))[0]["count"]
+            return (await self._call(wire.TarExtract(dest=dest), body=data)).count
 
     async def download_tar(self, paths: list[str] | None = None) -> bytes:
         async with self._op("download"):
-            return (await self._call({"op": "tar_create", "paths": list(paths or ["."])}))[1]
+            sink = BytesSink(MAX_DOWNLOAD_BYTES, "download")
+            await self._call(wire.TarCreate(paths=list(paths or ["."])), sink=sink)
+            return bytes(sink.data)
 
     # --- snapshots --------------------------------------------------------------------------------------
     async def snapshot(self, label: str | None = None) -> SnapshotInfo:
         async with self._op("snapshot", label=label):
-            _, data = await self._call({"op": "tar_create", "paths": ["/workspace"]})
-            return await asyncio.to_thread(self.snapshots.save, data, label)
+            sink = BytesSink(MAX_DOWNLOAD_BYTES, "snapshot")
+            await self._call(wire.TarCreate(paths=["."]), sink=sink)
+            return await asyncio.to_thread(self.snapshots.save, bytes(sink.data), label)
 
     async def list_snapshots(self) -> list[SnapshotInfo]:
         async with self._op("snapshot_list", ensure=False):
@@ -338,14 +344,15 @@ class WorkspaceService:
         async with self._op("snapshot_diff", snapshot_id=snapshot_id):
             _, data = await asyncio.to_thread(self.snapshots.load, snapshot_id)
             then = await asyncio.to_thread(tar_manifest, data)
-            now = (await self._call({"op": "manifest", "path": "/workspace"}))[0]["entries"]
+            reply = await self._call(wire.Manifest(path="."))
+            now = {name: wire.to_dict(entry) for name, entry in reply.entries.items()}
             return diff_manifests(snapshot_id, then, now)
 
     async def restore_snapshot(self, snapshot_id: str) -> SnapshotInfo:
         """Make /workspace exactly what it was at the snapshot (files added since are removed)."""
         async with self._op("snapshot_restore", snapshot_id=snapshot_id):
             info, data = await asyncio.to_thread(self.snapshots.load, snapshot_id)
-            await self._call({"op": "tar_extract", "dest": "/workspace", "clear": True}, data, idempotent=True)
+            await self._call(wire.TarExtract(dest=".", clear=True), body=data, idempotent=True)
             return info
 
     async def delete_snapshot(self, snapshot_id: str) -> None:

@@ -2,9 +2,10 @@
 
 They implement the interfaces in ``quadracode_ray.interfaces`` faithfully enough for unit
 tests of graphs, tools and API code; the real implementations live in the sandbox and actor
-layers and run their own suites.
+layers. ``FakeWorkspace`` runs the base workspace conformance set
+(``sandbox.testing.conformance.WorkspaceClientConformance``) as the real sandboxes do.
 """
 
-from quadracode_ray.testing.fakes import FakeDelegation, FakeFleet, FakeWorkspace
+from quadracode_ray.testing.fakes import FakeDelegation, FakeFleet, FakeWorkspace, fake_workspace
 
-__all__ = ["FakeDelegation", "FakeFleet", "FakeWorkspace"]
+__all__ = ["FakeDelegation", "FakeFleet", "FakeWorkspace", "fake_workspace"]

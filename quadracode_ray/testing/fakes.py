@@ -27,9 +27,12 @@ from quadracode_ray.interfaces import (
     SnapshotInfo,
     TaskInfo,
     TaskResult,
-    WorkspaceError,
 )
-from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
+from quadracode_ray.interfaces.workspace import (
+    DEFAULT_WORKSPACE,
+    WorkspaceInvalidRequest,
+    WorkspacePathNotFound,
+)
 
 CommandHandler = Callable[[str], Awaitable[ExecResult] | ExecResult]
 
@@ -140,7 +143,7 @@ class FakeWorkspace:
     async def read_file(self, path: str) -> bytes:
         key = self._norm(path)
         if key not in self.files:
-            raise WorkspaceError(f"no such file: {path}")
+            raise WorkspacePathNotFound(f"no such file: {path}")
         return self.files[key]
 
     async def write_file(self, path: str, data: bytes | str) -> FileInfo:
@@ -167,9 +170,9 @@ class FakeWorkspace:
         key = self._norm(path)
         inside = [k for k in self.files if k.startswith(key + "/")]
         if inside and not recursive:
-            raise WorkspaceError(f"{path} is a folder; pass recursive=True")
+            raise WorkspaceInvalidRequest(f"{path} is a folder that is not empty; pass recursive=True")
         if key not in self.files and not inside:
-            raise WorkspaceError(f"no such file: {path}")
+            raise WorkspacePathNotFound(f"no such file: {path}")
         for k in [key, *inside]:
             self.files.pop(k, None)
 
@@ -179,6 +182,12 @@ class FakeWorkspace:
                             created_at=_now(), sha256=digest, size=sum(map(len, self.files.values())), label=label)
         self.snapshots.append(info)
         return info
+
+
+def fake_workspace(workspace_id: str, settings: object = None) -> FakeWorkspace:
+    """A ``workspace_client_factory`` (``quadracode_ray.testing.fakes:fake_workspace``): actors
+    of a test installation get an in-memory workspace each instead of a sandbox."""
+    return FakeWorkspace(workspace_id)
 
 
 class FakeFleet:

@@ -4,12 +4,13 @@ The sandbox actor talks to it instead of paying for a ``docker exec`` per comman
 — a round trip here is a few hundred microseconds plus the command itself. Stdlib only; copied
 into the container at creation time and started with one ``docker exec``.
 
-Wire format, both directions: ``>IQ`` header (JSON length, blob length), the JSON, the blob.
-A connection carries any number of requests, one at a time; the client opens several
-connections for concurrency. ``exec`` with ``stream: true`` answers with ``output`` frames
+Requests and replies are the dataclasses of ``wire.py`` (shared with the host), framed as it
+describes. A connection carries any number of requests, one at a time; the client opens
+several connections for concurrency. ``Exec(stream=True)`` answers with ``output`` frames
 (blob = bytes) before its final frame; a request with ``ack: true`` first gets an ``accepted``
-frame, so the client knows whether a broken connection may have run it. Every final frame has ``ok``; failures carry
-``error: {kind, message}``.
+frame, so the client knows whether a broken connection may have run it. Uploads (write,
+tar_extract) and downloads (read, tar_create) travel as chunks, never whole in memory. Every
+final frame has ``ok``; failures carry ``error: {kind, message}``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 
@@ -29,16 +29,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import files  # noqa: E402
 import procs  # noqa: E402
+import wire  # noqa: E402
 
-HEADER = struct.Struct(">IQ")
-MAX_JSON = 64 << 20
-MAX_BLOB = 4 << 30
+HEADER = wire.HEADER
+MAX_JSON = 1 << 20  # requests are small: bodies come as chunks
+MAX_UPLOAD = 64 << 30
+SOURCES = ("files.py", "procs.py", "server.py", "wire.py")
 
 
 def _source_digest() -> str:
     digest = hashlib.sha256()
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("files.py", "procs.py", "server.py"):
+    for name in SOURCES:
         with open(os.path.join(here, name), "rb") as fh:
             digest.update(fh.read())
     return digest.hexdigest()
@@ -54,17 +56,82 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return bytes(buf)
 
 
-def recv_frame(sock: socket.socket) -> tuple[dict, bytes]:
+def recv_frame(sock: socket.socket) -> tuple[dict | None, bytes]:
+    """A frame: (header, blob), or (None, blob) for a chunk of a streamed body."""
     json_len, blob_len = HEADER.unpack(_recv_exact(sock, HEADER.size))
-    if json_len > MAX_JSON or blob_len > MAX_BLOB:
+    if json_len > MAX_JSON or blob_len > wire.CHUNK:
         raise EOFError
-    header = json.loads(_recv_exact(sock, json_len))
+    header = json.loads(_recv_exact(sock, json_len)) if json_len else None
+    if header is not None and not isinstance(header, dict):
+        raise EOFError
     return header, _recv_exact(sock, blob_len) if blob_len else b""
 
 
-def send_frame(sock: socket.socket, header: dict, blob: bytes = b"") -> None:
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    sock.sendall(HEADER.pack(len(raw), len(blob)) + raw + blob)
+class Channel:
+    """One connection; frames are sent whole under a lock (output events come from a reader)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.lock = threading.Lock()
+
+    def send(self, header: dict | None, blob: bytes = b"") -> None:
+        raw = json.dumps(header, separators=(",", ":")).encode() if header is not None else b""
+        with self.lock:
+            self.sock.sendall(HEADER.pack(len(raw), len(blob)) + raw)
+            if blob:
+                self.sock.sendall(blob)
+
+
+class BodyReader:
+    """The chunks of an uploaded body as a read-only file, up to ``limit`` bytes."""
+
+    def __init__(self, sock: socket.socket, limit: int = MAX_UPLOAD):
+        self.sock, self.limit, self.total, self.done, self.buffer = sock, limit, 0, False, b""
+
+    def _next(self) -> bytes:
+        header, blob = recv_frame(self.sock)
+        if header is not None:
+            raise EOFError  # a new request before the body ended: the client is broken
+        if not blob:
+            self.done = True
+        self.total += len(blob)
+        if self.total > self.limit:
+            raise files.OpError("invalid", f"upload larger than {self.limit} bytes")
+        return blob
+
+    def read(self, size: int = -1) -> bytes:
+        while not self.done and (size < 0 or len(self.buffer) < size):
+            self.buffer += self._next()
+        if size < 0:
+            size = len(self.buffer)
+        out, self.buffer = self.buffer[:size], self.buffer[size:]
+        return out
+
+    def drain(self) -> None:
+        """Read to the end of the body, so the connection is ready for the next request."""
+        self.buffer = b""
+        while not self.done:
+            self._next()
+
+
+class BodyWriter:
+    """A write-only file whose bytes go out as chunks; ``close`` sends the final empty chunk."""
+
+    def __init__(self, channel: Channel):
+        self.channel, self.buffer = channel, bytearray()
+
+    def write(self, data) -> int:
+        self.buffer += data
+        while len(self.buffer) >= wire.CHUNK:
+            self.channel.send(None, bytes(self.buffer[:wire.CHUNK]))
+            del self.buffer[:wire.CHUNK]
+        return len(data)
+
+    def close(self) -> None:
+        if self.buffer:
+            self.channel.send(None, bytes(self.buffer))
+            self.buffer.clear()
+        self.channel.send(None, b"")
 
 
 class ContainerServer:
@@ -73,91 +140,96 @@ class ContainerServer:
         self.version = _source_digest()
 
     def _cwd(self, cwd: str) -> str:
-        real = files.resolve(cwd or ".", roots=(files.WORKSPACE,))
-        if not os.path.isdir(real):
-            raise files.OpError("not_found", f"working directory {cwd!r} does not exist")
-        return real
+        return files.working_dir(cwd)
 
-    def handle(self, sock: socket.socket, req: dict, blob: bytes) -> tuple[dict, bytes]:
-        op = req.get("op")
-        if op == "ping":
-            return {"pid": os.getpid(), "version": self.version}, b""
-        if op == "exec":
-            cwd = self._cwd(req.get("cwd", "."))
+    def handle(self, channel: Channel, req: wire.Request, body: BodyReader | None):
+        if isinstance(req, wire.Ping):
+            return wire.PingReply(pid=os.getpid(), version=self.version)
+        if isinstance(req, wire.Exec):
             on_output = None
-            if req.get("stream"):
+            if req.stream:
                 def on_output(stream: str, data: bytes) -> None:
-                    send_frame(sock, {"event": "output", "stream": stream}, data)
-            result = procs.run(req["command"], cwd, req.get("env") or {}, float(req["timeout"]),
-                               int(req["max_output"]), float(req.get("grace", 2.0)), on_output, client=sock)
-            return result, b""
-        if op == "bg_start":
-            cwd = self._cwd(req.get("cwd", "."))
-            return self.background.start(req["command"], cwd, req.get("env") or {}, int(req["max_output"])), b""
-        if op in ("bg_poll", "bg_kill"):
+                    channel.send({"event": "output", "stream": stream}, data)
+            result = procs.run(req.command, self._cwd(req.cwd), req.env, req.timeout, req.max_output,
+                               req.grace, on_output, client=channel.sock)
+            return wire.ExecReply(**result)
+        if isinstance(req, wire.BgStart):
+            return wire.ProcessReply(**self.background.start(req.command, self._cwd(req.cwd), req.env, req.max_output))
+        if isinstance(req, wire.BgPoll | wire.BgKill):
             try:
-                job = self.background.get(req["process_id"])
+                job = self.background.get(req.process_id)
             except KeyError:
-                raise files.OpError("not_found", f"no background process {req['process_id']!r}") from None
-            if op == "bg_poll":
-                return job.poll(int(req.get("stdout_offset", 0)), int(req.get("stderr_offset", 0))), b""
-            return job.kill(float(req.get("grace", 2.0))), b""
-        if op == "bg_list":
-            return {"processes": self.background.list()}, b""
-        if op == "read":
-            return {}, files.read(req["path"])
-        if op == "write":
-            return files.write(req["path"], blob, req.get("mode")), b""
-        if op == "stat":
-            return files.stat_path(req["path"]), b""
-        if op == "list":
-            return {"entries": files.listing(req["path"], bool(req.get("recursive")))}, b""
-        if op == "delete":
-            files.delete(req["path"], bool(req.get("recursive")))
-            return {}, b""
-        if op == "mkdir":
-            return files.mkdir(req["path"], bool(req.get("parents", True)), bool(req.get("exist_ok", True))), b""
-        if op == "move":
-            return files.move(req["src"], req["dst"], bool(req.get("overwrite"))), b""
-        if op == "copy":
-            return files.copy(req["src"], req["dst"], bool(req.get("overwrite"))), b""
-        if op == "tar_create":
-            return {}, files.tar_create(list(req["paths"]))
-        if op == "tar_extract":
-            return {"count": files.tar_extract(req["dest"], blob, bool(req.get("clear")))}, b""
-        if op == "manifest":
-            return {"entries": files.manifest(req.get("path", "."))}, b""
-        if op == "disk_usage":
-            return {"bytes": files.disk_usage(req.get("path", "."))}, b""
-        raise files.OpError("invalid", f"unknown operation {op!r}")
+                raise files.OpError("not_found", f"no background process {req.process_id!r}") from None
+            if isinstance(req, wire.BgPoll):
+                polled = job.poll(req.stdout_offset, req.stderr_offset)
+                return wire.PollReply(**(polled | {"process": wire.ProcessReply(**polled["process"])}))
+            return wire.ProcessReply(**job.kill(req.grace))
+        if isinstance(req, wire.BgList):
+            return wire.ProcessListReply(processes=[wire.ProcessReply(**p) for p in self.background.list()])
+        if isinstance(req, wire.Read):
+            files.read(req.path, req.max_bytes, BodyWriter(channel))
+            return wire.Empty()
+        if isinstance(req, wire.Write):
+            return wire.FileReply(**files.write(req.path, body, req.mode))
+        if isinstance(req, wire.Stat):
+            return wire.FileReply(**files.stat_path(req.path))
+        if isinstance(req, wire.ListDir):
+            return wire.ListReply(entries=[wire.FileReply(**e) for e in files.listing(req.path, req.recursive)])
+        if isinstance(req, wire.Delete):
+            files.delete(req.path, req.recursive)
+            return wire.Empty()
+        if isinstance(req, wire.Mkdir):
+            return wire.FileReply(**files.mkdir(req.path, req.parents, req.exist_ok))
+        if isinstance(req, wire.Move):
+            return wire.FileReply(**files.move(req.src, req.dst, req.overwrite))
+        if isinstance(req, wire.Copy):
+            return wire.FileReply(**files.copy(req.src, req.dst, req.overwrite))
+        if isinstance(req, wire.TarCreate):
+            files.tar_create(req.paths, BodyWriter(channel))
+            return wire.Empty()
+        if isinstance(req, wire.TarExtract):
+            return wire.CountReply(count=files.tar_extract(req.dest, body, req.clear))
+        if isinstance(req, wire.Manifest):
+            return wire.ManifestReply(entries={k: wire.ManifestEntry(**v) for k, v in files.manifest(req.path).items()})
+        if isinstance(req, wire.DiskUsage):
+            return wire.DiskUsageReply(bytes=files.disk_usage(req.path))
+        raise files.OpError("invalid", f"unknown operation {req.op!r}")  # pragma: no cover
 
     def serve_connection(self, sock: socket.socket) -> None:
+        channel = Channel(sock)
         with sock:
             while True:
                 try:
-                    req, blob = recv_frame(sock)
+                    header, _blob = recv_frame(sock)
                 except (EOFError, OSError, ValueError):
                     return
+                if header is None:
+                    return  # a chunk where a request belongs: the client is broken
+                body = None
                 try:
-                    if req.get("ack"):
+                    ack = header.pop("ack", False) is True
+                    req = wire.parse_request(header)
+                    body = BodyReader(sock) if req.upload else None
+                    if ack:
                         # Tells the client the request got here: if the connection breaks before
                         # this frame, retrying cannot run a command twice.
-                        send_frame(sock, {"event": "accepted"})
-                    reply, out = self.handle(sock, req, blob)
-                    reply["ok"] = True
+                        channel.send({"event": "accepted"})
+                    reply = {"ok": True, **wire.to_dict(self.handle(channel, req, body))}
                 except files.OpError as exc:
-                    reply, out = {"ok": False, "error": {"kind": exc.kind, "message": exc.message}}, b""
-                except (KeyError, TypeError, ValueError) as exc:
-                    reply, out = {"ok": False, "error": {"kind": "invalid", "message": f"bad request: {exc}"}}, b""
-                except (BrokenPipeError, ConnectionResetError, procs.ClientGone):
+                    reply = {"ok": False, "error": {"kind": exc.kind, "message": exc.message}}
+                except (wire.WireError, KeyError, TypeError, ValueError) as exc:
+                    reply = {"ok": False, "error": {"kind": "invalid", "message": f"bad request: {exc}"}}
+                except (BrokenPipeError, ConnectionResetError, EOFError, procs.ClientGone):
                     return
                 except OSError as exc:
-                    reply, out = {"ok": False, "error": {"kind": "os", "message": f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")}}, b""
+                    reply = {"ok": False, "error": {"kind": "os", "message": f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")}}
                 except Exception as exc:  # keep serving: one bad request must not kill the container server
-                    reply, out = {"ok": False, "error": {"kind": "internal", "message": f"{type(exc).__name__}: {exc}"}}, b""
+                    reply = {"ok": False, "error": {"kind": "internal", "message": f"{type(exc).__name__}: {exc}"}}
                 try:
-                    send_frame(sock, reply, out)
-                except OSError:
+                    if body is not None:
+                        body.drain()  # a failed upload's remaining chunks, so the next frame is a request
+                    channel.send(reply)
+                except (OSError, EOFError, files.OpError):
                     return
 
 
@@ -182,7 +254,10 @@ def _take_over(lock_path: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Quadracode container server")
     parser.add_argument("--socket", required=True)
+    parser.add_argument("--workspace-root", default="/workspace", help="the folder exec and paths are relative to")
+    parser.add_argument("--shared-root", default="/shared", help="the folder shared between workspaces")
     args = parser.parse_args(argv)
+    files.configure(args.workspace_root, args.shared_root, None)
     os.umask(0o022)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     lock_fd = _take_over(args.socket + ".lock")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox.docker_backend import LABEL_INSTALLATION
+from sandbox.deployments.docker import LABEL_INSTALLATION
 
 
 def remove_installation(installation_id: str, docker_client=None) -> int:

@@ -1,8 +1,17 @@
-"""The conformance suite every sandbox backend runs.
+"""The conformance suites every workspace implementation runs, as LangGraph does it: a base set
+for what graphs and tools use, and an extended set for the whole sandbox API.
 
-Subclass ``SandboxConformance`` in a test module and provide a ``sandbox`` fixture returning
-something with the sandbox API (a ``WorkspaceSandboxClient`` or a ``WorkspaceService``) on a
-running, hardened workspace whose output cap is ``output_limit`` bytes::
+- ``WorkspaceClientConformance`` (base): the ``WorkspaceClient`` operations (exec of simple
+  commands, files, paths that escape, snapshot). The shipped in-memory ``FakeWorkspace`` runs it,
+  and so does every real backend (the extended set includes it).
+- ``SandboxConformance`` (extended): every operation of ``sandbox.protocol.WorkspaceOperations``
+  with real processes: timeouts that kill whole trees, output caps, streams, background jobs,
+  symlink escapes, tars, snapshots. The Docker deployment (actor and in-process service) and the
+  local deployment run it.
+
+Subclass one in a test module and provide a ``sandbox`` fixture returning the implementation
+on a running workspace; for the extended set, say where its roots are and which uid its
+commands run as when they differ from a workspace container's::
 
     class TestMyBackend(SandboxConformance):
         output_limit = 65536
@@ -27,7 +36,9 @@ import pytest
 
 from quadracode_ray.interfaces.workspace import (
     ExecResult,
+    FileInfo,
     PathEscapeError,
+    SnapshotInfo,
     SnapshotNotFound,
     WorkspaceClient,
     WorkspaceConflict,
@@ -35,6 +46,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspacePathNotFound,
 )
 from sandbox.models import ExecOutput
+from sandbox.protocol import WorkspaceOperations
 
 
 def tar_of(entries: dict[str, bytes]) -> bytes:
@@ -58,17 +70,106 @@ async def poll_until(probe, predicate, *, deadline_s: float = 10.0):
         await asyncio.sleep(0.05)
 
 
-class SandboxConformance:
-    output_limit: int = 1 << 20
+class WorkspaceClientConformance:
+    """The base set: what a ``WorkspaceClient`` must do, with commands any implementation runs
+    (``echo``, ``true``, ``false``, ``sleep``, ``cat``, ``python3`` on a file of ``print`` lines)."""
 
     @pytest.fixture
     def folder(self) -> str:
         return f"t-{uuid.uuid4().hex[:10]}"
 
-    # --- the interface ---------------------------------------------------------------------------
     async def test_implements_workspace_client(self, sandbox):
         assert isinstance(sandbox, WorkspaceClient)
         assert sandbox.workspace_id
+
+    async def test_exec_reports_output_and_exit_codes(self, sandbox):
+        result = await sandbox.exec("echo hello")
+        assert isinstance(result, ExecResult)
+        assert (result.exit_code, result.stdout, result.stderr, result.timed_out) == (0, "hello\n", "", False)
+        assert result.duration_ms >= 0
+        assert (await sandbox.exec("true")).exit_code == 0
+        assert (await sandbox.exec("false")).exit_code == 1
+
+    async def test_exec_timeout_is_reported_not_raised(self, sandbox):
+        result = await sandbox.exec("sleep 30", timeout=0.3)
+        assert result.timed_out and result.exit_code is None
+
+    async def test_exec_runs_files_written_to_the_workspace(self, sandbox, folder):
+        await sandbox.write_file(f"{folder}/hello.py", "print('hi')\nprint(3)\n")
+        assert (await sandbox.exec(f"python3 {folder}/hello.py")).stdout == "hi\n3\n"
+        assert (await sandbox.exec(f"cat {folder}/hello.py")).stdout == "print('hi')\nprint(3)\n"
+
+    async def test_write_then_read_bytes_and_text(self, sandbox, folder):
+        payload = bytes(range(256)) * 4
+        info = await sandbox.write_file(f"{folder}/deep/blob.bin", payload)
+        assert isinstance(info, FileInfo)
+        assert (info.path, info.type, info.size) == (f"{folder}/deep/blob.bin", "file", len(payload))
+        assert await sandbox.read_file(f"{folder}/deep/blob.bin") == payload
+        await sandbox.write_file(f"{folder}/t.txt", "héllo")
+        await sandbox.write_file(f"{folder}/t.txt", "héllo again")  # replaces
+        assert await sandbox.read_file(f"{folder}/t.txt") == "héllo again".encode()
+
+    async def test_missing_paths_raise_path_not_found(self, sandbox, folder):
+        with pytest.raises(WorkspacePathNotFound):
+            await sandbox.read_file(f"{folder}/missing.txt")
+        with pytest.raises(WorkspacePathNotFound):
+            await sandbox.delete(f"{folder}/missing.txt")
+
+    async def test_list_files_top_level_and_recursive(self, sandbox, folder):
+        await sandbox.write_file(f"{folder}/a/x.txt", b"x")
+        await sandbox.write_file(f"{folder}/b.txt", b"bb")
+        top = sorted((e.path, e.type) for e in await sandbox.list_files(folder))
+        assert top == [(f"{folder}/a", "dir"), (f"{folder}/b.txt", "file")]
+        everything = {e.path: e for e in await sandbox.list_files(folder, recursive=True)}
+        assert {f"{folder}/a/x.txt", f"{folder}/b.txt"} <= set(everything)
+        assert everything[f"{folder}/b.txt"].size == 2
+
+    async def test_delete_files_and_folders(self, sandbox, folder):
+        await sandbox.write_file(f"{folder}/one.txt", b"1")
+        await sandbox.write_file(f"{folder}/sub/two.txt", b"2")
+        await sandbox.delete(f"{folder}/one.txt")
+        with pytest.raises(WorkspacePathNotFound):
+            await sandbox.read_file(f"{folder}/one.txt")
+        with pytest.raises(WorkspaceInvalidRequest):
+            await sandbox.delete(f"{folder}/sub")  # a folder with files needs recursive=True
+        assert await sandbox.read_file(f"{folder}/sub/two.txt") == b"2"
+        await sandbox.delete(f"{folder}/sub", recursive=True)
+        assert await sandbox.list_files(folder) == []
+
+    async def test_paths_leaving_the_workspace_are_refused(self, sandbox, folder):
+        attempts = [
+            lambda: sandbox.read_file("../outside.txt"),
+            lambda: sandbox.read_file(f"{folder}/../../outside.txt"),
+            lambda: sandbox.read_file("/etc/passwd"),
+            lambda: sandbox.write_file("../outside.txt", b"x"),
+            lambda: sandbox.write_file("/tmp/outside.txt", b"x"),
+            lambda: sandbox.list_files(".."),
+            lambda: sandbox.delete("../outside.txt"),
+        ]
+        for attempt in attempts:
+            with pytest.raises(PathEscapeError):
+                await attempt()
+
+    async def test_snapshot_describes_itself(self, sandbox, folder):
+        await sandbox.write_file(f"{folder}/kept.txt", b"kept")
+        snap = await sandbox.snapshot("before")
+        assert isinstance(snap, SnapshotInfo)
+        assert (snap.label, snap.workspace_id) == ("before", sandbox.workspace_id)
+        assert len(snap.sha256) == 64 and snap.size > 0 and snap.snapshot_id
+
+
+class SandboxConformance(WorkspaceClientConformance):
+    """The extended set: the whole sandbox API with real processes (and the base set too)."""
+
+    output_limit: int = 1 << 20
+    workspace_root: str = "/workspace"
+    """The workspace's absolute path, as commands see it and the file API accepts it."""
+    shared_root: str = "/shared"
+    sandbox_uid: int = 1000
+    """The uid commands run as."""
+
+    async def test_implements_the_sandbox_protocol(self, sandbox):
+        assert isinstance(sandbox, WorkspaceOperations)
 
     # --- exec -----------------------------------------------------------------------------------------
     async def test_exec_returns_output_and_exit_code(self, sandbox):
@@ -80,10 +181,10 @@ class SandboxConformance:
     async def test_exec_runs_as_unprivileged_user_in_cwd_with_env(self, sandbox, folder):
         await sandbox.mkdir(f"{folder}/sub")
         result = await sandbox.exec('id -u; pwd; echo "$GREETING"', cwd=f"{folder}/sub", env={"GREETING": "hello"})
-        assert result.stdout.split() == ["1000", f"/workspace/{folder}/sub", "hello"]
+        assert result.stdout.split() == [str(self.sandbox_uid), f"{self.workspace_root}/{folder}/sub", "hello"]
 
     async def test_exec_refuses_cwd_outside_workspace(self, sandbox, folder):
-        for cwd in ("..", "/etc", "/shared"):
+        for cwd in ("..", "/etc", self.shared_root):
             with pytest.raises(PathEscapeError):
                 await sandbox.exec("true", cwd=cwd)
         with pytest.raises(WorkspacePathNotFound):
@@ -191,7 +292,7 @@ class SandboxConformance:
         assert await sandbox.read_file(f"{folder}/deep/er/blob.bin") == payload
         await sandbox.write_file(f"{folder}/t.txt", "héllo")
         assert await sandbox.read_text(f"{folder}/t.txt") == "héllo"
-        assert await sandbox.read_file(f"/workspace/{folder}/t.txt") == "héllo".encode()
+        assert await sandbox.read_file(f"{self.workspace_root}/{folder}/t.txt") == "héllo".encode()
 
     async def test_write_replaces_atomically_and_leaves_no_temporaries(self, sandbox, folder):
         await sandbox.write_file(f"{folder}/f", b"first")
@@ -224,16 +325,20 @@ class SandboxConformance:
 
     async def test_copy_between_workspace_and_shared(self, sandbox, folder):
         await sandbox.write_file(f"{folder}/artefact.bin", b"\x00artefact")
-        copied = await sandbox.copy(f"{folder}/artefact.bin", f"/shared/{folder}/artefact.bin")
-        assert copied.path == f"/shared/{folder}/artefact.bin"
-        back = await sandbox.copy(f"/shared/{folder}", f"{folder}/from-shared")
+        copied = await sandbox.copy(f"{folder}/artefact.bin", f"{self.shared_root}/{folder}/artefact.bin")
+        assert copied.path == f"{self.shared_root}/{folder}/artefact.bin"
+        back = await sandbox.copy(f"{self.shared_root}/{folder}", f"{folder}/from-shared")
         assert back.type == "dir"
         assert await sandbox.read_file(f"{folder}/from-shared/artefact.bin") == b"\x00artefact"
 
     async def test_path_escapes_are_refused_and_change_nothing(self, sandbox, folder):
         await sandbox.mkdir(folder)
         await sandbox.exec(f"ln -s /etc {folder}/etc-link && ln -s /etc/hostname {folder}/host-link")
-        before = await sandbox.exec("ls -la /tmp /home/workspace; md5sum /etc/hostname")
+        # What the attempts would have changed, were they let through (nothing else: on a shared
+        # host, /tmp as a whole changes under other users' feet).
+        probe = (f"md5sum /etc/hostname; ls -ld /home/workspace 2>&1; for p in /tmp/escape.txt /tmp/moved "
+                 f"{self.workspace_root}/../escape.txt /etc/escape.txt /etc/newdir; do test -e $p && echo LEAK $p; done")
+        before = await sandbox.exec(probe)
         attempts = [
             sandbox.read_file("../etc/passwd"),
             sandbox.read_file(f"{folder}/../../etc/passwd"),
@@ -254,7 +359,8 @@ class SandboxConformance:
             with pytest.raises(PathEscapeError) as caught:
                 await attempt
             assert "outside" in str(caught.value)
-        assert (await sandbox.exec("ls -la /tmp /home/workspace; md5sum /etc/hostname")).stdout == before.stdout
+        after = await sandbox.exec(probe)
+        assert after.stdout == before.stdout and "LEAK" not in after.stdout
         assert sorted(e.path for e in await sandbox.list_files(folder)) == [f"{folder}/etc-link", f"{folder}/host-link"]
         await sandbox.delete(f"{folder}/etc-link")  # the link itself may go; its target stays
         assert (await sandbox.exec("test -d /etc && echo yes")).stdout == "yes\n"

@@ -20,7 +20,7 @@ FAST = {
     "agent_num_cpus": 0.01,
     "agent_brain": "tests.actors.brains:build_test_brain",
     "orchestrator_graph": "tests.actors.graphs:build_test_graph",
-    "workspace_client_factory": "tests.actors.fakes:memory_workspace",
+    "workspace_client_factory": "quadracode_ray.testing:fake_workspace",
     "db_pool_max_size": 4,
 }
 

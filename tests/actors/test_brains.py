@@ -8,7 +8,7 @@ from langgraph.graph import END, START, StateGraph
 from actors.brains import AgentBrain, GraphBrain, ScriptBrain, TaskRequest, load_brain
 from actors.common import ImportPathError
 from quadracode_ray.config import Settings
-from tests.actors.fakes import MemoryWorkspace
+from quadracode_ray.testing import FakeWorkspace
 
 
 def task(instruction: str) -> TaskRequest:
@@ -16,7 +16,7 @@ def task(instruction: str) -> TaskRequest:
 
 
 async def test_script_brain_works_only_through_the_workspace():
-    workspace = MemoryWorkspace()
+    workspace = FakeWorkspace()
     result = await ScriptBrain().run(task("write hello.py: print(42)\nrun: python3 hello.py\nnote to self"),
                                      workspace)
     assert result.status == "succeeded"
@@ -40,7 +40,7 @@ def _graph_with_result(result):
 async def test_graph_brain_maps_the_graph_result_to_a_task_result():
     brain = GraphBrain(lambda _ws, _saver: _graph_with_result({"status": "failed", "output": "half", "error": "boom",
                                                         "artifacts": ["x.txt"]}).compile())
-    result = await brain.run(task("do it"), MemoryWorkspace())
+    result = await brain.run(task("do it"), FakeWorkspace())
     assert (result.task_id, result.agent_id, result.status, result.output, result.error, result.artifacts) == \
         ("t1", "a1", "failed", "half", "boom", ["x.txt"])
 
@@ -57,7 +57,7 @@ async def test_load_brain_by_import_path(monkeypatch):
     monkeypatch.setattr("actors.brains._chat_model", lambda settings: "fake-model")
     brain = load_brain("tests.actors.test_brains:build_graph_factory", **common)
     assert isinstance(brain, GraphBrain) and isinstance(brain, AgentBrain)
-    assert (await brain.run(task("x"), MemoryWorkspace())).output == "from the factory"
+    assert (await brain.run(task("x"), FakeWorkspace())).output == "from the factory"
     with pytest.raises(ImportPathError, match="no attribute"):
         load_brain("actors.brains:nope", **common)
     with pytest.raises(ImportPathError, match="module:attr"):
@@ -77,7 +77,7 @@ async def test_loaded_graphs_are_checkpointed_by_the_given_saver_under_the_task_
     brain = load_brain("tests.actors.test_brains:build_graph_factory", settings=settings, agent_id="a1",
                        kind="coder", capabilities=[], checkpointer=checkpointer)
     request = task("x")
-    assert (await brain.run(request, MemoryWorkspace())).output == "from the factory"
+    assert (await brain.run(request, FakeWorkspace())).output == "from the factory"
     assert brain.graph.checkpointer is saver
     stored = saver.get_tuple({"configurable": {"thread_id": f"task:{request.task_id}:{request.attempt}"}})
     assert stored is not None and "from the factory" in str(stored.checkpoint["channel_values"])

@@ -14,7 +14,7 @@ import psycopg
 from actors.client import FabricClient
 from quadracode_ray.envelope import TASK, TASK_RESULT, USER_MESSAGE, EnvelopeFilter
 from sandbox.client import get_workspace
-from sandbox.docker_backend import LABEL_INSTALLATION
+from sandbox.deployments.docker import LABEL_INSTALLATION
 from tests.e2e.conftest import eventually, file_exists, message_texts, sources, thread_runs
 
 INSTRUCTION = "delegate to a coder agent: write hello.py that prints 42 and run it"

@@ -11,7 +11,7 @@ import pytest
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
 from sandbox.client import get_workspace
-from sandbox.docker_backend import LABEL_INSTALLATION
+from sandbox.deployments.docker import LABEL_INSTALLATION
 from tests.e2e.conftest import SMALL_SANDBOX, remove_workspaces
 
 

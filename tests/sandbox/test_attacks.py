@@ -14,7 +14,7 @@ import pytest
 
 from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
 from sandbox.client import get_workspace
-from sandbox.docker_backend import LABEL_INSTALLATION, LABEL_WORKSPACE
+from sandbox.deployments.docker import LABEL_INSTALLATION, LABEL_WORKSPACE
 from sandbox.runtime import open_socket
 from tests.sandbox.conftest import OUTPUT_LIMIT
 

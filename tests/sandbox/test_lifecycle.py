@@ -19,7 +19,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceUnavailable,
 )
 from sandbox.client import DEFAULT_WORKSPACE, existing_workspace, get_workspace
-from sandbox.docker_backend import LABEL_INSTALLATION, LABEL_WORKSPACE
+from sandbox.deployments.docker import LABEL_INSTALLATION, LABEL_WORKSPACE
 from sandbox.models import WorkspaceSpec
 from sandbox.testing.conformance import poll_until
 
@@ -166,11 +166,11 @@ async def test_every_operation_produces_an_event(sandbox_settings):
 
 
 async def test_missing_image_is_a_clear_error_and_creates_nothing(sandbox_settings, docker_client):
-    from sandbox.docker_backend import DockerDeployment
+    from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig
     from sandbox.service import WorkspaceService
 
     settings = sandbox_settings(workspace_image="qr-no-such-image:never")
-    service = WorkspaceService(DockerDeployment("no-image", settings), settings)
+    service = WorkspaceService(DockerDeployment("no-image", DockerDeploymentConfig.from_settings(settings)), settings)
     with pytest.raises(WorkspaceUnavailable, match="qr-no-such-image:never is missing"):
         await service.exec("true")
     assert _containers(docker_client, settings, "no-image") == []

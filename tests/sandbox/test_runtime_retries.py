@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
+from sandbox.container_server import wire
 from sandbox.runtime import HEADER, ServerRuntime
+
+EXEC = wire.Exec(command="echo hi", timeout=5, max_output=1024)
 
 
 def frame(header: dict) -> bytes:
@@ -37,12 +40,13 @@ async def stand_in_server(path: Path, *, dying_connections: int, ack_then_die: b
             writer.close()
             return
         if request.get("ack"):
-            writer.write(frame({"accepted": True}))
+            writer.write(frame({"event": "accepted"}))
             if ack_then_die:
                 await writer.drain()
                 writer.close()
                 return
-        writer.write(frame({"ok": True, "stdout": "hi"}))
+        writer.write(frame({"ok": True, "exit_code": 0, "stdout": "hi", "stderr": "", "duration_ms": 1.0,
+                            "timed_out": False, "truncated": False}))
         await writer.drain()
         writer.close()
 
@@ -56,8 +60,8 @@ async def test_an_exec_is_tried_again_while_a_dying_server_hangs_up(tmp_path: Pa
     revived = []
     runtime = ServerRuntime(lambda: path, revive=lambda: revived.append(1) or asyncio.sleep(0))
     async with server:
-        reply, _ = await runtime.call({"op": "exec"}, idempotent=False)
-    assert reply["stdout"] == "hi"
+        reply = await runtime.call(EXEC, idempotent=False)
+    assert reply.stdout == "hi"
     assert len(seen) == 6  # five hang-ups in a row (two tries were not enough under load), then taken
 
 
@@ -67,7 +71,7 @@ async def test_an_exec_the_server_took_is_never_run_again(tmp_path: Path):
     runtime = ServerRuntime(lambda: path, revive=lambda: asyncio.sleep(0))
     async with server:
         with pytest.raises(WorkspaceUnavailable, match="died during exec"):
-            await runtime.call({"op": "exec"}, idempotent=False)
+            await runtime.call(EXEC, idempotent=False)
     assert len(seen) == 1
 
 
@@ -76,6 +80,6 @@ async def test_an_idempotent_request_that_reached_a_dying_server_is_sent_once_mo
     server, seen = await stand_in_server(path, dying_connections=100)  # as if the request itself killed it
     runtime = ServerRuntime(lambda: path, revive=lambda: asyncio.sleep(0))
     async with server:
-        with pytest.raises(WorkspaceUnavailable, match="died during read"):
-            await runtime.call({"op": "read"}, idempotent=True)
+        with pytest.raises(WorkspaceUnavailable, match="died during stat"):
+            await runtime.call(wire.Stat(path="a"), idempotent=True)
     assert len(seen) == 2

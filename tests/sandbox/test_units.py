@@ -109,3 +109,20 @@ def test_a_client_hanging_up_kills_the_command(tmp_path):
     ours.close()
     running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert marker not in running
+
+
+def test_docker_deployment_config_is_built_from_settings_in_one_place(tmp_path):
+    from quadracode_ray.config import Settings
+    from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig
+
+    settings = Settings(_env_file=None, data_dir=tmp_path, sandbox_installation_id="inst", workspace_image="img:1",
+                        sandbox_memory_mb=300, sandbox_cpus=1.5, sandbox_pids_limit=99)
+    config = DockerDeploymentConfig.from_settings(settings)
+    assert (config.installation_id, config.image, config.run_root) == ("inst", "img:1", tmp_path / "sandbox" / "inst")
+    assert config.limits(WorkspaceSpec()).model_dump() == {"memory_mb": 300, "cpus": 1.5, "pids_limit": 99, "network": False}
+    assert config.limits(WorkspaceSpec(memory_mb=128, network=True)).memory_mb == 128
+    deployment = DockerDeployment("ws-1", config)  # no Docker call yet: an actor constructs while Docker is down
+    assert deployment.socket_path == tmp_path / "sandbox" / "inst" / "ws-1" / "run" / "exec.sock"
+    assert deployment.container_name == deployment.volume_name == "qr-inst-ws-ws-1"
+    with pytest.raises(ValueError, match="extra"):
+        DockerDeploymentConfig(**config.model_dump(), data_dir=tmp_path)

@@ -13,17 +13,16 @@ import json
 import logging
 import os
 import shutil
-import socket
-import stat
-import time
 from datetime import datetime
 from pathlib import Path
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from pydantic import BaseModel, ConfigDict, Field
 
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspaceConflict, WorkspaceUnavailable
+from sandbox.deployments.base import server_listening, socket_inode, wait_for_new_socket
 from sandbox.models import WorkspaceInfo, WorkspaceLimits, WorkspaceSpec, validate_workspace_id
 from sandbox.server_bundle import server_archive
 
@@ -40,39 +39,66 @@ SANDBOX_UID = 1000
 SERVER_START_TIMEOUT = 15.0
 
 
-def docker_client(settings: Settings) -> docker.DockerClient:
+class DockerDeploymentConfig(BaseModel):
+    """Everything the Docker deployment needs to know, and nothing else of the settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    installation_id: str
+    """Labels and names this installation's containers and volumes."""
+    image: str
+    docker_host: str | None = None
+    """The engine's URL; None: the environment's (DOCKER_HOST or the local socket)."""
+    run_root: Path
+    """Host folder holding one socket folder per workspace (``<run_root>/<id>/run``)."""
+    memory_mb: int = Field(ge=64)
+    cpus: float = Field(gt=0)
+    pids_limit: int = Field(ge=16)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DockerDeploymentConfig:
+        """The one place the installation's settings become a Docker deployment's config."""
+        return cls(
+            installation_id=settings.sandbox_installation_id, image=settings.workspace_image,
+            docker_host=settings.docker_host,
+            run_root=settings.data_dir / "sandbox" / settings.sandbox_installation_id,
+            memory_mb=settings.sandbox_memory_mb, cpus=settings.sandbox_cpus, pids_limit=settings.sandbox_pids_limit,
+        )
+
+    def limits(self, spec: WorkspaceSpec) -> WorkspaceLimits:
+        """The limits a workspace gets: its spec's, else the installation's defaults."""
+        return WorkspaceLimits(
+            memory_mb=spec.memory_mb or self.memory_mb,
+            cpus=spec.cpus or self.cpus,
+            pids_limit=spec.pids_limit or self.pids_limit,
+            network=spec.network,
+        )
+
+
+def docker_client(docker_host: str | None) -> docker.DockerClient:
     try:
-        if settings.docker_host:
-            return docker.DockerClient(base_url=settings.docker_host)
+        if docker_host:
+            return docker.DockerClient(base_url=docker_host)
         return docker.from_env()
     except DockerException as exc:
         raise WorkspaceUnavailable(f"no Docker engine answers ({exc}); run scripts/provision-docker.sh") from None
 
 
-def _spec_key(spec: WorkspaceSpec, settings: Settings) -> WorkspaceLimits:
-    return WorkspaceLimits(
-        memory_mb=spec.memory_mb or settings.sandbox_memory_mb,
-        cpus=spec.cpus or settings.sandbox_cpus,
-        pids_limit=spec.pids_limit or settings.sandbox_pids_limit,
-        network=spec.network,
-    )
-
-
 class DockerDeployment:
-    def __init__(self, workspace_id: str, settings: Settings, client: docker.DockerClient | None = None):
+    def __init__(self, workspace_id: str, config: DockerDeploymentConfig, client: docker.DockerClient | None = None):
         self.workspace_id = validate_workspace_id(workspace_id)
-        self.settings = settings
-        self.installation = settings.sandbox_installation_id
+        self.config = config
+        self.installation = config.installation_id
         self._client = client
         self.container_name = f"qr-{self.installation}-ws-{workspace_id}"
         self.volume_name = f"qr-{self.installation}-ws-{workspace_id}"
         self.shared_volume_name = f"qr-{self.installation}-shared"
-        self.run_dir = settings.data_dir / "sandbox" / self.installation / workspace_id / "run"
+        self.run_dir = config.run_root / workspace_id / "run"
 
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:  # lazily: an actor must construct even while Docker is down
-            self._client = docker_client(self.settings)
+            self._client = docker_client(self.config.docker_host)
         return self._client
 
     # --- naming and lookup ---------------------------------------------------------------------
@@ -127,7 +153,7 @@ class DockerDeployment:
         container = self._find()
         if container is not None:
             if spec is not None:
-                wanted = _spec_key(spec, self.settings)
+                wanted = self.config.limits(spec)
                 have = WorkspaceLimits.model_validate_json(container.labels.get(LABEL_SPEC, "{}"))
                 if wanted != have:
                     raise WorkspaceConflict(
@@ -140,12 +166,12 @@ class DockerDeployment:
         return self.info()
 
     def _create(self, spec: WorkspaceSpec):
-        limits = _spec_key(spec, self.settings)
+        limits = self.config.limits(spec)
         try:
-            self.client.images.get(self.settings.workspace_image)
+            self.client.images.get(self.config.image)
         except ImageNotFound:
             raise WorkspaceUnavailable(
-                f"image {self.settings.workspace_image} is missing; run scripts/provision-docker.sh"
+                f"image {self.config.image} is missing; run scripts/provision-docker.sh"
             ) from None
         self._volume(self.volume_name, "workspace-volume")
         self._volume(self.shared_volume_name, "shared")
@@ -153,7 +179,7 @@ class DockerDeployment:
         labels = self._labels("workspace") | {LABEL_SPEC: limits.model_dump_json()}
         try:
             container = self.client.containers.create(
-                self.settings.workspace_image,
+                self.config.image,
                 name=self.container_name,
                 hostname=f"ws-{self.workspace_id}"[:63].rstrip(".-_") or "ws",
                 labels=labels,
@@ -191,7 +217,7 @@ class DockerDeployment:
                 container.start()
             except APIError as exc:
                 raise WorkspaceUnavailable(f"could not start workspace {self.workspace_id!r}: {exc.explanation or exc}") from None
-        elif self._server_listening():
+        elif server_listening(self.socket_path):
             return  # re-attaching: keep the running container server and the background jobs it owns
         self.launch_server(container)
 
@@ -229,51 +255,23 @@ class DockerDeployment:
         if container is None:
             raise WorkspaceUnavailable(f"workspace {self.workspace_id!r} has no container")
         self._prepare_run_dir()
-        before = self._socket_inode()
+        before = socket_inode(self.socket_path)
         # Re-copied every launch: an upgraded sandbox package brings its container server with it.
         container.put_archive(IN_CONTAINER_DIR, server_archive())
         container.exec_run(
             ["python3", "-u", f"{IN_CONTAINER_DIR}/container_server/server.py", "--socket", f"{RUN_DIR}/{SOCKET_NAME}"],
             user=f"{SANDBOX_UID}:{SANDBOX_UID}", detach=True, workdir="/workspace",
         )
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            inode = self._socket_inode()
-            if inode is not None and inode != before:
-                return
-            time.sleep(0.01)
+        if wait_for_new_socket(self.socket_path, before, SERVER_START_TIMEOUT):
+            return
         raise WorkspaceUnavailable(f"the container server of workspace {self.workspace_id!r} did not start within {SERVER_START_TIMEOUT:.0f} s")
-
-    def _server_listening(self) -> bool:
-        try:
-            fd = os.open(self.socket_path, os.O_PATH | os.O_NOFOLLOW)
-        except OSError:
-            return False
-        try:
-            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                return False
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                probe.settimeout(2.0)
-                probe.connect(f"/proc/self/fd/{fd}")
-            return True
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-
-    def _socket_inode(self) -> int | None:
-        try:
-            st = os.lstat(self.socket_path)
-        except OSError:
-            return None
-        return st.st_ino if stat.S_ISSOCK(st.st_mode) else None
 
     # --- inspection ----------------------------------------------------------------------------------
     def info(self) -> WorkspaceInfo:
         container = self._find()
         base = dict(workspace_id=self.workspace_id, installation_id=self.installation,
                     container_name=self.container_name, volume_name=self.volume_name,
-                    image=self.settings.workspace_image)
+                    image=self.config.image)
         if container is None:
             return WorkspaceInfo(status="missing", **base)
         raw = container.labels.get(LABEL_SPEC)
