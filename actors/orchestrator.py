@@ -252,6 +252,7 @@ class Orchestrator(RunHostCalls):
     async def get_state(self, thread_id: str) -> dict[str, Any]:
         await self._started
         host = await self._run_host_ready()
+        await host.ready()  # its saver and graphs (a restarted actor's host may still be starting)
         config = {"configurable": {"thread_id": thread_id_of(thread_id),
                                    **fabric_configurable(GRAPH, self.settings, delegation=self.delegation,
                                                          fleet=self.fleet, stop=self.stops)}}
