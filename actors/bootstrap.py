@@ -41,7 +41,8 @@ class SystemHandles:
 
 def _singleton_options(settings: Settings, address: str) -> dict[str, Any]:
     return {"name": actor_name(settings, address), "namespace": NAMESPACE, "lifetime": "detached",
-            "get_if_exists": True, "max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
+            "get_if_exists": True, "max_restarts": -1, "max_task_retries": -1, "num_cpus": 0,
+            **({"resources": dict(settings.fabric_resources)} if settings.fabric_resources else {})}
 
 
 def _resolved(settings: Settings) -> Settings:

@@ -1,4 +1,4 @@
-"""The ``quadracode-ray`` command: up, down, status, config."""
+"""The ``quadracode-ray`` command: up, down, status, config, panel."""
 
 from __future__ import annotations
 
@@ -22,15 +22,19 @@ def _report(line: str) -> None:
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from quadracode_ray.launcher.system import up
 
-    result = up(settings, report=_report)
+    result = up(settings, report=_report, cluster_postgres=args.cluster_postgres)
     out = Console(highlight=False, soft_wrap=True)
     out.print()
     out.print("[bold]Quadracode-Ray is up.[/bold]")
     out.print(f"  LangGraph API   {result.api_url}   (docs: {result.api_url}/docs)")
+    if settings.panel_enabled:
+        out.print(f"  Control panel   {result.api_url}/ui/")
     out.print(f"  Metrics         {result.api_url}/metrics   (Prometheus text: the API and every actor)")
     out.print(f"  Ray dashboard   {result.dashboard_url}   (token: `ray get-auth-token`)")
     out.print(f"  Ray address     {result.ray_address}")
-    where = "embedded, in " + str(settings.embedded_pgdata) if result.embedded_postgres else "external"
+    where = "embedded, in " + str(settings.embedded_pgdata) if result.embedded_postgres else (
+        "the cluster's, on TCP (password in " + str(settings.data_dir / "cluster-postgres.password") + ")"
+        if args.cluster_postgres and not settings.database_url else "external")
     out.print(f"  Postgres        {where}")
     model_note = "  [yellow](no API key set: the built-in scripted model answers)[/yellow]" if result.scripted_model else ""
     out.print(f"  Model           {result.model}{model_note}")
@@ -78,11 +82,32 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_panel(settings: Settings, args: argparse.Namespace) -> int:
+    import importlib
+
+    import httpx
+
+    url = args.url.rstrip("/")
+    try:
+        httpx.get(f"{url}/ok", timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        console.print(f"[red]error:[/red] the API at {url} does not answer /ok ({exc})")
+        return 1
+    # By import path, as the launcher names the Serve app: the core does not import the layers above it.
+    standalone = importlib.import_module("serve_app.panel.standalone")
+    console.print(f"Control panel for {url} at http://{args.host}:{args.port}/ui/  (Ctrl-C stops it)")
+    standalone.serve(url, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quadracode-ray", description="An always-on runtime for AI agent work on Ray.")
     parser.add_argument("--version", action="version", version=f"quadracode-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start (or join) Ray, Postgres and the Serve app; print the URLs").set_defaults(func=cmd_up)
+    up = sub.add_parser("up", help="start (or join) Ray, Postgres and the Serve app; print the URLs")
+    up.add_argument("--cluster-postgres", action="store_true",
+                    help="on a cluster's head (cluster.yaml): run Postgres on TCP with a password for every node")
+    up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started; keep the data").set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="say what is running (exit 0 when the system is up, 3 when not)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -90,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument("--env-sample", action="store_true", help="print the documented .env.sample instead")
     config.set_defaults(func=cmd_config)
+    panel = sub.add_parser("panel", help="serve the control panel alone, against the API at --url")
+    panel.add_argument("--url", required=True, help="the API's base URL, e.g. http://head:8000")
+    panel.add_argument("--host", default="127.0.0.1", help="address to serve the panel on")
+    panel.add_argument("--port", type=int, default=7860, help="port to serve the panel on")
+    panel.set_defaults(func=cmd_panel)
     return parser
 
 

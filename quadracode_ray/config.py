@@ -57,6 +57,17 @@ class Settings(BaseSettings):
         default=None,
         description="Postgres URL (postgresql://...). Unset: an embedded Postgres starts under data_dir.",
     )
+    cluster_postgres_port: int = Field(
+        default=5432, ge=1, le=65535,
+        description="TCP port of the cluster's Postgres that `quadracode-ray up --cluster-postgres` runs on the head (cluster.yaml).",
+    )
+    cluster_postgres_listen: str = Field(
+        default="*", description="Interfaces the cluster's Postgres listens on (Postgres listen_addresses)."
+    )
+    cluster_postgres_password: SecretStr | None = Field(
+        default=None,
+        description="Password of role quadracode on the cluster's Postgres. Unset: generated once and kept in <data_dir>/cluster-postgres.password (mode 0600).",
+    )
     db_pool_min_size: int = Field(default=1, ge=0, le=100, description="Smallest size of each connection pool.")
     db_pool_max_size: int = Field(default=10, ge=1, le=500, description="Largest size of each connection pool.")
 
@@ -74,7 +85,10 @@ class Settings(BaseSettings):
 
     # --- HTTP (Ray Serve) -------------------------------------------------------------------
     http_host: str = Field(default="127.0.0.1", description="Interface the Serve HTTP proxy listens on.")
-    http_port: int = Field(default=8000, ge=1, le=65535, description="Port of the LangGraph API.")
+    http_port: int = Field(default=8000, ge=1, le=65535, description="Port of the LangGraph API and the panel.")
+    serve_proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        default="EveryNode", description="Where Serve runs HTTP proxies: on every node of the cluster, or on the head only."
+    )
     api_replicas: int = Field(default=1, ge=1, le=64, description="Replicas of the API deployment.")
 
     # --- workspaces (Docker) -------------------------------------------------------------------
@@ -89,7 +103,18 @@ class Settings(BaseSettings):
         description="Labels and names this installation's workspace containers and volumes, so installations (and test runs) sharing a Docker engine never touch each other's.",
     )
     sandbox_memory_mb: int = Field(default=2048, ge=64, le=1_048_576, description="Memory limit of a workspace container in MiB (swap included).")
-    sandbox_cpus: float = Field(default=2.0, gt=0, le=1024, description="CPU limit of a workspace container (cores).")
+    sandbox_cpus: float = Field(
+        default=1.0, gt=0, le=1024,
+        description="CPU limit of a workspace container (cores); keep it below the host's cores so a busy workspace leaves the system's actors room.",
+    )
+    sandbox_cpu_shares: int = Field(
+        default=256, ge=2, le=262_144,
+        description="CPU weight of a workspace container under contention (the host's own processes weigh 1024).",
+    )
+    sandbox_disk_quota_mb: int = Field(
+        default=8192, ge=0, le=16 << 20,
+        description="Size in MiB of each workspace's own file system (a loop-mounted ext4 image, sparse; needs the host side as root): writes past it fail with ENOSPC. 0: a plain Docker volume without quota.",
+    )
     sandbox_pids_limit: int = Field(default=512, ge=16, le=1_000_000, description="Most processes a workspace container may run at once.")
     sandbox_output_limit_bytes: int = Field(
         default=1 << 20, ge=1024, le=1 << 30, description="Bytes of stdout and of stderr an exec keeps; the rest is cut and reported as truncated."
@@ -97,6 +122,10 @@ class Settings(BaseSettings):
     sandbox_max_exec_timeout_s: float = Field(default=3600.0, gt=0, le=86_400, description="Longest timeout an exec may ask for.")
     sandbox_kill_grace_s: float = Field(
         default=2.0, ge=0, le=60, description="Seconds between SIGTERM and SIGKILL when an exec times out or a process is killed."
+    )
+    sandbox_snapshot_dir: Path | None = Field(
+        default=None,
+        description="Folder of workspace snapshots (unset: <data_dir>/snapshots). On a cluster, a folder every workspace node mounts at this path (NFS, ...), so a workspace whose node is gone can be restored on another one.",
     )
     sandbox_idle_stop_s: float = Field(
         default=1800.0, ge=0, le=30 * 86_400,
@@ -124,7 +153,7 @@ class Settings(BaseSettings):
         description="Base URL of an OpenAI-compatible endpoint (vLLM, Ollama, ...).",
     )
 
-    # --- LLM providers and the scripted model ---------------------------------------------------
+    # --- LLM providers and the scripted model (issue 5) ---------------------------------------
     llm_timeout_s: float = Field(
         default=120.0, gt=0, le=3600, description="Timeout of one LLM request in seconds (connect and read)."
     )
@@ -162,7 +191,7 @@ class Settings(BaseSettings):
         default={},
         description=(
             "Extra graphs for the API as JSON {graph_id: 'package.module:attr' or 'path/file.py:attr'}; "
-            "attr is a compiled graph, a StateGraph, or a factory taking a RunnableConfig."
+            "attr is a compiled graph, a StateGraph, or a factory (taking a RunnableConfig, a ServerRuntime, both or nothing)."
         ),
     )
     graphs_file: Path | None = Field(
@@ -201,8 +230,8 @@ class Settings(BaseSettings):
         description="JSON paths of an item's value that are embedded (as store.index.fields; $ is the whole value).",
     )
 
-    @field_serializer("graphs", "store_index_fields")
-    def _graphs_as_json(self, value: dict[str, str] | list[str]) -> str:
+    @field_serializer("graphs", "store_index_fields", "fabric_resources")
+    def _graphs_as_json(self, value: dict[str, str] | dict[str, float] | list[str]) -> str:
         # JSON text, so to_env() hands workers a value they parse back into the same map.
         return json.dumps(value)
 
@@ -219,6 +248,10 @@ class Settings(BaseSettings):
     fleet_max_agents: int = Field(default=32, ge=1, le=10_000, description="Most agent actors alive at once; spawning past it is refused.")
     agent_num_cpus: float = Field(default=0.1, ge=0, le=1024, description="CPUs Ray reserves for each agent actor (agents mostly wait on models and sandboxes).")
     agent_memory_mb: int | None = Field(default=None, ge=16, description="Memory Ray reserves for each agent actor in MiB (unset: none).")
+    fabric_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description='Custom Ray resources the fabric\'s singletons (event bus, registry, fleet, orchestrator) ask for, as JSON, to keep them on the nodes offering them (e.g. {"fabric": 0.01} with the head started with --resources=\'{"fabric": 1}\'). Empty: any node.',
+    )
     agent_brain: str = Field(
         default="quadracode_ray.graphs.agent:build_agent_graph",
         description="Import path (module:attr) of what agents think with: a LangGraph agent graph factory, or a factory returning an AgentBrain (actors.brains:build_script_brain is a deterministic one without a model).",
@@ -232,10 +265,10 @@ class Settings(BaseSettings):
         description="Import path (module:attr) of a factory(workspace_id, settings) returning the WorkspaceClient agents use.",
     )
     delivery_max_attempts: int = Field(
-        default=5, ge=1, le=100, description="Attempts of an envelope handler before the envelope goes to the dead letters, and of a run of a user message or an agent's result whose graph raises before the run ends in error."
+        default=5, ge=1, le=100, description="Attempts of an envelope handler before the envelope goes to the dead letters."
     )
     delivery_backoff_s: float = Field(
-        default=0.2, ge=0, le=60, description="First retry delay of a failed envelope handler or run (as above); doubles on each attempt (capped at 30 s)."
+        default=0.2, ge=0, le=60, description="First retry delay of a failed envelope handler; doubles on each attempt (capped at 30 s)."
     )
     task_max_attempts: int = Field(
         default=3, ge=1, le=100, description="Agents a delegated task may be given to (after agent deaths) before it fails."
@@ -267,6 +300,10 @@ class Settings(BaseSettings):
     cron_poll_interval_s: float = Field(
         default=5.0, gt=0, le=3600, description="Longest a due cron waits before an API replica's scheduler fires it."
     )
+    panel_enabled: bool = Field(
+        default=True,
+        description="Serve the Gradio control panel at /ui (a client of this API over HTTP; with API keys on it asks for one).",
+    )
 
     # --- operations ----------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -277,6 +314,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("sandbox_snapshot_dir")
+    @classmethod
+    def _absolute_snapshot_dir(cls, value: Path | None) -> Path | None:
+        return None if value in (None, Path("")) else value.expanduser().resolve()
 
     @field_validator("database_url")
     @classmethod
@@ -335,6 +377,11 @@ class Settings(BaseSettings):
     @property
     def uses_scripted_model(self) -> bool:
         return self.default_model.startswith("scripted:")
+
+    @property
+    def snapshot_root(self) -> Path:
+        """Where this installation's workspace snapshots live: ``<folder>/<installation id>/``."""
+        return (self.sandbox_snapshot_dir or self.data_dir / "snapshots") / self.sandbox_installation_id
 
     @property
     def state_dir(self) -> Path:

@@ -10,6 +10,8 @@ from sandbox.client import (
     WorkspaceSandboxClient,
     existing_workspace,
     get_workspace,
+    hand_over,
+    restore_workspace,
     workspace_actor,
 )
 from sandbox.events import EventSink, FanOutSink, InMemoryEventSink
@@ -28,5 +30,6 @@ from sandbox.models import (
 __all__ = [
     "DEFAULT_WORKSPACE", "BackgroundOutput", "BackgroundProcess", "EventSink", "ExecOutput", "ExecRequest",
     "FanOutSink", "InMemoryEventSink", "SandboxEvent", "SnapshotDiff", "WorkspaceInfo", "WorkspaceLimits",
-    "WorkspaceSandboxClient", "WorkspaceSpec", "existing_workspace", "get_workspace", "workspace_actor",
+    "WorkspaceSandboxClient", "WorkspaceSpec", "existing_workspace", "get_workspace", "hand_over", "restore_workspace",
+    "workspace_actor",
 ]

@@ -26,6 +26,7 @@ from sandbox.models import (
     WorkspaceInfo,
     WorkspaceSpec,
 )
+from sandbox.placement import claim_current_node, placement_records
 from sandbox.service import WorkspaceService
 
 ACTOR_NAME_PREFIX = "workspace:"
@@ -40,6 +41,7 @@ def actor_name(workspace_id: str, settings: Settings) -> str:
 class WorkspaceSandbox:
     def __init__(self, workspace_id: str, settings: Settings, spec: WorkspaceSpec | None = None,
                  event_sink: EventSink | None = None):
+        claim_current_node(workspace_id, settings)  # never an empty container on the wrong node
         install_ray_metrics(settings.actor_name_prefix)  # exec and file operation durations reach /metrics and the dashboard
         self._recent = InMemoryEventSink()
         deployment = DockerDeployment(workspace_id, DockerDeploymentConfig.from_settings(settings))
@@ -57,6 +59,9 @@ class WorkspaceSandbox:
 
     async def destroy(self, remove_volume: bool = False) -> None:
         await self.service.destroy(remove_volume=remove_volume)
+        records = placement_records(self.service.settings)
+        if remove_volume and records is not None:
+            records.forget(self.service.workspace_id)  # nothing is left on this node to come back to
 
     async def info(self) -> WorkspaceInfo:
         return await self.service.info()

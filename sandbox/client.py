@@ -24,6 +24,8 @@ from quadracode_ray.interfaces.workspace import (
     ExecResult,
     FileInfo,
     SnapshotInfo,
+    SnapshotNotFound,
+    WorkspaceConflict,
     WorkspaceNotFound,
     WorkspaceUnavailable,
 )
@@ -39,6 +41,7 @@ from sandbox.models import (
     WorkspaceSpec,
     validate_workspace_id,
 )
+from sandbox.placement import node_is_alive, placement_options, placement_records
 
 
 def _translate(exc: BaseException, workspace_id: str) -> BaseException:
@@ -190,29 +193,19 @@ class WorkspaceSandboxClient:
         await self._call("delete_snapshot", snapshot_id)
 
 
-WORKSPACE_RESOURCE = "workspace"
-
-
-def _placement() -> dict[str, Any]:
-    """On a cluster whose Docker nodes offer the ``workspace`` resource (cluster.yaml), sandbox
-    actors go there; a laptop without it places them anywhere. A sliver of the resource marks
-    placement only: it does not cap how many workspaces a node runs."""
-    try:
-        if ray.is_initialized() and ray.cluster_resources().get(WORKSPACE_RESOURCE):
-            return {"resources": {WORKSPACE_RESOURCE: 0.01}}
-    except Exception:  # noqa: BLE001 - placement is a preference, never a reason to fail
-        pass
-    return {}
-
-
 def workspace_actor(workspace_id: str, settings: Settings, *, spec: WorkspaceSpec | None = None,
                     event_sink: EventSink | None = None, detached: bool = True) -> Any:
-    """The handle of actor ``<prefix>workspace:<id>``, created if missing (race-free: get_if_exists)."""
+    """The handle of actor ``<prefix>workspace:<id>``, created if missing (race-free: get_if_exists)
+    on the node that holds the workspace (sandbox/placement.py); WorkspaceUnavailable when that
+    node is gone."""
     validate_workspace_id(workspace_id)
-    options: dict[str, Any] = {"name": actor_name(workspace_id, settings), "namespace": NAMESPACE, "get_if_exists": True}
+    name = actor_name(workspace_id, settings)
+    with contextlib.suppress(ValueError):
+        return ray.get_actor(name, namespace=NAMESPACE)  # alive or restarting: where it is placed already
+    options: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "get_if_exists": True}
     if detached:
         options["lifetime"] = "detached"  # workspaces outlive whoever asked for them first
-    options.update(_placement())
+    options.update(placement_options(workspace_id, settings))
     return WorkspaceSandbox.options(**options).remote(workspace_id, settings, spec, event_sink)
 
 
@@ -240,3 +233,40 @@ def existing_workspace(workspace_id: str, settings: Settings | None = None) -> W
     except ValueError:
         raise WorkspaceNotFound(f"no workspace actor {name!r} in namespace {NAMESPACE!r}") from None
     return WorkspaceSandboxClient(handle, workspace_id)
+
+
+async def restore_workspace(workspace_id: str, settings: Settings | None = None, *,
+                            snapshot_id: str | None = None, spec: WorkspaceSpec | None = None,
+                            event_sink: EventSink | None = None) -> tuple[WorkspaceSandboxClient, SnapshotInfo]:
+    """Bring back a workspace whose node is gone: a new container on a live node offering
+    ``workspace``, filled from ``snapshot_id`` (default: its latest snapshot). Snapshots must be
+    where every node reads them (``QUADRACODE_SANDBOX_SNAPSHOT_DIR`` on a shared folder).
+
+    WorkspaceConflict when the workspace's node is alive (restore in place with
+    ``restore_snapshot``), SnapshotNotFound when it has no snapshot to restore."""
+    settings = settings or load_settings()
+    validate_workspace_id(workspace_id)
+    records = placement_records(settings)
+    record = records.get(workspace_id) if records else None
+    if record is not None and node_is_alive(record.node_id):
+        raise WorkspaceConflict(
+            f"workspace {workspace_id!r} is on live node {record.node_id} ({record.node_ip}): "
+            f"restore its snapshots in place with restore_snapshot")
+    with contextlib.suppress(ValueError):  # an actor left dead or unschedulable by its node's loss
+        ray.kill(ray.get_actor(actor_name(workspace_id, settings), namespace=NAMESPACE), no_restart=True)
+    if records is not None:
+        records.forget(workspace_id)
+    client = await get_workspace(workspace_id, settings, spec=spec, event_sink=event_sink)
+    if snapshot_id is None:
+        snapshots = await client.list_snapshots()
+        if not snapshots:
+            raise SnapshotNotFound(f"workspace {workspace_id!r} has no snapshot in {settings.snapshot_root} to restore")
+        snapshot_id = snapshots[-1].snapshot_id
+    return client, await client.restore_snapshot(snapshot_id)
+
+
+async def hand_over(source: WorkspaceSandboxClient, src: str, target: WorkspaceSandboxClient, dest: str = ".") -> int:
+    """Copy ``src`` (a file or folder) of one workspace into ``dest`` of another, through their
+    actors, wherever their nodes are (``/shared`` is one volume per node, not per cluster).
+    Returns the number of entries written."""
+    return await target.upload_tar(await source.download_tar([src]), dest)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import Any
 
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from ray import serve
 from ray.serve import Application
 
 from quadracode_ray import __version__
-from quadracode_ray.config import load_settings
+from quadracode_ray.config import ENV_PREFIX, load_settings
 from serve_app.auth import install_auth
 from serve_app.context import AppContext
 from serve_app.errors import install_error_handlers
@@ -28,6 +29,7 @@ from serve_app.routes import (
     runs,
     store,
     system,
+    thread_events,
     thread_stream,
     threads,
 )
@@ -54,8 +56,12 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (system, assistants, threads, thread_stream, runs, store, crons, mcp, a2a):
+    for module in (system, assistants, threads, thread_stream, thread_events, runs, store, crons, mcp, a2a):
         app.include_router(module.router)
+    if context.settings.panel_enabled:
+        from serve_app.panel.app import mount_panel
+
+        mount_panel(app)  # the control panel at /ui: a client of these routes over HTTP
     install_auth(app)  # a no-op when no API key is configured
     install_http_metrics(app)  # last, so it is outermost and counts 401/403s too
     return app
@@ -101,4 +107,8 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         from actors.bootstrap import ensure_system
 
         ensure_system(load_settings(**settings_overrides))
-    return QuadracodeAPI.options(num_replicas=replicas).bind(settings_overrides)
+    # The application's QUADRACODE_* settings, given to the replicas explicitly: on a `ray up`
+    # cluster the nodes' Ray was started without them, and a replica must use the fabric's database.
+    settings_env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    return QuadracodeAPI.options(num_replicas=replicas, ray_actor_options={
+        "num_cpus": 0, "runtime_env": {"env_vars": {**settings_env, **REPLICA_ENV}}}).bind(settings_overrides)

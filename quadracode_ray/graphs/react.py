@@ -156,7 +156,7 @@ class ReactCore:
     async def _stream_reply(self, prompt, config: RunnableConfig) -> ModelReply:
         """Stream one reply: tokens go out as ``token`` custom events and, through LangChain
         callbacks, as message chunks of ``stream_mode="messages"`` (as a LangChain chat model's
-        would), so SDK clients see text as it is produced."""
+        would), so SDK clients and the panel see text as it is produced."""
         write = _writer()
         manager = AsyncCallbackManager.configure(inheritable_callbacks=config.get("callbacks"),
                                                  inheritable_tags=config.get("tags"),

@@ -64,6 +64,20 @@ def node_ip() -> str:
     return get_node_ip_address()
 
 
+def head_node_ip(address: str) -> str:
+    """The address the head node of the Ray cluster at ``address`` has for the other nodes."""
+    import ray
+
+    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    try:
+        for node in ray.nodes():
+            if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
+                return node["NodeManagerAddress"]
+        raise RayHeadError(f"the Ray cluster at {address} has no live head node")
+    finally:
+        ray.shutdown()
+
+
 def start_ray_head(settings: Settings, env: dict[str, str], log_path: Path, timeout: float = 120.0) -> tuple[int, str, str]:
     """Start the head and wait for its dashboard. Returns (pid, gcs address, dashboard URL)."""
     ray_bin = Path(sys.executable).with_name("ray")

@@ -24,7 +24,7 @@ class ServeDeployError(RuntimeError):
 
 def serve_config(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
     return {
-        "proxy_location": "EveryNode",
+        "proxy_location": settings.serve_proxy_location,
         "http_options": {"host": settings.http_host, "port": settings.http_port},
         "applications": [
             {

@@ -12,10 +12,16 @@ import httpx
 
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
+from quadracode_ray.graph_specs import replaced_builtins
 from quadracode_ray.launcher import ray_head, serve_deploy
 from quadracode_ray.launcher.preflight import Check, docker_check
 from quadracode_ray.launcher.state import PostgresState, RayState, StateFile, SystemState
 from quadracode_ray.persistence import EmbeddedPostgres, prepare_database
+from quadracode_ray.persistence.cluster_postgres import (
+    cluster_pgdata,
+    start_cluster_postgres,
+    stop_cluster_postgres,
+)
 
 Report = Callable[[str], None]
 
@@ -46,16 +52,27 @@ def _child_env(settings: Settings, database_url: str) -> dict[str, str]:
     return env
 
 
-def up(settings: Settings, report: Report = print) -> UpResult:
-    """Start (or join) everything; idempotent: a second ``up`` reuses what is running."""
+def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = False) -> UpResult:
+    """Start (or join) everything; idempotent: a second ``up`` reuses what is running.
+
+    ``cluster_postgres`` (the head of a ``ray up`` cluster): with no database URL set, Postgres
+    runs on TCP with a password (persistence/cluster_postgres.py) so every node reaches it."""
     state_file = StateFile(settings.state_dir)
     with state_file.locked():
         state = state_file.read()
 
+        pgdata = None
+        if cluster_postgres and not settings.database_url:
+            if not settings.ray_address:
+                raise ray_head.RayHeadError("--cluster-postgres runs on a cluster's head: set QUADRACODE_RAY_ADDRESS")
+            with _step(report, "Postgres: the cluster's server on TCP, with a password"):
+                url = start_cluster_postgres(settings, ray_head.head_node_ip(settings.ray_address))
+            settings = settings.model_copy(update={"database_url": url})
+            pgdata = str(cluster_pgdata(settings))
         with _step(report, "Postgres: migrations and LangGraph tables"):
             db = prepare_database(settings)
         state.postgres = PostgresState(embedded=db.embedded, url=db.url,
-                                       pgdata=str(settings.embedded_pgdata) if db.embedded else None)
+                                       pgdata=str(settings.embedded_pgdata) if db.embedded else pgdata)
         env = _child_env(settings, db.url)
 
         if settings.ray_address:
@@ -79,6 +96,9 @@ def up(settings: Settings, report: Report = print) -> UpResult:
         state_file.write(state)
 
         prepare_database(settings.model_copy(update={"database_url": db.url}), record_start=state.ray.address)
+        for graph_id in replaced_builtins(settings):
+            report(f"! graph '{graph_id}': your graph replaces the built-in '{graph_id}' assistant; "
+                   "its runs execute on the run executors like any user graph")
         checks = [docker_check(settings)]
         return UpResult(api_url=api_url, dashboard_url=state.ray.dashboard_url, ray_address=state.ray.address,
                         database_url=db.url, embedded_postgres=db.embedded, model=settings.default_model,
@@ -102,6 +122,9 @@ def down(settings: Settings, report: Report = print) -> SystemState:
         if state.postgres and state.postgres.embedded and state.postgres.pgdata:
             with _step(report, "Postgres: stopping the embedded server (data kept)"):
                 EmbeddedPostgres(state.postgres.pgdata).stop()
+        elif state.postgres and state.postgres.pgdata:
+            with _step(report, "Postgres: stopping the cluster's server (data kept)"):
+                stop_cluster_postgres(settings)
         state_file.write(SystemState())
         return state
 

@@ -64,7 +64,7 @@ def test_snapshot_store_roundtrip_and_corruption(tmp_path):
     info = store.save(data, "first")
     assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == len(data)
     assert [s.snapshot_id for s in store.list()] == [info.snapshot_id]
-    assert store.load(info.snapshot_id)[1] == data
+    assert store.load(info.snapshot_id)[1].read_bytes() == data
     (tmp_path / "ws" / f"{info.snapshot_id}.tar").write_bytes(b"tampered")
     with pytest.raises(WorkspaceError, match="corrupt"):
         store.load(info.snapshot_id)
@@ -119,7 +119,8 @@ def test_docker_deployment_config_is_built_from_settings_in_one_place(tmp_path):
                         sandbox_memory_mb=300, sandbox_cpus=1.5, sandbox_pids_limit=99)
     config = DockerDeploymentConfig.from_settings(settings)
     assert (config.installation_id, config.image, config.run_root) == ("inst", "img:1", tmp_path / "sandbox" / "inst")
-    assert config.limits(WorkspaceSpec()).model_dump() == {"memory_mb": 300, "cpus": 1.5, "pids_limit": 99, "network": False}
+    assert config.limits(WorkspaceSpec()).model_dump() == {"memory_mb": 300, "cpus": 1.5, "pids_limit": 99, "network": False,
+                                                           "disk_mb": 8192}
     assert config.limits(WorkspaceSpec(memory_mb=128, network=True)).memory_mb == 128
     deployment = DockerDeployment("ws-1", config)  # no Docker call yet: an actor constructs while Docker is down
     assert deployment.socket_path == tmp_path / "sandbox" / "inst" / "ws-1" / "run" / "exec.sock"

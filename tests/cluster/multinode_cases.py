@@ -1,0 +1,276 @@
+"""Multi-node behaviour on a real Ray cluster of several raylets on this machine
+(``ray.cluster_utils.Cluster``), run by test_multinode.py in a process of its own (a process
+joins one Ray cluster at a time, and the session's single-node cluster is another).
+
+Nodes, each with its own resources (placement is by resources, never by node name):
+- head: no CPU, ``fabric`` (the fabric's singletons ask for it: settings.fabric_resources);
+- agents: 2 CPUs and nothing else, so every agent lands there;
+- two workspace nodes: no CPU, ``workspace``: every sandbox actor lands on one of them.
+So every envelope between an agent and the orchestrator, and every exec an agent makes,
+crosses nodes. The cases run in order: the last one removes a workspace node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+import ray
+
+from quadracode_ray import NAMESPACE
+from quadracode_ray.config import Settings
+from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
+from tests.actors.conftest import FAST
+from tests.cluster.patient_ray import patient
+from tests.cluster.ray_up_rig import stop_processes
+from tests.conftest import free_port
+from tests.polling import eventually
+
+TAG = uuid.uuid4().hex[:8]
+
+
+def agent_ports() -> dict[str, int]:
+    """Fixed ports for a node's agents, never Ray's defaults (other Ray clusters run here)."""
+    return {"metrics_agent_port": free_port(), "metrics_export_port": free_port(),
+            "dashboard_agent_listen_port": free_port(), "runtime_env_agent_port": free_port()}
+
+
+def add_node(cluster, **args):
+    return cluster.add_node(**args, **agent_ports())
+
+
+def start_cluster():
+    """Head and three nodes. Ray 2.60's raylet gives its agents a fixed 15 s to report their
+    ports and aborts past it, which a loaded machine (other engineers' tests) can exceed: the
+    agents' imports are warmed first, and a failed attempt is stopped (only its own processes,
+    by its temp dir) and made again."""
+    import ray.dashboard.agent  # noqa: F401 - warms the page cache for the agents' imports
+    import ray.dashboard.modules.reporter.reporter_agent  # noqa: F401
+    from ray.cluster_utils import Cluster
+
+    patient()
+    attempts = 6
+    for attempt in range(attempts):
+        temp_dir = tempfile.mkdtemp(prefix="qr-mn-")
+        try:
+            # Explicit ports, never Ray's defaults: other Ray clusters run on this machine.
+            cluster = Cluster(initialize_head=True, connect=False, shutdown_at_exit=True, head_node_args={
+                "gcs_server_port": free_port(), "num_cpus": 0, "resources": {"fabric": 10},
+                "include_dashboard": False, "temp_dir": temp_dir, **agent_ports()})
+            nodes = {
+                "agents": add_node(cluster, num_cpus=2),
+                "ws1": add_node(cluster, num_cpus=0, resources={"workspace": 4}),
+                "ws2": add_node(cluster, num_cpus=0, resources={"workspace": 4}),
+            }
+            cluster.wait_for_nodes()
+            return cluster, nodes
+        except Exception:
+            stop_processes(temp_dir)
+            if attempt == attempts - 1:
+                raise
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    cluster, nodes = start_cluster()
+    ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="WARNING")
+    node_ids = {name: node.node_id for name, node in nodes.items()} | {"head": cluster.head_node.node_id}
+    yield cluster, node_ids, nodes
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def settings(cluster, database_url: str, docker_client, tmp_path_factory) -> Settings:
+    from sandbox.testing import remove_installation
+
+    root = tmp_path_factory.mktemp("multinode")
+    settings = Settings(
+        _env_file=None, database_url=database_url, data_dir=root / "data", actor_name_prefix=f"mn{TAG}-",
+        sandbox_installation_id=f"mn{TAG}", sandbox_snapshot_dir=root / "shared-snapshots",
+        sandbox_memory_mb=256, sandbox_cpus=1.0, sandbox_idle_stop_s=0,
+        fabric_resources={"fabric": 0.01}, fabric_local_channel=True,
+        **{**FAST, "workspace_client_factory": "actors.workspaces:sandbox_workspace_client"},
+        fleet_max_agents=6, delivery_max_attempts=3,
+    )
+    yield settings
+    remove_installation(settings.sandbox_installation_id, docker_client)
+
+
+def records(settings: Settings):
+    from sandbox.placement import placement_records
+
+    return placement_records(settings)
+
+
+async def test_a_workspace_is_placed_on_a_workspace_node_and_its_node_recorded(cluster, settings):
+    from sandbox.client import get_workspace
+
+    _, node_ids, _ = cluster
+    workspace = await get_workspace("pinned", settings)
+    where = (await workspace.ping())["node_id"]
+    assert where in (node_ids["ws1"], node_ids["ws2"])
+    assert records(settings).get("pinned").node_id == where
+
+
+@ray.remote(num_cpus=1)
+def drive_from_elsewhere(workspace_id: str, settings: Settings) -> dict:
+    """A worker on the agents' node driving the workspace, as an agent does."""
+    from sandbox.client import get_workspace
+
+    async def drive():
+        workspace = await get_workspace(workspace_id, settings)
+        await workspace.write_file("from-agents-node.txt", "written across nodes")
+        result = await workspace.exec("cat from-agents-node.txt && hostname")
+        return {"stdout": result.stdout, "exit_code": result.exit_code,
+                "workspace_node": (await workspace.ping())["node_id"]}
+
+    return asyncio.run(drive()) | {"caller_node": ray.get_runtime_context().get_node_id()}
+
+
+async def test_a_worker_on_another_node_drives_the_workspace(cluster, settings):
+    _, node_ids, _ = cluster
+    seen = await drive_from_elsewhere.remote("pinned", settings)
+    assert seen["caller_node"] == node_ids["agents"]
+    assert seen["workspace_node"] == records(settings).get("pinned").node_id != seen["caller_node"]
+    assert seen["exit_code"] == 0 and seen["stdout"].startswith("written across nodes")
+
+
+async def test_a_restarted_workspace_actor_comes_back_on_its_node_with_its_files(cluster, settings):
+    from sandbox.client import existing_workspace, get_workspace
+
+    workspace = await get_workspace("pinned", settings)
+    await workspace.write_file("kept.txt", "still here")
+    before = await workspace.ping()
+    ray.kill(workspace.handle, no_restart=False)  # Ray restarts it (max_restarts=-1)
+
+    async def restarted():
+        try:
+            now = await existing_workspace("pinned", settings).ping()
+        except WorkspaceUnavailable:
+            return None
+        return now if now["pid"] != before["pid"] else None
+
+    after = await eventually(restarted, timeout=90, what="the workspace actor restarted")
+    assert after["node_id"] == before["node_id"]
+    assert await existing_workspace("pinned", settings).read_text("kept.txt") == "still here"
+
+
+async def test_a_recorded_node_places_a_new_workspace_and_hand_over_crosses_nodes(cluster, settings):
+    from sandbox.client import get_workspace, hand_over
+    from sandbox.placement import NodeRecord
+
+    _, node_ids, _ = cluster
+    source = await get_workspace("pinned", settings)
+    source_node = (await source.ping())["node_id"]
+    other = node_ids["ws2"] if source_node == node_ids["ws1"] else node_ids["ws1"]
+    records(settings).move("receiver", NodeRecord(other, "127.0.0.1"))  # where the receiver must go
+    receiver = await get_workspace("receiver", settings)
+    assert (await receiver.ping())["node_id"] == other != source_node
+    await source.mkdir("dist")
+    await source.write_file("dist/app.whl", b"\x00wheel\xff")
+    assert await hand_over(source, "dist", receiver, "incoming") >= 1
+    assert await receiver.read_file("incoming/dist/app.whl") == b"\x00wheel\xff"
+
+
+async def test_envelopes_cross_nodes_over_ray_with_sockets_on_and_an_agent_killed_mid_task(cluster, settings):
+    from ray._private.state import (
+        actors as actor_table,  # the GCS's table: this cluster runs no dashboard
+    )
+
+    from actors.bootstrap import ensure_system_async, shutdown_system
+    from actors.client import FabricClient
+    from actors.common import ORCHESTRATOR, actor_name
+    from quadracode_ray.envelope import AGENT_LOST, TASK, TASK_RESULT, USER_MESSAGE, EnvelopeFilter
+    from sandbox.client import get_workspace
+    from tests.actors.test_orchestrator import expect_logged, result_message
+
+    _, node_ids, _ = cluster
+    system = await ensure_system_async(settings)
+    try:
+        client = FabricClient.from_handles(system)
+        thread = f"mn-{uuid.uuid4().hex[:8]}"
+        victim = await system.fleet.spawn.remote({"kind": "coder", "capabilities": ["sigkill"]})
+        values = await client.run_and_wait(thread, f"delegate@sigkill: hang-on:{victim.agent_id} then finish",
+                                           timeout_s=90)
+        (task_id,) = values["delegated"]
+        handle = await system.fleet.get_handle.remote(victim.agent_id)
+
+        async def running():
+            return task_id in (await handle.status.remote())["running_tasks"]
+
+        await eventually(running, timeout=60, what="the task running on the victim")
+        os.kill(await handle.pid.remote(), signal.SIGKILL)  # same machine: the agents' node is a local raylet
+
+        texts = await eventually(lambda: result_message(client, thread, task_id), timeout=90, what="reassigned result")
+        assert texts == [f"result {task_id}: succeeded done: hang-on:{victim.agent_id} then finish"]
+        info = await system.orchestrator.task_status.remote(task_id)
+        assert info.status == "succeeded" and info.agent_id != victim.agent_id
+        assert len(await system.events.query.remote(EnvelopeFilter(kind=AGENT_LOST, text_regex=victim.agent_id))) == 1
+        await expect_logged(system, thread, {USER_MESSAGE: 1, TASK: 2, TASK_RESULT: 1})
+
+        # Where everything ran: the orchestrator on the head, both agents on the agents' node.
+        placed = {a["Name"]: a["Address"]["NodeID"] for a in actor_table().values()
+                  if a["State"] == "ALIVE" and a["Name"].startswith(settings.actor_name_prefix)}
+        assert placed[actor_name(settings, ORCHESTRATOR)] == node_ids["head"]
+        assert placed[actor_name(settings, info.agent_id)] == node_ids["agents"]
+        # Sockets are on, yet the result went to the orchestrator on another node through Ray: every
+        # socket attempt of the agent found no socket on its node (then took the Ray call), and the
+        # orchestrator's socket served nothing and reached no agent.
+        survivor = await system.fleet.get_handle.remote(info.agent_id)
+        survivor_sent = (await survivor.status.remote())["channel"]["sent"]
+        assert survivor_sent["requests"] == survivor_sent["unavailable"] >= 1
+        orchestrator_channel = (await system.orchestrator.stats.remote())["channel"]
+        assert orchestrator_channel["served"] == 0
+        assert orchestrator_channel["sent"]["requests"] == orchestrator_channel["sent"]["unavailable"]
+        # The agent (agents' node) wrote its file in the sandbox (a workspace node).
+        workspace = await get_workspace("default", settings)
+        assert await workspace.read_text(f"{task_id}.txt") == f"hang-on:{victim.agent_id} then finish"
+        assert (await workspace.ping())["node_id"] in (node_ids["ws1"], node_ids["ws2"])
+    finally:
+        shutdown_system(settings)
+
+
+async def test_a_workspace_whose_node_is_gone_fails_clearly_and_is_restored_elsewhere(cluster, settings, docker_client):
+    from sandbox.client import get_workspace, restore_workspace
+    from sandbox.deployments.docker import LABEL_INSTALLATION, LABEL_WORKSPACE
+
+    ray_cluster, node_ids, nodes = cluster
+    workspace = await get_workspace("pinned", settings)
+    await workspace.write_file("keep.txt", "in the snapshot")
+    snapshot = await workspace.snapshot("before the node is lost")
+    await workspace.write_file("late.txt", "after the snapshot")
+    lost = (await workspace.ping())["node_id"]
+    lost_name = next(name for name, node_id in node_ids.items() if node_id == lost)
+
+    ray_cluster.remove_node(nodes[lost_name])
+    # The machine is gone with its Docker engine: here the engine is shared, so remove the container.
+    labels = [f"{LABEL_INSTALLATION}={settings.sandbox_installation_id}", f"{LABEL_WORKSPACE}=pinned"]
+    for container in docker_client.containers.list(all=True, filters={"label": labels}):
+        container.remove(force=True)
+
+    async def clear_error():
+        try:
+            await get_workspace("pinned", settings)
+        except WorkspaceUnavailable as exc:
+            return str(exc) if lost in str(exc) else None
+        return None
+
+    message = await eventually(clear_error, timeout=120, what="WorkspaceUnavailable naming the lost node")
+    assert "restore" in message
+    with pytest.raises(WorkspaceUnavailable):
+        await workspace.exec("true")
+
+    restored, info = await restore_workspace("pinned", settings)
+    assert info.snapshot_id == snapshot.snapshot_id
+    where = (await restored.ping())["node_id"]
+    assert where != lost and where in (node_ids["ws1"], node_ids["ws2"])
+    assert records(settings).get("pinned").node_id == where
+    assert await restored.read_text("keep.txt") == "in the snapshot"
+    assert "late.txt" not in {f.path for f in await restored.list_files()}
+    assert Path(settings.snapshot_root, "pinned").is_dir()  # the shared folder every node reads

@@ -1,0 +1,185 @@
+"""`ray up cluster.yaml` end to end, as a user runs it, on one machine: the cluster launcher's local
+provider over a private sshd (head 127.0.0.1, worker 127.0.0.2), the cluster file generated from
+the shipped one (ray_up_rig.py says what differs and why). Then a run through the LangGraph API
+whose agent writes and runs a program in a workspace on the worker node, then `ray down`, and the
+thread is still in the cluster's Postgres.
+
+Needs what scripts/provision-cluster-tools.sh installs (sshd, rsync) and Docker.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.cluster.ray_up_rig import (
+    HEAD_IP,
+    WORKER_IP,
+    Rig,
+    processes_of,
+    stop_processes,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(2400)]
+
+
+@pytest.fixture(scope="module")
+def rig(docker_client) -> Iterator[Rig]:
+    from quadracode_ray.config import Settings
+    from quadracode_ray.persistence.cluster_postgres import stop_cluster_postgres
+    from sandbox.testing import remove_installation
+
+    if not Path("/usr/sbin/sshd").exists() or not shutil.which("rsync"):
+        pytest.fail("sshd or rsync is missing: run scripts/provision-cluster-tools.sh", pytrace=False)
+    # Short: Ray's unix sockets live under it (107-byte limit).
+    rig = Rig(Path(tempfile.mkdtemp(prefix="qru-", dir="/tmp")))
+    try:
+        rig.start_sshd()
+        wait_until(lambda: all(rig.ssh(ip, "echo ready").stdout.strip() == "ready" for ip in (HEAD_IP, WORKER_IP)),
+                   60, "the private sshd on both addresses")
+        rig.write_cluster_file()
+        yield rig
+    finally:
+        rig.teardown()
+        stop_cluster_postgres(Settings(_env_file=None, data_dir=rig.data_dir))
+        stop_processes(str(rig.root))  # anything else this cluster left running under the rig
+        remove_installation(rig.installation_id, docker_client)
+        shutil.rmtree(rig.root, ignore_errors=True)
+
+
+def state_api(rig: Rig, resource: str) -> list[dict]:
+    """Rows of the Ray state API (the dashboard's /api/v0/<resource>)."""
+    response = httpx.get(f"http://{HEAD_IP}:{rig.dashboard_port}/api/v0/{resource}", params={"limit": 10000},
+                         headers=rig.auth_headers(), timeout=30)
+    response.raise_for_status()
+    body = response.json()
+    rows = body["data"]["result"]
+    return rows["result"] if isinstance(rows, dict) else rows
+
+
+def alive_nodes(rig: Rig) -> dict[str, dict]:
+    """Live nodes as "head" and the worker's address (Ray gives the head the machine's address)."""
+    try:
+        nodes = [n for n in state_api(rig, "nodes") if n["state"] == "ALIVE"]
+    except httpx.HTTPError:
+        return {}
+    return {("head" if n["is_head_node"] else n["node_ip"]): n for n in nodes}
+
+
+def api_answers(api: str) -> bool:
+    try:
+        return httpx.get(f"{api}/ok", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def application_deployed_from(rig: Rig, serve_file: Path) -> bool:
+    """The application runs with the env_vars of ``serve_file`` (not those `ray up` deployed)."""
+    try:
+        response = httpx.get(f"http://{HEAD_IP}:{rig.dashboard_port}/api/serve/applications/",
+                             headers=rig.auth_headers(), timeout=10)
+        app = response.json()["applications"]["quadracode"]
+    except (httpx.HTTPError, KeyError, ValueError):
+        return False
+    env = app["deployed_app_config"]["runtime_env"]["env_vars"]
+    return app["status"] == "RUNNING" and env.get("SERVE_CONFIG_MARK") == serve_file.name
+
+
+def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Rig) -> None:
+    from langgraph_sdk import get_sync_client
+
+    shipped = (Path(__file__).parents[2] / "cluster.yaml").read_text()
+    assert "ray stop" in shipped and "ray stop" not in rig.cluster_file.read_text()
+
+    up = rig.ray_cli("up", "-y", "--no-config-cache", str(rig.cluster_file), timeout=1800)
+    assert up.returncode == 0, (up.stdout + up.stderr)[-8000:]
+    api = f"http://{HEAD_IP}:{rig.http_port}"
+    assert httpx.get(f"{api}/ok", timeout=10).status_code == 200
+
+    # The head's autoscaler starts the worker over ssh: setup, Docker, `ray start` with `workspace`.
+    nodes = wait_until(lambda: (n := alive_nodes(rig)) and WORKER_IP in n and n, 900, "the worker node to join")
+    assert nodes[WORKER_IP]["resources_total"].get("workspace") == 8
+    assert not nodes["head"]["resources_total"].get("workspace")
+    assert nodes["head"]["resources_total"].get("fabric") == 1
+    head_address = nodes["head"]["node_ip"]
+
+    password_file = rig.data_dir / "cluster-postgres.password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+
+    # A run through the API: the orchestrator delegates, an agent writes and runs hello.py in the
+    # `default` workspace, which only the worker node can hold.
+    client = get_sync_client(url=api, timeout=300)
+    thread_id = client.threads.create()["thread_id"]
+    values = client.runs.wait(thread_id, "orchestrator", input={"messages": [
+        {"role": "user", "content": "delegate to a coder agent: write hello.py that prints 42 and run it"}]})
+    assert isinstance(values, dict) and "__error__" not in values, values
+    match = re.search(r"Delegated to agent \S+ as task (\S+?)\.", values["messages"][-1]["content"])
+    assert match, values["messages"][-1]
+
+    def folded() -> list[str]:
+        messages = client.threads.get_state(thread_id)["values"].get("messages", [])
+        return [m["content"] for m in messages if m.get("name") == "task_result"]
+
+    results = wait_until(folded, 600, "the agent's result in the thread", interval=0.5)
+    assert results[0].startswith(f"[task {match.group(1)} succeeded") and "42" in results[0]
+
+    workspaces = [a for a in state_api(rig, "actors") if a.get("class_name") == "WorkspaceSandbox"
+                  and a.get("state") == "ALIVE"]
+    assert workspaces, "no live workspace actor"
+    node_of = {n["node_id"]: ip for ip, n in alive_nodes(rig).items()}
+    assert {node_of[a["node_id"]] for a in workspaces} == {WORKER_IP}
+    # One Postgres for everything: no process of the cluster started an embedded one of its own.
+    assert not [p for p in processes_of(str(rig.home)) if p.name() == "postgres"]
+    named = {a.get("name") for a in state_api(rig, "actors") if a.get("state") == "ALIVE"}
+    assert "workspace:default" in named and "orchestrator" in named  # readable names in the dashboard
+
+    # A real Prometheus scrapes every node through Ray's service-discovery file: PromQL over its
+    # HTTP API returns our series, from both nodes (fabric on the head, sandboxes on the worker).
+    prometheus = rig.start_prometheus()
+
+    def our_series() -> list[dict] | None:
+        try:
+            response = httpx.get(f"{prometheus}/api/v1/query", timeout=10, params={
+                "query": 'sum by (instance) ({__name__=~"ray_quadracode_.+"})'})
+            result = response.json()["data"]["result"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+        return result if {r["metric"]["instance"].split(":")[0] for r in result} >= {head_address, WORKER_IP} else None
+
+    wait_until(our_series, 180, "ray_quadracode_* series of both nodes in Prometheus")
+    envelopes = httpx.get(f"{prometheus}/api/v1/query", params={"query": "sum(ray_quadracode_envelopes_total)"},
+                          timeout=10).json()["data"]["result"]
+    assert envelopes and float(envelopes[0]["value"][1]) > 0
+
+    # Users who manage Serve themselves: `serve deploy serve_config.yaml` (the shipped file, its
+    # placeholders filled in) replaces the application, which answers on the same thread.
+    url = f"postgresql://quadracode:{password_file.read_text().strip()}@{HEAD_IP}:{rig.postgres_port}/quadracode"
+    serve_file = rig.write_serve_config(url)
+    deploy = rig.ray_cli("deploy", str(serve_file), "--address", f"http://{HEAD_IP}:{rig.dashboard_port}",
+                         serve=True, timeout=600)
+    assert deploy.returncode == 0, (deploy.stdout + deploy.stderr)[-4000:]
+    wait_until(lambda: application_deployed_from(rig, serve_file), 600, "the application of serve_config.yaml")
+    wait_until(lambda: api_answers(api), 300, "the API after `serve deploy`")
+    values = client.runs.wait(thread_id, "orchestrator", input={"messages": [
+        {"role": "user", "content": "Remember the code name OSPREY"}]})
+    assert values["messages"][-1]["content"] == "Noted: the code name is OSPREY."
+
+    down = rig.ray_cli("down", "-y", str(rig.cluster_file), timeout=600)
+    assert down.returncode == 0, (down.stdout + down.stderr)[-8000:]
+    wait_until(lambda: not processes_of(rig.marker), 120, "every Ray process of the cluster to stop")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/ok", timeout=3)
+
+    # The data stays: the head's Postgres still holds the thread's checkpoints.
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        count = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = %s", (thread_id,)).fetchone()[0]
+    assert count > 0

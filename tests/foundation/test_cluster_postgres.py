@@ -1,0 +1,60 @@
+"""The cluster's Postgres (`quadracode-ray up --cluster-postgres` on a `ray up` head): the embedded
+server listening on TCP, reachable with the generated password only, idempotent, data kept."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from quadracode_ray.config import Settings
+from quadracode_ray.persistence.cluster_postgres import (
+    start_cluster_postgres,
+    stop_cluster_postgres,
+)
+from tests.conftest import free_port
+
+
+@pytest.fixture
+def settings():
+    root = Path(tempfile.mkdtemp(prefix="qr-cpg-"))  # short: the server's socket lives in it
+    settings = Settings(_env_file=None, data_dir=root, cluster_postgres_port=free_port(),
+                        cluster_postgres_listen="127.0.0.1")
+    yield settings
+    stop_cluster_postgres(settings)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_cluster_postgres_takes_tcp_logins_with_its_password_only_and_keeps_its_data(settings):
+    url = start_cluster_postgres(settings, "127.0.0.1")
+    assert url.startswith("postgresql://quadracode:") and url.endswith(f"@127.0.0.1:{settings.cluster_postgres_port}/quadracode")
+    password_file = settings.data_dir / "cluster-postgres.password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+        conn.execute("INSERT INTO kept VALUES ('still here')")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(url.replace(password_file.read_text().strip(), "wrong"), connect_timeout=10)
+
+    assert start_cluster_postgres(settings, "127.0.0.1") == url  # idempotent: same password, same server
+    assert stop_cluster_postgres(settings) and not stop_cluster_postgres(settings)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=5)
+
+    assert start_cluster_postgres(settings, "127.0.0.1") == url  # started again on its data
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT v FROM kept").fetchone()[0] == "still here"
+
+
+def test_a_configured_password_is_used_and_not_stored(settings):
+    settings = Settings(_env_file=None, data_dir=settings.data_dir, cluster_postgres_port=settings.cluster_postgres_port,
+                        cluster_postgres_listen="127.0.0.1", cluster_postgres_password="s3cret/with:chars")
+    url = start_cluster_postgres(settings, "127.0.0.1")
+    assert "s3cret%2Fwith%3Achars@" in url
+    assert not (settings.data_dir / "cluster-postgres.password").exists()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == "quadracode"
