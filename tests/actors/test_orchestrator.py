@@ -177,7 +177,13 @@ async def test_killed_orchestrator_continues_the_thread_from_its_checkpoint(syst
     values = await eventually(lambda: _finished(client, thread), timeout=90, what="thread resumed after restart")
     assert values["think_runs"] == 1  # node think ran once: the restart resumed from its checkpoint
     assert assistant_texts(values).count("resumed after pause") == 1
-    (run,) = thread_runs(system, thread)  # one run, its second attempt on the restarted actor
+    # One run, its second attempt on the restarted actor; its end is recorded just after the
+    # checkpoint read above, so wait for it.
+    async def run_ended():
+        runs = thread_runs(system, thread)
+        return runs if runs and runs[0]["status"] != "running" else None
+
+    (run,) = await eventually(run_ended, timeout=30, what="the run's end recorded")
     assert (run["run_id"], run["status"], run["attempt"]) == (uuid.UUID(receipt.run_id), "success", 2)
     await expect_logged(system, thread, {USER_MESSAGE: 1})
 
