@@ -297,6 +297,10 @@ class Settings(BaseSettings):
         default=None,
         description="API keys as JSON {owner: key or [keys]}; when set, every API route but /ok and /health needs 'Authorization: Bearer <key>' or 'X-Api-Key', and each owner sees only its own resources.",
     )
+    auth_admin_owners: list[str] = Field(
+        default=[],
+        description="Owners (names in auth_api_keys) whose keys may use the operator's admin routes (/fleet, /system, the whole event log, every workspace); with auth off everyone may. JSON, e.g. [\"root\"].",
+    )
     cron_poll_interval_s: float = Field(
         default=5.0, gt=0, le=3600, description="Longest a due cron waits before an API replica's scheduler fires it."
     )

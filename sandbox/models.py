@@ -16,7 +16,7 @@ from quadracode_ray.interfaces.workspace import (
 )
 
 __all__ = [
-    "BackgroundOutput", "BackgroundProcess", "ExecOutput", "ExecRequest", "ExecResult", "FileInfo",
+    "BackgroundOutput", "BackgroundProcess", "ExecOutput", "SandboxActorInfo", "ExecRequest", "ExecResult", "FileInfo",
     "SandboxEvent", "SnapshotDiff", "SnapshotInfo", "WorkspaceInfo", "WorkspaceLimits", "WorkspaceSpec",
     "validate_workspace_id",
 ]
@@ -150,3 +150,14 @@ class SandboxEvent(_Model):
     error: str | None = None
     at: datetime
     detail: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class SandboxActorInfo(_Model):
+    """What a sandbox actor's ``ping`` says of itself. ``pid`` and ``worker_id`` change when the
+    actor restarts; the worker id is the ``WorkerId`` label of its metrics; the node id says
+    where it runs."""
+
+    workspace_id: str
+    pid: int
+    worker_id: str
+    node_id: str

@@ -382,8 +382,7 @@ class WorkspaceService:
             _, path = await asyncio.to_thread(self.snapshots.load, snapshot_id)
             then = await asyncio.to_thread(tar_manifest, path)
             reply = await self._call(wire.Manifest(path="."))
-            now = {name: wire.to_dict(entry) for name, entry in reply.entries.items()}
-            return diff_manifests(snapshot_id, then, now)
+            return diff_manifests(snapshot_id, then, reply.entries)
 
     async def restore_snapshot(self, snapshot_id: str) -> SnapshotInfo:
         """Make /workspace exactly what it was at the snapshot (files added since are removed)."""

@@ -25,6 +25,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceError,
     WorkspaceInvalidRequest,
 )
+from sandbox.container_server.wire import ManifestEntry
 from sandbox.models import SnapshotDiff
 
 SNAPSHOT_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
@@ -44,10 +45,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def tar_manifest(source: bytes | Path) -> dict[str, dict]:
-    """Entries of a snapshot tar in the shape of the container server's ``manifest``. Only an
+def tar_manifest(source: bytes | Path) -> dict[str, ManifestEntry]:
+    """Entries of a snapshot tar, typed as the container server's ``manifest`` reply. Only an
     uncompressed tar is read, a member at a time: a compressed one is refused, not inflated."""
-    entries: dict[str, dict] = {}
+    entries: dict[str, ManifestEntry] = {}
     fileobj = io.BytesIO(source) if isinstance(source, bytes | bytearray) else open(source, "rb")  # noqa: SIM115
     try:
         tar = tarfile.open(fileobj=fileobj, mode="r:")
@@ -62,27 +63,27 @@ def tar_manifest(source: bytes | Path) -> dict[str, dict]:
                 content = tar.extractfile(member)
                 while block := content.read(1 << 20):
                     digest.update(block)
-                entries[name] = {"type": "file", "size": member.size, "sha256": digest.hexdigest()}
+                entries[name] = ManifestEntry(type="file", size=member.size, sha256=digest.hexdigest())
             elif member.isdir():
-                entries[name] = {"type": "dir"}
+                entries[name] = ManifestEntry(type="dir")
             elif member.issym():
-                entries[name] = {"type": "symlink", "target": member.linkname}
+                entries[name] = ManifestEntry(type="symlink", target=member.linkname)
             else:
-                entries[name] = {"type": "other"}
+                entries[name] = ManifestEntry(type="other")
     return entries
 
 
-def _comparable(entry: dict) -> tuple:
-    return entry.get("type"), entry.get("sha256"), entry.get("target")
+def _comparable(entry: ManifestEntry) -> tuple:
+    return entry.type, entry.sha256, entry.target
 
 
-def diff_manifests(snapshot_id: str, then: dict[str, dict], now: dict[str, dict]) -> SnapshotDiff:
+def diff_manifests(snapshot_id: str, then: dict[str, ManifestEntry], now: dict[str, ManifestEntry]) -> SnapshotDiff:
     return SnapshotDiff(
         snapshot_id=snapshot_id,
         added=sorted(set(now) - set(then)),
         removed=sorted(set(then) - set(now)),
         modified=sorted(p for p in set(then) & set(now) if _comparable(then[p]) != _comparable(now[p])
-                        and then[p].get("type") != "dir"),
+                        and then[p].type != "dir"),
     )
 
 

@@ -391,7 +391,8 @@ class Background:
                 "status": status, "exit_code": shell_code(code), "started_at": self.started_at, "ended_at": self.ended_at}
 
     def poll(self, stdout_offset: int, stderr_offset: int) -> dict:
-        if self.proc.poll() is not None:
+        process = self.describe()  # the status first: an "exited" must come with all the output
+        if process["status"] != "running":
             # Ended: let the pump read what it wrote last (a child still holding the pipes only
             # delays this, a little).
             self.drained.wait(timeout=0.5)
@@ -399,7 +400,7 @@ class Background:
             out, out_lost = self.outputs["stdout"].since(stdout_offset)
             err, err_lost = self.outputs["stderr"].since(stderr_offset)
             result = {
-                "process": self.describe(),
+                "process": process,
                 "stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace"),
                 "stdout_offset": self.outputs["stdout"].end, "stderr_offset": self.outputs["stderr"].end,
                 "truncated": out_lost or err_lost,

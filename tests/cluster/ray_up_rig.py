@@ -49,11 +49,20 @@ while data := conn.recv(65536):
 RAY_WRAPPER = """\
 #!/bin/bash
 # `ray stop` for this rig's cluster only; anything else is the real ray, patient with a loaded
-# machine (tests/cluster/patient_ray.py).
+# machine (tests/cluster/patient_ray.py). A `ray start` that fails (Ray 2.60's raylet gives its
+# agents a fixed 15 s, which a loaded machine can exceed) is stopped by its temp dir and made again.
 if [ "$1" = stop ]; then
   cd {repo} && exec {python} -m tests.cluster.ray_up_rig stop-processes {marker}
 fi
-PYTHONPATH={repo} exec {python} -m tests.cluster.patient_ray "$@"
+if [ "$1" != start ]; then
+  PYTHONPATH={repo} exec {python} -m tests.cluster.patient_ray "$@"
+fi
+temp_dir=$(printf '%s\\n' "$@" | sed -n 's/^--temp-dir=//p')
+for attempt in 1 2 3 4; do
+  PYTHONPATH={repo} {python} -m tests.cluster.patient_ray "$@" && exit 0
+  (cd {repo} && {python} -m tests.cluster.ray_up_rig stop-processes "$temp_dir")
+done
+exit 1
 """
 
 

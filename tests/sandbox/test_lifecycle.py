@@ -71,12 +71,12 @@ async def test_actor_restart_reattaches_to_the_same_container_with_files_intact(
     await client.write_file("keep/me.txt", b"precious")
     job = await client.start_process("echo alive; sleep 300")
     before = await client.info()
-    old_pid = (await client.ping())["pid"]
+    old_pid = (await client.ping()).pid
 
     ray.kill(client.handle, no_restart=False)
 
     async def restarted():
-        pid = (await client.ping())["pid"]
+        pid = (await client.ping()).pid
         if pid == old_pid:
             raise WorkspaceUnavailable("not restarted yet")
         return pid

@@ -13,6 +13,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceInvalidRequest,
 )
 from sandbox.container_server import procs
+from sandbox.container_server.wire import ManifestEntry
 from sandbox.events import FanOutSink, InMemoryEventSink
 from sandbox.models import ExecRequest, SandboxEvent, WorkspaceSpec, validate_workspace_id
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
@@ -77,9 +78,9 @@ def test_snapshot_store_roundtrip_and_corruption(tmp_path):
 
 def test_diff_of_manifests():
     then = tar_manifest(tar_of({"same": b"1", "changed": b"old", "gone": b"x"}))
-    now = {"same": {"type": "file", "size": 1, "sha256": hashlib.sha256(b"1").hexdigest()},
-           "changed": {"type": "file", "size": 3, "sha256": hashlib.sha256(b"new").hexdigest()},
-           "added": {"type": "file", "size": 0, "sha256": hashlib.sha256(b"").hexdigest()}}
+    now = {"same": ManifestEntry(type="file", size=1, sha256=hashlib.sha256(b"1").hexdigest()),
+           "changed": ManifestEntry(type="file", size=3, sha256=hashlib.sha256(b"new").hexdigest()),
+           "added": ManifestEntry(type="file", size=0, sha256=hashlib.sha256(b"").hexdigest())}
     diff = diff_manifests("s", then, now)
     assert (diff.added, diff.removed, diff.modified) == (["added"], ["gone"], ["changed"])
 
@@ -127,3 +128,13 @@ def test_docker_deployment_config_is_built_from_settings_in_one_place(tmp_path):
     assert deployment.container_name == deployment.volume_name == "qr-inst-ws-ws-1"
     with pytest.raises(ValueError, match="extra"):
         DockerDeploymentConfig(**config.model_dump(), data_dir=tmp_path)
+
+
+def test_an_exited_background_job_comes_with_all_its_output(tmp_path):
+    # When the process has exited, what it wrote last may not have been read from its pipes yet.
+    for _ in range(50):
+        job = procs.Background("echo begin; echo oops >&2", str(tmp_path), {}, 1 << 20)
+        job.proc.wait()
+        polled = job.poll(0, 0)
+        assert polled["process"]["status"] == "exited"
+        assert (polled["stdout"], polled["stderr"]) == ("begin\n", "oops\n")
