@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError, RayTaskError
 
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings, load_settings
@@ -50,8 +50,10 @@ def _translate(exc: BaseException, workspace_id: str) -> BaseException:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, BaseException):
             return cause
-    if isinstance(exc, RayActorError | GetTimeoutError):
-        return WorkspaceUnavailable(f"workspace {workspace_id!r} actor is unavailable (restarting or dead): {exc}")
+    if isinstance(exc, RayActorError | GetTimeoutError | ActorUnschedulableError):
+        # Unschedulable: its node (node affinity, sandbox/placement.py) is gone.
+        return WorkspaceUnavailable(f"workspace {workspace_id!r} actor is unavailable (restarting, dead or its "
+                                    f"node gone): {exc}")
     return exc
 
 
@@ -75,7 +77,7 @@ class WorkspaceSandboxClient:
         ref = getattr(self._handle, method).remote(*args, **kwargs)
         try:
             return await ref
-        except (RayTaskError, RayActorError) as exc:
+        except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
             raise _translate(exc, self._workspace_id) from None
         except asyncio.CancelledError:
             # Whoever awaited gave up (an emergency stop, a cancelled run): cancel the actor's
@@ -124,7 +126,7 @@ class WorkspaceSandboxClient:
                 item = await ref
                 finished = isinstance(item, ExecResult)
                 yield item
-        except (RayTaskError, RayActorError) as exc:
+        except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
             finished = True
             raise _translate(exc, self._workspace_id) from None
         finally:
