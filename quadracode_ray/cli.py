@@ -1,4 +1,4 @@
-"""The ``quadracode-ray`` command: up, down, status, config."""
+"""The ``quadracode-ray`` command: up, down, status, config, panel."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     out.print()
     out.print("[bold]Quadracode-Ray is up.[/bold]")
     out.print(f"  LangGraph API   {result.api_url}   (docs: {result.api_url}/docs)")
+    if settings.panel_enabled:
+        out.print(f"  Control panel   {result.api_url}/ui/")
     out.print(f"  Metrics         {result.api_url}/metrics   (Prometheus text: the API and every actor)")
     out.print(f"  Ray dashboard   {result.dashboard_url}   (token: `ray get-auth-token`)")
     out.print(f"  Ray address     {result.ray_address}")
@@ -80,6 +82,24 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_panel(settings: Settings, args: argparse.Namespace) -> int:
+    import importlib
+
+    import httpx
+
+    url = args.url.rstrip("/")
+    try:
+        httpx.get(f"{url}/ok", timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        console.print(f"[red]error:[/red] the API at {url} does not answer /ok ({exc})")
+        return 1
+    # By import path, as the launcher names the Serve app: the core does not import the layers above it.
+    standalone = importlib.import_module("serve_app.panel.standalone")
+    console.print(f"Control panel for {url} at http://{args.host}:{args.port}/ui/  (Ctrl-C stops it)")
+    standalone.serve(url, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quadracode-ray", description="An always-on runtime for AI agent work on Ray.")
     parser.add_argument("--version", action="version", version=f"quadracode-ray {__version__}")
@@ -95,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument("--env-sample", action="store_true", help="print the documented .env.sample instead")
     config.set_defaults(func=cmd_config)
+    panel = sub.add_parser("panel", help="serve the control panel alone, against the API at --url")
+    panel.add_argument("--url", required=True, help="the API's base URL, e.g. http://head:8000")
+    panel.add_argument("--host", default="127.0.0.1", help="address to serve the panel on")
+    panel.add_argument("--port", type=int, default=7860, help="port to serve the panel on")
+    panel.set_defaults(func=cmd_panel)
     return parser
 
 

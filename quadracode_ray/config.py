@@ -103,7 +103,18 @@ class Settings(BaseSettings):
         description="Labels and names this installation's workspace containers and volumes, so installations (and test runs) sharing a Docker engine never touch each other's.",
     )
     sandbox_memory_mb: int = Field(default=2048, ge=64, le=1_048_576, description="Memory limit of a workspace container in MiB (swap included).")
-    sandbox_cpus: float = Field(default=2.0, gt=0, le=1024, description="CPU limit of a workspace container (cores).")
+    sandbox_cpus: float = Field(
+        default=1.0, gt=0, le=1024,
+        description="CPU limit of a workspace container (cores); keep it below the host's cores so a busy workspace leaves the system's actors room.",
+    )
+    sandbox_cpu_shares: int = Field(
+        default=256, ge=2, le=262_144,
+        description="CPU weight of a workspace container under contention (the host's own processes weigh 1024).",
+    )
+    sandbox_disk_quota_mb: int = Field(
+        default=8192, ge=0, le=16 << 20,
+        description="Size in MiB of each workspace's own file system (a loop-mounted ext4 image, sparse; needs the host side as root): writes past it fail with ENOSPC. 0: a plain Docker volume without quota.",
+    )
     sandbox_pids_limit: int = Field(default=512, ge=16, le=1_000_000, description="Most processes a workspace container may run at once.")
     sandbox_output_limit_bytes: int = Field(
         default=1 << 20, ge=1024, le=1 << 30, description="Bytes of stdout and of stderr an exec keeps; the rest is cut and reported as truncated."
@@ -180,7 +191,7 @@ class Settings(BaseSettings):
         default={},
         description=(
             "Extra graphs for the API as JSON {graph_id: 'package.module:attr' or 'path/file.py:attr'}; "
-            "attr is a compiled graph, a StateGraph, or a factory taking a RunnableConfig."
+            "attr is a compiled graph, a StateGraph, or a factory (taking a RunnableConfig, a ServerRuntime, both or nothing)."
         ),
     )
     graphs_file: Path | None = Field(
@@ -288,6 +299,10 @@ class Settings(BaseSettings):
     )
     cron_poll_interval_s: float = Field(
         default=5.0, gt=0, le=3600, description="Longest a due cron waits before an API replica's scheduler fires it."
+    )
+    panel_enabled: bool = Field(
+        default=True,
+        description="Serve the Gradio control panel at /ui (a client of this API over HTTP; with API keys on it asks for one).",
     )
 
     # --- operations ----------------------------------------------------------------------------------

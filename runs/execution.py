@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import message_chunk_to_message
+from langchain_core.messages import BaseMessageChunk, message_chunk_to_message
 from langgraph.types import Command, Send
 
 from runs.graph_registry import GraphRegistry
 from runs.stream import RunStream, dumps, error_payload
+from runs.v3_events import V3_MARKER, protocol_chunks
 
 # wire mode -> LangGraph stream mode
 _NATIVE = {"values": "values", "updates": "updates", "messages-tuple": "messages", "messages": "messages",
@@ -81,8 +82,10 @@ class _MessagesCompat:
                 self.seen[message_id] = self.seen[message_id] + message
             except TypeError:
                 self.seen[message_id] = message
-        # Clients get the accumulated text as a whole message (type "ai"), as the official server sends it.
-        out.append(("messages/partial", [message_chunk_to_message(self.seen[message_id])]))
+        # Clients get the accumulated text as a whole message (type "ai"), as the official server
+        # sends it: "partial" while a model streams chunks, "complete" for a node's whole message.
+        event = "messages/partial" if isinstance(message, BaseMessageChunk) else "messages/complete"
+        out.append((event, [message_chunk_to_message(self.seen[message_id])]))
         return out
 
 
@@ -107,7 +110,11 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
     last_values: Any = None
     saw_interrupt = False
     try:
-        graph = await registry.build(kwargs["graph_id"], config, checkpointer=checkpointer, store=store)
+        # The v3 (thread streaming) marker is the API's, never the graph's configuration.
+        # Its value is the run's id: a later run inheriting it with the thread's config is no v3 run.
+        protocol_v3 = config["configurable"].pop(V3_MARKER, None) == str(run["run_id"])
+        graph = await registry.build(kwargs["graph_id"], config, checkpointer=checkpointer, store=store,
+                                     access_context="threads.create_run", context=context)
         graph_input: Any = build_command(kwargs.get("command")) or kwargs.get("input")
         if run.get("attempt", 1) > 1 and await _has_run_checkpoint(checkpointer, config, run):
             graph_input = None  # a retried attempt continues from the last checkpoint it wrote
@@ -120,15 +127,19 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
             options["durability"] = kwargs["durability"]
         if context:
             options["context"] = context
-        chunks = (_chunks_with_events(graph, graph_input, config, options, stream) if "events" in modes
-                  else graph.astream(graph_input, config, **options))
+        if protocol_v3:
+            chunks = protocol_chunks(graph, graph_input, config, options, stream)
+        elif "events" in modes:
+            chunks = _chunks_with_events(graph, graph_input, config, options, stream)
+        else:
+            chunks = graph.astream(graph_input, config, **options)
         async for namespace, mode, chunk in chunks:
             if mode == "values" and not namespace:
                 last_values = chunk
             if isinstance(chunk, dict) and "__interrupt__" in chunk:
                 saw_interrupt = True
-            if namespace and not subgraphs:
-                continue
+            if protocol_v3 or (namespace and not subgraphs):
+                continue  # (a v3 run's events are published as they come, in protocol_chunks)
             suffix = ("|" + "|".join(namespace)) if namespace else ""
             for event, data in _wire_events(mode, chunk, modes, compat):
                 await stream.publish(event + suffix, dumps(data))

@@ -2,8 +2,9 @@
 
 A graph spec is ``package.module:attr`` or ``path/to/file.py:attr`` (relative paths are
 resolved against the config file that names them, like ``langgraph.json``). ``attr`` is a
-compiled graph, a ``StateGraph`` (compiled here), or a factory taking a ``RunnableConfig``
-(or nothing) that returns either, so a graph can be built per run from its configuration.
+compiled graph, a ``StateGraph`` (compiled here), or a factory returning either, so a graph
+can be built per run: called as the official server calls it (runs/graph_factories.py), with
+the run's config, a ``ServerRuntime``, both, or nothing, by its signature.
 
 A graph that cannot be imported is kept in the registry with the reason, so its assistant
 still exists and every use of it answers with a clear message instead of the server failing
@@ -15,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import inspect
-import json
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -28,26 +27,18 @@ from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
 from quadracode_ray.config import Settings
+from quadracode_ray.graph_specs import BUILTIN_GRAPHS, GraphSpecError, graph_specs  # noqa: F401 (re-exported)
 from quadracode_ray.import_paths import call_with_supported, load_object
 from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.factory import shared_chat_model
+from runs.graph_factories import call_factory
 
 # The namespace the official server derives a graph's default assistant id from, so the
 # same graph gets the same assistant id here and there.
 NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 
-BUILTIN_GRAPHS: dict[str, str] = {
-    "orchestrator": "quadracode_ray.graphs.orchestrator:graph",
-    "agent": "quadracode_ray.graphs.agent:graph",
-}
-
-
 class GraphUnavailableError(RuntimeError):
     """The graph is registered but its import path does not load."""
-
-
-class GraphSpecError(ValueError):
-    """A graph spec or graphs file is malformed."""
 
 
 def default_assistant_id(graph_id: str) -> str:
@@ -142,8 +133,13 @@ class GraphRegistry:
         return self.entries.get(graph_id)
 
     async def build(self, graph_id: str, config: dict | None = None, *,
-                    checkpointer: Any = None, store: Any = None) -> Pregel:
-        """A compiled graph for one use, with the given checkpointer and store attached."""
+                    checkpointer: Any = None, store: Any = None,
+                    access_context: str = "threads.read", context: Any = None) -> Pregel:
+        """A compiled graph for one use, with the given checkpointer and store attached.
+
+        ``access_context`` says why (the official server's: ``threads.create_run`` to execute a
+        run, ``threads.read``, ``threads.update``, ``assistants.read``); a factory asking for a
+        ``ServerRuntime`` gets it with that, the store and, for a run, the run's ``context``."""
         entry = self.entries.get(graph_id)
         if entry is None:
             raise GraphUnavailableError(f"graph {graph_id!r} is not registered")
@@ -151,38 +147,13 @@ class GraphRegistry:
             raise GraphUnavailableError(f"graph {graph_id!r} ({entry.spec}) cannot be loaded: {entry.error}")
         target = entry.target
         if entry.is_factory:
-            params = inspect.signature(target).parameters
-            target = target(config or {}) if params else target()
-            if inspect.isawaitable(target):
-                target = await target
+            target = await call_factory(target, config or {}, access_context=access_context,
+                                        store=store, context=context)
         if isinstance(target, StateGraph):
             return target.compile(checkpointer=checkpointer, store=store)
         if isinstance(target, Pregel):
             return target.copy(update={"checkpointer": checkpointer, "store": store})
         raise GraphUnavailableError(f"graph {graph_id!r}: factory returned {type(target).__name__}, not a graph")
-
-
-def graph_specs(settings: Settings) -> dict[str, tuple[str, Path | None]]:
-    """Built-ins, then the graphs file, then the ``graphs`` setting (later ones win)."""
-    specs: dict[str, tuple[str, Path | None]] = {gid: (spec, None) for gid, spec in BUILTIN_GRAPHS.items()}
-    if settings.graphs_file is not None:
-        path = Path(settings.graphs_file).expanduser().resolve()
-        try:
-            document = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise GraphSpecError(f"graphs file {path}: {exc}") from exc
-        graphs = document.get("graphs") if isinstance(document, dict) else None
-        if not isinstance(graphs, dict):
-            raise GraphSpecError(f"graphs file {path}: expected an object with a 'graphs' map")
-        for graph_id, spec in graphs.items():
-            if isinstance(spec, dict):  # langgraph.json also allows {"path": ..., "description": ...}
-                spec = spec.get("path")
-            if not isinstance(spec, str):
-                raise GraphSpecError(f"graphs file {path}: graph {graph_id!r} needs an import path string")
-            specs[graph_id] = (spec, path.parent)
-    for graph_id, spec in settings.graphs.items():
-        specs[graph_id] = (spec, None)
-    return specs
 
 
 def configured_orchestrator_graph(settings: Settings, config: dict | None = None) -> Any:

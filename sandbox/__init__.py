@@ -1,7 +1,8 @@
 """Workspace sandboxes: one Ray actor per workspace, each owning a hardened Docker container.
 
 The actor layer gets a workspace with ``await sandbox.get_workspace(workspace_id, settings)``,
-which returns a ``WorkspaceSandboxClient`` (it implements
+which returns a ``WorkspaceSandboxClient``. Every way in offers the operations of
+``sandbox.protocol.WorkspaceOperations`` (which extends
 ``quadracode_ray.interfaces.workspace.WorkspaceClient``). See README.md in this folder.
 """
 
@@ -20,16 +21,18 @@ from sandbox.models import (
     BackgroundProcess,
     ExecOutput,
     ExecRequest,
+    SandboxActorInfo,
     SandboxEvent,
     SnapshotDiff,
     WorkspaceInfo,
     WorkspaceLimits,
     WorkspaceSpec,
 )
+from sandbox.protocol import WorkspaceOperations
 
 __all__ = [
     "DEFAULT_WORKSPACE", "BackgroundOutput", "BackgroundProcess", "EventSink", "ExecOutput", "ExecRequest",
-    "FanOutSink", "InMemoryEventSink", "SandboxEvent", "SnapshotDiff", "WorkspaceInfo", "WorkspaceLimits",
-    "WorkspaceSandboxClient", "WorkspaceSpec", "existing_workspace", "get_workspace", "hand_over", "restore_workspace",
-    "workspace_actor",
+    "FanOutSink", "InMemoryEventSink", "SandboxActorInfo", "SandboxEvent", "SnapshotDiff", "WorkspaceInfo",
+    "WorkspaceLimits", "WorkspaceOperations", "WorkspaceSandboxClient", "WorkspaceSpec", "existing_workspace",
+    "get_workspace", "hand_over", "restore_workspace", "workspace_actor",
 ]

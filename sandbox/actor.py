@@ -21,6 +21,7 @@ from sandbox.models import (
     BackgroundOutput,
     BackgroundProcess,
     ExecOutput,
+    SandboxActorInfo,
     SandboxEvent,
     SnapshotDiff,
     WorkspaceInfo,
@@ -66,12 +67,11 @@ class WorkspaceSandbox:
     async def info(self) -> WorkspaceInfo:
         return await self.service.info()
 
-    def ping(self) -> dict[str, int | str]:
-        """Cheap liveness probe; ``pid`` and ``worker_id`` change when the actor restarts. The
-        worker id is the ``WorkerId`` label of this actor's metrics; the node id says where it runs."""
+    def ping(self) -> SandboxActorInfo:
+        """Cheap liveness probe (answered while Docker calls are in flight)."""
         context = ray.get_runtime_context()
-        return {"workspace_id": self.service.workspace_id, "pid": os.getpid(),
-                "worker_id": context.get_worker_id(), "node_id": context.get_node_id()}
+        return SandboxActorInfo(workspace_id=self.service.workspace_id, pid=os.getpid(),
+                                worker_id=context.get_worker_id(), node_id=context.get_node_id())
 
     def recent_events(self, operation: str | None = None) -> list[SandboxEvent]:
         return self._recent.events(operation)

@@ -34,6 +34,7 @@ from sandbox.models import (
     BackgroundOutput,
     BackgroundProcess,
     ExecOutput,
+    SandboxActorInfo,
     SandboxEvent,
     SnapshotDiff,
     WorkspaceInfo,
@@ -102,7 +103,7 @@ class WorkspaceSandboxClient:
     async def info(self) -> WorkspaceInfo:
         return await self._call("info")
 
-    async def ping(self) -> dict[str, int | str]:
+    async def ping(self) -> SandboxActorInfo:
         """The actor's workspace id, process and Ray worker ids (both change when the actor restarts)
         and Ray node id."""
         return await self._call("ping")

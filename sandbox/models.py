@@ -16,7 +16,7 @@ from quadracode_ray.interfaces.workspace import (
 )
 
 __all__ = [
-    "BackgroundOutput", "BackgroundProcess", "ExecOutput", "ExecRequest", "ExecResult", "FileInfo",
+    "BackgroundOutput", "BackgroundProcess", "ExecOutput", "SandboxActorInfo", "ExecRequest", "ExecResult", "FileInfo",
     "SandboxEvent", "SnapshotDiff", "SnapshotInfo", "WorkspaceInfo", "WorkspaceLimits", "WorkspaceSpec",
     "validate_workspace_id",
 ]
@@ -53,6 +53,8 @@ class WorkspaceLimits(_Model):
     cpus: float
     pids_limit: int
     network: bool
+    disk_mb: int = 0
+    """Size of the workspace's own file system (its disk quota); 0: none."""
 
 
 class WorkspaceInfo(_Model):
@@ -66,14 +68,31 @@ class WorkspaceInfo(_Model):
     limits: WorkspaceLimits | None = None
     disk_usage_bytes: int | None = None
     """Bytes used under /workspace (only known while running)."""
+    disk_quota_bytes: int | None = None
+    """Size of /workspace's file system when the workspace has a disk quota; writes past it fail (ENOSPC)."""
     created_at: datetime | None = None
+
+
+MAX_COMMAND_BYTES = 100_000
+"""Longer commands are refused up front (the kernel's limit for one argument is 128 KiB): write
+a script with write_file and run that."""
 
 
 class ExecRequest(_Model):
     command: str = Field(min_length=1)
     cwd: str = "."
     env: dict[str, str] = Field(default_factory=dict)
-    timeout: float = Field(default=60.0, gt=0)
+    timeout: float = Field(default=60.0, gt=0, strict=True)
+    """Seconds, a number (a string such as "10" is refused, not guessed at)."""
+
+    @field_validator("command")
+    @classmethod
+    def _command_size(cls, command: str) -> str:
+        if len(command.encode("utf-8", "surrogateescape")) > MAX_COMMAND_BYTES:
+            raise ValueError(f"command longer than {MAX_COMMAND_BYTES} bytes; write it to a script file and run that")
+        if "\x00" in command:
+            raise ValueError("command contains a NUL byte")
+        return command
 
     @field_validator("env")
     @classmethod
@@ -131,3 +150,14 @@ class SandboxEvent(_Model):
     error: str | None = None
     at: datetime
     detail: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class SandboxActorInfo(_Model):
+    """What a sandbox actor's ``ping`` says of itself. ``pid`` and ``worker_id`` change when the
+    actor restarts; the worker id is the ``WorkerId`` label of its metrics; the node id says
+    where it runs."""
+
+    workspace_id: str
+    pid: int
+    worker_id: str
+    node_id: str

@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import os
+import secrets
+import socket
 import stat
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from quadracode_ray.interfaces.workspace import (
     PathEscapeError,
     WorkspaceConflict,
+    WorkspaceDiskFull,
     WorkspaceError,
     WorkspaceInvalidRequest,
     WorkspacePathNotFound,
@@ -49,8 +54,16 @@ _ERRORS: dict[str, type[WorkspaceError]] = {
     "not_dir": WorkspaceInvalidRequest,
     "not_empty": WorkspaceInvalidRequest,
     "exists": WorkspaceConflict,
-    "no_space": WorkspaceInvalidRequest,
+    "no_space": WorkspaceDiskFull,
+    "exhausted": WorkspaceUnavailable,
 }
+HANDSHAKE_TIMEOUT_S = 5.0
+PROBE_AFTER_S = 3.0
+"""A reply slower than this has the server probed (a ping on another connection)..."""
+PROBE_TIMEOUT_S = 3.0
+"""...which must answer within this long, or the server is declared hung, killed and restarted."""
+REPLY_GRACE_S = 5.0
+"""How much longer than a request's own timeout the host waits for its reply."""
 
 
 class ServerGone(Exception):
@@ -63,6 +76,18 @@ class ServerGone(Exception):
 
 class HostileReply(WorkspaceUnavailable):
     """The container server sent something outside the protocol (too big, malformed)."""
+
+
+class ServerRefused(WorkspaceUnavailable):
+    """The process on the socket is not the container server this host started."""
+
+
+def peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", raw)[1]
 
 
 def error_from(reply: dict) -> WorkspaceError:
@@ -173,9 +198,14 @@ class ServerRuntime:
     """Requests to one container server, over a small pool of connections (one request per connection
     at a time). ``revive`` (re)starts the container server when it cannot be reached."""
 
-    def __init__(self, socket_path: Callable[[], Path], revive: Callable[[], Awaitable[None]]):
+    def __init__(self, socket_path: Callable[[], Path], revive: Callable[[], Awaitable[None]], *,
+                 secret: Callable[[], bytes], server_uid: Callable[[], int | None] = lambda: None,
+                 restart: Callable[[str], Awaitable[None]] | None = None):
         self._socket_path = socket_path
         self._revive = revive
+        self._secret = secret
+        self._server_uid = server_uid
+        self._restart = restart
         self._idle: list[_Connection] = []
         self._revive_lock = asyncio.Lock()
 
@@ -187,6 +217,45 @@ class ServerRuntime:
         while self._idle:
             self._idle.pop().close()
 
+    async def _open(self) -> _Connection:
+        """A new connection, authenticated both ways: the peer must run as the server's uid and
+        prove it knows the secret of this start; then we prove it too."""
+        conn = _Connection(*await open_socket(self.socket_path))
+        try:
+            expected = self._server_uid()
+            uid = peer_uid(conn.writer)
+            if expected is not None and uid != expected:
+                raise ServerRefused(f"the process listening on {self.socket_path} runs as uid {uid}, not the "
+                                    f"container server's uid {expected}: refused")
+            secret = self._secret()
+            nonce = secrets.token_hex(16)
+            hello = wire.Hello(nonce=nonce)
+            await conn.send(hello.to_wire())
+            reply = self._parse(hello, await self._handshake_frame(conn))
+            if not hmac.compare_digest(reply.proof, wire.proof(secret, "server", nonce, reply.nonce)):
+                raise ServerRefused(f"the process listening on {self.socket_path} could not prove it is the container "
+                                    "server this host started (wrong secret): refused, nothing sent to it")
+            prove = wire.Prove(proof=wire.proof(secret, "client", reply.nonce, nonce))
+            await conn.send(prove.to_wire())
+            self._parse(prove, await self._handshake_frame(conn))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    async def _handshake_frame(conn: _Connection) -> dict:
+        try:
+            frame, _ = await asyncio.wait_for(conn.receive(), HANDSHAKE_TIMEOUT_S)
+        except TimeoutError:
+            raise ServerGone("the container server did not answer the handshake", sent=False) from None
+        except ServerGone as exc:
+            exc.sent = False
+            raise
+        if frame is None:
+            raise HostileReply("the container server sent a body chunk during the handshake")
+        return frame
+
     async def _connect(self) -> _Connection:
         while self._idle:
             conn = self._idle.pop()
@@ -194,15 +263,62 @@ class ServerRuntime:
                 return conn
             conn.close()  # the container server went away since this connection was last used
         try:
-            return _Connection(*await open_socket(self.socket_path))
+            return await self._open()
         except ServerGone:
             async with self._revive_lock:
                 try:
-                    return _Connection(*await open_socket(self.socket_path))
+                    return await self._open()
                 except ServerGone:
                     self.close()
                     await self._revive()
-            return _Connection(*await open_socket(self.socket_path))
+            return await self._open()
+
+    async def probe(self) -> bool:
+        """Whether the server answers a ping on a fresh connection within PROBE_TIMEOUT_S."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                conn = await self._open()
+                try:
+                    await conn.send(wire.Ping().to_wire())
+                    frame, _ = await conn.receive()
+                finally:
+                    conn.close()
+            return bool(frame and frame.get("ok"))
+        except (TimeoutError, ServerGone, WorkspaceUnavailable, OSError):
+            return False
+
+    async def _hung(self, op: str) -> WorkspaceUnavailable:
+        """The server stopped answering: restart it (a new process, a new secret) and say why."""
+        cause = (f"the container server stopped answering during {op} (no reply to a liveness ping within "
+                 f"{PROBE_TIMEOUT_S:.0f} s)")
+        self.close()
+        if self._restart is None:
+            return WorkspaceUnavailable(cause)
+        try:
+            await self._restart(cause)
+        except Exception as exc:  # noqa: BLE001 - the cause matters more than the restart's failure
+            return WorkspaceUnavailable(f"{cause}; restarting it failed: {exc}")
+        return WorkspaceUnavailable(f"{cause}; it was killed and restarted (running commands and background jobs are lost)")
+
+    async def _frame(self, conn: _Connection, deadline: float, op: str) -> tuple[dict | None, bytes]:
+        """The next frame, probing the server whenever it is silent for PROBE_AFTER_S; past the
+        deadline (the request's timeout plus REPLY_GRACE_S) the call fails, typed."""
+        loop = asyncio.get_running_loop()
+        receiving = asyncio.ensure_future(conn.receive())
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise WorkspaceUnavailable(f"the container server gave no reply to {op} within its timeout "
+                                               f"plus {REPLY_GRACE_S:.0f} s")
+                done, _ = await asyncio.wait({receiving}, timeout=min(left, PROBE_AFTER_S))
+                if done:
+                    return receiving.result()
+                if not await self.probe():
+                    raise await self._hung(op)
+        finally:
+            if not receiving.done():
+                receiving.cancel()  # the connection is closed by the caller: a frame was cut
 
     def _release(self, conn: _Connection) -> None:
         if len(self._idle) < POOL_SIZE:
@@ -217,11 +333,11 @@ class ServerRuntime:
         if request.upload:
             await conn.send_body(body if body is not None else b"")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + timeout + REPLY_GRACE_S
         acknowledged = not ack
         while True:
             try:
-                frame, blob = await asyncio.wait_for(conn.receive(), max(deadline - loop.time(), 0.001))
+                frame, blob = await self._frame(conn, deadline, request.op)
             except ServerGone as exc:
                 exc.sent = acknowledged
                 raise
@@ -248,13 +364,15 @@ class ServerRuntime:
         delay = 0.0  # the first retry at once: usually a pooled connection the container server outlived
         resent = False
         while True:
-            conn = await self._connect()
+            conn = None
             if sink is not None:
                 sink.reset()
             try:
+                conn = await self._connect()
                 final = await self._exchange(conn, request, body, sink, timeout, ack=not idempotent)
             except ServerGone as exc:
-                conn.close()
+                if conn is not None:
+                    conn.close()
                 self.close()  # every pooled connection went with the container server
                 # A request that reached the container server is sent again once at most (idempotent ones
                 # only): if it is what kills the container server, reviving it over and over helps nobody.
@@ -267,7 +385,8 @@ class ServerRuntime:
                     continue
                 raise WorkspaceUnavailable(f"the container server died during {request.op}: {exc}") from None
             except BaseException:
-                conn.close()  # timed out, cancelled or hostile: the rest may still come, so never reuse
+                if conn is not None:
+                    conn.close()  # timed out, cancelled or hostile: the rest may still come, so never reuse
                 raise
             self._release(conn)
             return self._parse(request, final)
@@ -283,14 +402,17 @@ class ServerRuntime:
 
     async def stream(self, request: wire.Exec, *, timeout: float) -> AsyncIterator[tuple[str, bytes] | wire.ExecReply]:
         """(stream name, bytes) pieces of a streamed exec, then its ExecReply."""
-        conn = await self._connect()
+        try:
+            conn = await self._connect()
+        except ServerGone as exc:
+            raise WorkspaceUnavailable(f"the container server cannot be reached for a streamed exec: {exc}") from None
         done = False
         try:
             await conn.send(request.to_wire())
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
+            deadline = loop.time() + timeout + REPLY_GRACE_S
             while True:
-                frame, blob = await asyncio.wait_for(conn.receive(), max(deadline - loop.time(), 0.001))
+                frame, blob = await self._frame(conn, deadline, request.op)
                 if frame is None:
                     raise HostileReply("the container server sent a body chunk during an exec")
                 if "ok" in frame:

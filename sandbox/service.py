@@ -23,7 +23,9 @@ from quadracode_ray.interfaces.workspace import (
     FileInfo,
     SnapshotInfo,
     WorkspaceInvalidRequest,
+    WorkspaceUnavailable,
 )
+from sandbox.container_server import files as container_files
 from sandbox.container_server import wire
 from sandbox.deployments.base import Deployment
 from sandbox.events import EventSink, InMemoryEventSink
@@ -42,9 +44,12 @@ from sandbox.server_bundle import server_digest
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
 
 log = logging.getLogger(__name__)
-_HOST_SLACK_S = 30.0  # how much longer than an exec's own timeout the host waits for its reply
+_KILL_SLACK_S = 5.0  # time for the server to kill a timed-out tree and reply, after the grace
 MAX_READ_BYTES = 256 << 20
-MAX_DOWNLOAD_BYTES = 4 << 30
+MAX_DOWNLOAD_BYTES = 1 << 30
+"""download_tar returns bytes: a bigger tree is refused (snapshot it, or exec a tool that splits it)."""
+MAX_SNAPSHOT_BYTES = 64 << 30
+"""Snapshots stream to disk; this only bounds what a hostile container can make the host store."""
 
 
 def _file_info(raw: wire.FileReply) -> FileInfo:
@@ -59,6 +64,23 @@ def _process(raw: wire.ProcessReply) -> BackgroundProcess:
                              started_at=ts(raw.started_at), ended_at=ts(raw.ended_at))
 
 
+def _check_path(path) -> None:
+    try:
+        container_files.check_path(path)
+    except container_files.OpError as exc:
+        raise WorkspaceInvalidRequest(exc.message) from None
+
+
+def _check_paths(request: wire.Request) -> None:
+    """Paths are validated here, at the edge, before anything reaches the workspace."""
+    for name in ("path", "src", "dst", "dest", "cwd"):
+        value = getattr(request, name, None)
+        if value is not None:
+            _check_path(value)
+    for value in getattr(request, "paths", ()):
+        _check_path(value)
+
+
 def _exec_result(raw: wire.ExecReply) -> ExecResult:
     return ExecResult(**wire.to_dict(raw))
 
@@ -70,7 +92,9 @@ class WorkspaceService:
         self.settings = settings
         self.spec = spec
         self.events = events or InMemoryEventSink()
-        self.runtime = ServerRuntime(lambda: deployment.socket_path, self._revive)
+        self.runtime = ServerRuntime(lambda: deployment.socket_path, self._revive,
+                                     secret=lambda: deployment.server_secret,
+                                     server_uid=lambda: deployment.server_uid, restart=self._restart_server)
         self.snapshots = SnapshotStore(settings.snapshot_root, deployment.workspace_id)
         self._ready = False
         self._ready_lock = asyncio.Lock()
@@ -130,17 +154,27 @@ class WorkspaceService:
                 self._start_idle_watch()
 
     async def _check_server_version(self) -> None:
-        """A re-attached container server from an older sandbox package is replaced by the current one."""
-        reply = await self.runtime.call(wire.Ping())
-        if reply.version != server_digest():
+        """A re-attached container server from an older sandbox package (or one this host cannot
+        authenticate) is replaced by the current one."""
+        try:
+            current = (await self.runtime.call(wire.Ping())).version == server_digest()
+        except WorkspaceUnavailable:
+            current = False
+        if not current:
             self.runtime.close()
             await asyncio.to_thread(self.deployment.launch_server)
+
+    async def _restart_server(self, cause: str) -> None:
+        log.warning("workspace %s: %s; restarting its container server", self.workspace_id, cause)
+        self.runtime.close()
+        await asyncio.to_thread(self.deployment.launch_server)
 
     async def _revive(self) -> None:
         """The container server did not answer: re-create or start the container as needed, relaunch it."""
         await asyncio.to_thread(self.deployment.ensure, self.spec)
 
     async def _call(self, request: wire.Request, **kwargs):
+        _check_paths(request)
         return await self.runtime.call(request, **kwargs)
 
     def _start_idle_watch(self) -> None:
@@ -197,7 +231,8 @@ class WorkspaceService:
 
     async def _info(self) -> WorkspaceInfo:
         info = await asyncio.to_thread(self.deployment.info)
-        if info.status == "running" and self._ready:
+        if info.status == "running" and self._ready and info.disk_usage_bytes is None:
+            # Without a quota disk (whose file system counts for us), walk the tree.
             with contextlib.suppress(Exception):
                 reply = await self._call(wire.DiskUsage(path="."))
                 info = info.model_copy(update={"disk_usage_bytes": reply.bytes})
@@ -214,6 +249,7 @@ class WorkspaceService:
             req = ExecRequest(command=command, cwd=cwd, env=env or {}, timeout=timeout)
         except ValidationError as exc:
             raise WorkspaceInvalidRequest(f"invalid exec request: {exc.errors()[0]['msg']}") from None
+        _check_path(req.cwd)
         if req.timeout > self.settings.sandbox_max_exec_timeout_s:
             raise WorkspaceInvalidRequest(
                 f"timeout {req.timeout} s exceeds the maximum of {self.settings.sandbox_max_exec_timeout_s} s"
@@ -225,7 +261,7 @@ class WorkspaceService:
                    timeout: float = 60.0) -> ExecResult:
         request = self._exec_request(command, cwd, env, timeout)
         async with self._op("exec", command=command[:200]):
-            reply = await self._call(request, timeout=request.timeout + self.settings.sandbox_kill_grace_s + _HOST_SLACK_S,
+            reply = await self._call(request, timeout=request.timeout + self.settings.sandbox_kill_grace_s + _KILL_SLACK_S,
                                      idempotent=False)
             return _exec_result(reply)
 
@@ -235,7 +271,7 @@ class WorkspaceService:
         request = self._exec_request(command, cwd, env, timeout, stream=True)
         async with self._op("exec_stream", command=command[:200]):
             async for item in self.runtime.stream(
-                request, timeout=request.timeout + self.settings.sandbox_kill_grace_s + _HOST_SLACK_S
+                request, timeout=request.timeout + self.settings.sandbox_kill_grace_s + _KILL_SLACK_S
             ):
                 if isinstance(item, wire.ExecReply):
                     yield _exec_result(item)
@@ -330,9 +366,12 @@ class WorkspaceService:
     # --- snapshots --------------------------------------------------------------------------------------
     async def snapshot(self, label: str | None = None) -> SnapshotInfo:
         async with self._op("snapshot", label=label):
-            sink = BytesSink(MAX_DOWNLOAD_BYTES, "snapshot")
-            await self._call(wire.TarCreate(paths=["."]), sink=sink)
-            return await asyncio.to_thread(self.snapshots.save, bytes(sink.data), label)
+            sink = self.snapshots.sink(MAX_SNAPSHOT_BYTES)
+            try:
+                await self._call(wire.TarCreate(paths=["."]), sink=sink)
+                return await asyncio.to_thread(self.snapshots.keep, sink, label)
+            finally:
+                sink.discard()
 
     async def list_snapshots(self) -> list[SnapshotInfo]:
         async with self._op("snapshot_list", ensure=False):
@@ -340,17 +379,16 @@ class WorkspaceService:
 
     async def diff_snapshot(self, snapshot_id: str) -> SnapshotDiff:
         async with self._op("snapshot_diff", snapshot_id=snapshot_id):
-            _, data = await asyncio.to_thread(self.snapshots.load, snapshot_id)
-            then = await asyncio.to_thread(tar_manifest, data)
+            _, path = await asyncio.to_thread(self.snapshots.load, snapshot_id)
+            then = await asyncio.to_thread(tar_manifest, path)
             reply = await self._call(wire.Manifest(path="."))
-            now = {name: wire.to_dict(entry) for name, entry in reply.entries.items()}
-            return diff_manifests(snapshot_id, then, now)
+            return diff_manifests(snapshot_id, then, reply.entries)
 
     async def restore_snapshot(self, snapshot_id: str) -> SnapshotInfo:
         """Make /workspace exactly what it was at the snapshot (files added since are removed)."""
         async with self._op("snapshot_restore", snapshot_id=snapshot_id):
-            info, data = await asyncio.to_thread(self.snapshots.load, snapshot_id)
-            await self._call(wire.TarExtract(dest=".", clear=True), body=data, idempotent=True)
+            info, path = await asyncio.to_thread(self.snapshots.load, snapshot_id)
+            await self._call(wire.TarExtract(dest=".", clear=True), body=path, idempotent=True)
             return info
 
     async def delete_snapshot(self, snapshot_id: str) -> None:

@@ -2,7 +2,9 @@
 
 Stored under ``<data_dir>/snapshots/<installation>/<workspace>/`` as ``<id>.tar`` and
 ``<id>.json``, each written to a temporary file, fsynced and renamed, so a crash never leaves
-a half snapshot that looks whole. The tar is only ever *read* on the host (to diff); it is
+a half snapshot that looks whole. The tar comes from the container, so it is handled as
+hostile: streamed to disk with a size cap (never held whole in memory), read on the host only
+as an uncompressed tar (no decompression bomb) and a member at a time (to diff); it is
 extracted inside the container by the container server, which vets every member.
 """
 
@@ -17,7 +19,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from quadracode_ray.interfaces.workspace import SnapshotInfo, SnapshotNotFound, WorkspaceError
+from quadracode_ray.interfaces.workspace import (
+    SnapshotInfo,
+    SnapshotNotFound,
+    WorkspaceError,
+    WorkspaceInvalidRequest,
+)
+from sandbox.container_server.wire import ManifestEntry
 from sandbox.models import SnapshotDiff
 
 SNAPSHOT_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
@@ -37,36 +45,86 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def tar_manifest(data: bytes) -> dict[str, dict]:
-    """Entries of a snapshot tar in the shape of the server's ``manifest``."""
-    entries: dict[str, dict] = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+def tar_manifest(source: bytes | Path) -> dict[str, ManifestEntry]:
+    """Entries of a snapshot tar, typed as the container server's ``manifest`` reply. Only an
+    uncompressed tar is read, a member at a time: a compressed one is refused, not inflated."""
+    entries: dict[str, ManifestEntry] = {}
+    fileobj = io.BytesIO(source) if isinstance(source, bytes | bytearray) else open(source, "rb")  # noqa: SIM115
+    try:
+        tar = tarfile.open(fileobj=fileobj, mode="r:")
+    except tarfile.TarError:
+        fileobj.close()
+        raise WorkspaceError("the snapshot is not an uncompressed tar; refusing to read it") from None
+    with fileobj, tar:
         for member in tar:
             name = os.path.normpath(member.name)
             if member.isfile():
-                content = tar.extractfile(member).read()
-                entries[name] = {"type": "file", "size": member.size, "sha256": hashlib.sha256(content).hexdigest()}
+                digest = hashlib.sha256()
+                content = tar.extractfile(member)
+                while block := content.read(1 << 20):
+                    digest.update(block)
+                entries[name] = ManifestEntry(type="file", size=member.size, sha256=digest.hexdigest())
             elif member.isdir():
-                entries[name] = {"type": "dir"}
+                entries[name] = ManifestEntry(type="dir")
             elif member.issym():
-                entries[name] = {"type": "symlink", "target": member.linkname}
+                entries[name] = ManifestEntry(type="symlink", target=member.linkname)
             else:
-                entries[name] = {"type": "other"}
+                entries[name] = ManifestEntry(type="other")
     return entries
 
 
-def _comparable(entry: dict) -> tuple:
-    return entry.get("type"), entry.get("sha256"), entry.get("target")
+def _comparable(entry: ManifestEntry) -> tuple:
+    return entry.type, entry.sha256, entry.target
 
 
-def diff_manifests(snapshot_id: str, then: dict[str, dict], now: dict[str, dict]) -> SnapshotDiff:
+def diff_manifests(snapshot_id: str, then: dict[str, ManifestEntry], now: dict[str, ManifestEntry]) -> SnapshotDiff:
     return SnapshotDiff(
         snapshot_id=snapshot_id,
         added=sorted(set(now) - set(then)),
         removed=sorted(set(then) - set(now)),
         modified=sorted(p for p in set(then) & set(now) if _comparable(then[p]) != _comparable(now[p])
-                        and then[p].get("type") != "dir"),
+                        and then[p].type != "dir"),
     )
+
+
+class FileSink:
+    """A streamed body written to a temporary file beside the snapshots, hashed as it comes,
+    refused past ``limit`` bytes (the container decides what it sends, not how much we keep)."""
+
+    def __init__(self, folder: Path, limit: int):
+        self.folder, self.limit = folder, limit
+        self.path: Path | None = None
+        self.fh = None
+
+    def reset(self) -> None:
+        self.discard()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / f".incoming-{uuid.uuid4().hex[:12]}.tmp"
+        self.fh = open(self.path, "wb")  # noqa: SIM115 - closed by finish or discard
+        self.size, self.digest = 0, hashlib.sha256()
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise WorkspaceInvalidRequest(f"the snapshot is larger than the limit of {self.limit} bytes")
+        self.fh.write(chunk)
+        self.digest.update(chunk)
+
+    def finish(self) -> tuple[Path, str, int]:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        self.fh = None
+        path, self.path = self.path, None
+        return path, self.digest.hexdigest(), self.size
+
+    def discard(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
 
 
 class SnapshotStore:
@@ -79,14 +137,24 @@ class SnapshotStore:
             raise SnapshotNotFound(f"no snapshot {snapshot_id!r} in workspace {self.workspace_id!r}")
         return self.folder / f"{snapshot_id}.tar", self.folder / f"{snapshot_id}.json"
 
+    def sink(self, limit: int) -> FileSink:
+        return FileSink(self.folder, limit)
+
     def save(self, data: bytes, label: str | None) -> SnapshotInfo:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        sink = self.sink(len(data))
+        sink.reset()
+        sink.write(data)
+        return self.keep(sink, label)
+
+    def keep(self, sink: FileSink, label: str | None) -> SnapshotInfo:
+        """Make a fully received sink a snapshot (renamed into place, metadata last)."""
+        path, sha256, size = sink.finish()
         now = datetime.now(UTC)
         snapshot_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         info = SnapshotInfo(snapshot_id=snapshot_id, workspace_id=self.workspace_id, created_at=now,
-                            sha256=hashlib.sha256(data).hexdigest(), size=len(data), label=label)
+                            sha256=sha256, size=size, label=label)
         tar_path, meta_path = self._paths(snapshot_id)
-        _atomic_write(tar_path, data)
+        os.replace(path, tar_path)
         _atomic_write(meta_path, info.model_dump_json().encode())  # metadata last: it marks completeness
         return info
 
@@ -102,12 +170,17 @@ class SnapshotStore:
             raise SnapshotNotFound(f"no snapshot {snapshot_id!r} in workspace {self.workspace_id!r}")
         return SnapshotInfo.model_validate_json(meta.read_bytes())
 
-    def load(self, snapshot_id: str) -> tuple[SnapshotInfo, bytes]:
+    def load(self, snapshot_id: str) -> tuple[SnapshotInfo, Path]:
+        """The snapshot and its tar's path, its sha256 checked (streamed, never read whole)."""
         info = self.info(snapshot_id)
-        data = self._paths(snapshot_id)[0].read_bytes()
-        if hashlib.sha256(data).hexdigest() != info.sha256:
+        path = self._paths(snapshot_id)[0]
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        if digest.hexdigest() != info.sha256:
             raise WorkspaceError(f"snapshot {snapshot_id} is corrupt: its content no longer matches sha256 {info.sha256}")
-        return info, data
+        return info, path
 
     def delete(self, snapshot_id: str) -> None:
         tar_path, meta_path = self._paths(snapshot_id)

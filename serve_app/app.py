@@ -29,6 +29,7 @@ from serve_app.routes import (
     runs,
     store,
     system,
+    thread_events,
     thread_stream,
     threads,
 )
@@ -55,8 +56,12 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (system, assistants, threads, thread_stream, runs, store, crons, mcp, a2a):
+    for module in (system, assistants, threads, thread_stream, thread_events, runs, store, crons, mcp, a2a):
         app.include_router(module.router)
+    if context.settings.panel_enabled:
+        from serve_app.panel.app import mount_panel
+
+        mount_panel(app)  # the control panel at /ui: a client of these routes over HTTP
     install_auth(app)  # a no-op when no API key is configured
     install_http_metrics(app)  # last, so it is outermost and counts 401/403s too
     return app

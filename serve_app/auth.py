@@ -4,7 +4,8 @@ Routes take ``owner: str | None = Depends(current_owner)``, store it on what the
 and, when it is not None, only show and touch rows of that owner.
 
 Auth is on when the ``auth_api_keys`` setting names at least one key. Then every route but
-``/ok`` and ``/health`` needs ``Authorization: Bearer <key>`` or ``X-Api-Key: <key>``:
+``/ok``, ``/health`` and the control panel's pages under ``/ui`` (a client that sends the key
+its user gives it on each of its own API calls) needs ``Authorization: Bearer <key>`` or ``X-Api-Key: <key>``:
 no key is a 401, an unknown key a 403, both JSON ``{"detail": ...}`` as the official server
 answers. ``install_auth(app)`` puts the check in front of the whole FastAPI app.
 """
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from serve_app.auth_keys import ApiKeys, presented_key
 
 PUBLIC_PATHS = frozenset({"/ok", "/health"})
+PUBLIC_PREFIXES = ("/ui/",)
 
 
 async def current_owner(request: Request) -> str | None:
@@ -33,18 +35,20 @@ class ApiKeyAuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys.enabled or _route_path(scope) in PUBLIC_PATHS:
+        path = _route_path(scope)
+        if (scope["type"] not in ("http", "websocket") or not self.keys.enabled or path in PUBLIC_PATHS
+                or path == "/ui" or path.startswith(PUBLIC_PREFIXES)):
             await self.app(scope, receive, send)
             return
         headers = {name.decode("latin-1").lower(): value.decode("latin-1")
                    for name, value in scope.get("headers", ())}
         key = presented_key(headers)
         if key is None:
-            await _deny(send, 401, "Missing API key: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'.")
+            await _deny(send, 401, "Missing API key: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'.", scope)
             return
         owner = self.keys.owner_of(key)
         if owner is None:
-            await _deny(send, 403, "Invalid API key.")
+            await _deny(send, 403, "Invalid API key.", scope)
             return
         scope.setdefault("state", {})["owner"] = owner
         await self.app(scope, receive, send)
@@ -56,7 +60,11 @@ def _route_path(scope: Scope) -> str:
     return path[len(root):] or "/" if root and path.startswith(root) else path
 
 
-async def _deny(send: Send, status: int, detail: str) -> None:
+async def _deny(send: Send, status: int, detail: str, scope: Scope | None = None) -> None:
+    if scope is not None and scope["type"] == "websocket":
+        # Closing before accepting refuses the handshake (HTTP 403 to the client).
+        await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
+        return
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:

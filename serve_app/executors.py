@@ -3,7 +3,8 @@
 ``choose_host`` is the one place that decides which actor executes a run: runs of the
 ``orchestrator`` graph go to the orchestrator actor and runs of the ``agent`` graph to an agent
 actor (``actors/agent_run_hosts.py``: a free one, else one spawned within the fleet's cap), when
-the fabric runs; every other run (and those, without the fabric) to a run-executor of the pool
+the fabric runs and those graphs are the built-in ones (a user's graph of the same name
+replaces a built-in and runs where user graphs run); every other run (and those, without the fabric) to a run-executor of the pool
 picked by thread (runs of one thread share an executor, so a
 follow-up run starts in the same process). Every host answers ``submit_run``, ``cancel_run``,
 ``run_events`` and ``run_stats``; a run's row names its host (``qr_runs.executor``).
@@ -24,6 +25,7 @@ from actors.common import FLEET, ORCHESTRATOR, HandleCache, actor_name
 from actors.run_executor import RunExecutor, executor_names
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
+from quadracode_ray.graph_specs import replaced_builtins
 
 log = logging.getLogger(__name__)
 HOST_LOOKUP_RETRY_S = 5.0
@@ -39,6 +41,7 @@ class ExecutorPool:
         self.fabric = HandleCache(settings)
         self._handles: dict[str, Any] = {}
         self._missing: dict[str, float] = {}  # hosts outside the pool looked up and not found: when
+        self.replaced_builtins = set(replaced_builtins(settings))  # user graphs named like a built-in
 
     async def start(self) -> None:
         """Create (or find) every executor of the pool and wait until each is ready."""
@@ -77,9 +80,12 @@ class ExecutorPool:
 
     async def choose_host(self, run: dict) -> str:
         """The host a new run is pushed to (the routing decision, in one place)."""
-        if run["graph_id"] == "orchestrator" and self._host_exists(self.orchestrator):
+        graph_id = run["graph_id"]
+        if graph_id in self.replaced_builtins:
+            pass  # a user's graph: the run-executor pool below
+        elif graph_id == "orchestrator" and self._host_exists(self.orchestrator):
             return self.orchestrator
-        if run["graph_id"] == "agent" and self._host_exists(self.fleet):
+        elif graph_id == "agent" and self._host_exists(self.fleet):
             try:
                 host = await choose_agent_host(self.fabric, self.settings)
             except Exception as exc:  # noqa: BLE001 - the pool runs it rather than the run failing

@@ -102,8 +102,17 @@ def ray_cluster() -> Iterator[None]:
         # so tests of /metrics wait for them briefly. Set in the environment, not _system_config,
         # so that every process of the cluster (the metrics agent too) counts with the same interval.
         os.environ["RAY_metrics_report_interval_ms"] = "1000"
-        ray.init(address="local", namespace=NAMESPACE, num_cpus=8, include_dashboard=False,
-                 logging_level="WARNING", log_to_driver=True)
+        # On a machine loaded by parallel test sessions, the node's metrics agent can start slower
+        # than the raylet waits for it (a fixed ~30 s in Ray), and the start fails: try again.
+        for attempt in range(3):
+            try:
+                ray.init(address="local", namespace=NAMESPACE, num_cpus=8, include_dashboard=False,
+                         logging_level="WARNING", log_to_driver=True)
+                break
+            except Exception as exc:
+                if attempt == 2 or "timed out during startup" not in str(exc):
+                    raise
+                ray.shutdown()
     yield
     ray.shutdown()
 

@@ -138,13 +138,19 @@ class _NoWorkspace:
 
 def graph(config: RunnableConfig) -> Any:
     """The agent for one run, from ``config["configurable"]``: ``model`` (ChatModel or spec;
-    default from settings), ``workspace``, ``agent_id``, ``stop``. The caller attaches the
-    checkpointer. This is what ``quadracode_ray.graphs.agent:graph`` names in a graph registry."""
+    default from settings), ``system_prompt`` (default ``AGENT_SYSTEM_PROMPT``),
+    ``context_token_budget`` (default from settings), ``workspace``, ``agent_id``, ``stop``; so
+    two assistants of this graph can differ in model, prompt or context budget. The caller
+    attaches the checkpointer. This is what ``quadracode_ray.graphs.agent:graph`` names in a
+    graph registry."""
     configurable = config.get("configurable") or {}
     settings = load_settings()
     model = configurable.get("model")
     if not isinstance(model, ChatModel):
         model = shared_chat_model(model, settings)
+    budget = configurable.get("context_token_budget")
+    context = ContextPolicy(token_budget=budget) if budget is not None else None
     return build_agent_graph(model=model, workspace=configurable.get("workspace") or _NoWorkspace(),
                              agent_id=configurable.get("agent_id"), stop=configurable.get("stop"),
+                             system_prompt=configurable.get("system_prompt") or None, context=context,
                              settings=settings)

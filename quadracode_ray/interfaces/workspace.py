@@ -32,6 +32,10 @@ class WorkspaceInvalidRequest(WorkspaceError, ValueError):
     """The request is malformed or not allowed (bad id, directory where a file is needed, ...)."""
 
 
+class WorkspaceDiskFull(WorkspaceInvalidRequest):
+    """The workspace's disk quota is full (ENOSPC); free space in it, or ask for a bigger quota."""
+
+
 class WorkspaceConflict(WorkspaceError):
     """The request contradicts existing state (the target exists, a different spec, ...)."""
 

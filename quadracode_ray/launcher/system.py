@@ -12,6 +12,7 @@ import httpx
 
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
+from quadracode_ray.graph_specs import replaced_builtins
 from quadracode_ray.launcher import ray_head, serve_deploy
 from quadracode_ray.launcher.preflight import Check, docker_check
 from quadracode_ray.launcher.state import PostgresState, RayState, StateFile, SystemState
@@ -95,6 +96,9 @@ def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = F
         state_file.write(state)
 
         prepare_database(settings.model_copy(update={"database_url": db.url}), record_start=state.ray.address)
+        for graph_id in replaced_builtins(settings):
+            report(f"! graph '{graph_id}': your graph replaces the built-in '{graph_id}' assistant; "
+                   "its runs execute on the run executors like any user graph")
         checks = [docker_check(settings)]
         return UpResult(api_url=api_url, dashboard_url=state.ray.dashboard_url, ray_address=state.ray.address,
                         database_url=db.url, embedded_postgres=db.embedded, model=settings.default_model,

@@ -12,12 +12,9 @@ again from a root. Errors are ``OpError`` with a kind the host maps to a typed e
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import stat
-import tarfile
-import tempfile
 import uuid
 
 WORKSPACE = "/workspace"
@@ -65,14 +62,14 @@ def check_path(path) -> None:
     recursion error)."""
     if not isinstance(path, str) or not path or "\x00" in path:
         raise OpError("invalid", f"invalid path {path!r}")
-    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH:
-        raise OpError("invalid", f"path longer than {MAX_PATH} bytes")
     parts = [p for p in path.split("/") if p]
-    if len(parts) > MAX_DEPTH:
-        raise OpError("invalid", f"path deeper than {MAX_DEPTH} levels")
     for part in parts:
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME:
             raise OpError("invalid", f"a name in the path is longer than {MAX_NAME} bytes: {part[:40]!r}...")
+    if len(parts) > MAX_DEPTH:
+        raise OpError("invalid", f"path deeper than {MAX_DEPTH} levels")
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        raise OpError("invalid", f"path longer than {MAX_PATH} bytes")
 
 
 def _lexical(path: str, allowed: tuple[str, ...]) -> str:
@@ -150,7 +147,7 @@ def locate(path: str, *, create: bool = False, follow_last: bool = False, allowe
                         return Place(fd, name, os.path.join(logical, name))
                     if not create:
                         raise OpError("not_found", f"no such file or directory: {original!r}") from None
-                    _mkdir_at(fd, name)
+                    mkdir_at(fd, name)
                     child = os.open(name, DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
@@ -173,7 +170,7 @@ def locate(path: str, *, create: bool = False, follow_last: bool = False, allowe
     raise OpError("invalid", f"too many symlinks in {original!r}")
 
 
-def _mkdir_at(dir_fd: int, name: str, mode: int = 0o755) -> None:
+def mkdir_at(dir_fd: int, name: str, mode: int = 0o755) -> None:
     try:
         os.mkdir(name, mode, dir_fd=dir_fd)
     except FileExistsError:
@@ -187,7 +184,7 @@ def open_dir(path: str, *, create: bool = False) -> tuple[int, str]:
         if place.name is None:
             return os.dup(place.dir_fd), place.logical
         if create:
-            _mkdir_at(place.dir_fd, place.name)
+            mkdir_at(place.dir_fd, place.name)
         try:
             return os.open(place.name, DIR_FLAGS, dir_fd=place.dir_fd), place.logical
         except FileNotFoundError:
@@ -239,7 +236,7 @@ def display(logical: str) -> str:
     return logical
 
 
-def _kind(mode: int) -> str:
+def kind(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "symlink"
     if stat.S_ISDIR(mode):
@@ -250,14 +247,14 @@ def _kind(mode: int) -> str:
 
 
 def _info(st: os.stat_result, logical: str) -> dict:
-    return {"path": display(logical), "type": _kind(st.st_mode), "size": st.st_size, "mtime": st.st_mtime}
+    return {"path": display(logical), "type": kind(st.st_mode), "size": st.st_size, "mtime": st.st_mtime}
 
 
-def _no_space(path: str) -> OpError:
+def no_space(path: str) -> OpError:
     return OpError("no_space", f"no space left in the workspace (its disk quota is full) while writing {path!r}")
 
 
-def _copy_fd(src, dst_fd: int, path: str, limit: int | None = None) -> int:
+def copy_fd(src, dst_fd: int, path: str, limit: int | None = None) -> int:
     """Copy a readable (file object or fd) into ``dst_fd``; returns the byte count."""
     total = 0
     while True:
@@ -272,14 +269,14 @@ def _copy_fd(src, dst_fd: int, path: str, limit: int | None = None) -> int:
                 view = view[os.write(dst_fd, view):]
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise _no_space(path) from None
+                    raise no_space(path) from None
                 raise
         total += len(block)
         if limit is not None and total >= limit:
             return total
 
 
-def _replace_with_file(dir_fd: int, name: str, fill, mode: int, path: str, mtime: float | None = None) -> None:
+def replace_with_file(dir_fd: int, name: str, fill, mode: int, path: str, mtime: float | None = None) -> None:
     """Write a new file next to ``name`` and rename it over ``name``: never writes through an
     existing inode (a hard link, a swapped-in symlink)."""
     tmp = f".qr-tmp-{uuid.uuid4().hex[:12]}"
@@ -295,20 +292,20 @@ def _replace_with_file(dir_fd: int, name: str, fill, mode: int, path: str, mtime
             os.close(fd)
         os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as exc:
-        with _quiet():
+        with quiet():
             os.unlink(tmp, dir_fd=dir_fd)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _no_space(path) from None
+            raise no_space(path) from None
         if exc.errno == errno.EISDIR:
             raise OpError("is_dir", f"{path!r} is a directory") from None
         raise
     except BaseException:
-        with _quiet():
+        with quiet():
             os.unlink(tmp, dir_fd=dir_fd)
         raise
 
 
-class _quiet:
+class quiet:
     def __enter__(self):
         return self
 
@@ -351,7 +348,7 @@ def write(path: str, body, mode: int | None = None) -> dict:
             if st is not None and stat.S_ISDIR(st.st_mode):
                 raise OpError("is_dir", f"{path!r} is a directory")
             keep = mode if mode is not None else (stat.S_IMODE(st.st_mode) if st is not None else 0o644)
-            _replace_with_file(place.dir_fd, place.name, lambda fd, path=path: _copy_fd(body, fd, path), keep, path)
+            replace_with_file(place.dir_fd, place.name, lambda fd, path=path: copy_fd(body, fd, path), keep, path)
             return _info(os.stat(place.name, dir_fd=place.dir_fd, follow_symlinks=False), place.logical)
     raise OpError("invalid", f"too many symlinks in {path!r}")
 
@@ -364,7 +361,7 @@ def stat_path(path: str) -> dict:
         return _info(st, place.logical)
 
 
-def _walk_fd(top_fd: int, logical: str, limit_depth: int = MAX_DEPTH):
+def walk_fd(top_fd: int, logical: str, limit_depth: int = MAX_DEPTH):
     """(dir fd, logical dir, name, lstat) of everything under ``top_fd``, parents first, without
     following symlinks. Iterative, so a deep tree cannot exhaust the stack; descriptors closed."""
     stack = [(os.dup(top_fd), logical, 0)]
@@ -406,16 +403,16 @@ def listing(path: str, recursive: bool) -> list[dict]:
         if not recursive:
             entries = []
             for name in sorted(os.listdir(fd)):
-                with _quiet():
+                with quiet():
                     entries.append(_info(os.stat(name, dir_fd=fd, follow_symlinks=False), os.path.join(logical, name)))
             return entries
-        entries = [_info(st, os.path.join(here, name)) for _fd, here, name, st in _walk_fd(fd, logical)]
+        entries = [_info(st, os.path.join(here, name)) for _fd, here, name, st in walk_fd(fd, logical)]
         return sorted(entries, key=lambda e: e["path"])
     finally:
         os.close(fd)
 
 
-def _remove_at(dir_fd: int, name: str, st: os.stat_result) -> None:
+def remove_at(dir_fd: int, name: str, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode):
         shutil.rmtree(name, dir_fd=dir_fd)  # the fd-based rmtree: never follows a symlink
     else:
@@ -435,7 +432,7 @@ def delete(path: str, recursive: bool) -> None:
             except OSError:
                 raise OpError("not_empty", f"{path!r} is a non-empty directory; pass recursive=True") from None
             return
-        _remove_at(place.dir_fd, place.name, st)
+        remove_at(place.dir_fd, place.name, st)
 
 
 def mkdir(path: str, parents: bool, exist_ok: bool) -> dict:
@@ -473,7 +470,7 @@ def _copy_tree(src_fd: int, dst_fd: int, depth: int = 0) -> None:
 
 def _copy_entry(src_dir: int, src_name: str, st, dst_dir: int, dst_name: str, depth: int) -> None:
     if stat.S_ISDIR(st.st_mode):
-        _mkdir_at(dst_dir, dst_name, 0o700)
+        mkdir_at(dst_dir, dst_name, 0o700)
         child_src = os.open(src_name, DIR_FLAGS, dir_fd=src_dir)
         try:
             child_dst = os.open(dst_name, DIR_FLAGS, dir_fd=dst_dir)
@@ -490,7 +487,7 @@ def _copy_entry(src_dir: int, src_name: str, st, dst_dir: int, dst_name: str, de
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return
-            _replace_with_file(dst_dir, dst_name, lambda out: _copy_fd(fd, out, dst_name),
+            replace_with_file(dst_dir, dst_name, lambda out: copy_fd(fd, out, dst_name),
                                stat.S_IMODE(st.st_mode), dst_name, st.st_mtime)
         finally:
             os.close(fd)
@@ -515,9 +512,9 @@ def copy(src: str, dst: str, overwrite: bool) -> dict:
             if existing is not None:
                 if not overwrite:
                     raise OpError("exists", f"{dst!r} already exists; pass overwrite=True")
-                _remove_at(dst_place.dir_fd, dst_place.name, existing)
+                remove_at(dst_place.dir_fd, dst_place.name, existing)
             if src_place.name is None:
-                _mkdir_at(dst_place.dir_fd, dst_place.name)
+                mkdir_at(dst_place.dir_fd, dst_place.name)
                 out = os.open(dst_place.name, DIR_FLAGS, dir_fd=dst_place.dir_fd)
                 try:
                     _copy_tree(src_place.dir_fd, out)
@@ -549,219 +546,13 @@ def move(src: str, dst: str, overwrite: bool) -> dict:
                 raise
             # /workspace and /shared are different file systems: copy, then remove the source.
             _copy_entry(src_place.dir_fd, src_place.name, st, dst_place.dir_fd, dst_place.name, 0)
-            _remove_at(src_place.dir_fd, src_place.name, st)
+            remove_at(src_place.dir_fd, src_place.name, st)
         return _info(os.stat(dst_place.name, dir_fd=dst_place.dir_fd, follow_symlinks=False), dst_place.logical)
 
 
 def disk_usage(path: str) -> int:
     fd, logical = open_dir(path)
     try:
-        return sum(st.st_blocks * 512 for _fd, _here, _name, st in _walk_fd(fd, logical))
+        return sum(st.st_blocks * 512 for _fd, _here, _name, st in walk_fd(fd, logical))
     finally:
         os.close(fd)
-
-
-class _Exactly:
-    """Reads exactly ``size`` bytes of a descriptor: zeros if the file shrank meanwhile (the tar
-    header already promised the size), nothing past it if it grew."""
-
-    def __init__(self, fd: int, size: int):
-        self.fd, self.left = fd, size
-
-    def read(self, size: int = -1) -> bytes:
-        want = self.left if size < 0 else min(size, self.left)
-        block = os.read(self.fd, want) if want else b""
-        if want and not block:
-            block = b"\0" * want
-        self.left -= len(block)
-        return block
-
-
-def _add_member(tar: tarfile.TarFile, dir_fd: int, name: str, st, arcname: str) -> None:
-    info = tarfile.TarInfo(arcname)
-    info.mtime, info.mode, info.uid, info.gid = st.st_mtime, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-    if stat.S_ISDIR(st.st_mode):
-        info.type = tarfile.DIRTYPE
-        tar.addfile(info)
-    elif stat.S_ISLNK(st.st_mode):
-        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
-        tar.addfile(info)
-    elif stat.S_ISREG(st.st_mode):
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-        except OSError:
-            return  # swapped meanwhile
-        try:
-            now = os.fstat(fd)
-            if not stat.S_ISREG(now.st_mode):
-                return
-            info.size = now.st_size
-            tar.addfile(info, _Exactly(fd, now.st_size))
-        finally:
-            os.close(fd)
-    # FIFOs, sockets, devices: not part of a workspace's content
-
-
-def tar_create(paths: list[str], out) -> None:
-    """Stream an uncompressed tar of the given paths into ``out``, member names as ``display``
-    shows them (workspace-relative); every entry is read by descriptor, symlinks never followed."""
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for path in paths:
-            with locate(path, follow_last=True) as place:
-                st = place.lstat()
-                if st is None:
-                    raise OpError("not_found", f"no such file or directory: {path!r}")
-                if place.name is not None:
-                    _add_member(tar, place.dir_fd, place.name, st, display(place.logical).lstrip("/"))
-                    if not stat.S_ISDIR(st.st_mode):
-                        continue
-                    top = os.open(place.name, DIR_FLAGS, dir_fd=place.dir_fd)
-                else:
-                    top = os.dup(place.dir_fd)
-                try:
-                    for fd, here, name, entry in _walk_fd(top, place.logical):
-                        logical = os.path.join(here, name)
-                        arcname = os.path.relpath(logical, WORKSPACE) if place.logical == WORKSPACE else display(logical).lstrip("/")
-                        _add_member(tar, fd, name, entry, arcname)
-                finally:
-                    os.close(top)
-    out.close()
-
-
-def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
-    members = []
-    for member in tar:
-        name = os.path.normpath(member.name)
-        check_path(member.name)
-        if member.name.startswith("/") or name == ".." or name.startswith("../") or (name == "." and not member.isdir()):
-            raise OpError("escape", f"archive member {member.name!r} would land outside the destination")
-        if member.islnk():
-            link = os.path.normpath(member.linkname)
-            if member.linkname.startswith("/") or link == ".." or link.startswith("../"):
-                raise OpError("escape", f"archive hard link {member.name!r} -> {member.linkname!r} points outside")
-        elif not (member.isfile() or member.isdir() or member.issym()):
-            raise OpError("invalid", f"archive member {member.name!r} is a device, fifo or other special file")
-        members.append(member)
-    return members
-
-
-def _member_parent(dest_fd: int, parts: list[str], member_name: str) -> int:
-    """The directory that will hold a member, made as needed, walked without following symlinks."""
-    fd = os.dup(dest_fd)
-    try:
-        for name in parts:
-            try:
-                child = os.open(name, DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                _mkdir_at(fd, name)
-                child = os.open(name, DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise OpError("escape", f"archive member {member_name!r} goes through a symlink or a file") from None
-                raise
-            os.close(fd)
-            fd = child
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def tar_extract(dest: str, body, clear: bool = False) -> int:
-    """Extract a tar under ``dest`` after vetting every member; ``clear`` empties dest first.
-    The upload is spooled to an unnamed temporary file first, so nothing is written unless
-    every member passed."""
-    with tempfile.TemporaryFile() as spool:
-        shutil.copyfileobj(body, spool, 1 << 20)
-        spool.seek(0)
-        try:
-            tar = tarfile.open(fileobj=spool, mode="r:*")
-        except tarfile.TarError as exc:
-            raise OpError("invalid", f"not a tar archive: {exc}") from None
-        with tar:
-            try:
-                members = _safe_members(tar)  # vet everything before touching the disk
-            except tarfile.TarError as exc:
-                raise OpError("invalid", f"broken tar archive: {exc}") from None
-            dest_fd, _logical = open_dir(dest, create=True)
-            try:
-                if clear:
-                    for name in os.listdir(dest_fd):
-                        with _quiet():
-                            _remove_at(dest_fd, name, os.stat(name, dir_fd=dest_fd, follow_symlinks=False))
-                for member in members:
-                    _extract_one(tar, dest_fd, member)
-            finally:
-                os.close(dest_fd)
-    return len(members)
-
-
-def _extract_one(tar: tarfile.TarFile, dest_fd: int, member: tarfile.TarInfo) -> None:
-    parts = [p for p in os.path.normpath(member.name).split("/") if p not in ("", ".")]
-    if not parts:
-        return  # the destination itself
-    parent = _member_parent(dest_fd, parts[:-1], member.name)
-    last = parts[-1]
-    try:
-        existing = None
-        with _quiet():
-            existing = os.stat(last, dir_fd=parent, follow_symlinks=False)
-        if member.isdir():
-            if existing is not None and not stat.S_ISDIR(existing.st_mode):
-                os.unlink(last, dir_fd=parent)
-            _mkdir_at(parent, last)
-            fd = os.open(last, DIR_FLAGS, dir_fd=parent)
-            try:
-                os.fchmod(fd, member.mode & 0o777)
-            finally:
-                os.close(fd)
-        elif member.isfile():
-            source = tar.extractfile(member)
-            _replace_with_file(parent, last, lambda fd: _copy_fd(source, fd, member.name, member.size),
-                               member.mode & 0o777, member.name, member.mtime)
-        elif member.issym():
-            tmp = f".qr-tmp-{uuid.uuid4().hex[:12]}"
-            os.symlink(member.linkname, tmp, dir_fd=parent)
-            own(name=tmp, dir_fd=parent)
-            os.rename(tmp, last, src_dir_fd=parent, dst_dir_fd=parent)
-        elif member.islnk():
-            link_parts = [p for p in os.path.normpath(member.linkname).split("/") if p not in ("", ".")]
-            source_dir = _member_parent(dest_fd, link_parts[:-1], member.name)
-            try:
-                tmp = f".qr-tmp-{uuid.uuid4().hex[:12]}"
-                os.link(link_parts[-1], tmp, src_dir_fd=source_dir, dst_dir_fd=parent, follow_symlinks=False)
-                os.rename(tmp, last, src_dir_fd=parent, dst_dir_fd=parent)
-            finally:
-                os.close(source_dir)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _no_space(member.name) from None
-        raise
-    finally:
-        os.close(parent)
-
-
-def manifest(path: str) -> dict[str, dict]:
-    """Every entry under ``path``: type, size and, for files, the sha256 of the content."""
-    fd, logical = open_dir(path)
-    result: dict[str, dict] = {}
-    try:
-        for dir_fd, here, name, st in _walk_fd(fd, logical):
-            rel = os.path.relpath(os.path.join(here, name), logical)
-            entry = {"type": _kind(st.st_mode), "size": st.st_size}
-            if stat.S_ISREG(st.st_mode):
-                digest = hashlib.sha256()
-                with _quiet():
-                    file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-                    try:
-                        for block in iter(lambda: os.read(file_fd, 1 << 20), b""):  # noqa: B023
-                            digest.update(block)
-                    finally:
-                        os.close(file_fd)
-                entry["sha256"] = digest.hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                entry["target"] = os.readlink(name, dir_fd=dir_fd)
-            result[rel] = entry
-    finally:
-        os.close(fd)
-    return result

@@ -16,10 +16,16 @@ final frame has ``ok``; failures carry ``error: {kind, message}``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import fcntl
 import hashlib
+import hmac
 import json
 import os
+import queue
+import secrets
+import selectors
 import signal
 import socket
 import sys
@@ -29,12 +35,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import files  # noqa: E402
 import procs  # noqa: E402
+import tars  # noqa: E402
 import wire  # noqa: E402
 
 HEADER = wire.HEADER
 MAX_JSON = 1 << 20  # requests are small: bodies come as chunks
 MAX_UPLOAD = 64 << 30
-SOURCES = ("files.py", "procs.py", "server.py", "wire.py")
+SOURCES = ("files.py", "procs.py", "server.py", "tars.py", "wire.py")
 
 
 def _source_digest() -> str:
@@ -135,7 +142,8 @@ class BodyWriter:
 
 
 class ContainerServer:
-    def __init__(self):
+    def __init__(self, secret: bytes):
+        self.secret = secret
         self.background = procs.BackgroundTable()
         self.version = _source_digest()
 
@@ -185,52 +193,166 @@ class ContainerServer:
         if isinstance(req, wire.Copy):
             return wire.FileReply(**files.copy(req.src, req.dst, req.overwrite))
         if isinstance(req, wire.TarCreate):
-            files.tar_create(req.paths, BodyWriter(channel))
+            tars.tar_create(req.paths, BodyWriter(channel))
             return wire.Empty()
         if isinstance(req, wire.TarExtract):
-            return wire.CountReply(count=files.tar_extract(req.dest, body, req.clear))
+            return wire.CountReply(count=tars.tar_extract(req.dest, body, req.clear))
         if isinstance(req, wire.Manifest):
-            return wire.ManifestReply(entries={k: wire.ManifestEntry(**v) for k, v in files.manifest(req.path).items()})
+            return wire.ManifestReply(entries={k: wire.ManifestEntry(**v) for k, v in tars.manifest(req.path).items()})
         if isinstance(req, wire.DiskUsage):
             return wire.DiskUsageReply(bytes=files.disk_usage(req.path))
         raise files.OpError("invalid", f"unknown operation {req.op!r}")  # pragma: no cover
 
-    def serve_connection(self, sock: socket.socket) -> None:
-        channel = Channel(sock)
-        with sock:
-            while True:
-                try:
-                    header, _blob = recv_frame(sock)
-                except (EOFError, OSError, ValueError):
-                    return
-                if header is None:
-                    return  # a chunk where a request belongs: the client is broken
-                body = None
-                try:
-                    ack = header.pop("ack", False) is True
-                    req = wire.parse_request(header)
-                    body = BodyReader(sock) if req.upload else None
-                    if ack:
-                        # Tells the client the request got here: if the connection breaks before
-                        # this frame, retrying cannot run a command twice.
-                        channel.send({"event": "accepted"})
-                    reply = {"ok": True, **wire.to_dict(self.handle(channel, req, body))}
-                except files.OpError as exc:
-                    reply = {"ok": False, "error": {"kind": exc.kind, "message": exc.message}}
-                except (wire.WireError, KeyError, TypeError, ValueError) as exc:
-                    reply = {"ok": False, "error": {"kind": "invalid", "message": f"bad request: {exc}"}}
-                except (BrokenPipeError, ConnectionResetError, EOFError, procs.ClientGone):
-                    return
-                except OSError as exc:
-                    reply = {"ok": False, "error": {"kind": "os", "message": f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")}}
-                except Exception as exc:  # keep serving: one bad request must not kill the container server
-                    reply = {"ok": False, "error": {"kind": "internal", "message": f"{type(exc).__name__}: {exc}"}}
-                try:
-                    if body is not None:
-                        body.drain()  # a failed upload's remaining chunks, so the next frame is a request
-                    channel.send(reply)
-                except (OSError, EOFError, files.OpError):
-                    return
+    def serve_one(self, conn: Connection) -> bool:
+        """Read and answer one request on ``conn``; False when the connection must close."""
+        try:
+            header, _blob = recv_frame(conn.sock)
+        except (EOFError, OSError, ValueError):
+            return False
+        if header is None:
+            return False  # a chunk where a request belongs: the client is broken
+        if conn.stage != "ready":
+            return self._handshake(conn, header)
+        channel, body = conn.channel, None
+        try:
+            ack = header.pop("ack", False) is True
+            req = wire.parse_request(header)
+            if isinstance(req, wire.Hello | wire.Prove):
+                raise wire.WireError("already authenticated")
+            body = BodyReader(conn.sock) if req.upload else None
+            if ack:
+                # Tells the client the request got here: if the connection breaks before
+                # this frame, retrying cannot run a command twice.
+                channel.send({"event": "accepted"})
+            reply = {"ok": True, **wire.to_dict(self.handle(channel, req, body))}
+        except files.OpError as exc:
+            reply = {"ok": False, "error": {"kind": exc.kind, "message": exc.message}}
+        except procs.Exhausted as exc:
+            reply = {"ok": False, "error": {"kind": "exhausted", "message": str(exc)}}
+        except (wire.WireError, KeyError, TypeError, ValueError) as exc:
+            reply = {"ok": False, "error": {"kind": "invalid", "message": f"bad request: {exc}"}}
+        except (BrokenPipeError, ConnectionResetError, EOFError, procs.ClientGone):
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                reply = {"ok": False, "error": {"kind": "no_space", "message": f"no space left in the workspace (its disk quota is full): {exc.filename or ''}"}}
+            elif exc.errno == errno.E2BIG:
+                reply = {"ok": False, "error": {"kind": "invalid", "message": "the command is too long for the kernel (argument list too long)"}}
+            else:
+                reply = {"ok": False, "error": {"kind": "os", "message": f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")}}
+        except Exception as exc:  # keep serving: one bad request must not kill the container server
+            reply = {"ok": False, "error": {"kind": "internal", "message": f"{type(exc).__name__}: {exc}"}}
+        try:
+            if body is not None:
+                body.drain()  # a failed upload's remaining chunks, so the next frame is a request
+            channel.send(reply)
+        except (OSError, EOFError, files.OpError):
+            return False
+        return True
+
+    def _handshake(self, conn: Connection, header: dict) -> bool:
+        """Hello (the server proves it knows the secret), then Prove (the client does)."""
+        try:
+            req = wire.parse_request(header)
+        except wire.WireError:
+            return False
+        try:
+            if conn.stage == "hello" and isinstance(req, wire.Hello):
+                conn.client_nonce, conn.server_nonce = req.nonce[:64], secrets.token_hex(16)
+                mine = wire.proof(self.secret, "server", conn.client_nonce, conn.server_nonce)
+                conn.channel.send({"ok": True, "nonce": conn.server_nonce, "proof": mine})
+                conn.stage = "prove"
+                return True
+            if conn.stage == "prove" and isinstance(req, wire.Prove):
+                theirs = wire.proof(self.secret, "client", conn.server_nonce, conn.client_nonce)
+                if not hmac.compare_digest(theirs, req.proof):
+                    return False
+                conn.channel.send({"ok": True})
+                conn.stage = "ready"
+                return True
+        except OSError:
+            return False
+        return False
+
+
+class Connection:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.channel = Channel(sock)
+        self.stage = "hello"
+        self.client_nonce = self.server_nonce = ""
+
+
+class Dispatcher:
+    """Pre-started worker threads serve one request at a time; between requests, connections
+    wait in one selector. Threads are started ahead (and more only when all are busy), so a
+    workspace that used up its pids cannot stop the server from answering."""
+
+    def __init__(self, server: ContainerServer, listener: socket.socket, workers: int = 8, max_workers: int = 64):
+        self.server, self.listener = server, listener
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ, "listen")
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.jobs: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.returned: list[Connection] = []
+        self.idle = self.total = 0
+        self.max_workers = max_workers
+        for _ in range(workers):
+            self._add_worker()
+
+    def _add_worker(self) -> bool:
+        try:
+            threading.Thread(target=self._work, name="worker", daemon=True).start()
+        except RuntimeError:
+            return False  # no pid left for a thread: the request waits for a busy worker
+        with self.lock:
+            self.idle += 1
+            self.total += 1
+        return True
+
+    def _work(self) -> None:
+        while True:
+            conn = self.jobs.get()
+            with self.lock:
+                self.idle -= 1
+            keep = self.server.serve_one(conn)
+            with self.lock:
+                self.idle += 1
+                if keep:
+                    self.returned.append(conn)
+            if keep:
+                os.write(self.wake_w, b"x")
+            else:
+                with contextlib.suppress(OSError):
+                    conn.sock.close()
+
+    def serve_forever(self) -> None:
+        while True:
+            for key, _ in self.selector.select():
+                if key.data == "listen":
+                    try:
+                        sock, _ = self.listener.accept()
+                    except OSError:
+                        continue
+                    self.selector.register(sock, selectors.EVENT_READ, Connection(sock))
+                elif key.data == "wake":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_r, 4096)
+                    with self.lock:
+                        back, self.returned = self.returned, []
+                    for conn in back:
+                        self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+                else:
+                    conn = key.data
+                    self.selector.unregister(conn.sock)
+                    self.jobs.put(conn)
+                    with self.lock:
+                        short = self.idle <= 1 and self.total < self.max_workers
+                    if short:
+                        self._add_worker()  # keep one spare worker for pings and handshakes
 
 
 def _take_over(lock_path: str) -> int:
@@ -251,13 +373,32 @@ def _take_over(lock_path: str) -> int:
     return fd
 
 
+SECRET_ENV = "QUADRACODE_SERVER_SECRET"
+
+
+def _ids(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    uid, _, gid = text.partition(":")
+    return int(uid), int(gid or uid)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Quadracode container server")
     parser.add_argument("--socket", required=True)
     parser.add_argument("--workspace-root", default="/workspace", help="the folder exec and paths are relative to")
     parser.add_argument("--shared-root", default="/shared", help="the folder shared between workspaces")
+    parser.add_argument("--run-as", help="UID:GID commands run as, and owner of the files made (server started as root)")
+    parser.add_argument("--socket-owner", type=int, help="uid given the socket (mode 0600): only it may connect")
     args = parser.parse_args(argv)
-    files.configure(args.workspace_root, args.shared_root, None)
+    # The secret of this start comes in the environment (never the command line, which anyone
+    # in the container can read) and leaves it at once: commands get an environment of their own.
+    secret = os.environ.pop(SECRET_ENV, "").encode()
+    if len(secret) < 32:
+        sys.exit(f"container server: {SECRET_ENV} must hold the start's secret (32+ characters)")
+    run_as = _ids(args.run_as)
+    files.configure(args.workspace_root, args.shared_root, run_as)
+    procs.configure(run_as)
     os.umask(0o022)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     lock_fd = _take_over(args.socket + ".lock")
@@ -266,14 +407,19 @@ def main(argv: list[str] | None = None) -> None:
         os.unlink(tmp)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(tmp)
-    os.chmod(tmp, 0o666)  # the host side may be any user; the folder it lives in is private
+    if args.socket_owner is not None:
+        os.chown(tmp, args.socket_owner, -1)
+        os.chmod(tmp, 0o600)
+    else:
+        os.chmod(tmp, 0o666)  # a local deployment: the folder it lives in is private
     listener.listen(128)
+    procs.pump()  # started now, while pids are to be had
+    dispatcher = Dispatcher(ContainerServer(secret), listener)
     os.replace(tmp, args.socket)  # atomic: clients never see a missing or half-made socket
-    server = ContainerServer()
-    while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=server.serve_connection, args=(conn,), daemon=True).start()
-    os.close(lock_fd)
+    try:
+        dispatcher.serve_forever()
+    finally:
+        os.close(lock_fd)
 
 
 if __name__ == "__main__":

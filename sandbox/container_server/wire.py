@@ -12,6 +12,8 @@ frame whose JSON length is 0 is a *chunk* of a streamed body; an empty chunk end
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import struct
 import types
 import typing
@@ -217,6 +219,36 @@ class DiskUsageReply:
 
 
 # --- the operations ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class HelloReply:
+    nonce: str
+    proof: str
+    """HMAC-SHA256 of ``server:<client nonce>:<server nonce>`` keyed by the secret of this start."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hello(Request):
+    """First request on a connection: the server proves it knows the secret the host started it with."""
+
+    op: ClassVar[str] = "hello"
+    reply: ClassVar[type] = HelloReply
+    nonce: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prove(Request):
+    """Second request: the client proves it knows the secret too; nothing else is served before."""
+
+    op: ClassVar[str] = "prove"
+    reply: ClassVar[type] = Empty
+    proof: str
+
+
+def proof(secret: bytes, side: str, first: str, second: str) -> str:
+    """What one side of the handshake sends: ``side`` is "server" or "client"."""
+    return hmac.new(secret, f"{side}:{first}:{second}".encode(), hashlib.sha256).hexdigest()
+
 
 @dataclass(frozen=True, kw_only=True)
 class Ping(Request):

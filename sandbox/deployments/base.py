@@ -31,6 +31,16 @@ class Deployment(Protocol):
         """Where the container server of this workspace listens, on this host."""
         ...
 
+    @property
+    def server_secret(self) -> bytes:
+        """The secret the running container server was started with (kept where the workspace cannot read it)."""
+        ...
+
+    @property
+    def server_uid(self) -> int | None:
+        """The uid the container server runs as, as this host sees it (None: not checked)."""
+        ...
+
     def exists(self) -> bool: ...
 
     def ensure(self, spec: WorkspaceSpec | None) -> WorkspaceInfo:

@@ -1,10 +1,18 @@
 """The Docker deployment: one hardened container per workspace, found again by its labels.
 
 Hardening is not optional: no network unless the workspace's spec asks (and then Docker's
-default bridge, never the infrastructure network), every capability dropped,
-no-new-privileges, user 1000, memory (swap included), CPU and pids limits, never privileged,
-no Docker socket. Mounts: the workspace's own volume at /workspace, the installation's one
-shared volume at /shared, and a host folder at /run/quadracode where the container server listens.
+default bridge, never the infrastructure network), no-new-privileges, every command as user
+1000 with no capability, memory (swap included), CPU and pids limits, never privileged, no
+Docker socket. Mounts: the workspace's own volume at /workspace, the installation's one shared
+volume at /shared, and a root-owned host folder at /run/quadracode where the container server
+listens.
+
+The container server runs as root inside the container with the few capabilities it needs
+(SERVER_CAPS: run commands as user 1000, kill them, act on their files) and nothing else; user
+1000 cannot signal, trace, read or replace it (no-new-privileges: no process of that user ever
+gains a capability). Each start gets a new secret, passed in the server's environment and kept
+on the host outside the container's mounts; the host connects only to a peer running as root
+that proves it knows the secret.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspaceConflict, WorkspaceUnavailable
 from sandbox.deployments.base import server_listening, socket_inode, wait_for_new_socket
+from sandbox.deployments.disk import QuotaDisk
 from sandbox.models import WorkspaceInfo, WorkspaceLimits, WorkspaceSpec, validate_workspace_id
 from sandbox.server_bundle import server_archive
 
@@ -36,6 +46,10 @@ IN_CONTAINER_DIR = "/opt/quadracode"
 RUN_DIR = "/run/quadracode"
 SOCKET_NAME = "exec.sock"
 SANDBOX_UID = 1000
+SERVER_UID = 0
+"""The container server's uid, inside the container and as the host sees it (no user namespace)."""
+SERVER_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID"]
+SECRET_ENV = "QUADRACODE_SERVER_SECRET"
 SERVER_START_TIMEOUT = 15.0
 
 
@@ -54,6 +68,10 @@ class DockerDeploymentConfig(BaseModel):
     memory_mb: int = Field(ge=64)
     cpus: float = Field(gt=0)
     pids_limit: int = Field(ge=16)
+    cpu_shares: int = Field(default=256, ge=2)
+    """CPU weight under contention (the host's own processes have 1024)."""
+    disk_quota_mb: int = Field(default=0, ge=0)
+    """Size of each workspace's own file system (see disk.py); 0: a plain volume, no quota."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerDeploymentConfig:
@@ -63,6 +81,7 @@ class DockerDeploymentConfig(BaseModel):
             docker_host=settings.docker_host,
             run_root=settings.data_dir / "sandbox" / settings.sandbox_installation_id,
             memory_mb=settings.sandbox_memory_mb, cpus=settings.sandbox_cpus, pids_limit=settings.sandbox_pids_limit,
+            cpu_shares=settings.sandbox_cpu_shares, disk_quota_mb=settings.sandbox_disk_quota_mb,
         )
 
     def limits(self, spec: WorkspaceSpec) -> WorkspaceLimits:
@@ -72,6 +91,7 @@ class DockerDeploymentConfig(BaseModel):
             cpus=spec.cpus or self.cpus,
             pids_limit=spec.pids_limit or self.pids_limit,
             network=spec.network,
+            disk_mb=self.disk_quota_mb,
         )
 
 
@@ -106,6 +126,22 @@ class DockerDeployment:
     def socket_path(self) -> Path:
         return self.run_dir / SOCKET_NAME
 
+    @property
+    def secret_path(self) -> Path:
+        """Outside the folder mounted into the container: the workspace never sees it."""
+        return self.run_dir.parent / "server.secret"
+
+    @property
+    def server_secret(self) -> bytes:
+        try:
+            return self.secret_path.read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    @property
+    def server_uid(self) -> int:
+        return SERVER_UID
+
     def _labels(self, role: str) -> dict[str, str]:
         labels = {LABEL_INSTALLATION: self.installation, LABEL_ROLE: role}
         if role != "shared":
@@ -130,6 +166,21 @@ class DockerDeployment:
     def exists(self) -> bool:
         return self._find() is not None
 
+    @property
+    def disk(self) -> QuotaDisk:
+        """This workspace's own file system (beside its run folder, found again on re-attach)."""
+        return QuotaDisk(self.run_dir.parent, self.config.disk_quota_mb)
+
+    @property
+    def shared_disk(self) -> QuotaDisk:
+        """The installation's /shared, bounded the same way (never a workspace id: those start alphanumeric)."""
+        return QuotaDisk(self.run_dir.parent.parent / "_shared", self.config.disk_quota_mb)
+
+    @staticmethod
+    def _has_disk(container) -> bool:
+        return any(m.get("Destination") == "/workspace" and str(m.get("Source", "")).endswith("/disk")
+                   for m in container.attrs.get("Mounts", []))
+
     def _volume(self, name: str, role: str) -> None:
         try:
             self.client.volumes.get(name)
@@ -142,20 +193,22 @@ class DockerDeployment:
 
     def _prepare_run_dir(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(self.run_dir, SANDBOX_UID, SANDBOX_UID)
-            os.chmod(self.run_dir, 0o700)
-        elif os.geteuid() != SANDBOX_UID:
-            os.chmod(self.run_dir, 0o777)  # the data folder above keeps other host users out
+        # Owned by the host's user, not writable by the sandbox user: the socket cannot be
+        # replaced from inside (the server, root in the container, may still write here).
+        os.chmod(self.run_dir, 0o755)
+        if os.geteuid() == SANDBOX_UID:
+            log.warning("the host runs as uid %d, the sandbox user's: workspaces could replace the server socket",
+                        SANDBOX_UID)
 
     # --- lifecycle --------------------------------------------------------------------------------
     def ensure(self, spec: WorkspaceSpec | None) -> WorkspaceInfo:
         container = self._find()
         if container is not None:
             if spec is not None:
-                wanted = self.config.limits(spec)
+                # The quota is the installation's, fixed at creation: not part of a spec.
+                wanted = self.config.limits(spec).model_copy(update={"disk_mb": 0})
                 have = WorkspaceLimits.model_validate_json(container.labels.get(LABEL_SPEC, "{}"))
-                if wanted != have:
+                if wanted != have.model_copy(update={"disk_mb": 0}):
                     raise WorkspaceConflict(
                         f"workspace {self.workspace_id!r} exists with {have.model_dump()}, not {wanted.model_dump()}; "
                         "destroy it first to change its limits or network"
@@ -173,8 +226,14 @@ class DockerDeployment:
             raise WorkspaceUnavailable(
                 f"image {self.config.image} is missing; run scripts/provision-docker.sh"
             ) from None
-        self._volume(self.volume_name, "workspace-volume")
-        self._volume(self.shared_volume_name, "shared")
+        if limits.disk_mb:
+            self.disk.ensure_mounted()
+            self.shared_disk.ensure_mounted()
+            workspace_mount, shared_mount = str(self.disk.mountpoint), str(self.shared_disk.mountpoint)
+        else:
+            self._volume(self.volume_name, "workspace-volume")
+            self._volume(self.shared_volume_name, "shared")
+            workspace_mount, shared_mount = self.volume_name, self.shared_volume_name
         self._prepare_run_dir()
         labels = self._labels("workspace") | {LABEL_SPEC: limits.model_dump_json()}
         try:
@@ -183,19 +242,23 @@ class DockerDeployment:
                 name=self.container_name,
                 hostname=f"ws-{self.workspace_id}"[:63].rstrip(".-_") or "ws",
                 labels=labels,
-                user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+                # init and its sleep run as root, so that user 1000 cannot stop the container by
+                # killing them; every command runs as user 1000 (the server switches to it).
+                user="0:0",
                 working_dir="/workspace",
                 network_mode="bridge" if limits.network else "none",
                 cap_drop=["ALL"],
+                cap_add=SERVER_CAPS,
                 security_opt=["no-new-privileges:true"],
                 privileged=False,
                 mem_limit=f"{limits.memory_mb}m",
                 memswap_limit=f"{limits.memory_mb}m",
                 nano_cpus=int(limits.cpus * 1e9),
                 pids_limit=limits.pids_limit,
+                cpu_shares=self.config.cpu_shares,
                 volumes={
-                    self.volume_name: {"bind": "/workspace", "mode": "rw"},
-                    self.shared_volume_name: {"bind": "/shared", "mode": "rw"},
+                    workspace_mount: {"bind": "/workspace", "mode": "rw"},
+                    shared_mount: {"bind": "/shared", "mode": "rw"},
                     str(self.run_dir): {"bind": RUN_DIR, "mode": "rw"},
                 },
                 detach=True,
@@ -213,6 +276,9 @@ class DockerDeployment:
     def _start(self, container) -> None:
         container.reload()
         if container.status != "running":
+            if self._has_disk(container):
+                self.disk.ensure_mounted()  # after a host reboot, before the bind mount needs it
+                self.shared_disk.ensure_mounted()
             try:
                 container.start()
             except APIError as exc:
@@ -243,12 +309,14 @@ class DockerDeployment:
                 container.remove(force=True)
             except NotFound:
                 pass
+        self.disk.release(delete=remove_volume)
         if remove_volume:
             try:
                 self.client.volumes.get(self.volume_name).remove(force=True)
             except NotFound:
                 pass
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.secret_path.unlink(missing_ok=True)
 
     def launch_server(self, container=None) -> None:
         container = container or self._find()
@@ -258,9 +326,16 @@ class DockerDeployment:
         before = socket_inode(self.socket_path)
         # Re-copied every launch: an upgraded sandbox package brings its container server with it.
         container.put_archive(IN_CONTAINER_DIR, server_archive())
+        secret = secrets.token_hex(32)
+        tmp = self.secret_path.with_name(f".server.secret.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret)
+        os.replace(tmp, self.secret_path)
         container.exec_run(
-            ["python3", "-u", f"{IN_CONTAINER_DIR}/container_server/server.py", "--socket", f"{RUN_DIR}/{SOCKET_NAME}"],
-            user=f"{SANDBOX_UID}:{SANDBOX_UID}", detach=True, workdir="/workspace",
+            ["python3", "-u", f"{IN_CONTAINER_DIR}/container_server/server.py", "--socket", f"{RUN_DIR}/{SOCKET_NAME}",
+             "--run-as", f"{SANDBOX_UID}:{SANDBOX_UID}", "--socket-owner", str(os.geteuid())],
+            user=f"{SERVER_UID}:{SERVER_UID}", detach=True, workdir="/workspace", environment={SECRET_ENV: secret},
         )
         if wait_for_new_socket(self.socket_path, before, SERVER_START_TIMEOUT):
             return
@@ -277,9 +352,11 @@ class DockerDeployment:
         raw = container.labels.get(LABEL_SPEC)
         limits = WorkspaceLimits.model_validate(json.loads(raw)) if raw else None
         created = container.attrs.get("Created")
+        usage = self.disk.usage() if self._has_disk(container) else None
         return WorkspaceInfo(
             status="running" if container.status == "running" else "stopped",
             container_id=container.id, limits=limits,
+            disk_usage_bytes=usage[0] if usage else None, disk_quota_bytes=usage[1] if usage else None,
             created_at=datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00") if created else None,
             **base,
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,7 @@ from sandbox.models import WorkspaceInfo, WorkspaceSpec, validate_workspace_id
 from sandbox.server_bundle import SERVER_SOURCE
 
 SOCKET_NAME = "exec.sock"
+SECRET_ENV = "QUADRACODE_SERVER_SECRET"
 SERVER_START_TIMEOUT = 15.0
 
 
@@ -63,6 +65,21 @@ class LocalDeployment:
     def socket_path(self) -> Path:
         return self.run_dir / SOCKET_NAME
 
+    @property
+    def secret_path(self) -> Path:
+        return self.run_dir.parent / "server.secret"
+
+    @property
+    def server_secret(self) -> bytes:
+        try:
+            return self.secret_path.read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    @property
+    def server_uid(self) -> int:
+        return os.geteuid()  # the server is our own subprocess
+
     def exists(self) -> bool:
         return self.workspace_dir.is_dir()
 
@@ -88,14 +105,18 @@ class LocalDeployment:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         before = socket_inode(self.socket_path)
         log_path = self.run_dir / "server.log"
+        secret = secrets.token_hex(32)  # this start's: the host side proves it knows it, and so must the server
+        fd = os.open(self.secret_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret)
         with open(log_path, "ab") as log:
             try:
                 self._process = subprocess.Popen(
                     [self.config.python, "-u", str(SERVER_SOURCE / "server.py"), "--socket", str(self.socket_path),
                      "--workspace-root", str(self.workspace_dir), "--shared-root", str(self.shared_dir)],
                     cwd=self.workspace_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                    # Commands get the server's own base environment; the server needs no secrets of ours.
-                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+                    # Commands get the server's own base environment; the server takes its secret out of it.
+                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", SECRET_ENV: secret},
                 )
             except OSError as exc:
                 raise WorkspaceUnavailable(f"cannot start the local server with {self.config.python}: {exc}") from None
@@ -139,6 +160,7 @@ class LocalDeployment:
     def destroy(self, remove_volume: bool) -> None:
         self.stop()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.secret_path.unlink(missing_ok=True)
         if remove_volume:
             shutil.rmtree(self.workspace_dir, ignore_errors=True)
             with contextlib.suppress(OSError):

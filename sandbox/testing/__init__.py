@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from sandbox.deployments.disk import release_installation_disks
 from sandbox.deployments.docker import LABEL_INSTALLATION
 
 
 def remove_installation(installation_id: str, docker_client=None) -> int:
     """Remove every container and volume labelled with ``installation_id`` (a test session's,
-    say); returns how many were removed. Never touches other installations."""
+    say), and unmount its workspaces' disks; returns how many were removed. Never touches
+    other installations."""
     import docker
 
     client = docker_client or docker.from_env()
@@ -19,4 +21,4 @@ def remove_installation(installation_id: str, docker_client=None) -> int:
     for volume in client.volumes.list(filters={"label": label}):
         volume.remove(force=True)
         removed += 1
-    return removed
+    return removed + release_installation_disks(installation_id)

@@ -36,8 +36,13 @@ def _synced(config: dict | None, context: dict | None) -> tuple[dict, dict]:
 
 
 async def ensure_graph_assistants(pool: AsyncConnectionPool, graph_ids: list[str]) -> None:
-    """Every registered graph has its default assistant (same id as the official server's)."""
+    """Every registered graph has its default assistant (same id as the official server's), and
+    the default assistants of graphs no longer registered (removed from the graphs file) are
+    gone rather than left to fail with "not registered". Assistants a client created are kept."""
     async with pool.connection() as conn:
+        await conn.execute(
+            "DELETE FROM qr_assistants WHERE metadata->>'created_by' = 'system' AND owner IS NULL "
+            "AND NOT (graph_id = ANY(%s))", (list(graph_ids),))
         for graph_id in graph_ids:
             assistant_id = default_assistant_id(graph_id)
             cursor = await conn.execute(

@@ -78,11 +78,15 @@ async def patch(pool: AsyncConnectionPool, thread_id: str, metadata: dict | None
 
 
 async def delete_rows(pool: AsyncConnectionPool, thread_ids: list[str], owner: str | None) -> list[str]:
-    async with pool.connection() as conn:
+    """Delete the threads (the owner's) and, as the official server, the crons bound to them."""
+    async with pool.connection() as conn, conn.transaction():
         rows = await (await conn.execute(
             f"DELETE FROM qr_threads WHERE thread_id = ANY(%(ids)s::uuid[]) AND {owner_filter(owner)} "
             "RETURNING thread_id", {"ids": thread_ids, "owner": owner})).fetchall()
-    return [str(r["thread_id"]) for r in rows]
+        deleted = [r["thread_id"] for r in rows]
+        if deleted:
+            await conn.execute("DELETE FROM qr_crons WHERE thread_id = ANY(%s::uuid[])", (deleted,))
+    return [str(thread_id) for thread_id in deleted]
 
 
 def _where(body: ThreadSearch | ThreadCount, owner: str | None) -> tuple[str, dict[str, Any]]:

@@ -37,10 +37,10 @@ async def _create(context: AppContext, body: RunCreate, thread_id: str | None, o
     return await service.create_run(context, body, thread_id=thread_id, owner=owner, push=push)
 
 
-def _stream(context: AppContext, run: dict, body: RunCreate) -> Response:
+def _stream(context: AppContext, run: dict, body: RunCreate, *, stateless: bool = False) -> Response:
     return stream_response(context, run, resumable=body.stream_resumable, start=True,
                            cancel_on_disconnect=body.on_disconnect == "cancel",
-                           headers=run_location_headers(run, "stream"))
+                           headers=run_location_headers(run, "stream", stateless=stateless))
 
 
 async def _wait(context: AppContext, run: dict, body: RunCreate) -> Response:
@@ -117,7 +117,10 @@ async def join_stream(thread_id: str, run_id: str, request: Request,
     else:
         after = -1 if resumable else -2
     return stream_response(context, run, after=after, modes=modes, resumable=resumable,
-                           cancel_on_disconnect=cancel_on_disconnect, headers=run_location_headers(run, "stream"))
+                           cancel_on_disconnect=cancel_on_disconnect, headers=run_location_headers(run, "stream"),
+                           # As the official server, which replays the run's stored events: its
+                           # metadata event only when the join starts from the run's beginning.
+                           with_metadata=resumable and after == -1)
 
 
 def _parse_modes(stream_mode: list[str] | None) -> list[str] | None:
@@ -170,14 +173,15 @@ async def delete_run(thread_id: str, run_id: str, request: Request, owner: str |
 @router.post("/runs", summary="Create a stateless background run")
 async def create_stateless(body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     run = await _create(ctx(request), body, None, owner)
-    return json_response(run_records.public(run), headers={"Content-Location": run_location_headers(run, "")["Content-Location"]})
+    headers = {"Content-Location": run_location_headers(run, "", stateless=True)["Content-Location"]}
+    return json_response(run_records.public(run), headers=headers)
 
 
 @router.post("/runs/stream", summary="Create a stateless run and stream its output")
 async def stream_stateless(body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
     run = await _create(context, body, None, owner, push=False)
-    return _stream(context, run, body)
+    return _stream(context, run, body, stateless=True)
 
 
 @router.post("/runs/wait", summary="Create a stateless run and wait for its output")

@@ -23,6 +23,7 @@ from ray.exceptions import RayActorError
 from runs.graph_registry import default_assistant_id
 from runs.settings import RunSettings
 from runs.stream import END_EVENT, dumps
+from runs.v3_events import V3_MARKER
 from serve_app.context import AppContext
 from serve_app.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
 from serve_app.records import runs as run_records
@@ -82,12 +83,14 @@ def _merge_config(assistant: dict, payload: RunCreate) -> tuple[dict, dict]:
 
 
 async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str | None,
-                     owner: str | None = None, metadata: dict | None = None, push: bool = True) -> dict:
+                     owner: str | None = None, metadata: dict | None = None, push: bool = True,
+                     protocol_v3: bool = False) -> dict:
     """Queue a run and push it to its executor; returns the run row (see ``run_records.public``).
 
     ``thread_id=None`` makes a stateless run on a temporary thread (kept when
     ``payload.on_completion == "keep"``). Raises NotFound/Conflict/Invalid as the routes answer.
     ``metadata`` is merged into the run's metadata (crons use it to tag their runs).
+    ``protocol_v3``: the run streams LangGraph's protocol events (serve_app/runs/v3_commands.py).
     ``push=False``: the caller starts the run itself in the call that follows its output
     (``final_output``/``run_events`` with ``start=True``), which saves an actor call; a run that
     can start at once is then inserted already claimed (``status == "running"``) and that call
@@ -119,6 +122,10 @@ async def create_run(context: AppContext, payload: RunCreate, *, thread_id: str 
     config["configurable"].update(payload.context or {})
     config["configurable"].update(run_id=run_id, thread_id=thread_id, graph_id=graph_id, assistant_id=assistant_id)
     config["configurable"].setdefault("user_id", owner or "")
+    if protocol_v3:
+        # A v3 (thread streaming) run: marked with its own id, so a later run of the thread that
+        # inherits the thread's config (the marker with it) is not taken for one.
+        config["configurable"][V3_MARKER] = run_id
     kwargs = RunSettings(
         graph_id=graph_id, input=payload.input,
         command=payload.command.model_dump(exclude_unset=True) if payload.command else None,

@@ -72,7 +72,7 @@ async def _chain(head: list, rest: AsyncIterator) -> AsyncIterator:
 
 
 async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str] | None, resumable: bool,
-                 cancel_on_disconnect: bool, start: bool) -> AsyncIterator[bytes]:
+                 cancel_on_disconnect: bool, start: bool, with_metadata: bool = True) -> AsyncIterator[bytes]:
     run_id = str(run["run_id"])
     finished = False
     events = run_events(context, run, after=after, start=start)
@@ -80,10 +80,11 @@ async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str]
     # waits a moment for the first events, to share one message with them (each message through
     # Serve costs the replica and the proxy CPU): a short run's stream is then a message or two.
     first: asyncio.Future | None = asyncio.ensure_future(anext(events))
-    metadata = frame("metadata", orjson.dumps({"run_id": run_id, "attempt": max(run.get("attempt") or 0, 1)}))
+    metadata = frame("metadata", orjson.dumps({"run_id": run_id, "attempt": max(run.get("attempt") or 0, 1)})
+                     ) if with_metadata else b""
     try:
         await asyncio.wait({first}, timeout=METADATA_COALESCE_S)
-        if not first.done():
+        if not first.done() and metadata:
             yield metadata
             metadata = b""
         try:
@@ -119,14 +120,17 @@ async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str]
 
 def stream_response(context: AppContext, run: dict, *, after: int = -1, modes: list[str] | None = None,
                     resumable: bool = False, cancel_on_disconnect: bool = False, start: bool = False,
-                    headers: dict[str, str] | None = None) -> StreamingResponse:
-    """``start``: the run was created with ``push=False`` and the stream's first call starts it."""
+                    headers: dict[str, str] | None = None, with_metadata: bool = True) -> StreamingResponse:
+    """``start``: the run was created with ``push=False`` and the stream's first call starts it.
+    ``with_metadata=False`` (joining a run's stream, as the official server): no metadata event."""
     body = with_heartbeats(_relay(context, run, after=after, modes=modes, resumable=resumable,
-                                   cancel_on_disconnect=cancel_on_disconnect, start=start))
+                                   cancel_on_disconnect=cancel_on_disconnect, start=start,
+                                   with_metadata=with_metadata))
     return StreamingResponse(body, media_type="text/event-stream; charset=utf-8",
                              headers={**SSE_HEADERS, **(headers or {})})
 
 
-def run_location_headers(run: dict, suffix: str) -> dict[str, str]:
-    base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+def run_location_headers(run: dict, suffix: str, *, stateless: bool = False) -> dict[str, str]:
+    """As the official server: a stateless run created or streamed is at ``/runs/{run_id}``."""
+    base = f"/runs/{run['run_id']}" if stateless else f"/threads/{run['thread_id']}/runs/{run['run_id']}"
     return {"Location": f"{base}/{suffix}", "Content-Location": base}

@@ -16,11 +16,12 @@ import pytest
 
 from quadracode_ray.persistence.embedded import EmbeddedPostgres
 from tests.api.graphs import TEST_GRAPHS
-from tests.conftest import TEMPLATE_DB
 
 # The session's store has a semantic index on the scripted model's offline embeddings (the
-# oracle's official server gets the same index: tests/api/oracle/embed.py).
-STORE_INDEX_DIMS = 64
+# oracle's official server gets the same index: tests/api/oracle/embed.py). ``official_url``,
+# the official server for the comparison modules, is one session fixture for all of them.
+from tests.api.oracle.server import STORE_INDEX_DIMS, official_url  # noqa: E402, F401
+from tests.conftest import TEMPLATE_DB
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,16 @@ async def chat_node(state: ChatState) -> dict:
     return {"messages": [reply]}
 
 
+def whole_node(state: ChatState) -> dict:
+    """A node returning a whole message (no model streaming it)."""
+    return {"messages": [AIMessage(content="a whole reply", id="ai-whole")]}
+
+
+whole_builder = StateGraph(ChatState)
+whole_builder.add_node("whole", whole_node)
+whole_builder.add_edge(START, "whole")
+whole = whole_builder.compile()
+
 chat_builder = StateGraph(ChatState)
 chat_builder.add_node("chat", chat_node)
 chat_builder.add_edge(START, "chat")
@@ -120,6 +130,7 @@ TEST_GRAPHS = {
     "durable": "tests.api.graphs:durable",
     "echo": "tests.api.graphs:echo",
     "chat": "tests.api.graphs:chat",
+    "whole": "tests.api.graphs:whole",
     "nested": "tests.api.graphs:nested",
     "factory": "tests.api.graphs:factory",
 }

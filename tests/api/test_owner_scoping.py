@@ -41,3 +41,15 @@ async def test_assistants_are_scoped_but_system_assistants_are_shared(pool) -> N
     assert [a["metadata"] for a in visible] == [{"created_by": "system"}]
     with pytest.raises(NotFound):
         await assistants.delete(pool, str(mine["assistant_id"]), "bob")
+
+
+async def test_default_assistants_of_graphs_no_longer_registered_are_removed(pool) -> None:
+    await assistants.ensure_graph_assistants(pool, ["echo", "gone_graph"])
+    kept = await assistants.create(pool, AssistantCreate(graph_id="gone_graph", metadata={"o": 2}), "alice")
+    # The next start registers no "gone_graph" (removed from the graphs file): its default
+    # assistant goes, a client's own assistant of it stays (the client decides about it).
+    await assistants.ensure_graph_assistants(pool, ["echo"])
+    left, _ = await assistants.search(pool, AssistantSearch(graph_id="gone_graph", limit=100), "alice")
+    assert [str(a["assistant_id"]) for a in left] == [str(kept["assistant_id"])]
+    echo, _ = await assistants.search(pool, AssistantSearch(graph_id="echo", limit=100), None)
+    assert any(a["metadata"] == {"created_by": "system"} for a in echo)

@@ -2,16 +2,20 @@
 
 The run executes on its host actor, never in the replica, so it goes on; Serve starts a new
 replica; the client picks the stream up where it broke with Last-Event-ID and gets every event
-once, nothing lost, and joining the run gives its final values. It kills the replica of the
-session's API app (the modules after this one run against its successor).
+once, nothing lost, and joining the run gives its final values. The same for a v3 thread
+session (``client.threads.stream``): reconnecting with ``since`` gets exactly the events it
+missed. It kills the replica of the session's API app (the modules after this one run against
+its successor).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import uuid
 
 import httpx
+import orjson
 import pytest
 import ray
 from langgraph_sdk import get_client
@@ -81,13 +85,70 @@ async def test_a_stream_broken_by_the_replicas_death_resumes_on_its_successor(fr
     _, raw = await raw_stream(fragile_url, f"/threads/{thread_id}/runs/{run_id}/stream", method="GET",
                               headers={"Last-Event-ID": str(last_id)})
     after = parse_sse(raw)
-    assert after[0][0] == "metadata"
-    assert [(event, data) for event, data, _ in after[1:]] == [("values", {"items": ["x", "a"], "sleep": 3})]
+    # As the official server, a join resumed after an event id sends no metadata event.
+    assert [(event, data) for event, data, _ in after] == [("values", {"items": ["x", "a"], "sleep": 3})]
 
     # Nothing lost, nothing twice: the two halves are the run's whole stream, replayed from its start.
     _, raw = await raw_stream(fragile_url, f"/threads/{thread_id}/runs/{run_id}/stream", method="GET",
                               headers={"Last-Event-ID": "-1"})
     whole = [(event, event_id) for event, _, event_id in parse_sse(raw)[1:]]
-    assert whole == [(event, event_id) for event, _, event_id in before[1:] + after[1:]]
+    assert whole == [(event, event_id) for event, _, event_id in before[1:] + after]
     assert (await client.runs.get(thread_id, run_id))["status"] == "success"
     assert (await client.runs.join(thread_id, run_id)) == {"items": ["x", "a"], "sleep": 3}
+
+
+async def _v3_events(url: str, thread_id: str, since: int | None, until, what: str) -> list[dict]:
+    """The thread's v3 events (SSE) after ``since``, until ``until(events)`` holds; what was read
+    when the connection breaks (the replica died)."""
+    body = {"channels": ["values", "updates", "custom", "lifecycle", "input"]}
+    if since is not None:
+        body["since"] = since
+    events: list[dict] = []
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http, \
+                http.stream("POST", f"/threads/{thread_id}/stream/events", json=body) as response:
+            assert response.status_code == 200, what
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    events.append(orjson.loads(line[5:]))
+                    if until(events):
+                        return events
+    except httpx.HTTPError:
+        pass
+    return events
+
+
+def _completed(events: list[dict]) -> bool:
+    last = events[-1]
+    return last["method"] == "lifecycle" and not last["params"]["namespace"] and \
+        last["params"]["data"]["event"] == "completed"
+
+
+async def test_a_v3_session_reconnects_with_since_after_the_replicas_death(fragile_url: str) -> None:
+    thread_id = str(uuid.uuid4())  # minted by the client, as the SDK does
+    async with httpx.AsyncClient(base_url=fragile_url, timeout=60) as http:
+        started = await http.post(f"/threads/{thread_id}/commands", json={
+            "id": 1, "method": "run.start",
+            "params": {"assistant_id": "echo", "input": {"items": ["x"], "sleep": 3}}})
+    assert started.json()["type"] == "success", started.text
+    (old_pid,) = _replica_pids()
+
+    def reached_the_slow_node(events: list[dict]) -> bool:
+        if any(e["method"] == "custom" for e in events):
+            os.kill(old_pid, signal.SIGKILL)  # mid-session: the run sleeps in its node now
+            return True
+        return False
+
+    before = await _v3_events(fragile_url, thread_id, None, reached_the_slow_node, "first connection")
+    assert [e["method"] for e in before][-1] == "custom"
+    await eventually(lambda: _answers(fragile_url), timeout=90, what="Serve's new replica", interval=0.25)
+    assert old_pid not in _replica_pids()
+    # The SDK reconnects with the last seq it saw: the successor replica sends exactly the rest.
+    after = await _v3_events(fragile_url, thread_id, before[-1]["seq"], _completed, "after the death")
+    assert _completed(after)
+    whole = await _v3_events(fragile_url, thread_id, None, _completed, "whole replay")
+    got = before + after
+    assert [e["seq"] for e in got] == list(range(1, len(got) + 1))  # nothing lost, nothing twice
+    assert [(e["seq"], e["event_id"], e["method"]) for e in got] == \
+        [(e["seq"], e["event_id"], e["method"]) for e in whole]
+    assert [e["params"]["data"] for e in got if e["method"] == "values"][-1] == {"items": ["x", "a"], "sleep": 3}

@@ -107,6 +107,9 @@ async def test_stateless_runs_wait_stream_batch_and_keep(api_url: str, lg_client
     events = [p.event async for p in lg_client.runs.stream(None, "echo", input={"items": []})]
     assert events[0] == "metadata" and "values" in events
     async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
+        created = await http.post("/runs", json={"assistant_id": "echo", "input": {"items": []}})
+        # As the official server: a stateless run is at /runs/{run_id}.
+        assert created.headers["content-location"] == f"/runs/{created.json()['run_id']}"
         batch = await http.post("/runs/batch", json=[{"assistant_id": "echo", "input": {"items": [str(i)]},
                                                       "on_completion": "keep"} for i in range(3)])
         assert batch.status_code == 200

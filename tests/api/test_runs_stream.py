@@ -78,6 +78,16 @@ async def test_messages_tuple_and_legacy_messages_modes(lg_client) -> None:
     assert any(p.event == "messages/metadata" for p in parts)
 
 
+async def test_a_whole_message_from_a_node_is_messages_complete(lg_client) -> None:
+    thread = await lg_client.threads.create()
+    parts = [p async for p in lg_client.runs.stream(
+        thread["thread_id"], "whole", input={"messages": []}, stream_mode="messages")]
+    # As the official server: a node's returned message is complete, not a partial chunk.
+    complete = [p.data for p in parts if p.event == "messages/complete"]
+    assert [m["content"] for data in complete for m in data] == ["a whole reply"]
+    assert not [p for p in parts if p.event == "messages/partial"]
+
+
 async def test_subgraph_events_carry_their_namespace(lg_client) -> None:
     thread = await lg_client.threads.create()
     events = [p.event async for p in lg_client.runs.stream(thread["thread_id"], "nested", input={"items": []},

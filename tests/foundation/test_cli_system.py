@@ -68,6 +68,7 @@ def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_clu
         assert httpx.get(f"{api}/health").json()["checks"]["postgres"]["ok"] is True
         assert httpx.get(f"{dashboard}/api/version", headers=ray_auth_headers()).status_code == 200
         assert f"{api}/metrics" in up.stdout
+        assert f"{api}/ui/" in up.stdout  # the control panel's address
         # One scrape shows the actors too: the fleet and the registry report the agents alive.
         sources = eventually_sync(lambda: _agents_alive_sources(api), timeout=60, interval=0.5,
                                   what="the fleet's and the registry's figures on /metrics")

@@ -69,3 +69,20 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import ray\nfrom serve_app.app import build_app\nfrom . import sibling\n")
     assert imported_top_levels(bad) == {"ray", "serve_app"}
+
+
+def test_the_control_panel_is_a_pure_http_client() -> None:
+    """serve_app/panel talks to the system over HTTP only: no Ray, no actor, no sandbox, and none of
+    the API's own modules (so it runs standalone against a remote system unchanged)."""
+    offenders = {}
+    for path in python_files("serve_app/panel"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        modules |= {node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+        bad = sorted(m for m in modules if m.split(".")[0] in {"ray", "actors", "sandbox"}
+                     or (m.startswith("serve_app") and not m.startswith("serve_app.panel")))
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = bad
+    assert python_files("serve_app/panel"), "the panel package is missing"
+    assert not offenders, f"panel modules importing more than HTTP clients: {offenders}"

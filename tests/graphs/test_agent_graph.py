@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
+from pydantic import ValidationError
 
 from quadracode_ray.graphs import build_agent_graph
 from quadracode_ray.interfaces import TaskResult
@@ -78,3 +80,22 @@ async def test_messages_stream_mode_carries_token_chunks_then_no_duplicate(make_
     assert "".join(c.content for c in chunks) == f"Scripted model reply to: {prompt}"
     assert not [m for m, _ in items if isinstance(m, AIMessage) and not isinstance(m, AIMessageChunk)]
     assert len({c.id for c in chunks}) == 1
+
+
+async def test_the_per_run_factory_takes_prompt_and_context_budget_from_the_configurable(make_model):
+    """Two assistants of the `agent` graph differ by their config (as in notebooks/06_experiment)."""
+    from quadracode_ray.graphs.agent import graph as agent_graph
+
+    async def prompt_tokens(**configurable) -> list[int]:
+        config = {"configurable": {"model": make_model(), "workspace": FakeWorkspace(), **configurable}}
+        out = await agent_graph(config).ainvoke({"task": "write hello.py that prints 42 and run it"})
+        assert out["result"]["status"] == "succeeded" and out["result"]["output"] == "42"
+        return [m.usage_metadata["input_tokens"] for m in out["messages"] if getattr(m, "usage_metadata", None)]
+
+    default = await prompt_tokens()
+    terse = await prompt_tokens(system_prompt="Do the task; call finish.")
+    assert len(default) == len(terse) == 3  # write, exec, finish
+    assert all(t < d for t, d in zip(terse, default, strict=True))
+    assert len(await prompt_tokens(context_token_budget=400)) == 3
+    with pytest.raises(ValidationError, match="token_budget"):  # the budget is read, and validated
+        agent_graph({"configurable": {"model": make_model(), "context_token_budget": 10}})

@@ -15,12 +15,16 @@ from quadracode_ray.config import Settings
 
 SESSION_INSTALLATION = f"t{uuid.uuid4().hex[:10]}"
 OUTPUT_LIMIT = 65536
+DISK_QUOTA_MB = 512
 
 
 @pytest.fixture(scope="session")
 def sandbox_data_dir() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="qr-sbx-"))
     yield root
+    from sandbox.deployments.disk import release_installation_disks
+
+    release_installation_disks(SESSION_INSTALLATION)  # first: never delete through a mounted disk
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -33,6 +37,7 @@ def sandbox_settings(sandbox_data_dir: Path, docker_client) -> Callable[..., Set
             data_dir=sandbox_data_dir, sandbox_installation_id=SESSION_INSTALLATION,
             sandbox_memory_mb=256, sandbox_cpus=1.0, sandbox_pids_limit=128,
             sandbox_output_limit_bytes=OUTPUT_LIMIT, sandbox_kill_grace_s=0.5, sandbox_idle_stop_s=0,
+            sandbox_disk_quota_mb=DISK_QUOTA_MB,
         )
         values.update(overrides)
         return Settings(_env_file=None, **values)

@@ -28,7 +28,7 @@ def _operation_counts(text: str, worker_id: str) -> dict[tuple[str, str], float]
 async def test_exec_and_file_operations_are_timed_per_operation_and_outcome(sandbox_settings):
     settings = sandbox_settings()
     client = await get_workspace("metered", settings)
-    worker_id = str((await client.ping())["worker_id"])
+    worker_id = (await client.ping()).worker_id
     for _ in range(3):
         assert (await client.exec("true")).exit_code == 0
     with pytest.raises(WorkspacePathNotFound):

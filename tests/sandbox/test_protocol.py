@@ -73,3 +73,10 @@ def test_a_signature_drift_would_be_seen():
                        timeout: float = 60.0): ...
 
     assert _shape(Drifted.exec) != _shape(WorkspaceOperations.exec)
+
+
+@pytest.mark.parametrize("probe", sorted(ACTOR_PROBES))
+def test_the_client_forwards_the_actor_probes_with_their_types(probe):
+    client, actor = getattr(WorkspaceSandboxClient, probe), getattr(ACTOR_CLASS, probe)
+    assert _shape(client, positional=True) == _shape(actor, positional=True)
+    assert inspect.signature(client).return_annotation == inspect.signature(actor).return_annotation

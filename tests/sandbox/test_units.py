@@ -13,6 +13,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceInvalidRequest,
 )
 from sandbox.container_server import procs
+from sandbox.container_server.wire import ManifestEntry
 from sandbox.events import FanOutSink, InMemoryEventSink
 from sandbox.models import ExecRequest, SandboxEvent, WorkspaceSpec, validate_workspace_id
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
@@ -64,7 +65,7 @@ def test_snapshot_store_roundtrip_and_corruption(tmp_path):
     info = store.save(data, "first")
     assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == len(data)
     assert [s.snapshot_id for s in store.list()] == [info.snapshot_id]
-    assert store.load(info.snapshot_id)[1] == data
+    assert store.load(info.snapshot_id)[1].read_bytes() == data
     (tmp_path / "ws" / f"{info.snapshot_id}.tar").write_bytes(b"tampered")
     with pytest.raises(WorkspaceError, match="corrupt"):
         store.load(info.snapshot_id)
@@ -77,9 +78,9 @@ def test_snapshot_store_roundtrip_and_corruption(tmp_path):
 
 def test_diff_of_manifests():
     then = tar_manifest(tar_of({"same": b"1", "changed": b"old", "gone": b"x"}))
-    now = {"same": {"type": "file", "size": 1, "sha256": hashlib.sha256(b"1").hexdigest()},
-           "changed": {"type": "file", "size": 3, "sha256": hashlib.sha256(b"new").hexdigest()},
-           "added": {"type": "file", "size": 0, "sha256": hashlib.sha256(b"").hexdigest()}}
+    now = {"same": ManifestEntry(type="file", size=1, sha256=hashlib.sha256(b"1").hexdigest()),
+           "changed": ManifestEntry(type="file", size=3, sha256=hashlib.sha256(b"new").hexdigest()),
+           "added": ManifestEntry(type="file", size=0, sha256=hashlib.sha256(b"").hexdigest())}
     diff = diff_manifests("s", then, now)
     assert (diff.added, diff.removed, diff.modified) == (["added"], ["gone"], ["changed"])
 
@@ -119,10 +120,21 @@ def test_docker_deployment_config_is_built_from_settings_in_one_place(tmp_path):
                         sandbox_memory_mb=300, sandbox_cpus=1.5, sandbox_pids_limit=99)
     config = DockerDeploymentConfig.from_settings(settings)
     assert (config.installation_id, config.image, config.run_root) == ("inst", "img:1", tmp_path / "sandbox" / "inst")
-    assert config.limits(WorkspaceSpec()).model_dump() == {"memory_mb": 300, "cpus": 1.5, "pids_limit": 99, "network": False}
+    assert config.limits(WorkspaceSpec()).model_dump() == {"memory_mb": 300, "cpus": 1.5, "pids_limit": 99, "network": False,
+                                                           "disk_mb": 8192}
     assert config.limits(WorkspaceSpec(memory_mb=128, network=True)).memory_mb == 128
     deployment = DockerDeployment("ws-1", config)  # no Docker call yet: an actor constructs while Docker is down
     assert deployment.socket_path == tmp_path / "sandbox" / "inst" / "ws-1" / "run" / "exec.sock"
     assert deployment.container_name == deployment.volume_name == "qr-inst-ws-ws-1"
     with pytest.raises(ValueError, match="extra"):
         DockerDeploymentConfig(**config.model_dump(), data_dir=tmp_path)
+
+
+def test_an_exited_background_job_comes_with_all_its_output(tmp_path):
+    # When the process has exited, what it wrote last may not have been read from its pipes yet.
+    for _ in range(50):
+        job = procs.Background("echo begin; echo oops >&2", str(tmp_path), {}, 1 << 20)
+        job.proc.wait()
+        polled = job.poll(0, 0)
+        assert polled["process"]["status"] == "exited"
+        assert (polled["stdout"], polled["stderr"]) == ("begin\n", "oops\n")

@@ -1,0 +1,238 @@
+"""The Chat tab: an assistant and a thread, replies streamed token by token, tool calls as
+collapsible steps, the thread's delegated tasks, interrupts as accept / edit / respond cards,
+cancel and emergency stop. After each run the tab keeps watching the thread (join_stream), so an
+agent's result that arrives later shows up without a reload."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gradio as gr
+
+from serve_app.panel import chat_logic
+from serve_app.panel.client import PanelClient, PanelError, readable
+from serve_app.panel.ui_common import PanelContext, guarded
+
+TASK_HEADERS = ["task_id", "agent", "status", "what"]
+NEW_THREAD = "(new thread)"
+
+
+def _card(interrupts: list[dict[str, Any]]) -> tuple[Any, Any, Any, Any]:
+    if not interrupts:
+        return gr.update(visible=False), "", gr.update(value=""), None
+    value = interrupts[0]
+    return (gr.update(visible=True), chat_logic.describe_interrupt(value),
+            gr.update(value=json.dumps(chat_logic.accept_value(value))), value)
+
+
+async def _thread_choices(client: PanelClient) -> list[tuple[str, str]]:
+    threads = await client.search_threads(limit=50)
+    choices = [(NEW_THREAD, "")]
+    for thread in threads:
+        title = (thread.get("metadata") or {}).get("title") or ""
+        label = f"{thread['thread_id'][:8]}… {thread.get('status', '')} {title}".strip()
+        choices.append((label, thread["thread_id"]))
+    return choices
+
+
+def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
+    with gr.Row():
+        assistant = gr.Dropdown(label="Assistant", choices=[], allow_custom_value=True, elem_id="chat-assistant",
+                                scale=2)
+        thread = gr.Dropdown(label="Thread", choices=[(NEW_THREAD, "")], value="", allow_custom_value=True,
+                             elem_id="chat-thread", scale=3)
+        refresh = gr.Button("↻ Threads", scale=0, min_width=90)
+        new = gr.Button("New thread", scale=0, min_width=110, elem_id="chat-new-thread")
+    chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="chat-log", group_consecutive_messages=False)
+    with gr.Group(visible=False, elem_id="interrupt-card") as card:
+        card_text = gr.Markdown()
+        respond_text = gr.Textbox(label="Respond", placeholder="your answer or new instructions",
+                                  elem_id="interrupt-respond-text")
+        edit_text = gr.Code(label="Edit the resume value (JSON)", language="json", lines=2,
+                            elem_id="interrupt-edit-value")
+        with gr.Row():
+            accept = gr.Button("Accept", variant="primary", elem_id="interrupt-accept")
+            edit = gr.Button("Edit and resume", elem_id="interrupt-edit")
+            respond = gr.Button("Respond", elem_id="interrupt-respond")
+    with gr.Row():
+        message = gr.Textbox(label="Message", placeholder="Ask the assistant…", scale=6, elem_id="chat-input",
+                             lines=1, submit_btn=False)
+        send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
+        cancel = gr.Button("Cancel run", scale=1, elem_id="chat-cancel")
+        stop = gr.Button("Emergency stop", variant="stop", scale=1, elem_id="chat-stop")
+    status = gr.Markdown(elem_id="chat-status")
+    tasks = gr.Dataframe(headers=TASK_HEADERS, label="Delegated tasks", interactive=False, elem_id="chat-tasks",
+                         value=[])
+    interrupt_state = gr.State(None)
+
+    @guarded
+    async def load(key_value: str, request: gr.Request):
+        client = ctx.client(request, key_value)
+        assistants = await client.assistants()
+        choices = [(f"{a.get('name') or a['graph_id']} ({a['graph_id']})", a["assistant_id"]) for a in assistants]
+        preferred = next((a["assistant_id"] for a in assistants if a.get("graph_id") == "orchestrator"),
+                         choices[0][1] if choices else None)
+        return (gr.update(choices=choices, value=preferred),
+                gr.update(choices=await _thread_choices(client)))
+
+    @guarded
+    async def refresh_threads(key_value: str, current: str, request: gr.Request):
+        return gr.update(choices=await _thread_choices(ctx.client(request, key_value)), value=current)
+
+    @guarded
+    async def new_thread(key_value: str, request: gr.Request):
+        client = ctx.client(request, key_value)
+        created = await client.create_thread(metadata={"created_by": "panel"})
+        choices = await _thread_choices(client)
+        return gr.update(choices=choices, value=created["thread_id"]), [], [], *_card([])
+
+    async def _state(client: PanelClient, thread_id: str) -> tuple[dict, tuple]:
+        """The thread's values, and what the tab shows for them."""
+        state = await client.thread_state(thread_id)
+        values = state.get("values") or {}
+        values = values if isinstance(values, dict) else {}
+        return values, (chat_logic.to_chat(values.get("messages") or []), chat_logic.task_rows(values),
+                        *_card(chat_logic.pending_interrupts(state)))
+
+    async def _show(client: PanelClient, thread_id: str):
+        return (await _state(client, thread_id))[1]
+
+    @guarded
+    async def open_thread(key_value: str, thread_id: str, request: gr.Request):
+        _supersede(request)
+        if not thread_id:
+            return [], [], *_card([])
+        return await _show(ctx.client(request, key_value), thread_id)
+
+    async def _stream(client: PanelClient, thread_id: str, assistant_id: str, *, text: str | None = None,
+                      command: dict | None = None):
+        view = chat_logic.ChatStream()
+        before = await client.thread_state(thread_id)
+        view.set_values(before.get("values") if isinstance(before.get("values"), dict) else {})
+        view.start(text)
+        yield view.render(), chat_logic.task_rows(view.values), *_card([]), "running…"
+        payload = {"messages": [{"role": "user", "content": text}]} if text is not None else None
+        async for part in client.stream_run(thread_id, assistant_id, input=payload, command=command):
+            if part.event == "error":
+                raise PanelError(f"the run failed: {part.data}")
+            if view.feed(part.event, part.data):
+                yield view.render(), chat_logic.task_rows(view.values), *_card([]), "running…"
+        shown = await _show(client, thread_id)
+        yield (*shown, "✓ run finished; watching the thread for later results")
+
+    @guarded
+    async def send_message(key_value: str, assistant_id: str, thread_id: str, text: str, request: gr.Request):
+        text = (text or "").strip()
+        if not text:
+            raise gr.Error("Type a message first.")
+        if not assistant_id:
+            raise gr.Error("Pick an assistant first.")
+        _supersede(request)
+        client = ctx.client(request, key_value)
+        if not thread_id:
+            thread_id = (await client.create_thread(metadata={"created_by": "panel"}))["thread_id"]
+        async for update in _stream(client, thread_id, assistant_id, text=text):
+            yield gr.update(value=thread_id, choices=await _cached_choices(client, thread_id)), "", *update
+
+    _choices_cache: dict[str, list] = {}
+
+    async def _cached_choices(client: PanelClient, thread_id: str) -> list:
+        cached = _choices_cache.get(client.url + thread_id)
+        if cached is None:
+            cached = _choices_cache[client.url + thread_id] = await _thread_choices(client)
+            if len(_choices_cache) > 500:
+                _choices_cache.clear()
+        return cached
+
+    # The newest watcher of each browser session: a send, a resume or a thread switch makes the
+    # older watchers stale, and a stale one stops at its next event instead of drawing.
+    watch_generation: dict[str, int] = {}
+
+    def _supersede(request: gr.Request) -> int:
+        if len(watch_generation) > 10_000:
+            watch_generation.clear()
+        session = request.session_hash or ""
+        watch_generation[session] = watch_generation.get(session, 0) + 1
+        return watch_generation[session]
+
+    async def follow(key_value: str, thread_id: str, request: gr.Request):
+        """Watch the thread (its later runs too) until superseded or cancelled. A failure ends the
+        watch with a note in the status line; the conversation shown stays."""
+        mine = _supersede(request)
+        if not thread_id:
+            return
+        client = ctx.client(request, key_value)
+        view = chat_logic.ChatStream()
+        try:
+            view.set_values((await _state(client, thread_id))[0])
+            async for part in client.join_thread(thread_id):
+                if watch_generation.get(request.session_hash or "") != mine:
+                    return
+                if part.event.startswith("messages"):
+                    if view.feed(part.event, part.data):
+                        yield view.render(), chat_logic.task_rows(view.values), *_card([]), gr.update()
+                elif part.event not in ("heartbeat", "ping"):
+                    # A state, a run's start or end, a custom event: redraw from the thread's state.
+                    values, shown = await _state(client, thread_id)
+                    view.set_values(values)
+                    yield *shown, gr.update()
+        except Exception as exc:  # noqa: BLE001 - shown to the user in one line
+            yield *(gr.skip() for _ in range(6)), f"stopped watching the thread: {readable(exc)}"
+
+    def _resume(make_value):
+        @guarded
+        async def resume(key_value: str, assistant_id: str, thread_id: str, interrupt: dict | None,
+                         respond_value: str, edit_value: str, request: gr.Request):
+            if not thread_id or interrupt is None:
+                raise gr.Error("Nothing to resume on this thread.")
+            value = make_value(interrupt, respond_value, edit_value)
+            _supersede(request)
+            async for update in _stream(ctx.client(request, key_value), thread_id, assistant_id,
+                                        command={"resume": value}):
+                yield update
+        return resume
+
+    accept_fn = _resume(lambda i, r, e: chat_logic.accept_value(i))
+    respond_fn = _resume(lambda i, r, e: chat_logic.respond_value(i, r))
+    edit_fn = _resume(lambda i, r, e: chat_logic.edit_value(e))
+
+    @guarded
+    async def cancel_run(key_value: str, thread_id: str, request: gr.Request):
+        if not thread_id:
+            raise gr.Error("No thread selected.")
+        client = ctx.client(request, key_value)
+        active = [r for r in await client.runs(thread_id) if r.get("status") in ("pending", "running")]
+        for run in active:
+            await client.cancel_run(thread_id, run["run_id"])
+        return f"cancelled {len(active)} run(s)" if active else "no active run to cancel"
+
+    @guarded
+    async def emergency_stop(key_value: str, thread_id: str, request: gr.Request):
+        if not thread_id:
+            raise gr.Error("No thread selected.")
+        await ctx.client(request, key_value).stop_thread(thread_id)
+        return "Emergency stop sent to the thread"
+
+    card_outputs = [card, card_text, edit_text, interrupt_state]
+    shown = [chatbot, tasks, *card_outputs]
+    follow_inputs = [key, thread]
+    opening = thread.input(open_thread, [key, thread], shown)
+    # The watcher runs as long as the thread is open: no progress animation for it.
+    watching = opening.then(follow, follow_inputs, [*shown, status], concurrency_limit=None, show_progress="hidden")
+    sending = send.click(send_message, [key, assistant, thread, message], [thread, message, *shown, status],
+                         concurrency_limit=None, cancels=[watching])
+    submitting = message.submit(send_message, [key, assistant, thread, message], [thread, message, *shown, status],
+                                concurrency_limit=None, cancels=[watching])
+    resume_inputs = [key, assistant, thread, interrupt_state, respond_text, edit_text]
+    resumed = [accept.click(accept_fn, resume_inputs, [*shown, status], concurrency_limit=None, cancels=[watching]),
+               edit.click(edit_fn, resume_inputs, [*shown, status], concurrency_limit=None, cancels=[watching]),
+               respond.click(respond_fn, resume_inputs, [*shown, status], concurrency_limit=None, cancels=[watching])]
+    after_runs = [sending, submitting, *resumed]
+    watchers = [event.success(follow, follow_inputs, [*shown, status], concurrency_limit=None, show_progress="hidden")
+                for event in after_runs]
+    cancel.click(cancel_run, [key, thread], status)
+    stop.click(emergency_stop, [key, thread], status)
+    refresh.click(refresh_threads, [key, thread], thread)
+    new.click(new_thread, [key], [thread, chatbot, tasks, *card_outputs], cancels=[watching, *watchers])
+    return {"load": (load, [key], [assistant, thread]), "thread": thread}

@@ -1,0 +1,79 @@
+"""The Event monitor tab: the live event log pushed over ``/events/stream`` (SSE, not a timed
+refresh), filters by sender, recipient, kind, thread and regex, pause and resume (resuming from
+the last event seen), an event's payload on click, older events paged from history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from serve_app.panel import views
+from serve_app.panel.ui_common import PanelContext, guarded
+
+SHOWN = 300
+
+
+def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
+    with gr.Row():
+        sender = gr.Textbox(label="Sender", elem_id="events-sender")
+        recipient = gr.Textbox(label="Recipient", elem_id="events-recipient")
+        kind = gr.Textbox(label="Kind", elem_id="events-kind")
+        thread = gr.Textbox(label="Thread", elem_id="events-thread")
+        regex = gr.Textbox(label="Regex on the payload", elem_id="events-regex")
+    with gr.Row():
+        apply = gr.Button("Apply filters and watch live", variant="primary", elem_id="events-apply")
+        pause = gr.Button("Pause", elem_id="events-pause")
+        older = gr.Button("Older events", elem_id="events-older")
+    state_note = gr.Markdown(elem_id="events-note")
+    table = gr.Dataframe(headers=views.EVENT_HEADERS, label="Events, newest first (click one for its payload)",
+                         interactive=False, elem_id="events-table", value=[], max_height=480)
+    payload = gr.JSON(label="Payload", elem_id="events-payload")
+    # Per browser session: the events shown (newest first), the history cursor, the last live id.
+    shown = gr.State(None)
+
+    def _filter(s: str, r: str, k: str, t: str, x: str) -> views.EventFilter:
+        return views.EventFilter(sender=s.strip(), recipient=r.strip(), kind=k.strip(), thread_id=t.strip(),
+                                 regex=x)
+
+    @guarded
+    async def watch(key_value: str, s: str, r: str, k: str, t: str, x: str, kept: dict | None,
+                    request: gr.Request):
+        wanted = _filter(s, r, k, t, x)
+        query = wanted.query()  # a bad regex is an error here, before any request
+        client = ctx.client(request, key_value)
+        resume_from = (kept or {}).get("last_id") if (kept or {}).get("query") == query else None
+        if resume_from is None:
+            events, cursor = views.events_page(await client.events(limit=100, **query))
+            kept = {"events": events, "cursor": cursor, "last_id": None, "query": query}
+        yield kept, views.events_table(kept["events"]), "● live"
+        async for event_name, event_id, data in client.event_stream(last_event_id=resume_from, **query):
+            if event_id:
+                kept["last_id"] = event_id
+            if not isinstance(data, dict) or event_name in ("heartbeat", "ping") or not wanted.matches(data):
+                continue
+            kept["events"] = [data, *kept["events"]][:SHOWN]
+            yield kept, views.events_table(kept["events"]), "● live"
+
+    @guarded
+    async def page_older(key_value: str, kept: dict | None, request: gr.Request):
+        if not kept or not kept.get("cursor"):
+            raise gr.Error("No older events (apply the filters first, or this is the oldest page).")
+        events, cursor = views.events_page(await ctx.client(request, key_value).events(
+            limit=100, cursor=kept["cursor"], **kept["query"]))
+        kept = {**kept, "events": [*kept["events"], *events], "cursor": cursor}
+        return kept, views.events_table(kept["events"])
+
+    def show_payload(kept: dict | None, evt: gr.SelectData):
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        events = (kept or {}).get("events") or []
+        if not 0 <= row < len(events):
+            return gr.update()
+        return views.envelope_of(events[row])
+
+    watching = apply.click(watch, [key, sender, recipient, kind, thread, regex, shown], [shown, table, state_note],
+                           concurrency_limit=None)
+    pause.click(lambda: "paused (Apply resumes from the last event seen)", None, state_note, cancels=[watching])
+    older.click(page_older, [key, shown], [shown, table])
+    table.select(show_payload, [shown], payload)
+    return {}

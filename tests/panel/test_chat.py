@@ -1,0 +1,56 @@
+"""The Chat tab in Chromium against the whole system: a streamed reply with its tool calls as
+collapsible steps, a delegated task's result arriving on its own (no reload), an interrupt
+resumed from its card."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import expect
+
+from tests.panel.conftest import shoot
+
+LONG = 180_000
+
+
+async def _send(page, text: str) -> None:
+    await expect(page.locator("#chat-assistant input")).to_have_value(re.compile("orchestrator"), timeout=60_000)
+    await page.locator("#chat-input textarea").fill(text)
+    await page.locator("#chat-send").click()
+
+
+async def test_a_chat_message_gets_a_streamed_reply_with_its_tool_calls_as_steps(page, screenshot_dir):
+    await _send(page, "list agents")
+    log = page.locator("#chat-log")
+    await expect(log.get_by_text("list agents", exact=True)).to_be_visible()
+    # The tool call is a collapsible step titled with the tool's name; the reply follows it.
+    await expect(log.get_by_text("list_agents").first).to_be_visible(timeout=LONG)
+    await expect(page.locator("#chat-status")).to_contain_text("run finished", timeout=LONG)
+    assert await log.locator(".message.bot, [data-testid='bot']").count() >= 2
+    await shoot(page, screenshot_dir, "chat-reply")
+
+
+async def test_a_delegated_tasks_result_arrives_on_its_own(page, screenshot_dir):
+    await _send(page, "delegate to a coder agent: write hello.py that prints 42 and run it")
+    tasks = page.locator("#chat-tasks")
+    # The run ends at once with the task delegated...
+    await expect(page.locator("#chat-status")).to_contain_text("run finished", timeout=LONG)
+    await expect(tasks).to_contain_text(re.compile("pending|running|succeeded"), timeout=LONG)
+    await shoot(page, screenshot_dir, "chat-delegated")
+    # ...and the agent's result shows up later on the same page, with no reload or click.
+    await expect(tasks).to_contain_text("succeeded", timeout=LONG)
+    await expect(page.locator("#chat-log")).to_contain_text(re.compile(r"succeeded: 42"), timeout=LONG)
+    await shoot(page, screenshot_dir, "chat-task-result")
+
+
+async def test_an_interrupt_is_answered_from_its_card(page, screenshot_dir):
+    await _send(page, "ask me which colour to use")
+    card = page.locator("#interrupt-card").first
+    await expect(card).to_be_visible(timeout=LONG)
+    await expect(card).to_contain_text("which colour to use")
+    await shoot(page, screenshot_dir, "chat-interrupt-card")
+    await page.locator("#interrupt-respond-text textarea").fill("teal")
+    await page.locator("#interrupt-respond").click()
+    await expect(card).to_be_hidden(timeout=LONG)
+    await expect(page.locator("#chat-log")).to_contain_text("teal", timeout=LONG)
+    await expect(page.locator("#chat-status")).to_contain_text("run finished", timeout=LONG)

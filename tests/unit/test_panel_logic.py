@@ -1,0 +1,202 @@
+"""The control panel's pure logic, without a browser or a server: chat rendering of messages and
+stream parts, interrupts, event filtering, tables, file views, metrics sampling, URLs, errors."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from serve_app.panel import chat_logic, metrics_logic, views
+from serve_app.panel.client import PanelError, readable
+from serve_app.panel.ui_common import api_url_from_page
+
+THREAD = [
+    {"type": "human", "id": "h1", "content": "list agents"},
+    {"type": "ai", "id": "a1", "content": "", "tool_calls": [{"id": "c1", "name": "list_agents", "args": {}}]},
+    {"type": "tool", "id": "t1", "tool_call_id": "c1", "name": "list_agents", "content": "[]", "status": "success"},
+    {"type": "ai", "id": "a2", "content": [{"type": "text", "text": "No agents."}]},
+]
+
+
+def test_tool_calls_become_collapsible_steps_done_once_their_result_is_in():
+    chat = chat_logic.to_chat(THREAD)
+    assert [m["role"] for m in chat] == ["user", "assistant", "assistant"]
+    step = chat[1]
+    assert step["metadata"]["title"] == "tool list_agents" and step["metadata"]["status"] == "done"
+    assert "→ result" in step["content"] and "[]" in step["content"]
+    assert chat[2]["content"] == "No agents."
+    pending = chat_logic.to_chat(THREAD[:2])
+    assert pending[1]["metadata"]["status"] == "pending"
+
+
+def test_a_failed_tool_and_a_folded_task_result_are_labelled():
+    failed = [THREAD[1], {**THREAD[2], "status": "error", "content": "{\"error\": \"no\"}"}]
+    assert chat_logic.to_chat(failed)[0]["metadata"]["title"].endswith("(error)")
+    folded = chat_logic.to_chat([{"type": "tool", "tool_call_id": "other", "name": "task_result", "content": "42"}])
+    assert folded == [{"role": "assistant", "content": "42", "metadata": {"title": "result: task_result", "status": "done"}}]
+
+
+def test_tokens_stream_into_one_message_until_the_state_replaces_them():
+    view = chat_logic.ChatStream()
+    view.start("hi")
+    assert view.render() == [{"role": "user", "content": "hi"}]
+    assert view.feed("messages", [{"type": "AIMessageChunk", "id": "m", "content": "Hel"}, {}])
+    assert view.feed("messages", [{"type": "AIMessageChunk", "id": "m", "content": "lo"}, {}])
+    assert not view.feed("messages", [{"type": "tool", "id": "x", "content": "ignored"}, {}])
+    assert view.render()[-1] == {"role": "assistant", "content": "Hello"}
+    view.feed("values", {"messages": [{"type": "human", "id": "h", "content": "hi"},
+                                      {"type": "ai", "id": "m", "content": "Hello"}]})
+    assert view.render() == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}]
+    assert not view.feed("messages", [{"type": "AIMessageChunk", "id": "m", "content": "!"}, {}])
+
+
+def test_interrupts_are_found_and_answered_by_kind():
+    question = {"type": "question", "question": "which file?"}
+    assert chat_logic.pending_interrupts({"interrupts": [{"value": question, "id": "i"}]}) == [question]
+    assert chat_logic.pending_interrupts({"tasks": [{"interrupts": [{"value": "plain"}]}]}) == [
+        {"type": "question", "question": "plain"}]
+    assert chat_logic.pending_interrupts({"tasks": []}) == []
+    halt = {"type": "guardrail", "reason": "too many", "options": ["continue", "stop"]}
+    assert "which file?" in chat_logic.describe_interrupt(question)
+    assert "too many" in chat_logic.describe_interrupt(halt) and "continue, stop" in chat_logic.describe_interrupt(halt)
+    assert chat_logic.accept_value(question) == "yes" and chat_logic.accept_value(halt) == "continue"
+    assert chat_logic.respond_value(question, "a.py") == "a.py"
+    assert chat_logic.respond_value(halt, "try less") == {"action": "continue", "message": "try less"}
+    assert chat_logic.edit_value('{"action": "stop"}') == {"action": "stop"}
+    assert chat_logic.edit_value("not json") == "not json"
+
+
+def test_task_rows_show_agent_and_status():
+    rows = chat_logic.task_rows({"tasks": {"t1": {"agent_id": "a1", "status": "running", "instruction": "x" * 300}}})
+    assert rows == [["t1", "a1", "running", "x" * 120]]
+    assert chat_logic.task_rows({"tasks": None}) == []
+
+
+EVENT = {"id": "e1", "sender": "orchestrator", "recipient": "agent-1", "kind": "task", "thread_id": "th",
+         "payload": {"instruction": "write hello.py"}, "created_at": "2026-12-03T06:00:01+00:00"}
+
+
+def test_event_filters_match_as_the_server_does_and_refuse_a_bad_regex():
+    assert views.EventFilter().matches(EVENT)
+    assert views.EventFilter(kind="task", regex="hello").matches({"seq": 3, "envelope": EVENT})
+    assert not views.EventFilter(sender="agent-1").matches(EVENT)
+    assert not views.EventFilter(regex="goodbye").matches(EVENT)
+    assert views.EventFilter(thread_id="th", regex="").query() == {"thread_id": "th"}
+    with pytest.raises(PanelError, match="bad regex"):
+        views.EventFilter(regex="(unclosed").query()
+    assert views.event_row(EVENT) == ["06:00:01", "orchestrator", "agent-1", "task", "th", "e1"]
+
+
+def test_event_pages_read_lists_and_cursors():
+    assert views.events_page([EVENT]) == ([EVENT], None)
+    assert views.events_page({"events": [EVENT], "next_cursor": "c2"}) == ([EVENT], "c2")
+    assert views.events_page(None) == ([], None)
+
+
+def test_metadata_filters_parse_or_say_why_not():
+    assert views.parse_metadata_filter("a=1, b = two") == {"a": "1", "b": "two"}
+    assert views.parse_metadata_filter('{"a": 1}') == {"a": 1}
+    assert views.parse_metadata_filter("  ") == {}
+    with pytest.raises(PanelError, match="key=value"):
+        views.parse_metadata_filter("nonsense")
+    with pytest.raises(PanelError, match="JSON"):
+        views.parse_metadata_filter("{bad")
+
+
+def test_fleet_and_run_tables():
+    agent = {"agent_id": "a1", "kind": "coder", "capabilities": ["python"], "node": "n" * 40,
+             "workspace_id": "default", "heartbeat_age_s": 0.42, "healthy": True, "hotpath": False,
+             "current_task_id": "t1", "current_thread_id": "th"}
+    assert views.fleet_rows([agent]) == [["a1", "coder", "python", "n" * 12, "default", "0.4 s ago", "yes", "no",
+                                          "t1", "th"]]
+    assert "**cap** 4" in views.fleet_summary({"cap": 4, "alive": 1})
+    assert views.parse_capabilities(" a, ,b ") == ["a", "b"]
+    run = {"run_id": "r", "assistant_id": "x", "status": "success", "created_at": "2026-12-03T06:00:00Z",
+           "updated_at": "2026-12-03T06:00:02.5Z"}
+    assert views.run_rows([run])[0][-1] == "2.5 s"
+    assert views.run_rows([{**run, "status": "running"}])[0][-1] == "running"
+    history = [{"checkpoint": {"checkpoint_id": "cp"}, "metadata": {"step": 2, "source": "loop"}, "next": ["tools"],
+                "values": {"messages": [1, 2]}, "created_at": None}]
+    assert views.checkpoint_rows(history) == [["cp", "2", "loop", "tools", "2", ""]]
+
+
+def test_files_languages_binary_and_diffs():
+    entries = [{"path": "src", "is_dir": True}, {"path": "src/a.py", "size": 10}, {"path": "b.bin", "size": 2048}]
+    assert views.file_tree(entries) == "b.bin  (2.0 KiB)\nsrc/\n  a.py  (10 B)"
+    assert views.file_paths(entries) == ["b.bin", "src/a.py"]
+    assert views.language_for("x/y.py") == "python" and views.language_for("Dockerfile") == "dockerfile"
+    assert views.language_for("notes.unknown") is None
+    assert views.decode_text(b"hi\n") == "hi\n" and views.decode_text(b"\x00\x01") is None
+    assert views.decode_text(b"\xff\xfe") is None
+    diff = views.diff_markdown({"added": ["n.txt"], "removed": [], "modified": ["a.py"]})
+    assert "`+ n.txt`" in diff and "**removed** (0)" in diff and "`~ a.py`" in diff
+    assert views.snapshot_choices([{"snapshot_id": "s1", "label": "before"}])[0][1] == "s1"
+
+
+SCRAPE_1 = """# TYPE ray_quadracode_api_runs_total counter
+ray_quadracode_api_runs_total{graph="orchestrator",status="success",installation="x"} 2
+# TYPE quadracode_api_run_seconds histogram
+quadracode_api_run_seconds_bucket{graph="orchestrator",le="+Inf"} 2
+quadracode_api_run_seconds_sum{graph="orchestrator"} 1.0
+quadracode_api_run_seconds_count{graph="orchestrator"} 2
+# TYPE ray_quadracode_agents_alive gauge
+ray_quadracode_agents_alive{source="fleet"} 1
+"""
+SCRAPE_2 = SCRAPE_1.replace("success\",installation=\"x\"} 2", "success\",installation=\"x\"} 8").replace(
+    "_sum{graph=\"orchestrator\"} 1.0", "_sum{graph=\"orchestrator\"} 4.0").replace(
+    "_count{graph=\"orchestrator\"} 2", "_count{graph=\"orchestrator\"} 4").replace("} 1\n", "} 3\n")
+
+
+def test_metrics_become_rates_means_and_gauges():
+    history = metrics_logic.MetricsHistory(keep=2)
+    history.add(100.0, SCRAPE_1)
+    history.add(102.0, SCRAPE_2)
+    by_title = {chart.metric: history.series(chart) for chart in metrics_logic.CHARTS}
+    assert [(r["series"], r["value"]) for r in by_title["api_runs_total"]] == [("orchestrator", 3.0)]
+    assert [(r["series"], r["value"]) for r in by_title["api_run_seconds"]] == [("orchestrator", 1.5)]
+    assert [(r["series"], r["value"]) for r in by_title["agents_alive"]] == [("fleet", 3.0)]
+    assert by_title["envelopes_total"] == []
+    history.add(104.0, SCRAPE_2)
+    assert len(history.scrapes) == 2  # bounded
+
+
+def test_the_api_url_is_found_from_the_panel_page_under_any_prefix():
+    assert api_url_from_page("http://h:8000/ui/gradio_api/queue/join?x=1") == "http://h:8000"
+    assert api_url_from_page("http://h:8000/qr-app/ui/gradio_api/queue/join") == "http://h:8000/qr-app"
+    assert api_url_from_page("http://h:8000/qr-app/ui") == "http://h:8000/qr-app"
+
+
+def test_errors_read_as_one_sentence():
+    request = httpx.Request("GET", "http://x/fleet/agents")
+    conflict = httpx.Response(409, json={"detail": "the fleet is at its cap of 4 agents"}, request=request)
+    assert readable(httpx.HTTPStatusError("x", request=request, response=conflict)) == \
+        "409: the fleet is at its cap of 4 agents"
+    invalid = httpx.Response(422, json={"detail": [{"loc": ["body", "kind"], "msg": "field required"}]},
+                             request=request)
+    assert readable(httpx.HTTPStatusError("x", request=request, response=invalid)) == "422: kind: field required"
+    assert readable(httpx.ConnectError("refused")).startswith("Cannot reach the API")
+    assert readable(PanelError("as is")) == "as is"
+
+
+async def test_a_key_given_in_the_panel_goes_with_every_call_and_only_that_sessions():
+    from serve_app.panel.client import PanelClient
+    from serve_app.panel.ui_common import PanelContext
+
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-api-key"))
+        return httpx.Response(401, json={"detail": "Missing API key"}) if not request.headers.get("x-api-key") \
+            else httpx.Response(200, json=[])
+
+    ctx = PanelContext("http://api.test")
+    with_key, without = ctx.client(None, "k-alice"), ctx.client(None, "")
+    assert ctx.client(None, "k-alice") is with_key and with_key is not without
+    for client in (with_key, without):
+        client.http = httpx.AsyncClient(base_url=client.url, headers=client.headers,
+                                        transport=httpx.MockTransport(answer))
+    assert await with_key.workspaces() == []
+    with pytest.raises(PanelError, match="401: Missing API key"):
+        await without.workspaces()
+    assert seen == ["k-alice", None]
+    assert isinstance(PanelClient("http://x/", "k").url, str) and PanelClient("http://x/").url == "http://x"
