@@ -17,10 +17,12 @@ from actors.fleet_client import FleetActorClient
 from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.fleet import TaskInfo
+from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
+from quadracode_ray.persistence.guardrails import settings_guardrails
 
-DEFAULT_WORKSPACE = "default"
 # Built-in assistants and the clients their graphs take from config["configurable"].
-_CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop"), "agent": ("workspace", "agent_id")}
+_CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop", "guardrails"),
+                     "agent": ("workspace", "agent_id", "guardrails")}
 
 
 class OrchestratorDelegation:
@@ -59,6 +61,8 @@ def fabric_configurable(graph_id: str, settings: Settings, **local: Any) -> dict
         "fleet": lambda: FleetActorClient(settings),
         "delegation": lambda: OrchestratorDelegation(settings),
         "workspace": lambda: LazyWorkspace(DEFAULT_WORKSPACE, settings),
+        # The installation's guardrails, as an operator last set them (PATCH /system/guardrails).
+        "guardrails": lambda: settings_guardrails(settings),
     }
     return {name: local[name] if name in local else makers[name]() for name in wanted
             if name in local or name in makers}

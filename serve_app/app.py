@@ -33,6 +33,14 @@ from serve_app.routes import (
     thread_stream,
     threads,
 )
+from serve_app.routes import control as operator_control
+from serve_app.routes import events as operator_events
+from serve_app.routes import fleet as operator_fleet
+from serve_app.routes import workspace_files as operator_files
+from serve_app.routes import workspaces as operator_workspaces
+
+# The operator API (README "Operator API"): the fleet, the event log, workspaces, control.
+OPERATOR_ROUTERS = (operator_fleet, operator_events, operator_workspaces, operator_files, operator_control)
 
 APP_NAME = "quadracode"
 DEPLOYMENT_NAME = "api"
@@ -51,12 +59,14 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
     app = FastAPI(
         title="Quadracode-Ray",
         version=__version__,
-        description="The LangGraph Agent Server API, served by Ray Serve.",
+        description="The LangGraph Agent Server API and the operator API (fleet, events, workspaces, "
+                    "control), served by Ray Serve.",
         lifespan=_lifespan,
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (system, assistants, threads, thread_stream, thread_events, runs, store, crons, mcp, a2a):
+    for module in (system, assistants, threads, thread_stream, thread_events, runs, store, crons, mcp, a2a,
+                   *OPERATOR_ROUTERS):
         app.include_router(module.router)
     if context.settings.panel_enabled:
         from serve_app.panel.app import mount_panel

@@ -13,6 +13,7 @@ Tests are marked automatically by the fixtures they use (``docker``, ``ray``, ``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -104,17 +105,62 @@ def ray_cluster() -> Iterator[None]:
         os.environ["RAY_metrics_report_interval_ms"] = "1000"
         # On a machine loaded by parallel test sessions, the node's metrics agent can start slower
         # than the raylet waits for it (a fixed ~30 s in Ray), and the start fails: try again.
-        for attempt in range(3):
-            try:
-                ray.init(address="local", namespace=NAMESPACE, num_cpus=8, include_dashboard=False,
-                         logging_level="WARNING", log_to_driver=True)
-                break
-            except Exception as exc:
-                if attempt == 2 or "timed out during startup" not in str(exc):
-                    raise
-                ray.shutdown()
+        with _free_agent_ports():
+            for attempt in range(3):
+                try:
+                    ray.init(address="local", namespace=NAMESPACE, num_cpus=8, include_dashboard=False,
+                             logging_level="WARNING", log_to_driver=True)
+                    break
+                except Exception as exc:
+                    if attempt == 2 or "timed out during startup" not in str(exc):
+                        raise
+                    ray.shutdown()
     yield
     ray.shutdown()
+
+
+NO_AGENT_WAIT = "QUADRACODE_TEST_RAY_NO_AGENT_WAIT"
+
+
+@contextlib.contextmanager
+def _free_agent_ports() -> Iterator[None]:
+    """Start a local Ray on a machine that other Ray sessions share.
+
+    - The dashboard agent listens on a free port chosen here, not on Ray's fixed 52365 (ray.init
+      offers no parameter for it): with the fixed port a second Ray on the machine (another test
+      session, a running ``quadracode-ray up``) finds it taken.
+    - With QUADRACODE_TEST_RAY_NO_AGENT_WAIT=1, every agent port is given up front (the HTTP
+      one, which the raylet reads only from the agent's port file, written beforehand), so the
+      raylet does not wait for the agents: it waits a fixed ~15 s per port and aborts past it,
+      which a machine loaded by other sessions exceeds while the agent imports. The price: if
+      the metrics agent is not up when the raylet first calls it, actors' metrics are not
+      exported, so the tests of /metrics' actor figures fail in such a session."""
+    from ray._private import node as ray_node
+    from ray._private import parameter
+    from ray._raylet import DASHBOARD_AGENT_LISTEN_PORT_NAME, persist_port
+
+    no_wait = os.environ.get(NO_AGENT_WAIT) == "1"
+    original_init, original_start_raylet = parameter.RayParams.__init__, ray_node.Node.start_raylet
+    given = ("dashboard_agent_listen_port", "metrics_agent_port", "metrics_export_port",
+             "runtime_env_agent_port") if no_wait else ("dashboard_agent_listen_port",)
+
+    def with_free_ports(self, *args, **kwargs):
+        for name in given:
+            if kwargs.get(name) is None:  # ray.init passes some of them as None
+                kwargs[name] = free_port()
+        original_init(self, *args, **kwargs)
+
+    def start_raylet(self, *args, **kwargs):
+        if no_wait:
+            persist_port(self.get_session_dir_path(), self._node_id, DASHBOARD_AGENT_LISTEN_PORT_NAME,
+                         self._ray_params.dashboard_agent_listen_port)
+        return original_start_raylet(self, *args, **kwargs)
+
+    parameter.RayParams.__init__, ray_node.Node.start_raylet = with_free_ports, start_raylet
+    try:
+        yield
+    finally:
+        parameter.RayParams.__init__, ray_node.Node.start_raylet = original_init, original_start_raylet
 
 
 @pytest.fixture(scope="session")

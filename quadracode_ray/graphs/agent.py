@@ -40,7 +40,7 @@ from langgraph.graph import END, START, StateGraph
 from quadracode_ray.config import Settings, load_settings
 from quadracode_ray.graphs.checkpoint import namespaced
 from quadracode_ray.graphs.context import ContextPolicy, context_policy_from_settings
-from quadracode_ray.graphs.control import Guardrails, StopSignal
+from quadracode_ray.graphs.control import Guardrails, GuardrailSource, StopSignal
 from quadracode_ray.graphs.react import (
     ASK_HUMAN,
     FINISH,
@@ -74,10 +74,12 @@ def build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient,
                       checkpointer: BaseCheckpointSaver | None = None, namespace: str | None = None,
                       agent_id: str | None = None, extra_tools: Sequence[Tool] = (),
                       system_prompt: str | None = None, context: ContextPolicy | None = None,
-                      guardrails: Guardrails | None = None, stop: StopSignal | None = None,
+                      guardrails: Guardrails | GuardrailSource | None = None, stop: StopSignal | None = None,
                       ask_human: bool = True, settings: Settings | None = None):
     if settings is not None:
-        guardrails = guardrails or Guardrails.from_settings(settings)
+        from quadracode_ray.persistence.guardrails import settings_guardrails
+
+        guardrails = guardrails or settings_guardrails(settings)  # an operator's edits apply live
         context = context or context_policy_from_settings(settings)
     tools = [*workspace_tools(workspace), *extra_tools, *([ASK_HUMAN] if ask_human else []), FINISH]
     core = ReactCore(model=model, tools=tools, system_prompt=system_prompt or AGENT_SYSTEM_PROMPT,
@@ -152,5 +154,6 @@ def graph(config: RunnableConfig) -> Any:
     context = ContextPolicy(token_budget=budget) if budget is not None else None
     return build_agent_graph(model=model, workspace=configurable.get("workspace") or _NoWorkspace(),
                              agent_id=configurable.get("agent_id"), stop=configurable.get("stop"),
+                             guardrails=configurable.get("guardrails"),
                              system_prompt=configurable.get("system_prompt") or None, context=context,
                              settings=settings)

@@ -40,6 +40,17 @@ class Guardrails(BaseModel):
                    max_agents_per_thread=settings.autonomy_max_agents_per_thread)
 
 
+@runtime_checkable
+class GuardrailSource(Protocol):
+    """Guardrails that may change while graphs run (an operator's, persisted): read at each check."""
+
+    async def current(self) -> Guardrails: ...
+
+
+async def current_guardrails(guardrails: Guardrails | GuardrailSource) -> Guardrails:
+    return guardrails if isinstance(guardrails, Guardrails) else await guardrails.current()
+
+
 def guardrail_reason(state: dict[str, Any], guardrails: Guardrails, now: float) -> str | None:
     iterations = state.get("iterations") or 0
     if iterations >= guardrails.max_iterations:

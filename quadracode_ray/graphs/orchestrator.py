@@ -60,7 +60,7 @@ from langgraph.graph import END, START, StateGraph
 from quadracode_ray.config import Settings, load_settings
 from quadracode_ray.graphs.checkpoint import namespaced
 from quadracode_ray.graphs.context import ContextPolicy, context_policy_from_settings
-from quadracode_ray.graphs.control import Guardrails, StopSignal
+from quadracode_ray.graphs.control import Guardrails, GuardrailSource, StopSignal
 from quadracode_ray.graphs.react import (
     ASK_HUMAN,
     ReactCore,
@@ -104,11 +104,13 @@ def format_task_result(result: TaskResult) -> str:
 def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | None,
                              fleet: FleetClient | None, delegation: DelegationClient | None,
                              checkpointer: BaseCheckpointSaver | None = None, namespace: str | None = None,
-                             guardrails: Guardrails | None = None, stop: StopSignal | None = None,
+                             guardrails: Guardrails | GuardrailSource | None = None, stop: StopSignal | None = None,
                              context: ContextPolicy | None = None, system_prompt: str | None = None,
                              extra_tools: Sequence[Tool] = (), settings: Settings | None = None):
     if settings is not None:
-        guardrails = guardrails or Guardrails.from_settings(settings)
+        from quadracode_ray.persistence.guardrails import settings_guardrails
+
+        guardrails = guardrails or settings_guardrails(settings)  # an operator's edits apply live
         context = context or context_policy_from_settings(settings)
     tools = [*(workspace_tools(workspace) if workspace is not None else []), *fleet_tools(fleet, delegation),
              *extra_tools, ASK_HUMAN]
@@ -163,7 +165,7 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
 def graph(config: RunnableConfig) -> Any:
     """The orchestrator for one run, from ``config["configurable"]``: ``model`` (a ChatModel or a
     ``provider:model`` spec; default from settings) and the clients the caller put there
-    (``workspace``, ``fleet``, ``delegation``, ``stop``). Tools whose client is missing are left
+    (``workspace``, ``fleet``, ``delegation``, ``stop``, ``guardrails``). Tools whose client is missing are left
     out. The caller attaches the checkpointer (``namespaced(saver, ns)`` to isolate it).
     This is what ``quadracode_ray.graphs.orchestrator:graph`` names in a graph registry."""
     configurable = config.get("configurable") or {}
@@ -173,4 +175,5 @@ def graph(config: RunnableConfig) -> Any:
         model = shared_chat_model(model, settings)
     return build_orchestrator_graph(model=model, workspace=configurable.get("workspace"),
                                     fleet=configurable.get("fleet"), delegation=configurable.get("delegation"),
-                                    stop=configurable.get("stop"), settings=settings)
+                                    stop=configurable.get("stop"), guardrails=configurable.get("guardrails"),
+                                    settings=settings)

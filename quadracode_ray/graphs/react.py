@@ -35,7 +35,9 @@ from quadracode_ray.graphs.context import ContextPolicy, fit_to_budget
 from quadracode_ray.graphs.control import (
     EmergencyStopped,
     Guardrails,
+    GuardrailSource,
     StopSignal,
+    current_guardrails,
     guardrail_reason,
     race_stop,
 )
@@ -124,7 +126,7 @@ class ReactCore:
     system_prompt: str
     workspace: WorkspaceClient | None
     policy: ContextPolicy
-    guardrails: Guardrails
+    guardrails: Guardrails | GuardrailSource
     stop: StopSignal | None
     done_route: str  # where a plain answer goes ("respond" or END)
     stop_route: str = "__end__"  # where a turn the human stopped goes
@@ -138,7 +140,8 @@ class ReactCore:
         thread_id = thread_id_of(config)
         if self.stop is not None and self.stop.is_set(thread_id):
             return {"halt": {"kind": "emergency_stop", "reason": "emergency stop requested", "resume_to": "model"}}
-        reason = guardrail_reason(state, self.guardrails, time.time()) or _step_limit_reason(state, config)
+        guardrails = await current_guardrails(self.guardrails)
+        reason = guardrail_reason(state, guardrails, time.time()) or _step_limit_reason(state, config)
         if reason:
             return {"halt": {"kind": "guardrail", "reason": reason, "resume_to": "model"}}
         prompt = fit_to_budget([SystemMessage(self.system_prompt)], state.get("messages") or [], self.policy)
@@ -200,9 +203,10 @@ class ReactCore:
             return {"halt": {"kind": "emergency_stop", "reason": "emergency stop requested", "resume_to": "tools"}}
         spawns = sum(1 for c in calls if c["name"] == "spawn_agent")
         spawned = state.get("agents_spawned") or 0
-        if spawns and spawned + spawns > self.guardrails.max_agents_per_thread:
+        max_agents = (await current_guardrails(self.guardrails)).max_agents_per_thread if spawns else 0
+        if spawns and spawned + spawns > max_agents:
             return {"halt": {"kind": "guardrail", "resume_to": "tools", "reason":
-                             f"spawning {spawns} more agent(s) would exceed {self.guardrails.max_agents_per_thread} "
+                             f"spawning {spawns} more agent(s) would exceed {max_agents} "
                              f"agents for this thread ({spawned} spawned)"}}
         # Questions first, before any side effect: on resume this node reruns from the top.
         answers = {c["id"]: interrupt({"type": "question", "question": c["args"].get("question", ""),
