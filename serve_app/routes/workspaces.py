@@ -115,7 +115,7 @@ async def _view(client: WorkspaceSandboxClient, row: dict[str, Any] | None) -> W
         error = api_error(exc)
         return WorkspaceView(**base, created_at=created_at, status="unavailable", error=error.detail if error else f"{type(exc).__name__}: {exc}")
     return WorkspaceView(**base, status=info.status, limits=info.limits, disk_usage_bytes=info.disk_usage_bytes,
-                         node=str(ping.get("node_id")) if ping.get("node_id") else None, image=info.image,
+                         node=ping.node_id or None, image=info.image,
                          container_name=info.container_name, created_at=created_at or info.created_at)
 
 
