@@ -125,6 +125,7 @@ async def test_a_stopped_thread_keeps_its_agents_result_and_stays_halted(system)
         runs = await thread_runs(system.settings, thread)
         return sources(runs) == [("user_message", "success"), ("agent_result", "success")]
 
+    await eventually(result_run_finished, timeout=120, what="the task result's run to end")
     state = await client.get_state(thread)
     (folded,) = message_texts(state["values"], name="task_result")
     assert "succeeded" in folded and "42" in folded
