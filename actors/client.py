@@ -1,13 +1,14 @@
-"""How callers (the API, the panel, notebooks, tests) talk to the fabric.
+"""How Python callers with Ray (notebooks, tests, tools on a cluster node) talk to the fabric.
 
     client = FabricClient(settings)                       # or FabricClient.from_handles(handles)
-    receipt = await client.submit_user_message("thread-1", "hello")
-    async for logged in client.watch_thread("thread-1", cursor=receipt_cursor): ...
-    values = await client.run_and_wait("thread-1", "hello", timeout_s=60)
+    thread = str(uuid.uuid4())                            # a thread id is a UUID, as in the API
+    receipt = await client.submit_user_message(thread, "hello")   # a run in qr_runs: receipt.run_id
+    async for seq, event, data in client.run_events(receipt.run_id): ...  # the run's stream
+    values = await client.run_and_wait(thread, "hello", timeout_s=60)
 
-``watch_thread`` streams the event bus filtered by thread: ``thread_update`` envelopes carry
-the graph's updates, ``thread_run`` the run outcomes (status started/finished/error with the
-final values), and the agent envelopes of the thread pass by too.
+Every input becomes a run of the orchestrator graph hosted by the orchestrator actor, the same
+run a client of the HTTP API sees (``threads.join_stream``, ``runs.join``). ``watch_thread``
+streams the event bus filtered by thread: the envelopes (user messages, tasks, agents' results).
 """
 
 from __future__ import annotations
@@ -16,19 +17,20 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import ray
 
 from actors.common import EVENTS, ORCHESTRATOR, HandleCache
 from actors.events import LoggedEnvelope
 from actors.orchestrator import SubmitReceipt
 from quadracode_ray.config import Settings
-from quadracode_ray.envelope import DEAD_LETTER, THREAD_RUN, EnvelopeFilter
+from quadracode_ray.envelope import EnvelopeFilter
 
 WATCH_BACKPRESSURE = 1_000
 
 
 class RunFailed(RuntimeError):
-    """The orchestrator's graph run for the submitted input ended with an error."""
+    """The run of the submitted input ended with an error (after its attempts) or was interrupted."""
 
 
 class FabricClient:
@@ -95,30 +97,43 @@ class FabricClient:
     async def run_and_wait(self, thread_id: str, text: str | None = None, *, graph_input: dict[str, Any] | None = None,
                            timeout_s: float = 300.0) -> dict[str, Any]:
         """Submit and wait for that input's run to finish; returns the final state values."""
-        cursor = await self.cursor()
         if text is not None:
             receipt = await self.submit_user_message(thread_id, text)
         else:
             receipt = await self.submit_input(thread_id, graph_input or {})
-        return await self._outcome(thread_id, receipt, cursor, timeout_s)
+        return await self.wait_run(receipt.run_id, timeout_s=timeout_s)
 
     async def run_and_wait_resume(self, thread_id: str, value: Any, *, timeout_s: float = 300.0) -> dict[str, Any]:
         """Resume an interrupted thread with ``value`` and wait for that run to finish."""
-        cursor = await self.cursor()
         receipt = await self.resume(thread_id, value)
-        return await self._outcome(thread_id, receipt, cursor, timeout_s)
+        return await self.wait_run(receipt.run_id, timeout_s=timeout_s)
 
-    async def _outcome(self, thread_id: str, receipt: SubmitReceipt, cursor: int, timeout_s: float) -> dict[str, Any]:
+    async def wait_run(self, run_id: str, *, timeout_s: float = 300.0) -> dict[str, Any]:
+        """The run's final values once it ended; RunFailed when it ended otherwise than in success.
 
-        async def outcome() -> dict[str, Any]:
-            # Failed attempts are retried by the orchestrator; only a dead letter is final.
-            async for logged in self.watch_thread(thread_id, cursor=cursor, kinds=[THREAD_RUN, DEAD_LETTER]):
-                payload = logged.envelope.payload
-                if logged.envelope.kind == DEAD_LETTER:
-                    if (payload.get("envelope") or {}).get("id") == receipt.envelope_id:
-                        raise RunFailed(str(payload.get("error")))
-                elif payload.get("envelope_id") == receipt.envelope_id and payload.get("status") == "finished":
-                    return payload.get("values") or {}
-            raise RunFailed("the event stream ended before the run finished")
+        Follows the run across a restart of the orchestrator (its host re-queues the run)."""
 
-        return await asyncio.wait_for(outcome(), timeout_s)
+        async def outcome() -> tuple[str, bytes | None]:
+            while True:
+                try:
+                    return await self.handles.get(ORCHESTRATOR).wait_run.remote(run_id)
+                except ray.exceptions.RayActorError:
+                    self.handles.forget(ORCHESTRATOR)
+                    await asyncio.sleep(0.2)  # the actor restarts (max_restarts=-1); then ask again
+
+        status, output = await asyncio.wait_for(outcome(), timeout_s)
+        values = orjson.loads(output) if output is not None else None
+        if status != "success":
+            error = (values or {}).get("__error__") if isinstance(values, dict) else None
+            raise RunFailed(f"run {run_id} ended {status}: {(error or {}).get('message') or error or ''}")
+        return values if isinstance(values, dict) else {}
+
+    async def run_events(self, run_id: str, after: int = -1) -> AsyncIterator[tuple[int, str, bytes]]:
+        """The run's stream, as the API serves it: (seq, event, JSON data), ending with ``__end__``."""
+        stream = self.handles.get(ORCHESTRATOR).run_events.options(num_returns="streaming").remote(run_id, after)
+        try:
+            async for ref in stream:
+                for item in await ref:
+                    yield item
+        finally:
+            ray.cancel(stream)

@@ -17,9 +17,9 @@ from actors.fleet_client import FleetActorClient
 from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.fleet import TaskInfo
+from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
 from quadracode_ray.persistence.guardrails import settings_guardrails
 
-DEFAULT_WORKSPACE = "default"
 # Built-in assistants and the clients their graphs take from config["configurable"].
 _CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop", "guardrails"),
                      "agent": ("workspace", "agent_id", "guardrails")}

@@ -14,14 +14,6 @@ def deliveries():
                            "(accepted, duplicate, handled, retried, dead).", ("recipient", "outcome"))
 
 
-def runs():
-    return metrics.counter("orchestrator_runs_total", "Orchestrator graph runs by outcome.", ("outcome",))
-
-
-def run_seconds():
-    return metrics.histogram("orchestrator_run_seconds", "Duration of orchestrator graph runs.")
-
-
 def agents_alive():
     return metrics.gauge("agents_alive", "Agent actors alive (fleet) or registered and healthy (registry).",
                          ("source",))

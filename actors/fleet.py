@@ -24,6 +24,7 @@ from actors.common import REGISTRY, HandleCache, actor_name, open_fabric_pool, s
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.fleet import AgentInfo, FleetError
+from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
 from quadracode_ray.ray_metrics import install_ray_metrics
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class SpawnRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: str = Field(default="coder", min_length=1, max_length=100, pattern=r"^[a-z0-9_-]+$")
     capabilities: list[str] = Field(default_factory=list, max_length=100)
-    workspace_id: str = Field(default="default", min_length=1, max_length=100)
+    workspace_id: str = Field(default=DEFAULT_WORKSPACE, min_length=1, max_length=100)
     num_cpus: float | None = Field(default=None, ge=0, le=1024)
     memory_mb: int | None = Field(default=None, ge=16)
     resources: dict[str, float] = Field(default_factory=dict)

@@ -7,6 +7,7 @@ from typing import Any
 from actors.common import FLEET, HandleCache
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.fleet import AgentInfo
+from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
 
 
 class FleetActorClient:
@@ -29,7 +30,7 @@ class FleetActorClient:
         return await self._fleet.list.remote(capability, kind)
 
     async def spawn_agent(self, *, kind: str = "coder", capabilities: list[str] | None = None,
-                          workspace_id: str = "default", hotpath: bool = False,
+                          workspace_id: str = DEFAULT_WORKSPACE, hotpath: bool = False,
                           resources: dict[str, float] | None = None) -> AgentInfo:
         return await self._fleet.spawn.remote({"kind": kind, "capabilities": list(capabilities or []),
                                                "workspace_id": workspace_id, "hotpath": hotpath,

@@ -1,14 +1,12 @@
-"""The orchestrator actor: runs the orchestrator graph per thread, never blocking on an agent.
+"""The orchestrator actor: hosts the runs of the orchestrator graph, never blocking on an agent.
 
-Input arrives as envelopes (``user_message``, ``graph_input``, ``task_result`` from agents,
-``agent_lost`` from the registry) through ``deliver``/``submit``. Each is recorded in
-``qr_deliveries`` before it is acknowledged, then handled in its thread's lane: one envelope at
-a time per thread, in order; threads run concurrently. The graph is checkpointed in Postgres
-(AsyncPostgresSaver), and each checkpoint carries the id of the envelope whose run wrote it
-(metadata ``qr_envelope_id``), which makes handling exactly-once towards the graph: a retry
-after a failure, or the reload after a restart, resumes from the last checkpoint with no
-input instead of applying the input again. Graph updates and run outcomes are published on
-the event bus (kinds ``thread_update`` and ``thread_run``), which is how callers watch.
+Every input for a thread becomes a run in the durable queue ``qr_runs``, hosted by this actor's
+run host (``runs/``): a user message or graph input given to ``submit``, a run of assistant
+``orchestrator`` created through the API, and an agent's result (a ``task_result`` envelope),
+which resumes the thread that delegated the task as a run of its own. One checkpointer (the run
+host's), one stream per run (what the API's joins and thread streams follow). The inbox
+(``qr_deliveries``) takes what is not a run: agents' results before they are queued as runs,
+``agent_lost`` from the registry, pongs. Delegation returns at once with a task id.
 """
 
 from __future__ import annotations
@@ -20,8 +18,6 @@ import time
 from typing import Any
 
 import ray
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict
 
 from actors import fabric_metrics
@@ -31,8 +27,6 @@ from actors.common import (
     ORCHESTRATOR,
     HandleCache,
     actor_name,
-    call_with_supported,
-    load_object,
     open_fabric_pool,
     spawn_background,
     start_with_retries,
@@ -53,67 +47,38 @@ from actors.probes import Probes, ping
 from actors.publisher import EventPublisher
 from actors.run_hosting import RayForward, RunHostCalls
 from actors.tasks import FabricDelegation, TaskStore
-from actors.workspaces import LazyWorkspace
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import (
     AGENT_LOST,
     GRAPH_INPUT,
     PONG,
     TASK_RESULT,
-    THREAD_RUN,
-    THREAD_UPDATE,
     USER_MESSAGE,
     Envelope,
 )
 from quadracode_ray.graphs.control import StopRegistry
 from quadracode_ray.interfaces.fleet import TaskInfo, TaskResult
-from quadracode_ray.persistence import open_async_pool
 from quadracode_ray.ray_metrics import install_ray_metrics
-from runs.enqueue import api_thread_id, enqueue_run, run_id_for
+from runs.enqueue import enqueue_run, run_id_for
 from runs.host import RunHost
+from runs.settings import RunSettings
+from runs.threads import thread_id_of
 
 log = logging.getLogger(__name__)
-ENVELOPE_KEY = "qr_envelope_id"
 SYSTEM_LANE = "_system"
-ORCHESTRATOR_WORKSPACE = "default"
-"""The workspace the orchestrator graph's own workspace tools act on."""
+GRAPH = "orchestrator"
+SOURCES = {USER_MESSAGE: "user_message", GRAPH_INPUT: "graph_input", TASK_RESULT: "agent_result"}
+"""The ``source`` in the metadata of the runs this actor queues, by the envelope that caused them."""
 
 
 class SubmitReceipt(BaseModel):
     model_config = ConfigDict(extra="forbid")
     envelope_id: str
     thread_id: str
+    run_id: str
+    """The run in ``qr_runs`` that the input became (the same for the same envelope id)."""
     status: str
     """``accepted``, or ``duplicate`` when that envelope id was submitted before."""
-
-
-def build_graph(settings: Settings, **clients: Any) -> Any:
-    """The orchestrator graph from ``settings.orchestrator_graph``, compiled with the checkpointer."""
-    factory = load_object(settings.orchestrator_graph)
-    lazy = {"model": lambda: _chat_model(settings),
-            "workspace": lambda: LazyWorkspace(ORCHESTRATOR_WORKSPACE, settings),
-            "guardrails": lambda: _guardrails(settings)}
-    graph = call_with_supported(factory, lazy=lazy, settings=settings, **clients) if callable(factory) and \
-        not hasattr(factory, "ainvoke") else factory
-    if hasattr(graph, "compile") and not hasattr(graph, "ainvoke"):
-        return graph.compile(checkpointer=clients["checkpointer"])
-    if not hasattr(graph, "ainvoke"):
-        raise TypeError(f"{settings.orchestrator_graph!r} gave {type(graph).__name__}, not a LangGraph graph")
-    if getattr(graph, "checkpointer", None) in (None, False, True):
-        graph.checkpointer = clients["checkpointer"]
-    return graph
-
-
-def _chat_model(settings: Settings) -> Any:
-    from quadracode_ray.llm import make_chat_model
-
-    return make_chat_model(settings.default_model, settings)
-
-
-def _guardrails(settings: Settings) -> Any:
-    from quadracode_ray.persistence.guardrails import settings_guardrails
-
-    return settings_guardrails(settings)  # PATCH /system/guardrails applies to the next run, no restart
 
 
 @ray.remote(num_cpus=0)
@@ -122,7 +87,6 @@ class Orchestrator(RunHostCalls):
         install_ray_metrics(settings.actor_name_prefix)
         self.settings = settings
         self.handles = HandleCache(settings)
-        self.runs_total = 0
         self.publisher = EventPublisher(self.handles, owner=ORCHESTRATOR)
         self.probes = Probes()
         self._background: set[asyncio.Task] = set()
@@ -132,10 +96,6 @@ class Orchestrator(RunHostCalls):
         settings = self.settings
         if getattr(self, "fabric_pool", None) is None:  # kept across start retries
             self.fabric_pool = await open_fabric_pool(settings, name="orchestrator-fabric")
-            self.checkpoint_pool = await open_async_pool(settings.database_url, min_size=1,
-                                                         max_size=settings.db_pool_max_size,
-                                                         name="orchestrator-graph")
-        self.checkpointer = AsyncPostgresSaver(self.checkpoint_pool)
         self.store = TaskStore(self.fabric_pool)
         self.inbox = Inbox(ORCHESTRATOR, PostgresInboxStore(self.fabric_pool), self._handle,
                            lane_of=lambda env: env.thread_id or f"{SYSTEM_LANE}:{env.sender}",
@@ -145,11 +105,9 @@ class Orchestrator(RunHostCalls):
         self.delegation = FabricDelegation(self.store, self.dispatcher.schedule, self.dispatcher.cancel_on_agent)
         self.fleet = FleetActorClient(settings)
         self.stops = StopRegistry()
-        self.graph = build_graph(settings, checkpointer=self.checkpointer, delegation=self.delegation,
-                                 fleet=self.fleet, stop=self.stops)
         if getattr(self, "run_host", None) is None:
-            # API runs of the orchestrator assistant execute here (runs/host.py), with this
-            # actor's own delegation, fleet and stop registry.
+            # Every run of the orchestrator graph executes here (runs/host.py), with this actor's
+            # own delegation, fleet and stop registry.
             self.run_host = RunHost(
                 actor_name(settings, ORCHESTRATOR), settings, settings.database_url, forward=RayForward(),
                 min_connections=2,
@@ -192,47 +150,74 @@ class Orchestrator(RunHostCalls):
 
     async def submit(self, thread_id: str, input: dict[str, Any] | None = None, *, message: str | None = None,
                      resume: Any = None, envelope_id: str | None = None, sender: str = "user") -> SubmitReceipt:
-        """Queue input for a thread: ``message`` (a user message), a raw graph ``input``, or
-        ``resume`` (the answer to an interrupt, run as ``Command(resume=...)``).
+        """Queue input for a thread as a run: ``message`` (a user message), a raw graph ``input``,
+        or ``resume`` (the answer to an interrupt, run as ``Command(resume=...)``).
 
-        Returns once the input is durable; the run happens in the thread's lane. Pass
-        ``envelope_id`` to make a retried submit safe (it is accepted once)."""
+        Returns once the run is in the queue (``qr_runs``); it starts after the thread's earlier
+        runs. Pass ``envelope_id`` to make a retried submit safe (it queues one run)."""
         await self._started
         if sum(x is not None for x in (input, message, resume)) != 1:
             raise ValueError("submit needs exactly one of message (text), input (a graph input dict) or resume")
         if not thread_id:
             raise ValueError("submit needs a thread_id")
+        thread_id = thread_id_of(thread_id)
         if message is not None:
+            if not isinstance(message, str):
+                raise ValueError("a user message is a text string")
             kind, payload = USER_MESSAGE, {"text": message}
         elif resume is not None:
             kind, payload = GRAPH_INPUT, {"command": {"resume": to_jsonable(resume)}}
         else:
+            if not isinstance(input, dict):
+                raise ValueError("a graph input is a dict")
             kind, payload = GRAPH_INPUT, {"input": to_jsonable(input)}
         fields: dict[str, Any] = {"sender": sender, "recipient": ORCHESTRATOR, "thread_id": thread_id,
                                   "kind": kind, "payload": payload}
         if envelope_id:
             fields["id"] = envelope_id
-        receipt = await self.inbox.deliver(Envelope(**fields))
-        return SubmitReceipt(envelope_id=receipt.envelope_id, thread_id=thread_id, status=receipt.status)
+        envelope = Envelope(**fields)
+        run_id, queued = await self._queue_run(envelope, thread_id, {})
+        return SubmitReceipt(envelope_id=envelope.id, thread_id=thread_id, run_id=run_id,
+                             status="accepted" if queued else "duplicate")
 
     def _publish(self, envelope: Envelope) -> None:
         """To the event bus, batched and off this actor's path (actors/publisher.py)."""
         self.publisher.put(envelope)
 
-    # --- handling --------------------------------------------------------------------------------
-    async def _handle(self, envelope: Envelope) -> None:
+    async def _queue_run(self, envelope: Envelope, thread_id: str, metadata: dict[str, Any]) -> tuple[str, bool]:
+        """The run ``envelope`` causes on ``thread_id``, queued once (its id derives from the
+        envelope's) and started here; the envelope goes to the event log when it queued a run."""
+        await self.run_host.ready()
         if envelope.kind == USER_MESSAGE:
-            text = envelope.payload.get("text")
-            if not isinstance(text, str):
+            settings = {"input": {"messages": [{"role": "user", "content": envelope.payload["text"]}]}}
+        elif envelope.kind == TASK_RESULT:
+            settings = {"input": {"task_results": [envelope.payload]}}
+        elif isinstance(envelope.payload.get("command"), dict):  # e.g. {"resume": "continue"} after an interrupt
+            settings = {"command": {k: v for k, v in envelope.payload["command"].items()
+                                    if k in ("resume", "update", "goto")}}
+        else:
+            settings = {"input": envelope.payload.get("input")}
+        run_id = run_id_for(envelope.id)
+        queued = await enqueue_run(
+            self.run_host.pool, run_id=run_id, thread_id=thread_id, executor=self.run_host.name,
+            create_thread=True,
+            settings=RunSettings(graph_id=GRAPH, durability="sync", **settings,
+                                 # a graph that raises is tried again, as the inbox retries a handler
+                                 error_attempts=self.settings.delivery_max_attempts,
+                                 error_backoff_s=self.settings.delivery_backoff_s),
+            metadata={"source": SOURCES[envelope.kind], "envelope_id": envelope.id, "sender": envelope.sender,
+                      **metadata})
+        if queued and envelope.kind != TASK_RESULT:  # (the inbox logged the result when it accepted it)
+            self._publish(envelope)
+        await self.run_host.submit(run_id)  # also after a duplicate: the first may not have reached the host
+        return run_id, bool(queued)
+
+    # --- the inbox: what is not a run ---------------------------------------------------------------
+    async def _handle(self, envelope: Envelope) -> None:
+        if envelope.kind in (USER_MESSAGE, GRAPH_INPUT):  # delivered rather than submitted: a run all the same
+            if envelope.kind == USER_MESSAGE and not isinstance(envelope.payload.get("text"), str):
                 raise ValueError("a user_message payload needs a text string")
-            await self._run(envelope, {"messages": [{"role": "user", "content": text}]})
-        elif envelope.kind == GRAPH_INPUT:
-            command = envelope.payload.get("command")
-            if isinstance(command, dict):  # e.g. {"resume": "continue"} after an interrupt
-                await self._run(envelope, Command(**{k: v for k, v in command.items()
-                                                     if k in ("resume", "update", "goto")}))
-            else:
-                await self._run(envelope, envelope.payload.get("input"))
+            await self._queue_run(envelope, thread_id_of(envelope.thread_id), {})
         elif envelope.kind == TASK_RESULT:
             await self._task_result(envelope)
         elif envelope.kind == PONG:
@@ -249,6 +234,7 @@ class Orchestrator(RunHostCalls):
             raise ValueError(f"the orchestrator does not take {envelope.kind!r} envelopes")
 
     async def _task_result(self, envelope: Envelope) -> None:
+        """An agent's result resumes the thread that delegated the task, as a run of its own."""
         result = TaskResult.model_validate(envelope.payload)
         if not envelope.thread_id:
             raise ValueError("a task_result envelope needs the parent thread_id")
@@ -257,72 +243,21 @@ class Orchestrator(RunHostCalls):
             log.info("orchestrator: ignoring %s for task %s (already closed)", envelope.id, result.task_id)
             return
         fabric_metrics.tasks().inc(tags={"outcome": result.status})
-        if await self._queue_result_run(envelope, result):
-            return
-        await self._run(envelope, {"task_results": [result.model_dump(mode="json")]})
-
-    async def _queue_result_run(self, envelope: Envelope, result: TaskResult) -> bool:
-        """On an API thread the result resumes the thread as a queued API run of its own (listed,
-        joined and streamed like any run; after the thread's running run). False elsewhere."""
-        thread_id = api_thread_id(envelope.thread_id)
-        if thread_id is None:
-            return False
-        await self.run_host.ready()
-        run_id = run_id_for(envelope.id)  # a redelivered result queues nothing twice
-        queued = await enqueue_run(
-            self.run_host.pool, run_id=run_id, thread_id=thread_id, graph_id="orchestrator",
-            input={"task_results": [result.model_dump(mode="json")]}, executor=self.run_host.name,
-            metadata={"source": "agent_result", "task_id": result.task_id, "agent_id": result.agent_id,
-                      "envelope_id": envelope.id})
-        if queued is None:
-            return False
-        await self.run_host.submit(run_id)
-        return True
-
-    async def _run(self, envelope: Envelope, graph_input: Any) -> None:
-        thread_id = envelope.thread_id
-        if not thread_id:
-            raise ValueError(f"{envelope.kind} envelope {envelope.id} has no thread_id")
-        config = {"configurable": {"thread_id": thread_id, "delegation": self.delegation, "fleet": self.fleet},
-                  "metadata": {ENVELOPE_KEY: envelope.id}}
-        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
-        if (state.metadata or {}).get(ENVELOPE_KEY) == envelope.id:
-            if not state.next:
-                return  # this envelope's run completed; only its acknowledgement was lost
-            graph_input = None  # resume from the checkpoint instead of applying the input twice
-        started = time.monotonic()
-        self._event(envelope, THREAD_RUN, {"status": "started", "envelope_id": envelope.id,
-                                           "resumed": graph_input is None, "attempt": envelope.attempt})
-        values: Any = None
-        try:
-            async for mode, chunk in self.graph.astream(graph_input, config,
-                                                        stream_mode=["updates", "custom", "values"]):
-                if mode == "values":
-                    values = chunk
-                else:  # node updates, and the graph's own events (task results folded in, tool steps)
-                    self._event(envelope, THREAD_UPDATE, {"envelope_id": envelope.id, "mode": mode,
-                                                          "update": to_jsonable(chunk)})
-        except Exception as exc:
-            fabric_metrics.runs().inc(tags={"outcome": "error"})
-            self._event(envelope, THREAD_RUN, {"status": "error", "envelope_id": envelope.id,
-                                               "error": f"{type(exc).__name__}: {exc}", "attempt": envelope.attempt})
-            raise
-        self.runs_total += 1
-        fabric_metrics.runs().inc(tags={"outcome": "success"})
-        fabric_metrics.run_seconds().observe(time.monotonic() - started)
-        self._event(envelope, THREAD_RUN, {"status": "finished", "envelope_id": envelope.id,
-                                           "values": to_jsonable(values)})
-
-    def _event(self, cause: Envelope, kind: str, payload: dict[str, Any]) -> None:
-        status = payload.get("status", "")
-        suffix = f"{status}:{cause.attempt}" if kind == THREAD_RUN else f"{time.monotonic_ns()}"
-        self._publish(Envelope(id=f"{kind}:{cause.id}:{suffix}", sender=ORCHESTRATOR, recipient="watchers",
-                               kind=kind, thread_id=cause.thread_id, payload=payload))
+        # The task's row names its thread (a thread renamed by migration fabric/0002 included).
+        thread_id = thread_id_of((await self.store.row(result.task_id))["parent_thread_id"])
+        envelope = envelope.model_copy(update={"payload": result.model_dump(mode="json")})
+        await self._queue_run(envelope, thread_id, {"task_id": result.task_id, "agent_id": result.agent_id})
 
     # --- queries and direct control ---------------------------------------------------------------
     async def get_state(self, thread_id: str) -> dict[str, Any]:
         await self._started
-        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        host = await self._run_host_ready()
+        await host.ready()  # its saver and graphs (a restarted actor's host may still be starting)
+        config = {"configurable": {"thread_id": thread_id_of(thread_id),
+                                   **fabric_configurable(GRAPH, self.settings, delegation=self.delegation,
+                                                         fleet=self.fleet, stop=self.stops)}}
+        graph = await host.registry.build(GRAPH, config, checkpointer=host.saver)
+        state = await graph.aget_state({"configurable": {"thread_id": config["configurable"]["thread_id"]}})
         return {"values": to_jsonable(state.values), "next": list(state.next),
                 "metadata": to_jsonable(state.metadata), "checkpoint_id":
                 (state.config or {}).get("configurable", {}).get("checkpoint_id")}
@@ -343,7 +278,7 @@ class Orchestrator(RunHostCalls):
 
     async def tasks(self, thread_id: str) -> list[TaskInfo]:
         await self._started
-        return await self.store.of_thread(thread_id)
+        return await self.store.of_thread(thread_id_of(thread_id))
 
     async def probe(self, agent_id: str, count: int = 1, timeout_s: float = 30.0) -> list[float]:
         """Round trips orchestrator -> agent -> orchestrator through the fabric, in ms: ``ping``
@@ -378,17 +313,19 @@ class Orchestrator(RunHostCalls):
     async def stop_thread(self, thread_id: str) -> None:
         """Emergency stop: the thread's current run halts at once (the graph asks the human)."""
         await self._started
-        self.stops.stop(thread_id)
+        self.stops.stop(thread_id_of(thread_id))
 
     async def wait_idle(self) -> None:
-        """Return when no envelope is queued or being handled (tests and orderly shutdowns)."""
+        """Return when no envelope is queued or being handled and no run is running or due (tests
+        and orderly shutdowns)."""
         await self._started
         await self.inbox.wait_idle()
+        await self.run_host.wait_idle()
         await self.publisher.drain()
 
     async def stats(self) -> dict[str, Any]:
         await self._started
-        return {"pid": os.getpid(), "inbox": self.inbox.stats(), "runs_total": self.runs_total,
+        return {"pid": os.getpid(), "inbox": self.inbox.stats(), "runs_started": self.run_host.runs_started,
                 "publisher": self.publisher.stats(),
                 "deliveries": self.inbox.store.stats(),
                 "channel": {"served": self.channel.served if self.channel else None,

@@ -24,6 +24,7 @@ from actors.delivery import send
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import AGENT_LOST, Envelope
 from quadracode_ray.interfaces.fleet import AgentInfo
+from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
 from quadracode_ray.ray_metrics import install_ray_metrics
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Registration(BaseModel):
     handle: Any = None
     """The agent's actor handle (None for agents reached some other way)."""
     node: str | None = None
-    workspace_id: str = "default"
+    workspace_id: str = DEFAULT_WORKSPACE
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 

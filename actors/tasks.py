@@ -10,6 +10,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from quadracode_ray.interfaces.fleet import FleetError, TaskInfo, TaskResult
+from runs.threads import thread_id_of
 
 OPEN = ("pending", "running")
 
@@ -127,6 +128,7 @@ class FabricDelegation:
             raise ValueError("a delegated task needs a non-empty instruction")
         if not parent_thread_id:
             raise ValueError("a delegated task needs the parent_thread_id its result goes back to")
+        parent_thread_id = thread_id_of(parent_thread_id)
         info = await self.store.create(instruction=instruction, parent_thread_id=parent_thread_id,
                                        capability=capability, requested_agent_id=agent_id)
         self._schedule(info.task_id)

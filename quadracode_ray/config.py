@@ -153,7 +153,7 @@ class Settings(BaseSettings):
         description="Base URL of an OpenAI-compatible endpoint (vLLM, Ollama, ...).",
     )
 
-    # --- LLM providers and the scripted model (issue 5) ---------------------------------------
+    # --- LLM providers and the scripted model -----------------------------------------------------
     llm_timeout_s: float = Field(
         default=120.0, gt=0, le=3600, description="Timeout of one LLM request in seconds (connect and read)."
     )
@@ -265,10 +265,10 @@ class Settings(BaseSettings):
         description="Import path (module:attr) of a factory(workspace_id, settings) returning the WorkspaceClient agents use.",
     )
     delivery_max_attempts: int = Field(
-        default=5, ge=1, le=100, description="Attempts of an envelope handler before the envelope goes to the dead letters."
+        default=5, ge=1, le=100, description="Attempts of an envelope handler before the envelope goes to the dead letters, and of a run of a user message or an agent's result whose graph raises before the run ends in error."
     )
     delivery_backoff_s: float = Field(
-        default=0.2, ge=0, le=60, description="First retry delay of a failed envelope handler; doubles on each attempt (capped at 30 s)."
+        default=0.2, ge=0, le=60, description="First retry delay of a failed envelope handler or run (as above); doubles on each attempt (capped at 30 s)."
     )
     task_max_attempts: int = Field(
         default=3, ge=1, le=100, description="Agents a delegated task may be given to (after agent deaths) before it fails."

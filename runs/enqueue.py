@@ -1,5 +1,5 @@
-"""Queue an API run from inside the fabric (not from an HTTP request): e.g. an agent's result
-resuming the thread that delegated the task.
+"""Queue a run from inside the system (not from an HTTP request): a user message or graph input
+given to the orchestrator actor, an agent's result resuming the thread that delegated the task.
 
 The run is an ordinary row of ``qr_runs`` (multitask ``enqueue``: it starts after whatever the
 thread is running), so it is listed, joined and streamed like a run a client created, and the
@@ -27,33 +27,31 @@ def run_id_for(cause: str) -> str:
     return str(uuid.uuid5(RUN_ID_NAMESPACE, cause))
 
 
-def api_thread_id(thread_id: str | None) -> str | None:
-    """``thread_id`` as an API thread id (a UUID), or None when it cannot be one."""
-    try:
-        return str(uuid.UUID(str(thread_id)))
-    except ValueError:
-        return None
+async def enqueue_run(pool: AsyncConnectionPool, *, run_id: str, thread_id: str, settings: RunSettings,
+                      metadata: dict[str, Any], executor: str, create_thread: bool = False) -> bool | None:
+    """Queue a run with ``settings`` on a thread, pushed to ``executor`` (the caller then submits
+    it there). ``create_thread``: a thread without a ``qr_threads`` row gets one (a thread a
+    user message starts); else such a thread queues nothing.
 
-
-async def enqueue_run(pool: AsyncConnectionPool, *, run_id: str, thread_id: str, graph_id: str,
-                      input: Any, metadata: dict[str, Any], executor: str) -> bool | None:
-    """Queue a run of ``graph_id`` on an existing API thread, pushed to ``executor``.
-
-    Returns True when queued, False when ``run_id`` was queued before, None when the thread is
-    not an API thread (no ``qr_threads`` row): the caller handles its input another way.
+    Returns True when queued, False when ``run_id`` was queued before, None when the thread does
+    not exist (and ``create_thread`` is false).
     """
+    graph_id = settings.graph_id
     async with pool.connection() as conn, conn.transaction():
+        if create_thread:
+            await conn.execute(
+                "INSERT INTO qr_threads (thread_id, metadata) VALUES (%s, %s) ON CONFLICT (thread_id) DO NOTHING",
+                (thread_id, Jsonb({"graph_id": graph_id, "assistant_id": default_assistant_id(graph_id)})))
         thread = await lock_thread(conn, thread_id)
         if thread is None:
             return None
         assistant_id = (thread["metadata"] or {}).get("assistant_id") or default_assistant_id(graph_id)
-        kwargs = RunSettings(graph_id=graph_id, input=input, durability="sync").row()
         run_metadata = {**(thread["metadata"] or {}), **metadata, "graph_id": graph_id,
                         "assistant_id": assistant_id}
         row = await (await conn.execute(
             "INSERT INTO qr_runs (run_id, thread_id, assistant_id, metadata, kwargs, multitask_strategy, executor, "
             "owner) VALUES (%s, %s, %s, %s, %s, 'enqueue', %s, %s) ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
-            (run_id, thread_id, assistant_id, Jsonb(run_metadata), Jsonb(kwargs), executor,
+            (run_id, thread_id, assistant_id, Jsonb(run_metadata), Jsonb(settings.row()), executor,
              thread["owner"]))).fetchone()
         if row is None:
             return False

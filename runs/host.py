@@ -33,7 +33,7 @@ from quadracode_ray.persistence.checkpoints import ApiCheckpointSaver
 from quadracode_ray.persistence.store_index import open_store
 from runs import metrics as run_metrics
 from runs import queue
-from runs.execution import execute_run
+from runs.execution import RunOutcome, execute_run
 from runs.graph_registry import GraphRegistry
 from runs.outcomes import call_webhook, record_cancel, record_outcome
 from runs.stream import END_EVENT, RunStream, batch, dumps
@@ -52,6 +52,8 @@ EVENTS_FLUSH_WINDOW_S = 0.05
 # Events of attempt k are numbered from (k - 1) * ATTEMPT_SEQ_SPAN, so Last-Event-ID stays
 # monotonic across the attempts of a run (an attempt keeps at most 100_000 events in memory).
 ATTEMPT_SEQ_SPAN = 1_000_000
+# A run tried again after its graph raised waits error_backoff_s, doubling, at most this long.
+MAX_ERROR_BACKOFF_S = 30.0
 
 Clients = Callable[[str], dict[str, Any]]
 """graph_id -> the clients its graph takes from ``config["configurable"]``."""
@@ -254,6 +256,7 @@ class RunHost:
         status = "error"
         started = time.monotonic()
         ended: float | None = None
+        retrying = False
         try:
             # The graph runs in a task of its own, the one ``cancel`` cancels: this task, which
             # records the outcome, is never cancelled, even when the cancel comes before it began
@@ -273,6 +276,10 @@ class RunHost:
                 outcome = await work
                 ended = time.monotonic()
                 status = outcome.status
+                if self._retries_after_error(run, outcome):
+                    retrying = True
+                    await self._retry_later(run)
+                    return
                 next_run = await record_outcome(self.pool, self.saver, run, outcome)
                 await stream.publish(END_EVENT, dumps({"status": status, "output": outcome.output}))
             except asyncio.CancelledError:
@@ -294,14 +301,30 @@ class RunHost:
         finally:
             # The run's own time: up to its outcome, not the bookkeeping and webhook after it.
             seconds = (ended if ended is not None else time.monotonic()) - started
-            _record_run_metrics(kwargs.get("graph_id", ""), status, seconds)
+            if not retrying:
+                _record_run_metrics(kwargs.get("graph_id", ""), status, seconds)
             self.tasks.pop(run_id, None)
             self.work.pop(run_id, None)
             self.cancel_actions.pop(run_id, None)
             self.slots.release()
-            loop = asyncio.get_running_loop()
-            loop.call_later(STREAM_EVENTS_RETENTION_S, stream.keep_only_end)
-            loop.call_later(STREAM_RETENTION_S, self._forget, run_id, stream)
+            if not retrying:  # a retried run's stream goes on with its next attempt
+                loop = asyncio.get_running_loop()
+                loop.call_later(STREAM_EVENTS_RETENTION_S, stream.keep_only_end)
+                loop.call_later(STREAM_RETENTION_S, self._forget, run_id, stream)
+
+    @staticmethod
+    def _retries_after_error(run: dict, outcome: RunOutcome) -> bool:
+        return outcome.status == "error" and (run.get("attempt") or 1) < run["kwargs"].get("error_attempts", 1)
+
+    async def _retry_later(self, run: dict) -> None:
+        """The graph raised and the run has attempts left: back to the queue, due after the
+        backoff, and started again here then (from its last checkpoint, see ``execute_run``)."""
+        run_id = str(run["run_id"])
+        attempt = run.get("attempt") or 1
+        delay = min(run["kwargs"].get("error_backoff_s", 0.0) * 2 ** (attempt - 1), MAX_ERROR_BACKOFF_S)
+        log.warning("run %s: attempt %d failed; retrying in %.2f s", run_id, attempt, delay)
+        await queue.retry_later(self.pool, run_id, delay)
+        self.timers[run_id] = asyncio.get_running_loop().call_later(delay, self._timer_fired, run_id)
 
     def _forget(self, run_id: str, stream: RunStream) -> None:
         if self.streams.get(run_id) is stream:
@@ -333,6 +356,15 @@ class RunHost:
                     return
         except Exception:
             log.exception("run %s: storing its events failed", run_id)
+
+    async def wait_idle(self) -> None:
+        """Return when this host runs nothing and has nothing about to start (tests, shutdowns)."""
+        await self.start()
+        while self.tasks or self.starting or self.timers:
+            if self.tasks:
+                await asyncio.wait(list(self.tasks.values()))
+            else:  # a claim in flight, or a run due later: look again shortly
+                await asyncio.sleep(0.05)
 
     # --- cancelling ----------------------------------------------------------------------------------
     async def cancel(self, run_id: str, action: str = "interrupt") -> bool:

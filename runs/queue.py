@@ -115,6 +115,15 @@ async def release_for_retry(pool: AsyncConnectionPool, run_id: str) -> None:
         )
 
 
+async def retry_later(pool: AsyncConnectionPool, run_id: str, delay_s: float) -> None:
+    """A running run whose graph raised goes back to pending, due in ``delay_s``: first in its
+    thread's line still (runs start oldest first), so nothing queued behind it overtakes it."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE qr_runs SET status = 'pending', available_at = now() + make_interval(secs => %s), "
+            "updated_at = now() WHERE run_id = %s AND status = 'running'", (delay_s, run_id))
+
+
 # Orphans: runs of a run-executor no longer in the pool (the pool shrank). Runs of other hosts
 # (the orchestrator actor, agents) are never orphans of the pool.
 _ORPHAN = "(%s AND executor LIKE 'run-executor-%%' AND NOT executor = ANY(%s))"

@@ -11,6 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+ENGINE_ONLY = frozenset({"graph_id", "error_attempts", "error_backoff_s"})
+"""Keys of ``qr_runs.kwargs`` the official server's runs do not have."""
+
 
 class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -33,6 +36,16 @@ class RunSettings(BaseModel):
     """Its events are stored as they happen, so a client resumes with Last-Event-ID."""
     checkpoint_during: bool = True
     durability: Literal["sync", "async", "exit"] = "async"
+    error_attempts: int = Field(default=1, ge=1, le=100)
+    """Attempts when the graph raises: the run is tried again after ``error_backoff_s`` (doubling),
+    from its last checkpoint, until it succeeds or has used them all. API runs get one; runs of
+    user messages and agents' results as many as the fabric's deliveries."""
+    error_backoff_s: float = Field(default=0.0, ge=0.0, le=3600.0)
+
+    @staticmethod
+    def public(kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A stored run's settings as the API shows them (the engine's own keys left out)."""
+        return {k: v for k, v in kwargs.items() if k not in ENGINE_ONLY}
 
     def row(self) -> dict[str, Any]:
         """As stored in ``qr_runs.kwargs``."""

@@ -20,6 +20,7 @@ from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorErr
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings, load_settings
 from quadracode_ray.interfaces.workspace import (
+    DEFAULT_WORKSPACE,
     ExecResult,
     FileInfo,
     SnapshotInfo,
@@ -42,8 +43,6 @@ from sandbox.models import (
     validate_workspace_id,
 )
 from sandbox.placement import node_is_alive, placement_options, placement_records
-
-DEFAULT_WORKSPACE = "default"
 
 
 def _translate(exc: BaseException, workspace_id: str) -> BaseException:

@@ -3,8 +3,9 @@
 - The graph state keeps every message (checkpointed); only the *prompt* is trimmed.
 - Older turns are replaced by a short extractive summary (one line per message), cutting only
   at user-turn boundaries so a tool call is never separated from its result.
-- Tool outputs are bounded when they are produced: past ``tool_result_max_chars`` the full
-  text is written to the workspace and the message keeps its head, tail and the file path.
+- Tool outputs are bounded when they are produced (``quadracode_ray.tools.output``): past
+  ``tool_result_max_chars`` the full text is written to the workspace and the message keeps its
+  head, tail and the file path.
 
 Token counts are estimated at ~4 characters per token: providers tokenise differently and a
 budget only needs to be safe, not exact (keep it well under the model's window).
@@ -20,7 +21,6 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, ConfigDict, Field
 
 from quadracode_ray.config import Settings
-from quadracode_ray.interfaces import WorkspaceClient, WorkspaceError
 from quadracode_ray.llm.base import message_text
 
 
@@ -116,21 +116,3 @@ def _shrink_tool_results(messages: list[BaseMessage], available_tokens: int) -> 
             message = message.model_copy(update={"content": text})
         out.append(message)
     return out
-
-
-async def bound_output(text: str, *, workspace: WorkspaceClient | None, policy: ContextPolicy,
-                       name: str) -> str:
-    """``text`` if short; else head and tail, with the full text written to the workspace."""
-    limit = policy.tool_result_max_chars
-    if len(text) <= limit:
-        return text
-    where = "it could not be saved (no workspace)"
-    if workspace is not None:
-        path = f"{policy.offload_dir}/{name}.txt"
-        try:
-            await workspace.write_file(path, text)
-            where = f"the full output is in the workspace file {path}"
-        except WorkspaceError as exc:
-            where = f"saving the full output failed: {exc}"
-    half = limit // 2
-    return f"{text[:half]}\n... [{len(text) - 2 * half} characters omitted; {where}] ...\n{text[-half:]}"

@@ -15,6 +15,7 @@ from quadracode_ray.interfaces.fleet import (
     TaskStatus,
 )
 from quadracode_ray.interfaces.workspace import (
+    DEFAULT_WORKSPACE,
     ExecResult,
     FileInfo,
     PathEscapeError,
@@ -25,6 +26,7 @@ from quadracode_ray.interfaces.workspace import (
 )
 
 __all__ = [
+    "DEFAULT_WORKSPACE",
     "AgentInfo",
     "DelegationClient",
     "ExecResult",

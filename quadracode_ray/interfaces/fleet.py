@@ -11,6 +11,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
+
 TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -23,7 +25,7 @@ class AgentInfo(BaseModel):
     agent_id: str
     kind: str
     capabilities: list[str] = Field(default_factory=list)
-    workspace_id: str = "default"
+    workspace_id: str = DEFAULT_WORKSPACE
     node: str | None = None
     healthy: bool = True
     hotpath: bool = False
@@ -58,7 +60,7 @@ class FleetClient(Protocol):
     async def list_agents(self, *, capability: str | None = None, kind: str | None = None) -> list[AgentInfo]: ...
 
     async def spawn_agent(
-        self, *, kind: str = "coder", capabilities: list[str] | None = None, workspace_id: str = "default"
+        self, *, kind: str = "coder", capabilities: list[str] | None = None, workspace_id: str = DEFAULT_WORKSPACE
     ) -> AgentInfo: ...
 
     async def kill_agent(self, agent_id: str, *, force: bool = False) -> None: ...

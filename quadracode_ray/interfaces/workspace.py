@@ -11,6 +11,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+DEFAULT_WORKSPACE = "default"
+"""The workspace that always exists: the orchestrator's own, and agents' unless they are given another."""
+
 
 class WorkspaceError(RuntimeError):
     """A workspace operation failed; the message says why."""

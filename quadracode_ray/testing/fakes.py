@@ -28,7 +28,11 @@ from quadracode_ray.interfaces import (
     TaskInfo,
     TaskResult,
 )
-from quadracode_ray.interfaces.workspace import WorkspaceInvalidRequest, WorkspacePathNotFound
+from quadracode_ray.interfaces.workspace import (
+    DEFAULT_WORKSPACE,
+    WorkspaceInvalidRequest,
+    WorkspacePathNotFound,
+)
 
 CommandHandler = Callable[[str], Awaitable[ExecResult] | ExecResult]
 
@@ -40,7 +44,7 @@ def _now() -> datetime:
 class FakeWorkspace:
     """A WorkspaceClient over a dict of files. Records every command in ``commands``."""
 
-    def __init__(self, workspace_id: str = "default", files: dict[str, bytes | str] | None = None):
+    def __init__(self, workspace_id: str = DEFAULT_WORKSPACE, files: dict[str, bytes | str] | None = None):
         self._id = workspace_id
         self.files: dict[str, bytes] = {}
         self.commands: list[str] = []
@@ -200,7 +204,7 @@ class FakeFleet:
                 if (capability is None or capability in a.capabilities) and (kind is None or a.kind == kind)]
 
     async def spawn_agent(self, *, kind: str = "coder", capabilities: list[str] | None = None,
-                          workspace_id: str = "default") -> AgentInfo:
+                          workspace_id: str = DEFAULT_WORKSPACE) -> AgentInfo:
         if len(self.agents) >= self.max_agents:
             raise FleetError(f"agent cap reached ({self.max_agents} alive)")
         agent = AgentInfo(agent_id=f"{kind}-{next(self._ids)}", kind=kind, capabilities=capabilities or [kind],

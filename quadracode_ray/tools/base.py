@@ -10,16 +10,16 @@ from typing import Any
 from langgraph.errors import GraphBubbleUp
 from pydantic import BaseModel, ValidationError
 
-from quadracode_ray.graphs.context import ContextPolicy, bound_output
 from quadracode_ray.interfaces import FleetError, WorkspaceClient, WorkspaceError
 from quadracode_ray.llm.base import ToolSpec
+from quadracode_ray.tools.output import OutputBounds, bound_output
 
 
 @dataclass
 class ToolContext:
     thread_id: str
     workspace: WorkspaceClient | None
-    policy: ContextPolicy
+    policy: OutputBounds
     call_id: str = ""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from quadracode_ray.interfaces import DelegationClient, FleetClient
+from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
 from quadracode_ray.tools.base import Tool, ToolContext, ToolOutcome
 
 
@@ -18,7 +19,7 @@ class SpawnArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: str = Field(default="coder", min_length=1, max_length=64)
     capabilities: list[str] | None = None
-    workspace_id: str = "default"
+    workspace_id: str = DEFAULT_WORKSPACE
 
 
 class DelegateArgs(BaseModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from quadracode_ray.graphs.context import bound_output
 from quadracode_ray.interfaces import WorkspaceClient
 from quadracode_ray.tools.base import Tool, ToolContext
+from quadracode_ray.tools.output import bound_output
 
 MAX_EXEC_TIMEOUT_S = 3600.0
 

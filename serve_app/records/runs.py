@@ -7,6 +7,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from runs.queue import lock_thread, settle_thread
+from runs.settings import RunSettings
 from serve_app.errors import Conflict, NotFound
 from serve_app.records import owner_filter
 
@@ -16,8 +17,7 @@ FIELDS = ("run_id", "thread_id", "assistant_id", "created_at", "updated_at", "st
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row[k] for k in FIELDS}
-    kwargs = dict(out["kwargs"])
-    kwargs.pop("graph_id", None)
+    kwargs = RunSettings.public(out["kwargs"])
     if row.get("attempt") and isinstance(kwargs.get("config"), dict):
         # As the official server, whose worker writes it into the run once it starts the run.
         config = kwargs["config"]

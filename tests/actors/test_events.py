@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -137,7 +138,7 @@ async def test_sandbox_events_are_logged_through_emit(system):
 
 async def test_nothing_is_lost_when_the_bus_dies_under_traffic(system):
     client = FabricClient.from_handles(system)
-    thread = "bus-crash"
+    thread = str(uuid.uuid4())
     submitted = []
     for i in range(30):
         receipt = await client.submit_user_message(thread, f"message {i}")

@@ -1,6 +1,7 @@
 """The orchestrator with real agents, Ray and Postgres: delegation round trips, retries that
-reach the graph exactly once, a SIGKILLed agent, a killed orchestrator. In each, the envelopes
-are counted against the event log."""
+reach the graph exactly once, a SIGKILLed agent, a killed orchestrator. Every input is a run in
+qr_runs hosted by the orchestrator actor (the run rows are checked); the envelopes are counted
+against the event log."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import uuid
 import psycopg
 import pytest
 import ray
+from psycopg.rows import dict_row
 
 from actors.client import FabricClient, RunFailed
 from quadracode_ray.envelope import (
     AGENT_LOST,
     CANCEL_TASK,
-    DEAD_LETTER,
     TASK,
     TASK_RESULT,
     USER_MESSAGE,
@@ -29,7 +30,13 @@ CARRIED = [USER_MESSAGE, TASK, TASK_RESULT]
 
 
 def new_thread() -> str:
-    return f"thread-{uuid.uuid4().hex[:8]}"
+    return str(uuid.uuid4())
+
+
+def thread_runs(system, thread_id: str) -> list[dict]:
+    """The thread's runs, oldest first."""
+    with psycopg.connect(system.settings.database_url, row_factory=dict_row) as conn:
+        return conn.execute("SELECT * FROM qr_runs WHERE thread_id = %s ORDER BY created_at", (thread_id,)).fetchall()
 
 
 async def logged(system, thread_id: str, kinds: list[str] = CARRIED) -> dict[str, list]:
@@ -70,7 +77,12 @@ async def test_user_message_runs_the_thread(system):
     assert assistant_texts(values) == ["echo: hello"]
     values = await client.run_and_wait(thread, "again", timeout_s=60)
     assert assistant_texts(values) == ["echo: hello", "echo: again"]  # checkpointed between runs
-    await expect_logged(system, thread, {USER_MESSAGE: 2})
+    by_kind = await expect_logged(system, thread, {USER_MESSAGE: 2})
+    runs = thread_runs(system, thread)
+    host = system.settings.actor_name_prefix + "orchestrator"
+    assert [(r["status"], r["executor"], r["metadata"]["source"], r["kwargs"]["graph_id"]) for r in runs] == \
+        [("success", host, "user_message", "orchestrator")] * 2
+    assert sorted(r["metadata"]["envelope_id"] for r in runs) == sorted(e.id for e in by_kind[USER_MESSAGE])
 
 
 async def test_round_trip_orchestrator_agent_orchestrator(system):
@@ -87,7 +99,9 @@ async def test_round_trip_orchestrator_agent_orchestrator(system):
     assert by_kind[TASK_RESULT][0].sender == info.agent_id
 
 
-async def test_handler_failing_twice_reaches_the_graph_once(system):
+async def test_a_graph_failing_twice_on_a_result_reaches_it_once(system):
+    """The result's run raises twice and succeeds on its third attempt, from its checkpoint: the
+    result is folded in once, the delivery handled once."""
     client = FabricClient.from_handles(system)
     thread = new_thread()
     values = await client.run_and_wait(thread, "delegate: a flaky job", timeout_s=60)
@@ -99,22 +113,27 @@ async def test_handler_failing_twice_reaches_the_graph_once(system):
     assert len(await result_message(client, thread, task_id)) == 1
     by_kind = await expect_logged(system, thread, {USER_MESSAGE: 1, TASK: 1, TASK_RESULT: 1})
     result_id = by_kind[TASK_RESULT][0].id
+    runs = thread_runs(system, thread)
+    assert [(r["metadata"]["source"], r["status"], r["attempt"]) for r in runs] == \
+        [("user_message", "success", 1), ("agent_result", "success", 3)]  # two failed attempts, the third ran
+    assert runs[1]["metadata"]["envelope_id"] == result_id and runs[1]["metadata"]["task_id"] == task_id
     with psycopg.connect(system.settings.database_url) as conn:
         status, attempts = conn.execute(
             "SELECT status, attempts FROM qr_deliveries WHERE recipient = 'orchestrator' AND envelope_id = %s",
             (result_id,)).fetchone()
-    assert (status, attempts) == ("done", 3)  # two failed attempts, the third handled
+    assert (status, attempts) == ("done", 1)  # the delivery queued its run once
 
 
-async def test_a_handler_that_always_fails_becomes_a_dead_letter(system):
+async def test_a_graph_that_always_fails_ends_its_run_in_error(system):
     client = FabricClient.from_handles(system)
     thread = new_thread()
     with pytest.raises(RunFailed, match="always fails"):
         await client.run_and_wait(thread, "crash", timeout_s=60)
-    dead = await system.events.dead_letters.remote(20)
-    mine = [d for d in dead if (d["envelope"] or {}).get("thread_id") == thread]
-    assert len(mine) == 1 and mine[0]["attempts"] == 3 and "always fails" in mine[0]["error"]
-    await expect_logged(system, thread, {USER_MESSAGE: 1, DEAD_LETTER: 1})
+    (run,) = thread_runs(system, thread)
+    assert (run["status"], run["attempt"]) == ("error", 3) and "always fails" in run["error"]["message"]
+    with psycopg.connect(system.settings.database_url) as conn:
+        assert conn.execute("SELECT status FROM qr_threads WHERE thread_id = %s", (thread,)).fetchone()[0] == "error"
+    await expect_logged(system, thread, {USER_MESSAGE: 1})
 
 
 @pytest.mark.slow
@@ -158,17 +177,15 @@ async def test_killed_orchestrator_continues_the_thread_from_its_checkpoint(syst
     values = await eventually(lambda: _finished(client, thread), timeout=90, what="thread resumed after restart")
     assert values["think_runs"] == 1  # node think ran once: the restart resumed from its checkpoint
     assert assistant_texts(values).count("resumed after pause") == 1
-    # The delivery is marked done once its handler returned, after the checkpoint just read: wait for it.
-    await eventually(lambda: _delivery_done(system, receipt.envelope_id), timeout=30,
-                     what="the user message's delivery marked done")
+    # One run, its second attempt on the restarted actor; its end is recorded just after the
+    # checkpoint read above, so wait for it.
+    async def run_ended():
+        runs = thread_runs(system, thread)
+        return runs if runs and runs[0]["status"] != "running" else None
+
+    (run,) = await eventually(run_ended, timeout=30, what="the run's end recorded")
+    assert (run["run_id"], run["status"], run["attempt"]) == (uuid.UUID(receipt.run_id), "success", 2)
     await expect_logged(system, thread, {USER_MESSAGE: 1})
-
-
-async def _delivery_done(system, envelope_id: str) -> bool:
-    async with await psycopg.AsyncConnection.connect(system.settings.database_url) as conn:
-        (status,) = await (await conn.execute("SELECT status FROM qr_deliveries WHERE envelope_id = %s",
-                                              (envelope_id,))).fetchone()
-    return status == "done"
 
 
 async def _exists(path) -> bool:
@@ -245,6 +262,10 @@ async def test_bad_input_is_refused_and_changes_nothing(system):
         await system.orchestrator.submit.remote(thread, {"messages": []}, message="both")
     with pytest.raises(ValueError, match="thread_id"):
         await system.orchestrator.submit.remote("", message="no thread")
+    with pytest.raises(ValueError, match="UUID"):
+        await system.orchestrator.submit.remote("thread-1", message="a thread id is a UUID")
+    with pytest.raises(ValueError, match="UUID"):
+        await system.orchestrator.delegate.remote("work", "thread-1")
     with pytest.raises(ValueError, match="non-empty instruction"):
         await system.orchestrator.delegate.remote("  ", thread)
     with pytest.raises(LookupError, match="no task"):
@@ -254,3 +275,4 @@ async def test_bad_input_is_refused_and_changes_nothing(system):
     with psycopg.connect(system.settings.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM qr_deliveries WHERE envelope->>'thread_id' = %s",
                             (thread,)).fetchone()[0] == 0
+    assert thread_runs(system, thread) == []

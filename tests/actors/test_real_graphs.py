@@ -27,7 +27,7 @@ def texts(values: dict) -> list[str]:
 
 async def test_delegated_task_is_done_by_an_agent_and_reported(system):
     client = FabricClient.from_handles(system)
-    thread = f"real-{uuid.uuid4().hex[:8]}"
+    thread = str(uuid.uuid4())
     await client.run_and_wait(thread, "delegate to a coder agent: write hello.py that prints 42 and run it",
                               timeout_s=120)
 

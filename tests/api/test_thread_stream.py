@@ -276,6 +276,7 @@ async def test_runs_queued_elsewhere_are_seen_at_once(lg_client, api_database_ur
     from quadracode_ray.config import Settings
     from quadracode_ray.persistence import open_async_pool
     from runs.enqueue import enqueue_run
+    from runs.settings import RunSettings
 
     thread_id = await _thread_with_a_run(lg_client)
     other_thread_id = await _thread_with_a_run(lg_client)
@@ -298,9 +299,9 @@ async def test_runs_queued_elsewhere_are_seen_at_once(lg_client, api_database_ur
 
             run_id = str(uuid.uuid4())
             seen, started = len(watcher.parts), time.monotonic()
-            assert await enqueue_run(pool, run_id=run_id, thread_id=thread_id, graph_id="echo",
-                                     input={"items": [f"queued {n}"]}, metadata={"source": "agent_result"},
-                                     executor=executor)
+            assert await enqueue_run(pool, run_id=run_id, thread_id=thread_id,
+                                     settings=RunSettings(graph_id="echo", input={"items": [f"queued {n}"]}),
+                                     metadata={"source": "agent_result"}, executor=executor)
             await ray.get_actor(executor, namespace=NAMESPACE).submit_run.remote(run_id)
             await watcher.until_run_done(run_id)
             assert watcher.parts[seen].data == {"run_id": run_id, "attempt": 1}

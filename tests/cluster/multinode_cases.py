@@ -194,7 +194,7 @@ async def test_envelopes_cross_nodes_over_ray_with_sockets_on_and_an_agent_kille
     system = await ensure_system_async(settings)
     try:
         client = FabricClient.from_handles(system)
-        thread = f"mn-{uuid.uuid4().hex[:8]}"
+        thread = str(uuid.uuid4())  # a thread id is a UUID
         victim = await system.fleet.spawn.remote({"kind": "coder", "capabilities": ["sigkill"]})
         values = await client.run_and_wait(thread, f"delegate@sigkill: hang-on:{victim.agent_id} then finish",
                                            timeout_s=90)

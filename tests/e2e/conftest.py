@@ -110,3 +110,18 @@ def message_texts(values: dict[str, Any], *, type_: str | None = None, name: str
             continue
         texts.append(message["content"])
     return texts
+
+
+async def thread_runs(settings: Settings, thread_id: str) -> list[dict]:
+    """The thread's rows of qr_runs (every input of a thread is one), oldest first."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    async with await psycopg.AsyncConnection.connect(settings.database_url, row_factory=dict_row) as conn:
+        cursor = await conn.execute("SELECT * FROM qr_runs WHERE thread_id = %s ORDER BY created_at", (thread_id,))
+        return await cursor.fetchall()
+
+
+def sources(runs: list[dict]) -> list[tuple[str, str]]:
+    """(what queued it, status) of each run: user_message, agent_result, ..."""
+    return [((run["metadata"] or {}).get("source"), run["status"]) for run in runs]

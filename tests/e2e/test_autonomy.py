@@ -8,22 +8,21 @@ import asyncio
 import uuid
 
 from actors.client import FabricClient
-from quadracode_ray.envelope import THREAD_RUN
 from sandbox.client import get_workspace
-from tests.e2e.conftest import eventually, file_exists, message_texts
+from tests.e2e.conftest import eventually, file_exists, message_texts, sources, thread_runs
 
 MAX_ITERATIONS = 3
 E2E_SETTINGS = {"autonomy_max_iterations": MAX_ITERATIONS, "autonomy_max_agents_per_thread": 0}
 
 
-def new_thread(what: str) -> str:
-    return f"e2e-{what}-{uuid.uuid4().hex[:8]}"
+def new_thread() -> str:
+    return str(uuid.uuid4())
 
 
 async def test_a_guardrail_trips_and_the_thread_asks_the_human(system):
     client = FabricClient.from_handles(system)
-    thread = new_thread("guardrail")
-    ticks = f"{thread}.ticks"
+    thread = new_thread()
+    ticks = f"guardrail-{thread}.ticks"
 
     # "keep running" loops forever on its own; only the iteration guardrail ends the run.
     await client.run_and_wait(thread, f"keep running `echo tick >> {ticks}`", timeout_s=120)
@@ -45,7 +44,7 @@ async def test_a_guardrail_trips_and_the_thread_asks_the_human(system):
 
 async def test_the_agents_per_thread_guardrail_halts_before_spawning(system):
     client = FabricClient.from_handles(system)
-    thread = new_thread("agents")
+    thread = new_thread()
     await client.run_and_wait(thread, "delegate to a coder agent: write hello.py that prints 1", timeout_s=60)
     state = await client.get_state(thread)
     assert state["next"] and state["values"]["halt"]["kind"] == "guardrail"
@@ -58,27 +57,21 @@ async def stop_mid_command(system, client: FabricClient, thread: str, command: s
     """Start ``command`` (it must run long) through the orchestrator, wait until it runs in the
     sandbox, stop the thread, and wait for the run to end; returns the workspace client."""
     started = f"{thread}.started"
-    cursor = await client.cursor()
     receipt = await client.submit_user_message(thread, f"run `touch {started}; {command}`")
-
-    async def run_outcome():
-        async for logged in client.watch_thread(thread, cursor=cursor, kinds=[THREAD_RUN]):
-            payload = logged.envelope.payload
-            if payload.get("envelope_id") == receipt.envelope_id and payload.get("status") == "finished":
-                return payload
-
-    outcome = asyncio.ensure_future(run_outcome())
+    outcome = asyncio.ensure_future(client.wait_run(receipt.run_id, timeout_s=120))
     workspace = await get_workspace("default", system.settings)
     await eventually(lambda: file_exists(workspace, started), timeout=60, what="the command running in the sandbox")
     assert not outcome.done()
     await client.stop_thread(thread)
     await asyncio.wait_for(outcome, 60)  # far sooner than the command would have ended (120 s exec timeout)
+    # The run ended as a run does: in success, its thread halted (interrupted) for the human.
+    assert sources(await thread_runs(system.settings, thread)) == [("user_message", "success")]
     return workspace
 
 
 async def test_emergency_stop_halts_a_running_thread_mid_command(system):
     client = FabricClient.from_handles(system)
-    thread = new_thread("stop")
+    thread = new_thread()
     await stop_mid_command(system, client, thread, "sleep 600")
 
     state = await client.get_state(thread)
@@ -96,7 +89,7 @@ async def test_emergency_stop_halts_a_running_thread_mid_command(system):
 
 async def test_emergency_stop_also_kills_the_command_it_interrupted(system):
     client = FabricClient.from_handles(system)
-    workspace = await stop_mid_command(system, client, new_thread("stopkill"), "sleep 599")
+    workspace = await stop_mid_command(system, client, new_thread(), "sleep 599")
 
     async def gone():
         listing = await workspace.exec(PROCESS_LIST, timeout=10)

@@ -1,8 +1,8 @@
 """Delegation end to end: the orchestrator actor, running the real orchestrator graph with the
 scripted model, hands "write hello.py that prints 42 and run it" to a coder agent it spawns;
 the agent (the real agent graph) does it in the `default` workspace, a real Docker sandbox;
-its result comes back into the orchestrator's thread. Envelopes are counted against the
-event log."""
+its result comes back into the orchestrator's thread as a run of its own. The run rows and
+the envelopes (against the event log) are counted."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import uuid
 import psycopg
 
 from actors.client import FabricClient
-from quadracode_ray.envelope import TASK, TASK_RESULT, THREAD_RUN, USER_MESSAGE, EnvelopeFilter
+from quadracode_ray.envelope import TASK, TASK_RESULT, USER_MESSAGE, EnvelopeFilter
 from sandbox.client import get_workspace
 from sandbox.deployments.docker import LABEL_INSTALLATION
-from tests.e2e.conftest import eventually, file_exists, message_texts
+from tests.e2e.conftest import eventually, file_exists, message_texts, sources, thread_runs
 
 INSTRUCTION = "delegate to a coder agent: write hello.py that prints 42 and run it"
 CARRIED = [USER_MESSAGE, TASK, TASK_RESULT]
@@ -27,7 +27,7 @@ async def _logged(system, thread_id: str, kinds: list[str]) -> list:
 
 async def test_orchestrator_delegates_hello_42_to_a_coder_agent_in_the_default_workspace(system, docker_client):
     client = FabricClient.from_handles(system)
-    thread = f"e2e-delegate-{uuid.uuid4().hex[:8]}"
+    thread = str(uuid.uuid4())
 
     # The user's run ends as soon as the task is delegated: it returns a task id, not the result.
     values = await client.run_and_wait(thread, INSTRUCTION, timeout_s=120)
@@ -46,15 +46,10 @@ async def test_orchestrator_delegates_hello_42_to_a_coder_agent_in_the_default_w
 
     # The agent's result is folded into the orchestrator's thread, and answered, in a run of its own.
     async def result_run():
-        logged_results = await _logged(system, thread, [TASK_RESULT])
-        if not logged_results:
-            return None
-        result_id = logged_results[0].envelope.id
-        return next((e.envelope.payload["values"] for e in await _logged(system, thread, [THREAD_RUN])
-                     if e.envelope.payload.get("envelope_id") == result_id
-                     and e.envelope.payload.get("status") == "finished"), None)
+        runs = await thread_runs(system.settings, thread)
+        return runs if sources(runs) == [("user_message", "success"), ("agent_result", "success")] else None
 
-    await eventually(result_run, timeout=120, what="the run of the task result to finish")
+    user_run, result_run_row = await eventually(result_run, timeout=120, what="the run of the task result to finish")
     state = await client.get_state(thread)
     assert state["next"] == []
     results = message_texts(state["values"], name="task_result")
@@ -82,24 +77,22 @@ async def test_orchestrator_delegates_hello_42_to_a_coder_agent_in_the_default_w
         return found if sorted(e.envelope.kind for e in found) == sorted(CARRIED) else None
 
     carried = await eventually(carried_once, timeout=20, what="one user message, task and result in the log")
-    seq = {logged.envelope.kind: logged.seq for logged in carried}
     assert carried[[e.envelope.kind for e in carried].index(TASK)].envelope.payload["task_id"] == task_id
-    runs = await _logged(system, thread, [THREAD_RUN])
     user_envelope = next(e.envelope.id for e in carried if e.envelope.kind == USER_MESSAGE)
-    first_run_done = next(e.seq for e in runs if e.envelope.payload.get("envelope_id") == user_envelope
-                          and e.envelope.payload["status"] == "finished")
-    assert first_run_done < seq[TASK_RESULT]
+    assert user_run["ended_at"] < result_run_row["created_at"]  # queued after the user's run had ended
 
-    # None lost, none duplicated: every envelope once in the log, each input run to completion once.
+    # None lost, none duplicated: every envelope once in the log, each input one run, run once.
     result_envelope = next(e.envelope.id for e in carried if e.envelope.kind == TASK_RESULT)
-    finished = [e.envelope.payload["envelope_id"] for e in runs if e.envelope.payload["status"] == "finished"]
-    assert sorted(finished) == sorted([user_envelope, result_envelope])
+    assert [r["metadata"]["envelope_id"] for r in (user_run, result_run_row)] == [user_envelope, result_envelope]
+    assert result_run_row["metadata"]["task_id"] == task_id and result_run_row["metadata"]["agent_id"] == agent_id
+    host = system.settings.actor_name_prefix + "orchestrator"
+    assert {(r["executor"], r["attempt"]) for r in (user_run, result_run_row)} == {(host, 1)}
     assert await system.events.dead_letters.remote() == []
 
 
 async def test_the_agent_graph_of_a_delegated_task_is_checkpointed_in_postgres(system, database_url):
     client = FabricClient.from_handles(system)
-    thread = f"e2e-agent-ckpt-{uuid.uuid4().hex[:8]}"
+    thread = str(uuid.uuid4())
     await client.run_and_wait(thread, "delegate to a coder agent: write notes.txt with content hi", timeout_s=120)
 
     async def succeeded():
@@ -119,7 +112,7 @@ async def test_a_stopped_thread_keeps_its_agents_result_and_stays_halted(system)
     """An emergency stop while a delegated task runs: the agent's result is still folded into the
     thread (nothing lost), but the halted thread does not act on it until the human resumes."""
     client = FabricClient.from_handles(system)
-    thread = f"e2e-stop-task-{uuid.uuid4().hex[:8]}"
+    thread = str(uuid.uuid4())
     started, gate = f"{thread}.started", f"{thread}.go"
     await client.run_and_wait(thread, f"delegate to a coder agent: run `touch {started}; "
                                       f"while [ ! -f {gate} ]; do sleep 0.1; done; echo 42`", timeout_s=60)
@@ -129,10 +122,8 @@ async def test_a_stopped_thread_keeps_its_agents_result_and_stays_halted(system)
     await workspace.write_file(gate, "")
 
     async def result_run_finished():
-        logged_results = await _logged(system, thread, [TASK_RESULT])
-        runs = await _logged(system, thread, [THREAD_RUN])
-        return logged_results and any(e.envelope.payload.get("envelope_id") == logged_results[0].envelope.id
-                                      and e.envelope.payload.get("status") == "finished" for e in runs)
+        runs = await thread_runs(system.settings, thread)
+        return sources(runs) == [("user_message", "success"), ("agent_result", "success")]
 
     await eventually(result_run_finished, timeout=120, what="the task result's run to end")
     state = await client.get_state(thread)

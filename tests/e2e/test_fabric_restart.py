@@ -1,6 +1,6 @@
 """The code name test at the fabric level: tell the orchestrator actor a code name, kill every
 actor of the installation (singletons and agents), bootstrap again on the same Postgres, ask
-again. The thread lives in Postgres checkpoints, so the new orchestrator remembers."""
+again. The thread's runs and checkpoints live in Postgres, so the new orchestrator remembers."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from actors.bootstrap import ensure_system_async, shutdown_system, system_actor_
 from actors.client import FabricClient
 from actors.common import EVENTS, FLEET, ORCHESTRATOR, REGISTRY, actor_name
 from quadracode_ray.envelope import TASK, TASK_RESULT, USER_MESSAGE, EnvelopeFilter
-from tests.e2e.conftest import eventually, message_texts
+from tests.e2e.conftest import eventually, message_texts, sources, thread_runs
 
 
 async def test_the_code_name_survives_a_restart_of_every_actor(system):
     settings = system.settings
-    thread = f"e2e-restart-{uuid.uuid4().hex[:8]}"
+    thread = str(uuid.uuid4())
     code_name = f"KESTREL-{uuid.uuid4().hex[:6].upper()}"
     before = FabricClient.from_handles(system)
     values = await before.run_and_wait(thread, f"Remember the code name {code_name}", timeout_s=60)
@@ -36,6 +36,10 @@ async def test_the_code_name_survives_a_restart_of_every_actor(system):
     logged = await handles.events.query.remote(EnvelopeFilter(thread_id=thread, kind=USER_MESSAGE))
     assert [e.envelope.payload["text"] for e in logged] == [f"Remember the code name {code_name}",
                                                              "What is the code name?"]
+    # Two runs of the thread, one per message, each on the orchestrator actor of its time.
+    runs = await thread_runs(settings, thread)
+    assert sources(runs) == [("user_message", "success")] * 2
+    assert [r["metadata"]["envelope_id"] for r in runs] == [e.envelope.id for e in logged]
 
 
 async def _gone(settings) -> bool:
@@ -50,7 +54,7 @@ async def test_a_task_running_when_every_actor_dies_is_done_after_the_restart(sy
 
     settings = system.settings
     system = await ensure_system_async(settings)  # the live actors (the test before restarted them)
-    thread = f"e2e-inflight-{uuid.uuid4().hex[:8]}"
+    thread = str(uuid.uuid4())
     started, gate = f"{thread}.started", f"{thread}.go"
     before = FabricClient.from_handles(system)
     await before.run_and_wait(
@@ -87,6 +91,9 @@ async def test_a_task_running_when_every_actor_dies_is_done_after_the_restart(sy
     assert result.startswith(f"[task {task.task_id} succeeded by agent ") and "survived" in result
     (done,) = await handles.orchestrator.tasks.remote(thread)
     assert done.status == "succeeded" and done.agent_id != first_agent
+    runs = await thread_runs(settings, thread)
+    assert sources(runs) == [("user_message", "success"), ("agent_result", "success")]
+    assert runs[1]["metadata"]["task_id"] == task.task_id
 
     # Counted against the event log: the user's message, the task sent twice (to the agent that
     # died, then to its replacement) and one result; nothing dead-lettered.

@@ -1,5 +1,6 @@
-"""Where API runs execute: runs of the `orchestrator` assistant in the orchestrator actor, and an
-agent's result comes back to the thread as a later API run that a client lists and joins.
+"""Where runs execute: runs of the `orchestrator` assistant in the orchestrator actor, and an
+agent's result comes back to the thread as a later run that a client lists and joins; a thread
+driven by the fabric's client and by the API at once has one history and one stream.
 
 The whole fabric (real graphs, the scripted model, a real Docker sandbox) with the Serve app
 deployed beside it, reached over HTTP with the official langgraph-sdk client.
@@ -7,6 +8,8 @@ deployed beside it, reached over HTTP with the official langgraph-sdk client.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -15,11 +18,12 @@ import httpx
 import psycopg
 import pytest
 
+from actors.client import FabricClient
 from actors.common import AGENT_PREFIX, ORCHESTRATOR, actor_name
 from quadracode_ray import NAMESPACE
 from sandbox.client import get_workspace
 from tests.api.conftest import undeploy
-from tests.e2e.conftest import eventually, file_exists, message_texts
+from tests.e2e.conftest import eventually, file_exists, message_texts, sources, thread_runs
 
 APP = "qr-routing"
 
@@ -169,3 +173,50 @@ async def test_a_run_in_the_orchestrator_actor_survives_the_actors_death(system,
     assert before["runs_started"] >= 1 and (await system.orchestrator.run_stats.remote())["runs_started"] == 1
     assert (await client.threads.get(thread_id))["status"] == "idle"
 
+
+
+async def test_a_thread_driven_by_user_messages_and_agent_results_has_one_history_and_one_stream(system, client):
+    """User messages given to the orchestrator actor (FabricClient), the agent's result they lead
+    to, and a message over the API: all runs of one thread in qr_runs, on one host, followed by one
+    ``threads.join_stream``, written to one checkpoint history that the API reads."""
+    fabric = FabricClient.from_handles(system)
+    thread_id = str(uuid.uuid4())
+    code_name = f"OSPREY-{uuid.uuid4().hex[:6].upper()}"
+    first = await fabric.submit_user_message(thread_id, f"Remember the code name {code_name}")
+    await fabric.wait_run(first.run_id, timeout_s=60)
+
+    ended: list[str] = []  # the runs the thread stream saw end, in order
+
+    async def follow() -> None:
+        async for part in await client.threads.join_stream(thread_id, stream_mode="lifecycle"):
+            if part.event == "metadata" and (part.data or {}).get("status") == "run_done":
+                ended.append(part.data["run_id"])
+
+    follower = asyncio.create_task(follow())
+    try:
+        second = await fabric.submit_user_message(thread_id, "delegate to a coder agent: write osprey.txt with content hi")
+
+        async def result_run() -> dict | None:
+            runs = await thread_runs(system.settings, thread_id)
+            done = [("user_message", "success"), ("user_message", "success"), ("agent_result", "success")]
+            return runs[2] if sources(runs) == done and str(runs[2]["run_id"]) in ended else None
+
+        result = await eventually(result_run, timeout=180, what="the agent's result run, seen on the thread stream")
+        assert ended[-2:] == [second.run_id, str(result["run_id"])]  # one stream, in the thread's order
+    finally:
+        follower.cancel()
+        with contextlib.suppress(BaseException):
+            await follower
+
+    # The API lists the same runs and reads the same history; its own run continues it.
+    listed = await client.runs.list(thread_id)
+    assert sorted(r["run_id"] for r in listed) == sorted([first.run_id, second.run_id, str(result["run_id"])])
+    history = await client.threads.get_history(thread_id, limit=100)
+    assert {first.run_id, second.run_id, str(result["run_id"])} <= {(h["metadata"] or {}).get("run_id") for h in history}
+    values = await client.runs.wait(thread_id, "orchestrator", input=user("What is the code name?"))
+    assert message_texts(values, type_="ai")[-1] == f"The code name is {code_name}."
+    (folded,) = message_texts(values, name="task_result")
+    assert "succeeded" in folded
+    runs = await thread_runs(system.settings, thread_id)
+    assert {r["executor"] for r in runs} == {actor_name(system.settings, ORCHESTRATOR)}
+    assert (await client.threads.get(thread_id))["status"] == "idle"

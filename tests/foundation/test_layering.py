@@ -57,6 +57,24 @@ def test_graphs_tools_and_providers_never_import_ray_or_actors() -> None:
     assert not offenders, f"core modules that must stay Ray-free import: {offenders}"
 
 
+def test_tools_never_import_graphs() -> None:
+    """Graphs use tools; a tool that imported a graph module would tie the two into a knot."""
+    offenders = [str(path.relative_to(ROOT)) for path in python_files("quadracode_ray/tools")
+                 if any(name.startswith("quadracode_ray.graphs") for name in imported_modules(path))]
+    assert not offenders, f"tools importing graphs: {offenders}"
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
 def test_the_run_engine_never_imports_ray() -> None:
     files = python_files("runs")
     assert files, "runs/ holds no Python modules"

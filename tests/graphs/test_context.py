@@ -8,9 +8,10 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from quadracode_ray.graphs import ContextPolicy, build_orchestrator_graph, fit_to_budget
-from quadracode_ray.graphs.context import bound_output, estimate_tokens
+from quadracode_ray.graphs.context import estimate_tokens
 from quadracode_ray.interfaces import ExecResult
 from quadracode_ray.testing import FakeWorkspace
+from quadracode_ray.tools.output import bound_output
 from tests.graphs.conftest import user
 
 SYSTEM = [SystemMessage("You are helpful.")]

@@ -12,6 +12,7 @@ from quadracode_ray.config import Settings
 from runs import queue
 from runs.enqueue import enqueue_run, run_id_for
 from runs.host import RunHost
+from runs.settings import RunSettings
 from tests.api.graphs import TEST_GRAPHS
 from tests.polling import eventually
 
@@ -34,8 +35,8 @@ async def _thread(host: RunHost) -> str:
 
 async def _queue(host: RunHost, thread_id: str, graph_input: dict, cause: str | None = None) -> str:
     run_id = run_id_for(cause or uuid.uuid4().hex)
-    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id, graph_id="echo", input=graph_input,
-                             metadata={"source": "test"}, executor=host.name)
+    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id,
+                             settings=RunSettings(graph_id="echo", input=graph_input), metadata={"source": "test"}, executor=host.name)
     return run_id
 
 
@@ -64,8 +65,8 @@ async def test_a_cancel_landing_between_the_claim_and_the_runs_first_step_still_
 async def test_a_run_queued_by_the_fabric_runs_once_and_a_repeat_is_ignored(host: RunHost):
     thread_id = await _thread(host)
     run_id = await _queue(host, thread_id, {"items": ["x"]}, cause="envelope-1")
-    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id, graph_id="echo", input={},
-                             metadata={}, executor=host.name) is False
+    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id,
+                             settings=RunSettings(graph_id="echo", input={}), metadata={}, executor=host.name) is False
     await host.submit(run_id)
 
     async def finished():
@@ -75,8 +76,8 @@ async def test_a_run_queued_by_the_fabric_runs_once_and_a_repeat_is_ignored(host
     row = await eventually(finished, timeout=30, what="the queued run to succeed")
     assert row["metadata"]["source"] == "test" and row["executor"] == host.name
     assert await _thread_status(host, thread_id) == "idle"
-    assert await enqueue_run(host.pool, run_id=run_id_for("x"), thread_id=str(uuid.uuid4()), graph_id="echo",
-                             input={}, metadata={}, executor=host.name) is None
+    assert await enqueue_run(host.pool, run_id=run_id_for("x"), thread_id=str(uuid.uuid4()),
+                             settings=RunSettings(graph_id="echo", input={}), metadata={}, executor=host.name) is None
 
 
 async def test_a_run_queued_while_the_thread_runs_starts_after_it_and_the_thread_stays_busy(host: RunHost):
@@ -161,3 +162,39 @@ async def test_a_reader_that_looks_up_a_run_while_it_runs_here_gets_all_its_even
 async def _finished(host: RunHost, run_id: str) -> bool:
     stream = host.streams.get(run_id)
     return stream is not None and stream.finished and run_id not in host.tasks
+
+
+async def test_a_run_whose_graph_raises_is_tried_again_up_to_its_attempts_and_keeps_its_place(host: RunHost):
+    """Runs of user messages and agents' results get attempts when the graph raises (as the inbox
+    retried a failing handler); the run queued behind waits for the last one."""
+    thread_id = await _thread(host)
+    run_id = run_id_for(uuid.uuid4().hex)
+    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id, executor=host.name, metadata={},
+                             settings=RunSettings(graph_id="echo", input={"fail": True}, error_attempts=3,
+                                                  error_backoff_s=0.05))
+    behind = await _queue(host, thread_id, {"items": ["after"], "fail": False})
+    await host.submit(run_id)
+    status, _ = await asyncio.wait_for(host.wait(run_id), timeout=60)
+    row = await queue.run_status(host.pool, run_id)
+    assert (status, row["status"], row["attempt"]) == ("error", "error", 3)
+    assert [e.event for e in host.streams[run_id].events].count("error") == 3  # one stream, every attempt
+    later = await eventually(lambda: _succeeded(host, behind), timeout=30, what="the run behind it")
+    assert later["started_at"] >= row["ended_at"]
+
+
+async def test_a_run_can_start_its_thread(host: RunHost):
+    thread_id = str(uuid.uuid4())
+    run_id = run_id_for(uuid.uuid4().hex)
+    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id, executor=host.name, metadata={},
+                             settings=RunSettings(graph_id="echo", input={"items": ["x"]}), create_thread=True)
+    async with host.pool.connection() as conn:
+        thread = await (await conn.execute("SELECT metadata, status FROM qr_threads WHERE thread_id = %s",
+                                           (thread_id,))).fetchone()
+    assert thread["status"] == "busy" and thread["metadata"]["graph_id"] == "echo"
+    await host.submit(run_id)
+    assert (await asyncio.wait_for(host.wait(run_id), timeout=60))[0] == "success"
+
+
+async def _succeeded(host: RunHost, run_id: str) -> dict | None:
+    row = await queue.run_status(host.pool, run_id)
+    return row if row["status"] == "success" else None

@@ -55,7 +55,7 @@ async def test_load_brain_by_import_path(monkeypatch):
     common = {"settings": settings, "agent_id": "a1", "kind": "coder", "capabilities": []}
     assert isinstance(load_brain("actors.brains:build_script_brain", **common), ScriptBrain)
     monkeypatch.setattr("actors.brains._chat_model", lambda settings: "fake-model")
-    brain = load_brain("tests.actors.test_brains_unit:build_graph_factory", **common)
+    brain = load_brain("tests.actors.test_brains:build_graph_factory", **common)
     assert isinstance(brain, GraphBrain) and isinstance(brain, AgentBrain)
     assert (await brain.run(task("x"), FakeWorkspace())).output == "from the factory"
     with pytest.raises(ImportPathError, match="no attribute"):
@@ -74,7 +74,7 @@ async def test_loaded_graphs_are_checkpointed_by_the_given_saver_under_the_task_
 
     settings = Settings(_env_file=None)
     monkeypatch.setattr("actors.brains._chat_model", lambda settings: "fake-model")
-    brain = load_brain("tests.actors.test_brains_unit:build_graph_factory", settings=settings, agent_id="a1",
+    brain = load_brain("tests.actors.test_brains:build_graph_factory", settings=settings, agent_id="a1",
                        kind="coder", capabilities=[], checkpointer=checkpointer)
     request = task("x")
     assert (await brain.run(request, FakeWorkspace())).output == "from the factory"
