@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.actors import test_orchestrator
 from tests.actors.test_orchestrator import (  # noqa: F401 - collected here, run on this module's fabric
-    test_handler_failing_twice_reaches_the_graph_once,
+    test_a_graph_failing_twice_on_a_result_reaches_it_once,
     test_round_trip_orchestrator_agent_orchestrator,
     test_sigkilled_agent_task_goes_to_a_new_agent,
 )
