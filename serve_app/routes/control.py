@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from actors.common import ORCHESTRATOR
+from actors.common import ORCHESTRATOR, actor_name
 from quadracode_ray.persistence.guardrails import (
     GuardrailValues,
     StoredGuardrails,
@@ -22,6 +22,7 @@ from serve_app.operator.access import AdminDep, CallerDep, context
 from serve_app.operator.fabric import api_error, operator_fabric, translated
 from serve_app.operator.status import SystemStatus, system_status
 from serve_app.records import threads as thread_records
+from serve_app.runs.service import cancel_run
 
 router = APIRouter(tags=["Control"])
 
@@ -29,8 +30,12 @@ router = APIRouter(tags=["Control"])
 class ThreadStopped(BaseModel):
     thread_id: str
     stopped: bool
-    running_runs: list[str] = Field(description="API runs of the thread that were running; each halts with an "
-                                                "emergency_stop interrupt (resume with 'continue' or 'stop').")
+    running_runs: list[str] = Field(description="Runs of the thread that were running. Those of the orchestrator "
+                                                "halt with an emergency_stop interrupt (resume with 'continue' or "
+                                                "'stop'); those of other graphs are cancelled (status interrupted).")
+    cancelled_runs: list[str] = Field(default_factory=list,
+                                      description="The running runs of other hosts (agents, run executors) that "
+                                                  "were cancelled.")
 
 
 class SystemStopBody(BaseModel):
@@ -52,13 +57,26 @@ class GuardrailPatch(BaseModel):
     max_agents_per_thread: int | None = None
 
 
-async def _running_runs(request: Request, thread_id: str) -> list[str]:
+async def _running_runs(request: Request, thread_id: str) -> list[tuple[str, str | None]]:
+    """(run id, host) of the thread's running runs."""
     pool = await context(request).pool()
     async with pool.connection() as conn:
         rows = await (await conn.execute(
-            "SELECT run_id FROM qr_runs WHERE thread_id = %s AND status = 'running' ORDER BY created_at",
+            "SELECT run_id, executor FROM qr_runs WHERE thread_id = %s AND status = 'running' ORDER BY created_at",
             (thread_id,))).fetchall()
-    return [str(row["run_id"]) for row in rows]
+    return [(str(row["run_id"]), row["executor"]) for row in rows]
+
+
+async def _cancel_other_hosts(request: Request, runs: list[tuple[str, str | None]]) -> list[str]:
+    """Cancel the runs not hosted by the orchestrator actor: a user graph's run (or an agent's)
+    has no emergency-stop check of its own, so stopping its thread cancels it."""
+    app = context(request)
+    orchestrator = actor_name(app.settings, ORCHESTRATOR)
+    cancelled = []
+    for run_id, host in runs:
+        if host != orchestrator and await cancel_run(app, run_id, host, "interrupt"):
+            cancelled.append(run_id)
+    return cancelled
 
 
 @router.post("/threads/{thread_id}/stop", response_model=ThreadStopped,
@@ -77,7 +95,10 @@ async def stop_thread(request: Request, thread_id: str, caller: CallerDep) -> Th
     with translated():
         await operator_fabric(context(request)).client.stop_thread(api_thread or thread_id)
     running = await _running_runs(request, api_thread) if api_thread else []
-    return ThreadStopped(thread_id=api_thread or thread_id, stopped=True, running_runs=running)
+    with translated():
+        cancelled = await _cancel_other_hosts(request, running)
+    return ThreadStopped(thread_id=api_thread or thread_id, stopped=True,
+                         running_runs=[run_id for run_id, _ in running], cancelled_runs=cancelled)
 
 
 async def _busy_threads_and_tasks(request: Request) -> tuple[list[str], list[str]]:

@@ -57,12 +57,12 @@ def user(text: str) -> dict:
     return {"messages": [{"role": "user", "content": text}]}
 
 
-async def _start_long_run(http: httpx.AsyncClient) -> tuple[str, str]:
-    """An orchestrator run whose command sleeps for 10 minutes; returns once it runs in the sandbox."""
+async def _start_long_run(http: httpx.AsyncClient, assistant: str = "orchestrator") -> tuple[str, str]:
+    """A run whose command sleeps for 10 minutes; returns once it runs in the sandbox."""
     thread_id = (await http.post("/threads", json={})).json()["thread_id"]
     started = f"started-{uuid.uuid4().hex[:8]}"
     run = await http.post(f"/threads/{thread_id}/runs",
-                          json={"assistant_id": "orchestrator", "input": user(f"run `touch {started}; sleep 600`")})
+                          json={"assistant_id": assistant, "input": user(f"run `touch {started}; sleep 600`")})
     assert run.status_code == 200, run.text
 
     async def running():
@@ -82,9 +82,19 @@ async def test_the_emergency_stop_halts_a_running_thread(http: httpx.AsyncClient
     thread_id, run_id = await _start_long_run(http)
     stopped = await http.post(f"/threads/{thread_id}/stop")
     assert stopped.status_code == 200
-    assert stopped.json() == {"thread_id": thread_id, "stopped": True, "running_runs": [run_id]}
+    assert stopped.json() == {"thread_id": thread_id, "stopped": True, "running_runs": [run_id], "cancelled_runs": []}
     assert (await _halt_of(http, thread_id, run_id))["kind"] == "emergency_stop"
-    assert (await http.get(f"/threads/{thread_id}")).json()["status"] == "interrupted"
+
+
+async def test_the_emergency_stop_cancels_a_run_hosted_outside_the_orchestrator(http: httpx.AsyncClient):
+    # A run of the `agent` assistant is hosted by an agent actor, which has no emergency-stop
+    # check of the orchestrator's kind: stopping the thread cancels it.
+    thread_id, run_id = await _start_long_run(http, assistant="agent")
+    stopped = await http.post(f"/threads/{thread_id}/stop")
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["running_runs"] == [run_id] and stopped.json()["cancelled_runs"] == [run_id]
+    await asyncio.wait_for(http.get(f"/threads/{thread_id}/runs/{run_id}/join"), 90)  # far below the 600 s sleep
+    assert (await http.get(f"/threads/{thread_id}/runs/{run_id}")).json()["status"] == "interrupted"
 
 
 async def test_the_system_stop_halts_every_running_thread(http: httpx.AsyncClient):
