@@ -31,6 +31,9 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
     payload = gr.JSON(label="Payload", elem_id="events-payload")
     # Per browser session: the events shown (newest first), the history cursor, the last live id.
     shown = gr.State(None)
+    # The newest watch of each browser session: a watch started by an earlier Apply is still
+    # reading its stream, and must stop rather than draw its old filter's rows over the new ones.
+    newest_watch: dict[str, int] = {}
 
     def _filter(s: str, r: str, k: str, t: str, x: str) -> views.EventFilter:
         return views.EventFilter(sender=s.strip(), recipient=r.strip(), kind=k.strip(), thread_id=t.strip(),
@@ -42,12 +45,16 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         wanted = _filter(s, r, k, t, x)
         query = wanted.query()  # a bad regex is an error here, before any request
         client = ctx.client(request, key_value)
+        session = getattr(request, "session_hash", None) or ""
+        mine = newest_watch[session] = newest_watch.get(session, 0) + 1
         resume_from = (kept or {}).get("last_id") if (kept or {}).get("query") == query else None
         if resume_from is None:
             events, cursor = views.events_page(await client.events(limit=100, **query))
             kept = {"events": events, "cursor": cursor, "last_id": None, "query": query}
         yield kept, views.events_table(kept["events"]), "● live"
         async for event_name, event_id, data in client.event_stream(last_event_id=resume_from, **query):
+            if newest_watch.get(session) != mine:
+                return
             if event_id:
                 kept["last_id"] = event_id
             if not isinstance(data, dict) or event_name in ("heartbeat", "ping") or not wanted.matches(data):
@@ -71,8 +78,10 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
             return gr.update()
         return views.envelope_of(events[row])
 
+    # trigger_mode="multiple": a watch never ends by itself, and Gradio's default ("once") ignores
+    # a click while the previous one is pending, so Apply with new filters did nothing.
     watching = apply.click(watch, [key, sender, recipient, kind, thread, regex, shown], [shown, table, state_note],
-                           concurrency_limit=None)
+                           concurrency_limit=None, trigger_mode="multiple")
     pause.click(lambda: "paused (Apply resumes from the last event seen)", None, state_note, cancels=[watching])
     older.click(page_older, [key, shown], [shown, table])
     table.select(show_payload, [shown], payload)
