@@ -64,6 +64,8 @@ class WorkspaceInfo(_Model):
     container_id: str | None = None
     container_name: str
     volume_name: str
+    """What holds /workspace: a Docker volume's name, or with a disk quota (or the local
+    deployment) a folder on the host."""
     image: str
     limits: WorkspaceLimits | None = None
     disk_usage_bytes: int | None = None

@@ -345,7 +345,9 @@ class DockerDeployment:
     def info(self) -> WorkspaceInfo:
         container = self._find()
         base = dict(workspace_id=self.workspace_id, installation_id=self.installation,
-                    container_name=self.container_name, volume_name=self.volume_name,
+                    container_name=self.container_name,
+                    # With a disk quota, /workspace is the quota file system mounted on the host, not a volume.
+                    volume_name=str(self.disk.mountpoint) if self.disk.mounted() else self.volume_name,
                     image=self.config.image)
         if container is None:
             return WorkspaceInfo(status="missing", **base)

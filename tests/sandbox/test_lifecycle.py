@@ -4,6 +4,7 @@ after an actor restart, container server revival, stop/start/destroy, idle stop,
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -50,9 +51,13 @@ async def test_default_workspace_is_always_obtainable_and_get_is_idempotent(sand
     assert isinstance(first, WorkspaceClient) and first.workspace_id == "default"
     assert (await first.info()).container_id == (await second.info()).container_id
     assert len(_containers(docker_client, settings, "default")) == 1
-    volume = docker_client.volumes.get((await first.info()).volume_name)
-    assert volume.attrs["Labels"][LABEL_WORKSPACE] == "default"
-    assert volume.attrs["Labels"][LABEL_INSTALLATION] == settings.sandbox_installation_id
+    info = await first.info()
+    if info.disk_quota_bytes:  # /workspace is its own quota file system, mounted on the host
+        assert os.path.ismount(info.volume_name) and info.disk_quota_bytes > 0
+    else:
+        volume = docker_client.volumes.get(info.volume_name)
+        assert volume.attrs["Labels"][LABEL_WORKSPACE] == "default"
+        assert volume.attrs["Labels"][LABEL_INSTALLATION] == settings.sandbox_installation_id
     assert ray.get_actor("workspace:default", namespace=NAMESPACE) is not None
     assert (await existing_workspace("default", settings).exec("echo hi")).stdout == "hi\n"
 
