@@ -119,11 +119,12 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=4)
     parser.add_argument("--warm", type=int, default=2)
     parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument("--ingress", choices=("haproxy", "proxy"), default="haproxy")
     args = parser.parse_args()
 
     from quadracode_ray.config import Settings
 
-    ingress = Settings.model_fields["serve_ingress"].default
+    ingress = args.ingress
     import ray
     from ray import serve
 

@@ -307,14 +307,12 @@ async def run(clients_list: list[int], per_client: int, ingress: str, with_aegra
 
 
 def main() -> None:
-    from quadracode_ray.config import Settings
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 32])
     parser.add_argument("--runs-per-client", type=int, default=10)
     parser.add_argument("--report", type=Path, default=REPORT)
-    parser.add_argument("--ingress", choices=("haproxy", "proxy"), default=Settings.model_fields["serve_ingress"].default,
-                        help="how HTTP reaches our replicas (default: the setting's default)")
+    parser.add_argument("--ingress", choices=("haproxy", "proxy"), default="haproxy",
+                        help="how HTTP reaches our replicas: Serve's HAProxy mode or its Python proxy")
     parser.add_argument("--no-aegra", action="store_true", help="leave the Aegra peer out")
     args = parser.parse_args()
     results = asyncio.run(run(args.clients, args.runs_per_client, args.ingress, not args.no_aegra))

@@ -1,7 +1,7 @@
 """The servers the API bench runs side by side, each started here and stopped after the run.
 
 - ours: the Serve app as ``build_app`` deploys it, on a local Ray with the API's ingress
-  (``--ingress``, default the setting's: HAProxy mode), on an embedded Postgres;
+  (``--ingress``: HAProxy mode or Serve's Python proxy), on an embedded Postgres;
 - Serve's empty-route floor: an empty async FastAPI route deployed as a second app on the same
   Serve (``/floor/ok``): what Ray Serve's ingress alone costs;
 - the official dev server: ``langgraph dev`` (in memory), never on port 2024;

@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     )
     api_replicas: int = Field(default=1, ge=1, le=64, description="Replicas of the API deployment.")
     serve_ingress: Literal["haproxy", "proxy"] = Field(
-        default="haproxy",
+        default="proxy",
         description="What takes HTTP to the API replicas: 'haproxy' (Ray Serve's HAProxy mode, Debian's haproxy, "
                     "scripts/provision-haproxy.sh) or 'proxy' (Serve's Python proxy). Read when `up` starts the Ray head.",
     )

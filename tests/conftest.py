@@ -104,8 +104,8 @@ def ray_cluster() -> Iterator[None]:
         # so tests of /metrics wait for them briefly. Set in the environment, not _system_config,
         # so that every process of the cluster (the metrics agent too) counts with the same interval.
         os.environ["RAY_metrics_report_interval_ms"] = "1000"
-        # The API's ingress (HAProxy mode by default), as `quadracode-ray up` gives its Ray head;
-        # QUADRACODE_SERVE_INGRESS=proxy runs a session on Serve's Python proxy.
+        # The API's ingress (the serve_ingress setting), as `quadracode-ray up` gives its Ray head;
+        # QUADRACODE_SERVE_INGRESS=haproxy|proxy picks it for a session.
         os.environ.update(ingress_env(os.environ.get("QUADRACODE_SERVE_INGRESS")
                                       or Settings.model_fields["serve_ingress"].default))
         # On a machine loaded by parallel test sessions, the node's metrics agent can start slower

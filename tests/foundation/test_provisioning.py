@@ -41,8 +41,8 @@ def test_dev_test_fails_when_pytest_collects_nothing() -> None:
     assert "collected no tests" in result.stderr
 
 
-def test_haproxy_is_provisioned_for_the_default_ingress() -> None:
-    """Serve's HAProxy mode (serve_ingress=haproxy, the default) runs Debian's haproxy from PATH."""
+def test_haproxy_is_provisioned_for_haproxy_mode() -> None:
+    """Serve's HAProxy mode (serve_ingress=haproxy) runs Debian's haproxy from PATH."""
     result = subprocess.run(["bash", str(ROOT / "scripts/provision-haproxy.sh")], capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -36,5 +36,5 @@ def test_haproxy_mode_without_haproxy_says_how_to_get_it(monkeypatch):
         ingress_env("haproxy")
 
 
-def test_the_default_is_haproxy():
-    assert Settings(_env_file=None).serve_ingress == "haproxy"
+def test_the_default_is_serves_python_proxy_until_haproxy_mode_passed_the_api_tests():
+    assert Settings(_env_file=None).serve_ingress == "proxy"
