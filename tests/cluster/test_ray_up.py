@@ -191,8 +191,10 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     assert health.status_code == 200 and health.json()["msg"] == "prometheus running", health.text
     # Every panel of the shipped Grafana dashboard is a valid query over these series; those of
     # what this run did (envelopes, deliveries, agents, tasks, sandbox operations) show data.
-    showing = {title for title, series in grafana_panels(prometheus).items() if series}
-    assert {"Envelopes by kind (per s)", "Agents alive", "Sandbox operations by outcome (per s)"} <= showing, showing
+    # A rate needs two scrapes of a series in its window: poll, the freshly started Prometheus may have one.
+    wanted = {"Envelopes by kind (per s)", "Agents alive", "Sandbox operations by outcome (per s)"}
+    wait_until(lambda: wanted <= {title for title, series in grafana_panels(prometheus).items() if series}, 120,
+               f"the Grafana panels {sorted(wanted)} to show data")
 
     # Users who manage Serve themselves: `serve deploy serve_config.yaml` (the shipped file, its
     # placeholders filled in) replaces the application, which answers on the same thread.
