@@ -8,6 +8,7 @@ resolved values to Ray workers and Serve replicas as environment variables.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -23,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from quadracode_ray.interfaces.network_allow import parse_allow_list, parse_entry
 
 ENV_PREFIX = "QUADRACODE_"
 
@@ -114,6 +117,14 @@ class Settings(BaseSettings):
     sandbox_disk_quota_mb: int = Field(
         default=8192, ge=0, le=16 << 20,
         description="Size in MiB of each workspace's own file system (a loop-mounted ext4 image, sparse; needs the host side as root): writes past it fail with ENOSPC. 0: a plain Docker volume without quota.",
+    )
+    sandbox_network: bool | list[str] = Field(
+        default=False,
+        description="Network access of a workspace whose spec does not say: false none, true Docker's default bridge, or a JSON allow-list of HOST[:PORT[-PORT]] entries (host names, IPv4 addresses or CIDRs), enforced by the host's firewall; everything else refused, DNS only for the listed names.",
+    )
+    sandbox_network_hosts: dict[str, str] = Field(
+        default={},
+        description="Host names network allow-lists may use that the host's resolver does not know, as JSON {\"name\": \"IPv4 address\"} (like Docker's --add-host); looked up before the resolver.",
     )
     sandbox_pids_limit: int = Field(default=512, ge=16, le=1_000_000, description="Most processes a workspace container may run at once.")
     sandbox_output_limit_bytes: int = Field(
@@ -230,8 +241,8 @@ class Settings(BaseSettings):
         description="JSON paths of an item's value that are embedded (as store.index.fields; $ is the whole value).",
     )
 
-    @field_serializer("graphs", "store_index_fields", "fabric_resources")
-    def _graphs_as_json(self, value: dict[str, str] | dict[str, float] | list[str]) -> str:
+    @field_serializer("graphs", "store_index_fields", "fabric_resources", "sandbox_network", "sandbox_network_hosts")
+    def _graphs_as_json(self, value: dict[str, str] | dict[str, float] | list[str] | bool) -> str:
         # JSON text, so to_env() hands workers a value they parse back into the same map.
         return json.dumps(value)
 
@@ -318,6 +329,37 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("sandbox_network", mode="before")
+    @classmethod
+    def _network_allow_list(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: JSON, or a bare true/false
+            try:
+                value = json.loads(value.lower() if value.lower() in ("true", "false") else value)
+            except ValueError:
+                raise ValueError("must be false, true or a JSON list of HOST[:PORT] entries") from None
+        return parse_allow_list(value)
+
+    @field_validator("sandbox_network_hosts", mode="before")
+    @classmethod
+    def _network_hosts_json(cls, value: object) -> object:
+        try:
+            return json.loads(value) if isinstance(value, str) else value
+        except ValueError:
+            raise ValueError('must be JSON {"name": "IPv4 address"}') from None
+
+    @field_validator("sandbox_network_hosts")
+    @classmethod
+    def _network_hosts(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, address in value.items():
+            host, ports = parse_entry(name)
+            if "/" in host or ports != (1, 65535):
+                raise ValueError(f"{name!r} is not a host name")
+            try:
+                ipaddress.IPv4Address(address)
+            except ValueError:
+                raise ValueError(f"{name!r}: {address!r} is not an IPv4 address") from None
+        return {name.lower().rstrip("."): address for name, address in value.items()}
 
     @field_validator("sandbox_snapshot_dir")
     @classmethod
