@@ -38,6 +38,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
 from quadracode_ray.config import Settings, load_settings
+from quadracode_ray.graphs.budgets import Budgets
 from quadracode_ray.graphs.checkpoint import namespaced
 from quadracode_ray.graphs.context import ContextPolicy, context_policy_from_settings
 from quadracode_ray.graphs.control import Guardrails, GuardrailSource, StopSignal
@@ -75,16 +76,17 @@ def build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient,
                       agent_id: str | None = None, extra_tools: Sequence[Tool] = (),
                       system_prompt: str | None = None, context: ContextPolicy | None = None,
                       guardrails: Guardrails | GuardrailSource | None = None, stop: StopSignal | None = None,
-                      ask_human: bool = True, settings: Settings | None = None):
+                      ask_human: bool = True, settings: Settings | None = None, budgets: Budgets | None = None):
     if settings is not None:
         from quadracode_ray.persistence.guardrails import settings_guardrails
 
         guardrails = guardrails or settings_guardrails(settings)  # an operator's edits apply live
         context = context or context_policy_from_settings(settings)
+        budgets = budgets or Budgets.from_settings(settings)
     tools = [*workspace_tools(workspace), *extra_tools, *([ASK_HUMAN] if ask_human else []), FINISH]
     core = ReactCore(model=model, tools=tools, system_prompt=system_prompt or AGENT_SYSTEM_PROMPT,
                      workspace=workspace, policy=context or ContextPolicy(), guardrails=guardrails or Guardrails(),
-                     stop=stop, done_route="respond", stop_route="complete")
+                     stop=stop, done_route="respond", stop_route="complete", budgets=budgets or Budgets())
 
     async def start(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         update: dict[str, Any] = {**fresh_budget(), "result": None, "stopped": False,
@@ -154,6 +156,6 @@ def graph(config: RunnableConfig) -> Any:
     context = ContextPolicy(token_budget=budget) if budget is not None else None
     return build_agent_graph(model=model, workspace=configurable.get("workspace") or _NoWorkspace(),
                              agent_id=configurable.get("agent_id"), stop=configurable.get("stop"),
-                             guardrails=configurable.get("guardrails"),
+                             guardrails=configurable.get("guardrails"), budgets=configurable.get("budgets"),
                              system_prompt=configurable.get("system_prompt") or None, context=context,
                              settings=settings)
