@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         default="EveryNode", description="Where Serve runs HTTP proxies: on every node of the cluster, or on the head only."
     )
     api_replicas: int = Field(default=1, ge=1, le=64, description="Replicas of the API deployment.")
+    serve_ingress: Literal["haproxy", "proxy"] = Field(
+        default="proxy",
+        description="What takes HTTP to the API replicas: 'haproxy' (Ray Serve's HAProxy mode, Debian's haproxy, "
+                    "scripts/provision-haproxy.sh) or 'proxy' (Serve's Python proxy). Read when `up` starts the Ray head.",
+    )
 
     # --- workspaces (Docker) -------------------------------------------------------------------
     docker_host: str | None = Field(
@@ -282,6 +287,11 @@ class Settings(BaseSettings):
         description="An agent whose last heartbeat is older than this is reaped and the orchestrator is told.",
     )
     fleet_max_agents: int = Field(default=32, ge=1, le=10_000, description="Most agent actors alive at once; spawning past it is refused.")
+    fleet_warm_agents: int = Field(
+        default=0, ge=0, le=10_000,
+        description="Idle agents the fleet keeps ready (run host open, workspace started) so an agent run starts "
+                    "without a spawn; refilled in the background, within fleet_max_agents. 0: none.",
+    )
     agent_num_cpus: float = Field(default=0.1, ge=0, le=1024, description="CPUs Ray reserves for each agent actor (agents mostly wait on models and sandboxes).")
     agent_memory_mb: int | None = Field(default=None, ge=16, description="Memory Ray reserves for each agent actor in MiB (unset: none).")
     fabric_resources: dict[str, float] = Field(
@@ -345,6 +355,12 @@ class Settings(BaseSettings):
         description="Serve the Gradio control panel at /ui (a client of this API over HTTP; with API keys on it asks for one).",
     )
 
+    # --- agents: MCP servers --------------------------------------------------------------------------
+    mcp_headers: SecretStr | None = Field(
+        default=None,
+        description="Request headers for the HTTP MCP servers assistants name, as JSON {name: {header: value}}; an assistant's server config names an entry (\"headers\": \"name\") and never holds the values.",
+    )
+
     # --- operations ----------------------------------------------------------------------------------
     otlp_endpoint: str | None = Field(
         default=None, pattern=r"^https?://",
@@ -397,6 +413,20 @@ class Settings(BaseSettings):
             raise ValueError('must be JSON {"owner": "key"} (the value is not JSON)') from None
         if not isinstance(parsed, dict) or not parsed:
             raise ValueError('must be a non-empty JSON object {"owner": "key" or ["key", ...]}')
+        return value
+
+    @field_validator("mcp_headers")
+    @classmethod
+    def _mcp_headers_json(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            parsed = json.loads(value.get_secret_value())
+        except ValueError:
+            raise ValueError('must be JSON {"name": {"Header": "value"}} (the value is not JSON)') from None
+        if not isinstance(parsed, dict) or not all(
+                isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values()) for entry in parsed.values()):
+            raise ValueError('must be a JSON object {"name": {"Header": "value", ...}}')
         return value
 
     @model_validator(mode="after")

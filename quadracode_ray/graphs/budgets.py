@@ -59,6 +59,13 @@ class Budgets(BaseModel):
         return cls(thread=Budget.for_threads(settings), task=Budget.for_tasks(settings), prices=settings.model_prices)
 
 
+def injected_budgets(configurable: dict[str, Any]) -> Budgets | None:
+    """The Budgets a host put in a run's configurable (``actors.fabric_clients``); a caller's JSON
+    under that key is no Budgets and is ignored (the settings' apply)."""
+    given = configurable.get("budgets")
+    return given if isinstance(given, Budgets) else None
+
+
 def empty_spent() -> dict[str, Any]:
     return {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cost_usd": 0.0, "model_calls": 0}
 

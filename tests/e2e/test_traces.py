@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -21,20 +22,36 @@ from actors.client import FabricClient
 from tests.conftest import free_port
 from tests.e2e.conftest import eventually, message_texts, sources, thread_runs
 
+PHOENIX_PROJECT = Path(__file__).parent / "phoenix"  # its own locked environment (see its pyproject)
 PHOENIX_PORT = free_port()
 E2E_SETTINGS = {"otlp_endpoint": f"http://127.0.0.1:{PHOENIX_PORT}/v1/traces"}
 INSTRUCTION = "delegate to a coder agent: write hello.py that prints 42 and run it"
 
 
+def _uv() -> str:
+    found = shutil.which("uv") or str(Path(__file__).parents[2] / ".tools" / "bin" / "uv")
+    assert Path(found).exists(), "uv is needed to install the Phoenix receiver (scripts/dev installs it)"
+    return found
+
+
+def _phoenix_binary() -> Path:
+    """Phoenix from tests/e2e/phoenix/uv.lock, installed on first use (uv's cache makes it quick)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("UV_PROJECT_ENVIRONMENT", "VIRTUAL_ENV")}
+    subprocess.run([_uv(), "sync", "--frozen", "--quiet", "--project", str(PHOENIX_PROJECT), "--python",
+                    sys.executable], env=env, check=True, timeout=900)
+    return PHOENIX_PROJECT / ".venv" / "bin" / "phoenix"
+
+
 @pytest.fixture(scope="module")
 def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``phoenix serve`` with its own SQLite folder, on loopback only, without telemetry."""
+    binary = _phoenix_binary()
     folder = tmp_path_factory.mktemp("phoenix")
     env = {**os.environ, "PHOENIX_WORKING_DIR": str(folder), "PHOENIX_HOST": "127.0.0.1",
            "PHOENIX_PORT": str(PHOENIX_PORT), "PHOENIX_GRPC_PORT": str(free_port()),
            "PHOENIX_TELEMETRY_ENABLED": "false"}
     log = (folder / "phoenix.log").open("wb")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "phoenix"), "serve"], env=env, cwd=folder,
+    process = subprocess.Popen([str(binary), "serve"], env=env, cwd=folder,
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{PHOENIX_PORT}"
     try:
