@@ -2,7 +2,7 @@
 # Install what `ray up cluster.yaml` and its tests need beyond Python and Docker, from Debian:
 # the OpenSSH client and server binaries and rsync (the cluster launcher reaches every node over
 # ssh and copies files with rsync), and Prometheus (scrapes the cluster through Ray's
-# service-discovery file; tests/cluster/test_prometheus.py).
+# service-discovery file; tests/cluster/test_ray_up.py runs it).
 #
 # Idempotent: when every tool is present it costs nothing. Installs the packages without
 # starting their services (policy-rc.d), so no sshd or Prometheus starts listening on this
