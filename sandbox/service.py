@@ -190,8 +190,8 @@ class WorkspaceService:
         while True:
             await asyncio.sleep(min(max(limit / 4, 0.05), 30.0))
             idle = time.monotonic() - self._last_activity
-            if not self._ready or self._active or idle < limit:
-                continue
+            if not self._ready or self._active or idle < limit or self.stdio.open_count:
+                continue  # (an open stdio session is a server at work, as a background job)
             with contextlib.suppress(Exception):
                 if any(p.status == "running" for p in await self._running_processes()):
                     continue  # a background job (a dev server, a build) is work, not idleness
@@ -298,9 +298,11 @@ class WorkspaceService:
             return await self.stdio.open(request)
 
     async def write_stdio(self, session_id: str, data: bytes, *, close: bool = False) -> None:
+        self._last_activity = time.monotonic()
         await self.stdio.write(session_id, bytes(data), close)
 
     async def read_stdio(self, session_id: str, *, max_bytes: int = 1 << 20, timeout: float = 30.0) -> StdioOutput:
+        self._last_activity = time.monotonic()
         return await self.stdio.read(session_id, max_bytes, timeout)
 
     async def close_stdio(self, session_id: str) -> None:

@@ -101,6 +101,10 @@ class StdioSessions:
         self._attach = attach
         self._sessions: dict[str, _Session] = {}
 
+    @property
+    def open_count(self) -> int:
+        return len(self._sessions)
+
     def _get(self, session_id: str) -> _Session:
         session = self._sessions.get(session_id)
         if session is None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import json
-import re
 import tarfile
 import uuid
 from pathlib import Path
 
 import pytest
 import ray
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from actors.workspaces import BusEventReporter
 from quadracode_ray.config import Settings
@@ -32,21 +33,27 @@ FAILED = "mcp_server_failed"
 
 
 def _mcp_library_tar() -> bytes:
-    """The ``mcp`` package and what it needs, from this environment, for the container's
-    python3 (the same 3.11): the container has no network to install it from."""
-    names, seen = ["mcp"], set()
+    """The ``mcp`` package and what it needs (extras named by its requirements included), from
+    this environment, for the container's python3 (the same 3.11): it has no network to install
+    from."""
+    wanted, seen = [("mcp", frozenset())], set()
     with io.BytesIO() as buffer:
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            while names:
-                name = names.pop()
+            while wanted:
+                name, extras = wanted.pop()
                 try:
                     dist = importlib.metadata.distribution(name)
                 except importlib.metadata.PackageNotFoundError:
                     continue  # a dependency for another platform (pywin32, ...)
-                if dist.metadata["Name"].lower() in seen:
+                for raw in dist.requires or []:
+                    requirement = Requirement(raw)
+                    if requirement.marker is None or any(
+                            requirement.marker.evaluate({"extra": extra}) for extra in extras or {""}):
+                        wanted.append((requirement.name, frozenset(requirement.extras)))
+                key = canonicalize_name(dist.metadata["Name"])
+                if key in seen:
                     continue
-                seen.add(dist.metadata["Name"].lower())
-                names += [re.match(r"[A-Za-z0-9_.-]+", r).group(0) for r in dist.requires or [] if "extra ==" not in r]
+                seen.add(key)
                 for file in dist.files or []:
                     path = Path(file.locate())
                     if path.is_file() and ".." not in file.parts and "__pycache__" not in file.parts:
