@@ -9,7 +9,6 @@
 # machine behind anybody's back; start them yourself (see README, "A cluster").
 set -euo pipefail
 log() { printf '[provision-cluster-tools] %s\n' "$*" >&2; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else log "ERROR: need root for: $*"; exit 1; fi; }
 
 missing=()
 command -v ssh >/dev/null || missing+=(openssh-client)
@@ -21,18 +20,6 @@ if [ ${#missing[@]} = 0 ]; then
   exit 0
 fi
 
-policy=/usr/sbin/policy-rc.d
-made_policy=0
-if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-  as_root chmod 755 "$policy"
-  made_policy=1
-fi
-cleanup() { if [ "$made_policy" = 1 ]; then as_root rm -f "$policy"; fi; }
-trap cleanup EXIT
-
 log "installing ${missing[*]}"
-as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
-as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-  --no-install-recommends "${missing[@]}" >/dev/null
+bash "$(dirname "$0")/apt-install-no-services.sh" "${missing[@]}"
 log "installed ${missing[*]}"
