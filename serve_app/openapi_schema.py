@@ -2,6 +2,7 @@
 
 - Every error body is ``{"detail": "<reason>"}`` (the official Agent Server's shape, serve_app/
   errors.py), validation errors too; FastAPI documents 422 as a list of objects.
+- Path parameters that are record ids (thread, run, cron) are UUIDs, as every route checks.
 - The limits every route enforces (serve_app/limits.py) are documented as 413 and 431 answers,
   and a database outage (serve_app/errors.py) as a 503 with Retry-After.
 
@@ -25,6 +26,9 @@ COMMON_ERRORS = {
     "503": "A part the API needs (the database, an actor) does not answer; retry later (after a database outage, Retry-After says when).",
 }
 METHODS = ("get", "put", "post", "delete", "patch")
+# Path parameters that are UUIDs wherever they appear: the records' keys are uuid columns, so
+# anything else is answered 422 (serve_app/errors.py, Postgres refusing the value) or 404.
+UUID_PATH_PARAMETERS = frozenset({"thread_id", "run_id", "cron_id"})
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -40,6 +44,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             operation = item.get(method)
             if operation is None:
                 continue
+            for parameter in operation.get("parameters", ()):
+                if parameter.get("in") == "path" and parameter["name"] in UUID_PATH_PARAMETERS:
+                    parameter["schema"] = {**parameter.get("schema", {}), "type": "string", "format": "uuid"}
             responses = operation.setdefault("responses", {})
             if "422" in responses:
                 responses["422"] = {"description": "Invalid input; the reason in detail.",
