@@ -146,14 +146,15 @@ def long_lived_processes(settings) -> dict[str, int]:
     replica and proxy, Ray's daemons of this cluster, the Postgres server."""
     import psutil
     import ray
-    from ray.util.state import list_actors
 
     pids: dict[str, int] = {}
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000, raise_on_missing_output=False):
-        name = actor.name or actor.class_name
-        if actor.pid and (name.startswith(settings.actor_name_prefix) or "Serve" in actor.class_name
-                          or "ServeReplica" in actor.class_name or "Proxy" in actor.class_name):
-            pids[name] = actor.pid
+    # The GCS's actor table (no dashboard needed): this installation's actors and Serve's.
+    for actor in ray._private.state.actors().values():
+        name, cls = actor.get("Name") or "", actor.get("ActorClassName") or ""
+        if actor.get("State") == "ALIVE" and actor.get("Pid") and (
+                name.startswith(settings.actor_name_prefix) or name.startswith("run-executor-")
+                or "ServeReplica" in cls or "ProxyActor" in cls or "ServeController" in cls):
+            pids[name or cls] = actor["Pid"]
     node = ray._private.worker.global_worker.node
     for proc_name, infos in node.all_processes.items():
         for info in infos:
@@ -191,9 +192,10 @@ def postgres_connections(database_url: str) -> int:
 
 
 def ray_objects() -> int:
+    import ray
     from ray._private.internal_api import memory_summary
 
-    text = memory_summary(stats_only=True)
+    text = memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True)
     for line in text.splitlines():  # "Plasma memory usage 0 MiB, 3 objects, 0.0% full, ..."
         if "objects" in line and "Plasma memory usage" in line:
             return int(line.split(",")[1].split()[0])
