@@ -23,6 +23,7 @@ from serve_app.errors import install_error_handlers
 from serve_app.limits import RequestLimitsMiddleware
 from serve_app.metrics_http import install_http_metrics
 from serve_app.openapi_schema import install_openapi
+from serve_app.redaction import install_log_redaction
 from serve_app.routes import (
     a2a,
     assistants,
@@ -66,6 +67,7 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.context = context
+    install_log_redaction(context.settings)
     install_error_handlers(app)
     install_openapi(app)
     for module in (system, assistants, threads, thread_stream, thread_events, runs, store, crons, mcp, a2a,

@@ -100,10 +100,11 @@ def test_the_limits_come_before_auth(edge_api: str) -> None:
 def test_a_key_is_compared_with_every_known_key_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     keys = ApiKeys.parse(json.dumps({"a": "a" * 20, "b": ["b" * 20, "c" * 20]}))
     compared: list[bytes] = []
+    original = hmac.compare_digest
 
     def counting(left: bytes, right: bytes) -> bool:
         compared.append(right)
-        return hmac.compare_digest(left, right)
+        return original(left, right)
 
     monkeypatch.setattr(auth_keys.hmac, "compare_digest", counting)
     for presented, owner in (("a" * 20, "a"), ("c" * 20, "b"), ("z" * 20, None)):
@@ -157,3 +158,31 @@ def test_a_raw_oversized_request_line_gets_an_http_error_not_a_crash(edge_api: s
         sock.sendall(f"GET {parts.path}/info HTTP/1.1\r\nHost: x\r\nX-Big: {'z' * (64 << 10)}\r\n\r\n".encode())
         status_line = sock.recv(200).split(b"\r\n", 1)[0]
     assert status_line.split()[1][:1] == b"4", status_line
+
+
+def test_log_records_and_tracebacks_are_masked(tmp_path: Path) -> None:
+    import logging
+
+    from serve_app.redaction import RedactingFilter, secrets_of
+
+    settings = Settings(_env_file=None, anthropic_api_key=ANTHROPIC_SECRET, auth_api_keys=json.dumps({"a": KEY}),
+                        database_url="postgresql://user:pw-" + KEY[-8:] + "@db/x")
+    secrets = secrets_of(settings)
+    assert set(secrets) == {ANTHROPIC_SECRET, KEY, "pw-" + KEY[-8:]}
+    path = tmp_path / "log"
+    handler = logging.FileHandler(path)
+    handler.addFilter(RedactingFilter(secrets))
+    logger = logging.getLogger("edge-test")
+    logger.addHandler(handler)
+    try:
+        logger.error("calling with %s", ANTHROPIC_SECRET)
+        try:
+            raise RuntimeError(f"refused key {KEY}")
+        except RuntimeError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    text = path.read_text()
+    assert "calling with ***" in text and "refused key ***" in text
+    assert not any(secret in text for secret in secrets)
