@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import sys
+import tempfile
 import time
 import traceback
 import uuid
@@ -36,8 +38,8 @@ REPORT = ROOT / "bench" / "reports" / "soak.md"
 CHART = ROOT / "bench" / "reports" / "soak.png"
 TERMINAL = ("success", "error", "interrupted", "timeout")
 # Kind of call -> weight in the mix. Agent tasks are few: each spawns an agent and a container.
-MIX = {"wait": 30, "stream": 22, "background_join": 15, "cancel": 5, "interrupt_resume": 8, "store": 18,
-       "agent_task": 2}
+MIX = {"wait": 34, "stream": 28, "background_join": 18, "cancel": 3, "interrupt_resume": 6, "store": 10,
+       "agent_task": 1}
 SAMPLE_EVERY_S = 15.0
 WARM_UP_S = 300.0
 
@@ -141,19 +143,23 @@ async def client_loop(traffic: Traffic, until: float, enough, rng: random.Random
 
 
 # --- what is sampled ---------------------------------------------------------------------------
-def long_lived_processes(settings) -> dict[str, int]:
+def long_lived_processes(settings, app_name: str) -> dict[str, int]:
     """name -> pid of the processes that must not grow: actors of the installation, the Serve
     replica and proxy, Ray's daemons of this cluster, the Postgres server."""
     import psutil
     import ray
 
     pids: dict[str, int] = {}
+    from actors.run_executor import executor_names
+
+    executors = set(executor_names(settings, settings.database_url))
+    pids: dict[str, int] = {}
     # The GCS's actor table (no dashboard needed): this installation's actors and Serve's.
     for actor in ray._private.state.actors().values():
         name, cls = actor.get("Name") or "", actor.get("ActorClassName") or ""
         if actor.get("State") == "ALIVE" and actor.get("Pid") and (
-                name.startswith(settings.actor_name_prefix) or name.startswith("run-executor-")
-                or "ServeReplica" in cls or "ProxyActor" in cls or "ServeController" in cls):
+                name.startswith(settings.actor_name_prefix) or name in executors
+                or name.startswith(f"SERVE_REPLICA::{app_name}#") or "ProxyActor" in cls or "ServeController" in cls):
             pids[name or cls] = actor["Pid"]
     node = ray._private.worker.global_worker.node
     for proc_name, infos in node.all_processes.items():
@@ -188,7 +194,8 @@ def postgres_connections(database_url: str) -> int:
     import psycopg
 
     with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                            "AND datname = current_database()").fetchone()[0]
 
 
 def ray_objects() -> int:
@@ -202,11 +209,11 @@ def ray_objects() -> int:
     return -1
 
 
-async def sampler(settings, started: float, samples: list[dict], stop: asyncio.Event) -> None:
+async def sampler(settings, app_name: str, started: float, samples: list[dict], stop: asyncio.Event) -> None:
     processes: dict[str, int] = {}
     while not stop.is_set():
         try:
-            processes.update(await asyncio.to_thread(long_lived_processes, settings))
+            processes.update(await asyncio.to_thread(long_lived_processes, settings, app_name))
             samples.append({
                 "t": time.monotonic() - started,
                 "rss": {name: rss_mb(pid) for name, pid in processes.items()},
@@ -291,7 +298,7 @@ def report(args, traffic: Traffic, samples: list[dict], result: dict, elapsed: f
         "# Soak", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `bench/soak.py --minutes {args.minutes} "
         f"--min-runs {args.min_runs} --clients {clients}` on a shared machine ({os.cpu_count()} cores; other "
-        f"sessions' tests ran at the same time): load average 1 min min/median/max "
+        f"sessions' tests ran at the same time{JOINED_NOTE if args.ray_address else ''}): load average 1 min min/median/max "
         f"{min(loads, default=0):.1f} / {percentile(loads, 50):.1f} / {max(loads, default=0):.1f}.", "",
         "## Traffic", "",
         f"{elapsed / 60:.1f} minutes, {clients} concurrent clients (official langgraph-sdk), "
@@ -327,12 +334,45 @@ def report(args, traffic: Traffic, samples: list[dict], result: dict, elapsed: f
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def joined_stack(ray_address: str, postgres_url: str, serve_port: int):
+    """An installation of its own (database, actors, Serve app) in a running Ray and Postgres,
+    as tests/reliability/rig.py starts them (`python -m tests.reliability.rig`)."""
+    import psycopg
+    import ray
+
+    from quadracode_ray import NAMESPACE
+    from quadracode_ray.persistence.bootstrap import prepare_database
+    from quadracode_ray.persistence.embedded import EmbeddedPostgres
+    from tests.reliability import rig
+
+    name = f"soak_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(EmbeddedPostgres.url_for(postgres_url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url = EmbeddedPostgres.url_for(postgres_url, name)
+    ray.init(address=ray_address, namespace=NAMESPACE, logging_level="WARNING")
+    settings = rig.settings_for(database_url, Path(tempfile.mkdtemp(prefix="qr-soak-")), **SOAK_SETTINGS)
+    prepare_database(settings)
+    try:
+        url = rig.deploy(settings, serve_port, "soak")
+        yield rig.Stack(url=url, app_name="soak", settings=settings, postgres=None)
+    finally:
+        rig.teardown(settings, "soak")
+
+
+JOINED_NOTE = ("; the system was an installation of its own (database, actors, Serve app) in a Ray and "
+               "Postgres started by `python -m tests.reliability.rig`, where the fuzzer also ran at times")
+SOAK_SETTINGS = {"run_executors": 2, "fleet_max_agents": 4}
+
+
 async def soak(args) -> None:
     from langgraph_sdk import get_client
 
     from tests.reliability.rig import local_stack
 
-    with local_stack(run_executors=2, fleet_max_agents=4) as stack:
+    stack_cm = (joined_stack(args.ray_address, args.postgres_url, args.serve_port) if args.ray_address
+                else local_stack(**SOAK_SETTINGS))
+    with stack_cm as stack:
         print(f"[soak] system up at {stack.url}", flush=True)
         client = get_client(url=stack.url, timeout=300)
         # crons: two, firing every minute on threads of their own for the whole soak
@@ -343,14 +383,15 @@ async def soak(args) -> None:
         traffic = Traffic(client, started)
         samples: list[dict] = []
         stop = asyncio.Event()
-        sampling = asyncio.create_task(sampler(stack.settings, started, samples, stop))
+        sampling = asyncio.create_task(sampler(stack.settings, stack.app_name, started, samples, stop))
         until = started + args.minutes * 60
 
         async def progress() -> None:
             while not stop.is_set():
                 await asyncio.sleep(60)
                 print(f"[soak] {(time.monotonic() - started) / 60:.0f} min, {traffic.runs_created} runs, "
-                      f"{sum(n for (k, o), n in traffic.outcomes.items() if o != 'ok')} failed", flush=True)
+                      f"{sum(n for (k, o), n in traffic.outcomes.items() if o != 'ok')} failed; "
+                      f"last errors: {traffic.errors[-2:]}", flush=True)
 
         ticker = asyncio.create_task(progress())
         rng = random.Random(19)
@@ -374,6 +415,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=32.0)
     parser.add_argument("--min-runs", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--ray-address", help="join this running Ray (with --postgres-url, --serve-port) "
+                                              "instead of starting a system")
+    parser.add_argument("--postgres-url", help="a database URL of the running Postgres (a new database is made)")
+    parser.add_argument("--serve-port", type=int, help="the HTTP port of the running Ray Serve")
     asyncio.run(soak(parser.parse_args()))
 
 

@@ -62,6 +62,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # Values Postgres refuses (a NUL character in JSON, an out-of-range number) are bad input.
         return JSONResponse({"detail": f"invalid value: {exc.diag.message_primary or exc}"}, status_code=422)
 
+    @app.exception_handler(psycopg.errors.ProgramLimitExceeded)
+    async def _too_large(_: Request, exc: psycopg.errors.ProgramLimitExceeded) -> JSONResponse:
+        # A value past what Postgres can index or store (an index row over its page size).
+        return JSONResponse({"detail": f"value too large: {exc.diag.message_primary or 'over a database limit'}"},
+                            status_code=422)
+
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(psycopg.InterfaceError)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,8 @@
 
 - Every error body is ``{"detail": "<reason>"}`` (the official Agent Server's shape, serve_app/
   errors.py), validation errors too; FastAPI documents 422 as a list of objects.
-- Path parameters that are record ids (thread, run, cron) are UUIDs, as every route checks.
+- Path parameters that are record ids (thread, run, cron; an assistant under /assistants/) are
+  UUIDs, as every route checks (elsewhere an assistant may also be named by its graph).
 - The limits every route enforces (serve_app/limits.py) are documented as 413 and 431 answers,
   and a database outage (serve_app/errors.py) as a 503 with Retry-After.
 
@@ -39,13 +40,15 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     components["Error"] = ERROR_SCHEMA
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
-    for item in schema.get("paths", {}).values():
+    for path, item in schema.get("paths", {}).items():
         for method in METHODS:
             operation = item.get(method)
             if operation is None:
                 continue
             for parameter in operation.get("parameters", ()):
-                if parameter.get("in") == "path" and parameter["name"] in UUID_PATH_PARAMETERS:
+                uuid_only = parameter["name"] in UUID_PATH_PARAMETERS or (
+                    parameter["name"] == "assistant_id" and path.startswith("/assistants/"))
+                if parameter.get("in") == "path" and uuid_only:
                     parameter["schema"] = {**parameter.get("schema", {}), "type": "string", "format": "uuid"}
             responses = operation.setdefault("responses", {})
             if "422" in responses:

@@ -145,10 +145,13 @@ class ScopedStore:
     async def search(self, body: StoreSearchRequest) -> list[dict[str, Any]]:
         if body.query and self.store.index_config is None:
             _warn_unindexed_query()
-        items = await self.store.asearch(
-            self._in(body.namespace_prefix), query=body.query, filter=body.filter,
-            limit=body.limit, offset=body.offset, refresh_ttl=body.refresh_ttl,
-        )
+        try:
+            items = await self.store.asearch(
+                self._in(body.namespace_prefix), query=body.query, filter=body.filter,
+                limit=body.limit, offset=body.offset, refresh_ttl=body.refresh_ttl,
+            )
+        except ValueError as exc:  # the store's own check of the filter ("Unsupported operator: ...")
+            raise HTTPException(status_code=422, detail=f"filter: {exc}") from None
         return [self._out(item) for item in items]
 
     async def list_namespaces(self, body: StoreListNamespacesRequest) -> list[list[str]]:

@@ -163,6 +163,10 @@ async def audit(database_url: str, load: Load) -> list[str]:
     open_runs = [r["run_id"] for r in rows if r["status"] not in TERMINAL]
     if open_runs:
         problems.append(f"{len(open_runs)} runs not terminal: {open_runs[:3]}")
+    # The load's runs cannot fail on their own: one that ended otherwise was lost to the fault.
+    failed = [r["run_id"] for r in rows if r["status"] in ("error", "timeout", "interrupted")]
+    if failed:
+        problems.append(f"{len(failed)} runs ended without success: {failed[:3]}")
     # Exactly once: each successful echo run appended one "a" to its thread's items (the load's
     # threads carry only echo runs; a run retried after a fault resumes from its checkpoint).
     for thread in acked.threads:

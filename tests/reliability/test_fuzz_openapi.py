@@ -35,6 +35,7 @@ MAX_EXAMPLES = int(os.environ.get("QUADRACODE_FUZZ_MAX_EXAMPLES", "12"))
 # Live streams that only end when the client goes: no fuzzer request to them could complete.
 ENDLESS = r"^/(threads/\{thread_id\}/stream|events/stream|threads/\{thread_id\}/events/stream)$"
 ST = Path(sys.executable).with_name("st")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_schemathesis(api: str, report_dir: Path) -> subprocess.CompletedProcess:
@@ -42,12 +43,14 @@ def run_schemathesis(api: str, report_dir: Path) -> subprocess.CompletedProcess:
         [str(ST), "run", f"{api}/openapi.json", "--url", api,
          "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
          "--phases", "examples,coverage,fuzzing,stateful",
-         "--max-examples", str(MAX_EXAMPLES), "--workers", "2", "--seed", "19",
-         "--generation-database", "none", "--request-timeout", "60",
+         "--max-examples", str(MAX_EXAMPLES), "--workers", "1", "--seed", "19",
+         "--generation-database", "none", "--request-timeout", "90",
          "--exclude-path-regex", ENDLESS,
          "-H", f"Authorization: Bearer {SECURED_KEY}",
          "--report", "junit", "--report-dir", str(report_dir), "--no-color", "--output-truncate", "false"],
-        capture_output=True, text=True, timeout=900)
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.reliability.fuzz_hooks",
+             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
 
 
 def test_schemathesis_finds_no_server_error_and_no_body_off_schema(secured_system: str, tmp_path: Path) -> None:
