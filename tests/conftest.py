@@ -166,10 +166,20 @@ def _free_agent_ports() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def serve_http_port(ray_cluster: None) -> Iterator[int]:
     """Ray Serve running in the session cluster; deploy with serve.run(..., route_prefix=...)."""
+    import ray
     from ray import serve
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    # On a loaded machine Serve's proxy can miss its readiness check and be killed mid-start
+    # (ActorDiedError from serve.start): start again, a few times.
+    for attempt in range(3):
+        port = free_port()
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            break
+        except ray.exceptions.RayActorError:
+            if attempt == 2:
+                raise
+            serve.shutdown()
     yield port
     serve.shutdown()
 

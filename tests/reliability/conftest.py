@@ -24,7 +24,9 @@ def secured_system(ray_cluster: None, serve_http_port: int, database_url: str, d
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = rig.settings_for(database_url, tmp_path_factory.mktemp("secured"),
                                 auth_api_keys=json.dumps({SECURED_OWNER: SECURED_KEY}),
-                                auth_admin_owners=[SECURED_OWNER])
+                                auth_admin_owners=[SECURED_OWNER],
+                                # one agent at most: each spawn costs tens of seconds here; past the cap a 409
+                                fleet_max_agents=1)
     app_name = f"rel-{uuid.uuid4().hex[:6]}"
     try:
         yield rig.deploy(settings, serve_http_port, app_name)

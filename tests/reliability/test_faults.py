@@ -46,7 +46,7 @@ POSTGRES_DOWN_S = 10.0
 def faulty(ray_cluster: None, serve_http_port: int, docker_client,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[rig.Stack]:
     postgres, database_url = rig.start_postgres()
-    settings = rig.settings_for(database_url, tmp_path_factory.mktemp("faults"), fleet_max_agents=3)
+    settings = rig.settings_for(database_url, tmp_path_factory.mktemp("faults"), fleet_max_agents=2)
     app_name = f"faults-{uuid.uuid4().hex[:6]}"
     try:
         url = rig.deploy(settings, serve_http_port, app_name)
