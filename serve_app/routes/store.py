@@ -43,8 +43,9 @@ async def put_item(body: StorePutRequest, store: OwnStore) -> Response:
             summary="Get one item (null when it does not exist)")
 async def get_item(
     store: OwnStore,
+    # The pattern is documented, checked by parse_namespace_query (its 422 names the bad label).
     namespace: Annotated[str, Query(description="Namespace labels joined by '.', e.g. users.u1",
-                                    pattern=NAMESPACE_QUERY_PATTERN)],
+                                    json_schema_extra={"pattern": NAMESPACE_QUERY_PATTERN})],
     key: Annotated[str, Query(min_length=1, max_length=1024, pattern=KEY_PATTERN)],
     refresh_ttl: Annotated[bool | None, Query(description="Reset the item's ttl on this read.")] = None,
 ) -> dict | None:

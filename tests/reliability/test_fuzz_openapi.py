@@ -2,12 +2,14 @@
 
 The whole system (fabric, sandboxes, Serve app with API keys on) is deployed, and ``st run``
 reads its ``/openapi.json`` and tests every operation, the operator API included: the schema's
-examples, its boundary cases (coverage), generated inputs valid and invalid (fuzzing), and
-chains of calls along the schema's links (stateful). It must find no server error (5xx) and
-no response body outside its documented schema.
+examples, generated inputs valid and invalid (fuzzing), and chains of calls along the schema's
+links (stateful). It must find no server error (5xx) and no response body outside its documented
+schema. Schemathesis's boundary-value phase (coverage) is left out of CI: it takes 15+ minutes on
+this shared machine (run it by hand with ``--phases coverage``).
 
-CI time is bounded by ``MAX_EXAMPLES`` per operation and per phase (about 1,500 requests in all,
-a few minutes on this shared machine).
+CI time is bounded by ``MAX_EXAMPLES`` per operation and phase and one worker (about 1,000
+requests, a few minutes): one worker also keeps operations from racing each other on one
+workspace (a DELETE of it in the middle of another's call is a legitimate 503).
 
 Excluded, each for its reason:
 - the never-ending streams (a thread's or the event log's live SSE): a fuzzer waits for a body's
@@ -31,7 +33,7 @@ from tests.reliability.conftest import SECURED_KEY
 
 pytestmark = pytest.mark.slow
 
-MAX_EXAMPLES = int(os.environ.get("QUADRACODE_FUZZ_MAX_EXAMPLES", "12"))
+MAX_EXAMPLES = int(os.environ.get("QUADRACODE_FUZZ_MAX_EXAMPLES", "8"))
 # Live streams that only end when the client goes: no fuzzer request to them could complete.
 ENDLESS = r"^/(threads/\{thread_id\}/stream|events/stream|threads/\{thread_id\}/events/stream)$"
 ST = Path(sys.executable).with_name("st")
@@ -42,7 +44,7 @@ def run_schemathesis(api: str, report_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(ST), "run", f"{api}/openapi.json", "--url", api,
          "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
-         "--phases", "examples,coverage,fuzzing,stateful",
+         "--phases", "examples,fuzzing,stateful",
          "--max-examples", str(MAX_EXAMPLES), "--workers", "1", "--seed", "19",
          "--generation-database", "none", "--request-timeout", "90",
          "--exclude-path-regex", ENDLESS,
