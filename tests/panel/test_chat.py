@@ -31,6 +31,7 @@ async def test_a_chat_message_gets_a_streamed_reply_with_its_tool_calls_as_steps
 
 
 async def test_a_delegated_tasks_result_arrives_on_its_own(page, screenshot_dir):
+    await page.evaluate("() => { window.__samePage = true; }")  # gone if the page were reloaded
     await _send(page, "delegate to a coder agent: write hello.py that prints 42 and run it")
     tasks = page.locator("#chat-tasks")
     # The run ends at once with the task delegated...
@@ -40,6 +41,7 @@ async def test_a_delegated_tasks_result_arrives_on_its_own(page, screenshot_dir)
     # ...and the agent's result shows up later on the same page, with no reload or click.
     await expect(tasks).to_contain_text("succeeded", timeout=LONG)
     await expect(page.locator("#chat-log")).to_contain_text(re.compile(r"succeeded: 42"), timeout=LONG)
+    assert await page.evaluate("() => window.__samePage === true")
     await shoot(page, screenshot_dir, "chat-task-result")
 
 
@@ -54,3 +56,19 @@ async def test_an_interrupt_is_answered_from_its_card(page, screenshot_dir):
     await expect(card).to_be_hidden(timeout=LONG)
     await expect(page.locator("#chat-log")).to_contain_text("teal", timeout=LONG)
     await expect(page.locator("#chat-status")).to_contain_text("run finished", timeout=LONG)
+
+
+async def test_an_existing_thread_is_opened_with_its_conversation(page, panel_api, screenshot_dir):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=panel_api, timeout=120)
+    thread = (await client.threads.create())["thread_id"]
+    await client.runs.wait(thread, "orchestrator",
+                           input={"messages": [{"role": "user", "content": "remember the code name omega"}]})
+    await page.locator("#chat-refresh-threads").click()
+    await page.locator("#chat-thread input").click()
+    await page.get_by_role("option", name=re.compile(f"^{thread[:8]}")).click()
+    log = page.locator("#chat-log")
+    await expect(log).to_contain_text("remember the code name omega", timeout=60_000)
+    await expect(log).to_contain_text("Noted: the code name is omega.")
+    await shoot(page, screenshot_dir, "chat-existing-thread")
