@@ -67,6 +67,10 @@ def deploy(settings: Settings, serve_http_port: int, app_name: str | None = None
     app_name = app_name or f"rel-{uuid.uuid4().hex[:6]}"
     ensure_system(settings)
     overrides = {**settings.model_dump(mode="json", exclude_unset=True), "graphs": settings.graphs}
+    for name in ("auth_api_keys", "anthropic_api_key", "openai_api_key"):  # dumped masked: pass them as set
+        secret = getattr(settings, name)
+        if secret is not None:
+            overrides[name] = secret.get_secret_value()
     serve.run(build_app({"settings": overrides, "fabric": False}), name=app_name, route_prefix=f"/{app_name}",
               blocking=False)
     url = f"http://127.0.0.1:{serve_http_port}/{app_name}"
