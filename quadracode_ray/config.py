@@ -338,6 +338,16 @@ class Settings(BaseSettings):
         description="Wait for the WAL flush on each accepted envelope. Off: an actor crash still loses nothing; a crash of Postgres itself may lose its last ~0.6 s.",
     )
 
+    # --- LangGraph API: request limits --------------------------------------------------------------
+    api_max_body_bytes: int = Field(
+        default=16 << 20, ge=1024, le=1 << 30,
+        description="Largest request body the API accepts (413 past it); workspace uploads have their own 256 MiB limit.",
+    )
+    api_max_header_bytes: int = Field(
+        default=12 << 10, ge=1024, le=1 << 20,
+        description="Largest total size of a request's headers the API accepts (431 past it; kept under the HTTP server's own 16 KiB).",
+    )
+
     # --- LangGraph API: auth and crons ----------------------------------------------------------------
     auth_api_keys: SecretStr | None = Field(
         default=None,

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
+from docker.errors import DockerException
 from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError, RayTaskError
 
 from quadracode_ray import NAMESPACE, tracing
@@ -50,6 +51,11 @@ from sandbox.placement import node_is_alive, placement_options, placement_record
 def _translate(exc: BaseException, workspace_id: str) -> BaseException:
     if isinstance(exc, RayTaskError):
         cause = getattr(exc, "cause", None)
+        if isinstance(cause, DockerException):
+            # The engine refused or lost the container under the actor (the workspace removed
+            # meanwhile, the engine restarting): a typed error callers can retry, not a crash.
+            return WorkspaceUnavailable(f"workspace {workspace_id!r}: its container is not usable now "
+                                        f"({type(cause).__name__}: {str(cause)[:200]})")
         if isinstance(cause, BaseException):
             return cause
     if isinstance(exc, RayActorError | GetTimeoutError | ActorUnschedulableError):
