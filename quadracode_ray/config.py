@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -33,6 +35,14 @@ ENV_PREFIX = "QUADRACODE_"
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "quadracode-ray"
+
+
+class ModelPrice(BaseModel):
+    """What a model costs, in US dollars per million tokens (``settings.model_prices``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
 
 
 class SettingsError(ValueError):
@@ -201,6 +211,22 @@ class Settings(BaseSettings):
     autonomy_max_agents_per_thread: int = Field(
         default=8, ge=0, description="Agents a thread may spawn before it stops and asks the human."
     )
+    budget_thread_tokens: int | None = Field(
+        default=None, ge=1, description="LLM tokens a thread may spend (its delegated tasks' included) before it stops and asks the human; unset: no limit."
+    )
+    budget_thread_cost_usd: float | None = Field(
+        default=None, gt=0, description="US dollars a thread may spend on models (priced by model_prices) before it stops and asks the human; unset: no limit."
+    )
+    budget_task_tokens: int | None = Field(
+        default=None, ge=1, description="LLM tokens one delegated task may spend before its agent stops and asks; unset: no limit."
+    )
+    budget_task_cost_usd: float | None = Field(
+        default=None, gt=0, description="US dollars one delegated task may spend before its agent stops and asks; unset: no limit."
+    )
+    model_prices: dict[str, ModelPrice] = Field(
+        default={},
+        description='Prices per model for cost budgets and metrics, as JSON {"provider:model" or "model": {"input_per_mtok": 3.0, "output_per_mtok": 15.0}} (US dollars per million tokens); a model without a price costs 0.',
+    )
 
     # --- LangGraph API: graphs and run executors -------------------------------------------------
     graphs: dict[str, str] = Field(
@@ -245,6 +271,16 @@ class Settings(BaseSettings):
         default=["$"], min_length=1,
         description="JSON paths of an item's value that are embedded (as store.index.fields; $ is the whole value).",
     )
+
+    @field_serializer("model_prices")
+    def _prices_as_json(self, value: dict[str, ModelPrice]) -> str:
+        return json.dumps({name: price.model_dump() for name, price in value.items()})
+
+    @field_validator("model_prices", mode="before")
+    @classmethod
+    def _prices_from_json(cls, value: object) -> object:
+        # As serialised above, e.g. a Serve app's settings dumped in JSON mode.
+        return json.loads(value) if isinstance(value, str) else value
 
     @field_serializer("graphs", "store_index_fields", "fabric_resources", "sandbox_network", "sandbox_network_hosts")
     def _graphs_as_json(self, value: dict[str, str] | dict[str, float] | list[str] | bool) -> str:
@@ -313,6 +349,16 @@ class Settings(BaseSettings):
         description="Wait for the WAL flush on each accepted envelope. Off: an actor crash still loses nothing; a crash of Postgres itself may lose its last ~0.6 s.",
     )
 
+    # --- LangGraph API: request limits --------------------------------------------------------------
+    api_max_body_bytes: int = Field(
+        default=16 << 20, ge=1024, le=1 << 30,
+        description="Largest request body the API accepts (413 past it); workspace uploads have their own 256 MiB limit.",
+    )
+    api_max_header_bytes: int = Field(
+        default=12 << 10, ge=1024, le=1 << 20,
+        description="Largest total size of a request's headers the API accepts (431 past it; kept under the HTTP server's own 16 KiB).",
+    )
+
     # --- LangGraph API: auth and crons ----------------------------------------------------------------
     auth_api_keys: SecretStr | None = Field(
         default=None,
@@ -337,6 +383,11 @@ class Settings(BaseSettings):
     )
 
     # --- operations ----------------------------------------------------------------------------------
+    otlp_endpoint: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="OTLP/HTTP traces URL (e.g. http://127.0.0.1:6006/v1/traces) that runs, model calls, tool calls and sandbox operations are exported to as OpenTelemetry spans; unset: no tracing, at no cost.",
+    )
+    trace_service_name: str = Field(default="quadracode-ray", min_length=1, description="service.name of the exported spans.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of every process of the system."
     )

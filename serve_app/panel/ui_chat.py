@@ -1,4 +1,4 @@
-"""The Chat tab: an assistant and a thread, replies streamed token by token, tool calls as
+"""The Chat tab: an assistant and a thread, replies redrawn at each streamed message chunk, tool calls as
 collapsible steps, the thread's delegated tasks, interrupts as accept / edit / respond cards,
 cancel and emergency stop. After each run the tab keeps watching the thread (join_stream), so an
 agent's result that arrives later shows up without a reload."""
