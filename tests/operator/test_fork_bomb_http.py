@@ -47,7 +47,7 @@ async def test_ok_and_another_workspace_answer_within_a_second_while_a_workspace
         assert container.attrs["HostConfig"]["CpuShares"] == 256  # below the host's 1024
         assert (await slow.post(f"/workspaces/{calm}/exec", json={"command": "true"})).status_code == 200
         idle_pids = container_pids(container)
-        calm_before, _ = await _timed(probe.get("/ok"))  # warm connection, baseline
+        _, calm_before = await _timed(probe.get("/ok"))  # warm connection, baseline
 
         bomb_started = time.monotonic()
         bomb = asyncio.ensure_future(slow.post(f"/workspaces/{bomber}/exec",
