@@ -6,10 +6,15 @@
   client minted its id.
 - ``POST /threads/{thread_id}/stream/events``: SSE of the thread's wire events matching the
   body's filter (``channels``, ``namespaces``, ``depth``), those with ``seq > since`` when
-  ``since`` is given; 404 for a thread that does not exist (yet).
+  ``since`` is given.
 - ``WebSocket /threads/{thread_id}/stream/events``: the same events for the socket's
   subscriptions (``subscription.subscribe`` / ``reconnect`` / ``unsubscribe``), and the
   commands above, ``agent.getTree`` too.
+
+A thread nobody created yet (the client minted its id and has not sent ``run.start``) streams
+as the official server's does: heartbeats, then its events once a run creates it. Another
+owner's thread is a 404 (SSE) or a refused socket; one created by another owner while a stream
+waited on its id ends that stream before any of its events (``_OwnerGate``).
 
 Events come from the thread's tape (serve_app/runs/v3_tape.py): replayed from the thread's
 first run and followed from there (one reader per thread and replica, shared by its streams),
@@ -77,9 +82,35 @@ def _tapes(connection: Request | WebSocket) -> ThreadTapes:
     return tapes
 
 
-async def _sse(tapes: ThreadTapes, thread_id: str, wanted: Filter, since: int | None):
+class _OwnerGate:
+    """With API keys on, a stream's events only once its thread is the caller's: checked when
+    the first events come (the thread exists then: its run created it)."""
+
+    def __init__(self, context, thread_id: str, owner: str | None):
+        self.context, self.thread_id, self.owner = context, thread_id, owner
+        self.checked = owner is None
+
+    async def allows(self) -> bool:
+        if not self.checked:
+            if not await thread_records.exists(await self.context.ready(), self.thread_id, self.owner):
+                return False
+            self.checked = True
+        return True
+
+
+async def _visibility(context, thread_id: str, owner: str | None) -> str:
+    """``visible``, ``missing`` (nobody created it yet) or ``hidden`` (another owner's)."""
+    pool = await context.ready()
+    if await thread_records.exists(pool, thread_id, owner):
+        return "visible"
+    return "hidden" if owner is not None and await thread_records.exists(pool, thread_id, None) else "missing"
+
+
+async def _sse(tapes: ThreadTapes, thread_id: str, wanted: Filter, since: int | None, gate: _OwnerGate):
     async with tapes.open(thread_id) as tape:
         async for batch in tape.follow():
+            if not await gate.allows():
+                return
             chunk = [frame(event["method"], orjson.dumps(event), str(event["seq"])) for event in batch
                      if (since is None or event["seq"] > since) and wanted.matches(event)]
             if chunk:
@@ -97,9 +128,11 @@ async def thread_events(thread_id: str, request: Request, owner: str | None = De
     except ValueError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=400)
     context = request.app.state.context
-    if not await thread_records.exists(await context.ready(), thread_id, owner):
+    if await _visibility(context, thread_id, owner) == "hidden":
         raise NotFound(f"Thread with ID {thread_id} not found")
-    return StreamingResponse(with_heartbeats(_sse(_tapes(request), thread_id, wanted, parse_since(body.get("since")))),
+    events = _sse(_tapes(request), thread_id, wanted, parse_since(body.get("since")),
+                  _OwnerGate(context, thread_id, owner))
+    return StreamingResponse(with_heartbeats(events),
                              media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
 
 
@@ -108,6 +141,7 @@ class _Socket:
     subscription), and one writer at a time."""
 
     def __init__(self, websocket: WebSocket, thread_id: str, owner: str | None, session: V3Session):
+        self.gate = _OwnerGate(websocket.app.state.context, thread_id, owner)
         self.websocket = websocket
         self.thread_id = thread_id
         self.owner = owner
@@ -122,6 +156,8 @@ class _Socket:
 
     async def pump(self, tape) -> None:
         async for batch in tape:
+            if not await self.gate.allows():
+                raise PermissionError(f"thread {self.thread_id} belongs to another owner")
             async with self.lock:
                 self.events += batch
                 for event in batch:
@@ -181,9 +217,13 @@ async def thread_socket(websocket: WebSocket, thread_id: str):
     except ValueError:
         await websocket.close(code=1008, reason="thread_id must be a UUID")
         return
+    owner = getattr(websocket.state, "owner", None)
+    if await _visibility(websocket.app.state.context, thread_id, owner) == "hidden":
+        await websocket.close(code=1008, reason=f"Thread with ID {thread_id} not found")
+        return
     await websocket.accept()
     async with _tapes(websocket).open(thread_id) as tape:
-        socket = _Socket(websocket, thread_id, getattr(websocket.state, "owner", None), tape.session)
+        socket = _Socket(websocket, thread_id, owner, tape.session)
         await _serve_socket(socket, websocket, tape.follow())
 
 
@@ -196,7 +236,7 @@ async def _serve_socket(socket: _Socket, websocket: WebSocket, tape) -> None:
             done, _ = await asyncio.wait({receiver, pump}, return_when=asyncio.FIRST_COMPLETED)
             if receiver not in done:
                 receiver.cancel()
-                pump.result()  # the tape only ends by failing
+                pump.result()  # the tape only ends by failing, or by the owner gate
                 return
             payload = _body(receiver.result().encode())
             answer = malformed(payload) if payload is not None else error(
@@ -206,6 +246,9 @@ async def _serve_socket(socket: _Socket, websocket: WebSocket, tape) -> None:
             await socket.send(answer)
     except WebSocketDisconnect:
         pass
+    except PermissionError:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1008, reason="Thread not found")
     except Exception:
         log.exception("thread %s: v3 WebSocket failed", thread_id)
         with contextlib.suppress(Exception):
