@@ -12,8 +12,9 @@ Wire events are ``{"type": "event", "event_id", "seq", "method", "params": {"nam
 ``lifecycle`` ``running`` first; the run's events (``values``, ``updates``, ``messages``,
 ``tools``, ``custom``, ``tasks``, ``checkpoints``, subgraph ``lifecycle``); an interrupt as
 ``input.requested`` plus a root ``lifecycle`` ``interrupted``; at its end a root ``lifecycle``
-``completed`` or ``failed`` (a cancelled run is ``failed`` with the reason, where the official
-server leaves clients waiting), after ``completed`` for every subgraph still open.
+``completed`` or ``failed``, after ``completed`` for every subgraph still open. As on the official
+server, a cancelled run ends ``interrupted`` (which the SDK does not take as the run's end: its
+``thread.output`` keeps waiting), and one cancelled with rollback (deleted) ends with no event.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from typing import Any
 
 import orjson
 
+from serve_app.runs.v3_state import state_payload
+
 CHANNELS = frozenset({"values", "updates", "checkpoints", "messages", "tools", "custom",
                       "lifecycle", "input", "tasks"})
-CANCELLED = "Run was cancelled"
 
 
 def supported_channel(value: Any) -> bool:
@@ -163,11 +165,13 @@ class V3Session:
         return self._take()
 
     def end_run(self, status: str, output: Any, interrupted: bool) -> list[dict]:
-        """The run's end: its queue status (success, error, interrupted = cancelled), its output,
-        and whether the thread waits on an interrupt now."""
+        """The run's end: its queue status (success, error, interrupted = cancelled, deleted =
+        cancelled with rollback), its output, and whether the thread waits on an interrupt now."""
         self._source = ""
         if not self._terminal:
             self._terminal = True
+            if status == "deleted":
+                return self._take()  # as the official server: a rolled-back run ends unannounced
             for namespace in sorted((ns for ns, (st, _) in self._namespaces.items() if ns and st == "started"),
                                     key=len, reverse=True):
                 self._lifecycle(list(namespace), "completed")
@@ -175,7 +179,7 @@ class V3Session:
             if status == "success":
                 self._lifecycle([], "interrupted" if has_interrupt else "completed")
             elif status == "interrupted":
-                self._lifecycle([], "failed", error=CANCELLED)
+                self._lifecycle([], "interrupted")
             else:
                 error = output.get("__error__") if isinstance(output, dict) else None
                 message = error.get("message") if isinstance(error, dict) else None
@@ -367,7 +371,7 @@ class V3Session:
         if method.startswith("custom:") and len(method) > 7:
             data, method = {"name": method[7:], "payload": data}, "custom"
         if method in ("values", "updates"):
-            data = _without_interrupts(data)
+            data = state_payload(data)  # the protocol's messages and content blocks, no __interrupt__
         params: dict[str, Any] = {"namespace": namespace, "timestamp": timestamp or int(time.time() * 1000),
                                   "data": data}
         if node is not None:
