@@ -309,6 +309,12 @@ class Settings(BaseSettings):
         description="Serve the Gradio control panel at /ui (a client of this API over HTTP; with API keys on it asks for one).",
     )
 
+    # --- agents: MCP servers --------------------------------------------------------------------------
+    mcp_headers: SecretStr | None = Field(
+        default=None,
+        description="Request headers for the HTTP MCP servers assistants name, as JSON {name: {header: value}}; an assistant's server config names an entry (\"headers\": \"name\") and never holds the values.",
+    )
+
     # --- operations ----------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of every process of the system."
@@ -356,6 +362,20 @@ class Settings(BaseSettings):
             raise ValueError('must be JSON {"owner": "key"} (the value is not JSON)') from None
         if not isinstance(parsed, dict) or not parsed:
             raise ValueError('must be a non-empty JSON object {"owner": "key" or ["key", ...]}')
+        return value
+
+    @field_validator("mcp_headers")
+    @classmethod
+    def _mcp_headers_json(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            parsed = json.loads(value.get_secret_value())
+        except ValueError:
+            raise ValueError('must be JSON {"name": {"Header": "value"}} (the value is not JSON)') from None
+        if not isinstance(parsed, dict) or not all(
+                isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values()) for entry in parsed.values()):
+            raise ValueError('must be a JSON object {"name": {"Header": "value", ...}}')
         return value
 
     @model_validator(mode="after")

@@ -102,6 +102,10 @@ async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, 
     config = run_config(run)
     # Clients (fleet, delegation, workspace) the built-in graphs take from configurable; a
     # value the caller sent under the same key is a JSON value, never a client, so ours win.
+    if isinstance(config["configurable"].get("guardrails"), dict) and "guardrails" in (clients or {}):
+        # An assistant's own guardrails share their key with the host's guardrail source:
+        # kept aside for the graph, which puts them on top (graphs/assistant_config.py).
+        config["configurable"]["assistant_guardrails"] = config["configurable"]["guardrails"]
     config["configurable"].update(clients or {})
     context = kwargs.get("context") or None
     native = sorted({_NATIVE[m] for m in modes if m in _NATIVE} | {"values"})

@@ -38,6 +38,13 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
 from quadracode_ray.config import Settings, load_settings
+from quadracode_ray.graphs.assistant_config import (
+    AssistantConfigurable,
+    context_policy,
+    host_guardrails,
+    read_assistant_config,
+    with_assistant_guardrails,
+)
 from quadracode_ray.graphs.checkpoint import namespaced
 from quadracode_ray.graphs.context import ContextPolicy, context_policy_from_settings
 from quadracode_ray.graphs.control import Guardrails, GuardrailSource, StopSignal
@@ -109,7 +116,7 @@ def build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient,
         route = core.route_after_tools(state)
         return "complete" if route == "__end__" else route
 
-    graph = StateGraph(AgentState)
+    graph = StateGraph(AgentState, context_schema=AssistantConfigurable)
     graph.add_node("start", start)
     graph.add_node("model", core.model_node)
     graph.add_node("tools", core.tools_node)
@@ -139,21 +146,22 @@ class _NoWorkspace:
 
 
 def graph(config: RunnableConfig) -> Any:
-    """The agent for one run, from ``config["configurable"]``: ``model`` (ChatModel or spec;
-    default from settings), ``system_prompt`` (default ``AGENT_SYSTEM_PROMPT``),
-    ``context_token_budget`` (default from settings), ``workspace``, ``agent_id``, ``stop``; so
-    two assistants of this graph can differ in model, prompt or context budget. The caller
-    attaches the checkpointer. This is what ``quadracode_ray.graphs.agent:graph`` names in a
-    graph registry."""
+    """The agent for one run, from ``config["configurable"]``: the assistant's settings (see
+    ``graphs.assistant_config``: ``model``, ``system_prompt``, ``context_token_budget``,
+    ``guardrails``, ``mcp_servers``; defaults from the installation's settings) and the clients
+    the host put there (``workspace``, ``agent_id``, ``stop``, ``events``, the ``guardrails``
+    source). So two assistants of this graph can differ in model, prompt, budget, limits and
+    tools. The caller attaches the checkpointer. This is what ``quadracode_ray.graphs.agent:graph``
+    names in a graph registry."""
     configurable = config.get("configurable") or {}
     settings = load_settings()
-    model = configurable.get("model")
-    if not isinstance(model, ChatModel):
-        model = shared_chat_model(model, settings)
-    budget = configurable.get("context_token_budget")
-    context = ContextPolicy(token_budget=budget) if budget is not None else None
-    return build_agent_graph(model=model, workspace=configurable.get("workspace") or _NoWorkspace(),
-                             agent_id=configurable.get("agent_id"), stop=configurable.get("stop"),
-                             guardrails=configurable.get("guardrails"),
-                             system_prompt=configurable.get("system_prompt") or None, context=context,
+    assistant = read_assistant_config(configurable)
+    given = configurable.get("model")
+    model = given if isinstance(given, ChatModel) else shared_chat_model(assistant.model, settings)
+    workspace = configurable.get("workspace") or _NoWorkspace()
+    base = host_guardrails(configurable, settings)
+    return build_agent_graph(model=model, workspace=workspace, agent_id=configurable.get("agent_id"),
+                             stop=configurable.get("stop"),
+                             guardrails=with_assistant_guardrails(base, assistant.guardrails),
+                             system_prompt=assistant.system_prompt, context=context_policy(assistant, settings),
                              settings=settings)

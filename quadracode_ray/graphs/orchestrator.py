@@ -58,6 +58,13 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
 from quadracode_ray.config import Settings, load_settings
+from quadracode_ray.graphs.assistant_config import (
+    AssistantConfigurable,
+    context_policy,
+    host_guardrails,
+    read_assistant_config,
+    with_assistant_guardrails,
+)
 from quadracode_ray.graphs.checkpoint import namespaced
 from quadracode_ray.graphs.context import ContextPolicy, context_policy_from_settings
 from quadracode_ray.graphs.control import Guardrails, GuardrailSource, StopSignal
@@ -150,7 +157,7 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
             update["messages"] = folded
         return update
 
-    graph = StateGraph(OrchestratorState)
+    graph = StateGraph(OrchestratorState, context_schema=AssistantConfigurable)
     graph.add_node("ingest", ingest)
     graph.add_node("model", core.model_node)
     graph.add_node("tools", core.tools_node)
@@ -163,17 +170,21 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
 
 
 def graph(config: RunnableConfig) -> Any:
-    """The orchestrator for one run, from ``config["configurable"]``: ``model`` (a ChatModel or a
-    ``provider:model`` spec; default from settings) and the clients the caller put there
-    (``workspace``, ``fleet``, ``delegation``, ``stop``, ``guardrails``). Tools whose client is missing are left
-    out. The caller attaches the checkpointer (``namespaced(saver, ns)`` to isolate it).
-    This is what ``quadracode_ray.graphs.orchestrator:graph`` names in a graph registry."""
+    """The orchestrator for one run, from ``config["configurable"]``: the assistant's settings
+    (see ``graphs.assistant_config``: ``model``, ``system_prompt``, ``context_token_budget``,
+    ``guardrails``, ``mcp_servers``; defaults from the installation's settings) and the clients
+    the caller put there (``workspace``, ``fleet``, ``delegation``, ``stop``, ``events``, the
+    ``guardrails`` source). Tools whose client is missing are left out. The caller attaches the
+    checkpointer (``namespaced(saver, ns)`` to isolate it). This is what
+    ``quadracode_ray.graphs.orchestrator:graph`` names in a graph registry."""
     configurable = config.get("configurable") or {}
     settings = load_settings()
-    model = configurable.get("model")
-    if not isinstance(model, ChatModel):
-        model = shared_chat_model(model, settings)
+    assistant = read_assistant_config(configurable)
+    given = configurable.get("model")
+    model = given if isinstance(given, ChatModel) else shared_chat_model(assistant.model, settings)
+    guardrails = with_assistant_guardrails(host_guardrails(configurable, settings), assistant.guardrails)
     return build_orchestrator_graph(model=model, workspace=configurable.get("workspace"),
                                     fleet=configurable.get("fleet"), delegation=configurable.get("delegation"),
-                                    stop=configurable.get("stop"), guardrails=configurable.get("guardrails"),
+                                    stop=configurable.get("stop"), guardrails=guardrails,
+                                    system_prompt=assistant.system_prompt, context=context_policy(assistant, settings),
                                     settings=settings)

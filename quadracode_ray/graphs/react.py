@@ -163,7 +163,10 @@ class ReactCore:
         write = _writer()
         manager = AsyncCallbackManager.configure(inheritable_callbacks=config.get("callbacks"),
                                                  inheritable_tags=config.get("tags"),
-                                                 inheritable_metadata=config.get("metadata"))
+                                                 inheritable_metadata=config.get("metadata"),
+                                                 # LangChain's names, so stream metadata says which model spoke.
+                                                 local_metadata={"ls_provider": self.model.provider,
+                                                                 "ls_model_name": self.model.model})
         (run,) = await manager.on_chat_model_start(
             {"name": f"{self.model.provider}:{self.model.model}"}, [list(prompt)],
             invocation_params={"provider": self.model.provider, "model": self.model.model},

@@ -19,8 +19,32 @@ from langgraph_sdk.errors import APIError
 DEFAULT_TIMEOUT = 30.0
 
 
+KEY_HINTS = {
+    401: "Paste your key in the API key field at the top of the panel and press Use key.",
+    403: "Check the key in the API key field at the top of the panel.",
+}
+
+
 class PanelError(Exception):
-    """A failure the panel shows to its user as is."""
+    """A failure the panel shows to its user as is (``status``: the API's HTTP status, if any)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status an API call failed with, when it got an answer."""
+    if isinstance(exc, PanelError):
+        return exc.status
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None) if isinstance(exc, (httpx.HTTPStatusError, APIError)) else None
+
+
+def _with_hint(status: int, detail: str) -> str:
+    # A missing or refused key says where to give one (a 403 of an admin route keeps its reason).
+    hint = KEY_HINTS.get(status) if status == 401 or "api key" in detail.lower() else None
+    return f"{status}: {detail}" + (f" {hint}" if hint else "")
 
 
 def readable(exc: BaseException) -> str:
@@ -28,11 +52,11 @@ def readable(exc: BaseException) -> str:
     if isinstance(exc, PanelError):
         return str(exc)
     if isinstance(exc, httpx.HTTPStatusError):
-        return f"{exc.response.status_code}: {_detail(exc.response)}"
+        return _with_hint(exc.response.status_code, _detail(exc.response))
     if isinstance(exc, APIError):
         response = getattr(exc, "response", None)
         if response is not None:
-            return f"{response.status_code}: {_detail(response)}"
+            return _with_hint(response.status_code, _detail(response))
         return str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         return "The API did not answer in time."
@@ -78,7 +102,7 @@ class PanelClient:
             response = await self.http.request(method, path, **kwargs)
             response.raise_for_status()
         except Exception as exc:
-            raise PanelError(readable(exc)) from exc
+            raise PanelError(readable(exc), status_of(exc)) from exc
         if not response.content:
             return None
         if response.headers.get("content-type", "").startswith("application/json"):
@@ -122,14 +146,14 @@ class PanelClient:
         except PanelError:
             raise
         except Exception as exc:
-            raise PanelError(readable(exc)) from exc
+            raise PanelError(readable(exc), status_of(exc)) from exc
 
     async def text(self, path: str) -> str:
         try:
             response = await self.http.get(path)
             response.raise_for_status()
         except Exception as exc:
-            raise PanelError(readable(exc)) from exc
+            raise PanelError(readable(exc), status_of(exc)) from exc
         return response.text
 
     # --- LangGraph API -----------------------------------------------------------------------------
@@ -137,7 +161,7 @@ class PanelClient:
         try:
             return await awaitable
         except Exception as exc:
-            raise PanelError(readable(exc)) from exc
+            raise PanelError(readable(exc), status_of(exc)) from exc
 
     async def assistants(self) -> list[dict[str, Any]]:
         return await self.call(self.langgraph.assistants.search(limit=100))
@@ -183,7 +207,7 @@ class PanelClient:
             async for part in stream:
                 yield part
         except Exception as exc:
-            raise PanelError(readable(exc)) from exc
+            raise PanelError(readable(exc), status_of(exc)) from exc
 
     async def join_thread(self, thread_id: str) -> AsyncIterator[Any]:
         try:
@@ -192,7 +216,7 @@ class PanelClient:
             async for part in await self.langgraph.threads.join_stream(thread_id, stream_mode="run_modes"):
                 yield part
         except Exception as exc:
-            raise PanelError(readable(exc)) from exc
+            raise PanelError(readable(exc), status_of(exc)) from exc
 
     # --- operator API: fleet, events, control -------------------------------------------------------
     async def fleet_agents(self) -> list[dict[str, Any]]:
@@ -259,7 +283,7 @@ class PanelClient:
             response = await self.http.get(self._ws(workspace_id, "/files/content"), params={"path": path})
             response.raise_for_status()
         except Exception as exc:
-            raise PanelError(readable(exc)) from exc
+            raise PanelError(readable(exc), status_of(exc)) from exc
         return response.content
 
     async def write_file(self, workspace_id: str, path: str, content: bytes) -> Any:

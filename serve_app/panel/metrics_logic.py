@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
+import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
 Sample = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -93,11 +93,14 @@ def points(chart: Chart, before: tuple[float, Sample], after: tuple[float, Sampl
     return result
 
 
+KEEP = 120  # scrapes kept: 6 minutes at the panel's 3 s
+
+
 @dataclass
 class MetricsHistory:
     """The last ``keep`` scrapes; ``series`` gives each chart's rows for a line plot."""
 
-    keep: int = 120
+    keep: int = KEEP
     scrapes: deque = field(default_factory=deque)
 
     def add(self, at: float, text: str) -> None:
@@ -106,10 +109,59 @@ class MetricsHistory:
             self.scrapes.popleft()
 
     def series(self, chart: Chart) -> list[dict[str, object]]:
+        """The chart's points: ``t`` in seconds relative to the latest scrape (0 = now, older
+        points negative), ``value``, and ``series`` (the line it belongs to). A counter is only
+        exported once something was counted, so a rate line reads 0 where its counter did not
+        exist yet (nothing had happened); a mean has no point where nothing ended."""
         rows: list[dict[str, object]] = []
         scrapes = list(self.scrapes)
+        if not scrapes:
+            return rows
+        latest = scrapes[-1][0]
+        known: set[str] = set()
+        if chart.how == "rate":
+            for _, sample in scrapes:
+                known |= set(_grouped(sample, chart.metric, chart))
         for before, after in zip(scrapes, scrapes[1:], strict=False):
-            when = datetime.fromtimestamp(after[0], UTC).replace(tzinfo=None)
-            for group, value in points(chart, before, after).items():
-                rows.append({"time": when, "value": round(value, 6), "series": group})
+            values = {**dict.fromkeys(known, 0.0), **points(chart, before, after)}
+            for group, value in sorted(values.items()):
+                rows.append({"t": round(after[0] - latest, 1), "value": round(value, 6), "series": group})
         return rows
+
+
+def series_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """A chart's rows as a frame with fixed column types, also when empty: the plot takes its axes'
+    kinds from the first frame it is given, and an empty untyped one makes both axes categorical
+    (no line is drawn then)."""
+    return pd.DataFrame({
+        "t": pd.Series([r["t"] for r in rows], dtype="float64"),
+        "value": pd.Series([r["value"] for r in rows], dtype="float64"),
+        "series": pd.Series([str(r["series"]) for r in rows], dtype="object"),
+    })
+
+
+LATEST_HEADERS = ["chart", "line", "latest", "unit"]
+
+
+def latest_rows(series: list[list[dict[str, object]]], charts: list[Chart] | None = None) -> list[list[object]]:
+    """Each chart line's value at the latest sample (``series`` in the order of ``charts``); a
+    chart with no figures yet has one row saying so."""
+    rows: list[list[object]] = []
+    for chart, points_of_chart in zip(charts or CHARTS, series, strict=True):
+        newest = max((p["t"] for p in points_of_chart), default=None)
+        lines = [p for p in points_of_chart if p["t"] == newest]
+        if not lines:
+            rows.append([chart.title, "", "no figures yet", chart.unit])
+        for point in sorted(lines, key=lambda p: str(p["series"])):
+            rows.append([chart.title, str(point["series"]), f"{float(point['value']):.4g}", chart.unit])
+    return rows
+
+
+def sampling_note(history: MetricsHistory, series: list[list[dict[str, object]]]) -> str:
+    """One line above the charts: how much was sampled and how many charts have figures."""
+    scrapes = list(history.scrapes)
+    if len(scrapes) < 2:
+        return "waiting for the first two samples…"
+    span = scrapes[-1][0] - scrapes[0][0]
+    with_data = sum(1 for rows in series if rows)
+    return f"{len(scrapes)} samples over {span:.0f} s; {with_data} of {len(series)} charts have figures"

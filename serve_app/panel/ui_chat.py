@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from serve_app.panel import chat_logic
+from serve_app.panel import chat_logic, views
 from serve_app.panel.client import PanelClient, PanelError, readable
 from serve_app.panel.ui_common import PanelContext, guarded
 
@@ -26,12 +26,27 @@ def _card(interrupts: list[dict[str, Any]]) -> tuple[Any, Any, Any, Any]:
             gr.update(value=json.dumps(chat_logic.accept_value(value))), value)
 
 
+def _after_run(shown: tuple, run_status: str | None) -> str:
+    """The status line once a run ended: halted on an interrupt, cancelled, failed, or done."""
+    card = shown[2]
+    if isinstance(card, dict) and card.get("visible"):
+        return "⏸ the run halted and waits for your answer on the card below"
+    if run_status == "interrupted":
+        return "■ the run was cancelled; watching the thread for later results"
+    if run_status == "error":
+        return "✗ the run failed; watching the thread for later results"
+    return "✓ run finished; watching the thread for later results"
+
+
 async def _thread_choices(client: PanelClient) -> list[tuple[str, str]]:
     threads = await client.search_threads(limit=50)
     choices = [(NEW_THREAD, "")]
     for thread in threads:
-        title = (thread.get("metadata") or {}).get("title") or ""
-        label = f"{thread['thread_id'][:8]}… {thread.get('status', '')} {title}".strip()
+        metadata = thread.get("metadata") or {}
+        title = metadata.get("title") or "" if isinstance(metadata, dict) else ""
+        tokens, cost = views.usage_of(metadata)
+        spent = f" · {tokens} tokens {cost}".rstrip() if tokens else ""
+        label = f"{thread['thread_id'][:8]}… {thread.get('status', '')} {title}".strip() + spent
         choices.append((label, thread["thread_id"]))
     return choices
 
@@ -119,7 +134,8 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
             if view.feed(part.event, part.data):
                 yield view.render(), chat_logic.task_rows(view.values), *_card([]), "running…"
         shown = await _show(client, thread_id)
-        yield (*shown, "✓ run finished; watching the thread for later results")
+        runs = await client.runs(thread_id, limit=1)
+        yield (*shown, _after_run(shown, runs[0].get("status") if runs else None))
 
     @guarded
     async def send_message(key_value: str, assistant_id: str, thread_id: str, text: str, request: gr.Request):

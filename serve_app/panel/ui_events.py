@@ -25,7 +25,9 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         apply = gr.Button("Apply filters and watch live", variant="primary", elem_id="events-apply")
         pause = gr.Button("Pause", elem_id="events-pause")
         older = gr.Button("Older events", elem_id="events-older")
-    state_note = gr.Markdown(elem_id="events-note")
+    with gr.Row():
+        state_note = gr.Markdown(elem_id="events-note")
+        count_note = gr.Markdown(elem_id="events-count")
     table = gr.Dataframe(headers=views.EVENT_HEADERS, label="Events, newest first (click one for its payload)",
                          interactive=False, elem_id="events-table", value=[], max_height=480)
     payload = gr.JSON(label="Payload", elem_id="events-payload")
@@ -51,7 +53,7 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         if resume_from is None:
             events, cursor = views.events_page(await client.events(limit=100, **query))
             kept = {"events": events, "cursor": cursor, "last_id": None, "query": query}
-        yield kept, views.events_table(kept["events"]), "● live"
+        yield kept, views.events_table(kept["events"]), "● live", _count(kept)
         async for event_name, event_id, data in client.event_stream(last_event_id=resume_from, **query):
             if newest_watch.get(session) != mine:
                 return
@@ -60,7 +62,7 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
             if not isinstance(data, dict) or event_name in ("heartbeat", "ping") or not wanted.matches(data):
                 continue
             kept["events"] = [data, *kept["events"]][:SHOWN]
-            yield kept, views.events_table(kept["events"]), "● live"
+            yield kept, views.events_table(kept["events"]), "● live", _count(kept)
 
     @guarded
     async def page_older(key_value: str, kept: dict | None, request: gr.Request):
@@ -69,7 +71,11 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         events, cursor = views.events_page(await ctx.client(request, key_value).events(
             limit=100, cursor=kept["cursor"], **kept["query"]))
         kept = {**kept, "events": [*kept["events"], *events], "cursor": cursor}
-        return kept, views.events_table(kept["events"])
+        return kept, views.events_table(kept["events"]), _count(kept)
+
+    def _count(kept: dict) -> str:
+        more = "older pages remain" if kept.get("cursor") else "the oldest is shown"
+        return f"{len(kept['events'])} events shown ({more})"
 
     def show_payload(kept: dict | None, evt: gr.SelectData):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -80,9 +86,9 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
 
     # trigger_mode="multiple": a watch never ends by itself, and Gradio's default ("once") ignores
     # a click while the previous one is pending, so Apply with new filters did nothing.
-    watching = apply.click(watch, [key, sender, recipient, kind, thread, regex, shown], [shown, table, state_note],
-                           concurrency_limit=None, trigger_mode="multiple")
+    watching = apply.click(watch, [key, sender, recipient, kind, thread, regex, shown],
+                           [shown, table, state_note, count_note], concurrency_limit=None, trigger_mode="multiple")
     pause.click(lambda: "paused (Apply resumes from the last event seen)", None, state_note, cancels=[watching])
-    older.click(page_older, [key, shown], [shown, table])
+    older.click(page_older, [key, shown], [shown, table, count_note])
     table.select(show_payload, [shown], payload)
     return {}

@@ -60,12 +60,28 @@ def parse_metadata_filter(text: str) -> dict[str, Any]:
     return result
 
 
-THREAD_HEADERS = ["thread_id", "status", "updated", "metadata"]
+THREAD_HEADERS = ["thread_id", "status", "updated", "tokens", "cost", "metadata"]
+
+
+def usage_of(metadata: Any) -> tuple[str, str]:
+    """(tokens, cost) a thread spent on models, from its metadata's ``usage`` (``total_tokens``,
+    ``cost_usd``) when the system records it; blank when it does not."""
+    usage = metadata.get("usage") if isinstance(metadata, dict) else None
+    if not isinstance(usage, dict):
+        return "", ""
+    tokens, cost = usage.get("total_tokens"), usage.get("cost_usd")
+    return (f"{tokens:,}" if isinstance(tokens, int) else "",
+            f"${cost:.4f}" if isinstance(cost, (int, float)) else "")
 
 
 def thread_rows(threads: list[dict[str, Any]]) -> list[list[str]]:
-    return [[str(t.get("thread_id", "")), str(t.get("status", "")), short_time(t.get("updated_at")),
-             json.dumps(t.get("metadata") or {}, ensure_ascii=False)[:120]] for t in threads]
+    rows = []
+    for t in threads:
+        metadata = t.get("metadata") or {}
+        shown = {k: v for k, v in metadata.items() if k != "usage"} if isinstance(metadata, dict) else metadata
+        rows.append([str(t.get("thread_id", "")), str(t.get("status", "")), short_time(t.get("updated_at")),
+                     *usage_of(metadata), json.dumps(shown, ensure_ascii=False)[:120]])
+    return rows
 
 
 RUN_HEADERS = ["run_id", "assistant", "status", "started", "duration"]

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from quadracode_ray.graph_specs import BUILTIN_GRAPHS
+from quadracode_ray.graphs.assistant_config import AssistantConfigError, read_assistant_config
 from runs.graph_registry import GraphUnavailableError
 from serve_app.auth import current_owner
 from serve_app.context import AppContext
@@ -31,12 +33,26 @@ def ctx(request: Request) -> AppContext:
     return request.app.state.context
 
 
+def _check_builtin_config(context: AppContext, graph_id: str | None, config: dict | None, run_context: dict | None):
+    """An assistant of a built-in graph is refused (422, nothing stored) when its settings
+    (model, prompt, budget, guardrails, MCP servers) would fail every run."""
+    entry = context.graphs.get(graph_id) if graph_id else None
+    if entry is None or entry.spec not in BUILTIN_GRAPHS.values():
+        return
+    configurable = {**((config or {}).get("configurable") or {}), **(run_context or {})}
+    try:
+        read_assistant_config(configurable)
+    except AssistantConfigError as exc:
+        raise Invalid(str(exc)) from None
+
+
 @router.post("/assistants", summary="Create an assistant")
 async def create_assistant(body: AssistantCreate, request: Request, owner: Owner):
     context = ctx(request)
     pool = await context.ready()
     if body.graph_id not in context.graphs.entries:
         raise NotFound(f"Graph '{body.graph_id}' not found. Expected one of: {context.graphs.ids()}")
+    _check_builtin_config(context, body.graph_id, body.config, body.context)
     return json_response(await records.create(pool, body, owner))
 
 
@@ -69,7 +85,11 @@ async def patch_assistant(assistant_id: str, body: AssistantPatch, request: Requ
     pool = await context.ready()
     if body.graph_id is not None and body.graph_id not in context.graphs.entries:
         raise NotFound(f"Graph '{body.graph_id}' not found. Expected one of: {context.graphs.ids()}")
-    return json_response(await records.update(pool, resolve_assistant_id(context, assistant_id), body, owner))
+    assistant_id = resolve_assistant_id(context, assistant_id)
+    if body.config is not None or body.context is not None:
+        graph_id = body.graph_id or (await records.get(pool, assistant_id, owner))["graph_id"]
+        _check_builtin_config(context, graph_id, body.config, body.context)
+    return json_response(await records.update(pool, assistant_id, body, owner))
 
 
 @router.delete("/assistants/{assistant_id}", summary="Delete an assistant")

@@ -35,18 +35,20 @@ def _wanted(event: str, modes: list[str] | None) -> bool:
     return base in modes or (base == "messages" and "messages-tuple" in modes)
 
 
-async def with_heartbeats(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """``source``'s frames, with a comment frame whenever it is silent for HEARTBEAT_INTERVAL_S, so
-    proxies and clients keep a long, quiet stream open (SSE clients ignore comments)."""
+async def with_heartbeats(source: AsyncIterator[bytes], every_s: float = HEARTBEAT_INTERVAL_S,
+                          heartbeat: bytes = HEARTBEAT) -> AsyncIterator[bytes]:
+    """``source``'s frames, with a comment frame whenever it is silent for ``every_s``, so
+    proxies and clients keep a long, quiet stream open (SSE clients ignore comments); closing
+    this generator (the client left) closes ``source``."""
     iterator = source.__aiter__()
     pending: asyncio.Future | None = None
     try:
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_INTERVAL_S)
+            done, _ = await asyncio.wait({pending}, timeout=every_s)
             if not done:
-                yield HEARTBEAT
+                yield heartbeat
                 continue
             try:
                 item = pending.result()

@@ -4,6 +4,7 @@ nodes through Ray's service-discovery file, as Ray's docs configure it."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -40,6 +41,49 @@ def test_every_panel_queries_a_declared_metric_of_the_right_kind():
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"datasource", "installation"} <= variables
     assert all('installation=~"$installation"' in expr for expr in exprs)
+
+
+def declared_tags() -> dict[str, set[str]]:
+    """Each metric's tag keys, read from its ``metrics.counter/gauge/histogram(name, doc, tags)``
+    call (a tuple of strings, possibly starring a module-level tuple such as ``_TAGS``)."""
+    found: dict[str, set[str]] = {}
+    for folder in ("actors", "runs", "sandbox", "serve_app", "quadracode_ray"):
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            constants = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                         for target in node.targets if isinstance(target, ast.Name)}
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("counter", "gauge", "histogram")
+                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "metrics"
+                        and node.args and isinstance(node.args[0], ast.Constant)):
+                    found[node.args[0].value] = _strings(node.args[2], constants) if len(node.args) > 2 else set()
+    return found
+
+
+def _strings(node: ast.AST, constants: dict[str, ast.AST]) -> set[str]:
+    if isinstance(node, ast.Name) and node.id in constants:
+        return _strings(constants[node.id], constants)
+    if isinstance(node, ast.Starred):
+        return _strings(node.value, constants)
+    if isinstance(node, ast.Tuple | ast.List):
+        return set().union(*(_strings(element, constants) for element in node.elts))
+    return {node.value} if isinstance(node, ast.Constant) and isinstance(node.value, str) else set()
+
+
+def test_every_panel_groups_by_labels_its_metric_has():
+    """A label the series lacks (a renamed tag) sums every series into one unlabelled line."""
+    dashboard = json.loads((ROOT / "observability" / "grafana-quadracode.json").read_text())
+    tags = declared_tags()
+    assert tags["llm_tokens_total"] == {"provider", "model", "direction"}
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            (name, suffix), *_ = QUERIED.findall(expr)
+            allowed = tags[name] | {"installation"} | ({"le"} if suffix == "_bucket" else set())
+            for group in re.findall(r"\bby \(([^)]*)\)", expr):
+                labels = {label.strip() for label in group.split(",")}
+                assert labels <= allowed, f"{panel['title']}: {expr} groups by {labels - allowed}, not labels of {name}"
 
 
 def test_prometheus_scrapes_the_nodes_listed_in_rays_service_discovery_file():

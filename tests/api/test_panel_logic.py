@@ -156,8 +156,39 @@ def test_metrics_become_rates_means_and_gauges():
     assert [(r["series"], r["value"]) for r in by_title["api_run_seconds"]] == [("orchestrator", 1.5)]
     assert [(r["series"], r["value"]) for r in by_title["agents_alive"]] == [("fleet", 3.0)]
     assert by_title["envelopes_total"] == []
+    assert [r["t"] for r in by_title["api_runs_total"]] == [0.0]  # seconds before the latest sample
     history.add(104.0, SCRAPE_2)
     assert len(history.scrapes) == 2  # bounded
+    assert [(r["t"], r["value"]) for r in history.series(metrics_logic.CHARTS[0])] == [(0.0, 0.0)]
+
+
+def test_metrics_frames_are_typed_and_the_latest_figures_listed():
+    empty = metrics_logic.series_frame([])
+    # Typed even when empty: an untyped first frame would make the plot's axes categorical.
+    assert [str(t) for t in empty.dtypes] == ["float64", "float64", "object"] and list(empty.columns) == [
+        "t", "value", "series"]
+    history = metrics_logic.MetricsHistory()
+    assert metrics_logic.sampling_note(history, []) == "waiting for the first two samples…"
+    for at, text in ((100.0, SCRAPE_1), (102.0, SCRAPE_2), (104.0, SCRAPE_2)):
+        history.add(at, text)
+    series = [history.series(chart) for chart in metrics_logic.CHARTS]
+    frame = metrics_logic.series_frame(series[0])
+    assert frame["t"].tolist() == [-2.0, 0.0] and frame["value"].tolist() == [3.0, 0.0]
+    rows = metrics_logic.latest_rows(series)
+    assert ["API runs per second, by graph", "orchestrator", "0", "runs/s"] in rows
+    assert ["Agents alive", "fleet", "3", "agents"] in rows
+    assert ["Envelopes per second", "", "no figures yet", "envelopes/s"] in rows
+    assert metrics_logic.sampling_note(history, series) == "3 samples over 4 s; 3 of 6 charts have figures"
+
+
+def test_a_counter_that_appears_reads_0_before_and_a_mean_has_points_only_where_something_ended():
+    history = metrics_logic.MetricsHistory()
+    envelopes = SCRAPE_1 + "# TYPE ray_quadracode_envelopes_total counter\nray_quadracode_envelopes_total{kind=\"note\"} 6\n"
+    for at, text in ((100.0, SCRAPE_1), (102.0, SCRAPE_1), (104.0, envelopes)):
+        history.add(at, text)
+    by_metric = {chart.metric: chart for chart in metrics_logic.CHARTS}
+    assert [(r["t"], r["value"]) for r in history.series(by_metric["envelopes_total"])] == [(-2.0, 0.0), (0.0, 3.0)]
+    assert history.series(by_metric["api_run_seconds"]) == []  # no run ended in either interval
 
 
 def test_the_api_url_is_found_from_the_panel_page_under_any_prefix():
@@ -200,3 +231,34 @@ async def test_a_key_given_in_the_panel_goes_with_every_call_and_only_that_sessi
         await without.workspaces()
     assert seen == ["k-alice", None]
     assert isinstance(PanelClient("http://x/", "k").url, str) and PanelClient("http://x/").url == "http://x"
+
+
+def test_a_missing_or_refused_key_says_where_to_give_one():
+    from serve_app.panel.client import status_of
+    from serve_app.panel.ui_common import access_note
+
+    request = httpx.Request("GET", "http://x/threads/search")
+    missing = httpx.Response(401, json={"detail": "Missing API key: send 'X-Api-Key: <key>'."}, request=request)
+    refused = httpx.Response(403, json={"detail": "Invalid API key."}, request=request)
+    admin_only = httpx.Response(403, json={"detail": "admin keys only"}, request=request)
+    error = httpx.HTTPStatusError("x", request=request, response=missing)
+    assert readable(error).endswith("Paste your key in the API key field at the top of the panel and press Use key.")
+    assert status_of(error) == 401 and status_of(PanelError("x", 403)) == 403 and status_of(ValueError()) is None
+    refused_text = readable(httpx.HTTPStatusError("x", request=request, response=refused))
+    assert refused_text == "403: Invalid API key. Check the key in the API key field at the top of the panel."
+    assert readable(httpx.HTTPStatusError("x", request=request, response=admin_only)) == "403: admin keys only"
+    assert "asks for a key" in access_note(401, readable(error), False)
+    assert access_note(403, refused_text, True) == "Key refused: the API refused this key (403: Invalid API key.)."
+    assert access_note(None, "", True).startswith("✓ Key accepted") and access_note(None, "", False) == ""
+    assert access_note(503, "503: down", False) == "The API did not answer as expected: 503: down"
+
+
+def test_a_threads_spent_tokens_and_cost_show_when_its_metadata_has_them():
+    spent = {"input_tokens": 1200, "output_tokens": 34, "total_tokens": 1234, "cost_usd": 0.01234, "model_calls": 3}
+    rows = views.thread_rows([
+        {"thread_id": "t1", "status": "idle", "metadata": {"usage": spent, "project": "x"}},
+        {"thread_id": "t2", "status": "busy", "metadata": {}},
+    ])
+    assert rows[0][3:] == ["1,234", "$0.0123", '{"project": "x"}']
+    assert rows[1][3:] == ["", "", "{}"]
+    assert views.usage_of({"usage": "garbage"}) == ("", "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import stat
 import tempfile
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -58,3 +59,40 @@ def test_a_configured_password_is_used_and_not_stored(settings):
     assert not (settings.data_dir / "cluster-postgres.password").exists()
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT current_user").fetchone()[0] == "quadracode"
+
+
+class _PastPostgres(Exception):
+    """Raised by the report once `up` has set up Postgres: the rest (Ray, Serve) is not this test's."""
+
+
+def test_an_external_database_url_is_used_instead_of_the_cluster_postgres(settings, pg_admin_url):
+    """cluster.yaml's head runs `quadracode-ray up --cluster-postgres`; with QUADRACODE_DATABASE_URL
+    set there, that Postgres is migrated and used, and no cluster server is started."""
+    from quadracode_ray.launcher.system import up
+    from quadracode_ray.persistence.embedded import EmbeddedPostgres
+
+    name = f"t_external_{uuid.uuid4().hex[:8]}"
+    admin = EmbeddedPostgres.url_for(pg_admin_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    external = EmbeddedPostgres.url_for(pg_admin_url, name)
+    settings = settings.model_copy(update={"database_url": external, "ray_address": "127.0.0.1:6379"})
+    lines: list[str] = []
+
+    def report(line: str) -> None:
+        lines.append(line)
+        if line.startswith("… Ray"):
+            raise _PastPostgres
+
+    try:
+        with pytest.raises(_PastPostgres):
+            up(settings, report=report, cluster_postgres=True)
+        assert any(line.startswith("✓ Postgres: migrations") for line in lines), lines
+        assert not [line for line in lines if "cluster's server" in line]
+        assert not (settings.data_dir / "cluster-postgres").exists()
+        assert not (settings.data_dir / "cluster-postgres.password").exists()
+        with psycopg.connect(external) as conn:  # the external database got the tables
+            assert conn.execute("SELECT to_regclass('checkpoints') IS NOT NULL").fetchone()[0]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
-from pydantic import ValidationError
 
 from quadracode_ray.graphs import build_agent_graph
 from quadracode_ray.interfaces import TaskResult
@@ -85,6 +84,7 @@ async def test_messages_stream_mode_carries_token_chunks_then_no_duplicate(make_
 async def test_the_per_run_factory_takes_prompt_and_context_budget_from_the_configurable(make_model):
     """Two assistants of the `agent` graph differ by their config (as in notebooks/06_experiment)."""
     from quadracode_ray.graphs.agent import graph as agent_graph
+    from quadracode_ray.graphs.assistant_config import AssistantConfigError
 
     async def prompt_tokens(**configurable) -> list[int]:
         config = {"configurable": {"model": make_model(), "workspace": FakeWorkspace(), **configurable}}
@@ -97,5 +97,5 @@ async def test_the_per_run_factory_takes_prompt_and_context_budget_from_the_conf
     assert len(default) == len(terse) == 3  # write, exec, finish
     assert all(t < d for t, d in zip(terse, default, strict=True))
     assert len(await prompt_tokens(context_token_budget=400)) == 3
-    with pytest.raises(ValidationError, match="token_budget"):  # the budget is read, and validated
+    with pytest.raises(AssistantConfigError, match="token_budget"):  # the budget is read, and validated
         agent_graph({"configurable": {"model": make_model(), "context_token_budget": 10}})

@@ -33,19 +33,21 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def panel_api(system, serve_http_port: int) -> Iterator[str]:  # noqa: F811
-    """The Serve app (API + /ui) on the module's fabric, under a route prefix of its own."""
+def panel_api(system, serve_http_port: int, request: pytest.FixtureRequest) -> Iterator[str]:  # noqa: F811
+    """The Serve app (API + /ui) on the module's fabric, under a route prefix of its own (with the
+    module's ``PANEL_API_SETTINGS`` on top, e.g. API keys: the fabric does not need them)."""
     from ray import serve
 
     from serve_app.app import build_app
 
     app_name = f"qr-panel-{uuid.uuid4().hex[:6]}"
     settings = system.settings
-    overrides = settings.model_dump(mode="json", exclude_unset=True)
+    overrides = {**settings.model_dump(mode="json", exclude_unset=True),
+                 **getattr(request.module, "PANEL_API_SETTINGS", {})}
     serve.run(build_app({"settings": overrides, "fabric": False}), name=app_name, route_prefix=f"/{app_name}",
               blocking=False)
     url = f"http://127.0.0.1:{serve_http_port}/{app_name}"
-    assert httpx.get(f"{url}/ok", timeout=60).json() == {"ok": True}
+    assert httpx.get(f"{url}/ok", timeout=60).json() == {"ok": True}  # /ok needs no key
     yield url
     undeploy(app_name, settings.database_url)
 

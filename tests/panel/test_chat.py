@@ -31,6 +31,7 @@ async def test_a_chat_message_gets_a_streamed_reply_with_its_tool_calls_as_steps
 
 
 async def test_a_delegated_tasks_result_arrives_on_its_own(page, screenshot_dir):
+    await page.evaluate("() => { window.__samePage = true; }")  # gone if the page were reloaded
     await _send(page, "delegate to a coder agent: write hello.py that prints 42 and run it")
     tasks = page.locator("#chat-tasks")
     # The run ends at once with the task delegated...
@@ -40,6 +41,7 @@ async def test_a_delegated_tasks_result_arrives_on_its_own(page, screenshot_dir)
     # ...and the agent's result shows up later on the same page, with no reload or click.
     await expect(tasks).to_contain_text("succeeded", timeout=LONG)
     await expect(page.locator("#chat-log")).to_contain_text(re.compile(r"succeeded: 42"), timeout=LONG)
+    assert await page.evaluate("() => window.__samePage === true")
     await shoot(page, screenshot_dir, "chat-task-result")
 
 

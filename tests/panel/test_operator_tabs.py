@@ -1,7 +1,8 @@
 """The operator tabs in Chromium against the whole system: the event monitor (an event within
 2 s, a filter hiding it), the fleet (spawn and kill), workspaces (create a file, view it, run a
-command and watch its output stream; snapshot, change, diff, restore), and a screenshot of every
-tab for the README."""
+command and watch its output stream; snapshot, change, diff, restore; upload, binary download,
+background processes, a path escape refused), the fleet's cap, hotpath and force, the settings,
+the event monitor's older pages, pause and resume, and a screenshot of every tab for the README."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import re
 import time
 import uuid
 
+import httpx
 from playwright.async_api import expect
 
 from quadracode_ray.envelope import Envelope
+from serve_app.panel import views
+from tests.e2e.conftest import eventually
 from tests.panel.conftest import open_tab, shoot
 
 LONG = 120_000
+FLEET_CAP = 2
+E2E_SETTINGS = {"fleet_max_agents": FLEET_CAP}
 TABS = ["Chat", "Threads and runs", "Event monitor", "Fleet", "Workspaces", "Metrics", "Settings"]
 
 
@@ -123,9 +129,159 @@ async def test_a_snapshot_is_taken_diffed_and_restored(page, screenshot_dir):
 
 
 async def test_every_tab_renders_without_an_error(page, screenshot_dir):
+    # The chat offers every assistant: the orchestrator, the agent graph (and user graphs).
+    await expect(page.locator("#chat-assistant input")).to_have_value(re.compile("orchestrator"), timeout=60_000)
+    await page.locator("#chat-assistant input").click()
+    await expect(page.get_by_role("option", name=re.compile(r"\(agent\)$"))).to_be_visible()
+    await page.keyboard.press("Escape")
     for title in TABS:
         await open_tab(page, title)
         # Not "networkidle": the event monitor's live stream keeps a request open.
         await expect(page.get_by_role("tab", name=title, exact=True)).to_have_attribute("aria-selected", "true")
         await shoot(page, screenshot_dir, "tab-" + title.lower().split()[0])
     assert await page.locator(".toast-body.error, [data-testid='toast-body']").count() == 0
+
+
+async def _spawn(page, kind: str, hotpath: bool = False) -> str:
+    await _fill(page, "#fleet-kind", kind)
+    box = page.locator("#fleet-hotpath input")
+    if await box.is_checked() != hotpath:
+        await box.click()
+    note = page.locator("#fleet-note")
+    before = await note.inner_text()
+    await page.locator("#fleet-spawn").click()
+    await expect(note).not_to_have_text(before, timeout=LONG)  # the note of an earlier spawn is not this one
+    await expect(note).to_contain_text(re.compile(r"spawned \S+"))
+    return (await note.inner_text()).split("spawned", 1)[1].strip()
+
+
+async def _toast(page, pattern: str) -> None:
+    await expect(page.get_by_text(re.compile(pattern)).first).to_be_visible(timeout=60_000)
+    await page.keyboard.press("Escape")
+
+
+async def test_the_fleet_cap_hotpath_and_force_kill(page, screenshot_dir):
+    await open_tab(page, "Fleet")
+    summary, table = page.locator("#fleet-summary"), page.locator("#fleet-table")
+    await expect(summary).to_contain_text(f"cap {FLEET_CAP}", timeout=60_000)
+    hot = await _spawn(page, "guard", hotpath=True)
+    plain = await _spawn(page, "helper")
+    await expect(summary).to_contain_text(f"alive {FLEET_CAP}", timeout=30_000)
+    await expect(summary).to_contain_text(f"hotpath {hot}")
+    # At the cap a spawn is refused with the API's reason, shown as a one-line error.
+    await _fill(page, "#fleet-kind", "one-too-many")
+    await page.locator("#fleet-spawn").click()
+    await _toast(page, f"409: .*cap.*{FLEET_CAP}")
+    # A hotpath agent is not killed without force.
+    await _fill(page, "#fleet-agent-id", hot)
+    await page.locator("#fleet-kill").click()
+    await _toast(page, "409: .*hotpath")
+    await expect(table.get_by_text(hot).filter(visible=True).first).to_be_visible()
+    await shoot(page, screenshot_dir, "fleet-cap-hotpath")
+    # Hotpath toggled on the other agent, then that one too needs force.
+    await _fill(page, "#fleet-agent-id", plain)
+    await page.locator("#fleet-toggle-hotpath").click()
+    await expect(page.locator("#fleet-note")).to_contain_text(f"hotpath on for {plain}", timeout=LONG)
+    await page.locator("#fleet-force input").click()
+    for agent_id in (plain, hot):
+        await _fill(page, "#fleet-agent-id", agent_id)
+        await page.locator("#fleet-kill").click()
+        await expect(page.locator("#fleet-note")).to_contain_text(f"killed {agent_id}", timeout=LONG)
+        await expect(table.get_by_text(agent_id).filter(visible=True)).to_have_count(0, timeout=30_000)
+
+
+async def test_workspace_upload_download_processes_and_a_path_escape(page, screenshot_dir, tmp_path):
+    await open_tab(page, "Workspaces")
+    await page.locator("#ws-create").click()
+    await expect(page.locator("#ws-table")).to_contain_text("default", timeout=LONG)
+    # Upload a binary file into the folder of the path given, then open it: binary, so a download.
+    await _fill(page, "#ws-path", "uploads/placeholder.txt")
+    await page.keyboard.press("Escape")
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 8)
+    await page.locator("#ws-upload input[type=file]").set_input_files(str(blob))
+    await expect(page.locator("#ws-note")).to_contain_text("uploaded uploads/blob.bin", timeout=LONG)
+    await expect(page.locator("#ws-tree")).to_contain_text("blob.bin")
+    await _fill(page, "#ws-path", "uploads/blob.bin")
+    await page.keyboard.press("Escape")
+    await page.locator("#ws-open").click()
+    await expect(page.locator("#ws-note")).to_contain_text("binary file (2.0 KiB): download it", timeout=LONG)
+    link = page.locator("#ws-download a").first
+    await expect(link).to_be_visible()
+    async with page.expect_download() as waiting:
+        await link.click()
+    download = await waiting.value
+    assert (await download.path()).read_bytes() == blob.read_bytes()
+    # A background process: listed while it runs, stopped from the tab.
+    await _fill(page, "#ws-command", "sleep 300")
+    await page.locator("#ws-start-process").click()
+    processes = page.locator("#ws-processes")
+    await expect(processes.get_by_text("sleep 300").filter(visible=True).first).to_be_visible(timeout=LONG)
+    await expect(processes.get_by_text("running").filter(visible=True).first).to_be_visible()
+    await expect(page.locator("#ws-pid textarea, #ws-pid input").first).not_to_have_value("")
+    await page.locator("#ws-stop-process").click()
+    await expect(processes.get_by_text("running").filter(visible=True)).to_have_count(0, timeout=LONG)
+    await shoot(page, screenshot_dir, "workspace-processes")
+    # A path out of the workspace is refused with a readable reason.
+    await _fill(page, "#ws-path", "../../etc/passwd")
+    await page.keyboard.press("Escape")
+    await page.locator("#ws-open").click()
+    await _toast(page, r"4\d\d: .*(outside|escape|not allowed|invalid)")
+
+
+async def test_the_settings_show_the_model_and_status_and_save_guardrails(page, screenshot_dir):
+    await open_tab(page, "Settings")
+    await expect(page.locator("#settings-model")).to_contain_text("scripted", timeout=60_000)
+    await expect(page.locator("#settings-model")).to_contain_text(re.compile("(?i)postgres"))
+    await expect(page.locator("#settings-model")).to_contain_text(re.compile("(?i)docker"))
+    iterations = page.locator("#settings-max_iterations input")
+    await expect(iterations).not_to_have_value("", timeout=60_000)
+    await iterations.fill("37")
+    await page.locator("#settings-save").click()
+    await expect(page.locator("#settings-note")).to_contain_text("max_iterations=37", timeout=60_000)
+    await page.locator("#settings-reload").click()
+    await expect(iterations).to_have_value("37", timeout=60_000)
+    await iterations.fill("0")
+    await page.locator("#settings-save").click()
+    await _toast(page, "422: ")
+
+
+async def test_the_event_monitor_pages_older_events_and_pauses_and_resumes(page, system, panel_api, screenshot_dir):
+    sender = f"pager-{uuid.uuid4().hex[:6]}"
+    for n in range(120):
+        await system.events.publish.remote(Envelope(sender=sender, recipient="nobody", kind="note", payload={"n": n}))
+
+    async def all_in_history() -> bool:
+        async with httpx.AsyncClient(base_url=panel_api, timeout=60) as http:
+            first = (await http.get("/events", params={"sender": sender, "limit": 200})).json()
+        return len(views.events_page(first)[0]) == 120
+
+    await eventually(all_in_history, timeout=60, what="the 120 events in the history")
+    await open_tab(page, "Event monitor")
+    await _fill(page, "#events-sender", sender)
+    await page.locator("#events-apply").click()
+    count = page.locator("#events-count")
+    await expect(count).to_contain_text("100 events shown (older pages remain)", timeout=60_000)
+    await page.locator("#events-older").click()
+    await expect(count).to_contain_text("120 events shown", timeout=60_000)
+    # Live: an event shows at once; paused: the next does not; Apply resumes from the last seen.
+    await system.events.publish.remote(Envelope(sender=sender, recipient="nobody", kind="live", payload={"n": 120}))
+    await expect(count).to_contain_text("121 events shown", timeout=10_000)
+    await page.locator("#events-pause").click()
+    await expect(page.locator("#events-note")).to_contain_text("paused", timeout=30_000)
+    await system.events.publish.remote(Envelope(sender=sender, recipient="nobody", kind="missed", payload={"n": 121}))
+
+    async def missed_in_history() -> bool:
+        async with httpx.AsyncClient(base_url=panel_api, timeout=60) as http:
+            found = (await http.get("/events", params={"sender": sender, "kind": "missed"})).json()
+        return bool(views.events_page(found)[0])
+
+    await eventually(missed_in_history, timeout=30, what="the event sent while paused in the history")
+    await expect(page.locator("#events-table").get_by_text("missed").filter(visible=True)).to_have_count(0)
+    assert "121 events shown" in await count.inner_text()
+    await page.locator("#events-apply").click()
+    await expect(page.locator("#events-note")).to_contain_text("live", timeout=30_000)
+    # Resumed, not reloaded: the older pages stay and the event sent while paused is added.
+    await expect(count).to_contain_text("122 events shown", timeout=30_000)
+    await expect(page.locator("#events-table").get_by_text("missed").filter(visible=True).first).to_be_visible()
+    await shoot(page, screenshot_dir, "events-paged-paused")

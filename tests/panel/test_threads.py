@@ -1,14 +1,28 @@
-"""The Threads and runs tab in Chromium: fork a thread from an earlier checkpoint and continue it."""
+"""The Threads and runs tab in Chromium: fork a thread from an earlier checkpoint and continue it,
+replay from a checkpoint, search by status and metadata with a thread's runs shown."""
 
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
 from playwright.async_api import expect
 
 from tests.panel.conftest import open_tab, shoot
 
 LONG = 180_000
+
+
+async def _pick_checkpoint(page, thread_id: str, checkpoint_id: str) -> None:
+    """Load the thread in the tab and click one of its checkpoints."""
+    await open_tab(page, "Threads and runs")
+    await page.locator("#threads-thread-id textarea").fill(thread_id)
+    await page.locator("#threads-load").click()
+    row = page.locator("#threads-history").get_by_text(checkpoint_id)
+    await expect(row).to_be_visible(timeout=60_000)
+    await row.click()
+    await expect(page.locator("#threads-checkpoint-id textarea")).to_have_value(checkpoint_id)
 
 
 async def test_a_thread_is_forked_from_an_earlier_checkpoint(page, panel_api, screenshot_dir):
@@ -28,13 +42,7 @@ async def test_a_thread_is_forked_from_an_earlier_checkpoint(page, panel_api, sc
     assert first_done, [s["metadata"] for s in history]
     checkpoint_id = first_done[0]["checkpoint"]["checkpoint_id"]
 
-    await open_tab(page, "Threads and runs")
-    await page.locator("#threads-thread-id textarea").fill(tid)
-    await page.locator("#threads-load").click()
-    row = page.locator("#threads-history").get_by_text(checkpoint_id)
-    await expect(row).to_be_visible(timeout=60_000)
-    await row.click()
-    await expect(page.locator("#threads-checkpoint-id textarea")).to_have_value(checkpoint_id)
+    await _pick_checkpoint(page, tid, checkpoint_id)
     await expect(page.locator("#threads-state")).to_contain_text("alpha")
     await page.locator("#threads-as-node input, #threads-as-node textarea").first.fill("ingest")
     values = {"messages": [{"role": "user", "content": "what is the code name?"}]}
@@ -52,3 +60,64 @@ async def test_a_thread_is_forked_from_an_earlier_checkpoint(page, panel_api, sc
     # The fork is the thread's head now; the branch it left (with beta) is still in its history.
     assert state["values"]["messages"][-1]["content"] == "The code name is alpha."
     assert not any("beta" in str(m.get("content")) for m in state["values"]["messages"])
+
+
+async def test_a_thread_is_replayed_from_a_checkpoint(page, panel_api, screenshot_dir):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=panel_api, timeout=120)
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "orchestrator",
+                           input={"messages": [{"role": "user", "content": "remember the code name gamma"}]})
+    history = await client.threads.get_history(tid, limit=50)
+    # The oldest checkpoint that holds the message and still has a step to run: replay starts there.
+    pending = [s for s in history if s["next"] and any(
+        "gamma" in str(m.get("content")) for m in s["values"].get("messages", []))]
+    assert pending, [(s["metadata"], s["next"]) for s in history]
+    checkpoint_id = pending[-1]["checkpoint"]["checkpoint_id"]
+
+    await _pick_checkpoint(page, tid, checkpoint_id)
+    await page.locator("#threads-replay").click()
+    await expect(page.locator("#threads-note")).to_contain_text(f"replay from {checkpoint_id} finished",
+                                                                timeout=LONG)
+    await expect(page.locator("#threads-branch")).to_contain_text("Noted: the code name is gamma.")
+    await shoot(page, screenshot_dir, "threads-replay")
+    runs = await client.runs.list(tid)
+    assert len(runs) == 2 and all(r["status"] == "success" for r in runs), runs
+    # The replay is a new branch: the thread's history grew past what it had.
+    assert len(await client.threads.get_history(tid, limit=100)) > len(history)
+
+
+async def test_threads_are_searched_by_status_and_metadata_and_show_their_runs(page, panel_api, screenshot_dir):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=panel_api, timeout=120)
+    tag = uuid.uuid4().hex[:6]
+    wanted = (await client.threads.create(metadata={"project": f"p-{tag}"}))["thread_id"]
+    other = (await client.threads.create(metadata={"project": f"q-{tag}"}))["thread_id"]
+    await client.runs.wait(wanted, "orchestrator",
+                           input={"messages": [{"role": "user", "content": "remember the code name delta"}]})
+
+    await open_tab(page, "Threads and runs")
+    table = page.locator("#threads-table")
+    await page.locator("#threads-metadata textarea").fill(f"project=p-{tag}")
+    await page.locator("#threads-status input").click()
+    await page.get_by_role("option", name="idle", exact=True).click()
+    await page.locator("#threads-search").click()
+    row = table.get_by_text(wanted).filter(visible=True).first
+    await expect(row).to_be_visible(timeout=60_000)
+    await expect(table.get_by_text(other).filter(visible=True)).to_have_count(0)
+    # Clicking the thread lists its runs with their status and duration.
+    await row.click()
+    runs = page.locator("#threads-runs")
+    await expect(runs.get_by_text("success").filter(visible=True).first).to_be_visible(timeout=60_000)
+    await expect(runs).to_contain_text(re.compile(r"\d+(\.\d+)?\s*s"))
+    await shoot(page, screenshot_dir, "threads-search")
+    # Another status hides it; a bad metadata filter is a readable error, not a traceback.
+    await page.locator("#threads-status input").click()
+    await page.get_by_role("option", name="busy", exact=True).click()
+    await page.locator("#threads-search").click()
+    await expect(table.get_by_text(wanted).filter(visible=True)).to_have_count(0, timeout=60_000)
+    await page.locator("#threads-metadata textarea").fill("{not json")
+    await page.locator("#threads-search").click()
+    await expect(page.get_by_text(re.compile("metadata filter is not valid JSON"))).to_be_visible(timeout=30_000)

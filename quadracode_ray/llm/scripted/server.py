@@ -4,7 +4,10 @@ Endpoints: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthro
 streaming (SSE) and not, with tool calls; ``POST /v1/embeddings`` (OpenAI; deterministic
 word-hash vectors, see embeddings.py); ``GET /v1/models``; ``GET /health``; and
 ``POST /_scripted/faults`` to make the next requests for one model name fail with given HTTP
-statuses (429, 500, ...), which is how the retry tests and demos inject failures.
+statuses (429, 500, ...), which is how the retry tests and demos inject failures;
+``POST /_scripted/delay`` sets the delay before each reply and, optionally
+(``chunk_interval_s``), a pause between the pieces of a streamed reply, so a client sees it
+arrive token by token as from a real model.
 
 Run it standalone with ``python -m quadracode_ray.llm.scripted.server --port 8300``, or in
 process with ``ScriptedServer().start()`` (a uvicorn server on a daemon thread).
@@ -89,9 +92,17 @@ def _breaking(events, model: str, faults: FaultPlan):
         yield event
 
 
-def build_app(*, delay_s: float = 0.0, faults: FaultPlan | None = None) -> Starlette:
+async def _paced(events, state: dict[str, float]):
+    """The events of a streamed reply, with the server's pause between pieces (none by default)."""
+    for event in events:
+        yield event
+        if state["chunk_interval_s"] > 0:
+            await asyncio.sleep(state["chunk_interval_s"])
+
+
+def build_app(*, delay_s: float = 0.0, faults: FaultPlan | None = None, chunk_interval_s: float = 0.0) -> Starlette:
     faults = faults or FaultPlan()
-    state = {"delay_s": delay_s}
+    state = {"delay_s": delay_s, "chunk_interval_s": chunk_interval_s}
 
     async def _body(request: Request) -> dict[str, Any]:
         try:
@@ -124,7 +135,8 @@ def build_app(*, delay_s: float = 0.0, faults: FaultPlan | None = None) -> Starl
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             events = wire.openai_stream(decision, body["model"], turns, seed, include_usage)
-            return StreamingResponse(_breaking(events, body["model"], faults), media_type="text/event-stream")
+            return StreamingResponse(_paced(_breaking(events, body["model"], faults), state),
+                                     media_type="text/event-stream")
         return JSONResponse(wire.openai_response(decision, body["model"], turns, seed))
 
     async def messages(request: Request) -> Response:
@@ -140,7 +152,8 @@ def build_app(*, delay_s: float = 0.0, faults: FaultPlan | None = None) -> Starl
         seed = wire.new_seed()
         if body.get("stream"):
             events = wire.anthropic_stream(decision, body["model"], turns, seed)
-            return StreamingResponse(_breaking(events, body["model"], faults), media_type="text/event-stream")
+            return StreamingResponse(_paced(_breaking(events, body["model"], faults), state),
+                                     media_type="text/event-stream")
         return JSONResponse(wire.anthropic_response(decision, body["model"], turns, seed))
 
     async def embeddings(request: Request) -> Response:
@@ -158,7 +171,10 @@ def build_app(*, delay_s: float = 0.0, faults: FaultPlan | None = None) -> Starl
         return JSONResponse({"ok": True})
 
     async def set_delay(request: Request) -> Response:
-        state["delay_s"] = float((await request.json())["delay_s"])
+        body = await request.json()
+        state["delay_s"] = float(body["delay_s"])
+        if "chunk_interval_s" in body:
+            state["chunk_interval_s"] = float(body["chunk_interval_s"])
         return JSONResponse({"ok": True})
 
     async def models(request: Request) -> Response:
@@ -193,10 +209,11 @@ def _free_port(host: str) -> int:
 class ScriptedServer:
     """The scripted server on a daemon thread of this process."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, delay_s: float = 0.0):
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, delay_s: float = 0.0,
+                 chunk_interval_s: float = 0.0):
         self.host, self.port = host, port or _free_port(host)
         self.faults = FaultPlan()
-        self.app = build_app(delay_s=delay_s, faults=self.faults)
+        self.app = build_app(delay_s=delay_s, faults=self.faults, chunk_interval_s=chunk_interval_s)
         self._server = uvicorn.Server(uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning",
                                                      lifespan="off", access_log=False,
                                                      timeout_graceful_shutdown=1))
