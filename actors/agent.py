@@ -76,6 +76,7 @@ class AgentActor(RunHostCalls):
                            publish=self._publish, backlogged=lambda: self.publisher.full)
         self.inbox.open()
         self._run_host: RunHost | None = None  # made on the first API run of assistant `agent`
+        self._run_workspace = LazyWorkspace(workspace_id, settings)  # its runs' workspace
         self._channel: ChannelServer | None = None  # same-node deliveries (actors/local_channel.py)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -139,14 +140,21 @@ class AgentActor(RunHostCalls):
                 "channel": {"served": self._channel.served if self._channel else None,
                             "sent": self.handles.channels.stats()},
                 "pid": os.getpid(),
-                "running_runs": len(self._run_host.tasks) if self._run_host else 0}
+                "running_runs": len(self._run_host.tasks) if self._run_host else 0,
+                "warm": self._run_host is not None and self._run_workspace.started}
+
+    async def warm_up(self) -> None:
+        """Ready for a first run at once (the fleet's warm pool): the run host's pools and graphs,
+        and the workspace's sandbox started."""
+        await self.run_host.ready()
+        await self._run_workspace.client()
 
     # --- API runs of assistant `agent` hosted here: RunHostCalls (runs/host.py) -----------
     @property
     def run_host(self) -> RunHost:
         if self._run_host is None:
             settings = self.settings
-            local = {"workspace": LazyWorkspace(self.workspace_id, settings), "agent_id": self.agent_id}
+            local = {"workspace": self._run_workspace, "agent_id": self.agent_id}
             self._run_host = RunHost(actor_name(settings, self.agent_id), settings, settings.database_url,
                                      clients=lambda graph_id: fabric_configurable(graph_id, settings, **local),
                                      forward=RayForward(), min_connections=1)

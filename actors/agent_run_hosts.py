@@ -17,13 +17,14 @@ import ray
 
 from actors.common import AGENT_PREFIX, FLEET, HandleCache, actor_name
 from actors.fleet import FleetCapacityError
+from actors.warm_pool import WARM_KIND
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from runs import queue
 from runs.host import RunHost
 
 log = logging.getLogger(__name__)
-SPAWN_KIND = "coder"
+SPAWN_KIND = WARM_KIND
 """The kind spawned for API runs: the kind delegation asks for too, so the agent serves both."""
 
 
@@ -46,9 +47,11 @@ async def choose_agent_host(handles: HandleCache, settings: Settings) -> str | N
     loads = await asyncio.gather(*(_busy(handles, a.agent_id) for a in agents))
     free = [a for a, load in zip(agents, loads, strict=True) if load == 0]
     if free:
+        fleet.refill.remote(free[0].agent_id)  # one idle agent fewer: the warm pool (if any) tops itself up
         return actor_name(settings, free[0].agent_id)
     try:
         spawned = await fleet.spawn.remote({"kind": SPAWN_KIND})
+        fleet.refill.remote(spawned.agent_id)
         return actor_name(settings, spawned.agent_id)
     except FleetCapacityError:
         alive = [(load, a.agent_id) for a, load in zip(agents, loads, strict=True) if load != float("inf")]

@@ -22,3 +22,12 @@ def agents_alive():
 def tasks():
     return metrics.counter("tasks_total", "Delegated tasks by outcome.", ("outcome",))
 
+
+
+def agents_warm():
+    return metrics.gauge("agents_warm", "Idle agents the fleet's warm pool holds ready.", ())
+
+
+def warm_pool_spawns():
+    return metrics.counter("warm_pool_spawns_total", "Agents the fleet's warm pool spawned, by outcome (ok, failed).",
+                           ("outcome",))

@@ -20,7 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from actors import fabric_metrics
 from actors.agent import AgentActor
-from actors.common import REGISTRY, HandleCache, actor_name, open_fabric_pool, start_with_retries
+from actors.common import (
+    REGISTRY,
+    HandleCache,
+    actor_name,
+    open_fabric_pool,
+    spawn_background,
+    start_with_retries,
+)
+from actors.warm_pool import WARM_KIND, agents_to_spawn, is_idle
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.fleet import AgentInfo, FleetError
@@ -74,6 +82,11 @@ class FleetManager:
         self.live: dict[str, _Agent] = {}
         self.reserved = 0
         self.handles = HandleCache(settings)
+        self.warm_target = settings.fleet_warm_agents
+        self.warm_idle = 0
+        self._refill_wanted = asyncio.Event()
+        self._taken: set[str] = set()
+        self._background: set[asyncio.Task] = set()
         self._started = asyncio.get_running_loop().create_task(start_with_retries(self._start, "fleet manager"))
 
     async def _start(self) -> None:
@@ -94,6 +107,8 @@ class FleetManager:
             self.live[row["agent_id"]] = _Agent(row["agent_id"], row["kind"], caps, row["workspace_id"],
                                                 row["hotpath"], handle)
         self._gauge()
+        if self.warm_target:
+            self._start_pool()
 
     async def ready(self) -> bool:
         await self._started
@@ -199,7 +214,69 @@ class FleetManager:
     async def stats(self) -> dict[str, Any]:
         await self._started
         return {"live": len(self.live), "starting": self.reserved, "cap": self.cap,
-                "hotpath": sorted(a.agent_id for a in self.live.values() if a.hotpath)}
+                "hotpath": sorted(a.agent_id for a in self.live.values() if a.hotpath),
+                "warm": self.warm_idle, "warm_target": self.warm_target}
+
+    # --- the warm pool (actors/warm_pool.py) -------------------------------------------------
+    def refill(self, taken: str | None = None) -> None:
+        """Agent ``taken`` was just given a run (or spawned for lack of an idle one): top the warm
+        pool up soon, not counting it as idle (its run may not have started yet)."""
+        if taken:
+            self._taken.add(taken)
+        self._refill_wanted.set()
+
+    async def set_warm_target(self, target: int) -> dict[str, Any]:
+        """Change how many idle agents the pool keeps (0: none; agents already idle stay)."""
+        await self._started
+        if not 0 <= target <= 10_000:
+            raise FleetError(f"warm pool target must be between 0 and 10000, not {target}")
+        self.warm_target = target
+        if target:
+            self._start_pool()
+        return await self.stats()
+
+    def _start_pool(self) -> None:
+        self._refill_wanted.set()
+        if not self._background:
+            spawn_background(self._background, self._keep_warm(), name="fleet-warm-pool")
+
+    async def _keep_warm(self) -> None:
+        while True:
+            try:  # woken by refill(), else a periodic look (agents also become busy by delegation)
+                await asyncio.wait_for(self._refill_wanted.wait(), timeout=max(1.0, self.settings.heartbeat_interval_s))
+            except TimeoutError:
+                pass
+            self._refill_wanted.clear()
+            try:
+                await self._refill()
+            except Exception as exc:  # noqa: BLE001 - Postgres or Ray hiccup: the next look tries again
+                log.warning("fleet: warm pool refill failed: %s", exc)
+
+    async def _refill(self) -> None:
+        if not self.warm_target:
+            return
+        taken, self._taken = self._taken, set()
+        candidates = [a for a in self.live.values() if a.kind == WARM_KIND and not a.hotpath and a.agent_id not in taken]
+        statuses = await asyncio.gather(*(asyncio.wait_for(a.handle.status.remote(), timeout=5) for a in candidates),
+                                        return_exceptions=True)
+        self.warm_idle = sum(1 for st in statuses if isinstance(st, dict) and is_idle(st))
+        wanted = agents_to_spawn(target=self.warm_target, idle=self.warm_idle, live=len(self.live),
+                                 starting=self.reserved, cap=self.cap)
+        if wanted:
+            outcomes = await asyncio.gather(*(self._spawn_warm() for _ in range(wanted)), return_exceptions=True)
+            self.warm_idle += sum(1 for ok in outcomes if ok is True)
+        fabric_metrics.agents_warm().set(self.warm_idle)
+
+    async def _spawn_warm(self) -> bool:
+        try:
+            info = await self.spawn({"kind": WARM_KIND, "metadata": {"warm_pool": True}})
+            await asyncio.wait_for(self.live[info.agent_id].handle.warm_up.remote(), timeout=START_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - at the cap (a spawn raced it), Docker down, ...
+            log.warning("fleet: warm pool spawn failed: %s", exc)
+            fabric_metrics.warm_pool_spawns().inc(tags={"outcome": "failed"})
+            return False
+        fabric_metrics.warm_pool_spawns().inc(tags={"outcome": "ok"})
+        return True
 
     def _agent(self, agent_id: str) -> _Agent:
         agent = self.live.get(agent_id)

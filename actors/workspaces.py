@@ -48,6 +48,11 @@ class LazyWorkspace:
     def workspace_id(self) -> str:
         return self._workspace_id
 
+    @property
+    def started(self) -> bool:
+        """The real client exists (its sandbox was started)."""
+        return self._client is not None
+
     async def client(self) -> WorkspaceClient:
         if self._client is None:
             self._lock = self._lock or asyncio.Lock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from rich.console import Console
 
@@ -22,10 +23,11 @@ def _report(line: str) -> None:
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from quadracode_ray.launcher.system import up
 
+    started = time.monotonic()
     result = up(settings, report=_report, cluster_postgres=args.cluster_postgres)
     out = Console(highlight=False, soft_wrap=True)
     out.print()
-    out.print("[bold]Quadracode-Ray is up.[/bold]")
+    out.print(f"[bold]Quadracode-Ray is up[/bold] (ready in {time.monotonic() - started:.1f} s).")
     out.print(f"  LangGraph API   {result.api_url}   (docs: {result.api_url}/docs)")
     if settings.panel_enabled:
         out.print(f"  Control panel   {result.api_url}/ui/")
@@ -48,11 +50,12 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     from quadracode_ray.launcher.system import down
 
+    started = time.monotonic()
     state = down(settings, report=_report)
     if state.ray is None and state.postgres is None:
         console.print("Nothing was running (no state from `up`).")
     else:
-        console.print("Quadracode-Ray is down; data kept in " + str(settings.data_dir))
+        console.print(f"Quadracode-Ray is down in {time.monotonic() - started:.1f} s; data kept in {settings.data_dir}")
     return 0
 
 

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         default="EveryNode", description="Where Serve runs HTTP proxies: on every node of the cluster, or on the head only."
     )
     api_replicas: int = Field(default=1, ge=1, le=64, description="Replicas of the API deployment.")
+    serve_ingress: Literal["haproxy", "proxy"] = Field(
+        default="proxy",
+        description="What takes HTTP to the API replicas: 'haproxy' (Ray Serve's HAProxy mode, Debian's haproxy, "
+                    "scripts/provision-haproxy.sh) or 'proxy' (Serve's Python proxy). Read when `up` starts the Ray head.",
+    )
 
     # --- workspaces (Docker) -------------------------------------------------------------------
     docker_host: str | None = Field(
@@ -246,6 +251,11 @@ class Settings(BaseSettings):
         description="An agent whose last heartbeat is older than this is reaped and the orchestrator is told.",
     )
     fleet_max_agents: int = Field(default=32, ge=1, le=10_000, description="Most agent actors alive at once; spawning past it is refused.")
+    fleet_warm_agents: int = Field(
+        default=0, ge=0, le=10_000,
+        description="Idle agents the fleet keeps ready (run host open, workspace started) so an agent run starts "
+                    "without a spawn; refilled in the background, within fleet_max_agents. 0: none.",
+    )
     agent_num_cpus: float = Field(default=0.1, ge=0, le=1024, description="CPUs Ray reserves for each agent actor (agents mostly wait on models and sandboxes).")
     agent_memory_mb: int | None = Field(default=None, ge=16, description="Memory Ray reserves for each agent actor in MiB (unset: none).")
     fabric_resources: dict[str, float] = Field(

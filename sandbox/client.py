@@ -42,7 +42,7 @@ from sandbox.models import (
     WorkspaceSpec,
     validate_workspace_id,
 )
-from sandbox.placement import node_is_alive, placement_options, placement_records
+from sandbox.placement import node_is_alive, placement_options, placement_records, unavailable
 
 
 def _translate(exc: BaseException, workspace_id: str) -> BaseException:
@@ -57,13 +57,30 @@ def _translate(exc: BaseException, workspace_id: str) -> BaseException:
     return exc
 
 
+def _node_gone(workspace_id: str, settings: Settings | None) -> WorkspaceUnavailable | None:
+    """The error naming the workspace's recorded node when that node has left the cluster."""
+    try:
+        records = placement_records(settings) if settings is not None else None
+        record = records.get(workspace_id) if records else None
+        return unavailable(workspace_id, record) if record and not node_is_alive(record.node_id) else None
+    except Exception:  # noqa: BLE001 - only a better message: the actor's own error still stands
+        return None
+
+
 class WorkspaceSandboxClient:
     """A WorkspaceClient backed by a WorkspaceSandbox actor handle. Picklable: pass it to
-    other actors freely."""
+    other actors freely. With ``settings``, an operation on a workspace whose node is gone
+    fails with a WorkspaceUnavailable naming that node."""
 
-    def __init__(self, handle: Any, workspace_id: str):
+    def __init__(self, handle: Any, workspace_id: str, settings: Settings | None = None):
         self._handle = handle
         self._workspace_id = workspace_id
+        self._settings = settings
+
+    def _error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, RayActorError | ActorUnschedulableError):
+            return _node_gone(self._workspace_id, self._settings) or _translate(exc, self._workspace_id)
+        return _translate(exc, self._workspace_id)
 
     @property
     def workspace_id(self) -> str:
@@ -78,7 +95,7 @@ class WorkspaceSandboxClient:
         try:
             return await ref
         except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
-            raise _translate(exc, self._workspace_id) from None
+            raise self._error(exc) from None
         except asyncio.CancelledError:
             # Whoever awaited gave up (an emergency stop, a cancelled run): cancel the actor's
             # coroutine too, which closes its container server connection, which kills the command.
@@ -128,7 +145,7 @@ class WorkspaceSandboxClient:
                 yield item
         except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
             finished = True
-            raise _translate(exc, self._workspace_id) from None
+            raise self._error(exc) from None
         finally:
             if not finished:
                 ray.cancel(generator)
@@ -221,7 +238,8 @@ async def get_workspace(workspace_id: str = DEFAULT_WORKSPACE, settings: Setting
     existing workspace's, WorkspaceUnavailable when Docker cannot run it."""
     settings = settings or load_settings()
     client = WorkspaceSandboxClient(
-        workspace_actor(workspace_id, settings, spec=spec, event_sink=event_sink, detached=detached), workspace_id
+        workspace_actor(workspace_id, settings, spec=spec, event_sink=event_sink, detached=detached), workspace_id,
+        settings,
     )
     await client.ensure(spec)
     return client
@@ -230,12 +248,13 @@ async def get_workspace(workspace_id: str = DEFAULT_WORKSPACE, settings: Setting
 def existing_workspace(workspace_id: str, settings: Settings | None = None) -> WorkspaceSandboxClient:
     """The client of a workspace whose actor already runs; WorkspaceNotFound otherwise."""
     validate_workspace_id(workspace_id)
-    name = actor_name(workspace_id, settings or load_settings())
+    settings = settings or load_settings()
+    name = actor_name(workspace_id, settings)
     try:
         handle = ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
         raise WorkspaceNotFound(f"no workspace actor {name!r} in namespace {NAMESPACE!r}") from None
-    return WorkspaceSandboxClient(handle, workspace_id)
+    return WorkspaceSandboxClient(handle, workspace_id, settings)
 
 
 async def restore_workspace(workspace_id: str, settings: Settings | None = None, *,
@@ -260,12 +279,24 @@ async def restore_workspace(workspace_id: str, settings: Settings | None = None,
     if records is not None:
         records.forget(workspace_id)
     client = await get_workspace(workspace_id, settings, spec=spec, event_sink=event_sink)
-    if snapshot_id is None:
-        snapshots = await client.list_snapshots()
-        if not snapshots:
-            raise SnapshotNotFound(f"workspace {workspace_id!r} has no snapshot in {settings.snapshot_root} to restore")
-        snapshot_id = snapshots[-1].snapshot_id
-    return client, await client.restore_snapshot(snapshot_id)
+    try:
+        if snapshot_id is None:
+            snapshots = await client.list_snapshots()
+            if not snapshots:
+                raise SnapshotNotFound(f"workspace {workspace_id!r} has no snapshot in {settings.snapshot_root} to restore")
+            snapshot_id = snapshots[-1].snapshot_id
+        return client, await client.restore_snapshot(snapshot_id)
+    except BaseException:
+        if records is not None and record is not None:
+            # A failed restore changes nothing: the new workspace (on another node than the lost
+            # one, so a fresh container) goes, and the lost node stays recorded (the workspace is
+            # still WorkspaceUnavailable, naming it).
+            with contextlib.suppress(Exception):
+                await client.destroy(remove_volume=True)
+            with contextlib.suppress(Exception):
+                ray.kill(client.handle, no_restart=True)
+            records.move(workspace_id, record)
+        raise
 
 
 async def hand_over(source: WorkspaceSandboxClient, src: str, target: WorkspaceSandboxClient, dest: str = ".") -> int:

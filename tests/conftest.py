@@ -29,6 +29,7 @@ import pytest
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence.embedded import EmbeddedPostgres
+from quadracode_ray.serve_ingress import ingress_env
 
 WORKSPACE_IMAGE = os.environ.get("QUADRACODE_WORKSPACE_IMAGE", "quadracode-workspace:latest")
 _MARK_BY_FIXTURE = {"docker_client": "docker", "ray_cluster": "ray", "database_url": "postgres",
@@ -103,6 +104,10 @@ def ray_cluster() -> Iterator[None]:
         # so tests of /metrics wait for them briefly. Set in the environment, not _system_config,
         # so that every process of the cluster (the metrics agent too) counts with the same interval.
         os.environ["RAY_metrics_report_interval_ms"] = "1000"
+        # The API's ingress (the serve_ingress setting), as `quadracode-ray up` gives its Ray head;
+        # QUADRACODE_SERVE_INGRESS=haproxy|proxy picks it for a session.
+        os.environ.update(ingress_env(os.environ.get("QUADRACODE_SERVE_INGRESS")
+                                      or Settings.model_fields["serve_ingress"].default))
         # On a machine loaded by parallel test sessions, the node's metrics agent can start slower
         # than the raylet waits for it (a fixed ~30 s in Ray), and the start fails: try again.
         with _free_agent_ports():

@@ -22,6 +22,7 @@ from quadracode_ray.persistence.cluster_postgres import (
     start_cluster_postgres,
     stop_cluster_postgres,
 )
+from quadracode_ray.serve_ingress import ingress_env
 
 Report = Callable[[str], None]
 
@@ -83,8 +84,9 @@ def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = F
             report(f"✓ Ray: local head already running (pid {state.ray.pid})")
         else:
             with _step(report, "Ray: starting a local head with its dashboard"):
+                head_env = {**os.environ, **env, **ray_head.HEAD_ENV, **ingress_env(settings.serve_ingress)}
                 pid, address, dashboard_url = ray_head.start_ray_head(
-                    settings, {**os.environ, **env, **ray_head.HEAD_ENV}, settings.state_dir / "ray-head.log")
+                    settings, head_env, settings.state_dir / "ray-head.log")
             state.ray = RayState(started_by_us=True, pid=pid, address=address, dashboard_url=dashboard_url)
         state_file.write(state)
 
@@ -110,7 +112,9 @@ def down(settings: Settings, report: Report = print) -> SystemState:
     state_file = StateFile(settings.state_dir)
     with state_file.locked():
         state = state_file.read()
-        if state.ray and state.ray.dashboard_url:
+        ours = bool(state.ray and state.ray.started_by_us and ray_head.is_our_ray_head(state.ray.pid))
+        # A head we started takes Serve down with it: deleting the app first only adds its drain.
+        if state.ray and state.ray.dashboard_url and not ours:
             with _step(report, "Ray Serve: removing the API"):
                 serve_deploy.delete(state.ray.dashboard_url)
         if state.ray and state.ray.started_by_us:

@@ -87,7 +87,8 @@ async def workspace_client(context: AppContext, caller: Caller, workspace_id: st
     if row is not None and (caller.admin or row["owner"] == caller.owner):
         # Its actor is re-made if it is gone (it re-attaches to the container by label).
         return WorkspaceSandboxClient(workspace_actor(workspace_id, context.settings,
-                                                      event_sink=EventBusSink(context.settings)), workspace_id)
+                                                      event_sink=EventBusSink(context.settings)), workspace_id,
+                                      context.settings)
     if row is None and caller.admin:
         with translated():
             return existing_workspace(workspace_id, context.settings)

@@ -70,6 +70,8 @@ class FleetFigures(BaseModel):
     spawning: int = Field(description="Spawns in progress (their slot is reserved).")
     hotpath: list[str]
     nodes: list[NodeFigures]
+    warm: int = Field(default=0, description="Idle agents the warm pool holds ready (at its last look).")
+    warm_target: int = Field(default=0, description="Idle agents the warm pool keeps (settings.fleet_warm_agents).")
 
 
 async def _db_details(request: Request, agent_ids: list[str]) -> tuple[dict[str, datetime], dict[str, dict]]:
@@ -167,4 +169,5 @@ async def fleet_figures(request: Request, _: AdminDep) -> FleetFigures:
         figures.busy += view.current_task_id is not None
     return FleetFigures(cap=stats["cap"], alive=stats["live"], busy=sum(v.current_task_id is not None for v in views),
                         spawning=stats["starting"], hotpath=stats["hotpath"],
-                        nodes=sorted(nodes.values(), key=lambda n: n.node or ""))
+                        nodes=sorted(nodes.values(), key=lambda n: n.node or ""),
+                        warm=stats.get("warm", 0), warm_target=stats.get("warm_target", 0))

@@ -23,11 +23,22 @@ class _Call:
         return self.fn(*args, **kwargs)
 
 
+class _Fire:
+    """A fire-and-forget actor call (Ray's ``.remote()`` returns at once)."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def remote(self, *args) -> None:
+        self.calls.append(args)
+
+
 class _Fleet:
     def __init__(self, agents: list[str], cap: int):
         self.agents, self.cap, self.spawned = list(agents), cap, []
         self.list = _Call(lambda: [AgentInfo(agent_id=a, kind="coder") for a in self.agents])
         self.spawn = _Call(self._spawn)
+        self.refill = _Fire()
 
     def _spawn(self, request: dict) -> AgentInfo:
         if len(self.agents) >= self.cap:
@@ -69,6 +80,7 @@ async def test_a_free_agent_is_chosen_before_spawning_one():
     handles = _Handles({FLEET: fleet, "busy": _Agent(runs=1), "free": _Agent()})
     assert await choose_agent_host(handles, SETTINGS) == actor_name(SETTINGS, "free") == "t-agent:free"
     assert fleet.spawned == []
+    assert fleet.refill.calls == [("free",)]  # the warm pool is told which idle agent was taken
 
 
 async def test_with_every_agent_busy_one_is_spawned_within_the_cap():

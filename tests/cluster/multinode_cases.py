@@ -24,7 +24,11 @@ import ray
 
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
-from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
+from quadracode_ray.interfaces.workspace import (
+    SnapshotNotFound,
+    WorkspaceConflict,
+    WorkspaceUnavailable,
+)
 from tests.actors.conftest import FAST
 from tests.cluster.patient_ray import patient
 from tests.cluster.ray_up_rig import stop_processes
@@ -95,7 +99,9 @@ def settings(cluster, database_url: str, docker_client, tmp_path_factory) -> Set
         sandbox_installation_id=f"mn{TAG}", sandbox_snapshot_dir=root / "shared-snapshots",
         sandbox_memory_mb=256, sandbox_cpus=1.0, sandbox_idle_stop_s=0,
         fabric_resources={"fabric": 0.01}, fabric_local_channel=True,
-        **{**FAST, "workspace_client_factory": "actors.workspaces:sandbox_workspace_client"},
+        # Heartbeats cross nodes on a machine other test runs load: a 3 s TTL reaped a live agent
+        # now and then, which reassigned its task a second time (one TASK envelope too many).
+        **{**FAST, "workspace_client_factory": "actors.workspaces:sandbox_workspace_client", "registry_ttl_s": 10.0},
         fleet_max_agents=6, delivery_max_attempts=3,
     )
     yield settings
@@ -113,7 +119,7 @@ async def test_a_workspace_is_placed_on_a_workspace_node_and_its_node_recorded(c
 
     _, node_ids, _ = cluster
     workspace = await get_workspace("pinned", settings)
-    where = (await workspace.ping())["node_id"]
+    where = (await workspace.ping()).node_id
     assert where in (node_ids["ws1"], node_ids["ws2"])
     assert records(settings).get("pinned").node_id == where
 
@@ -128,7 +134,7 @@ def drive_from_elsewhere(workspace_id: str, settings: Settings) -> dict:
         await workspace.write_file("from-agents-node.txt", "written across nodes")
         result = await workspace.exec("cat from-agents-node.txt && hostname")
         return {"stdout": result.stdout, "exit_code": result.exit_code,
-                "workspace_node": (await workspace.ping())["node_id"]}
+                "workspace_node": (await workspace.ping()).node_id}
 
     return asyncio.run(drive()) | {"caller_node": ray.get_runtime_context().get_node_id()}
 
@@ -154,10 +160,10 @@ async def test_a_restarted_workspace_actor_comes_back_on_its_node_with_its_files
             now = await existing_workspace("pinned", settings).ping()
         except WorkspaceUnavailable:
             return None
-        return now if now["pid"] != before["pid"] else None
+        return now if now.pid != before.pid else None
 
     after = await eventually(restarted, timeout=90, what="the workspace actor restarted")
-    assert after["node_id"] == before["node_id"]
+    assert after.node_id == before.node_id
     assert await existing_workspace("pinned", settings).read_text("kept.txt") == "still here"
 
 
@@ -167,11 +173,11 @@ async def test_a_recorded_node_places_a_new_workspace_and_hand_over_crosses_node
 
     _, node_ids, _ = cluster
     source = await get_workspace("pinned", settings)
-    source_node = (await source.ping())["node_id"]
+    source_node = (await source.ping()).node_id
     other = node_ids["ws2"] if source_node == node_ids["ws1"] else node_ids["ws1"]
     records(settings).move("receiver", NodeRecord(other, "127.0.0.1"))  # where the receiver must go
     receiver = await get_workspace("receiver", settings)
-    assert (await receiver.ping())["node_id"] == other != source_node
+    assert (await receiver.ping()).node_id == other != source_node
     await source.mkdir("dist")
     await source.write_file("dist/app.whl", b"\x00wheel\xff")
     assert await hand_over(source, "dist", receiver, "incoming") >= 1
@@ -231,7 +237,7 @@ async def test_envelopes_cross_nodes_over_ray_with_sockets_on_and_an_agent_kille
         # The agent (agents' node) wrote its file in the sandbox (a workspace node).
         workspace = await get_workspace("default", settings)
         assert await workspace.read_text(f"{task_id}.txt") == f"hang-on:{victim.agent_id} then finish"
-        assert (await workspace.ping())["node_id"] in (node_ids["ws1"], node_ids["ws2"])
+        assert (await workspace.ping()).node_id in (node_ids["ws1"], node_ids["ws2"])
     finally:
         shutdown_system(settings)
 
@@ -245,8 +251,10 @@ async def test_a_workspace_whose_node_is_gone_fails_clearly_and_is_restored_else
     await workspace.write_file("keep.txt", "in the snapshot")
     snapshot = await workspace.snapshot("before the node is lost")
     await workspace.write_file("late.txt", "after the snapshot")
-    lost = (await workspace.ping())["node_id"]
+    lost = (await workspace.ping()).node_id
     lost_name = next(name for name, node_id in node_ids.items() if node_id == lost)
+    with pytest.raises(WorkspaceConflict, match="restore_snapshot"):  # its node is alive: restore in place
+        await restore_workspace("pinned", settings)
 
     ray_cluster.remove_node(nodes[lost_name])
     # The machine is gone with its Docker engine: here the engine is shared, so remove the container.
@@ -263,12 +271,18 @@ async def test_a_workspace_whose_node_is_gone_fails_clearly_and_is_restored_else
 
     message = await eventually(clear_error, timeout=120, what="WorkspaceUnavailable naming the lost node")
     assert "restore" in message
-    with pytest.raises(WorkspaceUnavailable):
+    with pytest.raises(WorkspaceUnavailable, match=lost):  # an operation through the client it had
         await workspace.exec("true")
+
+    # A restore that cannot happen (no such snapshot) changes nothing: still unavailable, naming the node.
+    with pytest.raises(SnapshotNotFound):
+        await restore_workspace("pinned", settings, snapshot_id="20000101T000000-0badc0de")
+    assert records(settings).get("pinned").node_id == lost
+    assert lost in await clear_error()
 
     restored, info = await restore_workspace("pinned", settings)
     assert info.snapshot_id == snapshot.snapshot_id
-    where = (await restored.ping())["node_id"]
+    where = (await restored.ping()).node_id
     assert where != lost and where in (node_ids["ws1"], node_ids["ws2"])
     assert records(settings).get("pinned").node_id == where
     assert await restored.read_text("keep.txt") == "in the snapshot"

@@ -107,6 +107,7 @@ class Rig:
     dashboard_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     postgres_port: int = field(default_factory=free_port)
+    prometheus_port: int = field(default_factory=free_port)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     sshd: subprocess.Popen | None = None
     prometheus: subprocess.Popen | None = None
@@ -204,13 +205,15 @@ class Rig:
         quadracode_env = " ".join(f"{k}='{v}'" for k, v in self.quadracode_env().items())
 
         def adapt(command: str, node: str, ip: str) -> str | None:
-            command = command.replace("/opt/quadracode-ray", str(REPO))
+            command = command.replace("~/quadracode-ray", str(REPO))
             if re.search(r"\bray stop\b", command):
                 return None  # never: it stops every Ray of the machine (the nodes are fresh anyway)
             command = command.replace("6379", str(self.gcs_port)).replace("8265", str(self.dashboard_port))
             command = command.replace("QUADRACODE_HTTP_PORT=8000", f"QUADRACODE_HTTP_PORT={self.http_port}")
             command = command.replace("QUADRACODE_HTTP_HOST=0.0.0.0", f"QUADRACODE_HTTP_HOST={HEAD_IP}")
             command = command.replace("--dashboard-host=0.0.0.0", f"--dashboard-host={HEAD_IP}")
+            command = command.replace("RAY_PROMETHEUS_HOST=http://127.0.0.1:9090",
+                                      f"RAY_PROMETHEUS_HOST=http://{HEAD_IP}:{self.prometheus_port}")
             command = command.replace("QUADRACODE_RAY_ADDRESS=127.0.0.1", f"QUADRACODE_RAY_ADDRESS={HEAD_IP}")
             command = command.replace(f"{REPO}/.venv/bin/ray start", f"{self.root / 'bin' / 'ray'} start")
             if "/ray start" in command:
@@ -272,7 +275,7 @@ class Rig:
             for f in job["file_sd_configs"][0]["files"]]
         path = self.root / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))
-        port = free_port()
+        port = self.prometheus_port  # where the head's dashboard reads it (RAY_PROMETHEUS_HOST)
         self.prometheus = subprocess.Popen(
             ["prometheus", f"--config.file={path}", f"--storage.tsdb.path={self.root / 'prometheus'}",
              f"--web.listen-address={HEAD_IP}:{port}"],

@@ -15,9 +15,6 @@ CASES = Path(__file__).with_name("multinode_cases.py")
 EXPECTED_CASES = 6
 
 
-@pytest.mark.xfail(strict=False, reason="KNOWN FLAKY: each of the six cases has passed, but never all in one run "
-                                       "on this loaded 2-core machine (the cross-node envelope case's event-log "
-                                       "count; a cluster start past Ray's 15 s agent deadline). To be fixed.")
 @pytest.mark.slow
 @pytest.mark.docker
 @pytest.mark.timeout(1500)

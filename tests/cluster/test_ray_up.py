@@ -9,6 +9,7 @@ Needs what scripts/provision-cluster-tools.sh installs (sshd, rsync) and Docker.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import stat
@@ -94,13 +95,14 @@ def application_deployed_from(rig: Rig, serve_file: Path) -> bool:
     return app["status"] == "RUNNING" and env.get("SERVE_CONFIG_MARK") == serve_file.name
 
 
-def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Rig) -> None:
+def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Rig, docker_client) -> None:
     from langgraph_sdk import get_sync_client
 
     shipped = (Path(__file__).parents[2] / "cluster.yaml").read_text()
     assert "ray stop" in shipped and "ray stop" not in rig.cluster_file.read_text()
 
     up = rig.ray_cli("up", "-y", "--no-config-cache", str(rig.cluster_file), timeout=1800)
+    print(f"$ ray up -y cluster.yaml\n{up.stdout}{up.stderr}")  # what README "A cluster" shows
     assert up.returncode == 0, (up.stdout + up.stderr)[-8000:]
     api = f"http://{HEAD_IP}:{rig.http_port}"
     assert httpx.get(f"{api}/ok", timeout=10).status_code == 200
@@ -111,6 +113,13 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     assert not nodes["head"]["resources_total"].get("workspace")
     assert nodes["head"]["resources_total"].get("fabric") == 1
     head_address = nodes["head"]["node_ip"]
+    # README's check, `ray exec cluster.yaml 'ray status'` (with the address: other Ray clusters
+    # run on this machine, and `ray status` alone would pick the latest started).
+    ray_status = rig.ray_cli("exec", str(rig.cluster_file), f"ray status --address={HEAD_IP}:{rig.gcs_port}",
+                             timeout=300)
+    print(f"$ ray exec cluster.yaml 'ray status'\n{ray_status.stdout}")
+    assert ray_status.returncode == 0, (ray_status.stdout + ray_status.stderr)[-4000:]
+    assert re.search(r"/8\.0 workspace", ray_status.stdout) and re.search(r"/1\.0 fabric", ray_status.stdout)
 
     password_file = rig.data_dir / "cluster-postgres.password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
@@ -139,8 +148,24 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     assert {node_of[a["node_id"]] for a in workspaces} == {WORKER_IP}
     # One Postgres for everything: no process of the cluster started an embedded one of its own.
     assert not [p for p in processes_of(str(rig.home)) if p.name() == "postgres"]
-    named = {a.get("name") for a in state_api(rig, "actors") if a.get("state") == "ALIVE"}
-    assert "workspace:default" in named and "orchestrator" in named  # readable names in the dashboard
+    # In the dashboard every actor of ours is named, in namespace quadracode, with a readable class
+    # (Ray Serve's own controller, proxy and replicas are in namespace serve).
+    alive = [a for a in state_api(rig, "actors") if a.get("state") == "ALIVE"]
+    ours = [a for a in alive if a.get("ray_namespace") != "serve"]
+    assert all(a["ray_namespace"] == "quadracode" and a.get("name") and a["class_name"].isidentifier()
+               for a in ours), [(a.get("class_name"), a.get("name"), a.get("ray_namespace")) for a in ours]
+    named = {a["name"] for a in ours}
+    assert {"workspace:default", "orchestrator", "registry"} <= named, named
+
+    # The operator API and the panel on the same ingress: the system status sees both nodes, every
+    # fabric actor and the workspace answering, and the Docker engine of the workspace node; the workspace is on it.
+    status = httpx.get(f"{api}/system/status", timeout=120).json()
+    assert {n["node_id"] for n in status["nodes"] if n["alive"]} == set(node_of)
+    assert {"orchestrator", "registry", "workspace:default"} <= {a["name"] for a in status["actors"] if a["answers"]}
+    worker_id = next(node_id for node_id, ip in node_of.items() if ip == WORKER_IP)
+    assert [d["node_id"] for d in status["docker"] if d["ok"]] == [worker_id], status["docker"]
+    assert httpx.get(f"{api}/workspaces/default", timeout=60).json()["node"] == worker_id
+    assert httpx.get(f"{api}/ui/", timeout=60).status_code == 200
 
     # A real Prometheus scrapes every node through Ray's service-discovery file: PromQL over its
     # HTTP API returns our series, from both nodes (fabric on the head, sandboxes on the worker).
@@ -159,6 +184,14 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     envelopes = httpx.get(f"{prometheus}/api/v1/query", params={"query": "sum(ray_quadracode_envelopes_total)"},
                           timeout=10).json()["data"]["result"]
     assert envelopes and float(envelopes[0]["value"][1]) > 0
+    # The dashboard reads that Prometheus (RAY_PROMETHEUS_HOST of cluster.yaml's head command).
+    health = httpx.get(f"http://{HEAD_IP}:{rig.dashboard_port}/api/prometheus_health", headers=rig.auth_headers(),
+                       timeout=30)
+    assert health.status_code == 200 and health.json()["msg"] == "prometheus running", health.text
+    # Every panel of the shipped Grafana dashboard is a valid query over these series; those of
+    # what this run did (envelopes, deliveries, agents, tasks, sandbox operations) show data.
+    showing = {title for title, series in grafana_panels(prometheus).items() if series}
+    assert {"Envelopes by kind (per s)", "Agents alive", "Sandbox operations by outcome (per s)"} <= showing, showing
 
     # Users who manage Serve themselves: `serve deploy serve_config.yaml` (the shipped file, its
     # placeholders filled in) replaces the application, which answers on the same thread.
@@ -174,6 +207,7 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     assert values["messages"][-1]["content"] == "Noted: the code name is OSPREY."
 
     down = rig.ray_cli("down", "-y", str(rig.cluster_file), timeout=600)
+    print(f"$ ray down -y cluster.yaml\n{down.stdout}{down.stderr}")
     assert down.returncode == 0, (down.stdout + down.stderr)[-8000:]
     wait_until(lambda: not processes_of(rig.marker), 120, "every Ray process of the cluster to stop")
     with pytest.raises(httpx.HTTPError):
@@ -183,3 +217,31 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     with psycopg.connect(url, connect_timeout=10) as conn:
         count = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = %s", (thread_id,)).fetchone()[0]
     assert count > 0
+    # So do the workspaces' files on the worker: the agent's hello.py in `default`'s /workspace.
+    assert workspace_file(docker_client, rig, "default", "hello.py") == "print(42)\n"
+
+
+def grafana_panels(prometheus: str) -> dict[str, list]:
+    """Each panel of observability/grafana-quadracode.json, queried as Grafana would (every
+    installation, a 1 m rate window): its title and the series Prometheus returns."""
+    dashboard = json.loads((Path(__file__).parents[2] / "observability" / "grafana-quadracode.json").read_text())
+    shown = {}
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$installation", ".*").replace("$__rate_interval", "1m")
+            body = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
+            assert body["status"] == "success", (panel["title"], expr, body)
+            shown[panel["title"]] = shown.get(panel["title"], []) + body["data"]["result"]
+    return shown
+
+
+def workspace_file(docker_client, rig: Rig, workspace_id: str, path: str) -> str | None:
+    """A file of a workspace's /workspace, read on the host (a quota disk or a Docker volume)."""
+    from sandbox.deployments.docker import LABEL_INSTALLATION, LABEL_WORKSPACE
+
+    labels = [f"{LABEL_INSTALLATION}={rig.installation_id}", f"{LABEL_WORKSPACE}={workspace_id}"]
+    for container in docker_client.containers.list(all=True, filters={"label": labels}):
+        for mount in container.attrs.get("Mounts", []):
+            if mount.get("Destination") == "/workspace" and Path(mount["Source"], path).is_file():
+                return Path(mount["Source"], path).read_text()
+    return None

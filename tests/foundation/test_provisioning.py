@@ -39,3 +39,13 @@ def test_dev_test_fails_when_pytest_collects_nothing() -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 1
     assert "collected no tests" in result.stderr
+
+
+def test_haproxy_is_provisioned_for_haproxy_mode() -> None:
+    """Serve's HAProxy mode (serve_ingress=haproxy) runs Debian's haproxy from PATH."""
+    result = subprocess.run(["bash", str(ROOT / "scripts/provision-haproxy.sh")], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "haproxy is installed" in result.stderr or "installed HAProxy" in result.stderr
+    version = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and "HAProxy version" in version.stdout

@@ -39,6 +39,7 @@ async def test_spawn_mark_kill_and_the_cap(http: httpx.AsyncClient):
     second = (await http.post("/fleet/agents", json={"kind": "reviewer"})).json()
     figures = (await http.get("/fleet")).json()
     assert figures["cap"] == FLEET_CAP and figures["alive"] == 2 and figures["spawning"] == 0
+    assert figures["warm_target"] == 0 and figures["warm"] == 0  # no warm pool configured here
     assert sum(node["alive"] for node in figures["nodes"]) == 2
     at_cap = await http.post("/fleet/agents", json={"kind": "coder"})
     assert at_cap.status_code == 409 and f"at most {FLEET_CAP}" in at_cap.json()["detail"]

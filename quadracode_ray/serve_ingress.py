@@ -1,0 +1,55 @@
+"""How HTTP reaches the API replicas: Ray Serve's HAProxy mode or its Python proxy (the default).
+
+Serve reads these switches from the environment when its modules are imported, in every process
+of the cluster (controller, proxies, replicas), so they are given to the Ray head when it starts
+(``quadracode-ray up``, the tests' ``ray.init``), not to a deployment: a cluster started without
+them runs Serve's Python proxy whatever the setting says.
+
+- ``haproxy``: HAProxy (a C process, Debian's ``haproxy``) listens on the API port and forwards
+  to the replicas' own HTTP servers (Serve's direct ingress). On this machine an empty route
+  answers in ~1 ms instead of ~5 ms and ~2.5x as many requests a second (bench/serve_floor.py).
+- ``proxy``: Serve's Python HTTP proxy actor, one actor hop per request and per streamed chunk.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from typing import Literal
+
+IngressMode = Literal["haproxy", "proxy"]
+INGRESS_MODES: tuple[str, ...] = ("haproxy", "proxy")
+
+
+class IngressUnavailable(RuntimeError):
+    """HAProxy mode was asked for and no ``haproxy`` binary is installed."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ingress_env(mode: str) -> dict[str, str]:
+    """Environment for a Ray head whose Serve should run ingress ``mode``."""
+    if mode == "proxy":
+        return {}
+    if mode != "haproxy":
+        raise ValueError(f"unknown Serve ingress {mode!r} (expected one of {', '.join(INGRESS_MODES)})")
+    if shutil.which("haproxy") is None:
+        raise IngressUnavailable("serve_ingress=haproxy needs HAProxy: run scripts/provision-haproxy.sh "
+                                 "(Debian package haproxy), or set QUADRACODE_SERVE_INGRESS=proxy")
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        # HAProxy's stats and Prometheus listeners default to fixed ports (8404, 9101): free ones,
+        # so several clusters (test sessions, a running `up`) share a machine.
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        # Serve's per-request HAProxy log line is parsed in Python (CPU per request); the API
+        # counts its requests itself (serve_app/metrics_http.py).
+        "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+        # A replica being replaced waits this long for load balancers to stop sending to it
+        # (Serve's default: 30 s, for cloud load balancers); the local HAProxy is told at once.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+    }
