@@ -44,12 +44,6 @@ async def _thread_interrupted(context: AppContext, thread_id: str) -> bool:
     return bool(row and row["status"] == "interrupted" and row["interrupts"])
 
 
-async def _run_exists(context: AppContext, run_id: str) -> bool:
-    pool = await context.ready()
-    async with pool.connection() as conn:
-        return await (await conn.execute("SELECT 1 FROM qr_runs WHERE run_id = %s", (run_id,))).fetchone() is not None
-
-
 async def thread_tape(context: AppContext, hub: ThreadWatchHub, thread_id: str,
                       session: V3Session | None = None) -> AsyncIterator[list[dict]]:
     """The thread's wire events, batch by batch, from its first run on; never ends by itself."""
@@ -73,8 +67,6 @@ async def thread_tape(context: AppContext, hub: ThreadWatchHub, thread_id: str,
                             output = end.get("output") if isinstance(end, dict) else None
                             status = (end or {}).get("status") or "success"
                             interrupted = status == "success" and await _thread_interrupted(context, thread_id)
-                            if status == "interrupted" and not await _run_exists(context, run_id):
-                                status = "deleted"  # cancelled with rollback
                             batch += session.end_run(status, output, interrupted)
                             ended = True
                         else:

@@ -4,8 +4,9 @@ the same events (methods, namespaces, lifecycle phases, data shapes) and the sam
 
 The graph is the API tests' echo graph on both sides: its input's values, a node, then an
 interrupt that ``input.respond`` answers (its custom event is not on the v3 wire on either: the
-graph registers no custom transformer); a run cancelled in its slow node. ``V3_KNOWN_GAPS`` names
-the differences kept on purpose.
+graph registers no custom transformer); a run cancelled in its slow node (its end differs on
+purpose, see its test); a chat run's values. ``V3_KNOWN_GAPS`` names the answers' differences
+kept on purpose.
 """
 
 from __future__ import annotations
@@ -206,14 +207,30 @@ async def test_the_sdk_thread_stream_gives_the_same_output_on_both(official_url:
     assert outputs[1]["items"] == ["x", "a", "asked"]
 
 
-async def test_a_cancelled_run_ends_as_on_the_official_server(official_url: str, api_url: str) -> None:
+async def test_a_cancelled_run_ends_failed_where_the_official_server_says_interrupted(official_url: str,
+                                                                                       api_url: str) -> None:
+    """A difference kept on purpose. The official server ends a cancelled run's root lifecycle
+    ``interrupted`` (no error), which the SDK does not take as the run's end: ``thread.values``
+    and ``thread.output`` wait forever (the official SDK suite's test_cancel, which wants the
+    iterator to end within 10 s of the cancel, times out against it). Ours ends it ``failed``
+    with the reason; everything before is the same."""
     theirs, ours = await cancel_session(official_url), await cancel_session(api_url)
-    assert _outline(ours["events"]) == _outline(theirs["events"]) == [
-        ("lifecycle", (), "running"), ("values", (), None), ("lifecycle", (), "interrupted")]
-    # The root's end as the official server says it: interrupted, no error (not failed).
-    assert ours["events"][-1]["params"]["data"] == theirs["events"][-1]["params"]["data"] == {
-        "event": "interrupted", "graph_name": "echo"}
+    assert _outline(ours["events"])[:-1] == _outline(theirs["events"])[:-1] == [
+        ("lifecycle", (), "running"), ("values", (), None)]
+    assert theirs["events"][-1]["params"]["data"] == {"event": "interrupted", "graph_name": "echo"}
+    assert ours["events"][-1]["params"]["data"] == {"event": "failed", "graph_name": "echo",
+                                                    "error": "Run was cancelled"}
     assert ours["run status"] == theirs["run status"] == "interrupted"
+    # What the difference is for: the SDK's iterators end after the cancel on ours.
+    async with get_client(url=api_url, api_key=None).threads.stream(assistant_id="echo") as thread:
+        started = await thread.run.start(input={"items": ["x"], "sleep": 5})
+        cancelled = False
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            async for snapshot in thread.values:
+                if not cancelled and snapshot.get("items") == ["x"]:  # the run has started
+                    await get_client(url=api_url, api_key=None).runs.cancel(thread.thread_id, started["run_id"])
+                    cancelled = True
+        assert cancelled
 
 
 async def test_values_carry_messages_as_protocol_messages_as_on_the_official_server(official_url: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from serve_app.runs.v3_session import V3Session, parse_filter
+from serve_app.runs.v3_session import CANCELLED, V3Session, parse_filter
 
 
 def _protocol(method: str, data, namespace=(), **params) -> bytes:
@@ -52,22 +52,14 @@ def test_the_same_tape_gives_the_same_seq_and_event_ids() -> None:
     assert len({e["event_id"] for e in first}) == len(first)
 
 
-def test_a_cancelled_run_ends_interrupted_and_closes_its_subgraphs() -> None:
+def test_a_cancelled_run_fails_with_the_reason_and_closes_its_subgraphs() -> None:
     session = V3Session()
     session.start_run("r1", "agent")
     session.ingest("lifecycle", TAPE[3][1], "r1:0")
     end = session.end_run("interrupted", None, False)
-    assert [(e["params"]["namespace"], e["params"]["data"]) for e in end] == [
-        (["tools:1"], {"event": "completed", "graph_name": "researcher"}),
-        ([], {"event": "interrupted", "graph_name": "agent"})]  # as the official server: no error
-
-
-def test_a_run_cancelled_with_rollback_ends_with_no_event() -> None:
-    session = V3Session()
-    session.start_run("r1", "agent")
-    session.ingest("lifecycle", TAPE[3][1], "r1:0")
-    assert session.end_run("deleted", None, False) == []
-    assert session.end_run("interrupted", None, False) == []  # ended once
+    assert [(e["params"]["namespace"], e["params"]["data"]["event"]) for e in end] == [
+        (["tools:1"], "completed"), ([], "failed")]
+    assert end[-1]["params"]["data"]["error"] == CANCELLED
 
 
 def test_filters_by_channel_custom_name_namespace_and_depth() -> None:
