@@ -13,7 +13,13 @@ from collections.abc import AsyncIterator
 import ray
 
 from quadracode_ray.config import Settings
-from quadracode_ray.interfaces.workspace import ExecResult, FileInfo, SnapshotInfo
+from quadracode_ray.interfaces.workspace import (
+    ExecResult,
+    FileInfo,
+    SnapshotInfo,
+    StdioOutput,
+    StdioSession,
+)
 from quadracode_ray.ray_metrics import install_ray_metrics
 from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig
 from sandbox.events import EventSink, FanOutSink, InMemoryEventSink
@@ -98,6 +104,18 @@ class WorkspaceSandbox:
 
     async def list_processes(self) -> list[BackgroundProcess]:
         return await self.service.list_processes()
+
+    async def open_stdio(self, command: str, cwd: str = ".", env: dict[str, str] | None = None) -> StdioSession:
+        return await self.service.open_stdio(command, cwd=cwd, env=env)
+
+    async def write_stdio(self, session_id: str, data: bytes, close: bool = False) -> None:
+        await self.service.write_stdio(session_id, data, close=close)
+
+    async def read_stdio(self, session_id: str, max_bytes: int = 1 << 20, timeout: float = 30.0) -> StdioOutput:
+        return await self.service.read_stdio(session_id, max_bytes=max_bytes, timeout=timeout)
+
+    async def close_stdio(self, session_id: str) -> None:
+        await self.service.close_stdio(session_id)
 
     # files
     async def read_file(self, path: str) -> bytes:

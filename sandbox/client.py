@@ -25,6 +25,8 @@ from quadracode_ray.interfaces.workspace import (
     FileInfo,
     SnapshotInfo,
     SnapshotNotFound,
+    StdioOutput,
+    StdioSession,
     WorkspaceConflict,
     WorkspaceNotFound,
     WorkspaceUnavailable,
@@ -161,6 +163,18 @@ class WorkspaceSandboxClient:
 
     async def list_processes(self) -> list[BackgroundProcess]:
         return await self._call("list_processes")
+
+    async def open_stdio(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None) -> StdioSession:
+        return await self._call("open_stdio", command, cwd, env)
+
+    async def write_stdio(self, session_id: str, data: bytes, *, close: bool = False) -> None:
+        await self._call("write_stdio", session_id, data, close)
+
+    async def read_stdio(self, session_id: str, *, max_bytes: int = 1 << 20, timeout: float = 30.0) -> StdioOutput:
+        return await self._call("read_stdio", session_id, max_bytes, timeout)
+
+    async def close_stdio(self, session_id: str) -> None:
+        await self._call("close_stdio", session_id)
 
     # --- files ---------------------------------------------------------------------------------------------
     async def read_file(self, path: str) -> bytes:

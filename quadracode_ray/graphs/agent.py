@@ -61,6 +61,7 @@ from quadracode_ray.interfaces import WorkspaceClient, WorkspaceError
 from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.factory import shared_chat_model
 from quadracode_ray.tools.base import Tool
+from quadracode_ray.tools.mcp_tools import ToolSource, mcp_tool_source
 from quadracode_ray.tools.workspace_tools import workspace_tools
 
 AGENT_SYSTEM_PROMPT = """You are a Quadracode-Ray agent. You carry out one delegated task in your workspace,
@@ -82,7 +83,8 @@ def build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient,
                       agent_id: str | None = None, extra_tools: Sequence[Tool] = (),
                       system_prompt: str | None = None, context: ContextPolicy | None = None,
                       guardrails: Guardrails | GuardrailSource | None = None, stop: StopSignal | None = None,
-                      ask_human: bool = True, settings: Settings | None = None):
+                      ask_human: bool = True, settings: Settings | None = None,
+                      tool_source: ToolSource | None = None):
     if settings is not None:
         from quadracode_ray.persistence.guardrails import settings_guardrails
 
@@ -91,7 +93,7 @@ def build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient,
     tools = [*workspace_tools(workspace), *extra_tools, *([ASK_HUMAN] if ask_human else []), FINISH]
     core = ReactCore(model=model, tools=tools, system_prompt=system_prompt or AGENT_SYSTEM_PROMPT,
                      workspace=workspace, policy=context or ContextPolicy(), guardrails=guardrails or Guardrails(),
-                     stop=stop, done_route="respond", stop_route="complete")
+                     stop=stop, tool_source=tool_source, done_route="respond", stop_route="complete")
 
     async def start(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         update: dict[str, Any] = {**fresh_budget(), "result": None, "stopped": False,
@@ -164,4 +166,6 @@ def graph(config: RunnableConfig) -> Any:
                              stop=configurable.get("stop"),
                              guardrails=with_assistant_guardrails(base, assistant.guardrails),
                              system_prompt=assistant.system_prompt, context=context_policy(assistant, settings),
+                             tool_source=mcp_tool_source(assistant.mcp_servers, workspace, settings.mcp_headers,
+                                                         configurable.get("events")),
                              settings=settings)

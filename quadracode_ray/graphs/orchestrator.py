@@ -82,6 +82,7 @@ from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.factory import shared_chat_model
 from quadracode_ray.tools.base import Tool
 from quadracode_ray.tools.fleet_tools import fleet_tools
+from quadracode_ray.tools.mcp_tools import ToolSource, mcp_tool_source
 from quadracode_ray.tools.workspace_tools import workspace_tools
 
 TASK_RESULT_NAME = "task_result"
@@ -113,7 +114,8 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
                              checkpointer: BaseCheckpointSaver | None = None, namespace: str | None = None,
                              guardrails: Guardrails | GuardrailSource | None = None, stop: StopSignal | None = None,
                              context: ContextPolicy | None = None, system_prompt: str | None = None,
-                             extra_tools: Sequence[Tool] = (), settings: Settings | None = None):
+                             extra_tools: Sequence[Tool] = (), settings: Settings | None = None,
+                             tool_source: ToolSource | None = None):
     if settings is not None:
         from quadracode_ray.persistence.guardrails import settings_guardrails
 
@@ -123,7 +125,7 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
              *extra_tools, ASK_HUMAN]
     core = ReactCore(model=model, tools=tools, system_prompt=system_prompt or ORCHESTRATOR_SYSTEM_PROMPT,
                      workspace=workspace, policy=context or ContextPolicy(), guardrails=guardrails or Guardrails(),
-                     stop=stop, done_route="__end__")
+                     stop=stop, tool_source=tool_source, done_route="__end__")
 
     async def ingest(state: OrchestratorState, config: RunnableConfig) -> dict[str, Any]:
         """Fold arrived task results into the thread; a new human turn restarts the autonomy budget."""
@@ -187,4 +189,6 @@ def graph(config: RunnableConfig) -> Any:
                                     fleet=configurable.get("fleet"), delegation=configurable.get("delegation"),
                                     stop=configurable.get("stop"), guardrails=guardrails,
                                     system_prompt=assistant.system_prompt, context=context_policy(assistant, settings),
+                                    tool_source=mcp_tool_source(assistant.mcp_servers, configurable.get("workspace"),
+                                                                settings.mcp_headers, configurable.get("events")),
                                     settings=settings)

@@ -9,9 +9,10 @@ custom stream events through LangGraph's stream writer (``stream_mode="custom"``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
@@ -130,10 +131,28 @@ class ReactCore:
     stop: StopSignal | None
     done_route: str  # where a plain answer goes ("respond" or END)
     stop_route: str = "__end__"  # where a turn the human stopped goes
+    tool_source: Callable[[str], Awaitable[Sequence[Tool]]] | None = None
+    """More tools, listed once on first use (MCP servers' tools): thread_id -> tools."""
 
     def __post_init__(self) -> None:
         self.by_name = {tool.name: tool for tool in self.tools}
         self.specs = [tool.spec for tool in self.tools]
+        self._sourced = self.tool_source is None
+        self._source_lock: asyncio.Lock | None = None
+
+    async def _source_tools(self, thread_id: str) -> None:
+        """Add the tool source's tools (once; a built-in tool's name is never taken over)."""
+        if self._sourced:
+            return
+        self._source_lock = self._source_lock or asyncio.Lock()
+        async with self._source_lock:
+            if self._sourced:
+                return
+            extra = [tool for tool in await self.tool_source(thread_id) if tool.name not in self.by_name]
+            self.tools = [*self.tools, *extra]
+            self.by_name.update({tool.name: tool for tool in extra})
+            self.specs = [*self.specs, *(tool.spec for tool in extra)]
+            self._sourced = True
 
     # --- model ---------------------------------------------------------------------------------
     async def model_node(self, state: ReactState, config: RunnableConfig) -> dict[str, Any]:
@@ -144,6 +163,7 @@ class ReactCore:
         reason = guardrail_reason(state, guardrails, time.time()) or _step_limit_reason(state, config)
         if reason:
             return {"halt": {"kind": "guardrail", "reason": reason, "resume_to": "model"}}
+        await self._source_tools(thread_id)
         prompt = fit_to_budget([SystemMessage(self.system_prompt)], state.get("messages") or [], self.policy)
         try:
             reply = await race_stop(self._stream_reply(prompt, config), self.stop, thread_id)
@@ -200,6 +220,7 @@ class ReactCore:
     # --- tools -----------------------------------------------------------------------------------
     async def tools_node(self, state: ReactState, config: RunnableConfig) -> dict[str, Any]:
         thread_id = thread_id_of(config)
+        await self._source_tools(thread_id)  # (a resumed run may start here)
         last: AIMessage = state["messages"][-1]
         calls = list(last.tool_calls)
         if self.stop is not None and self.stop.is_set(thread_id):

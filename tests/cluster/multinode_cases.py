@@ -242,6 +242,49 @@ async def test_envelopes_cross_nodes_over_ray_with_sockets_on_and_an_agent_kille
         shutdown_system(settings)
 
 
+async def test_a_run_executor_on_another_node_runs_an_api_run(cluster, settings):
+    """Run executors ask for no node: one that asks for a CPU lands on the agents' node (the only
+    one with CPUs) and runs a queued API run there, its queue and checkpoints in the one Postgres."""
+    from actors.run_executor import RunExecutor
+    from quadracode_ray.persistence.pool import open_async_pool
+    from runs import queue
+    from runs.enqueue import enqueue_run, run_id_for
+    from runs.settings import RunSettings
+    from tests.api.graphs import TEST_GRAPHS
+
+    _, node_ids, _ = cluster
+    name = f"{settings.actor_name_prefix}run-executor-mn"
+    run_settings = settings.model_copy(update={"graphs": TEST_GRAPHS})
+    executor = RunExecutor.options(name=name, namespace=NAMESPACE, num_cpus=1).remote(
+        name, run_settings, settings.database_url, [name])
+    try:
+        assert await executor.ready.remote() == name
+        pool = await open_async_pool(settings.database_url, min_size=1, max_size=2, name="multinode-test")
+        try:
+            thread_id = str(uuid.uuid4())
+            async with pool.connection() as conn:
+                await conn.execute("INSERT INTO qr_threads (thread_id, metadata) VALUES (%s, '{}')", (thread_id,))
+            run_id = run_id_for(uuid.uuid4().hex)
+            assert await enqueue_run(pool, run_id=run_id, thread_id=thread_id, executor=name, metadata={},
+                                     settings=RunSettings(graph_id="echo", input={"items": ["across"]}))
+            await executor.submit_run.remote(run_id)
+
+            async def succeeded():
+                row = await queue.run_status(pool, run_id)
+                return row if row["status"] == "success" else None
+
+            row = await eventually(succeeded, timeout=120, what="the run on the agents' node to succeed")
+            assert row["executor"] == name
+        finally:
+            await pool.close()
+        from ray._private.state import actors as actor_table
+
+        placed = {a["Name"]: a["Address"]["NodeID"] for a in actor_table().values() if a["State"] == "ALIVE"}
+        assert placed[name] == node_ids["agents"] != node_ids["head"]
+    finally:
+        ray.kill(executor, no_restart=True)
+
+
 async def test_a_workspace_whose_node_is_gone_fails_clearly_and_is_restored_elsewhere(cluster, settings, docker_client):
     from sandbox.client import get_workspace, restore_workspace
     from sandbox.deployments.docker import LABEL_INSTALLATION, LABEL_WORKSPACE

@@ -157,8 +157,9 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     named = {a["name"] for a in ours}
     assert {"workspace:default", "orchestrator", "registry"} <= named, named
 
-    # The operator API and the panel on the same ingress: the system status sees both nodes, every
-    # fabric actor and the workspace answering, and the Docker engine of the workspace node; the workspace is on it.
+    # The operator API and the panel on the same ingress: the system status sees both nodes, the
+    # orchestrator, the registry and the workspace answering, and the Docker engine of the worker,
+    # the only workspace node; the workspace is on it.
     status = httpx.get(f"{api}/system/status", timeout=120).json()
     assert {n["node_id"] for n in status["nodes"] if n["alive"]} == set(node_of)
     assert {"orchestrator", "registry", "workspace:default"} <= {a["name"] for a in status["actors"] if a["answers"]}
