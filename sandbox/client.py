@@ -18,7 +18,7 @@ import ray
 from docker.errors import DockerException
 from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError, RayTaskError
 
-from quadracode_ray import NAMESPACE
+from quadracode_ray import NAMESPACE, tracing
 from quadracode_ray.config import Settings, load_settings
 from quadracode_ray.interfaces.workspace import (
     DEFAULT_WORKSPACE,
@@ -99,7 +99,11 @@ class WorkspaceSandboxClient:
         return self._handle
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        ref = getattr(self._handle, method).remote(*args, **kwargs)
+        carried = tracing.carrier()  # empty (and so a plain call) unless tracing is on
+        if carried:
+            ref = self._handle.traced.remote(carried, method, *args, **kwargs)
+        else:
+            ref = getattr(self._handle, method).remote(*args, **kwargs)
         try:
             return await ref
         except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
