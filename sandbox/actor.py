@@ -7,11 +7,14 @@ finds its container again by label, and the files in the volume are still there.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import ray
 
+from quadracode_ray import tracing
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import (
     ExecResult,
@@ -50,9 +53,19 @@ class WorkspaceSandbox:
                  event_sink: EventSink | None = None):
         claim_current_node(workspace_id, settings)  # never an empty container on the wrong node
         install_ray_metrics(settings.actor_name_prefix)  # exec and file operation durations reach /metrics and the dashboard
+        tracing.configure_tracing(settings, "sandbox")
         self._recent = InMemoryEventSink()
         deployment = DockerDeployment(workspace_id, DockerDeploymentConfig.from_settings(settings))
         self.service = WorkspaceService(deployment, settings, spec=spec, events=FanOutSink(self._recent, event_sink))
+
+    async def traced(self, carried: dict[str, str], method: str, *args: Any, **kwargs: Any) -> Any:
+        """``method`` called inside the caller's trace (``carried`` from ``tracing.carrier()``);
+        the client calls this instead of ``method`` only when tracing is on and a span is current."""
+        if method.startswith("_") or method in ("traced", "exec_stream"):
+            raise ValueError(f"{method!r} cannot be called through traced")
+        with tracing.attached(carried):
+            result = getattr(self, method)(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
 
     # lifecycle
     async def ensure(self, spec: WorkspaceSpec | None = None) -> WorkspaceInfo:

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
+from docker.errors import DockerException
 from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError, RayTaskError
 
-from quadracode_ray import NAMESPACE
+from quadracode_ray import NAMESPACE, tracing
 from quadracode_ray.config import Settings, load_settings
 from quadracode_ray.interfaces.workspace import (
     DEFAULT_WORKSPACE,
@@ -50,6 +51,11 @@ from sandbox.placement import node_is_alive, placement_options, placement_record
 def _translate(exc: BaseException, workspace_id: str) -> BaseException:
     if isinstance(exc, RayTaskError):
         cause = getattr(exc, "cause", None)
+        if isinstance(cause, DockerException):
+            # The engine refused or lost the container under the actor (the workspace removed
+            # meanwhile, the engine restarting): a typed error callers can retry, not a crash.
+            return WorkspaceUnavailable(f"workspace {workspace_id!r}: its container is not usable now "
+                                        f"({type(cause).__name__}: {str(cause)[:200]})")
         if isinstance(cause, BaseException):
             return cause
     if isinstance(exc, RayActorError | GetTimeoutError | ActorUnschedulableError):
@@ -93,7 +99,11 @@ class WorkspaceSandboxClient:
         return self._handle
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        ref = getattr(self._handle, method).remote(*args, **kwargs)
+        carried = tracing.carrier()  # empty (and so a plain call) unless tracing is on
+        if carried:
+            ref = self._handle.traced.remote(carried, method, *args, **kwargs)
+        else:
+            ref = getattr(self._handle, method).remote(*args, **kwargs)
         try:
             return await ref
         except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from quadracode_ray import metrics
+from quadracode_ray import metrics, tracing
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import (
     ExecResult,
@@ -117,9 +117,11 @@ class WorkspaceService:
         self._active += 1
         error: BaseException | None = None
         try:
-            if ensure:
-                await self._ensure_ready()
-            yield
+            with tracing.span(f"sandbox {operation}", **{"workspace.id": self.workspace_id,
+                                                         "sandbox.operation": operation}):
+                if ensure:
+                    await self._ensure_ready()
+                yield
         except BaseException as exc:
             error = exc
             raise

@@ -32,11 +32,11 @@ def fragile_url(api_url: str) -> str:
     return api_url
 
 
-def _replica_pids() -> set[int]:
-    """The processes of the API app's live replicas (a dead one's name may linger a moment)."""
+def _replica_pids(app_name: str = APP_NAME) -> set[int]:
+    """The processes of an app's live replicas (a dead one's name may linger a moment)."""
     pids = set()
     for actor in ray.util.list_named_actors(all_namespaces=True):
-        if actor["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#"):
+        if actor["name"].startswith(f"SERVE_REPLICA::{app_name}#"):
             try:
                 handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
                 pids.add(ray.get(handle.__ray_call__.remote(lambda _self: os.getpid()), timeout=30))
