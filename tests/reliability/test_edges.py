@@ -186,3 +186,12 @@ def test_log_records_and_tracebacks_are_masked(tmp_path: Path) -> None:
     text = path.read_text()
     assert "calling with ***" in text and "refused key ***" in text
     assert not any(secret in text for secret in secrets)
+
+
+def test_an_integer_past_64_bits_is_written_back() -> None:
+    # Found by the fuzzer: thread metadata with such a number was stored (jsonb holds it), then
+    # its answer failed to serialize (a 500).
+    from runs.stream import dumps
+
+    assert json.loads(dumps({"metadata": {"big": 2**70, "list": [1, "x"]}})) == {"metadata": {"big": 2**70,
+                                                                                          "list": [1, "x"]}}
