@@ -39,15 +39,18 @@ from actors.publisher import EventPublisher
 from actors.registry import Registration
 from actors.run_hosting import RayForward, RunHostCalls
 from actors.workspaces import LazyWorkspace
+from quadracode_ray import tracing
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import CANCEL_TASK, PING, TASK, TASK_RESULT, Envelope
 from quadracode_ray.interfaces.fleet import AgentInfo, TaskResult
 from quadracode_ray.interfaces.workspace import WorkspaceClient
 from quadracode_ray.ray_metrics import install_ray_metrics
+from runs.execution import TRACE_METADATA_KEY
 from runs.host import RunHost
 
 log = logging.getLogger(__name__)
 REMEMBERED_RESULTS = 1_000
+TRACE_KEY = TRACE_METADATA_KEY  # in a task's metadata, and beside a result: the trace it belongs to
 RESULT_DEADLINE_S = 3600.0
 
 
@@ -56,6 +59,7 @@ class AgentActor(RunHostCalls):
     def __init__(self, agent_id: str, kind: str, capabilities: list[str], workspace_id: str, settings: Settings,
                  metadata: dict[str, JsonValue] | None = None, workspace: WorkspaceClient | None = None):
         install_ray_metrics(settings.actor_name_prefix)
+        tracing.configure_tracing(settings, "agent")
         self.agent_id, self.kind, self.capabilities = agent_id, kind, list(capabilities)
         self.workspace_id, self.settings = workspace_id, settings
         self.metadata = dict(metadata or {})
@@ -184,6 +188,16 @@ class AgentActor(RunHostCalls):
             raise ValueError(f"agents take {TASK}, {CANCEL_TASK} and {PING} envelopes, not {envelope.kind!r}")
 
     async def _do_task(self, envelope: Envelope) -> None:
+        # The task continues the trace of the run that delegated it (quadracode_ray.tracing).
+        metadata = envelope.payload.get("metadata")
+        carried = metadata.get(TRACE_KEY) if isinstance(metadata, dict) else None
+        with tracing.attached(carried if isinstance(carried, dict) else None), \
+                tracing.scope(agent_id=self.agent_id, task_id=envelope.payload.get("task_id"),
+                              thread_id=envelope.thread_id, workspace_id=self.workspace_id), \
+                tracing.span("agent_task", **{"task.attempt": envelope.payload.get("attempt")}):
+            await self._do_task_traced(envelope)
+
+    async def _do_task_traced(self, envelope: Envelope) -> None:
         result = self._results.get(envelope.id)
         if result is None:  # not a retry of a reply that failed to send
             task = TaskRequest.model_validate({**envelope.payload, "agent_id": self.agent_id})
@@ -191,7 +205,10 @@ class AgentActor(RunHostCalls):
             self._results[envelope.id] = result
             while len(self._results) > REMEMBERED_RESULTS:
                 self._results.popitem(last=False)
-        reply = envelope.reply(TASK_RESULT, result.model_dump(mode="json"), id=f"{envelope.id}:result")
+        payload = result.model_dump(mode="json")
+        if carrier := tracing.carrier():  # the result's run continues this trace
+            payload[TRACE_KEY] = carrier
+        reply = envelope.reply(TASK_RESULT, payload, id=f"{envelope.id}:result")
         # The orchestrator always comes back (max_restarts=-1): keep the result until it does.
         await send(self.handles, reply, restartable=True, deadline_s=RESULT_DEADLINE_S)
 

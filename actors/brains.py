@@ -130,7 +130,9 @@ class PostgresCheckpointer:
 
 
 def _result_of(task: TaskRequest, state: Any) -> TaskResult:
-    base = {"task_id": task.task_id, "agent_id": task.agent_id}
+    base: dict[str, Any] = {"task_id": task.task_id, "agent_id": task.agent_id}
+    if isinstance(state, dict) and isinstance(state.get("spent"), dict):
+        base["usage"] = state["spent"]  # the thread's spend then includes its tasks'
     if isinstance(state, dict):
         if state.get("__interrupt__"):
             return TaskResult(**base, status="failed",

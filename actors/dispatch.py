@@ -13,9 +13,11 @@ from actors.common import FLEET, ORCHESTRATOR, REGISTRY, HandleCache, spawn_back
 from actors.delivery import RecipientGone, send
 from actors.fleet import FleetCapacityError
 from actors.tasks import TaskStore
+from quadracode_ray import tracing
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import CANCEL_TASK, TASK, TASK_RESULT, Envelope
 from quadracode_ray.interfaces.fleet import AgentInfo, TaskInfo, TaskResult
+from runs.execution import TRACE_METADATA_KEY
 
 log = logging.getLogger(__name__)
 MAX_REMEMBERED_LOST = 10_000
@@ -68,7 +70,9 @@ class Dispatcher:
                 id=f"task:{task_id}:{row['attempts'] + 1}", sender=ORCHESTRATOR, recipient=agent_id, kind=TASK,
                 thread_id=row["parent_thread_id"],
                 payload={"task_id": task_id, "instruction": row["instruction"],
-                         "parent_thread_id": row["parent_thread_id"], "attempt": row["attempts"] + 1})
+                         "parent_thread_id": row["parent_thread_id"], "attempt": row["attempts"] + 1,
+                         # the delegating run's trace (this coroutine was started inside it)
+                         **({"metadata": {TRACE_METADATA_KEY: carrier}} if (carrier := tracing.carrier()) else {})})
             if not await self.store.assign(task_id, agent_id, envelope.id):
                 return  # cancelled meanwhile
             self.load[agent_id] = self.load.get(agent_id, 0) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,20 @@ _INSERT = (
     "INSERT INTO qr_events (id, sender, recipient, kind, thread_id, payload, created_at, attempt) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING seq"
 )
+
+
+SCAN_BATCH = 1_000
+SCAN_LIMIT = 20_000
+"""Rows one regex-filtered read examines at most; its ``position`` continues the scan."""
+
+
+@dataclass(frozen=True)
+class MatchingPage:
+    rows: list[tuple[int, Envelope]]
+    position: int | None
+    """The seq of the last row read (None when none was): where the next page starts."""
+    exhausted: bool
+    """True when the log had nothing further in that direction."""
 
 
 def _where(flt: EnvelopeFilter) -> tuple[list[str], list[Any]]:
@@ -34,9 +49,8 @@ def _where(flt: EnvelopeFilter) -> tuple[list[str], list[Any]]:
     if flt.until is not None:
         clauses.append("created_at < %s")
         params.append(flt.until)
-    if flt.text_regex is not None:
-        clauses.append("payload::text ~ %s")
-        params.append(flt.text_regex)
+    # text_regex is never SQL: Postgres's regex dialect and its text of a jsonb differ from the
+    # filter's (RE2 over the compact JSON), so it is applied in Python (select_matching).
     return clauses, params
 
 
@@ -88,7 +102,32 @@ class EventQueries:
             rows = await (await conn.execute(sql, [*params, limit])).fetchall()
         return [(row["seq"], _envelope(row)) for row in rows]
 
+    async def select_matching(self, flt: EnvelopeFilter, *, after_seq: int | None = None,
+                              before_seq: int | None = None, limit: int = 100, newest_first: bool = False,
+                              scan_limit: int = SCAN_LIMIT) -> MatchingPage:
+        """Up to ``limit`` envelopes matching ``flt`` in seq order, its regex included, reading at
+        most ``scan_limit`` rows; ``position`` is the last row read, where the next page starts."""
+        found: list[tuple[int, Envelope]] = []
+        position, scanned = (before_seq if newest_first else after_seq), 0
+        while len(found) < limit and scanned < scan_limit:
+            batch = SCAN_BATCH if flt.text_regex is not None else limit - len(found)
+            rows = await self.select(flt, after_seq=None if newest_first else position,
+                                     before_seq=position if newest_first else None, limit=batch,
+                                     newest_first=newest_first)
+            consumed = 0
+            for seq, envelope in rows:
+                position, scanned, consumed = seq, scanned + 1, consumed + 1
+                if flt.text_regex is None or flt.matches(envelope):
+                    found.append((seq, envelope))
+                    if len(found) >= limit:
+                        break
+            if len(rows) < batch and consumed == len(rows):
+                return MatchingPage(found, position, exhausted=True)
+        return MatchingPage(found, position, exhausted=False)
+
     async def count(self, flt: EnvelopeFilter) -> int:
+        if flt.text_regex is not None:
+            raise ValueError("count takes no text_regex: counting it would read the whole log")
         clauses, params = _where(flt)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         async with self.pool.connection() as conn:

@@ -212,10 +212,10 @@ class EventBus:
                         break
             return EventPage(events=found, cursor=max(cursor, scanned_to))
         # Behind the ring (a slow watcher, or a restart): read history.
-        rows = await self.queries.select(flt, after_seq=cursor, limit=limit)
-        events = [LoggedEnvelope(seq=seq, envelope=env) for seq, env in rows]
-        if events:
-            return EventPage(events=events, cursor=events[-1].seq)
+        page = await self.queries.select_matching(flt, after_seq=cursor, limit=limit)
+        events = [LoggedEnvelope(seq=seq, envelope=env) for seq, env in page.rows]
+        if events or not page.exhausted:
+            return EventPage(events=events, cursor=max(cursor, page.position or 0))
         return EventPage(events=[], cursor=max(cursor, self.last_seq))
 
     async def watch(self, filter: EnvelopeFilter | None = None, cursor: int | None = None,
@@ -248,11 +248,13 @@ class EventBus:
 
     async def query(self, filter: EnvelopeFilter | None = None, *, after_seq: int | None = None,
                     before_seq: int | None = None, limit: int = 100, newest_first: bool = False) -> list[LoggedEnvelope]:
-        """History from Postgres (time range, sender, recipient, kind, thread, regex on payload text)."""
+        """History from Postgres (time range, sender, recipient, kind, thread; a regex on the payload's text
+        is applied to at most ``SCAN_LIMIT`` rows, so a page may hold fewer than ``limit``)."""
         await self._started
-        rows = await self.queries.select(filter or EnvelopeFilter(), after_seq=after_seq, before_seq=before_seq,
-                                         limit=max(1, min(limit, MAX_PAGE)), newest_first=newest_first)
-        return [LoggedEnvelope(seq=seq, envelope=env) for seq, env in rows]
+        page = await self.queries.select_matching(filter or EnvelopeFilter(), after_seq=after_seq,
+                                                  before_seq=before_seq, limit=max(1, min(limit, MAX_PAGE)),
+                                                  newest_first=newest_first)
+        return [LoggedEnvelope(seq=seq, envelope=env) for seq, env in page.rows]
 
     async def count(self, filter: EnvelopeFilter | None = None) -> int:
         await self._started

@@ -14,15 +14,16 @@ from typing import Any
 
 from actors.common import ORCHESTRATOR, HandleCache
 from actors.fleet_client import FleetActorClient
-from actors.workspaces import LazyWorkspace
+from actors.workspaces import BusEventReporter, LazyWorkspace
 from quadracode_ray.config import Settings
+from quadracode_ray.graphs.budgets import Budgets
 from quadracode_ray.interfaces.fleet import TaskInfo
 from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
 from quadracode_ray.persistence.guardrails import settings_guardrails
 
 # Built-in assistants and the clients their graphs take from config["configurable"].
-_CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop", "guardrails"),
-                     "agent": ("workspace", "agent_id", "guardrails")}
+_CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop", "guardrails", "events", "budgets"),
+                     "agent": ("workspace", "agent_id", "guardrails", "events", "budgets")}
 
 
 class OrchestratorDelegation:
@@ -63,6 +64,10 @@ def fabric_configurable(graph_id: str, settings: Settings, **local: Any) -> dict
         "workspace": lambda: LazyWorkspace(DEFAULT_WORKSPACE, settings),
         # The installation's guardrails, as an operator last set them (PATCH /system/guardrails).
         "guardrails": lambda: settings_guardrails(settings),
+        # The installation's token/cost budgets and price table (QUADRACODE_BUDGET_*, _MODEL_PRICES).
+        "budgets": lambda: Budgets.from_settings(settings),
+        # Where graphs report what the run's stream alone would not tell the operator (a failed MCP server).
+        "events": lambda: BusEventReporter(settings, graph_id),
     }
     return {name: local[name] if name in local else makers[name]() for name in wanted
             if name in local or name in makers}

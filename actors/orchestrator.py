@@ -47,6 +47,7 @@ from actors.probes import Probes, ping
 from actors.publisher import EventPublisher
 from actors.run_hosting import RayForward, RunHostCalls
 from actors.tasks import FabricDelegation, TaskStore
+from quadracode_ray import tracing
 from quadracode_ray.config import Settings
 from quadracode_ray.envelope import (
     AGENT_LOST,
@@ -60,6 +61,7 @@ from quadracode_ray.graphs.control import StopRegistry
 from quadracode_ray.interfaces.fleet import TaskInfo, TaskResult
 from quadracode_ray.ray_metrics import install_ray_metrics
 from runs.enqueue import enqueue_run, run_id_for
+from runs.execution import TRACE_METADATA_KEY
 from runs.host import RunHost
 from runs.settings import RunSettings
 from runs.threads import thread_id_of
@@ -85,6 +87,7 @@ class SubmitReceipt(BaseModel):
 class Orchestrator(RunHostCalls):
     def __init__(self, settings: Settings):
         install_ray_metrics(settings.actor_name_prefix)
+        tracing.configure_tracing(settings, "orchestrator")
         self.settings = settings
         self.handles = HandleCache(settings)
         self.publisher = EventPublisher(self.handles, owner=ORCHESTRATOR)
@@ -235,7 +238,9 @@ class Orchestrator(RunHostCalls):
 
     async def _task_result(self, envelope: Envelope) -> None:
         """An agent's result resumes the thread that delegated the task, as a run of its own."""
-        result = TaskResult.model_validate(envelope.payload)
+        payload = dict(envelope.payload)
+        carried = payload.pop(TRACE_METADATA_KEY, None)  # the agent's task's trace, for the result's run
+        result = TaskResult.model_validate(payload)
         if not envelope.thread_id:
             raise ValueError("a task_result envelope needs the parent thread_id")
         self.dispatcher.release(result.agent_id)
@@ -246,7 +251,8 @@ class Orchestrator(RunHostCalls):
         # The task's row names its thread (a thread renamed by migration fabric/0002 included).
         thread_id = thread_id_of((await self.store.row(result.task_id))["parent_thread_id"])
         envelope = envelope.model_copy(update={"payload": result.model_dump(mode="json")})
-        await self._queue_run(envelope, thread_id, {"task_id": result.task_id, "agent_id": result.agent_id})
+        trace = {TRACE_METADATA_KEY: carried} if isinstance(carried, dict) else {}
+        await self._queue_run(envelope, thread_id, {"task_id": result.task_id, "agent_id": result.agent_id, **trace})
 
     # --- queries and direct control ---------------------------------------------------------------
     async def get_state(self, thread_id: str) -> dict[str, Any]:

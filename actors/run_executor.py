@@ -15,6 +15,7 @@ import ray
 
 from actors.fabric_clients import fabric_configurable
 from actors.run_hosting import RayForward, RunHostCalls
+from quadracode_ray import tracing
 from quadracode_ray.config import Settings
 from quadracode_ray.persistence.bootstrap import resolve_database_url
 from quadracode_ray.ray_metrics import install_ray_metrics
@@ -33,6 +34,7 @@ class RunExecutor(RunHostCalls):
 
     def __init__(self, name: str, settings: Settings, database_url: str, pool_names: list[str]):
         install_ray_metrics(settings.actor_name_prefix)
+        tracing.configure_tracing(settings, "run-executor")
         self.name = name
         fabric_settings = settings.model_copy(update={"database_url": database_url})
         self.run_host = RunHost(name, settings, database_url, pool_names=pool_names,

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from typing import Any
 
 from actors.common import EVENTS, get_actor, load_object
 from quadracode_ray.config import Settings
-from quadracode_ray.interfaces.workspace import ExecResult, FileInfo, SnapshotInfo, WorkspaceClient
+from quadracode_ray.interfaces.workspace import (
+    ExecResult,
+    FileInfo,
+    SnapshotInfo,
+    StdioOutput,
+    StdioSession,
+    WorkspaceClient,
+)
+
+log = logging.getLogger(__name__)
 
 
 class EventBusSink:
@@ -25,6 +35,20 @@ class EventBusSink:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"settings": self.settings, "_handle": None}
+
+
+class BusEventReporter:
+    """The graphs' EventReporter backed by the event bus: ``report`` returns at once and never
+    raises (no bus running, as in a plain Serve app: logged and dropped)."""
+
+    def __init__(self, settings: Settings, sender: str):
+        self.settings, self.sender = settings, sender
+
+    def report(self, kind: str, payload: dict[str, Any], *, thread_id: str | None = None) -> None:
+        try:
+            get_actor(self.settings, EVENTS).publish_event.remote(self.sender, kind, payload, thread_id=thread_id)
+        except Exception:  # noqa: BLE001 - reporting must never fail what it reports
+            log.warning("event %s from %s not published (no event bus)", kind, self.sender)
 
 
 async def sandbox_workspace_client(workspace_id: str, settings: Settings) -> WorkspaceClient:
@@ -81,6 +105,19 @@ class LazyWorkspace:
 
     async def snapshot(self, label: str | None = None) -> SnapshotInfo:
         return await (await self.client()).snapshot(label)
+
+    # The stdio sessions (MCP servers over stdio run in the workspace through these).
+    async def open_stdio(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None) -> StdioSession:
+        return await (await self.client()).open_stdio(command, cwd=cwd, env=env)
+
+    async def write_stdio(self, session_id: str, data: bytes, *, close: bool = False) -> None:
+        await (await self.client()).write_stdio(session_id, data, close=close)
+
+    async def read_stdio(self, session_id: str, *, max_bytes: int = 1 << 20, timeout: float = 30.0) -> StdioOutput:
+        return await (await self.client()).read_stdio(session_id, max_bytes=max_bytes, timeout=timeout)
+
+    async def close_stdio(self, session_id: str) -> None:
+        await (await self.client()).close_stdio(session_id)
 
     def __getattr__(self, name: str) -> Any:
         # Extra methods of the real client (stat, move, ...) once it exists.

@@ -147,8 +147,9 @@ def main() -> None:
         result["load_after"] = os.getloadavg()[0]
     finally:
         try:
-            shutdown_system(settings)
-            serve.shutdown()
+            if ray.is_initialized():
+                shutdown_system(settings)
+                serve.shutdown()
         finally:
             ray.shutdown()
             remove_installation(settings.sandbox_installation_id)

@@ -143,8 +143,15 @@ def start_ray_and_app(settings: dict, ingress: str) -> int:
     prepare_database(Settings(_env_file=None, **settings))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ray.init(address="local", namespace=NAMESPACE, num_cpus=max(4, os.cpu_count() or 1),
-                 include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        for attempt in range(3):  # on a loaded machine a node may miss Ray's fixed start deadline
+            try:
+                ray.init(address="local", namespace=NAMESPACE, num_cpus=max(4, os.cpu_count() or 1),
+                         include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+                break
+            except Exception as exc:
+                ray.shutdown()
+                if attempt == 2 or "timed out during startup" not in str(exc):
+                    raise
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"settings": settings}), name=APP_NAME, route_prefix="/", blocking=False)
@@ -181,7 +188,8 @@ def stop_ours(root: Path) -> None:
     from quadracode_ray.persistence import EmbeddedPostgres
 
     try:
-        serve.shutdown()
+        if ray.is_initialized():
+            serve.shutdown()
     finally:
         ray.shutdown()
         EmbeddedPostgres(root / "pg", database="bench").stop()

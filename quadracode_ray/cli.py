@@ -32,7 +32,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     if settings.panel_enabled:
         out.print(f"  Control panel   {result.api_url}/ui/")
     out.print(f"  Metrics         {result.api_url}/metrics   (Prometheus text: the API and every actor)")
-    out.print(f"  Ray dashboard   {result.dashboard_url}   (token: `ray get-auth-token`)")
+    out.print(f"  Ray dashboard   {result.dashboard_url}   ({_dashboard_access(result.dashboard_url)})")
     out.print(f"  Ray address     {result.ray_address}")
     where = "embedded, in " + str(settings.embedded_pgdata) if result.embedded_postgres else (
         "the cluster's, on TCP (password in " + str(settings.data_dir / "cluster-postgres.password") + ")"
@@ -45,6 +45,18 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         out.print(f"  {mark} {check.name}: {check.detail}")
     out.print("Stop with `quadracode-ray down` (data is kept).")
     return 0
+
+
+def _dashboard_access(dashboard_url: str) -> str:
+    """What the dashboard asks of a visitor, as the dashboard itself answers it now."""
+    from quadracode_ray.launcher.ray_head import dashboard_needs_token
+
+    needs = dashboard_needs_token(dashboard_url)
+    if needs is None:
+        return "not answering"
+    if needs:
+        return "token auth on: `ray get-auth-token` prints the token"
+    return "no token: anyone who reaches this address can use it and submit jobs"
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ resolved values to Ray workers and Serve replicas as environment variables.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Literal
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -24,12 +27,22 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from quadracode_ray.interfaces.network_allow import parse_allow_list, parse_entry
+
 ENV_PREFIX = "QUADRACODE_"
 
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "quadracode-ray"
+
+
+class ModelPrice(BaseModel):
+    """What a model costs, in US dollars per million tokens (``settings.model_prices``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
 
 
 class SettingsError(ValueError):
@@ -120,6 +133,14 @@ class Settings(BaseSettings):
         default=8192, ge=0, le=16 << 20,
         description="Size in MiB of each workspace's own file system (a loop-mounted ext4 image, sparse; needs the host side as root): writes past it fail with ENOSPC. 0: a plain Docker volume without quota.",
     )
+    sandbox_network: bool | list[str] = Field(
+        default=False,
+        description="Network access of a workspace whose spec does not say: false none, true Docker's default bridge, or a JSON allow-list of HOST[:PORT[-PORT]] entries (host names, IPv4 addresses or CIDRs), enforced by the host's firewall; everything else refused, DNS only for the listed names.",
+    )
+    sandbox_network_hosts: dict[str, str] = Field(
+        default={},
+        description="Host names network allow-lists may use that the host's resolver does not know, as JSON {\"name\": \"IPv4 address\"} (like Docker's --add-host); looked up before the resolver.",
+    )
     sandbox_pids_limit: int = Field(default=512, ge=16, le=1_000_000, description="Most processes a workspace container may run at once.")
     sandbox_output_limit_bytes: int = Field(
         default=1 << 20, ge=1024, le=1 << 30, description="Bytes of stdout and of stderr an exec keeps; the rest is cut and reported as truncated."
@@ -190,6 +211,22 @@ class Settings(BaseSettings):
     autonomy_max_agents_per_thread: int = Field(
         default=8, ge=0, description="Agents a thread may spawn before it stops and asks the human."
     )
+    budget_thread_tokens: int | None = Field(
+        default=None, ge=1, description="LLM tokens a thread may spend (its delegated tasks' included) before it stops and asks the human; unset: no limit."
+    )
+    budget_thread_cost_usd: float | None = Field(
+        default=None, gt=0, description="US dollars a thread may spend on models (priced by model_prices) before it stops and asks the human; unset: no limit."
+    )
+    budget_task_tokens: int | None = Field(
+        default=None, ge=1, description="LLM tokens one delegated task may spend before its agent stops and asks; unset: no limit."
+    )
+    budget_task_cost_usd: float | None = Field(
+        default=None, gt=0, description="US dollars one delegated task may spend before its agent stops and asks; unset: no limit."
+    )
+    model_prices: dict[str, ModelPrice] = Field(
+        default={},
+        description='Prices per model for cost budgets and metrics, as JSON {"provider:model" or "model": {"input_per_mtok": 3.0, "output_per_mtok": 15.0}} (US dollars per million tokens); a model without a price costs 0.',
+    )
 
     # --- LangGraph API: graphs and run executors -------------------------------------------------
     graphs: dict[str, str] = Field(
@@ -235,8 +272,18 @@ class Settings(BaseSettings):
         description="JSON paths of an item's value that are embedded (as store.index.fields; $ is the whole value).",
     )
 
-    @field_serializer("graphs", "store_index_fields", "fabric_resources")
-    def _graphs_as_json(self, value: dict[str, str] | dict[str, float] | list[str]) -> str:
+    @field_serializer("model_prices")
+    def _prices_as_json(self, value: dict[str, ModelPrice]) -> str:
+        return json.dumps({name: price.model_dump() for name, price in value.items()})
+
+    @field_validator("model_prices", mode="before")
+    @classmethod
+    def _prices_from_json(cls, value: object) -> object:
+        # As serialised above, e.g. a Serve app's settings dumped in JSON mode.
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_serializer("graphs", "store_index_fields", "fabric_resources", "sandbox_network", "sandbox_network_hosts")
+    def _graphs_as_json(self, value: dict[str, str] | dict[str, float] | list[str] | bool) -> str:
         # JSON text, so to_env() hands workers a value they parse back into the same map.
         return json.dumps(value)
 
@@ -302,6 +349,16 @@ class Settings(BaseSettings):
         description="Wait for the WAL flush on each accepted envelope. Off: an actor crash still loses nothing; a crash of Postgres itself may lose its last ~0.6 s.",
     )
 
+    # --- LangGraph API: request limits --------------------------------------------------------------
+    api_max_body_bytes: int = Field(
+        default=16 << 20, ge=1024, le=1 << 30,
+        description="Largest request body the API accepts (413 past it); workspace uploads have their own 256 MiB limit.",
+    )
+    api_max_header_bytes: int = Field(
+        default=12 << 10, ge=1024, le=1 << 20,
+        description="Largest total size of a request's headers the API accepts (431 past it; kept under the HTTP server's own 16 KiB).",
+    )
+
     # --- LangGraph API: auth and crons ----------------------------------------------------------------
     auth_api_keys: SecretStr | None = Field(
         default=None,
@@ -326,6 +383,11 @@ class Settings(BaseSettings):
     )
 
     # --- operations ----------------------------------------------------------------------------------
+    otlp_endpoint: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="OTLP/HTTP traces URL (e.g. http://127.0.0.1:6006/v1/traces) that runs, model calls, tool calls and sandbox operations are exported to as OpenTelemetry spans; unset: no tracing, at no cost.",
+    )
+    trace_service_name: str = Field(default="quadracode-ray", min_length=1, description="service.name of the exported spans.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of every process of the system."
     )
@@ -334,6 +396,37 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("sandbox_network", mode="before")
+    @classmethod
+    def _network_allow_list(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: JSON, or a bare true/false
+            try:
+                value = json.loads(value.lower() if value.lower() in ("true", "false") else value)
+            except ValueError:
+                raise ValueError("must be false, true or a JSON list of HOST[:PORT] entries") from None
+        return parse_allow_list(value)
+
+    @field_validator("sandbox_network_hosts", mode="before")
+    @classmethod
+    def _network_hosts_json(cls, value: object) -> object:
+        try:
+            return json.loads(value) if isinstance(value, str) else value
+        except ValueError:
+            raise ValueError('must be JSON {"name": "IPv4 address"}') from None
+
+    @field_validator("sandbox_network_hosts")
+    @classmethod
+    def _network_hosts(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, address in value.items():
+            host, ports = parse_entry(name)
+            if "/" in host or ports != (1, 65535):
+                raise ValueError(f"{name!r} is not a host name")
+            try:
+                ipaddress.IPv4Address(address)
+            except ValueError:
+                raise ValueError(f"{name!r}: {address!r} is not an IPv4 address") from None
+        return {name.lower().rstrip("."): address for name, address in value.items()}
 
     @field_validator("sandbox_snapshot_dir")
     @classmethod

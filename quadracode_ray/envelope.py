@@ -8,6 +8,7 @@ retried send never produces a second effect; ``attempt`` counts handler attempts
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -80,17 +81,10 @@ class EnvelopeFilter(BaseModel):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            import re
-
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
+            text_pattern(value)
         return value
 
     def matches(self, envelope: Envelope) -> bool:
-        import re
-
         if self.sender is not None and envelope.sender != self.sender:
             return False
         if self.recipient is not None and envelope.recipient != self.recipient:
@@ -105,6 +99,25 @@ class EnvelopeFilter(BaseModel):
             return False
         if self.until is not None and envelope.created_at >= self.until:
             return False
-        if self.text_regex is not None and re.search(self.text_regex, envelope.text()) is None:
+        if self.text_regex is not None and text_pattern(self.text_regex).search(envelope.text()) is None:
             return False
         return True
+
+
+@functools.lru_cache(maxsize=256)
+def text_pattern(pattern: str) -> Any:
+    """``pattern`` compiled by RE2, which matches in time linear in the text: a filter sent by any
+    caller runs inside the event bus, where a backtracking pattern such as ``(a+)+$`` would stall
+    every watcher. RE2's syntax is Python's without backreferences and look-around; anything else
+    is a ``ValueError`` with the reason."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = 8 << 20
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(f"not a valid regular expression (RE2 syntax: no backreferences or look-around): "
+                         f"{reason}") from None

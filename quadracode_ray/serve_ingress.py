@@ -52,4 +52,7 @@ def ingress_env(mode: str) -> dict[str, str]:
         # A replica being replaced waits this long for load balancers to stop sending to it
         # (Serve's default: 30 s, for cloud load balancers); the local HAProxy is told at once.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+        # The HAProxy manager actor starts haproxy before it answers Serve's readiness check (5 s
+        # by default, killed after 3 misses): on a loaded machine it missed it (2026-12-03, load 40).
+        "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
     }

@@ -46,6 +46,7 @@ async def enqueue_run(pool: AsyncConnectionPool, *, run_id: str, thread_id: str,
         if thread is None:
             return None
         assistant_id = (thread["metadata"] or {}).get("assistant_id") or default_assistant_id(graph_id)
+        settings = await _with_assistant_config(conn, assistant_id, settings)
         run_metadata = {**(thread["metadata"] or {}), **metadata, "graph_id": graph_id,
                         "assistant_id": assistant_id}
         row = await (await conn.execute(
@@ -58,3 +59,16 @@ async def enqueue_run(pool: AsyncConnectionPool, *, run_id: str, thread_id: str,
         await conn.execute("UPDATE qr_threads SET status = 'busy', updated_at = now() WHERE thread_id = %s",
                            (thread_id,))
         return True
+
+
+async def _with_assistant_config(conn: Any, assistant_id: str, settings: RunSettings) -> RunSettings:
+    """The thread's assistant's config under the run's own, as for a run a client creates
+    (serve_app/runs/service.py): an agent's result resumes a thread with its assistant's prompt,
+    model, guardrails and tools, not the graph's defaults."""
+    row = await (await conn.execute("SELECT graph_id, config FROM qr_assistants WHERE assistant_id = %s",
+                                    (assistant_id,))).fetchone()
+    if row is None or row["graph_id"] != settings.graph_id or not row["config"]:
+        return settings
+    assistant = row["config"]
+    configurable = {**(assistant.get("configurable") or {}), **(settings.config.get("configurable") or {})}
+    return settings.model_copy(update={"config": {**assistant, **settings.config, "configurable": configurable}})

@@ -12,6 +12,7 @@ from typing import Any
 from langchain_core.messages import BaseMessageChunk, message_chunk_to_message
 from langgraph.types import Command, Send
 
+from quadracode_ray import tracing
 from runs.graph_registry import GraphRegistry
 from runs.stream import RunStream, dumps, error_payload
 from runs.v3_events import V3_MARKER, protocol_chunks
@@ -89,13 +90,29 @@ class _MessagesCompat:
         return out
 
 
+TRACE_METADATA_KEY = "trace_context"
+"""A run's metadata key holding the trace it continues (an agent's result continues its task's)."""
+
+
 async def execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, checkpointer: Any,
                       store: Any = None, clients: dict[str, Any] | None = None) -> RunOutcome:
     """Run the graph for ``run`` (a qr_runs row), publishing events to ``stream``.
 
     The caller records the outcome, then publishes the end of the stream, so whoever sees
-    the end also sees the thread's new state.
+    the end also sees the thread's new state. Traced as a ``run`` span (``quadracode_ray.tracing``).
     """
+    carried = (run.get("metadata") or {}).get(TRACE_METADATA_KEY)
+    with tracing.attached(carried if isinstance(carried, dict) else None), \
+            tracing.scope(thread_id=run.get("thread_id"), run_id=run.get("run_id"), agent_id=run.get("executor")), \
+            tracing.span("run", **{"graph.id": run["kwargs"].get("graph_id"), "run.attempt": run.get("attempt")}) as span:
+        outcome = await _execute_run(run, registry, stream, checkpointer=checkpointer, store=store, clients=clients)
+        if span is not None:
+            span.set_attribute("run.status", outcome.status)
+        return outcome
+
+
+async def _execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *, checkpointer: Any,
+                       store: Any = None, clients: dict[str, Any] | None = None) -> RunOutcome:
     kwargs = run["kwargs"]
     modes: list[str] = list(kwargs.get("stream_mode") or ["values"])
     subgraphs = bool(kwargs.get("subgraphs"))

@@ -169,5 +169,6 @@ def configured_orchestrator_graph(settings: Settings, config: dict | None = None
         given = configurable.get("model")
         return given if isinstance(given, ChatModel) else shared_chat_model(given, settings)
 
-    clients = {name: configurable.get(name) for name in ("workspace", "fleet", "delegation", "stop", "guardrails")}
+    clients = {name: configurable.get(name) for name in ("workspace", "fleet", "delegation", "stop", "guardrails",
+                                                          "budgets")}
     return call_with_supported(factory, lazy={"model": model}, settings=settings, **clients)

@@ -29,6 +29,8 @@ async def record_outcome(pool, saver: ApiCheckpointSaver, run: dict, outcome: Ru
     temporary = bool(run["kwargs"].get("temporary"))
     if temporary:
         await saver.adelete_thread(str(run["thread_id"]))
+    else:
+        await record_usage(pool, str(run["thread_id"]), outcome.values)
     return await queue.finish(
         pool, str(run["run_id"]), outcome.status, thread_outcome=outcome.thread_outcome,
         error=outcome.error, values=_jsonable(outcome.values), interrupts=_jsonable(outcome.interrupts),
@@ -51,11 +53,25 @@ async def record_cancel(pool, saver: ApiCheckpointSaver, registry: GraphRegistry
         values = state.values or None
     except Exception:
         log.exception("run %s: reading state after cancel failed", run["run_id"])
+    await record_usage(pool, thread_id, values)
     return await queue.finish(
         pool, str(run["run_id"]), "interrupted", thread_outcome="idle", values=_jsonable(values),
         interrupts=interrupts, delete_run=action == "rollback",
         delete_thread=bool(run["kwargs"].get("temporary")),
     )
+
+
+async def record_usage(pool, thread_id: str, values: Any) -> None:
+    """Copy what the thread spent on models (the built-in graphs' ``spent``, see
+    ``quadracode_ray.graphs.budgets``) into its metadata as ``usage``, before the run is seen
+    finished; a graph without ``spent`` leaves the metadata as it is."""
+    spent = values.get("spent") if isinstance(values, dict) else None
+    if not isinstance(spent, dict):
+        return
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE qr_threads SET metadata = metadata || jsonb_build_object('usage', %s::jsonb) "
+            "WHERE thread_id = %s", (orjson.dumps(spent).decode(), thread_id))
 
 
 async def call_webhook(pool, run: dict, status: str) -> None:

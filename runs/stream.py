@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import json
 import time
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -51,7 +52,12 @@ def _default(obj: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     """JSON bytes of anything a graph can stream (messages, interrupts, commands, ...)."""
-    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    try:
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        # orjson refuses integers past 64 bits, which JSON and Postgres' jsonb hold (metadata a
+        # client sent): the standard library writes them (found by the fuzzer: a 500 on read-back).
+        return json.dumps(obj, default=_default, ensure_ascii=False).encode()
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:

@@ -7,13 +7,22 @@ finds its container again by label, and the files in the volume are still there.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import ray
 
+from quadracode_ray import tracing
 from quadracode_ray.config import Settings
-from quadracode_ray.interfaces.workspace import ExecResult, FileInfo, SnapshotInfo
+from quadracode_ray.interfaces.workspace import (
+    ExecResult,
+    FileInfo,
+    SnapshotInfo,
+    StdioOutput,
+    StdioSession,
+)
 from quadracode_ray.ray_metrics import install_ray_metrics
 from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig
 from sandbox.events import EventSink, FanOutSink, InMemoryEventSink
@@ -44,9 +53,19 @@ class WorkspaceSandbox:
                  event_sink: EventSink | None = None):
         claim_current_node(workspace_id, settings)  # never an empty container on the wrong node
         install_ray_metrics(settings.actor_name_prefix)  # exec and file operation durations reach /metrics and the dashboard
+        tracing.configure_tracing(settings, "sandbox")
         self._recent = InMemoryEventSink()
         deployment = DockerDeployment(workspace_id, DockerDeploymentConfig.from_settings(settings))
         self.service = WorkspaceService(deployment, settings, spec=spec, events=FanOutSink(self._recent, event_sink))
+
+    async def traced(self, carried: dict[str, str], method: str, *args: Any, **kwargs: Any) -> Any:
+        """``method`` called inside the caller's trace (``carried`` from ``tracing.carrier()``);
+        the client calls this instead of ``method`` only when tracing is on and a span is current."""
+        if method.startswith("_") or method in ("traced", "exec_stream"):
+            raise ValueError(f"{method!r} cannot be called through traced")
+        with tracing.attached(carried):
+            result = getattr(self, method)(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
 
     # lifecycle
     async def ensure(self, spec: WorkspaceSpec | None = None) -> WorkspaceInfo:
@@ -98,6 +117,18 @@ class WorkspaceSandbox:
 
     async def list_processes(self) -> list[BackgroundProcess]:
         return await self.service.list_processes()
+
+    async def open_stdio(self, command: str, cwd: str = ".", env: dict[str, str] | None = None) -> StdioSession:
+        return await self.service.open_stdio(command, cwd=cwd, env=env)
+
+    async def write_stdio(self, session_id: str, data: bytes, close: bool = False) -> None:
+        await self.service.write_stdio(session_id, data, close=close)
+
+    async def read_stdio(self, session_id: str, max_bytes: int = 1 << 20, timeout: float = 30.0) -> StdioOutput:
+        return await self.service.read_stdio(session_id, max_bytes=max_bytes, timeout=timeout)
+
+    async def close_stdio(self, session_id: str) -> None:
+        await self.service.close_stdio(session_id)
 
     # files
     async def read_file(self, path: str) -> bytes:

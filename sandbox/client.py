@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
+from docker.errors import DockerException
 from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError, RayTaskError
 
-from quadracode_ray import NAMESPACE
+from quadracode_ray import NAMESPACE, tracing
 from quadracode_ray.config import Settings, load_settings
 from quadracode_ray.interfaces.workspace import (
     DEFAULT_WORKSPACE,
@@ -25,6 +26,8 @@ from quadracode_ray.interfaces.workspace import (
     FileInfo,
     SnapshotInfo,
     SnapshotNotFound,
+    StdioOutput,
+    StdioSession,
     WorkspaceConflict,
     WorkspaceNotFound,
     WorkspaceUnavailable,
@@ -48,6 +51,11 @@ from sandbox.placement import node_is_alive, placement_options, placement_record
 def _translate(exc: BaseException, workspace_id: str) -> BaseException:
     if isinstance(exc, RayTaskError):
         cause = getattr(exc, "cause", None)
+        if isinstance(cause, DockerException):
+            # The engine refused or lost the container under the actor (the workspace removed
+            # meanwhile, the engine restarting): a typed error callers can retry, not a crash.
+            return WorkspaceUnavailable(f"workspace {workspace_id!r}: its container is not usable now "
+                                        f"({type(cause).__name__}: {str(cause)[:200]})")
         if isinstance(cause, BaseException):
             return cause
     if isinstance(exc, RayActorError | GetTimeoutError | ActorUnschedulableError):
@@ -91,7 +99,11 @@ class WorkspaceSandboxClient:
         return self._handle
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        ref = getattr(self._handle, method).remote(*args, **kwargs)
+        carried = tracing.carrier()  # empty (and so a plain call) unless tracing is on
+        if carried:
+            ref = self._handle.traced.remote(carried, method, *args, **kwargs)
+        else:
+            ref = getattr(self._handle, method).remote(*args, **kwargs)
         try:
             return await ref
         except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
@@ -161,6 +173,18 @@ class WorkspaceSandboxClient:
 
     async def list_processes(self) -> list[BackgroundProcess]:
         return await self._call("list_processes")
+
+    async def open_stdio(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None) -> StdioSession:
+        return await self._call("open_stdio", command, cwd, env)
+
+    async def write_stdio(self, session_id: str, data: bytes, *, close: bool = False) -> None:
+        await self._call("write_stdio", session_id, data, close)
+
+    async def read_stdio(self, session_id: str, *, max_bytes: int = 1 << 20, timeout: float = 30.0) -> StdioOutput:
+        return await self._call("read_stdio", session_id, max_bytes, timeout)
+
+    async def close_stdio(self, session_id: str) -> None:
+        await self._call("close_stdio", session_id)
 
     # --- files ---------------------------------------------------------------------------------------------
     async def read_file(self, path: str) -> bytes:

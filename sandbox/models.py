@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from quadracode_ray.interfaces.network_allow import NetworkAccess, parse_allow_list
 from quadracode_ray.interfaces.workspace import (
     ExecResult,
     FileInfo,
@@ -16,7 +17,7 @@ from quadracode_ray.interfaces.workspace import (
 )
 
 __all__ = [
-    "BackgroundOutput", "BackgroundProcess", "ExecOutput", "SandboxActorInfo", "ExecRequest", "ExecResult", "FileInfo",
+    "BackgroundOutput", "BackgroundProcess", "EgressRule", "ExecOutput", "SandboxActorInfo", "ExecRequest", "ExecResult", "FileInfo",
     "SandboxEvent", "SnapshotDiff", "SnapshotInfo", "WorkspaceInfo", "WorkspaceLimits", "WorkspaceSpec",
     "validate_workspace_id",
 ]
@@ -41,20 +42,37 @@ class _Model(BaseModel):
 class WorkspaceSpec(_Model):
     """How a workspace's container is made; unset limits take the installation's settings."""
 
-    network: bool = False
-    """Opt-in network access (Docker's default bridge, never the infrastructure network)."""
+    network: NetworkAccess | None = None
+    """False: none; True: Docker's default bridge (never the infrastructure network); a list of
+    ``HOST[:PORT[-PORT]]`` entries: only those (quadracode_ray.interfaces.network_allow);
+    None: the installation's ``sandbox_network``."""
     memory_mb: int | None = Field(default=None, ge=64)
     cpus: float | None = Field(default=None, gt=0)
     pids_limit: int | None = Field(default=None, ge=16)
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _network(cls, value: object) -> object:
+        return None if value is None else parse_allow_list(value)  # a ValueError naming the bad entry
 
 
 class WorkspaceLimits(_Model):
     memory_mb: int
     cpus: float
     pids_limit: int
-    network: bool
+    network: NetworkAccess
     disk_mb: int = 0
     """Size of the workspace's own file system (its disk quota); 0: none."""
+
+
+class EgressRule(_Model):
+    """One allow-list entry as the host's firewall enforces it: the addresses its host had when
+    the workspace was created, and the ports."""
+
+    entry: str
+    addresses: list[str]
+    """IPv4 networks (``a.b.c.d/32`` for one address)."""
+    ports: tuple[int, int]
 
 
 class WorkspaceInfo(_Model):
@@ -72,6 +90,8 @@ class WorkspaceInfo(_Model):
     """Bytes used under /workspace (only known while running)."""
     disk_quota_bytes: int | None = None
     """Size of /workspace's file system when the workspace has a disk quota; writes past it fail (ENOSPC)."""
+    egress: list[EgressRule] | None = None
+    """With a network allow-list: what the firewall lets through (everything else is refused)."""
     created_at: datetime | None = None
 
 

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from quadracode_ray.interfaces.workspace import ExecResult, FileInfo, SnapshotInfo, WorkspaceClient
+from quadracode_ray.interfaces.workspace import (
+    ExecResult,
+    FileInfo,
+    SnapshotInfo,
+    StdioOutput,
+    StdioSession,
+    StdioWorkspace,
+    WorkspaceClient,
+)
 from sandbox.models import (
     BackgroundOutput,
     BackgroundProcess,
@@ -24,7 +32,7 @@ from sandbox.models import (
 
 
 @runtime_checkable
-class WorkspaceOperations(WorkspaceClient, Protocol):
+class WorkspaceOperations(WorkspaceClient, StdioWorkspace, Protocol):
     """Every method is async and safe to call concurrently; failures are the typed errors of
     ``quadracode_ray.interfaces.workspace``."""
 
@@ -66,6 +74,16 @@ class WorkspaceOperations(WorkspaceClient, Protocol):
     async def kill_process(self, process_id: str) -> BackgroundProcess: ...
 
     async def list_processes(self) -> list[BackgroundProcess]: ...
+
+    async def open_stdio(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None) -> StdioSession:
+        """A long-lived process whose stdio the caller drives (sandbox/stdio.py)."""
+        ...
+
+    async def write_stdio(self, session_id: str, data: bytes, *, close: bool = False) -> None: ...
+
+    async def read_stdio(self, session_id: str, *, max_bytes: int = 1 << 20, timeout: float = 30.0) -> StdioOutput: ...
+
+    async def close_stdio(self, session_id: str) -> None: ...
 
     # --- files -------------------------------------------------------------------------------------
     async def read_file(self, path: str) -> bytes: ...

@@ -63,6 +63,8 @@ PROBE_AFTER_S = 3.0
 PROBE_TIMEOUT_S = 3.0
 """...which must answer within this long, or the server is declared hung, killed and restarted."""
 REPLY_GRACE_S = 5.0
+ATTACH_START_TIMEOUT_S = 30.0
+"""How long the host waits for an attached process to be started."""
 """How much longer than a request's own timeout the host waits for its reply."""
 
 
@@ -430,3 +432,66 @@ class ServerRuntime:
                 self._release(conn)
             else:
                 conn.close()  # closing tells the container server to kill the command
+
+    async def attach(self, request: wire.Attach) -> Attached:
+        """A process attached to a connection of its own (``Attached``), started at once."""
+        try:
+            conn = await self._connect()
+        except ServerGone as exc:
+            raise WorkspaceUnavailable(f"the container server cannot be reached to attach a process: {exc}") from None
+        try:
+            await conn.send(request.to_wire())
+            try:
+                frame, _ = await asyncio.wait_for(conn.receive(), ATTACH_START_TIMEOUT_S)
+            except TimeoutError:
+                raise WorkspaceUnavailable(f"the container server did not start {request.command[:100]!r} "
+                                           f"within {ATTACH_START_TIMEOUT_S:.0f} s") from None
+            except ServerGone as exc:
+                raise WorkspaceUnavailable(f"the container server died while attaching a process: {exc}") from None
+            if frame is not None and "ok" in frame:
+                self._parse(request, frame)  # a failure to start: its typed error
+                raise HostileReply("the container server ended an attached process before starting it")
+            if frame is None or frame.get("event") != "started":
+                raise HostileReply("the container server sent an unexpected frame while attaching a process")
+        except BaseException:
+            conn.close()
+            raise
+        return Attached(conn, request)
+
+
+class Attached:
+    """The host's end of an attached process: ``write`` its stdin, ``receive`` its output and,
+    last, its ``AttachReply``. Frames are size-checked as any reply (at most MAX_EVENT_BLOB of
+    output each); ``close`` hangs up, which kills the process."""
+
+    def __init__(self, conn: _Connection, request: wire.Attach):
+        self._conn, self._request = conn, request
+        self.ended = False
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), wire.CHUNK):
+            await self._conn.send(None, view[start:start + wire.CHUNK])
+
+    async def close_stdin(self) -> None:
+        await self._conn.send(None, b"")
+
+    async def receive(self) -> tuple[str, bytes] | wire.AttachReply:
+        try:
+            frame, blob = await self._conn.receive()
+        except ServerGone as exc:
+            self.ended = True
+            raise WorkspaceUnavailable(f"the attached process's connection broke: {exc}") from None
+        if frame is None:
+            raise HostileReply("the container server sent a body chunk to an attached process")
+        if "ok" in frame:
+            self.ended = True
+            return ServerRuntime._parse(self._request, frame)
+        stream = frame.get("stream")
+        if frame.get("event") != "output" or stream not in ("stdout", "stderr"):
+            raise HostileReply("the container server sent an unexpected frame to an attached process")
+        return stream, blob
+
+    def close(self) -> None:
+        self.ended = True
+        self._conn.close()

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 SERVER_SOURCE = Path(__file__).parent / "container_server"
-SERVER_FILES = ("files.py", "procs.py", "server.py", "tars.py", "wire.py")
+SERVER_FILES = ("attach.py", "files.py", "procs.py", "server.py", "tars.py", "wire.py")
 
 
 @functools.cache

@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from quadracode_ray import metrics
+from quadracode_ray import metrics, tracing
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import (
     ExecResult,
     FileInfo,
     SnapshotInfo,
+    StdioOutput,
+    StdioSession,
     WorkspaceInvalidRequest,
     WorkspaceUnavailable,
 )
@@ -42,6 +44,7 @@ from sandbox.models import (
 from sandbox.runtime import BytesSink, ServerRuntime
 from sandbox.server_bundle import server_digest
 from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
+from sandbox.stdio import StdioSessions
 
 log = logging.getLogger(__name__)
 _KILL_SLACK_S = 5.0  # time for the server to kill a timed-out tree and reply, after the grace
@@ -96,6 +99,7 @@ class WorkspaceService:
                                      secret=lambda: deployment.server_secret,
                                      server_uid=lambda: deployment.server_uid, restart=self._restart_server)
         self.snapshots = SnapshotStore(settings.snapshot_root, deployment.workspace_id)
+        self.stdio = StdioSessions(self.runtime.attach)
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._active = 0
@@ -113,9 +117,11 @@ class WorkspaceService:
         self._active += 1
         error: BaseException | None = None
         try:
-            if ensure:
-                await self._ensure_ready()
-            yield
+            with tracing.span(f"sandbox {operation}", **{"workspace.id": self.workspace_id,
+                                                         "sandbox.operation": operation}):
+                if ensure:
+                    await self._ensure_ready()
+                yield
         except BaseException as exc:
             error = exc
             raise
@@ -186,8 +192,8 @@ class WorkspaceService:
         while True:
             await asyncio.sleep(min(max(limit / 4, 0.05), 30.0))
             idle = time.monotonic() - self._last_activity
-            if not self._ready or self._active or idle < limit:
-                continue
+            if not self._ready or self._active or idle < limit or self.stdio.open_count:
+                continue  # (an open stdio session is a server at work, as a background job)
             with contextlib.suppress(Exception):
                 if any(p.status == "running" for p in await self._running_processes()):
                     continue  # a background job (a dev server, a build) is work, not idleness
@@ -214,6 +220,7 @@ class WorkspaceService:
             return await self._info()
 
     async def _stop(self) -> None:
+        await self.stdio.close_all()
         self.runtime.close()
         self._ready = False
         await asyncio.to_thread(self.deployment.stop)
@@ -225,6 +232,7 @@ class WorkspaceService:
 
     async def destroy(self, *, remove_volume: bool = False) -> None:
         async with self._op("destroy", ensure=False, remove_volume=remove_volume):
+            await self.stdio.close_all()
             self.runtime.close()
             self._ready = False
             await asyncio.to_thread(self.deployment.destroy, remove_volume)
@@ -283,6 +291,24 @@ class WorkspaceService:
         request = wire.BgStart(command=checked.command, cwd=checked.cwd, env=checked.env, max_output=checked.max_output)
         async with self._op("process_start", command=command[:200]):
             return _process(await self._call(request, idempotent=False))
+
+    # --- stdio sessions (sandbox/stdio.py) ------------------------------------------------------------
+    async def open_stdio(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None) -> StdioSession:
+        checked = self._exec_request(command, cwd, env, 1.0)
+        request = wire.Attach(command=checked.command, cwd=checked.cwd, env=checked.env, grace=checked.grace)
+        async with self._op("stdio_open", command=command[:200]):
+            return await self.stdio.open(request)
+
+    async def write_stdio(self, session_id: str, data: bytes, *, close: bool = False) -> None:
+        self._last_activity = time.monotonic()
+        await self.stdio.write(session_id, bytes(data), close)
+
+    async def read_stdio(self, session_id: str, *, max_bytes: int = 1 << 20, timeout: float = 30.0) -> StdioOutput:
+        self._last_activity = time.monotonic()
+        return await self.stdio.read(session_id, max_bytes, timeout)
+
+    async def close_stdio(self, session_id: str) -> None:
+        await self.stdio.close(session_id)
 
     async def poll_process(self, process_id: str, *, stdout_offset: int = 0, stderr_offset: int = 0) -> BackgroundOutput:
         async with self._op("process_poll", process_id=process_id):

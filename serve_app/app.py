@@ -20,7 +20,10 @@ from quadracode_ray.config import ENV_PREFIX, load_settings
 from serve_app.auth import install_auth
 from serve_app.context import AppContext
 from serve_app.errors import install_error_handlers
+from serve_app.limits import RequestLimitsMiddleware
 from serve_app.metrics_http import install_http_metrics
+from serve_app.openapi_schema import install_openapi
+from serve_app.redaction import install_log_redaction
 from serve_app.routes import (
     a2a,
     assistants,
@@ -64,7 +67,9 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.context = context
+    install_log_redaction(context.settings)
     install_error_handlers(app)
+    install_openapi(app)
     for module in (system, assistants, threads, thread_stream, thread_events, runs, store, crons, mcp, a2a,
                    *OPERATOR_ROUTERS):
         app.include_router(module.router)
@@ -73,6 +78,9 @@ def create_fastapi_app(context: AppContext) -> FastAPI:
 
         mount_panel(app)  # the control panel at /ui: a client of these routes over HTTP
     install_auth(app)  # a no-op when no API key is configured
+    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=context.settings.api_max_body_bytes,
+                       max_header_bytes=context.settings.api_max_header_bytes,
+                       upload_body_bytes=operator_files.MAX_UPLOAD_BYTES)  # outside auth: refused first
     install_http_metrics(app)  # last, so it is outermost and counts 401/403s too
     return app
 

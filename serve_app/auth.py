@@ -35,7 +35,7 @@ class ApiKeyAuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = _route_path(scope)
+        path = route_path(scope)
         if (scope["type"] not in ("http", "websocket") or not self.keys.enabled or path in PUBLIC_PATHS
                 or path == "/ui" or path.startswith(PUBLIC_PREFIXES)):
             await self.app(scope, receive, send)
@@ -54,7 +54,7 @@ class ApiKeyAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     # Behind Serve's route prefix the path still carries root_path; routes are matched without it.
     path, root = scope.get("path", ""), scope.get("root_path", "")
     return path[len(root):] or "/" if root and path.startswith(root) else path

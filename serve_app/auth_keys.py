@@ -1,13 +1,15 @@
 """API keys and the owners they stand for, parsed once from the ``auth_api_keys`` setting.
 
 The setting is JSON ``{"owner": "key", ...}`` (or ``{"owner": ["key1", "key2"]}`` to rotate keys).
-Keys are compared by their SHA-256 digest, so looking one up costs the same whatever it shares
-with a real key.
+A presented key is hashed (SHA-256) and its digest compared with every known key's digest by
+``hmac.compare_digest``, all of them each time: how long a check takes says nothing about how
+much of a real key the presented one shares, nor which key matched.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 
@@ -58,7 +60,12 @@ class ApiKeys:
         return bool(self._owners)
 
     def owner_of(self, key: str) -> str | None:
-        return self._owners.get(_digest(key))
+        presented = _digest(key)
+        found = None
+        for digest, owner in self._owners.items():  # no early exit: constant time in the match
+            if hmac.compare_digest(presented, digest):
+                found = owner
+        return found
 
 
 def presented_key(headers: dict[str, str]) -> str | None:

@@ -41,6 +41,8 @@ class AppContext:
                         min_size=self.settings.db_pool_min_size,
                         max_size=self.settings.db_pool_max_size,
                         name="serve-api",
+                        # a request waits this long for the database before its 503 (Retry-After)
+                        wait_timeout_s=10.0,
                     )
         return self._pool
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from fastapi import HTTPException, Request
 from langgraph.store.base import Item
 from langgraph.store.postgres.aio import AsyncPostgresStore
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from quadracode_ray.persistence.store_index import open_store
 
@@ -34,16 +34,24 @@ OWNER_LABEL_PREFIX = "~owner:"
 TTL_SWEEP_MINUTES = 5
 
 
+# What Postgres text and the "."-joined GET form can hold: no period, no NUL character.
+LABEL_PATTERN = r"^[^.\x00]+$"
+KEY_PATTERN = r"^[^\x00]+$"
+NAMESPACE_QUERY_PATTERN = r"^[^.\x00]+(\.[^.\x00]+)*$"
+
+
 def _check_namespace(labels: list[str]) -> list[str]:
     for label in labels:
-        if not label or "." in label:
-            raise ValueError(f"namespace label {label!r} must be a non-empty string without periods")
+        if not label or "." in label or "\x00" in label:
+            raise ValueError(f"namespace label {label!r} must be a non-empty string without periods or NUL")
         if label.startswith(OWNER_LABEL_PREFIX):
             raise ValueError(f"namespace label {label!r} is reserved")
     return labels
 
 
-Namespace = Annotated[list[str], AfterValidator(_check_namespace)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=LABEL_PATTERN)]
+Namespace = Annotated[list[Label], AfterValidator(_check_namespace)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=KEY_PATTERN)]
 
 
 class _Request(BaseModel):
@@ -52,7 +60,7 @@ class _Request(BaseModel):
 
 class StorePutRequest(_Request):
     namespace: Namespace = Field(min_length=1, description="Namespace path, e.g. ['users', 'u1'].")
-    key: str = Field(min_length=1, description="Key of the item within its namespace.")
+    key: Key = Field(description="Key of the item within its namespace.")
     value: dict[str, Any] = Field(description="The item's JSON object value.")
     index: Literal[False] | list[str] | None = Field(
         default=None, description="Fields to index for semantic search (False: do not index).")
@@ -61,7 +69,7 @@ class StorePutRequest(_Request):
 
 class StoreDeleteRequest(_Request):
     namespace: Namespace = Field(min_length=1)
-    key: str = Field(min_length=1)
+    key: Key
 
 
 class StoreSearchRequest(_Request):
@@ -137,10 +145,13 @@ class ScopedStore:
     async def search(self, body: StoreSearchRequest) -> list[dict[str, Any]]:
         if body.query and self.store.index_config is None:
             _warn_unindexed_query()
-        items = await self.store.asearch(
-            self._in(body.namespace_prefix), query=body.query, filter=body.filter,
-            limit=body.limit, offset=body.offset, refresh_ttl=body.refresh_ttl,
-        )
+        try:
+            items = await self.store.asearch(
+                self._in(body.namespace_prefix), query=body.query, filter=body.filter,
+                limit=body.limit, offset=body.offset, refresh_ttl=body.refresh_ttl,
+            )
+        except ValueError as exc:  # the store's own check of the filter ("Unsupported operator: ...")
+            raise HTTPException(status_code=422, detail=f"filter: {exc}") from None
         return [self._out(item) for item in items]
 
     async def list_namespaces(self, body: StoreListNamespacesRequest) -> list[list[str]]:

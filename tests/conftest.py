@@ -95,8 +95,17 @@ def database_url(pg_admin_url: str, request: pytest.FixtureRequest) -> Iterator[
 # --- Ray ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
-    """One local Ray instance for the session, in the system's namespace."""
+    """One local Ray instance for the session, in the system's namespace. QUADRACODE_TEST_RAY_ADDRESS
+    joins a running Ray instead (one of yours, e.g. ``python -m tests.reliability.rig``'s, with
+    QUADRACODE_TEST_SERVE_PORT naming its Serve port): a quicker loop, nothing started or stopped."""
     import ray
+
+    joined = os.environ.get("QUADRACODE_TEST_RAY_ADDRESS")
+    if joined:
+        ray.init(address=joined, namespace=NAMESPACE, logging_level="WARNING")
+        yield
+        ray.shutdown()
+        return
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -171,10 +180,23 @@ def _free_agent_ports() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def serve_http_port(ray_cluster: None) -> Iterator[int]:
     """Ray Serve running in the session cluster; deploy with serve.run(..., route_prefix=...)."""
+    import ray
     from ray import serve
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    if os.environ.get("QUADRACODE_TEST_SERVE_PORT"):  # Serve of the joined Ray (see ray_cluster)
+        yield int(os.environ["QUADRACODE_TEST_SERVE_PORT"])
+        return
+    # On a loaded machine Serve's proxy can miss its readiness check and be killed mid-start
+    # (ActorDiedError from serve.start): start again, a few times.
+    for attempt in range(3):
+        port = free_port()
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            break
+        except ray.exceptions.RayActorError:
+            if attempt == 2:
+                raise
+            serve.shutdown()
     yield port
     serve.shutdown()
 

@@ -45,6 +45,7 @@ from quadracode_ray.graphs.assistant_config import (
     read_assistant_config,
     with_assistant_guardrails,
 )
+from quadracode_ray.graphs.budgets import Budgets, injected_budgets
 from quadracode_ray.graphs.checkpoint import namespaced
 from quadracode_ray.graphs.context import ContextPolicy, context_policy_from_settings
 from quadracode_ray.graphs.control import Guardrails, GuardrailSource, StopSignal
@@ -61,6 +62,7 @@ from quadracode_ray.interfaces import WorkspaceClient, WorkspaceError
 from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.factory import shared_chat_model
 from quadracode_ray.tools.base import Tool
+from quadracode_ray.tools.mcp_tools import ToolSource, mcp_tool_source
 from quadracode_ray.tools.workspace_tools import workspace_tools
 
 AGENT_SYSTEM_PROMPT = """You are a Quadracode-Ray agent. You carry out one delegated task in your workspace,
@@ -82,16 +84,19 @@ def build_agent_graph(*, model: ChatModel, workspace: WorkspaceClient,
                       agent_id: str | None = None, extra_tools: Sequence[Tool] = (),
                       system_prompt: str | None = None, context: ContextPolicy | None = None,
                       guardrails: Guardrails | GuardrailSource | None = None, stop: StopSignal | None = None,
-                      ask_human: bool = True, settings: Settings | None = None):
+                      ask_human: bool = True, settings: Settings | None = None,
+                      tool_source: ToolSource | None = None, budgets: Budgets | None = None):
     if settings is not None:
         from quadracode_ray.persistence.guardrails import settings_guardrails
 
         guardrails = guardrails or settings_guardrails(settings)  # an operator's edits apply live
         context = context or context_policy_from_settings(settings)
+        budgets = budgets or Budgets.from_settings(settings)
     tools = [*workspace_tools(workspace), *extra_tools, *([ASK_HUMAN] if ask_human else []), FINISH]
     core = ReactCore(model=model, tools=tools, system_prompt=system_prompt or AGENT_SYSTEM_PROMPT,
                      workspace=workspace, policy=context or ContextPolicy(), guardrails=guardrails or Guardrails(),
-                     stop=stop, done_route="respond", stop_route="complete")
+                     stop=stop, tool_source=tool_source, done_route="respond", stop_route="complete",
+                     budgets=budgets or Budgets())
 
     async def start(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         update: dict[str, Any] = {**fresh_budget(), "result": None, "stopped": False,
@@ -161,7 +166,9 @@ def graph(config: RunnableConfig) -> Any:
     workspace = configurable.get("workspace") or _NoWorkspace()
     base = host_guardrails(configurable, settings)
     return build_agent_graph(model=model, workspace=workspace, agent_id=configurable.get("agent_id"),
-                             stop=configurable.get("stop"),
+                             stop=configurable.get("stop"), budgets=injected_budgets(configurable),
                              guardrails=with_assistant_guardrails(base, assistant.guardrails),
                              system_prompt=assistant.system_prompt, context=context_policy(assistant, settings),
+                             tool_source=mcp_tool_source(assistant.mcp_servers, workspace, settings.mcp_headers,
+                                                         configurable.get("events")),
                              settings=settings)

@@ -26,6 +26,8 @@ Output state::
                    "[task <task_id> <status> by agent <agent_id>]".
     tasks          {task_id: TaskInfo-like dict with the latest known status}
     iterations, autonomy_started_at, agents_spawned   guardrail counters
+    spent, budget_from   tokens, cost and model calls of the thread, its tasks' included
+                   (``graphs.budgets``; a "budget" halt when ``settings.budget_thread_*`` is reached)
     halt           the pending halt ({"kind", "reason", "resume_to"}) while interrupted
     stopped        True when the human stopped the last turn
     artifacts      workspace paths written by write_file
@@ -65,6 +67,7 @@ from quadracode_ray.graphs.assistant_config import (
     read_assistant_config,
     with_assistant_guardrails,
 )
+from quadracode_ray.graphs.budgets import Budgets, add_spent, injected_budgets
 from quadracode_ray.graphs.checkpoint import namespaced
 from quadracode_ray.graphs.context import ContextPolicy, context_policy_from_settings
 from quadracode_ray.graphs.control import Guardrails, GuardrailSource, StopSignal
@@ -82,6 +85,7 @@ from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.factory import shared_chat_model
 from quadracode_ray.tools.base import Tool
 from quadracode_ray.tools.fleet_tools import fleet_tools
+from quadracode_ray.tools.mcp_tools import ToolSource, mcp_tool_source
 from quadracode_ray.tools.workspace_tools import workspace_tools
 
 TASK_RESULT_NAME = "task_result"
@@ -113,17 +117,19 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
                              checkpointer: BaseCheckpointSaver | None = None, namespace: str | None = None,
                              guardrails: Guardrails | GuardrailSource | None = None, stop: StopSignal | None = None,
                              context: ContextPolicy | None = None, system_prompt: str | None = None,
-                             extra_tools: Sequence[Tool] = (), settings: Settings | None = None):
+                             extra_tools: Sequence[Tool] = (), settings: Settings | None = None,
+                             tool_source: ToolSource | None = None, budgets: Budgets | None = None):
     if settings is not None:
         from quadracode_ray.persistence.guardrails import settings_guardrails
 
         guardrails = guardrails or settings_guardrails(settings)  # an operator's edits apply live
         context = context or context_policy_from_settings(settings)
+        budgets = budgets or Budgets.from_settings(settings)
     tools = [*(workspace_tools(workspace) if workspace is not None else []), *fleet_tools(fleet, delegation),
              *extra_tools, ASK_HUMAN]
     core = ReactCore(model=model, tools=tools, system_prompt=system_prompt or ORCHESTRATOR_SYSTEM_PROMPT,
                      workspace=workspace, policy=context or ContextPolicy(), guardrails=guardrails or Guardrails(),
-                     stop=stop, done_route="__end__")
+                     stop=stop, tool_source=tool_source, done_route="__end__", budgets=budgets or Budgets())
 
     async def ingest(state: OrchestratorState, config: RunnableConfig) -> dict[str, Any]:
         """Fold arrived task results into the thread; a new human turn restarts the autonomy budget."""
@@ -153,6 +159,11 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
                                            "agent_id": r.agent_id, "status": r.status} for r in results}
             for r in results:
                 write({"event": "task_result", "result": r.model_dump(mode="json")})
+            if any(r.usage for r in results):  # a thread's spend includes its delegated tasks'
+                spent = state.get("spent")
+                for r in results:
+                    spent = add_spent(spent, r.usage)
+                update["spent"] = spent
         if folded:
             update["messages"] = folded
         return update
@@ -174,7 +185,7 @@ def graph(config: RunnableConfig) -> Any:
     (see ``graphs.assistant_config``: ``model``, ``system_prompt``, ``context_token_budget``,
     ``guardrails``, ``mcp_servers``; defaults from the installation's settings) and the clients
     the caller put there (``workspace``, ``fleet``, ``delegation``, ``stop``, ``events``, the
-    ``guardrails`` source). Tools whose client is missing are left out. The caller attaches the
+    ``guardrails`` source, the ``budgets``). Tools whose client is missing are left out. The caller attaches the
     checkpointer (``namespaced(saver, ns)`` to isolate it). This is what
     ``quadracode_ray.graphs.orchestrator:graph`` names in a graph registry."""
     configurable = config.get("configurable") or {}
@@ -186,5 +197,8 @@ def graph(config: RunnableConfig) -> Any:
     return build_orchestrator_graph(model=model, workspace=configurable.get("workspace"),
                                     fleet=configurable.get("fleet"), delegation=configurable.get("delegation"),
                                     stop=configurable.get("stop"), guardrails=guardrails,
+                                    budgets=injected_budgets(configurable),
                                     system_prompt=assistant.system_prompt, context=context_policy(assistant, settings),
+                                    tool_source=mcp_tool_source(assistant.mcp_servers, configurable.get("workspace"),
+                                                                settings.mcp_headers, configurable.get("events")),
                                     settings=settings)

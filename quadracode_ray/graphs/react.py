@@ -9,10 +9,11 @@ custom stream events through LangGraph's stream writer (``stream_mode="custom"``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.callbacks import AsyncCallbackManager
@@ -31,6 +32,15 @@ from langgraph.graph import add_messages
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ConfigDict, Field
 
+from quadracode_ray import tracing
+from quadracode_ray.graphs.budgets import (
+    Budgets,
+    add_spent,
+    budget_reason,
+    price_of,
+    record_thread_spend,
+    spent_of_call,
+)
 from quadracode_ray.graphs.context import ContextPolicy, fit_to_budget
 from quadracode_ray.graphs.control import (
     EmergencyStopped,
@@ -69,6 +79,10 @@ class ReactState(TypedDict, total=False):
     """True when the human ended the turn at a halt."""
     run_first_step: int
     """The superstep this invocation started at, to halt before LangGraph's recursion limit."""
+    spent: dict[str, Any]
+    """Tokens, cost and model calls of the whole thread (``graphs.budgets``); never reset."""
+    budget_from: dict[str, Any]
+    """``spent`` when the token/cost budget was last granted (a "continue" at a budget halt)."""
 
 
 class AskHumanArgs(BaseModel):
@@ -130,10 +144,29 @@ class ReactCore:
     stop: StopSignal | None
     done_route: str  # where a plain answer goes ("respond" or END)
     stop_route: str = "__end__"  # where a turn the human stopped goes
+    tool_source: Callable[[str], Awaitable[Sequence[Tool]]] | None = None
+    """More tools, listed once on first use (MCP servers' tools): thread_id -> tools."""
+    budgets: Budgets = field(default_factory=Budgets)  # token/cost budgets and the price table
 
     def __post_init__(self) -> None:
         self.by_name = {tool.name: tool for tool in self.tools}
         self.specs = [tool.spec for tool in self.tools]
+        self._sourced = self.tool_source is None
+        self._source_lock: asyncio.Lock | None = None
+
+    async def _source_tools(self, thread_id: str) -> None:
+        """Add the tool source's tools (once; a built-in tool's name is never taken over)."""
+        if self._sourced:
+            return
+        self._source_lock = self._source_lock or asyncio.Lock()
+        async with self._source_lock:
+            if self._sourced:
+                return
+            extra = [tool for tool in await self.tool_source(thread_id) if tool.name not in self.by_name]
+            self.tools = [*self.tools, *extra]
+            self.by_name.update({tool.name: tool for tool in extra})
+            self.specs = [*self.specs, *(tool.spec for tool in extra)]
+            self._sourced = True
 
     # --- model ---------------------------------------------------------------------------------
     async def model_node(self, state: ReactState, config: RunnableConfig) -> dict[str, Any]:
@@ -144,9 +177,22 @@ class ReactCore:
         reason = guardrail_reason(state, guardrails, time.time()) or _step_limit_reason(state, config)
         if reason:
             return {"halt": {"kind": "guardrail", "reason": reason, "resume_to": "model"}}
+        # A delegated task's run names its task (actors.brains.GraphBrain); its budget is the task's.
+        delegated = (config.get("configurable") or {}).get("task_id")
+        budget = self.budgets.task if delegated else self.budgets.thread
+        reason = budget_reason(state.get("spent"), state.get("budget_from"), budget)
+        if reason:
+            return {"halt": {"kind": "budget", "reason": reason, "resume_to": "model",
+                             "spent": add_spent(state.get("spent"), None)}}
+        await self._source_tools(thread_id)
         prompt = fit_to_budget([SystemMessage(self.system_prompt)], state.get("messages") or [], self.policy)
         try:
-            reply = await race_stop(self._stream_reply(prompt, config), self.stop, thread_id)
+            with tracing.span("model_call", **{"llm.provider": self.model.provider, "llm.model": self.model.model,
+                                               "llm.prompt_messages": len(prompt)}) as span:
+                reply = await race_stop(self._stream_reply(prompt, config), self.stop, thread_id)
+                if span is not None:
+                    span.set_attribute("llm.token_count.prompt", reply.usage.input_tokens)
+                    span.set_attribute("llm.token_count.completion", reply.usage.output_tokens)
         except EmergencyStopped:
             return {"halt": {"kind": "emergency_stop", "reason": "emergency stop during a model call",
                              "resume_to": "model"}}
@@ -154,7 +200,10 @@ class ReactCore:
             # Retries are exhausted or the provider refused (bad key, quota): the thread waits
             # for the human instead of failing, and "continue" tries again.
             return {"halt": {"kind": "model_error", "reason": str(exc), "resume_to": "model"}}
-        return {"messages": [reply.message], "iterations": (state.get("iterations") or 0) + 1}
+        call = spent_of_call(reply.usage, price_of(self.budgets.prices, priced_as(self.model)))
+        record_thread_spend(thread_id, call)
+        return {"messages": [reply.message], "iterations": (state.get("iterations") or 0) + 1,
+                "spent": add_spent(state.get("spent"), call)}
 
     async def _stream_reply(self, prompt, config: RunnableConfig) -> ModelReply:
         """Stream one reply: tokens go out as ``token`` custom events and, through LangChain
@@ -200,6 +249,7 @@ class ReactCore:
     # --- tools -----------------------------------------------------------------------------------
     async def tools_node(self, state: ReactState, config: RunnableConfig) -> dict[str, Any]:
         thread_id = thread_id_of(config)
+        await self._source_tools(thread_id)  # (a resumed run may start here)
         last: AIMessage = state["messages"][-1]
         calls = list(last.tool_calls)
         if self.stop is not None and self.stop.is_set(thread_id):
@@ -239,7 +289,12 @@ class ReactCore:
             write({"event": "tool_start", "name": name, "args": call["args"], "tool_call_id": call_id})
             ctx = ToolContext(thread_id=thread_id, workspace=self.workspace, policy=self.policy, call_id=call_id)
             try:
-                outcome = await race_stop(invoke_tool(tool, call["args"], ctx), self.stop, thread_id)
+                with tracing.span(f"tool_call {name}", **{"tool.name": name, "tool.call_id": call_id,
+                                                          "workspace.id": getattr(self.workspace, "workspace_id", None)}
+                                  ) as span:
+                    outcome = await race_stop(invoke_tool(tool, call["args"], ctx), self.stop, thread_id)
+                    if span is not None:
+                        span.set_attribute("tool.is_error", outcome.is_error)
             except EmergencyStopped:
                 for rest in calls[index:]:
                     messages.append(ToolMessage(json.dumps({"error": "cancelled by emergency stop"}),
@@ -271,6 +326,7 @@ class ReactCore:
         thread_id = thread_id_of(config)
         _writer()({"event": "halted", "kind": halt.get("kind"), "reason": halt.get("reason")})
         answer = interrupt({"type": halt.get("kind"), "reason": halt.get("reason"), "thread_id": thread_id,
+                            **({"spent": halt["spent"]} if "spent" in halt else {}),
                             "options": ["continue", "stop"]})
         if self.stop is not None:
             self.stop.clear(thread_id)
@@ -283,12 +339,19 @@ class ReactCore:
                 update["result"] = {"status": "cancelled", "output": "", "error": f"stopped: {halt.get('reason')}"}
             return Command(goto=self.stop_route, update=update)
         update = {**fresh_budget(), "stopped": False, "run_first_step": current_step(config)}
+        if halt.get("kind") == "budget":  # the same budget again, counted from what is spent now
+            update["budget_from"] = add_spent(state.get("spent"), None)
         goto = halt.get("resume_to", "model")
         if note:
             update["messages"] = [*_cancel_pending(state.get("messages") or [], "skipped: the human gave new input"),
                                   HumanMessage(note)]
             goto = "model"
         return Command(goto=goto, update=update)
+
+
+def priced_as(model: ChatModel) -> str:
+    """``provider:model`` as the price table names it (the scripted model under ``scripted``)."""
+    return getattr(model, "priced_as", None) or f"{model.provider}:{model.model}"
 
 
 def _parse_resume(answer: Any) -> tuple[str, str | None]:

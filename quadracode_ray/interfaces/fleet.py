@@ -53,6 +53,8 @@ class TaskResult(BaseModel):
     error: str | None = None
     artifacts: list[str] = Field(default_factory=list)
     """Workspace paths the agent produced or changed."""
+    usage: dict[str, float] | None = None
+    """What the task spent on models (``graphs.budgets.empty_spent()`` keys), when known."""
 
 
 @runtime_checkable

@@ -81,6 +81,25 @@ class SnapshotInfo(BaseModel):
     label: str | None = None
 
 
+class StdioSession(BaseModel):
+    """A process in the workspace whose stdin and stdout the caller drives (``open_stdio``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    session_id: str
+    command: str
+
+
+class StdioOutput(BaseModel):
+    """What an attached process wrote since the last read, and whether it has ended."""
+
+    model_config = ConfigDict(extra="forbid")
+    stdout: bytes
+    stderr_tail: str
+    """The last few KiB of its stderr so far (diagnostics, never the protocol)."""
+    exited: bool
+    exit_code: int | None = None
+
+
 @runtime_checkable
 class WorkspaceClient(Protocol):
     """A handle on one workspace. Every method is async and safe to call concurrently."""
@@ -101,3 +120,22 @@ class WorkspaceClient(Protocol):
     async def delete(self, path: str, *, recursive: bool = False) -> None: ...
 
     async def snapshot(self, label: str | None = None) -> SnapshotInfo: ...
+
+
+@runtime_checkable
+class StdioWorkspace(Protocol):
+    """A workspace that can run a long-lived process and carry its stdio (an MCP server over
+    stdio, say). The process runs in the workspace like any command; ``close_stdio`` or the
+    session's idle timeout ends it."""
+
+    async def open_stdio(self, command: str, *, cwd: str = ".", env: dict[str, str] | None = None) -> StdioSession: ...
+
+    async def write_stdio(self, session_id: str, data: bytes, *, close: bool = False) -> None:
+        """Send ``data`` to its stdin (``close``: then close its stdin)."""
+        ...
+
+    async def read_stdio(self, session_id: str, *, max_bytes: int = 1 << 20, timeout: float = 30.0) -> StdioOutput:
+        """Output since the last read, waiting up to ``timeout`` s for some (or for its end)."""
+        ...
+
+    async def close_stdio(self, session_id: str) -> None: ...

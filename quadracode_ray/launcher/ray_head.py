@@ -48,6 +48,17 @@ def dashboard_answers(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def dashboard_needs_token(url: str, timeout: float = 5.0) -> bool | None:
+    """Whether the dashboard refuses its API without a token (Ray's token auth is on): asked, not
+    assumed, since Ray turns it on or not by how it was started and which token files exist.
+    None when the dashboard does not answer."""
+    try:
+        code = httpx.get(f"{url}/api/version", timeout=timeout).status_code
+    except httpx.HTTPError:
+        return None
+    return code in (401, 403)
+
+
 def is_our_ray_head(pid: int | None) -> bool:
     if not pid:
         return False

@@ -32,6 +32,11 @@ class SDKChatModel(ABC):
         # "scripted" models ride on an SDK adapter but are counted under their own name.
         self._metrics_provider = metrics_provider or self.provider
 
+    @property
+    def priced_as(self) -> str:
+        """``provider:model`` as a price table names it (scripted models under ``scripted``)."""
+        return f"{self._metrics_provider}:{self.model}"
+
     # --- provider specifics --------------------------------------------------------------
     @abstractmethod
     def _build_request(self, messages: Sequence[BaseMessage], tools: Sequence[ToolSpec],

@@ -22,9 +22,13 @@ def open_sync_pool(url: str, *, min_size: int = 1, max_size: int = 10, name: str
 
 
 async def open_async_pool(
-    url: str, *, min_size: int = 1, max_size: int = 10, name: str = "quadracode"
+    url: str, *, min_size: int = 1, max_size: int = 10, name: str = "quadracode", wait_timeout_s: float = 30.0,
 ) -> AsyncConnectionPool:
+    """``wait_timeout_s``: longest a caller waits for a connection (PoolTimeout past it). Each
+    connection is checked before it is handed out, so after a restart of Postgres the pool's
+    broken connections are replaced instead of failing one request each."""
     pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, kwargs=CONNECTION_KWARGS,
-                               name=name, open=False)
+                               name=name, open=False, timeout=wait_timeout_s,
+                               check=AsyncConnectionPool.check_connection)
     await pool.open(wait=True, timeout=30)
     return pool

@@ -39,9 +39,13 @@ class Tool:
     description: str
     args_model: type[BaseModel]
     run: Callable[[Any, ToolContext], Awaitable[ToolOutcome | str | dict | list]]
+    parameters: dict[str, Any] | None = None
+    """The arguments' JSON schema when it is not ``args_model``'s (an MCP server's tool)."""
 
     @property
     def spec(self) -> ToolSpec:
+        if self.parameters is not None:
+            return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
         schema = self.args_model.model_json_schema()
         schema.pop("title", None)
         return ToolSpec(name=self.name, description=self.description, parameters=schema)

@@ -128,9 +128,9 @@ def _sweep(root: int, deadline_s: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def spawn(command: str, cwd: str, env: dict[str, str]) -> subprocess.Popen:
+def spawn(command: str, cwd: str, env: dict[str, str], *, stdin: bool = False) -> subprocess.Popen:
     """Start ``command`` in a new session (as the sandbox user when configured), registered
-    so that a stray sweep keeps it until ``unregister``."""
+    so that a stray sweep keeps it until ``unregister``; ``stdin``: give it a pipe to write to."""
     for key in env:
         if not key or "=" in key or "\x00" in key or "\x00" in env[key]:
             raise ValueError(f"invalid environment variable name {key!r}")
@@ -142,7 +142,7 @@ def spawn(command: str, cwd: str, env: dict[str, str]) -> subprocess.Popen:
     with _registry_lock:
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                argv, cwd=cwd, env=full_env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, start_new_session=True, close_fds=True, **extra,
             )
         except BlockingIOError:

@@ -7,7 +7,8 @@ into the container at creation time and started with one ``docker exec``.
 Requests and replies are the dataclasses of ``wire.py`` (shared with the host), framed as it
 describes. A connection carries any number of requests, one at a time; the client opens
 several connections for concurrency. ``Exec(stream=True)`` answers with ``output`` frames
-(blob = bytes) before its final frame; a request with ``ack: true`` first gets an ``accepted``
+(blob = bytes) before its final frame; ``Attach`` makes the connection a process's stdio until
+it exits (attach.py); a request with ``ack: true`` first gets an ``accepted``
 frame, so the client knows whether a broken connection may have run it. Uploads (write,
 tar_extract) and downloads (read, tar_create) travel as chunks, never whole in memory. Every
 final frame has ``ok``; failures carry ``error: {kind, message}``.
@@ -33,6 +34,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import attach  # noqa: E402
 import files  # noqa: E402
 import procs  # noqa: E402
 import tars  # noqa: E402
@@ -41,7 +43,7 @@ import wire  # noqa: E402
 HEADER = wire.HEADER
 MAX_JSON = 1 << 20  # requests are small: bodies come as chunks
 MAX_UPLOAD = 64 << 30
-SOURCES = ("files.py", "procs.py", "server.py", "tars.py", "wire.py")
+SOURCES = ("attach.py", "files.py", "procs.py", "server.py", "tars.py", "wire.py")
 
 
 def _source_digest() -> str:
@@ -161,6 +163,9 @@ class ContainerServer:
             result = procs.run(req.command, self._cwd(req.cwd), req.env, req.timeout, req.max_output,
                                req.grace, on_output, client=channel.sock)
             return wire.ExecReply(**result)
+        if isinstance(req, wire.Attach):
+            return wire.AttachReply(**attach.attach(req.command, self._cwd(req.cwd), req.env, req.grace,
+                                                    channel.send, recv_frame, channel.sock))
         if isinstance(req, wire.BgStart):
             return wire.ProcessReply(**self.background.start(req.command, self._cwd(req.cwd), req.env, req.max_output))
         if isinstance(req, wire.BgPoll | wire.BgKill):

@@ -400,3 +400,26 @@ class DiskUsage(Request):
     op: ClassVar[str] = "disk_usage"
     reply: ClassVar[type] = DiskUsageReply
     path: str = "."
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttachReply:
+    exit_code: int | None
+    """Its exit status, as a shell gives it (128+N when a signal N ended it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attach(Request):
+    """A process whose stdio is this connection until it ends (an MCP server over stdio, say).
+
+    A ``started`` event (``pid``) says it runs (a failure to start is the final frame at
+    once). Then the client's chunks are the process's stdin (an empty chunk closes it);
+    the server sends ``output`` events (``stream``, blob = bytes) as it writes, and the final
+    frame when it has exited and its output is drained. Closing the connection kills it."""
+
+    op: ClassVar[str] = "attach"
+    reply: ClassVar[type] = AttachReply
+    command: str
+    cwd: str = "."
+    env: dict[str, str] = field(default_factory=dict)
+    grace: float = 2.0

@@ -68,6 +68,33 @@ class Deployment(Protocol):
         ...
 
 
+SOCKET_NAME = "exec.sock"
+SECRET_ENV = "QUADRACODE_SERVER_SECRET"
+"""The variable that hands the container server its secret at start."""
+
+
+class RunFolder:
+    """Where a backend's server listens and the secret it was started with: the socket in
+    ``run_dir``, the secret beside that folder (outside what a container mounts)."""
+
+    run_dir: Path
+
+    @property
+    def socket_path(self) -> Path:
+        return self.run_dir / SOCKET_NAME
+
+    @property
+    def secret_path(self) -> Path:
+        return self.run_dir.parent / "server.secret"
+
+    @property
+    def server_secret(self) -> bytes:
+        try:
+            return self.secret_path.read_bytes()
+        except FileNotFoundError:
+            return b""
+
+
 # --- helpers every backend uses to watch its server's socket ------------------------------------------
 def socket_inode(path: Path) -> int | None:
     """The inode of the socket at ``path`` (not following a symlink), None when there is none."""

@@ -1,7 +1,8 @@
 """The Docker deployment: one hardened container per workspace, found again by its labels.
 
-Hardening is not optional: no network unless the workspace's spec asks (and then Docker's
-default bridge, never the infrastructure network), no-new-privileges, every command as user
+Hardening is not optional: no network unless the workspace's spec asks (then Docker's default
+bridge, never the infrastructure network; or a network of its own behind an allow-list enforced
+by the host's firewall, see firewall.py), no-new-privileges, every command as user
 1000 with no capability, memory (swap included), CPU and pids limits, never privileged, no
 Docker socket. Mounts: the workspace's own volume at /workspace, the installation's one shared
 volume at /shared, and a root-owned host folder at /run/quadracode where the container server
@@ -30,10 +31,25 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from pydantic import BaseModel, ConfigDict, Field
 
 from quadracode_ray.config import Settings
+from quadracode_ray.interfaces.network_allow import NetworkAccess
 from quadracode_ray.interfaces.workspace import WorkspaceConflict, WorkspaceUnavailable
-from sandbox.deployments.base import server_listening, socket_inode, wait_for_new_socket
+from sandbox.deployments import firewall
+from sandbox.deployments.base import (
+    SECRET_ENV,
+    SOCKET_NAME,
+    RunFolder,
+    server_listening,
+    socket_inode,
+    wait_for_new_socket,
+)
 from sandbox.deployments.disk import QuotaDisk
-from sandbox.models import WorkspaceInfo, WorkspaceLimits, WorkspaceSpec, validate_workspace_id
+from sandbox.models import (
+    EgressRule,
+    WorkspaceInfo,
+    WorkspaceLimits,
+    WorkspaceSpec,
+    validate_workspace_id,
+)
 from sandbox.server_bundle import server_archive
 
 log = logging.getLogger(__name__)
@@ -42,14 +58,13 @@ LABEL_WORKSPACE = "io.quadracode.workspace"
 LABEL_INSTALLATION = "io.quadracode.installation"
 LABEL_ROLE = "io.quadracode.role"
 LABEL_SPEC = "io.quadracode.spec"
+LABEL_EGRESS = "io.quadracode.egress"
 IN_CONTAINER_DIR = "/opt/quadracode"
 RUN_DIR = "/run/quadracode"
-SOCKET_NAME = "exec.sock"
 SANDBOX_UID = 1000
 SERVER_UID = 0
 """The container server's uid, inside the container and as the host sees it (no user namespace)."""
 SERVER_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID"]
-SECRET_ENV = "QUADRACODE_SERVER_SECRET"
 SERVER_START_TIMEOUT = 15.0
 
 
@@ -72,6 +87,10 @@ class DockerDeploymentConfig(BaseModel):
     """CPU weight under contention (the host's own processes have 1024)."""
     disk_quota_mb: int = Field(default=0, ge=0)
     """Size of each workspace's own file system (see disk.py); 0: a plain volume, no quota."""
+    network: NetworkAccess = False
+    """Network access of a workspace whose spec does not say (see WorkspaceSpec.network)."""
+    network_hosts: dict[str, str] = Field(default_factory=dict)
+    """Names allow-lists may use beyond the host's resolver (name to IPv4 address)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerDeploymentConfig:
@@ -82,6 +101,7 @@ class DockerDeploymentConfig(BaseModel):
             run_root=settings.data_dir / "sandbox" / settings.sandbox_installation_id,
             memory_mb=settings.sandbox_memory_mb, cpus=settings.sandbox_cpus, pids_limit=settings.sandbox_pids_limit,
             cpu_shares=settings.sandbox_cpu_shares, disk_quota_mb=settings.sandbox_disk_quota_mb,
+            network=settings.sandbox_network, network_hosts=settings.sandbox_network_hosts,
         )
 
     def limits(self, spec: WorkspaceSpec) -> WorkspaceLimits:
@@ -90,7 +110,7 @@ class DockerDeploymentConfig(BaseModel):
             memory_mb=spec.memory_mb or self.memory_mb,
             cpus=spec.cpus or self.cpus,
             pids_limit=spec.pids_limit or self.pids_limit,
-            network=spec.network,
+            network=self.network if spec.network is None else spec.network,
             disk_mb=self.disk_quota_mb,
         )
 
@@ -104,7 +124,7 @@ def docker_client(docker_host: str | None) -> docker.DockerClient:
         raise WorkspaceUnavailable(f"no Docker engine answers ({exc}); run scripts/provision-docker.sh") from None
 
 
-class DockerDeployment:
+class DockerDeployment(RunFolder):
     def __init__(self, workspace_id: str, config: DockerDeploymentConfig, client: docker.DockerClient | None = None):
         self.workspace_id = validate_workspace_id(workspace_id)
         self.config = config
@@ -114,6 +134,8 @@ class DockerDeployment:
         self.volume_name = f"qr-{self.installation}-ws-{workspace_id}"
         self.shared_volume_name = f"qr-{self.installation}-shared"
         self.run_dir = config.run_root / workspace_id / "run"
+        self.network_name = f"qr-{self.installation}-ws-{workspace_id}-net"
+        self.bridge, self.chain = firewall.egress_names(self.installation, workspace_id)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -122,22 +144,6 @@ class DockerDeployment:
         return self._client
 
     # --- naming and lookup ---------------------------------------------------------------------
-    @property
-    def socket_path(self) -> Path:
-        return self.run_dir / SOCKET_NAME
-
-    @property
-    def secret_path(self) -> Path:
-        """Outside the folder mounted into the container: the workspace never sees it."""
-        return self.run_dir.parent / "server.secret"
-
-    @property
-    def server_secret(self) -> bytes:
-        try:
-            return self.secret_path.read_bytes()
-        except FileNotFoundError:
-            return b""
-
     @property
     def server_uid(self) -> int:
         return SERVER_UID
@@ -236,6 +242,14 @@ class DockerDeployment:
             workspace_mount, shared_mount = self.volume_name, self.shared_volume_name
         self._prepare_run_dir()
         labels = self._labels("workspace") | {LABEL_SPEC: limits.model_dump_json()}
+        network: dict = {"network_mode": "bridge" if limits.network is True else "none"}
+        if isinstance(limits.network, list):
+            rules = firewall.resolve(limits.network, self.config.network_hosts)
+            labels[LABEL_EGRESS] = json.dumps([rule.model_dump(mode="json") for rule in rules])
+            # Its DNS server is its own gateway, which the firewall refuses: only /etc/hosts answers,
+            # and an unlisted name fails after a second (no server answers), not glibc's 10 s.
+            network = {"network_mode": self.network_name, "dns": [self._egress_network(rules)],
+                       "dns_opt": ["timeout:1", "attempts:1"], "extra_hosts": firewall.hosts_entries(rules)}
         try:
             container = self.client.containers.create(
                 self.config.image,
@@ -246,7 +260,7 @@ class DockerDeployment:
                 # killing them; every command runs as user 1000 (the server switches to it).
                 user="0:0",
                 working_dir="/workspace",
-                network_mode="bridge" if limits.network else "none",
+                **network,
                 cap_drop=["ALL"],
                 cap_add=SERVER_CAPS,
                 security_opt=["no-new-privileges:true"],
@@ -273,8 +287,34 @@ class DockerDeployment:
         log.info("created workspace container %s", self.container_name)
         return container
 
+    def _egress(self, container) -> list[EgressRule] | None:
+        raw = container.labels.get(LABEL_EGRESS)
+        return [EgressRule.model_validate(rule) for rule in json.loads(raw)] if raw else None
+
+    def _egress_network(self, rules: list[EgressRule]) -> str:
+        """Create the workspace's own network with its firewall (rules first); its gateway address."""
+        firewall.apply(self.bridge, self.chain, rules)
+        found = self.client.networks.list(names=[self.network_name])
+        network = next((n for n in found if n.name == self.network_name), None) or self.client.networks.create(
+            self.network_name, driver="bridge", labels=self._labels("network"),
+            options={"com.docker.network.bridge.name": self.bridge})
+        network.reload()
+        return network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+    def _remove_egress_network(self) -> None:
+        for network in self.client.networks.list(names=[self.network_name]):
+            if network.name == self.network_name:
+                try:
+                    network.remove()
+                except NotFound:
+                    pass
+                firewall.remove(self.bridge, self.chain)
+
     def _start(self, container) -> None:
         container.reload()
+        egress = self._egress(container)
+        if egress is not None and (container.status != "running" or not firewall.chain_exists(self.chain)):
+            firewall.apply(self.bridge, self.chain, egress)  # before it runs: never without its rules
         if container.status != "running":
             if self._has_disk(container):
                 self.disk.ensure_mounted()  # after a host reboot, before the bind mount needs it
@@ -309,6 +349,7 @@ class DockerDeployment:
                 container.remove(force=True)
             except NotFound:
                 pass
+        self._remove_egress_network()
         self.disk.release(delete=remove_volume)
         if remove_volume:
             try:
@@ -356,6 +397,7 @@ class DockerDeployment:
         created = container.attrs.get("Created")
         usage = self.disk.usage() if self._has_disk(container) else None
         return WorkspaceInfo(
+            egress=self._egress(container),
             status="running" if container.status == "running" else "stopped",
             container_id=container.id, limits=limits,
             disk_usage_bytes=usage[0] if usage else None, disk_quota_bytes=usage[1] if usage else None,

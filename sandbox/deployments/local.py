@@ -31,12 +31,17 @@ from pydantic import BaseModel, ConfigDict
 
 from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
 from sandbox.container_server import procs
-from sandbox.deployments.base import server_listening, socket_inode, wait_for_new_socket
+from sandbox.deployments.base import (
+    SECRET_ENV,
+    SOCKET_NAME,
+    RunFolder,
+    server_listening,
+    socket_inode,
+    wait_for_new_socket,
+)
 from sandbox.models import WorkspaceInfo, WorkspaceSpec, validate_workspace_id
 from sandbox.server_bundle import SERVER_SOURCE
 
-SOCKET_NAME = "exec.sock"
-SECRET_ENV = "QUADRACODE_SERVER_SECRET"
 SERVER_START_TIMEOUT = 15.0
 
 
@@ -49,7 +54,7 @@ class LocalDeploymentConfig(BaseModel):
     """The interpreter that runs the server (stdlib only, 3.10 or later)."""
 
 
-class LocalDeployment:
+class LocalDeployment(RunFolder):
     """One workspace as a host folder served by a host subprocess (see the module docstring)."""
 
     def __init__(self, workspace_id: str, config: LocalDeploymentConfig):
@@ -60,21 +65,6 @@ class LocalDeployment:
         self.shared_dir = root / "shared"
         self.run_dir = root / workspace_id / "run"
         self._process: subprocess.Popen | None = None
-
-    @property
-    def socket_path(self) -> Path:
-        return self.run_dir / SOCKET_NAME
-
-    @property
-    def secret_path(self) -> Path:
-        return self.run_dir.parent / "server.secret"
-
-    @property
-    def server_secret(self) -> bytes:
-        try:
-            return self.secret_path.read_bytes()
-        except FileNotFoundError:
-            return b""
 
     @property
     def server_uid(self) -> int:

@@ -28,8 +28,9 @@ from quadracode_ray.interfaces.workspace import (
     WorkspacePathNotFound,
     WorkspaceUnavailable,
 )
+from runs.threads import InvalidThreadId
 from serve_app.context import AppContext
-from serve_app.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
+from serve_app.errors import ApiError, BadRequest, Conflict, Invalid, NotFound, Unavailable
 
 
 class OperatorFabric:
@@ -77,6 +78,8 @@ def api_error(exc: BaseException) -> ApiError | None:
         for error_type, status in table:
             if isinstance(exc, error_type):
                 return status(str(exc))
+    if isinstance(exc, InvalidThreadId):
+        return Invalid(str(exc))
     if isinstance(exc, WorkspaceError):
         return BadRequest(str(exc))
     if isinstance(exc, FleetError):

@@ -1,4 +1,4 @@
-"""The Chat tab: an assistant and a thread, replies streamed token by token, tool calls as
+"""The Chat tab: an assistant and a thread, replies redrawn at each streamed message chunk, tool calls as
 collapsible steps, the thread's delegated tasks, interrupts as accept / edit / respond cards,
 cancel and emergency stop. After each run the tab keeps watching the thread (join_stream), so an
 agent's result that arrives later shows up without a reload."""
@@ -57,7 +57,7 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
                                 scale=2)
         thread = gr.Dropdown(label="Thread", choices=[(NEW_THREAD, "")], value="", allow_custom_value=True,
                              elem_id="chat-thread", scale=3)
-        refresh = gr.Button("↻ Threads", scale=0, min_width=90)
+        refresh = gr.Button("↻ Threads", scale=0, min_width=90, elem_id="chat-refresh-threads")
         new = gr.Button("New thread", scale=0, min_width=110, elem_id="chat-new-thread")
     chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="chat-log", group_consecutive_messages=False)
     with gr.Group(visible=False, elem_id="interrupt-card") as card:

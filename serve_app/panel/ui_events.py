@@ -36,6 +36,14 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
     # The newest watch of each browser session: a watch started by an earlier Apply is still
     # reading its stream, and must stop rather than draw its old filter's rows over the new ones.
     newest_watch: dict[str, int] = {}
+    # What each session shows, shared by its live watch and "Older events": each gets its own
+    # copy of a gr.State, so the watch's next live event would drop the older pages added since.
+    showing: dict[str, dict] = {}
+
+    def _session(request: gr.Request) -> str:
+        if len(showing) > 10_000:
+            showing.clear()
+        return getattr(request, "session_hash", None) or ""
 
     def _filter(s: str, r: str, k: str, t: str, x: str) -> views.EventFilter:
         return views.EventFilter(sender=s.strip(), recipient=r.strip(), kind=k.strip(), thread_id=t.strip(),
@@ -47,16 +55,19 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         wanted = _filter(s, r, k, t, x)
         query = wanted.query()  # a bad regex is an error here, before any request
         client = ctx.client(request, key_value)
-        session = getattr(request, "session_hash", None) or ""
+        session = _session(request)
         mine = newest_watch[session] = newest_watch.get(session, 0) + 1
+        kept = showing.get(session) or kept
         resume_from = (kept or {}).get("last_id") if (kept or {}).get("query") == query else None
         if resume_from is None:
             events, cursor = views.events_page(await client.events(limit=100, **query))
             kept = {"events": events, "cursor": cursor, "last_id": None, "query": query}
+        showing[session] = kept
         yield kept, views.events_table(kept["events"]), "● live", _count(kept)
         async for event_name, event_id, data in client.event_stream(last_event_id=resume_from, **query):
             if newest_watch.get(session) != mine:
                 return
+            kept = showing.setdefault(session, kept)
             if event_id:
                 kept["last_id"] = event_id
             if not isinstance(data, dict) or event_name in ("heartbeat", "ping") or not wanted.matches(data):
@@ -66,11 +77,13 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
 
     @guarded
     async def page_older(key_value: str, kept: dict | None, request: gr.Request):
+        kept = showing.get(_session(request)) or kept
         if not kept or not kept.get("cursor"):
             raise gr.Error("No older events (apply the filters first, or this is the oldest page).")
         events, cursor = views.events_page(await ctx.client(request, key_value).events(
             limit=100, cursor=kept["cursor"], **kept["query"]))
-        kept = {**kept, "events": [*kept["events"], *events], "cursor": cursor}
+        kept["events"], kept["cursor"] = [*kept["events"], *events], cursor  # the live watch sees them too
+        showing[_session(request)] = kept
         return kept, views.events_table(kept["events"]), _count(kept)
 
     def _count(kept: dict) -> str:

@@ -5,12 +5,12 @@ fields) and gives rows of strings or plain text; none does I/O."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
+from quadracode_ray.envelope import text_pattern
 from serve_app.panel.client import PanelError
 
 
@@ -131,12 +131,14 @@ class EventFilter:
     thread_id: str = ""
     regex: str = ""
 
-    def compiled(self) -> re.Pattern[str] | None:
+    def compiled(self) -> Any:
+        """The server's own pattern type (RE2), so a pattern matches here as it does there and a
+        backtracking one cannot stall the panel's event loop."""
         if not self.regex:
             return None
         try:
-            return re.compile(self.regex)
-        except re.error as exc:
+            return text_pattern(self.regex)
+        except ValueError as exc:
             raise PanelError(f"bad regex {self.regex!r}: {exc}") from None
 
     def query(self) -> dict[str, str]:

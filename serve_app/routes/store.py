@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from serve_app.auth import current_owner
 from serve_app.store_service import (
+    KEY_PATTERN,
+    NAMESPACE_QUERY_PATTERN,
     ScopedStore,
     StoreDeleteRequest,
     StoreItem,
@@ -41,8 +43,10 @@ async def put_item(body: StorePutRequest, store: OwnStore) -> Response:
             summary="Get one item (null when it does not exist)")
 async def get_item(
     store: OwnStore,
-    namespace: Annotated[str, Query(description="Namespace labels joined by '.', e.g. users.u1")],
-    key: Annotated[str, Query(min_length=1)],
+    # The pattern is documented, checked by parse_namespace_query (its 422 names the bad label).
+    namespace: Annotated[str, Query(description="Namespace labels joined by '.', e.g. users.u1",
+                                    json_schema_extra={"pattern": NAMESPACE_QUERY_PATTERN})],
+    key: Annotated[str, Query(min_length=1, max_length=1024, pattern=KEY_PATTERN)],
     refresh_ttl: Annotated[bool | None, Query(description="Reset the item's ttl on this read.")] = None,
 ) -> dict | None:
     return await store.get(parse_namespace_query(namespace), key, refresh_ttl)

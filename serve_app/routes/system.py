@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from quadracode_ray import NAMESPACE, __version__
 from serve_app.metrics_cluster import cluster_metrics_text
 from serve_app.metrics_http import prometheus_text
+from serve_app.redaction import redact, secrets_of
 
 router = APIRouter(tags=["System"])
 
@@ -31,7 +32,8 @@ async def health(request: Request) -> JSONResponse:
             await (await conn.execute("SELECT 1")).fetchone()
         checks["postgres"] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     except Exception as exc:  # readiness reports any failure instead of raising
-        checks["postgres"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        checks["postgres"] = {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}",
+                                                           secrets_of(context.settings))}
     healthy = all(check["ok"] for check in checks.values())
     return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks},
                         status_code=200 if healthy else 503)

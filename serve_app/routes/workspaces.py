@@ -19,11 +19,13 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actors.workspaces import EventBusSink
+from quadracode_ray.interfaces.network_allow import parse_allow_list
 from quadracode_ray.interfaces.workspace import ExecResult, SnapshotInfo
 from sandbox.client import WorkspaceSandboxClient, get_workspace
 from sandbox.models import (
     BackgroundOutput,
     BackgroundProcess,
+    EgressRule,
     ExecOutput,
     ExecRequest,
     SnapshotDiff,
@@ -52,10 +54,16 @@ INFO_TIMEOUT_S = 30.0
 class WorkspaceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     workspace_id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
-    network: bool = Field(default=False, description="Opt-in network access (never the infrastructure network).")
+    network: bool | list[str] | None = Field(
+        default=None, description="false: none; true: Docker's default bridge (never the infrastructure network); "
+        "a list of HOST[:PORT[-PORT]] entries (host names, IPv4 addresses or CIDRs): only those, enforced by the "
+        "host's firewall, DNS only for the listed names; unset: the installation's sandbox_network.")
     memory_mb: int | None = Field(default=None, ge=64, description="At most the installation's sandbox_memory_mb.")
     cpus: float | None = Field(default=None, gt=0, description="At most the installation's sandbox_cpus.")
     pids_limit: int | None = Field(default=None, ge=16, description="At most the installation's sandbox_pids_limit.")
+
+    _network = field_validator("network", mode="before")(
+        classmethod(lambda cls, value: None if value is None else parse_allow_list(value)))
 
 
 class WorkspaceView(BaseModel):
@@ -64,6 +72,8 @@ class WorkspaceView(BaseModel):
     status: str = Field(description="running, stopped, missing (no container), or unavailable (no answer).")
     limits: WorkspaceLimits | None = None
     disk_usage_bytes: int | None = None
+    egress: list[EgressRule] | None = Field(default=None, description="With a network allow-list: the addresses and "
+                                            "ports its firewall lets through (host names as resolved at creation).")
     node: str | None = Field(default=None, description="Ray node id of its sandbox actor (and container).")
     image: str | None = None
     container_name: str | None = None
@@ -114,7 +124,7 @@ async def _view(client: WorkspaceSandboxClient, row: dict[str, Any] | None) -> W
     except Exception as exc:  # noqa: BLE001 - one workspace that does not answer must not fail the list
         error = api_error(exc)
         return WorkspaceView(**base, created_at=created_at, status="unavailable", error=error.detail if error else f"{type(exc).__name__}: {exc}")
-    return WorkspaceView(**base, status=info.status, limits=info.limits, disk_usage_bytes=info.disk_usage_bytes,
+    return WorkspaceView(**base, status=info.status, limits=info.limits, disk_usage_bytes=info.disk_usage_bytes, egress=info.egress,
                          node=ping.node_id or None, image=info.image,
                          container_name=info.container_name, created_at=created_at or info.created_at)
 

@@ -12,8 +12,10 @@ Wire events are ``{"type": "event", "event_id", "seq", "method", "params": {"nam
 ``lifecycle`` ``running`` first; the run's events (``values``, ``updates``, ``messages``,
 ``tools``, ``custom``, ``tasks``, ``checkpoints``, subgraph ``lifecycle``); an interrupt as
 ``input.requested`` plus a root ``lifecycle`` ``interrupted``; at its end a root ``lifecycle``
-``completed`` or ``failed`` (a cancelled run is ``failed`` with the reason, where the official
-server leaves clients waiting), after ``completed`` for every subgraph still open.
+``completed`` or ``failed``, after ``completed`` for every subgraph still open. A cancelled run
+ends ``failed`` with the reason, on purpose: the official server sends ``interrupted`` (and
+nothing for a rollback), which the SDK never takes as the run's end, so its ``thread.values``
+and ``thread.output`` wait forever -- the official SDK suite's test_cancel times out on it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from serve_app.runs.v3_state import state_payload
 
 CHANNELS = frozenset({"values", "updates", "checkpoints", "messages", "tools", "custom",
                       "lifecycle", "input", "tasks"})
@@ -367,7 +371,7 @@ class V3Session:
         if method.startswith("custom:") and len(method) > 7:
             data, method = {"name": method[7:], "payload": data}, "custom"
         if method in ("values", "updates"):
-            data = _without_interrupts(data)
+            data = state_payload(data)  # the protocol's messages and content blocks, no __interrupt__
         params: dict[str, Any] = {"namespace": namespace, "timestamp": timestamp or int(time.time() * 1000),
                                   "data": data}
         if node is not None:

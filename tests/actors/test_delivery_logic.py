@@ -123,3 +123,16 @@ def test_registry_state_reaps_only_silent_agents():
     assert [a.agent_id for a in state.select(kind="tester", include_unhealthy=True)] == ["b"]
     assert [e.registration.agent_id for e in state.reap()] == ["b"]
     assert list(state.entries) == ["a"] and state.reaped_total == 1
+
+
+def test_a_text_regex_is_linear_time_re2():
+    """A backtracking pattern costs RE2 nothing (Python's re takes minutes on this text), and what
+    RE2 cannot run is refused with the reason, before it reaches the bus."""
+    import time
+
+    envelope = Envelope(sender="a", recipient="b", kind="k", payload={"text": "a" * 50_000 + "!"})
+    started = time.monotonic()
+    assert not EnvelopeFilter(text_regex="(a+)+$").matches(envelope)
+    assert time.monotonic() - started < 5.0
+    with pytest.raises(ValueError, match="no backreferences"):
+        EnvelopeFilter(text_regex=r"(a)\1")

@@ -103,6 +103,10 @@ async def test_ring_is_bounded_and_old_cursors_read_history(system):
     assert stats["ring"] == stats["ring_size"] == 10
     page = await bus.poll.remote(cursor, EnvelopeFilter(thread_id="ring"), 100)
     assert [e.envelope.payload["n"] for e in page.events] == list(range(25))
+    # Behind the ring a regex is the same filter as live: RE2 over the compact JSON (Postgres's
+    # text of a jsonb has '"n": 1', so a regex handed to SQL would find nothing here).
+    page = await bus.poll.remote(cursor, EnvelopeFilter(thread_id="ring", text_regex=r'"n":1\d\b'), 100)
+    assert [e.envelope.payload["n"] for e in page.events] == list(range(10, 20))
 
 
 async def test_retention_prunes_old_history(system):

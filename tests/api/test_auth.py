@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -173,3 +174,45 @@ async def test_threads_assistants_and_crons_are_scoped_to_their_owner(secured_ur
 
     assert (await alice.threads.get(thread["thread_id"]))["thread_id"] == thread["thread_id"]
     assert await alice.crons.count(thread_id=thread["thread_id"]) == 1
+
+
+async def test_v3_thread_streams_are_scoped_to_their_owner(secured_url: str) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    def headers(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    body = {"channels": ["values", "lifecycle"]}
+    start = {"id": 1, "method": "run.start", "params": {"assistant_id": "echo", "input": {"items": ["x"]}}}
+    alices = str(uuid.uuid4())  # minted by alice's client
+    async with httpx.AsyncClient(base_url=secured_url, timeout=60) as http:
+        started = await http.post(f"/threads/{alices}/commands", json=start, headers=headers(ALICE_KEY))
+        assert started.json()["type"] == "success", started.text
+        refused = await http.post(f"/threads/{alices}/stream/events", json=body, headers=headers(BOB_KEY))
+        assert refused.status_code == 404
+        with pytest.raises(InvalidStatus):  # nor over a WebSocket
+            async with connect(secured_url.replace("http://", "ws://") + f"/threads/{alices}/stream/events",
+                               additional_headers=headers(BOB_KEY)):
+                pass
+
+        # Bob waits on an id nobody has created; alice then creates it: bob's stream ends, empty.
+        claimed = str(uuid.uuid4())
+        async with http.stream("POST", f"/threads/{claimed}/stream/events", json=body,
+                               headers=headers(BOB_KEY)) as waiting:
+            assert waiting.status_code == 200
+            started = await http.post(f"/threads/{claimed}/commands", json=start, headers=headers(ALICE_KEY))
+            assert started.json()["type"] == "success", started.text
+            async with asyncio.timeout(60):
+                lines = [line async for line in waiting.aiter_lines()]
+        assert not [line for line in lines if line.startswith("data:")]
+
+        # Alice's own stream of the thread has its events.
+        async with asyncio.timeout(60), http.stream("POST", f"/threads/{claimed}/stream/events", json=body,
+                                                    headers=headers(ALICE_KEY)) as mine:
+            assert mine.status_code == 200
+            async for line in mine.aiter_lines():
+                if line.startswith("data:") and '"completed"' in line:
+                    break
+            else:
+                raise AssertionError("alice's stream ended before her run completed")

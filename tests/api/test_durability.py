@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import psycopg
 import ray
 from psycopg.types.json import Jsonb
@@ -110,3 +111,33 @@ async def test_a_run_inserted_claimed_but_never_handed_over_is_requeued_by_its_h
     run = await lg_client.runs.get(tid, run_id)
     assert run["status"] == "success"
     assert run["kwargs"]["config"]["metadata"]["run_attempt"] == 2  # re-queued, then claimed
+
+
+async def test_a_v3_session_replays_exactly_what_it_missed_after_the_executor_dies(
+        api_url: str, lg_client, api_database_url: str) -> None:
+    """The v3 thread stream of a run whose executor dies: the stream goes on with the retry's
+    events, and a reconnect with ``since`` gets exactly the rest, numbered as a full replay."""
+    from tests.api.test_replica_death import _completed, _v3_events
+
+    tid = str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
+        started = await http.post(f"/threads/{tid}/commands", json={
+            "id": 1, "method": "run.start", "params": {"assistant_id": "durable", "input": {"items": []}}})
+    assert started.json()["type"] == "success", started.text
+    run_id = started.json()["result"]["run_id"]
+    await until(lambda: _first_step_done(lg_client, tid))  # the first attempt hangs in "patient" now
+
+    def first_step_seen(events: list[dict]) -> bool:
+        return any(e["method"] == "values" and e["params"]["data"].get("items") == ["first"] for e in events)
+
+    before = await _v3_events(api_url, tid, None, first_step_seen, "before the executor dies")
+    assert first_step_seen(before), before
+    ray.kill(ray.get_actor(executor_of(api_database_url, run_id), namespace=NAMESPACE), no_restart=False)
+    after = await _v3_events(api_url, tid, before[-1]["seq"], _completed, "after the executor died")
+    assert _completed(after), after
+    whole = await _v3_events(api_url, tid, None, _completed, "whole replay")
+    got = before + after
+    assert [e["seq"] for e in got] == list(range(1, len(got) + 1))  # nothing lost, nothing twice
+    assert [(e["seq"], e["event_id"]) for e in got] == [(e["seq"], e["event_id"]) for e in whole]
+    assert len({e["event_id"] for e in got}) == len(got)
+    assert [e["params"]["data"] for e in got if e["method"] == "values"][-1] == {"items": ["first", "attempt-2"]}

@@ -67,6 +67,10 @@ def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_clu
         assert httpx.get(f"{api}/ok").json() == {"ok": True}
         assert httpx.get(f"{api}/health").json()["checks"]["postgres"]["ok"] is True
         assert httpx.get(f"{dashboard}/api/version", headers=ray_auth_headers()).status_code == 200
+        # What `up` says about the dashboard's token is what the dashboard does without one.
+        open_without_token = httpx.get(f"{dashboard}/api/version").status_code == 200
+        assert ("no token: anyone who reaches" in up.stdout) == open_without_token, up.stdout
+        assert ("token auth on" in up.stdout) == (not open_without_token), up.stdout
         assert f"{api}/metrics" in up.stdout
         assert f"{api}/ui/" in up.stdout  # the control panel's address
         # One scrape shows the actors too: the fleet and the registry report the agents alive.

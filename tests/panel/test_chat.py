@@ -56,3 +56,19 @@ async def test_an_interrupt_is_answered_from_its_card(page, screenshot_dir):
     await expect(card).to_be_hidden(timeout=LONG)
     await expect(page.locator("#chat-log")).to_contain_text("teal", timeout=LONG)
     await expect(page.locator("#chat-status")).to_contain_text("run finished", timeout=LONG)
+
+
+async def test_an_existing_thread_is_opened_with_its_conversation(page, panel_api, screenshot_dir):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=panel_api, timeout=120)
+    thread = (await client.threads.create())["thread_id"]
+    await client.runs.wait(thread, "orchestrator",
+                           input={"messages": [{"role": "user", "content": "remember the code name omega"}]})
+    await page.locator("#chat-refresh-threads").click()
+    await page.locator("#chat-thread input").click()
+    await page.get_by_role("option", name=re.compile(f"^{thread[:8]}")).click()
+    log = page.locator("#chat-log")
+    await expect(log).to_contain_text("remember the code name omega", timeout=60_000)
+    await expect(log).to_contain_text("Noted: the code name is omega.")
+    await shoot(page, screenshot_dir, "chat-existing-thread")

@@ -148,10 +148,11 @@ async def _spawn(page, kind: str, hotpath: bool = False) -> str:
     if await box.is_checked() != hotpath:
         await box.click()
     note = page.locator("#fleet-note")
-    before = await note.inner_text()
+    before = (await note.inner_text()).split("spawned", 1)[-1].strip() if "spawned" in await note.inner_text() else ""
     await page.locator("#fleet-spawn").click()
-    await expect(note).not_to_have_text(before, timeout=LONG)  # the note of an earlier spawn is not this one
-    await expect(note).to_contain_text(re.compile(r"spawned \S+"))
+    # A new agent's id: not the one an earlier spawn put in the note.
+    fresh = rf"spawned (?!{re.escape(before)}\b)\S+" if before else r"spawned \S+"
+    await expect(note).to_contain_text(re.compile(fresh), timeout=LONG)
     return (await note.inner_text()).split("spawned", 1)[1].strip()
 
 
@@ -196,7 +197,8 @@ async def test_workspace_upload_download_processes_and_a_path_escape(page, scree
     await expect(page.locator("#ws-table")).to_contain_text("default", timeout=LONG)
     # Upload a binary file into the folder of the path given, then open it: binary, so a download.
     await _fill(page, "#ws-path", "uploads/placeholder.txt")
-    await page.keyboard.press("Escape")
+    await page.keyboard.press("Enter")
+    await page.locator("#ws-path input").blur()  # a typed path counts once the field is left
     blob = tmp_path / "blob.bin"
     blob.write_bytes(bytes(range(256)) * 8)
     await page.locator("#ws-upload input[type=file]").set_input_files(str(blob))
@@ -232,8 +234,8 @@ async def test_workspace_upload_download_processes_and_a_path_escape(page, scree
 async def test_the_settings_show_the_model_and_status_and_save_guardrails(page, screenshot_dir):
     await open_tab(page, "Settings")
     await expect(page.locator("#settings-model")).to_contain_text("scripted", timeout=60_000)
-    await expect(page.locator("#settings-model")).to_contain_text(re.compile("(?i)postgres"))
-    await expect(page.locator("#settings-model")).to_contain_text(re.compile("(?i)docker"))
+    await expect(page.locator("#settings-model")).to_contain_text(re.compile("postgres", re.I))
+    await expect(page.locator("#settings-model")).to_contain_text(re.compile("docker", re.I))
     iterations = page.locator("#settings-max_iterations input")
     await expect(iterations).not_to_have_value("", timeout=60_000)
     await iterations.fill("37")

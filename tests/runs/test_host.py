@@ -198,3 +198,20 @@ async def test_a_run_can_start_its_thread(host: RunHost):
 async def _succeeded(host: RunHost, run_id: str) -> dict | None:
     row = await queue.run_status(host.pool, run_id)
     return row if row["status"] == "success" else None
+
+
+async def test_a_run_the_fabric_queues_gets_the_threads_assistants_config(host: RunHost):
+    """An agent's result resumes a thread with its assistant's settings, as a client's run would."""
+    assistant_id, thread_id = str(uuid.uuid4()), str(uuid.uuid4())
+    async with host.pool.connection() as conn:
+        await conn.execute("INSERT INTO qr_assistants (assistant_id, graph_id, name, config) VALUES (%s, 'factory', "
+                           "'worded', %s)", (assistant_id, orjson.dumps({"configurable": {"word": "assistant's"}})
+                                             .decode()))
+        await conn.execute("INSERT INTO qr_threads (thread_id, metadata) VALUES (%s, %s)",
+                           (thread_id, orjson.dumps({"assistant_id": assistant_id}).decode()))
+    run_id = run_id_for(uuid.uuid4().hex)
+    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id, executor=host.name, metadata={},
+                             settings=RunSettings(graph_id="factory", input={"items": []}))
+    await host.submit(run_id)
+    status, output = await asyncio.wait_for(host.wait(run_id), timeout=60)
+    assert (status, orjson.loads(output)) == ("success", {"items": ["assistant's"]})

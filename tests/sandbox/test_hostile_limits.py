@@ -13,7 +13,9 @@ import pytest
 from quadracode_ray.interfaces.workspace import WorkspaceDiskFull, WorkspaceInvalidRequest
 from sandbox.deployments.docker import DockerDeployment, DockerDeploymentConfig
 from sandbox.service import WorkspaceService
+from tests.polling import eventually
 from tests.sandbox.conftest import DISK_QUOTA_MB
+from tests.sandbox.container_stats import container_pids
 
 QUOTA_MB = 64
 
@@ -63,7 +65,9 @@ async def test_a_fork_bomb_leaves_another_workspace_answering_within_a_second(sa
         # A fork bomb, and the shell itself spinning: every pid and all the CPU it may have.
         bomb = asyncio.ensure_future(bomber.exec(":(){ :|:& };: ; while :; do :; done", timeout=20))
         lags = []
-        await asyncio.sleep(2)  # the bomb is at its pids limit by now
+        bomb_container = docker_client.containers.get(bomber.deployment.container_name)
+        await eventually(lambda: asyncio.to_thread(lambda: container_pids(bomb_container) >= settings.sandbox_pids_limit - 8),
+                         timeout=15, what="the fork bomb at its pids limit")
         for _ in range(5):
             started = time.monotonic()
             assert (await neighbour.exec("echo ok", timeout=10)).stdout == "ok\n"

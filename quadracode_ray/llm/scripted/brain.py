@@ -12,6 +12,7 @@ plan or answers. Plain instructions it follows (case-insensitive, anywhere in th
 - ``list agents`` / ``spawn a coder agent`` / ``kill agent a1`` / ``check task t1`` / ``cancel task t1``
 - ``delegate to a coder agent: <task>``            -> list_agents, spawn_agent if none, delegate
 - ``ask me <question>``                             -> ask_human (the graph interrupts)
+- ``call tool <name> with {"json": "args"}``        -> that tool (an MCP server's ``server__tool``, say)
 - ``remember the code name X`` / ``what is the code name?`` (answered from the history)
 - a folded task result (``[task t1 succeeded by agent a1] ...``) -> reports it
 
@@ -87,6 +88,9 @@ def _plan(text: str) -> list[_Step] | None:
     low = text.lower()
     if m := re.search(r"delegate(?: to an? ([\w-]+) agent)?\s*:\s*(.+)", text, re.I | re.S):
         return [_Step("delegate", {"instruction": m.group(2).strip(), "kind": (m.group(1) or "coder").lower()})]
+    if m := re.search(r"\bcall (?:the )?tool `?([\w-]+)`?(?: with (\{.*\}))?", text, re.I | re.S):
+        args = _json(m.group(2) or "{}")
+        return [_Step(m.group(1), args if isinstance(args, dict) else {})]
     if m := re.search(r"write (?:a file )?(?:called |named )?([\w./-]+\.\w+) that prints (.+?)"
                       r"(?=\s*(?:,|;|\band\b|\bthen\b|[.!]?\s*$))", text, re.I | re.M):
         path, value = m.group(1), m.group(2)

@@ -1,0 +1,65 @@
+"""The app's OpenAPI document, corrected where FastAPI's default does not say what the API does.
+
+- Every error body is ``{"detail": "<reason>"}`` (the official Agent Server's shape, serve_app/
+  errors.py), validation errors too; FastAPI documents 422 as a list of objects.
+- Path parameters that are record ids (thread, run, cron; an assistant under /assistants/) are
+  UUIDs, as every route checks (elsewhere an assistant may also be named by its graph).
+- The limits every route enforces (serve_app/limits.py) are documented as 413 and 431 answers,
+  and a database outage (serve_app/errors.py) as a 503 with Retry-After.
+
+A fuzzer (Schemathesis, tests/reliability/test_fuzz_openapi.py) checks responses against this
+document, so it must not promise a shape the API does not answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+ERROR_SCHEMA = {"type": "object", "title": "Error", "required": ["detail"],
+                "properties": {"detail": {"type": "string", "description": "Why the request failed."}}}
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+COMMON_ERRORS = {
+    "413": "The request body is over the API's limit (api_max_body_bytes).",
+    "431": "The request's headers are over the API's limit (api_max_header_bytes).",
+    "503": "A part the API needs (the database, an actor) does not answer; retry later (after a database outage, Retry-After says when).",
+}
+METHODS = ("get", "put", "post", "delete", "patch")
+# Path parameters that are UUIDs wherever they appear: the records' keys are uuid columns, so
+# anything else is answered 422 (serve_app/errors.py, Postgres refusing the value) or 404.
+UUID_PATH_PARAMETERS = frozenset({"thread_id", "run_id", "cron_id"})
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = ERROR_SCHEMA
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    for path, item in schema.get("paths", {}).items():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            for parameter in operation.get("parameters", ()):
+                uuid_only = parameter["name"] in UUID_PATH_PARAMETERS or (
+                    parameter["name"] == "assistant_id" and path.startswith("/assistants/"))
+                if parameter.get("in") == "path" and uuid_only:
+                    parameter["schema"] = {**parameter.get("schema", {}), "type": "string", "format": "uuid"}
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "Invalid input; the reason in detail.",
+                                    "content": {"application/json": {"schema": _ERROR_REF}}}
+            for code, description in COMMON_ERRORS.items():
+                responses.setdefault(code, {"description": description,
+                                            "content": {"application/json": {"schema": _ERROR_REF}}})
+    app.openapi_schema = schema
+    return schema
+
+
+def install_openapi(app: FastAPI) -> None:
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

@@ -1,0 +1,194 @@
+"""The fault suite: each fault in turn under a steady load, then an audit that nothing is lost.
+
+The whole system (the actor fabric with real graphs and Docker sandboxes, the Serve app) runs on
+the session's Ray against a Postgres of this module's own, which one fault stops and restarts.
+For each fault: a load of background runs, streams, store puts and delegated agent tasks
+(tests/reliability/load.py) runs; the fault is injected mid-work; the test waits until a fresh
+run succeeds (time to recover); the load goes on a little, stops, and the audit checks that every
+acknowledged run, store item, task, envelope and checkpoint is there and that every run ended
+once. Each fault adds a row to bench/reports/faults.md, written at the end of the module.
+
+Killing processes: only those of this module's installation (its actors, found by name, and
+its Serve replica), by pid, with SIGKILL; never anything of another test or session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+
+from actors.common import AGENT_PREFIX, EVENTS, ORCHESTRATOR, REGISTRY, actor_name
+from quadracode_ray import NAMESPACE
+from quadracode_ray.config import Settings
+from tests.api.test_replica_death import _replica_pids
+from tests.polling import eventually
+from tests.reliability import rig
+from tests.reliability.load import Load, audit
+
+pytestmark = pytest.mark.slow
+
+REPORT = Path(__file__).resolve().parents[2] / "bench" / "reports" / "faults.md"
+ROWS: list[dict] = []
+POSTGRES_DOWN_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def faulty(ray_cluster: None, serve_http_port: int, docker_client,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[rig.Stack]:
+    postgres, database_url = rig.start_postgres()
+    settings = rig.settings_for(database_url, tmp_path_factory.mktemp("faults"), fleet_max_agents=2)
+    app_name = f"faults-{uuid.uuid4().hex[:6]}"
+    try:
+        url = rig.deploy(settings, serve_http_port, app_name)
+        yield rig.Stack(url=url, app_name=app_name, settings=settings, postgres=postgres)
+        write_report()
+    finally:
+        if not postgres.is_running():
+            postgres.start()
+        rig.teardown(settings, app_name)
+        postgres.stop()
+
+
+def actor_pid(name: str) -> int:
+    handle = ray.get_actor(name, namespace=NAMESPACE)
+    return ray.get(handle.__ray_call__.remote(lambda _self: os.getpid()), timeout=60)
+
+
+def agent_names(settings: Settings) -> list[str]:
+    prefix = settings.actor_name_prefix + AGENT_PREFIX
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)]
+
+
+async def a_fresh_run_succeeds(url: str) -> bool:
+    from langgraph_sdk import get_client
+
+    client = get_client(url=url, timeout=20)
+    try:
+        thread = (await client.threads.create())["thread_id"]
+        values = await asyncio.wait_for(client.runs.wait(thread, "echo", input={"items": []}), 30)
+        return isinstance(values, dict) and values.get("items") == ["a"]
+    except Exception:
+        return False
+
+
+async def under_load(stack: rig.Stack, fault: str, inject: Callable[[], Awaitable[str]]) -> None:
+    """Load, the fault mid-work, recovery, more load, audit; a report row; no loss allowed."""
+    load = Load(stack.url)
+    load.start()
+    try:
+        await eventually(lambda: load.acknowledged_at_least(6), timeout=180, what="the load to get going")
+        if fault == "agent SIGKILL":
+            await eventually(lambda: asyncio.to_thread(agent_names, stack.settings), timeout=180,
+                             what="an agent at work")
+        held = len(load.acked.runs)
+        injected_at = time.monotonic()
+        detail = await inject()
+        await eventually(lambda: a_fresh_run_succeeds(stack.url), timeout=180, what="a fresh run to succeed")
+        recovered_s = time.monotonic() - injected_at
+        after = len(load.acked.runs)
+        await eventually(lambda: load.acknowledged_at_least(after + 6), timeout=120, what="the load to go on")
+    finally:
+        await load.stop()
+    problems = await audit(stack.settings.database_url, load)
+    ROWS.append({"fault": fault, "detail": detail, "runs": len(load.acked.runs), "held_before": held,
+                 "store": len(load.acked.store_items), "tasks": len(load.acked.tasks),
+                 "calls": sum(load.calls.values()), "failed": load.failed_summary(),
+                 "recovered_s": recovered_s, "lost": "; ".join(problems) or "0"})
+    assert not problems, problems
+
+
+def sigkill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+
+# --- the faults ----------------------------------------------------------------------------------
+async def test_postgres_stopped_and_restarted(faulty: rig.Stack) -> None:
+    answers: list[tuple[int, str | None]] = []
+
+    async def inject() -> str:
+        thread = (await httpx.AsyncClient(timeout=30).post(f"{faulty.url}/threads", json={})).json()["thread_id"]
+        await asyncio.to_thread(faulty.postgres.stop)
+        down_until = time.monotonic() + POSTGRES_DOWN_S
+        async with httpx.AsyncClient(timeout=30) as http:
+            while time.monotonic() < down_until:
+                for response in await asyncio.gather(http.get(f"{faulty.url}/threads/{thread}"),
+                                                     http.post(f"{faulty.url}/threads", json={}),
+                                                     return_exceptions=True):
+                    if isinstance(response, httpx.Response):
+                        answers.append((response.status_code, response.headers.get("retry-after")))
+                await asyncio.sleep(0.5)
+        await asyncio.to_thread(faulty.postgres.start)
+        codes = sorted({code for code, _ in answers})
+        return f"down {POSTGRES_DOWN_S:.0f} s; API answers while down: {codes}"
+
+    await under_load(faulty, "Postgres stopped and restarted", inject)
+    assert answers and all(code != 500 for code, _ in answers), answers
+    assert any(code == 503 and retry for code, retry in answers), answers
+
+
+@pytest.mark.parametrize("target", ["run executor", "orchestrator", "registry", "event bus"])
+async def test_a_fabric_actor_sigkilled_mid_work(faulty: rig.Stack, target: str) -> None:
+    from actors.run_executor import executor_names
+
+    name = {"run executor": lambda: executor_names(faulty.settings, faulty.settings.database_url)[0],
+            "orchestrator": lambda: actor_name(faulty.settings, ORCHESTRATOR),
+            "registry": lambda: actor_name(faulty.settings, REGISTRY),
+            "event bus": lambda: actor_name(faulty.settings, EVENTS)}[target]()
+
+    async def inject() -> str:
+        pid = await asyncio.to_thread(actor_pid, name)
+        sigkill(pid)
+        return f"SIGKILL of pid {pid} ({name})"
+
+    await under_load(faulty, f"{target} SIGKILL", inject)
+
+
+async def test_an_agent_sigkilled_mid_task(faulty: rig.Stack) -> None:
+    async def inject() -> str:
+        name = (await asyncio.to_thread(agent_names, faulty.settings))[0]
+        pid = await asyncio.to_thread(actor_pid, name)
+        sigkill(pid)
+        return f"SIGKILL of pid {pid} ({name})"
+
+    await under_load(faulty, "agent SIGKILL", inject)
+
+
+async def test_the_serve_replica_sigkilled_mid_work(faulty: rig.Stack) -> None:
+    async def inject() -> str:
+        pids = await asyncio.to_thread(_replica_pids, faulty.app_name)
+        for pid in pids:
+            sigkill(pid)
+        return f"SIGKILL of the API replica (pid {', '.join(map(str, pids))})"
+
+    await under_load(faulty, "Serve replica SIGKILL", inject)
+
+
+def write_report() -> None:
+    lines = ["# Faults", "",
+             f"Written by `tests/reliability/test_faults.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
+             f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: a shared machine).", "",
+             "Each fault in turn under a load of 6 clients (background runs joined, streamed runs, store "
+             "puts) plus one client delegating tasks to a coder agent; then an audit of everything the API "
+             "acknowledged (tests/reliability/load.py).", "",
+             "| fault | what was done | load held (runs acked before / in all, store items, tasks) | "
+             "calls | requests failed, and how | time to recover | items lost |",
+             "| --- | --- | --- | ---: | --- | ---: | --- |"]
+    for row in ROWS:
+        lines.append(f"| {row['fault']} | {row['detail']} | {row['held_before']} / {row['runs']}, {row['store']}, "
+                     f"{row['tasks']} | {row['calls']} | {row['failed']} | {row['recovered_s']:.1f} s | {row['lost']} |")
+    lines += ["", "Time to recover: from the fault until a new thread's run succeeds end to end.", ""]
+    existing = REPORT.read_text() if REPORT.exists() else ""
+    marker = "\n## Whole system killed"
+    tail = existing[existing.index(marker):] if marker in existing else ""
+    REPORT.write_text("\n".join(lines) + tail)
