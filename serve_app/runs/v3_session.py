@@ -11,7 +11,9 @@ Wire events are ``{"type": "event", "event_id", "seq", "method", "params": {"nam
 "timestamp", "data"[, "node"]}}``, as the official server sends them. Per run: a root
 ``lifecycle`` ``running`` first; the run's events (``values``, ``updates``, ``messages``,
 ``tools``, ``custom``, ``tasks``, ``checkpoints``, subgraph ``lifecycle``); an interrupt as
-``input.requested`` plus a root ``lifecycle`` ``interrupted``; at its end a root ``lifecycle``
+``input.requested`` plus a root ``lifecycle`` ``interrupted`` (sent, with whatever follows them,
+once the run has ended, so a client that reads the state on seeing them finds it committed);
+at its end a root ``lifecycle``
 ``completed`` or ``failed``, after ``completed`` for every subgraph still open. A cancelled run
 ends ``failed`` with the reason, on purpose: the official server sends ``interrupted`` (and
 nothing for a rollback), which the SDK never takes as the run's end, so its ``thread.values``
@@ -138,6 +140,7 @@ class V3Session:
         self._wire_started: set[tuple[str, ...]] = set()
         self.pending_interrupts: dict[str, list[str]] = {}
         self._terminal = False
+        self._holding = False  # an interrupt was asked: the run's events wait for its end
 
     # --- the tape --------------------------------------------------------------------------------
     def start_run(self, run_id: str, graph_name: str) -> list[dict]:
@@ -170,6 +173,7 @@ class V3Session:
         """The run's end: its queue status (success, error, interrupted = cancelled), its output,
         and whether the thread waits on an interrupt now."""
         self._source = ""
+        self._holding = False
         if not self._terminal:
             self._terminal = True
             for namespace in sorted((ns for ns, (st, _) in self._namespaces.items() if ns and st == "started"),
@@ -281,9 +285,13 @@ class V3Session:
                        event_id=self._synth("input", "\0".join(namespace), interrupt_id))
             emitted = True
         if emitted:
-            # The run stopped and waits for input.respond: its root is interrupted now.
+            # The run stopped and waits for input.respond: its root is interrupted now. These
+            # events, and any the run sends after them, go out at the run's end (in this order):
+            # the SDK reads the thread's state on seeing them, and the run's checkpoints (written
+            # in the background) and its row are all committed only then.
             self._lifecycle([], "interrupted")
             self._terminal = True
+            self._holding = True
 
     def _tool_output_message(self, namespace: list[str], data: dict) -> None:
         """A finished tool's output also as a ``tool`` message (as the official server)."""
@@ -386,5 +394,7 @@ class V3Session:
                           "params": params})
 
     def _take(self) -> list[dict]:
+        if self._holding:
+            return []
         out, self._out = self._out, []
         return out

@@ -45,6 +45,21 @@ def test_a_tape_becomes_numbered_wire_events_with_lifecycle_and_interrupts() -> 
     assert not any(e["method"] == "updates" for e in events)  # the interrupt is not an update
 
 
+def test_an_interrupt_and_what_follows_it_go_out_at_the_runs_end_in_order() -> None:
+    """The SDK reads the thread's state when it sees input.requested: nothing of it leaves before
+    the run's end, when its checkpoints and row are committed (the suite's update_state test read
+    the state of the step before otherwise)."""
+    session = V3Session()
+    sent = session.start_run("r1", "agent")
+    for k, (name, data) in enumerate(TAPE):
+        sent += session.ingest(name, data, f"r1:{k}")
+    after = session.ingest("values", _protocol("values", {"items": ["late"]}), "r1:99")
+    assert after == [] and not any(e["method"] == "input.requested" for e in sent)
+    end = session.end_run("success", {"__interrupt__": [{"id": "i1"}]}, True)
+    assert [e["method"] for e in end] == ["input.requested", "lifecycle", "values"]
+    assert [e["seq"] for e in sent + end] == list(range(1, len(sent) + len(end) + 1))
+
+
 def test_the_same_tape_gives_the_same_seq_and_event_ids() -> None:
     first, second = _play(V3Session()), _play(V3Session())
     assert [(e["seq"], e["event_id"], e["method"]) for e in first] == \
