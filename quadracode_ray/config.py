@@ -526,6 +526,8 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            elif isinstance(value, (list, tuple, dict)):
+                value = json.dumps(value)  # as the environment gives complex settings: JSON, not repr
             env[ENV_PREFIX + name.upper()] = str(value)
         return env
 

@@ -80,7 +80,9 @@ def test_pool_bounds_are_checked() -> None:
 
 def test_to_env_round_trips_through_a_child_process_environment(monkeypatch: pytest.MonkeyPatch,
                                                                  tmp_path: Path) -> None:
-    original = load_settings(data_dir=tmp_path / "d", http_port=8123, model="scripted:fast")
+    original = load_settings(data_dir=tmp_path / "d", http_port=8123, model="scripted:fast",
+                             auth_admin_owners=["root", "ops"], sandbox_network=["example.test:443"],
+                             store_index_fields=["$.text", "$.title"], graphs={"mine": "pkg.mod:graph"})
     for name, value in original.to_env().items():
         monkeypatch.setenv(name, value)
     assert load_settings() == original
