@@ -30,9 +30,9 @@ def api_url_from_page(url: str, mount_path: str = MOUNT_PATH) -> str:
 
 def access_note(status: int | None, message: str, key_given: bool) -> str:
     """The line under the API key field after the panel tried the API with the key (or none)."""
-    if status == 401:
-        return "Key needed: this API asks for a key. Paste yours above and press **Use key**."
-    if status == 403 and key_given:
+    if status == 401 and not key_given:
+        return "Key needed: This API asks for a key. Paste yours above and press **Use key**."
+    if status in (401, 403) and key_given:
         return f"Key refused: the API refused this key ({message.split(' Check the key')[0]})."
     if status is not None or message:
         return f"The API did not answer as expected: {message}"
