@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -133,8 +134,14 @@ async def test_a_v3_session_replays_exactly_what_it_missed_after_the_executor_di
     before = await _v3_events(api_url, tid, None, first_step_seen, "before the executor dies")
     assert first_step_seen(before), before
     ray.kill(ray.get_actor(executor_of(api_database_url, run_id), namespace=NAMESPACE), no_restart=False)
-    after = await _v3_events(api_url, tid, before[-1]["seq"], _completed, "after the executor died")
-    assert _completed(after), after
+    # As a client would: read on after the last event seen, reconnecting with since if the stream
+    # breaks, until the run's end (the full replay below checks nothing was lost or doubled).
+    after: list[dict] = []
+    deadline = asyncio.get_running_loop().time() + 240
+    while not (after and _completed(after)) and asyncio.get_running_loop().time() < deadline:
+        after += await _v3_events(api_url, tid, (after or before)[-1]["seq"],
+                                  lambda events: bool(events) and _completed(events), "after the executor died")
+    assert after and _completed(after), after
     whole = await _v3_events(api_url, tid, None, _completed, "whole replay")
     got = before + after
     assert [e["seq"] for e in got] == list(range(1, len(got) + 1))  # nothing lost, nothing twice
