@@ -543,6 +543,10 @@ def env_variable_names() -> list[str]:
 def load_settings(**overrides: object) -> Settings:
     """Load and validate settings, turning pydantic's report into one readable SettingsError."""
     try:
+        if ENV_PREFIX + "SECRETS_REF" in os.environ:  # a Ray worker: its secrets are not in its runtime_env
+            from quadracode_ray.settings_secrets import secret_settings_from_ref
+
+            overrides = {**secret_settings_from_ref(os.environ), **overrides}
         return Settings(**overrides)
     except ValidationError as exc:
         lines = []
