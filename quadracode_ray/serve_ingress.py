@@ -64,6 +64,10 @@ def ingress_env(mode: str) -> dict[str, str]:
         # so several clusters (test sessions, a running `up`) share a machine.
         "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        # So does the Python proxy Serve keeps beside HAProxy on the head (fixed 8500 and 9500),
+        # which takes requests when a deployment has no replica.
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(_free_port()),
         # Serve's per-request HAProxy log line is parsed in Python (CPU per request); the API
         # counts its requests itself (serve_app/metrics_http.py).
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
