@@ -30,10 +30,12 @@ FABRIC_READY_TIMEOUT_S = 120.0
 MAX_ONGOING_REQUESTS = 1000
 
 
-# The replica runs our (async) code on Serve's own event loop instead of a second loop in its own
-# thread: no cross-thread hop per request and per streamed chunk (measured in bench/reports/api.md).
+# - The replica runs our (async) code on Serve's own event loop instead of a second loop in its own
+#   thread: no cross-thread hop per request and per streamed chunk (measured in bench/reports/api.md).
+# - Its log lines (one access line a request) go to Serve's replica log file only, not also to
+#   stderr, from where Ray's log monitor reads every line again and publishes it to each driver.
 # Env vars given here are added to the application's runtime_env, not instead of it.
-REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_LOG_TO_STDERR": "0"}
 
 
 @serve.deployment(name=DEPLOYMENT_NAME, ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": REPLICA_ENV}},
