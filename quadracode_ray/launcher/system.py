@@ -91,7 +91,7 @@ def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = F
         state_file.write(state)
 
         with _step(report, "Ray Serve: deploying the API"):
-            serve_deploy.deploy(state.ray.dashboard_url, serve_deploy.serve_config(settings, env))
+            serve_deploy.deploy(state.ray.dashboard_url, serve_deploy.serve_config(settings, env), report=report)
             api_url = f"http://{_reachable(settings.http_host)}:{settings.http_port}"
             serve_deploy.wait_for_http(f"{api_url}/ok")
         state.api_url = api_url
