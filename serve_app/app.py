@@ -15,6 +15,7 @@ from ray import serve
 from ray.serve import Application
 
 from quadracode_ray.config import ENV_PREFIX, load_settings
+from quadracode_ray.settings_secrets import worker_env
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -85,6 +86,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     load_settings(**settings_overrides)  # a settings error fails the deploy here, before any replica
     # The application's QUADRACODE_* settings, given to the replicas explicitly: on a `ray up`
     # cluster the nodes' Ray was started without them, and a replica must use the fabric's database.
-    settings_env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    # Secrets go by reference: a runtime_env is shown by the Ray dashboard (settings_secrets).
+    settings_env = worker_env({k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)})
     return QuadracodeAPI.options(num_replicas=replicas, ray_actor_options={
         "num_cpus": 0, "runtime_env": {"env_vars": {**settings_env, **REPLICA_ENV}}}).bind(settings_overrides, fabric)
