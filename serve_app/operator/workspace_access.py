@@ -8,6 +8,7 @@ workspace did not exist.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import ray
@@ -84,12 +85,14 @@ async def workspace_client(context: AppContext, caller: Caller, workspace_id: st
     """The client of a workspace the caller may use; NotFound otherwise (nothing is created)."""
     checked_id(workspace_id)
     row = await workspace_row(context, workspace_id)
+    # Finding (or placing) the actor asks the GCS and reads the placement records: blocking calls,
+    # run off the event loop the replica's other requests share.
     if row is not None and (caller.admin or row["owner"] == caller.owner):
         # Its actor is re-made if it is gone (it re-attaches to the container by label).
-        return WorkspaceSandboxClient(workspace_actor(workspace_id, context.settings,
-                                                      event_sink=EventBusSink(context.settings)), workspace_id,
-                                      context.settings)
+        handle = await asyncio.to_thread(workspace_actor, workspace_id, context.settings,
+                                         event_sink=EventBusSink(context.settings))
+        return WorkspaceSandboxClient(handle, workspace_id, context.settings)
     if row is None and caller.admin:
         with translated():
-            return existing_workspace(workspace_id, context.settings)
+            return await asyncio.to_thread(existing_workspace, workspace_id, context.settings)
     raise NotFound(f"workspace {workspace_id!r} not found")
