@@ -174,7 +174,8 @@ async def test_budgets_are_validated_persisted_and_stop_the_next_run_and_task(ht
             return [m["content"] for m in state.get("messages", []) if m.get("name") == "task_result"] or None
 
         (text,) = await eventually(folded, timeout=180, what="the task's result in its thread")
-        assert " failed by agent " in text and "task's token budget" in text, text
+        # (the interrupt is quoted in the error, its apostrophe escaped)
+        assert " failed by agent " in text and "reached this task" in text and "token budget: " in text, text
     finally:
         await http.patch("/system/guardrails", json=dict.fromkeys(BUDGETS))
     assert {name: (await http.get("/system/guardrails")).json()[name] for name in BUDGETS} == dict.fromkeys(BUDGETS)
