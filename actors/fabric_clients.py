@@ -23,8 +23,9 @@ from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
 from quadracode_ray.persistence.guardrails import settings_guardrails
 
 # Built-in assistants and the clients their graphs take from config["configurable"].
-_CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop", "guardrails", "events", "budgets"),
-                     "agent": ("workspace", "agent_id", "guardrails", "events", "budgets")}
+_CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop", "guardrails", "events", "budgets",
+                                      "host_settings"),
+                     "agent": ("workspace", "agent_id", "guardrails", "events", "budgets", "host_settings")}
 
 
 class OrchestratorDelegation:
@@ -71,6 +72,9 @@ def fabric_configurable(graph_id: str, settings: Settings, **local: Any) -> dict
         "budgets": lambda: Budgets.from_settings(settings),
         # Where graphs report what the run's stream alone would not tell the operator (a failed MCP server).
         "events": lambda: BusEventReporter(settings, graph_id),
+        # The host's settings for what the graph builds itself (its model): the host may have
+        # been given them as an object, with no QUADRACODE_* environment to load them from.
+        "host_settings": lambda: settings,
     }
     return {name: local[name] if name in local else makers[name]() for name in wanted
             if name in local or name in makers}

@@ -11,6 +11,8 @@ them runs Serve's Python proxy whatever the setting says.
   scripts/provision-haproxy.sh). An empty route answers in ~1 ms instead of ~5 ms
   (bench/serve_floor.py; bench/reports/api.md).
 - ``proxy``: Serve's Python HTTP proxy actor, one actor hop per request and per streamed chunk.
+  It is given serve_app/proxy_errors.py's middleware (PROXY_CALLBACK): a request the replica
+  died holding is answered 503 with Retry-After instead of the proxy's empty 500.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Literal
 
 IngressMode = Literal["haproxy", "proxy"]
 INGRESS_MODES: tuple[str, ...] = ("haproxy", "proxy")
+PROXY_CALLBACK = "serve_app.proxy_errors:proxy_middlewares"
+"""Imported by Serve's proxies (by name: this layer does not import the API's)."""
 
 
 class IngressUnavailable(RuntimeError):
@@ -51,7 +55,7 @@ def _free_port() -> int:
 def ingress_env(mode: str) -> dict[str, str]:
     """Environment for a Ray head whose Serve should run ingress ``mode``."""
     if mode == "proxy":
-        return {}
+        return {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
     if mode != "haproxy":
         raise ValueError(f"unknown Serve ingress {mode!r} (expected one of {', '.join(INGRESS_MODES)})")
     if haproxy_binary() is None:

@@ -78,7 +78,7 @@ class AssistantConfigError(ValueError):
 
 
 # Keys of configurable that hold clients the hosting actor injects, never JSON from a caller.
-_CLIENT_KEYS = ("workspace", "fleet", "delegation", "stop", "events", "guardrails")
+_CLIENT_KEYS = ("workspace", "fleet", "delegation", "stop", "events", "guardrails", "host_settings")
 
 
 def read_assistant_config(configurable: dict[str, Any] | None) -> AssistantConfigurable:
@@ -134,6 +134,18 @@ def with_assistant_guardrails(base: Guardrails | GuardrailSource | None,
     if limits is None or not limits.model_dump(exclude_none=True):
         return base
     return AssistantGuardrails(base if base is not None else Guardrails(), limits)
+
+
+def host_settings(configurable: dict[str, Any]) -> Settings:
+    """The settings of the actor hosting the run (``actors.fabric_clients`` injects them), else
+    the process's own: a host given its settings as an object (tests, ``ensure_system``) has no
+    QUADRACODE_* environment to read them back from, so the model must come from these."""
+    given = configurable.get("host_settings")
+    if isinstance(given, Settings):
+        return given
+    from quadracode_ray.config import load_settings
+
+    return load_settings()
 
 
 def host_guardrails(configurable: dict[str, Any], settings: Settings) -> Guardrails | GuardrailSource:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from quadracode_ray.config import Settings
-from serve_app.app import create_fastapi_app
+from serve_app.asgi import create_fastapi_app
 from serve_app.context import AppContext
 from tests.api.graphs import TEST_GRAPHS
 

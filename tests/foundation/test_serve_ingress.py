@@ -20,8 +20,10 @@ def test_haproxy_mode_env_has_its_own_ports_and_a_short_drain():
     assert len(set(ports)) == len(ports)
 
 
-def test_proxy_mode_changes_nothing():
-    assert ingress_env("proxy") == {}
+def test_proxy_mode_gives_the_proxy_its_unanswered_request_middleware():
+    from serve_app.proxy_errors import PROXY_CALLBACK
+
+    assert ingress_env("proxy") == {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
 
 
 def test_unknown_mode_is_refused():
