@@ -121,12 +121,15 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     fabric = bool(args.pop("fabric", True))
     if args:
         raise ValueError(f"unknown application args: {', '.join(sorted(args))} (expected replicas, settings, fabric)")
+    settings = load_settings(**settings_overrides)
     if fabric:
         from actors.bootstrap import ensure_system
 
-        ensure_system(load_settings(**settings_overrides))
+        ensure_system(settings)
     # The application's QUADRACODE_* settings, given to the replicas explicitly: on a `ray up`
     # cluster the nodes' Ray was started without them, and a replica must use the fabric's database.
     settings_env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    # Placed by resources (api_resources), never by node: any node offering them hosts a replica.
+    placement = {"resources": dict(settings.api_resources)} if settings.api_resources else {}
     return QuadracodeAPI.options(num_replicas=replicas, ray_actor_options={
-        "num_cpus": 0, "runtime_env": {"env_vars": {**settings_env, **REPLICA_ENV}}}).bind(settings_overrides)
+        "num_cpus": 0, **placement, "runtime_env": {"env_vars": {**settings_env, **REPLICA_ENV}}}).bind(settings_overrides)
