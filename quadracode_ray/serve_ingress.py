@@ -1,9 +1,10 @@
 """How HTTP reaches the API replicas: Ray Serve's HAProxy mode or its Python proxy (the default).
 
 Serve reads these switches from the environment when its modules are imported, in every process
-of the cluster (controller, proxies, replicas), so they are given to the Ray head when it starts
-(``quadracode-ray up``, the tests' ``ray.init``), not to a deployment: a cluster started without
-them runs Serve's Python proxy whatever the setting says.
+of the cluster (controller, proxies, replicas), so they are given to each node's Ray when it starts
+(``quadracode-ray up``'s own head, the tests' ``ray.init``, and on a ``ray up`` cluster every
+node's ``ray start`` through ``quadracode-ray ingress-env``), not to a deployment: a node started
+without them runs Serve's Python proxy whatever the setting says.
 
 - ``haproxy``: HAProxy (a C process, Debian's ``haproxy``) listens on the API port and forwards
   to the replicas' own HTTP servers (Serve's direct ingress). On this machine an empty route
@@ -13,8 +14,10 @@ them runs Serve's Python proxy whatever the setting says.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import socket
+import uuid
 from typing import Literal
 
 IngressMode = Literal["haproxy", "proxy"]
@@ -40,12 +43,20 @@ def ingress_env(mode: str) -> dict[str, str]:
     if shutil.which("haproxy") is None:
         raise IngressUnavailable("serve_ingress=haproxy needs HAProxy: run scripts/provision-haproxy.sh "
                                  "(Debian package haproxy), or set QUADRACODE_SERVE_INGRESS=proxy")
+    # HAProxy's config, sockets and state default to one fixed folder (/tmp/haproxy-serve): a
+    # folder of this node's own, so several clusters (test sessions, a running `up`) share a machine.
+    folder = f"/tmp/qr-haproxy-{uuid.uuid4().hex[:12]}"
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         # HAProxy's stats and Prometheus listeners default to fixed ports (8404, 9101): free ones,
-        # so several clusters (test sessions, a running `up`) share a machine.
+        # for the same reason.
         "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{folder}/haproxy.cfg",
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{folder}/admin.sock",
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state",
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{folder}/metrics.sock",
         # Serve's per-request HAProxy log line is parsed in Python (CPU per request); the API
         # counts its requests itself (serve_app/metrics_http.py).
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
@@ -56,3 +67,8 @@ def ingress_env(mode: str) -> dict[str, str]:
         # by default, killed after 3 misses): on a loaded machine it missed it (2026-12-03, load 40).
         "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
     }
+
+
+def shell_words(env: dict[str, str]) -> str:
+    """``env`` as ``NAME=value`` words for a shell command line (``env $(...) ray start``)."""
+    return " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
