@@ -296,6 +296,17 @@ class Settings(BaseSettings):
         # JSON text, so to_env() hands workers a value they parse back into the same map.
         return json.dumps(value)
 
+    @field_validator("graphs", "store_index_fields", "fabric_resources", "api_resources", mode="before")
+    @classmethod
+    def _complex_from_json(cls, value: object) -> object:
+        # The serialiser's JSON text read back, so Settings(**s.model_dump(mode="json")) == s.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value  # not JSON: pydantic names the type it expected
+        return value
+
     # --- actor fabric: registry, event bus, fleet, orchestrator, agents ------------------------------
     actor_name_prefix: str = Field(
         default="", pattern=r"^[a-z0-9_.-]{0,32}$",
@@ -552,6 +563,10 @@ def env_variable_names() -> list[str]:
 def load_settings(**overrides: object) -> Settings:
     """Load and validate settings, turning pydantic's report into one readable SettingsError."""
     try:
+        if ENV_PREFIX + "SECRETS_REF" in os.environ:  # a Ray worker: its secrets are not in its runtime_env
+            from quadracode_ray.settings_secrets import secret_settings_from_ref
+
+            overrides = {**secret_settings_from_ref(os.environ), **overrides}
         return Settings(**overrides)
     except ValidationError as exc:
         lines = []

@@ -282,6 +282,14 @@ def existing_workspace(workspace_id: str, settings: Settings | None = None) -> W
     return WorkspaceSandboxClient(handle, workspace_id, settings)
 
 
+def _let_go(workspace_id: str, settings: Settings, records: Any) -> None:
+    """Remove the lost workspace's actor (left dead or unschedulable by its node's loss) and record."""
+    with contextlib.suppress(ValueError):
+        ray.kill(ray.get_actor(actor_name(workspace_id, settings), namespace=NAMESPACE), no_restart=True)
+    if records is not None:
+        records.forget(workspace_id)
+
+
 def _chosen_snapshot(store: SnapshotStore, snapshot_id: str | None) -> str:
     if snapshot_id is not None:
         return store.info(snapshot_id).snapshot_id
@@ -304,19 +312,18 @@ async def restore_workspace(workspace_id: str, settings: Settings | None = None,
     Postgres, found out before anything changes)."""
     settings = settings or load_settings()
     validate_workspace_id(workspace_id)
+    # The records, the GCS and the snapshot rows are blocking calls: off the caller's event loop
+    # (an API replica's requests share it).
     records = placement_records(settings)
-    record = records.get(workspace_id) if records else None
-    if record is not None and node_is_alive(record.node_id):
+    record = await asyncio.to_thread(records.get, workspace_id) if records else None
+    if record is not None and await asyncio.to_thread(node_is_alive, record.node_id):
         raise WorkspaceConflict(
             f"workspace {workspace_id!r} is on live node {record.node_id} ({record.node_ip}): "
             f"restore its snapshots in place with restore_snapshot")
     store = snapshot_store(settings, workspace_id)
     if store.rows is not None:  # readable from here, as from every node
         snapshot_id = await asyncio.to_thread(_chosen_snapshot, store, snapshot_id)
-    with contextlib.suppress(ValueError):  # an actor left dead or unschedulable by its node's loss
-        ray.kill(ray.get_actor(actor_name(workspace_id, settings), namespace=NAMESPACE), no_restart=True)
-    if records is not None:
-        records.forget(workspace_id)
+    await asyncio.to_thread(_let_go, workspace_id, settings, records)
     client = await get_workspace(workspace_id, settings, spec=spec, event_sink=event_sink)
     try:
         if snapshot_id is None:

@@ -17,6 +17,7 @@ from ray.serve import Application
 
 from quadracode_ray import __version__
 from quadracode_ray.config import ENV_PREFIX, load_settings
+from quadracode_ray.settings_secrets import worker_env
 from serve_app.auth import install_auth
 from serve_app.context import AppContext
 from serve_app.errors import install_error_handlers
@@ -128,7 +129,8 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         ensure_system(settings)
     # The application's QUADRACODE_* settings, given to the replicas explicitly: on a `ray up`
     # cluster the nodes' Ray was started without them, and a replica must use the fabric's database.
-    settings_env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    # Secrets go by reference: a runtime_env is shown by the Ray dashboard (settings_secrets).
+    settings_env = worker_env({k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)})
     # Placed by resources (api_resources), never by node: any node offering them hosts a replica.
     placement = {"resources": dict(settings.api_resources)} if settings.api_resources else {}
     return QuadracodeAPI.options(num_replicas=replicas, ray_actor_options={

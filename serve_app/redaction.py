@@ -24,6 +24,9 @@ def secrets_of(settings: Settings) -> list[str]:
     if settings.auth_api_keys is not None:
         for keys in json.loads(settings.auth_api_keys.get_secret_value()).values():
             found += [keys] if isinstance(keys, str) else list(keys)
+    if settings.mcp_headers is not None:  # header values only: names like "Authorization" are not secret
+        for headers in json.loads(settings.mcp_headers.get_secret_value()).values():
+            found += list(headers.values())
     if settings.database_url:
         password = urlsplit(settings.database_url).password
         if password:

@@ -23,6 +23,7 @@ from quadracode_ray.persistence.cluster_postgres import (
     stop_cluster_postgres,
 )
 from quadracode_ray.serve_ingress import ingress_env
+from quadracode_ray.settings_secrets import worker_env
 
 Report = Callable[[str], None]
 
@@ -91,7 +92,9 @@ def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = F
         state_file.write(state)
 
         with _step(report, "Ray Serve: deploying the API"):
-            serve_deploy.deploy(state.ray.dashboard_url, serve_deploy.serve_config(settings, env))
+            # The Serve config is shown by the dashboard: secrets go by reference (settings_secrets).
+            shown_env = worker_env(env, gcs_address=state.ray.address)
+            serve_deploy.deploy(state.ray.dashboard_url, serve_deploy.serve_config(settings, shown_env))
             api_url = f"http://{_reachable(settings.http_host)}:{settings.http_port}"
             serve_deploy.wait_for_http(f"{api_url}/ok")
         state.api_url = api_url

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-from quadracode_ray.config import KNOWN_PROVIDERS, Settings
+from quadracode_ray.config import KNOWN_PROVIDERS, Settings, load_settings
 from quadracode_ray.llm.base import ChatModel
 from quadracode_ray.llm.errors import MissingCredentialsError, ModelSpecError
 from quadracode_ray.llm.retry import RetryPolicy
@@ -32,7 +32,7 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 def make_chat_model(spec: str | None = None, settings: Settings | None = None) -> ChatModel:
     """A chat model for ``spec`` (default: ``settings.default_model``). Works with zero setup for
     ``scripted:*``; raises ModelSpecError / MissingCredentialsError with a clear message."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     provider, model = parse_model_spec(spec or settings.default_model)
     retry = RetryPolicy(max_retries=settings.llm_max_retries)
     common = {"timeout_s": settings.llm_timeout_s, "retry": retry, "max_tokens": settings.llm_max_output_tokens}
@@ -89,7 +89,7 @@ _shared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def shared_chat_model(spec: str | None = None, settings: Settings | None = None) -> ChatModel:
     """Like make_chat_model, but one instance per spec and event loop, so graphs built per run
     reuse the SDK's connection pool (SDK clients must not cross event loops)."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     spec = spec or settings.default_model
     try:
         loop = asyncio.get_running_loop()

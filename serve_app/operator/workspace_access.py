@@ -8,6 +8,7 @@ workspace did not exist.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import ray
@@ -95,10 +96,12 @@ async def usable_row(context: AppContext, caller: Caller, workspace_id: str) -> 
 async def workspace_client(context: AppContext, caller: Caller, workspace_id: str) -> WorkspaceSandboxClient:
     """The client of a workspace the caller may use; NotFound otherwise (nothing is created)."""
     row = await usable_row(context, caller, workspace_id)
+    # Finding (or placing) the actor asks the GCS and reads the placement records: blocking calls,
+    # run off the event loop the replica's other requests share.
     with translated():
         if row is None:
-            return existing_workspace(workspace_id, context.settings)
+            return await asyncio.to_thread(existing_workspace, workspace_id, context.settings)
         # Its actor is re-made if it is gone (it re-attaches to the container by label).
-        return WorkspaceSandboxClient(workspace_actor(workspace_id, context.settings,
-                                                      event_sink=EventBusSink(context.settings)), workspace_id,
-                                      context.settings)
+        handle = await asyncio.to_thread(workspace_actor, workspace_id, context.settings,
+                                         event_sink=EventBusSink(context.settings))
+        return WorkspaceSandboxClient(handle, workspace_id, context.settings)

@@ -292,8 +292,7 @@ def api(cluster, settings):
     from tests.api.conftest import kill_run_executors
     from tests.api.graphs import TEST_GRAPHS
 
-    overrides = {k: v for k, v in settings.model_dump(mode="json", exclude_unset=True).items()
-                 if k != "fabric_resources"}  # dumped as JSON text, which the constructor does not read back
+    overrides = settings.model_dump(mode="json", exclude_unset=True)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
     try:

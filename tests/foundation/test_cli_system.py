@@ -72,6 +72,9 @@ def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_clu
         assert ("no token: anyone who reaches" in up.stdout) == open_without_token, up.stdout
         assert ("token auth on" in up.stdout) == (not open_without_token), up.stdout
         assert f"{api}/metrics" in up.stdout
+        # The dashboard shows the Serve app's runtime_env: the database URL went by reference.
+        shown = httpx.get(f"{dashboard}/api/serve/applications/", headers=ray_auth_headers()).text
+        assert "QUADRACODE_SECRETS_REF" in shown and "QUADRACODE_DATABASE_URL" not in shown
         assert f"{api}/ui/" in up.stdout  # the control panel's address
         # One scrape shows the actors too: the fleet and the registry report the agents alive.
         sources = eventually_sync(lambda: _agents_alive_sources(api), timeout=60, interval=0.5,

@@ -88,6 +88,18 @@ def test_to_env_round_trips_through_a_child_process_environment(monkeypatch: pyt
     assert load_settings() == original
 
 
+def test_a_json_dump_reads_back_as_the_same_settings(tmp_path: Path) -> None:
+    # As a Serve app's settings travel: dumped in JSON mode, given back as keyword arguments.
+    original = load_settings(_env_file=None, data_dir=tmp_path / "d", graphs={"mine": "pkg.mod:graph"},
+                             store_index_fields=["$.text"], fabric_resources={"fabric": 0.01},
+                             model_prices={"scripted:x": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}},
+                             auth_admin_owners=["root"], sandbox_network=["example.test:443"])
+    dumped = original.model_dump(mode="json")
+    assert load_settings(_env_file=None, **{k: v for k, v in dumped.items() if v is not None}) == original
+    with pytest.raises(SettingsError, match="QUADRACODE_FABRIC_RESOURCES"):
+        load_settings(_env_file=None, fabric_resources="not json")
+
+
 def test_env_sample_documents_every_setting() -> None:
     sample = (ROOT / ".env.sample").read_text()
     assert sample == render_env_sample(), "run scripts/sync-config-docs"

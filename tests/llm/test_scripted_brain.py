@@ -42,6 +42,20 @@ def test_delegation_reply_names_the_requested_agent_while_the_task_is_pending():
     assert decide(unassigned, FLEET).text.startswith("Delegated to the next free agent as task t-2.")
 
 
+def test_a_spawn_refused_at_the_cap_delegates_to_the_next_free_agent():
+    turns = [{"role": "user", "text": "delegate to a coder agent: write notes.txt"}]
+    turns = _after(turns, {"name": "list_agents", "args": {"kind": "coder"}}, [])
+    turns = _after(turns, {"name": "spawn_agent", "args": {"kind": "coder"}},
+                   {"error": "FleetCapacityError: agent cap reached: 4 live and 0 starting of at most 4"})
+    delegate = decide(turns, FLEET).tool_calls[0]
+    assert delegate == {"name": "delegate", "args": {"instruction": "write notes.txt"}}
+    turns = _after(turns, delegate, {"task_id": "t-3", "agent_id": None, "status": "pending"})
+    assert decide(turns, FLEET).text.startswith("Delegated to the next free agent as task t-3.")
+    # a refused delegation itself still ends the turn with the error
+    failed = _after(turns[:-2], delegate, {"error": "no agent available"})
+    assert "delegate step failed" in decide(failed, FLEET).text
+
+
 def test_delegation_reuses_a_healthy_agent_of_the_kind():
     turns = [{"role": "user", "text": "delegate to a tester agent: run the tests"}]
     turns = _after(turns, {"name": "list_agents", "args": {}},

@@ -196,7 +196,11 @@ def decide(turns: list[dict[str, Any]], tools: dict[str, Any]) -> Decision:
     steps = _plan(instruction) if not TASK_RESULT_PATTERN.match(instruction.strip()) else None
     if steps is None:
         return _finish_or_answer(_answer(instruction, turns[: start + 1]), "succeeded", offered)
-    if done and _json(done[-1][1]) is not None and isinstance(_json(done[-1][1]), dict) \
+    # A spawn refused (at the fleet's cap, say) is no reason to give up: the delegation goes to the
+    # next free agent, which the dispatcher finds or queues the task behind.
+    spawn_refused = bool(done) and done[-1][0]["name"] == "spawn_agent" and steps is not None \
+        and steps[0].tool == "delegate"
+    if done and not spawn_refused and _json(done[-1][1]) is not None and isinstance(_json(done[-1][1]), dict) \
             and _json(done[-1][1]).get("error"):
         output, status = _finish_output(done)
         return _finish_or_answer(f"The {done[-1][0]['name']} step failed: {output}", status, offered)
