@@ -6,10 +6,9 @@ a half snapshot that looks whole. With ``sandbox_snapshot_store = "postgres"`` (
 there is a database) each snapshot is also kept in Postgres (snapshot_rows.py), which is then
 the record of what snapshots exist: any node lists and restores them, fetching a tar into its own
 folder (a cache) first, with no folder shared between nodes; snapshots left in a folder by the
-"folder" store are not listed then.
-With ``"folder"`` only the folder holds them (on a cluster: ``sandbox_snapshot_dir`` on a folder
-every node mounts). The tar comes from the container, so it is handled as
-hostile: streamed to disk with a size cap (never held whole in memory), read on the host only
+"folder" store are not listed then. With ``"folder"`` only the folder holds them (on a cluster:
+``sandbox_snapshot_dir`` on a folder every node mounts). The tar comes from the container, so it
+is handled as hostile: streamed to disk with a size cap (never held whole in memory), read on the host only
 as an uncompressed tar (no decompression bomb) and a member at a time (to diff); it is
 extracted inside the container by the container server, which vets every member.
 """
@@ -205,14 +204,15 @@ class SnapshotStore:
         is fetched into this node's folder first; a fetched tar that does not match is not kept."""
         info = self.info(snapshot_id)
         path, meta = self._paths(snapshot_id)
-        if self.rows is not None and _sha256(path) != info.sha256:
+        digest = _sha256(path)
+        if self.rows is not None and digest != info.sha256:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.rows.fetch(snapshot_id, path)
-            if _sha256(path) != info.sha256:
+            digest = _sha256(path)
+            if digest != info.sha256:
                 path.unlink(missing_ok=True)
-                raise WorkspaceError(f"snapshot {snapshot_id} is corrupt: its content no longer matches sha256 {info.sha256}")
-            _atomic_write(meta, info.model_dump_json().encode())
-        digest = _sha256(path)
+            else:
+                _atomic_write(meta, info.model_dump_json().encode())
         if digest is None:
             raise self._missing(snapshot_id)
         if digest != info.sha256:

@@ -83,8 +83,11 @@ def processes_of(marker: str) -> list[psutil.Process]:
 
 
 def stop_processes(marker: str, grace_s: float = 10.0) -> int:
-    """SIGTERM, then SIGKILL, every process whose command line names ``marker``."""
-    victims = [p for p in processes_of(marker) if p.pid != os.getpid()]
+    """SIGTERM, then SIGKILL, every process whose command line names ``marker``, but never the
+    caller or its ancestors (the rig's `ray start` wrapper names the temp dir too, and stops a
+    failed start this way before it tries again)."""
+    spared = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    victims = [p for p in processes_of(marker) if p.pid not in spared]
     for process in victims:
         try:
             process.send_signal(signal.SIGTERM)
