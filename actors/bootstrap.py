@@ -77,9 +77,14 @@ def ensure_system(settings: Settings, *, timeout_s: float = 120.0) -> SystemHand
 async def ensure_system_async(settings: Settings, *, timeout_s: float = 120.0) -> SystemHandles:
     """``ensure_system`` for code already inside an event loop."""
     handles = await asyncio.to_thread(create_system, settings)
+    await wait_until_ready(handles, timeout_s)
+    return handles
+
+
+async def wait_until_ready(handles: SystemHandles, timeout_s: float = 120.0) -> None:
+    """Wait (without blocking the event loop) until every singleton of ``create_system`` answers."""
     await asyncio.wait_for(asyncio.gather(*(h.ready.remote() for h in (
         handles.events, handles.registry, handles.fleet, handles.orchestrator))), timeout_s)
-    return handles
 
 
 def system_actor_names(settings: Settings) -> list[str]:

@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 MAX_REMEMBERED_LOST = 10_000
 
 
+def _task_metadata(row: dict[str, Any]) -> dict[str, Any]:
+    """What the task carries to its agent: its row's metadata (the assistant config, the trace of
+    the run that delegated it); for a task recorded without a trace, the current one."""
+    metadata = dict(row.get("metadata") or {})
+    if TRACE_METADATA_KEY not in metadata and (carrier := tracing.carrier()):
+        metadata[TRACE_METADATA_KEY] = carrier
+    return metadata
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, store: TaskStore, handles: HandleCache,
                  fail_task: Callable[[Envelope], Awaitable[Any]]):
@@ -71,8 +80,7 @@ class Dispatcher:
                 thread_id=row["parent_thread_id"],
                 payload={"task_id": task_id, "instruction": row["instruction"],
                          "parent_thread_id": row["parent_thread_id"], "attempt": row["attempts"] + 1,
-                         # the delegating run's trace (this coroutine was started inside it)
-                         **({"metadata": {TRACE_METADATA_KEY: carrier}} if (carrier := tracing.carrier()) else {})})
+                         "metadata": _task_metadata(row)})
             if not await self.store.assign(task_id, agent_id, envelope.id):
                 return  # cancelled meanwhile
             self.load[agent_id] = self.load.get(agent_id, 0) + 1

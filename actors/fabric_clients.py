@@ -15,6 +15,7 @@ from typing import Any
 from actors.common import ORCHESTRATOR, HandleCache
 from actors.fleet_client import FleetActorClient
 from actors.workspaces import BusEventReporter, LazyWorkspace
+from quadracode_ray import tracing
 from quadracode_ray.config import Settings
 from quadracode_ray.graphs.budgets import Budgets
 from quadracode_ray.interfaces.fleet import TaskInfo
@@ -22,8 +23,9 @@ from quadracode_ray.interfaces.workspace import DEFAULT_WORKSPACE
 from quadracode_ray.persistence.guardrails import settings_guardrails
 
 # Built-in assistants and the clients their graphs take from config["configurable"].
-_CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop", "guardrails", "events", "budgets"),
-                     "agent": ("workspace", "agent_id", "guardrails", "events", "budgets")}
+_CLIENTS_BY_GRAPH = {"orchestrator": ("fleet", "delegation", "workspace", "stop", "guardrails", "events", "budgets",
+                                      "host_settings"),
+                     "agent": ("workspace", "agent_id", "guardrails", "events", "budgets", "host_settings")}
 
 
 class OrchestratorDelegation:
@@ -41,8 +43,10 @@ class OrchestratorDelegation:
         return self._handles.get(ORCHESTRATOR)
 
     async def delegate(self, instruction: str, *, parent_thread_id: str, agent_id: str | None = None,
-                       capability: str | None = None) -> TaskInfo:
-        return await self._orchestrator.delegate.remote(instruction, parent_thread_id, agent_id, capability)
+                       capability: str | None = None, config: dict[str, Any] | None = None) -> TaskInfo:
+        # The calling run's trace goes along: the task, and the run its result starts, continue it.
+        return await self._orchestrator.delegate.remote(instruction, parent_thread_id, agent_id, capability,
+                                                        config=config, trace=tracing.carrier() or None)
 
     async def task_status(self, task_id: str) -> TaskInfo:
         return await self._orchestrator.task_status.remote(task_id)
@@ -68,6 +72,9 @@ def fabric_configurable(graph_id: str, settings: Settings, **local: Any) -> dict
         "budgets": lambda: Budgets.from_settings(settings),
         # Where graphs report what the run's stream alone would not tell the operator (a failed MCP server).
         "events": lambda: BusEventReporter(settings, graph_id),
+        # The host's settings for what the graph builds itself (its model): the host may have
+        # been given them as an object, with no QUADRACODE_* environment to load them from.
+        "host_settings": lambda: settings,
     }
     return {name: local[name] if name in local else makers[name]() for name in wanted
             if name in local or name in makers}

@@ -269,10 +269,14 @@ class Orchestrator(RunHostCalls):
                 (state.config or {}).get("configurable", {}).get("checkpoint_id")}
 
     async def delegate(self, instruction: str, parent_thread_id: str, agent_id: str | None = None,
-                       capability: str | None = None) -> TaskInfo:
+                       capability: str | None = None, config: dict[str, Any] | None = None,
+                       trace: dict[str, str] | None = None) -> TaskInfo:
+        """Delegate for a run hosted elsewhere: ``config`` is the assistant config the task's agent
+        builds its graph with, ``trace`` the calling run's trace context (``tracing.carrier()``)."""
         await self._started
-        return await self.delegation.delegate(instruction, parent_thread_id=parent_thread_id, agent_id=agent_id,
-                                              capability=capability)
+        with tracing.attached(trace):
+            return await self.delegation.delegate(instruction, parent_thread_id=parent_thread_id, agent_id=agent_id,
+                                                  capability=capability, config=config)
 
     async def task_status(self, task_id: str) -> TaskInfo:
         await self._started

@@ -9,10 +9,15 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from quadracode_ray import tracing
+from quadracode_ray.graphs.assistant_config import read_assistant_config
 from quadracode_ray.interfaces.fleet import FleetError, TaskInfo, TaskResult
+from runs.execution import TRACE_METADATA_KEY
 from runs.threads import thread_id_of
 
 OPEN = ("pending", "running")
+ASSISTANT_CONFIG_KEY = "assistant_config"
+"""In a task's metadata: the delegating assistant's config for the agent's graph."""
 
 
 class UnknownTaskError(FleetError, LookupError):
@@ -33,11 +38,14 @@ class TaskStore:
             return await (await conn.execute(sql, params)).fetchone()
 
     async def create(self, *, instruction: str, parent_thread_id: str, capability: str | None,
-                     requested_agent_id: str | None, task_id: str | None = None) -> TaskInfo:
+                     requested_agent_id: str | None, task_id: str | None = None,
+                     metadata: dict[str, Any] | None = None) -> TaskInfo:
+        """``metadata`` goes with the task to every agent it is given to (``TaskRequest.metadata``)."""
         row = await self._one(
-            "INSERT INTO qr_tasks (task_id, parent_thread_id, instruction, capability, requested_agent_id) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING *",
-            (task_id or uuid.uuid4().hex, parent_thread_id, instruction, capability, requested_agent_id))
+            "INSERT INTO qr_tasks (task_id, parent_thread_id, instruction, capability, requested_agent_id, metadata) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING *",
+            (task_id or uuid.uuid4().hex, parent_thread_id, instruction, capability, requested_agent_id,
+             json.dumps(metadata or {})))
         return _info(row)
 
     async def row(self, task_id: str) -> dict[str, Any]:
@@ -123,14 +131,23 @@ class FabricDelegation:
         self._cancel_on_agent = cancel_on_agent
 
     async def delegate(self, instruction: str, *, parent_thread_id: str, agent_id: str | None = None,
-                       capability: str | None = None) -> TaskInfo:
+                       capability: str | None = None, config: dict[str, Any] | None = None) -> TaskInfo:
+        """Record the task with what it carries: ``config`` (the assistant config its agent builds
+        its graph with, checked here: a bad one is refused, not found by the agent) and the
+        current trace (the delegating run's), so every attempt continues that trace."""
         if not instruction or not instruction.strip():
             raise ValueError("a delegated task needs a non-empty instruction")
         if not parent_thread_id:
             raise ValueError("a delegated task needs the parent_thread_id its result goes back to")
         parent_thread_id = thread_id_of(parent_thread_id)
+        metadata: dict[str, Any] = {}
+        if config:
+            read_assistant_config(config)  # AssistantConfigError (a ValueError) names the bad key
+            metadata[ASSISTANT_CONFIG_KEY] = config
+        if carrier := tracing.carrier():
+            metadata[TRACE_METADATA_KEY] = carrier
         info = await self.store.create(instruction=instruction, parent_thread_id=parent_thread_id,
-                                       capability=capability, requested_agent_id=agent_id)
+                                       capability=capability, requested_agent_id=agent_id, metadata=metadata)
         self._schedule(info.task_id)
         return info
 

@@ -27,7 +27,8 @@ from bench.peers import free_port  # noqa: E402
 
 CLI = str(ROOT / ".venv" / "bin" / "quadracode-ray")
 REPORT = ROOT / "bench" / "reports" / "up_down.md"
-STEP = re.compile(r"✓ (.+) \((\d+\.\d) s\)")
+# "✓ step (2.1 s)"; a deploy stage is "✓ stage (at 5.0 s)", counted from the deploy's start
+STEP = re.compile(r"✓ (.+) \(((?:at )?\d+\.\d) s\)")
 
 
 def timed(env: dict[str, str], command: str) -> tuple[float, list[tuple[str, float]], str]:
@@ -37,7 +38,7 @@ def timed(env: dict[str, str], command: str) -> tuple[float, list[tuple[str, flo
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise RuntimeError(f"`quadracode-ray {command}` exited {result.returncode}:\n{output}")
-    return wall, [(name, float(seconds)) for name, seconds in STEP.findall(output)], output
+    return wall, [(name.strip(), seconds) for name, seconds in STEP.findall(output)], output
 
 
 def main() -> None:
@@ -70,8 +71,8 @@ def main() -> None:
     for i, ((up_wall, up_steps, _), (down_wall, down_steps, _)) in enumerate(rounds, 1):
         lines += [f"## Round {i}: up {up_wall:.1f} s, down {down_wall:.1f} s", "", "| command | step | s |",
                   "| --- | --- | --- |"]
-        lines += [f"| up | {name} | {seconds:.1f} |" for name, seconds in up_steps]
-        lines += [f"| down | {name} | {seconds:.1f} |" for name, seconds in down_steps]
+        lines += [f"| up | {name} | {seconds} |" for name, seconds in up_steps]
+        lines += [f"| down | {name} | {seconds} |" for name, seconds in down_steps]
         lines.append("")
     warm = rounds[1:] or rounds
     up_warm = min(r[0][0] for r in warm)

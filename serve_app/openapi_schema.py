@@ -3,7 +3,10 @@
 - Every error body is ``{"detail": "<reason>"}`` (the official Agent Server's shape, serve_app/
   errors.py), validation errors too; FastAPI documents 422 as a list of objects.
 - Path parameters that are record ids (thread, run, cron; an assistant under /assistants/) are
-  UUIDs, as every route checks (elsewhere an assistant may also be named by its graph).
+  UUIDs, as every route checks. An assistant is named by its UUID or by a registered graph's name
+  (that graph's default assistant, as on the official server) wherever the API takes one: every
+  ``assistant_id`` parameter and request field says so, with the graphs' names (the paths under
+  /assistants/ are typed UUID all the same: a client following the schema sends what always works).
 - The limits every route enforces (serve_app/limits.py) are documented as 413 and 431 answers,
   and a database outage (serve_app/errors.py) as a 503 with Retry-After.
 
@@ -30,6 +33,14 @@ METHODS = ("get", "put", "post", "delete", "patch")
 # Path parameters that are UUIDs wherever they appear: the records' keys are uuid columns, so
 # anything else is answered 422 (serve_app/errors.py, Postgres refusing the value) or 404.
 UUID_PATH_PARAMETERS = frozenset({"thread_id", "run_id", "cron_id"})
+# Request schemas whose assistant_id names an existing assistant (not a new one's id, not an answer).
+ASSISTANT_REFERENCES = frozenset({"RunCreate", "RunBatchItem", "CronCreate", "ThreadCronCreate", "CronSearch",
+                                  "CronCount"})
+
+
+def assistant_id_description(graph_ids: list[str]) -> str:
+    names = f": {', '.join(graph_ids)}" if graph_ids else ""
+    return f"Assistant UUID or graph name (the default assistant of a registered graph{names})."
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -40,6 +51,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     components["Error"] = ERROR_SCHEMA
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
+    context = getattr(app.state, "context", None)
+    describe_assistant = assistant_id_description(sorted(context.graphs.ids()) if context is not None else [])
+    for name in ASSISTANT_REFERENCES:
+        field = components.get(name, {}).get("properties", {}).get("assistant_id")
+        if field is not None:
+            field["description"] = describe_assistant
     for path, item in schema.get("paths", {}).items():
         for method in METHODS:
             operation = item.get(method)
@@ -50,6 +67,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     parameter["name"] == "assistant_id" and path.startswith("/assistants/"))
                 if parameter.get("in") == "path" and uuid_only:
                     parameter["schema"] = {**parameter.get("schema", {}), "type": "string", "format": "uuid"}
+                if parameter["name"] == "assistant_id":
+                    parameter["description"] = describe_assistant
             responses = operation.setdefault("responses", {})
             if "422" in responses:
                 responses["422"] = {"description": "Invalid input; the reason in detail.",

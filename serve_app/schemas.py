@@ -30,7 +30,7 @@ class Body(BaseModel):
 # --- assistants ---------------------------------------------------------------------------------
 class AssistantCreate(Body):
     graph_id: str = Field(min_length=1)
-    assistant_id: UUID | None = None
+    assistant_id: UUID | None = Field(default=None, description="The new assistant's id; one is generated when omitted.")
     config: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -37,11 +37,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
-from quadracode_ray.config import Settings, load_settings
+from quadracode_ray.config import Settings
 from quadracode_ray.graphs.assistant_config import (
     AssistantConfigurable,
     context_policy,
     host_guardrails,
+    host_settings,
     read_assistant_config,
     with_assistant_guardrails,
 )
@@ -159,7 +160,7 @@ def graph(config: RunnableConfig) -> Any:
     tools. The caller attaches the checkpointer. This is what ``quadracode_ray.graphs.agent:graph``
     names in a graph registry."""
     configurable = config.get("configurable") or {}
-    settings = load_settings()
+    settings = host_settings(configurable)
     assistant = read_assistant_config(configurable)
     given = configurable.get("model")
     model = given if isinstance(given, ChatModel) else shared_chat_model(assistant.model, settings)

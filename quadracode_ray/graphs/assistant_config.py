@@ -7,7 +7,13 @@ its ``context``, which mirrors it)::
      "system_prompt": "You review Python code.",   # default: the graph's own prompt
      "context_token_budget": 16000,                # default: QUADRACODE_CONTEXT_TOKEN_BUDGET
      "guardrails": {"max_iterations": 10},         # per field; unset fields follow the operator's
-     "mcp_servers": {"docs": {"transport": "http", "url": "http://docs:8000/mcp"}}}
+     "mcp_servers": {"docs": {"transport": "http", "url": "http://docs:8000/mcp"}},
+     "agents": {"system_prompt": "You write tests.", "model": "openai:gpt-4o-mini"}}
+
+A task the orchestrator delegates carries ``delegated_task_config``: the delegating assistant's
+``model``, ``context_token_budget``, ``guardrails`` and ``mcp_servers``, each replaced by its
+``agents`` field when set (``system_prompt`` only from ``agents``: the orchestrator's prompt
+is no agent's). The agent actor builds the task's graph with it (``actors.brains``).
 
 Updating the assistant (PATCH) makes a new version, as any change; runs use the version that
 is latest when they start. ``AssistantConfigurable`` is the graphs' context schema, so
@@ -35,19 +41,36 @@ class GuardrailLimits(BaseModel):
     max_agents_per_thread: int | None = Field(default=None, ge=0, description="Agents spawned before asking again.")
 
 
-class AssistantConfigurable(BaseModel):
-    """The keys of an assistant's configurable that the built-in graphs read."""
+class _GraphSettings(BaseModel):
+    """What a built-in graph's run is given: a model, a prompt, a context budget, guardrails."""
 
-    model_config = ConfigDict(extra="allow", title="AssistantConfigurable")
     model: str | None = Field(default=None, pattern=rf"^({'|'.join(KNOWN_PROVIDERS)}):.+$",
                               description="The chat model, as provider:model (e.g. openai:gpt-4o, scripted:default).")
     system_prompt: str | None = Field(default=None, min_length=1, max_length=100_000,
                                       description="Replaces the graph's built-in system prompt.")
     context_token_budget: int | None = Field(default=None, ge=200, le=2_000_000,
                                              description="The prompt size (estimated tokens) to stay under.")
-    guardrails: GuardrailLimits | None = Field(default=None, description="Autonomy limits for this assistant's runs.")
+    guardrails: GuardrailLimits | None = Field(default=None, description="Autonomy limits for the runs.")
+
+
+class DelegatedAgentSettings(_GraphSettings):
+    """What the agents doing this assistant's delegated tasks run with; an unset field inherits
+    the assistant's own (``system_prompt`` excepted: agents keep the agent graph's prompt)."""
+
+    model_config = ConfigDict(extra="forbid", title="DelegatedAgentSettings")
+    mcp_servers: dict[str, McpServer] | None = Field(default=None, description="MCP servers whose tools the agents "
+                                                     "get instead of this assistant's.")
+
+
+class AssistantConfigurable(_GraphSettings):
+    """The keys of an assistant's configurable that the built-in graphs read."""
+
+    model_config = ConfigDict(extra="allow", title="AssistantConfigurable")
     mcp_servers: dict[str, McpServer] = Field(default_factory=dict, description="MCP servers whose tools the graph "
-                                              "gets, by name (the prefix of their tools: <name>__<tool>).")
+                                              "gets, by name (the prefix of their tools: <name>__<tool>); the "
+                                              "agents of its delegated tasks get them too.")
+    agents: DelegatedAgentSettings | None = Field(default=None, description="Settings for the agents doing this "
+                                                  "assistant's delegated tasks (orchestrator graph).")
 
 
 class AssistantConfigError(ValueError):
@@ -55,7 +78,7 @@ class AssistantConfigError(ValueError):
 
 
 # Keys of configurable that hold clients the hosting actor injects, never JSON from a caller.
-_CLIENT_KEYS = ("workspace", "fleet", "delegation", "stop", "events", "guardrails")
+_CLIENT_KEYS = ("workspace", "fleet", "delegation", "stop", "events", "guardrails", "host_settings")
 
 
 def read_assistant_config(configurable: dict[str, Any] | None) -> AssistantConfigurable:
@@ -72,10 +95,26 @@ def read_assistant_config(configurable: dict[str, Any] | None) -> AssistantConfi
     try:
         parsed = AssistantConfigurable.model_validate(values)
         McpServers(servers=parsed.mcp_servers)  # the names, which prefix tool names
+        if parsed.agents is not None and parsed.agents.mcp_servers:
+            McpServers(servers=parsed.agents.mcp_servers)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'configurable'}: {e['msg']}" for e in exc.errors())
         raise AssistantConfigError(f"invalid assistant configuration: {problems}") from None
     return parsed
+
+
+_INHERITED = ("model", "context_token_budget", "guardrails", "mcp_servers")
+
+
+def delegated_task_config(assistant: AssistantConfigurable) -> dict[str, Any]:
+    """The assistant config a task this assistant delegates carries to its agent (JSON; empty
+    when the assistant sets nothing an agent uses)."""
+    own = assistant.agents.model_dump(mode="json", exclude_none=True) if assistant.agents else {}
+    inherited = assistant.model_dump(mode="json", include=set(_INHERITED), exclude_none=True)
+    config = {**inherited, **own}
+    if not config.get("mcp_servers"):
+        config.pop("mcp_servers", None)
+    return config
 
 
 class AssistantGuardrails:
@@ -95,6 +134,18 @@ def with_assistant_guardrails(base: Guardrails | GuardrailSource | None,
     if limits is None or not limits.model_dump(exclude_none=True):
         return base
     return AssistantGuardrails(base if base is not None else Guardrails(), limits)
+
+
+def host_settings(configurable: dict[str, Any]) -> Settings:
+    """The settings of the actor hosting the run (``actors.fabric_clients`` injects them), else
+    the process's own: a host given its settings as an object (tests, ``ensure_system``) has no
+    QUADRACODE_* environment to read them back from, so the model must come from these."""
+    given = configurable.get("host_settings")
+    if isinstance(given, Settings):
+        return given
+    from quadracode_ray.config import load_settings
+
+    return load_settings()
 
 
 def host_guardrails(configurable: dict[str, Any], settings: Settings) -> Guardrails | GuardrailSource:

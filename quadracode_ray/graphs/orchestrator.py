@@ -6,7 +6,8 @@ Factory::
                              fleet: FleetClient | None, delegation: DelegationClient | None,
                              checkpointer=None, namespace=None, guardrails=Guardrails(),
                              stop=None, context=ContextPolicy(), system_prompt=None,
-                             extra_tools=(), settings=None) -> CompiledStateGraph
+                             extra_tools=(), settings=None, tool_source=None, budgets=None,
+                             task_config=None) -> CompiledStateGraph
 
     graph(config: RunnableConfig) -> CompiledStateGraph   # per-run factory for graph registries
 
@@ -59,11 +60,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
-from quadracode_ray.config import Settings, load_settings
+from quadracode_ray.config import Settings
 from quadracode_ray.graphs.assistant_config import (
     AssistantConfigurable,
     context_policy,
+    delegated_task_config,
     host_guardrails,
+    host_settings,
     read_assistant_config,
     with_assistant_guardrails,
 )
@@ -118,14 +121,15 @@ def build_orchestrator_graph(*, model: ChatModel, workspace: WorkspaceClient | N
                              guardrails: Guardrails | GuardrailSource | None = None, stop: StopSignal | None = None,
                              context: ContextPolicy | None = None, system_prompt: str | None = None,
                              extra_tools: Sequence[Tool] = (), settings: Settings | None = None,
-                             tool_source: ToolSource | None = None, budgets: Budgets | None = None):
+                             tool_source: ToolSource | None = None, budgets: Budgets | None = None,
+                             task_config: dict[str, Any] | None = None):
     if settings is not None:
         from quadracode_ray.persistence.guardrails import settings_guardrails
 
         guardrails = guardrails or settings_guardrails(settings)  # an operator's edits apply live
         context = context or context_policy_from_settings(settings)
         budgets = budgets or Budgets.from_settings(settings)
-    tools = [*(workspace_tools(workspace) if workspace is not None else []), *fleet_tools(fleet, delegation),
+    tools = [*(workspace_tools(workspace) if workspace is not None else []), *fleet_tools(fleet, delegation, task_config),
              *extra_tools, ASK_HUMAN]
     core = ReactCore(model=model, tools=tools, system_prompt=system_prompt or ORCHESTRATOR_SYSTEM_PROMPT,
                      workspace=workspace, policy=context or ContextPolicy(), guardrails=guardrails or Guardrails(),
@@ -189,7 +193,7 @@ def graph(config: RunnableConfig) -> Any:
     checkpointer (``namespaced(saver, ns)`` to isolate it). This is what
     ``quadracode_ray.graphs.orchestrator:graph`` names in a graph registry."""
     configurable = config.get("configurable") or {}
-    settings = load_settings()
+    settings = host_settings(configurable)
     assistant = read_assistant_config(configurable)
     given = configurable.get("model")
     model = given if isinstance(given, ChatModel) else shared_chat_model(assistant.model, settings)
@@ -201,4 +205,4 @@ def graph(config: RunnableConfig) -> Any:
                                     system_prompt=assistant.system_prompt, context=context_policy(assistant, settings),
                                     tool_source=mcp_tool_source(assistant.mcp_servers, configurable.get("workspace"),
                                                                 settings.mcp_headers, configurable.get("events")),
-                                    settings=settings)
+                                    task_config=delegated_task_config(assistant), settings=settings)

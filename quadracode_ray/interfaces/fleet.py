@@ -7,7 +7,7 @@ arrives later and is folded into the orchestrator's thread (graph input ``task_r
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,7 +77,11 @@ class DelegationClient(Protocol):
         parent_thread_id: str,
         agent_id: str | None = None,
         capability: str | None = None,
-    ) -> TaskInfo: ...
+        config: dict[str, Any] | None = None,
+    ) -> TaskInfo:
+        """``config``: the assistant config the task's agent builds its graph with (model, prompt,
+        MCP servers, ...); passed only when the delegating assistant sets one."""
+        ...
 
     async def task_status(self, task_id: str) -> TaskInfo: ...
 

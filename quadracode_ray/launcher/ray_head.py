@@ -6,6 +6,7 @@ this cluster only; ``ray stop`` would kill every Ray on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -120,17 +121,43 @@ def start_ray_head(settings: Settings, env: dict[str, str], log_path: Path, time
 
 
 def stop_ray_head(pid: int, timeout: float = 60.0) -> bool:
-    """SIGTERM the head's ``ray start`` process; SIGKILL its session if it hangs."""
+    """SIGTERM the head's ``ray start`` process and its own children at once; SIGKILL its session if
+    it hangs.
+
+    On SIGTERM ``ray start`` stops its processes one after the other (raylet, GCS, dashboard, agents,
+    monitors), giving each up to a second: several seconds in all. Sent to its process group (its
+    session, see start_ray_head), the signal reaches them together and each one's wait ends at
+    once. Ray's workers are in process groups of their own: the raylet stops them, as before."""
     if not is_our_ray_head(pid):
         return False
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
     try:
         psutil.Process(pid).wait(timeout)
     except psutil.TimeoutExpired:
         os.killpg(pid, signal.SIGKILL)
     except psutil.NoSuchProcess:
         pass
+    # Done when nothing of the cluster is left: every process of the head's session (its workers,
+    # the HAProxy Serve started) has exited; what is left after 10 s is killed.
+    deadline = time.monotonic() + 10.0
+    while (left := _session_processes(pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
     return True
+
+
+def _session_processes(sid: int) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getsid(process.pid) == sid and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    return found
 
 
 def _tail(path: Path, lines: int = 20) -> str:

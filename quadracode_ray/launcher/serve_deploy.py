@@ -7,6 +7,7 @@ shape as ``serve_config.yaml`` in the repository.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -42,17 +43,34 @@ def _applications_url(dashboard_url: str) -> str:
     return f"{dashboard_url}/api/serve/applications/"
 
 
-def deploy(dashboard_url: str, config: dict[str, Any], timeout: float = 300.0) -> None:
-    """Apply ``config`` and wait until the application is RUNNING (or say why it failed)."""
+def deploy(dashboard_url: str, config: dict[str, Any], timeout: float = 300.0,
+           report: Callable[[str], None] | None = None) -> None:
+    """Apply ``config`` and wait until the application is RUNNING (or say why it failed).
+
+    ``report`` gets a line per stage as it is seen (times since the call): the dashboard took the
+    config (it starts Serve's controller and ingress on the first deploy), the application was
+    built (its deployments are known), the replicas are ready."""
+    started = time.monotonic()
+    seen: set[str] = set()
+
+    def stage(name: str) -> None:
+        if report is not None and name not in seen:
+            seen.add(name)
+            report(f"  ✓ {name} (at {time.monotonic() - started:.1f} s)")
+
     response = httpx.put(_applications_url(dashboard_url), json=config, headers=ray_auth_headers(), timeout=60)
     if response.status_code >= 400:
         raise ServeDeployError(f"the dashboard refused the Serve config ({response.status_code}): {response.text}")
+    stage("Serve: controller and ingress up, config taken")
     deadline = time.monotonic() + timeout
     status = "UNKNOWN"
     while time.monotonic() < deadline:
         app = application_status(dashboard_url)
         status = (app or {}).get("status", "NOT_STARTED")
+        if (app or {}).get("deployments"):
+            stage("Serve: application built")
         if status == "RUNNING":
+            stage("Serve: API replica ready")
             return
         if status in ("DEPLOY_FAILED", "UNHEALTHY"):
             raise ServeDeployError(f"Serve application {status}: {app.get('message', '')}")

@@ -94,7 +94,7 @@ def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = F
         with _step(report, "Ray Serve: deploying the API"):
             # The Serve config is shown by the dashboard: secrets go by reference (settings_secrets).
             shown_env = worker_env(env, gcs_address=state.ray.address)
-            serve_deploy.deploy(state.ray.dashboard_url, serve_deploy.serve_config(settings, shown_env))
+            serve_deploy.deploy(state.ray.dashboard_url, serve_deploy.serve_config(settings, shown_env), report=report)
             api_url = f"http://{_reachable(settings.http_host)}:{settings.http_port}"
             serve_deploy.wait_for_http(f"{api_url}/ok")
         state.api_url = api_url

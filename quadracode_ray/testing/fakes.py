@@ -17,6 +17,7 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from quadracode_ray.interfaces import (
     AgentInfo,
@@ -228,10 +229,12 @@ class FakeDelegation:
     def __init__(self, fleet: FakeFleet | None = None):
         self.fleet = fleet
         self.tasks: dict[str, TaskInfo] = {}
+        self.configs: dict[str, dict[str, Any] | None] = {}
+        """The assistant config each task carried (``delegate(config=...)``)."""
         self._ids = itertools.count(1)
 
     async def delegate(self, instruction: str, *, parent_thread_id: str, agent_id: str | None = None,
-                       capability: str | None = None) -> TaskInfo:
+                       capability: str | None = None, config: dict[str, Any] | None = None) -> TaskInfo:
         if not instruction.strip():
             raise FleetError("instruction must not be empty")
         if agent_id is not None and self.fleet is not None and agent_id not in self.fleet.agents:
@@ -239,6 +242,7 @@ class FakeDelegation:
         task = TaskInfo(task_id=f"task-{next(self._ids)}", agent_id=agent_id, parent_thread_id=parent_thread_id,
                         instruction=instruction, status="pending", created_at=_now())
         self.tasks[task.task_id] = task
+        self.configs[task.task_id] = config
         return task
 
     async def task_status(self, task_id: str) -> TaskInfo:

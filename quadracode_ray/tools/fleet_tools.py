@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from quadracode_ray.interfaces import DelegationClient, FleetClient
@@ -44,8 +46,12 @@ def _task_dict(task) -> dict:
     return task.model_dump(mode="json")
 
 
-def fleet_tools(fleet: FleetClient | None, delegation: DelegationClient | None) -> list[Tool]:
+def fleet_tools(fleet: FleetClient | None, delegation: DelegationClient | None,
+                task_config: dict[str, Any] | None = None) -> list[Tool]:
+    """``task_config``: the assistant config each delegated task carries to its agent (model,
+    prompt, MCP servers, ...; see ``graphs.assistant_config.delegated_task_config``)."""
     tools: list[Tool] = []
+    carried = {"config": task_config} if task_config else {}  # a client without config support still works
     if fleet is not None:
         async def run_list(args: ListAgentsArgs, ctx: ToolContext):
             agents = await fleet.list_agents(capability=args.capability, kind=args.kind)
@@ -69,7 +75,7 @@ def fleet_tools(fleet: FleetClient | None, delegation: DelegationClient | None) 
     if delegation is not None:
         async def run_delegate(args: DelegateArgs, ctx: ToolContext):
             task = await delegation.delegate(args.instruction, parent_thread_id=ctx.thread_id,
-                                             agent_id=args.agent_id, capability=args.capability)
+                                             agent_id=args.agent_id, capability=args.capability, **carried)
             data = _task_dict(task)
             return ToolOutcome(content=task.model_dump_json(), state_update={"tasks": {task.task_id: data}},
                                event={"event": "task_delegated", "task": data})

@@ -21,10 +21,9 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.config import get_stream_writer
-from mcp import Client
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from quadracode_ray.interfaces.events import EventReporter
@@ -38,7 +37,9 @@ from quadracode_ray.tools.mcp_config import (
     StdioServer,
     headers_from_settings,
 )
-from quadracode_ray.tools.mcp_transport import http, workspace_stdio
+
+if TYPE_CHECKING:
+    from mcp import Client
 
 log = logging.getLogger(__name__)
 MCP_SERVER_FAILED = "mcp_server_failed"
@@ -86,6 +87,12 @@ class McpServerConnection:
         return f"http {self.config.url}"
 
     def session(self, ended: list[str]) -> AbstractAsyncContextManager[Client]:
+        # The MCP SDK is imported when a server is first reached, not with the graphs: every
+        # process running a graph (API replica, run executors, agents) would pay ~0.5 s for it.
+        from mcp import Client
+
+        from quadracode_ray.tools.mcp_transport import http, workspace_stdio
+
         if isinstance(self.config, HttpServer):
             transport = http(self.config, headers_from_settings(self._headers, self.config.headers))
         else:

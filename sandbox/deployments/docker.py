@@ -18,6 +18,7 @@ that proves it knows the secret.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 import docker
+import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -124,6 +126,20 @@ def docker_client(docker_host: str | None) -> docker.DockerClient:
         raise WorkspaceUnavailable(f"no Docker engine answers ({exc}); run scripts/provision-docker.sh") from None
 
 
+def engine_errors(method):
+    """Failures of the Docker engine as WorkspaceUnavailable. While the engine is down or restarting its
+    socket is gone, and docker-py raises requests' ConnectionError (an OSError, not a DockerException):
+    callers (an agent's tool, the operator API) must get the typed, retryable error instead."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            raise WorkspaceUnavailable(f"workspace {self.workspace_id!r}: the Docker engine is unavailable "
+                                       f"({type(exc).__name__}: {str(exc)[:300]})") from None
+    return call
+
+
 class DockerDeployment(RunFolder):
     def __init__(self, workspace_id: str, config: DockerDeploymentConfig, client: docker.DockerClient | None = None):
         self.workspace_id = validate_workspace_id(workspace_id)
@@ -169,6 +185,7 @@ class DockerDeployment(RunFolder):
                 self.run_dir = Path(mount["Source"])
         return found[0]
 
+    @engine_errors
     def exists(self) -> bool:
         return self._find() is not None
 
@@ -207,6 +224,7 @@ class DockerDeployment(RunFolder):
                         SANDBOX_UID)
 
     # --- lifecycle --------------------------------------------------------------------------------
+    @engine_errors
     def ensure(self, spec: WorkspaceSpec | None) -> WorkspaceInfo:
         container = self._find()
         if container is not None:
@@ -327,21 +345,25 @@ class DockerDeployment(RunFolder):
             return  # re-attaching: keep the running container server and the background jobs it owns
         self.launch_server(container)
 
+    @engine_errors
     def start(self) -> None:
         container = self._find()
         if container is None:
             raise WorkspaceUnavailable(f"workspace {self.workspace_id!r} has no container; create it first")
         self._start(container)
 
+    @engine_errors
     def is_running(self) -> bool:
         container = self._find()
         return container is not None and container.status == "running"
 
+    @engine_errors
     def stop(self) -> None:
         container = self._find()
         if container is not None and container.status == "running":
             container.stop(timeout=5)
 
+    @engine_errors
     def destroy(self, remove_volume: bool) -> None:
         container = self._find()
         if container is not None:
@@ -359,6 +381,7 @@ class DockerDeployment(RunFolder):
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.secret_path.unlink(missing_ok=True)
 
+    @engine_errors
     def launch_server(self, container=None) -> None:
         container = container or self._find()
         if container is None:
@@ -383,6 +406,7 @@ class DockerDeployment(RunFolder):
         raise WorkspaceUnavailable(f"the container server of workspace {self.workspace_id!r} did not start within {SERVER_START_TIMEOUT:.0f} s")
 
     # --- inspection ----------------------------------------------------------------------------------
+    @engine_errors
     def info(self) -> WorkspaceInfo:
         container = self._find()
         base = dict(workspace_id=self.workspace_id, installation_id=self.installation,

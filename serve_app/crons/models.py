@@ -96,7 +96,7 @@ class CronCount(_Body):
 
 class Cron(BaseModel):
     cron_id: UUID
-    assistant_id: UUID
+    assistant_id: UUID = Field(description="The UUID of the assistant the cron runs.")
     thread_id: UUID | None
     on_run_completed: Literal["delete", "keep"] | None
     end_time: datetime | None

@@ -38,7 +38,7 @@ def _graph_with_result(result):
 
 
 async def test_graph_brain_maps_the_graph_result_to_a_task_result():
-    brain = GraphBrain(lambda _ws, _saver: _graph_with_result({"status": "failed", "output": "half", "error": "boom",
+    brain = GraphBrain(lambda _ws, _saver, _assistant: _graph_with_result({"status": "failed", "output": "half", "error": "boom",
                                                         "artifacts": ["x.txt"]}).compile())
     result = await brain.run(task("do it"), FakeWorkspace())
     assert (result.task_id, result.agent_id, result.status, result.output, result.error, result.artifacts) == \
@@ -54,7 +54,7 @@ async def test_load_brain_by_import_path(monkeypatch):
     settings = Settings(_env_file=None)
     common = {"settings": settings, "agent_id": "a1", "kind": "coder", "capabilities": []}
     assert isinstance(load_brain("actors.brains:build_script_brain", **common), ScriptBrain)
-    monkeypatch.setattr("actors.brains._chat_model", lambda settings: "fake-model")
+    monkeypatch.setattr("actors.brains._chat_model", lambda settings, spec=None: "fake-model")
     brain = load_brain("tests.actors.test_brains:build_graph_factory", **common)
     assert isinstance(brain, GraphBrain) and isinstance(brain, AgentBrain)
     assert (await brain.run(task("x"), FakeWorkspace())).output == "from the factory"
@@ -73,7 +73,7 @@ async def test_loaded_graphs_are_checkpointed_by_the_given_saver_under_the_task_
         return saver
 
     settings = Settings(_env_file=None)
-    monkeypatch.setattr("actors.brains._chat_model", lambda settings: "fake-model")
+    monkeypatch.setattr("actors.brains._chat_model", lambda settings, spec=None: "fake-model")
     brain = load_brain("tests.actors.test_brains:build_graph_factory", settings=settings, agent_id="a1",
                        kind="coder", capabilities=[], checkpointer=checkpointer)
     request = task("x")

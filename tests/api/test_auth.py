@@ -30,7 +30,7 @@ def deploy_with_extras(app_name: str, route_prefix: str, base_url: str, settings
     from ray import serve
 
     from quadracode_ray.config import load_settings
-    from serve_app.app import create_fastapi_app
+    from serve_app.asgi import create_fastapi_app
     from serve_app.auth import install_auth
     from serve_app.context import AppContext
     from serve_app.metrics_http import install_http_metrics

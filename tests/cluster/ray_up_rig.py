@@ -257,7 +257,7 @@ class Rig:
             "QUADRACODE_SERVE_PROXY_LOCATION": "HeadOnly",  # both nodes' proxies would want one port here
             "QUADRACODE_MODEL": "scripted:default", "QUADRACODE_SANDBOX_MEMORY_MB": "512",
             "QUADRACODE_SANDBOX_IDLE_STOP_S": "0", "QUADRACODE_FABRIC_RESOURCES": '{"fabric": 0.01}',
-            # Not the default: so the test sees cluster.yaml hand the setting to every node's Ray.
+            # Named, not left to the default: the test checks cluster.yaml hands it to every node's Ray.
             "QUADRACODE_SERVE_INGRESS": "haproxy",
         }
 

@@ -1,7 +1,7 @@
 """`ray up cluster.yaml` end to end, as a user runs it, on one machine: the cluster launcher's local
 provider over a private sshd (head 127.0.0.1, worker 127.0.0.2), the cluster file generated from
 the shipped one (ray_up_rig.py says what differs and why), every node's Ray with the API's
-ingress environment (HAProxy here, to see it applied). Then a run through the LangGraph API
+ingress environment (HAProxy, named by the rig, to see it applied). Then a run through the LangGraph API
 whose agent writes and runs a program in a workspace on the worker node, then `ray down`, and the
 thread is still in the cluster's Postgres.
 

@@ -9,12 +9,14 @@ that does work is the one users run.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspacePathNotFound
@@ -56,6 +58,28 @@ async def system(ray_cluster: None, e2e_settings: Settings):
     yield handles
     shutdown_system(e2e_settings)
     remove_workspaces(e2e_settings, docker_client=None)
+
+
+@contextlib.contextmanager
+def serve_app_beside(settings: Settings, serve_http_port: int, app: str) -> Iterator[str]:
+    """The Serve app deployed as ``app`` beside a module's fabric (already started), with the
+    fabric's settings, secrets included; yields its URL and undeploys it after."""
+    import httpx
+    from ray import serve
+
+    from serve_app.app import build_app
+    from tests.api.conftest import undeploy
+
+    overrides = settings.model_dump(mode="json", exclude_unset=True)
+    overrides.update({name: getattr(settings, name).get_secret_value() for name in settings.model_fields_set
+                      if isinstance(getattr(settings, name), SecretStr)})  # dumped masked
+    serve.run(build_app({"settings": overrides, "fabric": False}), name=app, route_prefix=f"/{app}", blocking=False)
+    url = f"http://127.0.0.1:{serve_http_port}/{app}"
+    assert httpx.get(f"{url}/ok", timeout=60).json() == {"ok": True}
+    try:
+        yield url
+    finally:
+        undeploy(app, settings.database_url)
 
 
 def remove_workspaces(settings: Settings, docker_client=None) -> int:

@@ -14,7 +14,6 @@ import re
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import psycopg
 import pytest
 
@@ -22,8 +21,14 @@ from actors.client import FabricClient
 from actors.common import AGENT_PREFIX, ORCHESTRATOR, actor_name
 from quadracode_ray import NAMESPACE
 from sandbox.client import get_workspace
-from tests.api.conftest import undeploy
-from tests.e2e.conftest import eventually, file_exists, message_texts, sources, thread_runs
+from tests.e2e.conftest import (
+    eventually,
+    file_exists,
+    message_texts,
+    serve_app_beside,
+    sources,
+    thread_runs,
+)
 
 APP = "qr-routing"
 
@@ -31,17 +36,8 @@ APP = "qr-routing"
 @pytest.fixture(scope="module")
 def api(system, serve_http_port: int) -> Iterator[str]:
     """The Serve app on the module's fabric (already started by ``system``)."""
-    from ray import serve
-
-    from serve_app.app import build_app
-
-    settings = system.settings
-    overrides = settings.model_dump(mode="json", exclude_unset=True)
-    serve.run(build_app({"settings": overrides, "fabric": False}), name=APP, route_prefix=f"/{APP}", blocking=False)
-    url = f"http://127.0.0.1:{serve_http_port}/{APP}"
-    assert httpx.get(f"{url}/ok", timeout=60).json() == {"ok": True}
-    yield url
-    undeploy(APP, settings.database_url)
+    with serve_app_beside(system.settings, serve_http_port, APP) as url:
+        yield url
 
 
 @pytest.fixture

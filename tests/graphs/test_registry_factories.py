@@ -40,3 +40,20 @@ async def test_shared_chat_models_are_reused_within_a_loop(make_settings):
     settings = make_settings()
     assert shared_chat_model("scripted:a", settings) is shared_chat_model("scripted:a", settings)
     assert shared_chat_model("scripted:a", settings) is not shared_chat_model("scripted:b", settings)
+
+
+async def test_the_factories_build_their_model_from_the_hosts_settings_not_the_environment(
+        graph_llm_server, make_settings, monkeypatch, thread):
+    # The host (an actor given its Settings as an object) has no QUADRACODE_* environment: the
+    # model must still reach the server its settings name (this process's default would not).
+    monkeypatch.delenv("QUADRACODE_SCRIPTED_SERVER_URL", raising=False)
+    settings = make_settings(scripted_server_url=graph_llm_server.url)
+    for module, name, graph_input in ((orchestrator_module, "host-orchestrator", user("hello")),
+                                      (agent_module, "host-agent", {"task": "say hi", "task_id": "t"})):
+        config = {"configurable": {**thread["configurable"], "model": f"scripted:{name}", "host_settings": settings}}
+        await module.graph(config).ainvoke(graph_input, config)
+        assert graph_llm_server.faults.requests[name] >= 1, name
+    # A caller's JSON under the same key is no Settings: the process's own settings apply.
+    from quadracode_ray.graphs.assistant_config import host_settings
+
+    assert host_settings({"host_settings": {"scripted_server_url": "http://elsewhere"}}).scripted_server_url is None

@@ -114,12 +114,9 @@ class Load:
             created = await self._call("thread", self.client.threads.create())
             if created is None:
                 continue
-            values = await self._call("agent_task", self.client.runs.wait(created["thread_id"], "orchestrator", input={
-                "messages": [{"role": "user", "content": "delegate to a coder agent: write t.txt with content hi"}]}))
-            if isinstance(values, dict) and values.get("messages"):
-                match = re.search(r"as task (\S+?)\.", str(values["messages"][-1].get("content")))
-                if match:
-                    self.acked.tasks.add(match.group(1))
+            task = await self._call("agent_task", delegate(self.client, created["thread_id"]))
+            if task:
+                self.acked.tasks.add(task)
             try:
                 await asyncio.wait_for(self._stop.wait(), 2.0)
             except TimeoutError:
@@ -129,8 +126,19 @@ class Load:
         return ", ".join(f"{kind} {how} x{n}" for (kind, how), n in sorted(self.failures.items())) or "none"
 
 
+async def delegate(client, thread_id: str, instruction: str = "write t.txt with content hi") -> str | None:
+    """Have the orchestrator delegate ``instruction`` to a coder agent; the task id it answers with."""
+    values = await client.runs.wait(thread_id, "orchestrator", input={
+        "messages": [{"role": "user", "content": f"delegate to a coder agent: {instruction}"}]})
+    if isinstance(values, dict) and values.get("messages"):
+        match = re.search(r"as task (\S+?)\.", str(values["messages"][-1].get("content")))
+        if match:
+            return match.group(1)
+    return None
+
+
 # --- the audit ------------------------------------------------------------------------------------
-async def _rows(database_url: str, sql: str, *args: Any) -> list[dict]:
+async def query(database_url: str, sql: str, *args: Any) -> list[dict]:
     async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
         return await (await conn.execute(sql, args)).fetchall()
 
@@ -139,11 +147,11 @@ async def settled(database_url: str, load: Load, timeout: float = 180.0) -> None
     """Wait until no acknowledged run is still open and no task or delivery is pending."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = await _rows(database_url, "SELECT count(*) AS n FROM qr_runs WHERE run_id = ANY(%s::uuid[]) "
+        runs = await query(database_url, "SELECT count(*) AS n FROM qr_runs WHERE run_id = ANY(%s::uuid[]) "
                                          "AND status NOT IN ('success', 'error', 'interrupted', 'timeout')",
                            list(load.acked.runs))
-        tasks = await _rows(database_url, "SELECT count(*) AS n FROM qr_tasks WHERE status IN ('pending', 'running')")
-        deliveries = await _rows(database_url, "SELECT count(*) AS n FROM qr_deliveries WHERE status = 'pending'")
+        tasks = await query(database_url, "SELECT count(*) AS n FROM qr_tasks WHERE status IN ('pending', 'running')")
+        deliveries = await query(database_url, "SELECT count(*) AS n FROM qr_deliveries WHERE status = 'pending'")
         if runs[0]["n"] == 0 and tasks[0]["n"] == 0 and deliveries[0]["n"] == 0:
             return
         await asyncio.sleep(1)
@@ -154,7 +162,7 @@ async def audit(database_url: str, load: Load) -> list[str]:
     await settled(database_url, load)
     problems: list[str] = []
     acked = load.acked
-    rows = await _rows(database_url, "SELECT run_id::text AS run_id, thread_id::text AS thread_id, status "
+    rows = await query(database_url, "SELECT run_id::text AS run_id, thread_id::text AS thread_id, status "
                                      "FROM qr_runs WHERE run_id = ANY(%s::uuid[])", list(acked.runs))
     found = {row["run_id"]: row for row in rows}
     missing = set(acked.runs) - set(found)
@@ -170,7 +178,7 @@ async def audit(database_url: str, load: Load) -> list[str]:
     # Exactly once: each successful echo run appended one "a" to its thread's items (the load's
     # threads carry only echo runs; a run retried after a fault resumes from its checkpoint).
     for thread in acked.threads:
-        runs = await _rows(database_url, "SELECT status FROM qr_runs WHERE thread_id = %s::uuid", thread)
+        runs = await query(database_url, "SELECT status FROM qr_runs WHERE thread_id = %s::uuid", thread)
         successes = sum(1 for r in runs if r["status"] == "success")
         if not runs:
             continue
@@ -185,11 +193,11 @@ async def audit(database_url: str, load: Load) -> list[str]:
         if not item or item["value"] != {"key": key}:
             problems.append(f"store item {namespace}/{key} missing")
     if acked.tasks:
-        tasks = await _rows(database_url, "SELECT task_id, status FROM qr_tasks WHERE task_id = ANY(%s)", list(acked.tasks))
+        tasks = await query(database_url, "SELECT task_id, status FROM qr_tasks WHERE task_id = ANY(%s)", list(acked.tasks))
         if len(tasks) != len(acked.tasks):
             problems.append(f"{len(acked.tasks) - len(tasks)} acknowledged tasks missing")
         problems += [f"task {t['task_id']} not ended: {t['status']}" for t in tasks if t["status"] not in TASK_ENDED]
-    pending = await _rows(database_url, "SELECT count(*) AS n FROM qr_deliveries WHERE status = 'pending'")
+    pending = await query(database_url, "SELECT count(*) AS n FROM qr_deliveries WHERE status = 'pending'")
     if pending[0]["n"]:
         problems.append(f"{pending[0]['n']} envelopes still pending delivery")
     return problems
