@@ -149,7 +149,9 @@ class WorkspaceSandboxClient:
                           timeout: float = 60.0) -> AsyncIterator[ExecOutput | ExecResult]:
         """Yields ExecOutput pieces as the command writes them, then the final ExecResult.
         Leaving the loop early cancels the stream, which kills the command."""
-        generator = self._handle.exec_stream.remote(command, cwd, env, timeout)
+        carried = tracing.carrier()  # as in _call: the command's spans continue the caller's trace
+        generator = self._handle.traced_exec_stream.remote(carried, command, cwd, env, timeout) if carried \
+            else self._handle.exec_stream.remote(command, cwd, env, timeout)
         finished = False
         try:
             async for ref in generator:
