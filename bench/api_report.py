@@ -55,6 +55,7 @@ def render(results: dict) -> str:
         f"{results['per_client']} sequential calls after one warm-up call; latency is per call, runs/s over "
         "the timed part. Command: `.venv/bin/python bench/api_bench.py`.",
         "",
+        *([f"**Aegra was left out of this run**: {results['aegra_failed']}", ""] if results.get("aegra_failed") else []),
         "## runs.wait and runs.stream",
         "",
         "| call | clients | in-process p50 ms | " + " | ".join(f"{label} p50 / p95 ms" for _, label in present)

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GRAPH_FILE = ROOT / "bench" / "api_graph.py"
 GRAPH_ID = "bench"
 AEGRA_VENV = ROOT / ".bench" / "aegra-venv"
-AEGRA_REQUIREMENT = "aegra-api==0.6.0"
+# greenlet: Aegra runs SQLAlchemy's asyncio engine, which needs it, and aegra-api 0.6.0 does not declare it.
+AEGRA_REQUIREMENTS = ("aegra-api==0.6.0", "greenlet")
 FORBIDDEN_PORT = 2024  # a developer's own `langgraph dev`
 
 
@@ -68,10 +69,11 @@ def _uv() -> str:
 def ensure_aegra() -> Path:
     """The Aegra venv's python, installing it on first use."""
     python = AEGRA_VENV / "bin" / "python"
-    if not (AEGRA_VENV / "bin" / "uvicorn").exists():
-        print(f"installing {AEGRA_REQUIREMENT} into {AEGRA_VENV} (once)", flush=True)
-        subprocess.run([_uv(), "venv", "-q", "--python", "3.11", str(AEGRA_VENV)], check=True)
-        subprocess.run([_uv(), "pip", "install", "-q", "--python", str(python), AEGRA_REQUIREMENT], check=True)
+    if not list(AEGRA_VENV.glob("lib/python*/site-packages/greenlet")):
+        print(f"installing {' '.join(AEGRA_REQUIREMENTS)} into {AEGRA_VENV} (once)", flush=True)
+        if not python.exists():
+            subprocess.run([_uv(), "venv", "-q", "--python", "3.11", str(AEGRA_VENV)], check=True)
+        subprocess.run([_uv(), "pip", "install", "-q", "--python", str(python), *AEGRA_REQUIREMENTS], check=True)
     return python
 
 

@@ -1,4 +1,4 @@
-"""The ``quadracode-ray`` command: up, down, status, config, panel."""
+"""The ``quadracode-ray`` command: up, down, status, config, panel, ingress-env."""
 
 from __future__ import annotations
 
@@ -115,6 +115,19 @@ def cmd_panel(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingress_env(settings: Settings, args: argparse.Namespace) -> int:
+    """The environment a node's ``ray start`` needs for the serve_ingress setting, as shell words
+    (cluster.yaml: ``env $(quadracode-ray ingress-env) ray start ...``); nothing for ``proxy``."""
+    from quadracode_ray.serve_ingress import IngressUnavailable, ingress_env, shell_words
+
+    try:
+        print(shell_words(ingress_env(settings.serve_ingress)))
+    except IngressUnavailable as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quadracode-ray", description="An always-on runtime for AI agent work on Ray.")
     parser.add_argument("--version", action="version", version=f"quadracode-ray {__version__}")
@@ -135,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     panel.add_argument("--host", default="127.0.0.1", help="address to serve the panel on")
     panel.add_argument("--port", type=int, default=7860, help="port to serve the panel on")
     panel.set_defaults(func=cmd_panel)
+    sub.add_parser("ingress-env", help="print the environment a node's `ray start` needs for the serve_ingress "
+                   "setting (NAME=value words; none for proxy)").set_defaults(func=cmd_ingress_env)
     return parser
 
 

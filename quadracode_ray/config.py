@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         default="EveryNode", description="Where Serve runs HTTP proxies: on every node of the cluster, or on the head only."
     )
     api_replicas: int = Field(default=1, ge=1, le=64, description="Replicas of the API deployment.")
+    api_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description='Custom Ray resources each API replica asks for, as JSON, to place the replicas on the nodes '
+                    'offering them (e.g. {"api": 0.01} with a node started with --resources=\'{"api": 1}\'). Empty: any node.',
+    )
     serve_ingress: Literal["haproxy", "proxy"] = Field(
         default="haproxy",
         description="What takes HTTP to the API replicas: 'haproxy' (Ray Serve's HAProxy mode: the haproxy binary of "
@@ -152,7 +157,11 @@ class Settings(BaseSettings):
     )
     sandbox_snapshot_dir: Path | None = Field(
         default=None,
-        description="Folder of workspace snapshots (unset: <data_dir>/snapshots). On a cluster, a folder every workspace node mounts at this path (NFS, ...), so a workspace whose node is gone can be restored on another one.",
+        description="Folder of workspace snapshots (unset: <data_dir>/snapshots). With sandbox_snapshot_store=folder on a cluster, a folder every workspace node mounts at this path (NFS, ...), so a workspace whose node is gone can be restored on another one.",
+    )
+    sandbox_snapshot_store: Literal["postgres", "folder"] = Field(
+        default="postgres",
+        description="Where workspace snapshots are kept besides their node's snapshot folder: 'postgres' (in the database, in 1 MiB chunks: every node restores them, no shared folder needed; without a database URL, the folder only) or 'folder' (only sandbox_snapshot_dir).",
     )
     sandbox_idle_stop_s: float = Field(
         default=1800.0, ge=0, le=30 * 86_400,
@@ -283,12 +292,12 @@ class Settings(BaseSettings):
         # As serialised above, e.g. a Serve app's settings dumped in JSON mode.
         return json.loads(value) if isinstance(value, str) else value
 
-    @field_serializer("graphs", "store_index_fields", "fabric_resources", "sandbox_network", "sandbox_network_hosts")
+    @field_serializer("graphs", "store_index_fields", "fabric_resources", "api_resources", "sandbox_network", "sandbox_network_hosts")
     def _graphs_as_json(self, value: dict[str, str] | dict[str, float] | list[str] | bool) -> str:
         # JSON text, so to_env() hands workers a value they parse back into the same map.
         return json.dumps(value)
 
-    @field_validator("graphs", "store_index_fields", "fabric_resources", mode="before")
+    @field_validator("graphs", "store_index_fields", "fabric_resources", "api_resources", mode="before")
     @classmethod
     def _complex_from_json(cls, value: object) -> object:
         # The serialiser's JSON text read back, so Settings(**s.model_dump(mode="json")) == s.

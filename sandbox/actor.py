@@ -61,7 +61,7 @@ class WorkspaceSandbox:
     async def traced(self, carried: dict[str, str], method: str, *args: Any, **kwargs: Any) -> Any:
         """``method`` called inside the caller's trace (``carried`` from ``tracing.carrier()``);
         the client calls this instead of ``method`` only when tracing is on and a span is current."""
-        if method.startswith("_") or method in ("traced", "exec_stream"):
+        if method.startswith("_") or method in ("traced", "exec_stream", "traced_exec_stream"):
             raise ValueError(f"{method!r} cannot be called through traced")
         with tracing.attached(carried):
             result = getattr(self, method)(*args, **kwargs)
@@ -105,6 +105,15 @@ class WorkspaceSandbox:
                           timeout: float = 60.0) -> AsyncIterator[ExecOutput | ExecResult]:
         async for item in self.service.exec_stream(command, cwd=cwd, env=env, timeout=timeout):
             yield item
+
+    @ray.method(num_returns="streaming")
+    async def traced_exec_stream(self, carried: dict[str, str], command: str, cwd: str = ".",
+                                 env: dict[str, str] | None = None,
+                                 timeout: float = 60.0) -> AsyncIterator[ExecOutput | ExecResult]:
+        """``exec_stream`` inside the caller's trace (``traced`` returns one value, so cannot stream)."""
+        with tracing.attached(carried):
+            async for item in self.service.exec_stream(command, cwd=cwd, env=env, timeout=timeout):
+                yield item
 
     async def start_process(self, command: str, cwd: str = ".", env: dict[str, str] | None = None) -> BackgroundProcess:
         return await self.service.start_process(command, cwd=cwd, env=env)

@@ -46,6 +46,7 @@ from sandbox.models import (
     validate_workspace_id,
 )
 from sandbox.placement import node_is_alive, placement_options, placement_records, unavailable
+from sandbox.snapshots import SnapshotStore, snapshot_store
 
 
 def _translate(exc: BaseException, workspace_id: str) -> BaseException:
@@ -148,7 +149,9 @@ class WorkspaceSandboxClient:
                           timeout: float = 60.0) -> AsyncIterator[ExecOutput | ExecResult]:
         """Yields ExecOutput pieces as the command writes them, then the final ExecResult.
         Leaving the loop early cancels the stream, which kills the command."""
-        generator = self._handle.exec_stream.remote(command, cwd, env, timeout)
+        carried = tracing.carrier()  # as in _call: the command's spans continue the caller's trace
+        generator = self._handle.traced_exec_stream.remote(carried, command, cwd, env, timeout) if carried \
+            else self._handle.exec_stream.remote(command, cwd, env, timeout)
         finished = False
         try:
             async for ref in generator:
@@ -281,33 +284,54 @@ def existing_workspace(workspace_id: str, settings: Settings | None = None) -> W
     return WorkspaceSandboxClient(handle, workspace_id, settings)
 
 
+def _let_go(workspace_id: str, settings: Settings, records: Any) -> None:
+    """Remove the lost workspace's actor (left dead or unschedulable by its node's loss) and record."""
+    with contextlib.suppress(ValueError):
+        ray.kill(ray.get_actor(actor_name(workspace_id, settings), namespace=NAMESPACE), no_restart=True)
+    if records is not None:
+        records.forget(workspace_id)
+
+
+def _chosen_snapshot(store: SnapshotStore, snapshot_id: str | None) -> str:
+    if snapshot_id is not None:
+        return store.info(snapshot_id).snapshot_id
+    snapshots = store.list()
+    if not snapshots:
+        raise SnapshotNotFound(f"workspace {store.workspace_id!r} has no snapshot to restore")
+    return snapshots[-1].snapshot_id
+
+
 async def restore_workspace(workspace_id: str, settings: Settings | None = None, *,
                             snapshot_id: str | None = None, spec: WorkspaceSpec | None = None,
                             event_sink: EventSink | None = None) -> tuple[WorkspaceSandboxClient, SnapshotInfo]:
     """Bring back a workspace whose node is gone: a new container on a live node offering
     ``workspace``, filled from ``snapshot_id`` (default: its latest snapshot). Snapshots must be
-    where every node reads them (``QUADRACODE_SANDBOX_SNAPSHOT_DIR`` on a shared folder).
+    where every node reads them: in Postgres (``sandbox_snapshot_store``, the default), or in a
+    folder every node mounts (``sandbox_snapshot_dir``).
 
     WorkspaceConflict when the workspace's node is alive (restore in place with
-    ``restore_snapshot``), SnapshotNotFound when it has no snapshot to restore."""
+    ``restore_snapshot``), SnapshotNotFound when it has no snapshot to restore (with snapshots in
+    Postgres, found out before anything changes)."""
     settings = settings or load_settings()
     validate_workspace_id(workspace_id)
+    # The records, the GCS and the snapshot rows are blocking calls: off the caller's event loop
+    # (an API replica's requests share it).
     records = placement_records(settings)
-    record = records.get(workspace_id) if records else None
-    if record is not None and node_is_alive(record.node_id):
+    record = await asyncio.to_thread(records.get, workspace_id) if records else None
+    if record is not None and await asyncio.to_thread(node_is_alive, record.node_id):
         raise WorkspaceConflict(
             f"workspace {workspace_id!r} is on live node {record.node_id} ({record.node_ip}): "
             f"restore its snapshots in place with restore_snapshot")
-    with contextlib.suppress(ValueError):  # an actor left dead or unschedulable by its node's loss
-        ray.kill(ray.get_actor(actor_name(workspace_id, settings), namespace=NAMESPACE), no_restart=True)
-    if records is not None:
-        records.forget(workspace_id)
+    store = snapshot_store(settings, workspace_id)
+    if store.rows is not None:  # readable from here, as from every node
+        snapshot_id = await asyncio.to_thread(_chosen_snapshot, store, snapshot_id)
+    await asyncio.to_thread(_let_go, workspace_id, settings, records)
     client = await get_workspace(workspace_id, settings, spec=spec, event_sink=event_sink)
     try:
         if snapshot_id is None:
             snapshots = await client.list_snapshots()
             if not snapshots:
-                raise SnapshotNotFound(f"workspace {workspace_id!r} has no snapshot in {settings.snapshot_root} to restore")
+                raise SnapshotNotFound(f"workspace {workspace_id!r} has no snapshot to restore")
             snapshot_id = snapshots[-1].snapshot_id
         return client, await client.restore_snapshot(snapshot_id)
     except BaseException:

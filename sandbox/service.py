@@ -43,7 +43,7 @@ from sandbox.models import (
 )
 from sandbox.runtime import BytesSink, ServerRuntime
 from sandbox.server_bundle import server_digest
-from sandbox.snapshots import SnapshotStore, diff_manifests, tar_manifest
+from sandbox.snapshots import diff_manifests, snapshot_store, tar_manifest
 from sandbox.stdio import StdioSessions
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class WorkspaceService:
         self.runtime = ServerRuntime(lambda: deployment.socket_path, self._revive,
                                      secret=lambda: deployment.server_secret,
                                      server_uid=lambda: deployment.server_uid, restart=self._restart_server)
-        self.snapshots = SnapshotStore(settings.snapshot_root, deployment.workspace_id)
+        self.snapshots = snapshot_store(settings, deployment.workspace_id)
         self.stdio = StdioSessions(self.runtime.attach)
         self._ready = False
         self._ready_lock = asyncio.Lock()

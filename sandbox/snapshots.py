@@ -1,9 +1,14 @@
 """Durable snapshots of a workspace: a tar of /workspace plus its metadata, on the host.
 
-Stored under ``<data_dir>/snapshots/<installation>/<workspace>/`` as ``<id>.tar`` and
+Stored under ``<snapshot folder>/<installation>/<workspace>/`` as ``<id>.tar`` and
 ``<id>.json``, each written to a temporary file, fsynced and renamed, so a crash never leaves
-a half snapshot that looks whole. The tar comes from the container, so it is handled as
-hostile: streamed to disk with a size cap (never held whole in memory), read on the host only
+a half snapshot that looks whole. With ``sandbox_snapshot_store = "postgres"`` (the default when
+there is a database) each snapshot is also kept in Postgres (snapshot_rows.py), which is then
+the record of what snapshots exist: any node lists and restores them, fetching a tar into its own
+folder (a cache) first, with no folder shared between nodes; snapshots left in a folder by the
+"folder" store are not listed then. With ``"folder"`` only the folder holds them (on a cluster:
+``sandbox_snapshot_dir`` on a folder every node mounts). The tar comes from the container, so it
+is handled as hostile: streamed to disk with a size cap (never held whole in memory), read on the host only
 as an uncompressed tar (no decompression bomb) and a member at a time (to diff); it is
 extracted inside the container by the container server, which vets every member.
 """
@@ -19,14 +24,17 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import (
     SnapshotInfo,
     SnapshotNotFound,
     WorkspaceError,
     WorkspaceInvalidRequest,
+    WorkspaceUnavailable,
 )
 from sandbox.container_server.wire import ManifestEntry
 from sandbox.models import SnapshotDiff
+from sandbox.snapshot_rows import SnapshotRows
 
 SNAPSHOT_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
 
@@ -128,14 +136,20 @@ class FileSink:
 
 
 class SnapshotStore:
-    def __init__(self, root: Path, workspace_id: str):
+    """One workspace's snapshots: its folder, and with ``rows`` their Postgres copy too."""
+
+    def __init__(self, root: Path, workspace_id: str, rows: SnapshotRows | None = None):
         self.workspace_id = workspace_id
         self.folder = root / workspace_id
+        self.rows = rows
 
     def _paths(self, snapshot_id: str) -> tuple[Path, Path]:
         if not SNAPSHOT_ID.match(snapshot_id or ""):
             raise SnapshotNotFound(f"no snapshot {snapshot_id!r} in workspace {self.workspace_id!r}")
         return self.folder / f"{snapshot_id}.tar", self.folder / f"{snapshot_id}.json"
+
+    def _missing(self, snapshot_id: str) -> SnapshotNotFound:
+        return SnapshotNotFound(f"no snapshot {snapshot_id!r} in workspace {self.workspace_id!r}")
 
     def sink(self, limit: int) -> FileSink:
         return FileSink(self.folder, limit)
@@ -147,7 +161,7 @@ class SnapshotStore:
         return self.keep(sink, label)
 
     def keep(self, sink: FileSink, label: str | None) -> SnapshotInfo:
-        """Make a fully received sink a snapshot (renamed into place, metadata last)."""
+        """Make a fully received sink a snapshot (renamed into place, in Postgres, metadata last)."""
         path, sha256, size = sink.finish()
         now = datetime.now(UTC)
         snapshot_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -155,36 +169,81 @@ class SnapshotStore:
                             sha256=sha256, size=size, label=label)
         tar_path, meta_path = self._paths(snapshot_id)
         os.replace(path, tar_path)
+        if self.rows is not None:
+            try:
+                self.rows.put(info, tar_path)
+            except Exception as exc:
+                tar_path.unlink(missing_ok=True)  # no snapshot at all rather than one other nodes miss
+                raise WorkspaceUnavailable(f"the snapshot could not be stored in Postgres: {type(exc).__name__}: "
+                                           f"{str(exc)[:200]}") from None
         _atomic_write(meta_path, info.model_dump_json().encode())  # metadata last: it marks completeness
         return info
 
     def list(self) -> list[SnapshotInfo]:
-        if not self.folder.exists():
-            return []
-        infos = [SnapshotInfo.model_validate_json(p.read_bytes()) for p in self.folder.glob("*.json")]
+        if self.rows is not None:  # Postgres is the record; the folder only caches tars
+            infos = self.rows.list()
+        elif self.folder.exists():
+            infos = [SnapshotInfo.model_validate_json(p.read_bytes()) for p in self.folder.glob("*.json")]
+        else:
+            infos = []
         return sorted(infos, key=lambda i: (i.created_at, i.snapshot_id))
 
     def info(self, snapshot_id: str) -> SnapshotInfo:
         _tar, meta = self._paths(snapshot_id)
-        if not meta.exists():
-            raise SnapshotNotFound(f"no snapshot {snapshot_id!r} in workspace {self.workspace_id!r}")
-        return SnapshotInfo.model_validate_json(meta.read_bytes())
+        if self.rows is not None:
+            info = self.rows.info(snapshot_id)
+        else:
+            info = SnapshotInfo.model_validate_json(meta.read_bytes()) if meta.exists() else None
+        if info is None:
+            raise self._missing(snapshot_id)
+        return info
 
     def load(self, snapshot_id: str) -> tuple[SnapshotInfo, Path]:
-        """The snapshot and its tar's path, its sha256 checked (streamed, never read whole)."""
+        """The snapshot and its tar's path, its sha256 checked (streamed, never read whole). With
+        Postgres, a tar this node lacks (taken on another node), or whose copy here does not match,
+        is fetched into this node's folder first; a fetched tar that does not match is not kept."""
         info = self.info(snapshot_id)
-        path = self._paths(snapshot_id)[0]
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        if digest.hexdigest() != info.sha256:
+        path, meta = self._paths(snapshot_id)
+        digest = _sha256(path)
+        if self.rows is not None and digest != info.sha256:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.rows.fetch(snapshot_id, path)
+            digest = _sha256(path)
+            if digest != info.sha256:
+                path.unlink(missing_ok=True)
+            else:
+                _atomic_write(meta, info.model_dump_json().encode())
+        if digest is None:
+            raise self._missing(snapshot_id)
+        if digest != info.sha256:
             raise WorkspaceError(f"snapshot {snapshot_id} is corrupt: its content no longer matches sha256 {info.sha256}")
         return info, path
 
     def delete(self, snapshot_id: str) -> None:
+        """Removes the snapshot (from Postgres too); other nodes' cached tars of it are never listed again."""
         tar_path, meta_path = self._paths(snapshot_id)
-        if not meta_path.exists():
-            raise SnapshotNotFound(f"no snapshot {snapshot_id!r} in workspace {self.workspace_id!r}")
-        meta_path.unlink()
+        found = self.rows.delete(snapshot_id) if self.rows is not None else meta_path.exists()
+        if not found:
+            raise self._missing(snapshot_id)
+        meta_path.unlink(missing_ok=True)
         tar_path.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str | None:
+    """The file's sha256, streamed; None when there is no such file."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
+
+
+def snapshot_store(settings: Settings, workspace_id: str) -> SnapshotStore:
+    """The workspace's snapshots as ``settings`` keep them (see the module's docstring)."""
+    rows = None
+    if settings.sandbox_snapshot_store == "postgres" and settings.database_url:
+        rows = SnapshotRows(settings.database_url, settings.sandbox_installation_id, workspace_id)
+    return SnapshotStore(settings.snapshot_root, workspace_id, rows)

@@ -83,10 +83,14 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     fabric = bool(args.pop("fabric", True))
     if args:
         raise ValueError(f"unknown application args: {', '.join(sorted(args))} (expected replicas, settings, fabric)")
-    load_settings(**settings_overrides)  # a settings error fails the deploy here, before any replica
+    # A settings error fails the deploy here, before any replica.
+    settings = load_settings(**settings_overrides)
     # The application's QUADRACODE_* settings, given to the replicas explicitly: on a `ray up`
     # cluster the nodes' Ray was started without them, and a replica must use the fabric's database.
     # Secrets go by reference: a runtime_env is shown by the Ray dashboard (settings_secrets).
     settings_env = worker_env({k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)})
+    # Placed by resources (api_resources), never by node: any node offering them hosts a replica.
+    placement = {"resources": dict(settings.api_resources)} if settings.api_resources else {}
     return QuadracodeAPI.options(num_replicas=replicas, ray_actor_options={
-        "num_cpus": 0, "runtime_env": {"env_vars": {**settings_env, **REPLICA_ENV}}}).bind(settings_overrides, fabric)
+        "num_cpus": 0, **placement, "runtime_env": {"env_vars": {**settings_env, **REPLICA_ENV}}}).bind(
+            settings_overrides, fabric)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quadracode_ray import metrics
 from quadracode_ray.config import ModelPrice, Settings
+from quadracode_ray.graphs.control import BudgetLimits
 from quadracode_ray.llm.base import TokenUsage
 
 SPENT_KEYS = ("input_tokens", "output_tokens", "total_tokens", "cost_usd", "model_calls")
@@ -57,6 +58,15 @@ class Budgets(BaseModel):
     @classmethod
     def from_settings(cls, settings: Settings) -> Budgets:
         return cls(thread=Budget.for_threads(settings), task=Budget.for_tasks(settings), prices=settings.model_prices)
+
+
+def budget_in_force(budgets: Budgets, operator: BudgetLimits | None, scope: str) -> Budget:
+    """The ``scope`` ('thread' or 'task') budget to check: the operator's when set through
+    ``/system/guardrails`` (read live, with the guardrails), else the graph's."""
+    if operator is None:
+        return budgets.task if scope == "task" else budgets.thread
+    return Budget(scope=scope, max_tokens=getattr(operator, f"{scope}_tokens"),
+                  max_cost_usd=getattr(operator, f"{scope}_cost_usd"))
 
 
 def injected_budgets(configurable: dict[str, Any]) -> Budgets | None:

@@ -26,11 +26,23 @@ from quadracode_ray.config import Settings
 T = TypeVar("T")
 
 
+class BudgetLimits(BaseModel):
+    """Token and cost budgets an operator set (``PATCH /system/guardrails``); None is no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    thread_tokens: int | None = Field(default=None, ge=1)
+    thread_cost_usd: float | None = Field(default=None, gt=0)
+    task_tokens: int | None = Field(default=None, ge=1)
+    task_cost_usd: float | None = Field(default=None, gt=0)
+
+
 class Guardrails(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_iterations: int = Field(default=50, ge=1, description="Model calls since the last human input.")
     max_wall_clock_s: float = Field(default=4 * 3600, gt=0, description="Seconds since the last human input.")
     max_agents_per_thread: int = Field(default=8, ge=0, description="Agents spawned before asking again.")
+    budgets: BudgetLimits | None = Field(default=None, description="The operator's token/cost budgets, which "
+                                         "replace the graph's own (``graphs.budgets``); None: the graph's apply.")
 
 
     @classmethod

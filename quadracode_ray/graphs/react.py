@@ -36,6 +36,7 @@ from quadracode_ray import tracing
 from quadracode_ray.graphs.budgets import (
     Budgets,
     add_spent,
+    budget_in_force,
     budget_reason,
     price_of,
     record_thread_spend,
@@ -179,7 +180,7 @@ class ReactCore:
             return {"halt": {"kind": "guardrail", "reason": reason, "resume_to": "model"}}
         # A delegated task's run names its task (actors.brains.GraphBrain); its budget is the task's.
         delegated = (config.get("configurable") or {}).get("task_id")
-        budget = self.budgets.task if delegated else self.budgets.thread
+        budget = budget_in_force(self.budgets, guardrails.budgets, "task" if delegated else "thread")
         reason = budget_reason(state.get("spent"), state.get("budget_from"), budget)
         if reason:
             return {"halt": {"kind": "budget", "reason": reason, "resume_to": "model",

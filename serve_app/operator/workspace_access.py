@@ -81,18 +81,27 @@ def live_workspace_ids(context: AppContext) -> list[str]:
                   if entry["namespace"] == NAMESPACE and entry["name"].startswith(prefix))
 
 
-async def workspace_client(context: AppContext, caller: Caller, workspace_id: str) -> WorkspaceSandboxClient:
-    """The client of a workspace the caller may use; NotFound otherwise (nothing is created)."""
+async def usable_row(context: AppContext, caller: Caller, workspace_id: str) -> dict[str, Any] | None:
+    """The row of a workspace the caller may use, or None for one without a row (the fabric's own,
+    such as ``default``: admins only); NotFound otherwise, as if it did not exist."""
     checked_id(workspace_id)
     row = await workspace_row(context, workspace_id)
+    if row is not None and (caller.admin or row["owner"] == caller.owner):
+        return row
+    if row is None and caller.admin:
+        return None
+    raise NotFound(f"workspace {workspace_id!r} not found")
+
+
+async def workspace_client(context: AppContext, caller: Caller, workspace_id: str) -> WorkspaceSandboxClient:
+    """The client of a workspace the caller may use; NotFound otherwise (nothing is created)."""
+    row = await usable_row(context, caller, workspace_id)
     # Finding (or placing) the actor asks the GCS and reads the placement records: blocking calls,
     # run off the event loop the replica's other requests share.
-    if row is not None and (caller.admin or row["owner"] == caller.owner):
+    with translated():
+        if row is None:
+            return await asyncio.to_thread(existing_workspace, workspace_id, context.settings)
         # Its actor is re-made if it is gone (it re-attaches to the container by label).
         handle = await asyncio.to_thread(workspace_actor, workspace_id, context.settings,
                                          event_sink=EventBusSink(context.settings))
         return WorkspaceSandboxClient(handle, workspace_id, context.settings)
-    if row is None and caller.admin:
-        with translated():
-            return await asyncio.to_thread(existing_workspace, workspace_id, context.settings)
-    raise NotFound(f"workspace {workspace_id!r} not found")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.common import ORCHESTRATOR, actor_name
 from quadracode_ray.persistence.guardrails import (
+    BUDGET_FIELDS,
     GuardrailValues,
     StoredGuardrails,
     read_guardrails,
@@ -51,10 +52,25 @@ class SystemStopped(BaseModel):
 
 
 class GuardrailPatch(BaseModel):
+    """The fields to change; those left out keep their value. A budget set to null is no limit
+    (null for the other fields changes nothing)."""
+
     model_config = ConfigDict(extra="forbid")
-    max_iterations: int | None = None
-    max_hours: float | None = None
-    max_agents_per_thread: int | None = None
+    max_iterations: int | None = Field(default=None, description="Model calls a thread may make without human input.")
+    max_hours: float | None = Field(default=None, description="Hours a thread may run without human input.")
+    max_agents_per_thread: int | None = Field(default=None, description="Agents a thread may spawn before it asks.")
+    budget_thread_tokens: int | None = Field(default=None, ge=1, le=10**12, description=(
+        "LLM tokens a thread may spend (its delegated tasks' included) before it stops and asks; null: no limit."))
+    budget_thread_cost_usd: float | None = Field(default=None, gt=0, le=1e9, description=(
+        "US dollars a thread may spend (priced by the settings' model_prices); null: no limit."))
+    budget_task_tokens: int | None = Field(default=None, ge=1, le=10**12, description=(
+        "LLM tokens one delegated task may spend before its agent stops and asks; null: no limit."))
+    budget_task_cost_usd: float | None = Field(default=None, gt=0, le=1e9, description=(
+        "US dollars one delegated task may spend before its agent stops and asks; null: no limit."))
+
+    def changes(self) -> dict:
+        return {name: value for name, value in self.model_dump(exclude_unset=True).items()
+                if value is not None or name in BUDGET_FIELDS}
 
 
 async def _running_runs(request: Request, thread_id: str) -> list[tuple[str, str | None]]:
@@ -166,13 +182,13 @@ async def get_guardrails(request: Request, _: AdminDep) -> StoredGuardrails:
 
 
 @router.patch("/system/guardrails", response_model=StoredGuardrails,
-              summary="Change the autonomy guardrails (persisted; runs use them from their next check, no restart)")
+              summary="Change the autonomy guardrails and token/cost budgets (persisted; runs use them from "
+                      "their next check, no restart)")
 async def patch_guardrails(request: Request, body: GuardrailPatch, caller: AdminDep) -> StoredGuardrails:
     ctx = context(request)
     async with (await ctx.pool()).connection() as conn:
         current = await read_guardrails(conn, ctx.settings)
-        merged = {**current.model_dump(include=set(GuardrailValues.model_fields)),
-                  **body.model_dump(exclude_none=True)}
+        merged = {**current.model_dump(include=set(GuardrailValues.model_fields)), **body.changes()}
         try:
             values = GuardrailValues(**merged)
         except ValidationError as exc:

@@ -1,5 +1,6 @@
 """Workspaces over HTTP: create, list, inspect, destroy; exec (buffered or streamed over SSE),
-background processes and snapshots. Files are in workspace_files.py.
+background processes, snapshots, and the restore of a workspace whose node is gone onto another
+node. Files are in workspace_files.py.
 
 Errors are the sandbox's typed errors as HTTP statuses (serve_app/operator/fabric.py): a path
 escape is a 400 with its message, a missing path or snapshot a 404, a workspace of another owner
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from actors.workspaces import EventBusSink
 from quadracode_ray.interfaces.network_allow import parse_allow_list
 from quadracode_ray.interfaces.workspace import ExecResult, SnapshotInfo
-from sandbox.client import WorkspaceSandboxClient, get_workspace
+from sandbox.client import WorkspaceSandboxClient, get_workspace, restore_workspace
 from sandbox.models import (
     BackgroundOutput,
     BackgroundProcess,
@@ -32,7 +33,9 @@ from sandbox.models import (
     WorkspaceLimits,
     WorkspaceSpec,
 )
-from serve_app.errors import Conflict, Invalid
+from sandbox.placement import placement_records
+from sandbox.snapshots import SNAPSHOT_ID
+from serve_app.errors import Conflict, Invalid, NotFound
 from serve_app.operator.access import CallerDep, context
 from serve_app.operator.fabric import api_error, translated
 from serve_app.operator.sse import sse_frame, sse_response
@@ -41,6 +44,7 @@ from serve_app.operator.workspace_access import (
     claim_workspace,
     forget_workspace,
     live_workspace_ids,
+    usable_row,
     workspace_client,
     workspace_row,
     workspace_rows,
@@ -114,6 +118,21 @@ class ProcessBody(BaseModel):
 class SnapshotBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str | None = Field(default=None, max_length=200)
+
+
+class RestoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    snapshot_id: str | None = Field(default=None, pattern=SNAPSHOT_ID.pattern,
+                                    description="The snapshot to restore (default: the workspace's latest).")
+
+
+_ERROR_BODY = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+class RestoredWorkspace(BaseModel):
+    workspace_id: str
+    node: str = Field(description="Ray node id the workspace now lives on.")
+    snapshot: SnapshotInfo
 
 
 async def _view(client: WorkspaceSandboxClient, row: dict[str, Any] | None) -> WorkspaceView:
@@ -304,3 +323,28 @@ async def restore_snapshot(request: Request, workspace_id: str, snapshot_id: str
     client = await workspace_client(context(request), caller, workspace_id)
     with translated():
         return await client.restore_snapshot(snapshot_id)
+
+
+@router.post("/workspaces/{workspace_id}/restore", response_model=RestoredWorkspace,
+             responses={404: {"description": "No such workspace (or another owner's), no recorded node, or no such "
+                                             "snapshot (none at all: nothing to restore).", **_ERROR_BODY},
+                        409: {"description": "Its node is alive: restore a snapshot in place "
+                                             "(/snapshots/{snapshot_id}/restore).", **_ERROR_BODY},
+                        503: {"description": "No live node can take it now, or the fabric does not answer.",
+                              **_ERROR_BODY}},
+             summary="Bring back a workspace whose node is gone: on another node offering `workspace`, "
+                     "from a snapshot")
+async def restore_lost_workspace(request: Request, workspace_id: str, caller: CallerDep,
+                                 body: RestoreBody | None = None) -> RestoredWorkspace:
+    ctx = context(request)
+    row = await usable_row(ctx, caller, workspace_id)
+    records = placement_records(ctx.settings)
+    if records is None or await asyncio.to_thread(records.get, workspace_id) is None:
+        raise NotFound(f"workspace {workspace_id!r} has no recorded node (it never ran here): nothing to restore")
+    spec = WorkspaceSpec.model_validate(row["spec"]) if row and row["spec"] else None
+    with translated():
+        client, snapshot = await restore_workspace(workspace_id, ctx.settings,
+                                                   snapshot_id=body.snapshot_id if body else None, spec=spec,
+                                                   event_sink=EventBusSink(ctx.settings))
+        node = (await client.ping()).node_id
+    return RestoredWorkspace(workspace_id=workspace_id, node=node, snapshot=snapshot)

@@ -4,7 +4,8 @@ joins one Ray cluster at a time, and the session's single-node cluster is anothe
 
 Nodes, each with its own resources (placement is by resources, never by node name):
 - head: no CPU, ``fabric`` (the fabric's singletons ask for it: settings.fabric_resources);
-- agents: 2 CPUs and nothing else, so every agent lands there;
+- agents: 2 CPUs and ``api`` (the API replica asks for it: settings.api_resources), so every
+  agent and the Serve app's replica land there;
 - two workspace nodes: no CPU, ``workspace``: every sandbox actor lands on one of them.
 So every envelope between an agent and the orchestrator, and every exec an agent makes,
 crosses nodes. The cases run in order: the last one removes a workspace node.
@@ -24,11 +25,7 @@ import ray
 
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
-from quadracode_ray.interfaces.workspace import (
-    SnapshotNotFound,
-    WorkspaceConflict,
-    WorkspaceUnavailable,
-)
+from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
 from tests.actors.conftest import FAST
 from tests.cluster.patient_ray import patient
 from tests.cluster.ray_up_rig import stop_processes
@@ -67,7 +64,7 @@ def start_cluster():
                 "gcs_server_port": free_port(), "num_cpus": 0, "resources": {"fabric": 10},
                 "include_dashboard": False, "temp_dir": temp_dir, **agent_ports()})
             nodes = {
-                "agents": add_node(cluster, num_cpus=2),
+                "agents": add_node(cluster, num_cpus=2, resources={"api": 1}),
                 "ws1": add_node(cluster, num_cpus=0, resources={"workspace": 4}),
                 "ws2": add_node(cluster, num_cpus=0, resources={"workspace": 4}),
             }
@@ -96,7 +93,7 @@ def settings(cluster, database_url: str, docker_client, tmp_path_factory) -> Set
     root = tmp_path_factory.mktemp("multinode")
     settings = Settings(
         _env_file=None, database_url=database_url, data_dir=root / "data", actor_name_prefix=f"mn{TAG}-",
-        sandbox_installation_id=f"mn{TAG}", sandbox_snapshot_dir=root / "shared-snapshots",
+        sandbox_installation_id=f"mn{TAG}",  # snapshots in Postgres (the default): no shared folder
         sandbox_memory_mb=256, sandbox_cpus=1.0, sandbox_idle_stop_s=0,
         fabric_resources={"fabric": 0.01}, fabric_local_channel=True,
         # Heartbeats cross nodes on a machine other test runs load: a 3 s TTL reaped a live agent
@@ -285,25 +282,80 @@ async def test_a_run_executor_on_another_node_runs_an_api_run(cluster, settings)
         ray.kill(executor, no_restart=True)
 
 
-async def test_a_workspace_whose_node_is_gone_fails_clearly_and_is_restored_elsewhere(cluster, settings, docker_client):
-    from sandbox.client import get_workspace, restore_workspace
+@pytest.fixture(scope="module")
+def api(cluster, settings):
+    """The Serve app, its replica asking for the ``api`` resource (api_resources), which only the
+    agents' node offers; HTTP through the head's proxy. Returns the API's URL."""
+    from ray import serve
+
+    from serve_app.app import APP_NAME, build_app
+    from tests.api.conftest import kill_run_executors
+    from tests.api.graphs import TEST_GRAPHS
+
+    overrides = settings.model_dump(mode="json", exclude_unset=True)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+    try:
+        serve.run(build_app({"settings": {**overrides, "graphs": TEST_GRAPHS, "api_resources": {"api": 0.5}},
+                             "fabric": False}), name=APP_NAME, route_prefix="/", blocking=False)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        kill_run_executors(settings.database_url)
+
+
+async def test_the_api_replica_on_a_worker_node_serves_a_run(cluster, api):
+    """The replica lands on the agents' node, not on the head, and serves a run over HTTP through
+    the head's proxy (the official SDK), its run queued and checkpointed in the one Postgres."""
+    from langgraph_sdk import get_client
+    from ray._private.state import actors as actor_table
+
+    from serve_app.app import APP_NAME
+
+    _, node_ids, _ = cluster
+    client = get_client(url=api)
+    thread = await client.threads.create()
+    assert await client.runs.wait(thread["thread_id"], "echo", input={"items": ["via a worker"]}) \
+        == {"items": ["via a worker", "a"]}
+    assert (await client.threads.get(thread["thread_id"]))["status"] == "idle"
+
+    replicas = [a["Address"]["NodeID"] for a in actor_table().values()
+                if a["State"] == "ALIVE" and a["ActorClassName"].startswith(f"ServeReplica:{APP_NAME}:")]
+    proxies = [a["Address"]["NodeID"] for a in actor_table().values()
+               if a["State"] == "ALIVE" and a["ActorClassName"] == "ProxyActor"]
+    assert replicas == [node_ids["agents"]] and node_ids["agents"] != node_ids["head"]
+    assert proxies == [node_ids["head"]]  # the request crossed nodes: head's proxy, worker's replica
+
+
+async def test_a_workspace_whose_node_is_gone_fails_clearly_and_is_restored_elsewhere(cluster, settings, api,
+                                                                                        docker_client):
+    """Restored over HTTP (POST /workspaces/{id}/restore, the API on the agents' node) from the
+    snapshot's Postgres copy: the lost machine's disk (its snapshot folder) is gone too."""
+    import shutil
+
+    import httpx
+
+    from sandbox.client import get_workspace
     from sandbox.deployments.docker import LABEL_INSTALLATION, LABEL_WORKSPACE
 
     ray_cluster, node_ids, nodes = cluster
+    http = httpx.AsyncClient(base_url=api, timeout=300)
     workspace = await get_workspace("pinned", settings)
     await workspace.write_file("keep.txt", "in the snapshot")
     snapshot = await workspace.snapshot("before the node is lost")
     await workspace.write_file("late.txt", "after the snapshot")
     lost = (await workspace.ping()).node_id
     lost_name = next(name for name, node_id in node_ids.items() if node_id == lost)
-    with pytest.raises(WorkspaceConflict, match="restore_snapshot"):  # its node is alive: restore in place
-        await restore_workspace("pinned", settings)
+    live = await http.post("/workspaces/pinned/restore")  # its node is alive: restore in place
+    assert live.status_code == 409 and "restore_snapshot" in live.json()["detail"]
 
     ray_cluster.remove_node(nodes[lost_name])
-    # The machine is gone with its Docker engine: here the engine is shared, so remove the container.
+    # The machine is gone with its Docker engine and its disk: here the engine and the disk are
+    # shared, so remove the container and the node's snapshot folder.
     labels = [f"{LABEL_INSTALLATION}={settings.sandbox_installation_id}", f"{LABEL_WORKSPACE}=pinned"]
     for container in docker_client.containers.list(all=True, filters={"label": labels}):
         container.remove(force=True)
+    shutil.rmtree(Path(settings.snapshot_root, "pinned"))
 
     async def clear_error():
         try:
@@ -318,16 +370,22 @@ async def test_a_workspace_whose_node_is_gone_fails_clearly_and_is_restored_else
         await workspace.exec("true")
 
     # A restore that cannot happen (no such snapshot) changes nothing: still unavailable, naming the node.
-    with pytest.raises(SnapshotNotFound):
-        await restore_workspace("pinned", settings, snapshot_id="20000101T000000-0badc0de")
+    missing = await http.post("/workspaces/pinned/restore", json={"snapshot_id": "20000101T000000-0badc0de"})
+    assert missing.status_code == 404 and "no snapshot" in missing.json()["detail"]
     assert records(settings).get("pinned").node_id == lost
     assert lost in await clear_error()
 
-    restored, info = await restore_workspace("pinned", settings)
-    assert info.snapshot_id == snapshot.snapshot_id
-    where = (await restored.ping()).node_id
+    restored = await http.post("/workspaces/pinned/restore")
+    assert restored.status_code == 200, restored.text
+    body = restored.json()
+    assert body["snapshot"]["snapshot_id"] == snapshot.snapshot_id
+    where = body["node"]
     assert where != lost and where in (node_ids["ws1"], node_ids["ws2"])
     assert records(settings).get("pinned").node_id == where
-    assert await restored.read_text("keep.txt") == "in the snapshot"
-    assert "late.txt" not in {f.path for f in await restored.list_files()}
-    assert Path(settings.snapshot_root, "pinned").is_dir()  # the shared folder every node reads
+    back = await get_workspace("pinned", settings)
+    assert await back.read_text("keep.txt") == "in the snapshot"
+    assert "late.txt" not in {f.path for f in await back.list_files()}
+    assert Path(settings.snapshot_root, "pinned", f"{snapshot.snapshot_id}.tar").is_file()  # fetched from Postgres
+    files = await http.get("/workspaces/pinned/files/content", params={"path": "keep.txt"})
+    assert files.status_code == 200 and files.text == "in the snapshot"
+    await http.aclose()

@@ -83,8 +83,11 @@ def processes_of(marker: str) -> list[psutil.Process]:
 
 
 def stop_processes(marker: str, grace_s: float = 10.0) -> int:
-    """SIGTERM, then SIGKILL, every process whose command line names ``marker``."""
-    victims = [p for p in processes_of(marker) if p.pid != os.getpid()]
+    """SIGTERM, then SIGKILL, every process whose command line names ``marker``, but never the
+    caller or its ancestors (the rig's `ray start` wrapper names the temp dir too, and stops a
+    failed start this way before it tries again)."""
+    spared = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    victims = [p for p in processes_of(marker) if p.pid not in spared]
     for process in victims:
         try:
             process.send_signal(signal.SIGTERM)
@@ -224,6 +227,9 @@ class Rig:
                     command += f" --ray-client-server-port={free_port()}"
             if "quadracode-ray up" in command:
                 command = command.replace("cd ", f"export {quadracode_env} && cd ", 1)
+            elif "quadracode-ray ingress-env" in command:  # as a line of the synced .env would (README)
+                ingress = self.quadracode_env()["QUADRACODE_SERVE_INGRESS"]
+                command = command.replace("ingress=$(", f"ingress=$(QUADRACODE_SERVE_INGRESS={ingress} ", 1)
             return command
 
         def adapt_all(commands: list[str], node: str, ip: str) -> list[str]:
@@ -238,6 +244,7 @@ class Rig:
             head_start_ray_commands=adapt_all(config["head_start_ray_commands"], "head", HEAD_IP),
             worker_start_ray_commands=adapt_all(config["worker_start_ray_commands"], "worker", WORKER_IP),
             setup_commands=adapt_all(config["setup_commands"], "", ""),
+            head_setup_commands=adapt_all(config["head_setup_commands"], "", ""),
             worker_setup_commands=adapt_all(config["worker_setup_commands"], "", ""),
         )
         self.cluster_file.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -250,6 +257,8 @@ class Rig:
             "QUADRACODE_SERVE_PROXY_LOCATION": "HeadOnly",  # both nodes' proxies would want one port here
             "QUADRACODE_MODEL": "scripted:default", "QUADRACODE_SANDBOX_MEMORY_MB": "512",
             "QUADRACODE_SANDBOX_IDLE_STOP_S": "0", "QUADRACODE_FABRIC_RESOURCES": '{"fabric": 0.01}',
+            # Named, not left to the default: the test checks cluster.yaml hands it to every node's Ray.
+            "QUADRACODE_SERVE_INGRESS": "haproxy",
         }
 
     def write_serve_config(self, database_url: str) -> Path:

@@ -26,8 +26,8 @@ def test_the_local_provider_runs_every_listed_worker_on_real_addresses():
 def test_the_repository_goes_where_the_ssh_user_can_write():
     # Ray's file mounts run `mkdir -p` and rsync as the ssh user, without sudo.
     assert list(CONFIG["file_mounts"]) == ["~/quadracode-ray"]
-    commands = [c for key in ("setup_commands", "worker_setup_commands", "head_start_ray_commands",
-                              "worker_start_ray_commands") for c in CONFIG[key]]
+    commands = [c for key in ("setup_commands", "head_setup_commands", "worker_setup_commands",
+                              "head_start_ray_commands", "worker_start_ray_commands") for c in CONFIG[key]]
     assert all("~/quadracode-ray" in c for c in commands)
 
 
@@ -49,3 +49,12 @@ def test_the_head_starts_the_whole_system_with_the_clusters_postgres():
     assert "QUADRACODE_HTTP_HOST=0.0.0.0" in system[0] and "QUADRACODE_FABRIC_RESOURCES" in system[0]
     assert "RAY_PROMETHEUS_HOST=http://127.0.0.1:9090" in " ".join(head)  # observability/prometheus.yml's port
     assert any("scripts/dev provision" in c for c in CONFIG["worker_setup_commands"])  # Docker and the image
+
+
+def test_every_nodes_ray_starts_with_the_ingress_environment():
+    # Serve reads its ingress switches in every process, from its node's environment at `ray start`.
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        (start,) = [c for c in CONFIG[key] if "ray start" in c]
+        assert re.match(r"cd ~/quadracode-ray && ingress=\$\(\.venv/bin/quadracode-ray ingress-env\) &&\s+env \$ingress ",
+                        start), start
+    assert any("provision-haproxy.sh" in c for c in CONFIG["head_setup_commands"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 CASES = Path(__file__).with_name("multinode_cases.py")
-EXPECTED_CASES = 7
+EXPECTED_CASES = 8
 
 
 @pytest.mark.slow

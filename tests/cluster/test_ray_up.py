@@ -1,6 +1,7 @@
 """`ray up cluster.yaml` end to end, as a user runs it, on one machine: the cluster launcher's local
 provider over a private sshd (head 127.0.0.1, worker 127.0.0.2), the cluster file generated from
-the shipped one (ray_up_rig.py says what differs and why). Then a run through the LangGraph API
+the shipped one (ray_up_rig.py says what differs and why), every node's Ray with the API's
+ingress environment (HAProxy, named by the rig, to see it applied). Then a run through the LangGraph API
 whose agent writes and runs a program in a workspace on the worker node, then `ray down`, and the
 thread is still in the cluster's Postgres.
 
@@ -121,6 +122,16 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     assert ray_status.returncode == 0, (ray_status.stdout + ray_status.stderr)[-4000:]
     assert re.search(r"/8\.0 workspace", ray_status.stdout) and re.search(r"/1\.0 fabric", ray_status.stdout)
 
+    # Both nodes' Ray started with the API's ingress (the rig sets QUADRACODE_SERVE_INGRESS=haproxy
+    # for cluster.yaml's `quadracode-ray ingress-env`), and the head's HAProxy is the one serving
+    # the API: its config file is the one the head's Ray was told (never Serve's shared default).
+    envs = {node: raylet_env(rig, node) for node in ("head", "worker")}
+    assert all(env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" for env in envs.values()), envs
+    config_file = envs["head"]["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]
+    assert config_file != envs["worker"]["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]
+    haproxy = wait_until(lambda: haproxy_of(config_file), 120, f"HAProxy running with {config_file}")
+    assert re.search(rf"bind \S*:{rig.http_port}\b", Path(config_file).read_text()), (haproxy, config_file)
+
     password_file = rig.data_dir / "cluster-postgres.password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
 
@@ -222,6 +233,23 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     assert count > 0
     # So do the workspaces' files on the worker: the agent's hello.py in `default`'s /workspace.
     assert workspace_file(docker_client, rig, "default", "hello.py") == "print(42)\n"
+
+
+def raylet_env(rig: Rig, node: str) -> dict[str, str]:
+    """The environment of a node's raylet (what its `ray start` was given)."""
+    (raylet,) = [p for p in processes_of(f"{rig.marker}/{node}") if p.name() == "raylet"]
+    return raylet.environ()
+
+
+def haproxy_of(config_file: str) -> list[int]:
+    """Pids of the haproxy processes running with ``config_file``."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] == "haproxy" and config_file in (process.info["cmdline"] or []):
+            found.append(process.pid)
+    return found
 
 
 def grafana_panels(prometheus: str) -> dict[str, list]:

@@ -18,6 +18,29 @@ def test_haproxy_mode_env_has_its_own_ports_and_a_short_drain():
                                       "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")]
     assert set(ports).isdisjoint({"8404", "9101", "8500", "9500"})
     assert len(set(ports)) == len(ports)
+    # ... and HAProxy's config, sockets and state in a folder of their own, never Serve's fixed one.
+    second = ingress_env("haproxy")
+    paths = [k for k in first if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))]
+    assert len(paths) == 5 and all("/tmp/haproxy-serve" not in first[k] for k in paths)
+    assert first["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"].rsplit("/", 1)[0] == first["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
+    assert first["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] != second["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
+
+
+def test_ingress_env_prints_shell_words_for_a_nodes_ray_start(monkeypatch, capsys):
+    from quadracode_ray.cli import main
+    from serve_app.proxy_errors import PROXY_CALLBACK
+
+    monkeypatch.chdir("/")  # no .env read
+    monkeypatch.setenv("QUADRACODE_SERVE_INGRESS", "haproxy")
+    assert main(["ingress-env"]) == 0
+    words = dict(word.split("=", 1) for word in capsys.readouterr().out.split())
+    assert words["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC" in words
+    monkeypatch.setenv("QUADRACODE_SERVE_INGRESS", "proxy")
+    assert main(["ingress-env"]) == 0
+    assert capsys.readouterr().out.split() == [f"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH={PROXY_CALLBACK}"]
+    monkeypatch.setenv("QUADRACODE_SERVE_INGRESS", "haproxy")
+    monkeypatch.setattr(serve_ingress, "haproxy_binary", lambda: None)
+    assert main(["ingress-env"]) == 1 and "provision-haproxy.sh" in capsys.readouterr().err
 
 
 def test_proxy_mode_gives_the_proxy_its_unanswered_request_middleware():

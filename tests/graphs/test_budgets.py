@@ -118,3 +118,41 @@ def test_budget_arithmetic_and_prices():
     assert budget_reason(spent, {"total_tokens": 10}, Budget(max_tokens=15)) is None  # granted again at 10
     assert "cost budget" in budget_reason(spent, None, Budget(max_cost_usd=0.5))
     assert TokenUsage(input_tokens=2, output_tokens=3).total_tokens == 5
+
+
+def test_the_operators_budgets_replace_the_graphs_own_and_none_leaves_them():
+    from quadracode_ray.graphs.budgets import Budgets, budget_in_force
+    from quadracode_ray.graphs.control import BudgetLimits
+    from quadracode_ray.persistence.guardrails import GuardrailValues
+
+    own = Budgets(thread=Budget(scope="thread", max_tokens=100), task=Budget(scope="task", max_cost_usd=1.0))
+    assert budget_in_force(own, None, "thread") == own.thread and budget_in_force(own, None, "task") == own.task
+    operator = BudgetLimits(thread_tokens=None, thread_cost_usd=0.5, task_tokens=7)
+    assert budget_in_force(own, operator, "thread") == Budget(scope="thread", max_cost_usd=0.5)  # tokens: no limit
+    assert budget_in_force(own, operator, "task") == Budget(scope="task", max_tokens=7)
+    values = GuardrailValues(max_iterations=3, max_hours=1, max_agents_per_thread=0, budget_task_tokens=7,
+                             budget_thread_cost_usd=0.5)
+    assert values.guardrails().budgets == operator
+    assert values.guardrails(with_budgets=False).budgets is None
+
+
+async def test_a_graph_halts_at_the_budget_its_guardrail_source_gives_at_each_check(make_model, thread):
+    from quadracode_ray.graphs.budgets import Budgets
+    from quadracode_ray.graphs.control import BudgetLimits, Guardrails
+
+    class Operator:  # a GuardrailSource whose budgets change while the thread runs
+        budgets: BudgetLimits | None = None
+
+        async def current(self) -> Guardrails:
+            return Guardrails(max_iterations=1000, budgets=self.budgets)
+
+    operator = Operator()
+    fleet = FakeFleet()
+    graph = build_orchestrator_graph(model=make_model(), workspace=FakeWorkspace(), fleet=fleet,
+                                     delegation=FakeDelegation(fleet), checkpointer=InMemorySaver(),
+                                     guardrails=operator, budgets=Budgets(thread=Budget(max_tokens=10**9)))
+    operator.budgets = BudgetLimits(thread_tokens=1)
+    out = await graph.ainvoke(user("keep running `echo tick`"), thread)
+    (pending,) = out["__interrupt__"]
+    assert pending.value["type"] == "budget" and "of 1 tokens" in pending.value["reason"]
+    assert out["spent"]["model_calls"] == 1

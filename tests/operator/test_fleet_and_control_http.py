@@ -121,7 +121,7 @@ async def test_guardrails_are_validated_persisted_and_used_by_the_next_run(http:
         assert patched.json() | {"updated_at": None} == {
             "max_iterations": 2, "max_hours": current["max_hours"],
             "max_agents_per_thread": current["max_agents_per_thread"], "source": "persisted",
-            "updated_by": None, "updated_at": None}
+            "updated_by": None, "updated_at": None, **{name: None for name in BUDGETS}}
         # A new run of the already running orchestrator halts at the new limit: no restart.
         thread_id = (await http.post("/threads", json={})).json()["thread_id"]
         await http.post(f"/threads/{thread_id}/runs/wait",
@@ -130,6 +130,55 @@ async def test_guardrails_are_validated_persisted_and_used_by_the_next_run(http:
         assert halt["kind"] == "guardrail" and "limit 2" in halt["reason"]
     finally:
         await http.patch("/system/guardrails", json={"max_iterations": current["max_iterations"]})
+
+
+BUDGETS = ("budget_thread_tokens", "budget_thread_cost_usd", "budget_task_tokens", "budget_task_cost_usd")
+
+
+async def test_budgets_are_validated_persisted_and_stop_the_next_run_and_task(http: httpx.AsyncClient):
+    current = (await http.get("/system/guardrails")).json()
+    assert {name: current[name] for name in BUDGETS} == dict.fromkeys(BUDGETS)  # the settings set none
+    for bad in ({"budget_thread_tokens": 0}, {"budget_task_tokens": -5}, {"budget_thread_cost_usd": 0},
+                {"budget_task_cost_usd": -1.5}, {"budget_thread_tokens": "many"}, {"budget_task_cost_usd": 1e12},
+                {"budget_thread_tokens": 1.5}, {"budget_thread_tokens": 10**13}, {"budget_task_token": 5}):
+        refused = await http.patch("/system/guardrails", json=bad)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert next(iter(bad)) in refused.text, refused.text  # the reason names the field
+    assert (await http.get("/system/guardrails")).json() == current  # refused: nothing changed
+    try:
+        patched = (await http.patch("/system/guardrails", json={"budget_thread_tokens": 1,
+                                                                 "budget_task_cost_usd": 0.25})).json()
+        assert (patched["budget_thread_tokens"], patched["budget_thread_cost_usd"], patched["budget_task_tokens"],
+                patched["budget_task_cost_usd"]) == (1, None, None, 0.25)
+        assert patched["max_iterations"] == current["max_iterations"]  # left out: unchanged
+        # The next run of the running orchestrator stops at the new thread budget, with what it spent.
+        thread_id = (await http.post("/threads", json={})).json()["thread_id"]
+        await http.post(f"/threads/{thread_id}/runs/wait",
+                        json={"assistant_id": "orchestrator", "input": user("keep running `echo tick`")})
+        halt = (await http.get(f"/threads/{thread_id}/state")).json()["values"]["halt"]
+        assert halt["kind"] == "budget" and "thread's token budget" in halt["reason"], halt
+        assert halt["spent"]["total_tokens"] >= 1 and halt["spent"]["model_calls"] == 1
+
+        # null is no limit; a delegated task's agent stops at the task budget, and the task says why.
+        patched = (await http.patch("/system/guardrails", json={"budget_thread_tokens": None,
+                                                                 "budget_task_cost_usd": None,
+                                                                 "budget_task_tokens": 1})).json()
+        assert (patched["budget_thread_tokens"], patched["budget_task_cost_usd"], patched["budget_task_tokens"]) \
+            == (None, None, 1)
+        thread_id = (await http.post("/threads", json={})).json()["thread_id"]
+        await http.post(f"/threads/{thread_id}/runs/wait", json={
+            "assistant_id": "orchestrator", "input": user("delegate to a coder agent: keep running `echo tick`")})
+
+        async def folded():
+            state = (await http.get(f"/threads/{thread_id}/state")).json()["values"]
+            return [m["content"] for m in state.get("messages", []) if m.get("name") == "task_result"] or None
+
+        (text,) = await eventually(folded, timeout=180, what="the task's result in its thread")
+        # (the interrupt is quoted in the error, its apostrophe escaped)
+        assert " failed by agent " in text and "reached this task" in text and "token budget: " in text, text
+    finally:
+        await http.patch("/system/guardrails", json=dict.fromkeys(BUDGETS))
+    assert {name: (await http.get("/system/guardrails")).json()[name] for name in BUDGETS} == dict.fromkeys(BUDGETS)
 
 
 async def test_system_status_reports_nodes_actors_postgres_docker_and_model(fabric, http: httpx.AsyncClient):

@@ -61,7 +61,7 @@ def test_every_implementation_has_the_protocol_signature(implementation, positio
 
 
 @pytest.mark.parametrize(("implementation", "extra"), [
-    (WorkspaceService, {"close"}), (WorkspaceSandboxClient, ACTOR_PROBES), (ACTOR_CLASS, ACTOR_PROBES | {"traced"}),  # traced: any operation in the caller's trace
+    (WorkspaceService, {"close"}), (WorkspaceSandboxClient, ACTOR_PROBES), (ACTOR_CLASS, ACTOR_PROBES | {"traced", "traced_exec_stream"}),  # in the caller's trace
 ], ids=["service", "client", "actor"])
 def test_no_implementation_offers_an_operation_the_protocol_lacks(implementation, extra):
     assert _public(implementation) - set(OPERATIONS) == extra
