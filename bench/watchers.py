@@ -6,8 +6,8 @@ It starts its own embedded Postgres, a local Ray with the API's ingress, the who
 Serve app in a temporary folder, then:
 
 1. **Watchers.** ``threads × per-thread`` watchers, each ``client.threads.join_stream`` of the
-   official langgraph-sdk on one of the threads. A first run on every thread proves each watcher
-   is connected (it sees that run's events); the RSS of every process of the system is read with
+   official langgraph-sdk on one of the threads. Probe runs on every thread until each watcher
+   has seen one whole (a watcher that joins after a run ended does not get it); the RSS of every process of the system is read with
    all of them idle, against the same figure before they connected: the memory per idle watcher.
    Then ``rounds`` more runs on every thread: every watcher must see every run's start, its
    ``values`` and its end (stream modes ``lifecycle`` and ``run_modes``, counted per watcher).
@@ -125,24 +125,38 @@ async def watchers_part(url: str, threads: int, per_thread: int, rounds: int) ->
     await run_everywhere()  # warm-up, so the baseline has seen a run on every thread too
     await asyncio.sleep(5)
     rss_before = system_rss_mb()
-    tasks = [asyncio.create_task(w.watch(client, thread_ids[i % threads])) for i, w in enumerate(watchers)]
+    # One client per thread's watchers, as separate programs would have: an httpx client holds at
+    # most 100 connections, and a watcher keeps its own open.
+    watcher_clients = [get_client(url=url, timeout=600) for _ in range(threads)]
+    tasks = [asyncio.create_task(w.watch(watcher_clients[i % threads], thread_ids[i % threads]))
+             for i, w in enumerate(watchers)]
 
     def delivered(run_ids: list[str]) -> int:
         return sum(len(EVENTS_PER_RUN - w.seen.get(run_ids[i % threads], set())) for i, w in enumerate(watchers))
 
     started = time.monotonic()
-    first = await run_everywhere()
-
-    async def all_connected() -> bool:
+    # A watcher that joins after a run ended does not get that run (the official server's
+    # join_stream neither): probe runs until every watcher has seen one whole, i.e. is connected.
+    def connected() -> int:
         for task in tasks:  # a watcher that failed fails the bench, it is not a missing event
             if task.done():
                 task.result()
-        return delivered(first) == 0
-    try:
-        await _until(all_connected, 300, "every watcher to see the first run")
-    except RuntimeError as exc:
-        saw = [{run: sorted(events) for run, events in w.seen.items()} for w in watchers[:3]]
-        raise RuntimeError(f"{exc}; the first runs {first[:3]}, the first watchers saw {saw}") from None
+        return sum(1 for w in watchers if any(events >= EVENTS_PER_RUN for events in w.seen.values()))
+
+    probes = 0
+    while connected() < len(watchers):
+        if probes == 30:
+            raise RuntimeError(f"after {probes} probe runs per thread only {connected()} of {len(watchers)} "
+                               "watchers saw a whole run")
+        probe = await run_everywhere()
+        probes += 1
+
+        async def probe_seen(ids=probe) -> bool:
+            return all(EVENTS_PER_RUN <= w.seen.get(ids[i % threads], set()) or
+                       not any(events >= EVENTS_PER_RUN for events in w.seen.values())
+                       for i, w in enumerate(watchers))
+        with contextlib.suppress(RuntimeError):
+            await _until(probe_seen, 30, "the connected watchers to see the probe run")
     connect_s = time.monotonic() - started
     await asyncio.sleep(5)  # settle, so the RSS read is of idle watchers, not of a run's garbage
     rss_idle = system_rss_mb()
@@ -164,7 +178,7 @@ async def watchers_part(url: str, threads: int, per_thread: int, rounds: int) ->
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     count = len(watchers)
-    return {"watchers": count, "threads": threads, "rounds": rounds, "connect_s": connect_s,
+    return {"watchers": count, "threads": threads, "rounds": rounds, "connect_s": connect_s, "probes": probes,
             "expected": count * rounds * len(EVENTS_PER_RUN), "missing": missing, "round_s": round_s,
             "rss_before": rss_before, "rss_idle": rss_idle,
             "per_watcher_kb": (sum(rss_idle.values()) - sum(rss_before.values())) * 1024 / count,
@@ -245,8 +259,8 @@ def render(result: dict, args: argparse.Namespace) -> str:
         f"bench/watchers.py --threads {args.threads} --per-thread {args.per_thread} --rounds {args.rounds} "
         f"--agents {args.agents} --ingress {args.ingress}`.", "",
         "## Thread watchers (`client.threads.join_stream`, official langgraph-sdk)", "",
-        f"{w['watchers']} watchers on {w['threads']} threads; all connected and seeing a first run after "
-        f"{w['connect_s']:.1f} s. Then {w['rounds']} rounds of one run per thread: "
+        f"{w['watchers']} watchers on {w['threads']} threads; all connected (each had seen a whole run) after "
+        f"{w['connect_s']:.1f} s and {w['probes']} probe runs per thread. Then {w['rounds']} rounds of one run per thread: "
         f"**{w['expected'] - w['missing']} of {w['expected']} events delivered** (each watcher: each run's "
         f"start and end `metadata` and its `values`), {w['missing']} missing. Seconds per round (runs created, joined, "
         f"and every watcher served): {', '.join(f'{s:.1f}' for s in w['round_s'])}.", "",
