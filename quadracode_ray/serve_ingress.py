@@ -1,4 +1,4 @@
-"""How HTTP reaches the API replicas: Ray Serve's HAProxy mode or its Python proxy (the default).
+"""How HTTP reaches the API replicas: Ray Serve's HAProxy mode (the default) or its Python proxy.
 
 Serve reads these switches from the environment when its modules are imported, in every process
 of the cluster (controller, proxies, replicas), so they are given to each node's Ray when it starts

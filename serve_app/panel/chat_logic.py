@@ -81,6 +81,26 @@ def to_chat(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return chat
 
 
+# Why a tool step that never got its result stopped, by the status its run ended in.
+_UNFINISHED = {"interrupted": "cancelled", "error": "failed", "timeout": "timed out"}
+LIVE_RUN_STATUSES = ("pending", "running")
+
+
+def settle_steps(chat: list[dict[str, Any]], run_status: str | None) -> list[dict[str, Any]]:
+    """The chat once its run ended (any status but pending/running): a tool step still pending
+    will get no result, so it stops spinning and says why (cancelled, failed, ...)."""
+    if run_status is None or run_status in LIVE_RUN_STATUSES:
+        return chat
+    why = _UNFINISHED.get(run_status, "no result")
+    settled = []
+    for message in chat:
+        metadata = message.get("metadata") or {}
+        if metadata.get("status") == "pending":
+            message = {**message, "metadata": {**metadata, "status": "done", "title": f"{metadata.get('title')} ({why})"}}
+        settled.append(message)
+    return settled
+
+
 def _call_ids(messages: list[dict[str, Any]]) -> set[str]:
     return {call.get("id") for m in messages if isinstance(m, dict)
             for call in (m.get("tool_calls") or [])}

@@ -186,6 +186,10 @@ class PanelClient:
     async def cancel_run(self, thread_id: str, run_id: str) -> None:
         await self.call(self.langgraph.runs.cancel(thread_id, run_id))
 
+    async def join_run(self, thread_id: str, run_id: str) -> None:
+        """Return once the run ended (the server holds the request until then)."""
+        await self.call(self.langgraph.runs.join(thread_id, run_id))
+
     async def fork(self, thread_id: str, checkpoint_id: str, values: dict | None,
                    as_node: str | None = None) -> dict[str, Any]:
         """A new checkpoint branching off ``checkpoint_id`` (update_state at that checkpoint, the

@@ -102,13 +102,18 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         choices = await _thread_choices(client)
         return gr.update(choices=choices, value=created["thread_id"]), [], [], *_card([])
 
-    async def _state(client: PanelClient, thread_id: str) -> tuple[dict, tuple]:
-        """The thread's values, and what the tab shows for them."""
+    async def _state(client: PanelClient, thread_id: str) -> tuple[dict, tuple, str | None]:
+        """The thread's values, what the tab shows for them, and the status of its latest run."""
         state = await client.thread_state(thread_id)
         values = state.get("values") or {}
         values = values if isinstance(values, dict) else {}
-        return values, (chat_logic.to_chat(values.get("messages") or []), chat_logic.task_rows(values),
-                        *_card(chat_logic.pending_interrupts(state)))
+        runs = await client.runs(thread_id, limit=1)
+        run_status = runs[0].get("status") if runs else None
+        interrupts = chat_logic.pending_interrupts(state)
+        chat = chat_logic.to_chat(values.get("messages") or [])
+        if not interrupts:  # (a halted run's pending step waits for the answer on the card)
+            chat = chat_logic.settle_steps(chat, run_status)
+        return values, (chat, chat_logic.task_rows(values), *_card(interrupts)), run_status
 
     async def _show(client: PanelClient, thread_id: str):
         return (await _state(client, thread_id))[1]
@@ -133,9 +138,8 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
                 raise PanelError(f"the run failed: {part.data}")
             if view.feed(part.event, part.data):
                 yield view.render(), chat_logic.task_rows(view.values), *_card([]), "running…"
-        shown = await _show(client, thread_id)
-        runs = await client.runs(thread_id, limit=1)
-        yield (*shown, _after_run(shown, runs[0].get("status") if runs else None))
+        _, shown, run_status = await _state(client, thread_id)
+        yield (*shown, _after_run(shown, run_status))
 
     @guarded
     async def send_message(key_value: str, assistant_id: str, thread_id: str, text: str, request: gr.Request):
@@ -190,7 +194,7 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
                         yield view.render(), chat_logic.task_rows(view.values), *_card([]), gr.update()
                 elif part.event not in ("heartbeat", "ping"):
                     # A state, a run's start or end, a custom event: redraw from the thread's state.
-                    values, shown = await _state(client, thread_id)
+                    values, shown, _ = await _state(client, thread_id)
                     view.set_values(values)
                     yield *shown, gr.update()
         except Exception as exc:  # noqa: BLE001 - shown to the user in one line

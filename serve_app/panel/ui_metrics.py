@@ -32,7 +32,7 @@ def build_metrics_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
                 kind = gr.ScatterPlot if chart.how == "mean" else gr.LinePlot
                 plots.append(kind(x="t", y="value", color="series", label=f"{chart.title} ({chart.unit})",
                                   show_label=True, x_title="seconds (0 = latest sample)", y_title=chart.unit,
-                                  height=280, elem_id=f"metrics-{chart.metric}"))
+                                  y_lim=[0, None], elem_id=f"metrics-{chart.metric}"))
     history = gr.State(None)
     timer = gr.Timer(SAMPLE_S)
 

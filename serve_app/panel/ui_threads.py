@@ -89,7 +89,13 @@ def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
             raise gr.Error("Pick a thread and a run first.")
         client = ctx.client(request, key_value)
         await client.cancel_run(thread, run)
-        return f"cancelled run {run}", views.run_rows(await client.runs(thread))
+        yield f"cancelling run {run}…", views.run_rows(await client.runs(thread))
+        try:
+            await client.join_run(thread, run)  # the list then shows the status it ended in
+        except PanelError as exc:
+            yield f"cancel sent to run {run}; not seen ending yet ({exc})", views.run_rows(await client.runs(thread))
+            return
+        yield f"cancelled run {run}", views.run_rows(await client.runs(thread))
 
     async def _continue(client, thread: str, assistant_id: str, checkpoint_id: str):
         view = chat_logic.ChatStream()

@@ -29,6 +29,19 @@ def test_tool_calls_become_collapsible_steps_done_once_their_result_is_in():
     assert pending[1]["metadata"]["status"] == "pending"
 
 
+def test_a_pending_step_stops_spinning_once_its_run_ended_in_any_status():
+    pending = chat_logic.to_chat(THREAD[:2])
+    for status in ("pending", "running", None):
+        assert chat_logic.settle_steps(pending, status) == pending
+    for status, why in (("interrupted", "cancelled"), ("error", "failed"), ("timeout", "timed out"),
+                        ("success", "no result")):
+        settled = chat_logic.settle_steps(pending, status)
+        assert settled[1]["metadata"] == {"title": f"tool list_agents ({why})", "id": "c1", "status": "done"}
+        assert settled[0] == pending[0] and pending[1]["metadata"]["status"] == "pending"  # a copy
+    done = chat_logic.to_chat(THREAD)
+    assert chat_logic.settle_steps(done, "interrupted") == done  # finished steps keep their title
+
+
 def test_a_failed_tool_and_a_folded_task_result_are_labelled():
     failed = [THREAD[1], {**THREAD[2], "status": "error", "content": "{\"error\": \"no\"}"}]
     assert chat_logic.to_chat(failed)[0]["metadata"]["title"].endswith("(error)")

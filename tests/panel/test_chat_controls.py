@@ -123,6 +123,10 @@ async def test_a_running_run_is_cancelled_from_the_chat(page, panel_api, screens
     assert run["status"] == "interrupted"
     assert time.monotonic() - clicked < 45, "the run ran on to the command's end"
     await expect(page.locator("#chat-status")).to_contain_text("the run was cancelled", timeout=60_000)
+    # The tool step the cancel cut off stops spinning and says so.
+    log = page.locator("#chat-log")
+    await expect(log.get_by_text("tool exec (cancelled)").first).to_be_visible(timeout=60_000)
+    await expect(log.locator(".loading-spinner")).to_have_count(0)
     await shoot(page, screenshot_dir, "chat-cancelled")
 
 

@@ -7,11 +7,15 @@ import json
 import re
 import uuid
 
+import pytest
 from playwright.async_api import expect
 
 from tests.panel.conftest import open_tab, shoot
 
 LONG = 180_000
+# Priced, so the scripted model's calls cost something the tab can show (dollars per million tokens).
+PRICE = {"input_per_mtok": 300.0, "output_per_mtok": 1500.0}
+E2E_SETTINGS = {"model_prices": {"scripted:default": PRICE}}
 
 
 async def _pick_checkpoint(page, thread_id: str, checkpoint_id: str) -> None:
@@ -121,3 +125,58 @@ async def test_threads_are_searched_by_status_and_metadata_and_show_their_runs(p
     await page.locator("#threads-metadata textarea").fill("{not json")
     await page.locator("#threads-search").click()
     await expect(page.get_by_text(re.compile("metadata filter is not valid JSON"))).to_be_visible(timeout=30_000)
+
+
+async def test_a_running_run_is_cancelled_from_the_threads_runs(page, panel_api, screenshot_dir):
+    from langgraph_sdk import get_client
+
+    from tests.e2e.conftest import eventually
+
+    client = get_client(url=panel_api, timeout=120)
+    tid = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(tid, "orchestrator",
+                                   input={"messages": [{"role": "user", "content": "run `sleep 60`"}]})
+
+    async def running():
+        return (await client.runs.get(tid, run["run_id"]))["status"] == "running"
+
+    await eventually(running, timeout=120, what="the run to start")
+    await open_tab(page, "Threads and runs")
+    await page.locator("#threads-thread-id textarea").fill(tid)
+    await page.locator("#threads-load").click()
+    runs = page.locator("#threads-runs")
+    row = runs.get_by_text(run["run_id"]).filter(visible=True).first
+    await expect(row).to_be_visible(timeout=60_000)
+    await expect(runs.get_by_text("running", exact=True).filter(visible=True).first).to_be_visible()
+    await row.click()
+    await expect(page.locator("#threads-run-id textarea")).to_have_value(run["run_id"])
+    await page.locator("#threads-cancel-run").click()
+    await expect(page.locator("#threads-note")).to_contain_text(f"cancelled run {run['run_id']}", timeout=LONG)
+    # The list shows the status the run ended in, and the API agrees.
+    await expect(runs.get_by_text("interrupted", exact=True).filter(visible=True).first).to_be_visible()
+    await expect(runs.get_by_text("running", exact=True).filter(visible=True)).to_have_count(0)
+    assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+    await shoot(page, screenshot_dir, "threads-cancel")
+
+
+async def test_a_threads_tokens_and_cost_are_shown_from_what_its_runs_spent(page, panel_api, screenshot_dir):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=panel_api, timeout=120)
+    tag = uuid.uuid4().hex[:6]
+    tid = (await client.threads.create(metadata={"project": f"spend-{tag}"}))["thread_id"]
+    await client.runs.wait(tid, "orchestrator", input={"messages": [{"role": "user", "content": "list agents"}]})
+    usage = (await client.threads.get(tid))["metadata"]["usage"]
+    # The run's model calls, counted and priced by the system.
+    assert usage["model_calls"] >= 1 and usage["total_tokens"] > 0, usage
+    cost = (usage["input_tokens"] * PRICE["input_per_mtok"] + usage["output_tokens"] * PRICE["output_per_mtok"]) / 1e6
+    assert usage["cost_usd"] == pytest.approx(cost) and cost > 0.0001, usage
+
+    await open_tab(page, "Threads and runs")
+    await page.locator("#threads-metadata textarea").fill(f"project=spend-{tag}")
+    await page.locator("#threads-search").click()
+    table = page.locator("#threads-table")
+    await expect(table.get_by_text(tid).filter(visible=True).first).to_be_visible(timeout=60_000)
+    await expect(table.get_by_text(f"{usage['total_tokens']:,}", exact=True).filter(visible=True)).to_have_count(1)
+    await expect(table.get_by_text(f"${usage['cost_usd']:.4f}", exact=True).filter(visible=True)).to_have_count(1)
+    await shoot(page, screenshot_dir, "threads-usage")

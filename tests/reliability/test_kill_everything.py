@@ -30,13 +30,16 @@ from tests.polling import eventually
 from tests.reliability.load import Load, audit
 from tests.reliability.test_faults import REPORT, a_fresh_run_succeeds
 
+UP_DEADLINE_S = 420  # `up`: Postgres, the Ray head (120 s at most), the Serve deploy (300 s at most)
+LOAD_DEADLINE_S = 240
+RECOVERY_DEADLINE_S = 180
+AUDIT_DEADLINE_S = 240
 pytestmark = [
     pytest.mark.slow,
-    # Its one run here failed before any fault: the first `up` timed out starting the Ray head
-    # (120 s) on the shared machine at load average 30+. Not yet seen to pass: a failure is not
-    # hidden (it shows as XFAIL with its reason), a pass shows as XPASS.
-    pytest.mark.xfail(reason="not yet seen to pass: its only run timed out in `up` (Ray head start) "
-                             "under the shared machine's load", strict=False),
+    # Honest deadlines, each part's own summed (two `up`s, the load, the recovery, the audit, the
+    # fixture's `down`): the suite's default of 300 s for a whole test is what a loaded machine's
+    # first `up` alone can take (the Ray head start ran close to its 120 s at load 30).
+    pytest.mark.timeout(3 * UP_DEADLINE_S + 2 * LOAD_DEADLINE_S + RECOVERY_DEADLINE_S + AUDIT_DEADLINE_S),
 ]
 GRAPHS = '{"echo": "tests.api.graphs:echo"}'
 
@@ -61,7 +64,7 @@ def system_env() -> Iterator[dict[str, str]]:
     try:
         yield env
     finally:
-        run_cli(env, "down")
+        run_cli(env, "down", timeout=UP_DEADLINE_S)
         shutil.rmtree(env["QUADRACODE_DATA_DIR"], ignore_errors=True)
         remove_installation(env["QUADRACODE_SANDBOX_INSTALLATION_ID"])
 
@@ -77,7 +80,7 @@ def our_processes(state_dir: Path) -> list[psutil.Process]:
 
 
 async def test_sigkill_of_every_process_then_up_loses_nothing(system_env: dict[str, str]) -> None:
-    up = await asyncio.to_thread(run_cli, system_env, "up")
+    up = await asyncio.to_thread(run_cli, system_env, "up", timeout=UP_DEADLINE_S)
     assert up.returncode == 0, up.stderr + up.stdout
     api = f"http://127.0.0.1:{system_env['QUADRACODE_HTTP_PORT']}"
     state_dir = Path(system_env["QUADRACODE_DATA_DIR"]) / "run"
@@ -86,8 +89,9 @@ async def test_sigkill_of_every_process_then_up_loses_nothing(system_env: dict[s
     load = Load(api, workers=4)
     load.start()
     try:
-        await eventually(lambda: load.acknowledged_at_least(12), timeout=240, what="the load to get going")
-        await eventually(lambda: asyncio.sleep(0, result=bool(load.acked.tasks)), timeout=240,
+        await eventually(lambda: load.acknowledged_at_least(12), timeout=LOAD_DEADLINE_S,
+                         what="the load to get going")
+        await eventually(lambda: asyncio.sleep(0, result=bool(load.acked.tasks)), timeout=LOAD_DEADLINE_S,
                          what="a task delegated")
         victims = await asyncio.to_thread(our_processes, state_dir)
         killed_at = time.monotonic()
@@ -101,9 +105,10 @@ async def test_sigkill_of_every_process_then_up_loses_nothing(system_env: dict[s
         await load.stop()
     assert not [p.pid for p in victims if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
-    again = await asyncio.to_thread(run_cli, system_env, "up")
+    again = await asyncio.to_thread(run_cli, system_env, "up", timeout=UP_DEADLINE_S)
     assert again.returncode == 0, again.stderr + again.stdout
-    await eventually(lambda: a_fresh_run_succeeds(api), timeout=180, what="a fresh run after up")
+    await eventually(lambda: a_fresh_run_succeeds(api), timeout=RECOVERY_DEADLINE_S,
+                     what="a fresh run after up")
     recovered_s = time.monotonic() - killed_at
     database_url = StateFile(state_dir).read().postgres.url or database_url
     problems = await audit(database_url, load)

@@ -1,0 +1,324 @@
+"""Many watchers and many agents: 500 thread watchers (``threads.join_stream``) and 50 agents.
+
+    .venv/bin/python bench/watchers.py [--threads 50] [--per-thread 10] [--rounds 3] [--agents 50]
+
+It starts its own embedded Postgres, a local Ray with the API's ingress, the whole fabric and the
+Serve app in a temporary folder, then:
+
+1. **Watchers.** ``threads × per-thread`` watchers, each ``client.threads.join_stream`` of the
+   official langgraph-sdk on one of the threads. A first run on every thread proves each watcher
+   is connected (it sees that run's events); the RSS of every process of the system is read with
+   all of them idle, against the same figure before they connected: the memory per idle watcher.
+   Then ``rounds`` more runs on every thread: every watcher must see every run's start, its
+   ``values`` and its end (stream modes ``lifecycle`` and ``run_modes``, counted per watcher).
+2. **Agents.** ``agents`` agents spawned through the operator API (``POST /fleet/agents``; the
+   deterministic script brain, so the figure is the fabric's, not a model's), one task delegated
+   to each, by id; a watcher of the event log (``GET /events/stream``, the operator API's SSE)
+   must see every task's ``task_result``, and every task must end ``succeeded``.
+
+Writes bench/reports/watchers.md with the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.peers import GRAPH_FILE, GRAPH_ID, start_ray_and_app  # noqa: E402
+
+REPORT = ROOT / "bench" / "reports" / "watchers.md"
+
+
+POSTGRES_PID: list[int] = []  # the bench's own Postgres (its postmaster), set once it runs
+
+
+def system_rss_mb() -> dict[str, float]:
+    """RSS of the system's processes by role: the API replica, Serve's proxy (or HAProxy), the
+    agents, the other Ray processes, Postgres. Only this bench's own processes: its Ray (started
+    by this process, so its descendants) and its Postgres, never another program's on the machine."""
+    procs = psutil.Process().children(recursive=True)
+    for pid in POSTGRES_PID:
+        with contextlib.suppress(psutil.Error):
+            postmaster = psutil.Process(pid)
+            procs += [postmaster, *postmaster.children(recursive=True)]
+    roles: dict[str, float] = defaultdict(float)
+    for proc in procs:
+        try:
+            cmd = " ".join(proc.cmdline())
+            rss = proc.memory_info().rss / 2**20
+            name = proc.name()
+        except psutil.Error:
+            continue
+        if "ServeReplica:quadracode" in cmd:
+            roles["API replica"] += rss
+        elif "ProxyActor" in cmd or name == "haproxy":
+            roles["Serve ingress"] += rss
+        elif cmd.startswith("ray::AgentActor"):
+            roles["agents"] += rss
+        elif proc.pid in POSTGRES_PID or name.startswith("postgres"):
+            roles["postgres"] += rss
+        else:
+            roles["Ray (GCS, raylet, other actors)"] += rss
+    return dict(roles)
+
+
+async def _until(probe, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await probe():
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+class Watcher:
+    """One ``join_stream`` of a thread; what it saw of each run: its start (``metadata`` with the
+    run id), its ``values`` and its end (``run_done``). Runs of one thread do not overlap here."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, set[str]] = defaultdict(set)
+        self.current: str | None = None
+
+    async def watch(self, client, thread_id: str) -> None:
+        async for part in await client.threads.join_stream(thread_id, stream_mode=["lifecycle", "run_modes"]):
+            data = part.data if isinstance(part.data, dict) else {}
+            if part.event == "metadata" and data.get("status") == "run_done":
+                self.seen[data["run_id"]].add("done")
+            elif part.event == "metadata" and data.get("run_id"):
+                self.current = data["run_id"]
+                self.seen[self.current].add("start")
+            elif part.event == "values" and self.current:
+                self.seen[self.current].add("values")
+
+
+EVENTS_PER_RUN = {"start", "values", "done"}
+
+
+async def watchers_part(url: str, threads: int, per_thread: int, rounds: int) -> dict:
+    from langgraph_sdk import get_client
+
+    client = get_client(url=url, timeout=600)
+    thread_ids = [(await client.threads.create())["thread_id"] for _ in range(threads)]
+    watchers = [Watcher() for _ in range(threads * per_thread)]
+
+    async def run_everywhere() -> list[str]:
+        runs = await asyncio.gather(*(client.runs.create(t, GRAPH_ID, input={"n": 0}) for t in thread_ids))
+        await asyncio.gather(*(client.runs.join(t, r["run_id"]) for t, r in zip(thread_ids, runs, strict=True)))
+        return [r["run_id"] for r in runs]
+
+    await run_everywhere()  # warm-up, so the baseline has seen a run on every thread too
+    await asyncio.sleep(5)
+    rss_before = system_rss_mb()
+    tasks = [asyncio.create_task(w.watch(client, thread_ids[i % threads])) for i, w in enumerate(watchers)]
+
+    def delivered(run_ids: list[str]) -> int:
+        return sum(len(EVENTS_PER_RUN - w.seen.get(run_ids[i % threads], set())) for i, w in enumerate(watchers))
+
+    started = time.monotonic()
+    first = await run_everywhere()
+
+    async def all_connected() -> bool:
+        for task in tasks:  # a watcher that failed fails the bench, it is not a missing event
+            if task.done():
+                task.result()
+        return delivered(first) == 0
+    try:
+        await _until(all_connected, 300, "every watcher to see the first run")
+    except RuntimeError as exc:
+        saw = [{run: sorted(events) for run, events in w.seen.items()} for w in watchers[:3]]
+        raise RuntimeError(f"{exc}; the first runs {first[:3]}, the first watchers saw {saw}") from None
+    connect_s = time.monotonic() - started
+    await asyncio.sleep(5)  # settle, so the RSS read is of idle watchers, not of a run's garbage
+    rss_idle = system_rss_mb()
+    missing = 0
+    round_s = []
+    for _ in range(rounds):
+        t0 = time.monotonic()
+        run_ids = await run_everywhere()
+
+        async def complete(ids=run_ids) -> bool:
+            return delivered(ids) == 0
+        try:
+            await _until(complete, 120, "every watcher to see the round's runs")
+        except RuntimeError:
+            pass
+        missing += delivered(run_ids)
+        round_s.append(time.monotonic() - t0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    count = len(watchers)
+    return {"watchers": count, "threads": threads, "rounds": rounds, "connect_s": connect_s,
+            "expected": count * rounds * len(EVENTS_PER_RUN), "missing": missing, "round_s": round_s,
+            "rss_before": rss_before, "rss_idle": rss_idle,
+            "per_watcher_kb": (sum(rss_idle.values()) - sum(rss_before.values())) * 1024 / count,
+            "per_watcher_serving_kb": sum(rss_idle.get(r, 0) - rss_before.get(r, 0) for r in SERVING) * 1024 / count}
+
+
+SERVING = ("API replica", "Serve ingress")  # where a watcher's connection and follower live
+
+
+async def agents_part(url: str, orchestrator, agents: int) -> dict:
+    from langgraph_sdk import get_client
+
+    client = get_client(url=url, timeout=600)
+    thread_id = (await client.threads.create())["thread_id"]
+    results: dict[str, str] = {}
+    streaming = asyncio.Event()
+
+    async def watch_events() -> None:
+        async with httpx.AsyncClient(timeout=None) as http, http.stream(
+                "GET", f"{url}/events/stream", params={"kind": "task_result", "heartbeat_s": 1}) as response:
+            response.raise_for_status()
+            streaming.set()
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    payload = event.get("payload") or {}
+                    if payload.get("task_id"):
+                        results[payload["task_id"]] = payload.get("status", "?")
+
+    watcher = asyncio.create_task(watch_events())
+    await asyncio.wait_for(streaming.wait(), 120)
+    rss_before = system_rss_mb()
+    t0 = time.monotonic()
+    async with httpx.AsyncClient(timeout=600) as http:
+        spawned = await asyncio.gather(*(http.post(f"{url}/fleet/agents", json={"kind": "bench"})
+                                         for _ in range(agents)))
+    agent_ids = [r.json()["agent_id"] for r in spawned if r.status_code == 201]
+    spawn_s = time.monotonic() - t0
+    refused = [f"{r.status_code} {r.text[:200]}" for r in spawned if r.status_code != 201]
+    rss_agents = system_rss_mb()
+    t1 = time.monotonic()
+    tasks = await asyncio.gather(*(orchestrator.delegate.remote(f"echo from {agent_id}", thread_id, agent_id)
+                                   for agent_id in agent_ids))
+    task_ids = {t.task_id for t in tasks}
+
+    async def all_results() -> bool:
+        return task_ids <= results.keys()
+    try:
+        await _until(all_results, 600, "every task's result on the event stream")
+    except RuntimeError:
+        pass
+    tasks_s = time.monotonic() - t1
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    statuses = [results.get(task_id, "not delivered") for task_id in task_ids]
+    return {"agents": agents, "spawned": len(agent_ids), "refused": refused, "spawn_s": spawn_s, "tasks_s": tasks_s,
+            "delivered": sum(1 for s in statuses if s != "not delivered"),
+            "succeeded": statuses.count("succeeded"), "rss_before": rss_before, "rss_agents": rss_agents}
+
+
+def _rss_table(columns: list[tuple[str, dict[str, float]]]) -> list[str]:
+    roles = sorted({role for _, figures in columns for role in figures})
+    lines = ["| process | " + " | ".join(name for name, _ in columns) + " |",
+             "| --- | " + " | ".join("---" for _ in columns) + " |"]
+    for role in roles + ["total"]:
+        cells = [f"{(sum(f.values()) if role == 'total' else f.get(role, 0.0)):.0f}" for _, f in columns]
+        lines.append(f"| {role} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render(result: dict, args: argparse.Namespace) -> str:
+    w, a = result["watchers"], result["agents"]
+    lines = [
+        "# Many watchers and many agents", "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_count()} CPUs, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB); load average before {result['load_before']:.1f}, "
+        f"after {result['load_after']:.1f}; Serve ingress `{args.ingress}`. Command: `.venv/bin/python "
+        f"bench/watchers.py --threads {args.threads} --per-thread {args.per_thread} --rounds {args.rounds} "
+        f"--agents {args.agents} --ingress {args.ingress}`.", "",
+        "## Thread watchers (`client.threads.join_stream`, official langgraph-sdk)", "",
+        f"{w['watchers']} watchers on {w['threads']} threads; all connected and seeing a first run after "
+        f"{w['connect_s']:.1f} s. Then {w['rounds']} rounds of one run per thread: "
+        f"**{w['expected'] - w['missing']} of {w['expected']} events delivered** (each watcher: each run's "
+        f"start and end `metadata` and its `values`), {w['missing']} missing. Seconds per round (runs created, joined, "
+        f"and every watcher served): {', '.join(f'{s:.1f}' for s in w['round_s'])}.", "",
+        f"**Memory per idle watcher: {w['per_watcher_serving_kb']:.0f} KiB** in the API replica and the Serve "
+        f"ingress, where a watcher's connection and its follower live; {w['per_watcher_kb']:.0f} KiB over every "
+        f"process of the system (their RSS with the watchers idle, minus before they connected, after a warm-up "
+        f"run on every thread, divided by {w['watchers']}; the wider figure includes Postgres' and the run "
+        "executors' growth from the first run the watchers saw):", "",
+        *_rss_table([("before, MiB", w["rss_before"]), (f"{w['watchers']} idle watchers, MiB", w["rss_idle"])]), "",
+        "## Agents", "",
+        f"{a['spawned']} of {a['agents']} agents spawned through `POST /fleet/agents` in {a['spawn_s']:.1f} s"
+        + (f" (refused: {'; '.join(a['refused'][:3])})" if a["refused"] else "") + "; one task delegated to "
+        f"each by id: **{a['delivered']} of {a['spawned']} `task_result` events delivered** on `GET "
+        f"/events/stream`, {a['succeeded']} succeeded, all within {a['tasks_s']:.1f} s.", "",
+        *_rss_table([("before, MiB", a["rss_before"]), (f"{a['spawned']} agents, MiB", a["rss_agents"])]), "",
+        f"Memory per agent: {(sum(a['rss_agents'].values()) - sum(a['rss_before'].values())) / max(1, a['spawned']):.0f}"
+        " MiB (an agent is a Ray worker process with its Python runtime, its graph and its clients).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=50)
+    parser.add_argument("--per-thread", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--agents", type=int, default=50)
+    parser.add_argument("--ingress", choices=("haproxy", "proxy"), default="haproxy")
+    parser.add_argument("--report", type=Path, default=REPORT)
+    args = parser.parse_args()
+
+    import ray
+    from ray import serve
+
+    from actors.bootstrap import shutdown_system
+    from actors.common import ORCHESTRATOR, get_actor
+    from quadracode_ray.config import Settings
+    from quadracode_ray.persistence import EmbeddedPostgres
+    from sandbox.testing import remove_installation
+
+    root = Path(tempfile.mkdtemp(prefix="watchers-", dir="/var/tmp"))
+    tag = uuid.uuid4().hex[:8]
+    pg = EmbeddedPostgres(root / "pg", database="bench")
+    database_url = pg.start()
+    POSTGRES_PID.append(int(next((root / "pg").rglob("postmaster.pid")).read_text().split()[0]))
+    overrides = {"database_url": database_url, "data_dir": str(root), "actor_name_prefix": f"w{tag}-",
+                 "sandbox_installation_id": f"bench{tag}", "graphs": {GRAPH_ID: f"{GRAPH_FILE}:graph"},
+                 "agent_brain": "actors.brains:build_script_brain", "fleet_max_agents": args.agents + 2,
+                 "agent_num_cpus": 0.01, "model": "scripted:default"}
+    settings = Settings(_env_file=None, **overrides)
+    result: dict = {"load_before": os.getloadavg()[0]}
+    try:
+        port = start_ray_and_app(overrides, args.ingress)
+        url = f"http://127.0.0.1:{port}"
+        result["watchers"] = asyncio.run(watchers_part(url, args.threads, args.per_thread, args.rounds))
+        print(f"watchers: {result['watchers']['missing']} missing, "
+              f"{result['watchers']['per_watcher_serving_kb']:.0f} KiB each", flush=True)
+        result["agents"] = asyncio.run(agents_part(url, get_actor(settings, ORCHESTRATOR), args.agents))
+        print(f"agents: {result['agents']['delivered']}/{result['agents']['spawned']} delivered", flush=True)
+        result["load_after"] = os.getloadavg()[0]
+    finally:
+        try:
+            if ray.is_initialized():
+                shutdown_system(settings)
+                serve.shutdown()
+        finally:
+            ray.shutdown()
+            remove_installation(settings.sandbox_installation_id)
+            pg.stop()
+            shutil.rmtree(root, ignore_errors=True)
+    args.report.write_text(render(result, args))
+    print(f"wrote {args.report}")
+
+
+if __name__ == "__main__":
+    main()
