@@ -11,7 +11,9 @@ run exists (a run id from ``/threads/{id}/runs``). A response already started (a
 cannot be changed: the client sees the stream end early, and reconnects (``since``).
 
 Serve loads it in every proxy from ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` (PROXY_CALLBACK),
-which the Ray head gets at its start (quadracode_ray/serve_ingress.py).
+which the Ray head gets at its start with the ``proxy`` ingress (quadracode_ray/serve_ingress.py).
+With the ``haproxy`` ingress (the default) requests do not pass through Serve's Python proxy, so not
+through this middleware either.
 """
 
 from __future__ import annotations

@@ -85,9 +85,12 @@ def processes_of(marker: str) -> list[psutil.Process]:
 def stop_processes(marker: str, grace_s: float = 10.0) -> int:
     """SIGTERM, then SIGKILL, every process whose command line names ``marker``, but never the
     caller or its ancestors (the rig's `ray start` wrapper names the temp dir too, and stops a
-    failed start this way before it tries again)."""
+    failed start this way before it tries again), nor ssh."""
     spared = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
-    victims = [p for p in processes_of(marker) if p.pid not in spared]
+    # Nor the ssh sessions carrying the command (on one machine the head's ssh client and its
+    # proxy name the worker's temp dir too; killing them failed the whole `ray start` command).
+    victims = [p for p in processes_of(marker) if p.pid not in spared and p.name() not in ("ssh", "sshd")
+               and "proxy.py" not in " ".join(p.cmdline())]
     for process in victims:
         try:
             process.send_signal(signal.SIGTERM)

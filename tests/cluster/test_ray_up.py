@@ -127,10 +127,10 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     # the API: its config file is the one the head's Ray was told (never Serve's shared default).
     envs = {node: raylet_env(rig, node) for node in ("head", "worker")}
     assert all(env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" for env in envs.values()), envs
-    config_file = envs["head"]["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]
-    assert config_file != envs["worker"]["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]
-    haproxy = wait_until(lambda: haproxy_of(config_file), 120, f"HAProxy running with {config_file}")
-    assert re.search(rf"bind \S*:{rig.http_port}\b", Path(config_file).read_text()), (haproxy, config_file)
+    folder = str(Path(envs["head"]["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent)
+    assert folder != str(Path(envs["worker"]["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent)
+    config_file = wait_until(lambda: haproxy_config_in(folder), 120, f"HAProxy running with a config in {folder}")
+    assert re.search(rf"bind \S*:{rig.http_port}\b", Path(config_file).read_text()), config_file
 
     password_file = rig.data_dir / "cluster-postgres.password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
@@ -241,15 +241,18 @@ def raylet_env(rig: Rig, node: str) -> dict[str, str]:
     return raylet.environ()
 
 
-def haproxy_of(config_file: str) -> list[int]:
-    """Pids of the haproxy processes running with ``config_file``."""
+def haproxy_config_in(folder: str) -> str | None:
+    """The config file (Serve names it by its content, in the configured folder) of a haproxy
+    process running with one from ``folder``."""
     import psutil
 
-    found = []
     for process in psutil.process_iter(["name", "cmdline"]):
-        if process.info["name"] == "haproxy" and config_file in (process.info["cmdline"] or []):
-            found.append(process.pid)
-    return found
+        cmdline = process.info["cmdline"] or []
+        if process.info["name"] == "haproxy" and "-f" in cmdline[:-1]:
+            config = cmdline[cmdline.index("-f") + 1]
+            if str(Path(config).parent) == folder:
+                return config
+    return None
 
 
 def grafana_panels(prometheus: str) -> dict[str, list]:
