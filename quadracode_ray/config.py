@@ -585,7 +585,9 @@ def _default_text(name: str) -> str:
     field = Settings.model_fields[name]
     if name == "data_dir":
         return "~/.local/share/quadracode-ray"
-    default = field.get_default(call_default_factory=False)
+    default = field.get_default(call_default_factory=True)  # a factory's value, not PydanticUndefined
+    if isinstance(default, (dict, list)):
+        return json.dumps(default)  # as the variable would be written
     return "(unset)" if default is None else str(default)
 
 
