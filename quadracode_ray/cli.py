@@ -8,6 +8,7 @@ import sys
 import time
 
 from rich.console import Console
+from rich.markup import escape
 
 from quadracode_ray import __version__
 from quadracode_ray.config import Settings, SettingsError, load_settings
@@ -123,7 +124,7 @@ def cmd_ingress_env(settings: Settings, args: argparse.Namespace) -> int:
     try:
         print(shell_words(ingress_env(settings.serve_ingress)))
     except IngressUnavailable as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 1
     return 0
 
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         from quadracode_ray.persistence import MigrationError
 
         if isinstance(exc, RayHeadError | ServeDeployError | MigrationError):
-            console.print(f"[red]error:[/red] {exc}")
+            # The message may quote HAProxy's or Ray's output, brackets and all: not markup.
+            console.print(f"[red]error:[/red] {escape(str(exc))}")
             return 1
         raise
 

@@ -58,7 +58,8 @@ def _free_port() -> int:
 def ingress_env(mode: str) -> dict[str, str]:
     """Environment for a Ray head whose Serve should run ingress ``mode``."""
     if mode == "proxy":
-        return {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
+        # HAProxy off explicitly: a head started from a shell or session that had it on inherits it.
+        return {"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
     if mode != "haproxy":
         raise ValueError(f"unknown Serve ingress {mode!r} (expected one of {', '.join(INGRESS_MODES)})")
     if haproxy_binary() is None:

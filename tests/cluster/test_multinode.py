@@ -23,7 +23,10 @@ def test_multinode_cases_pass_on_a_cluster_of_several_raylets():
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(CASES), "-x", "-q", "-p", "no:cacheprovider", "--timeout=600",
          "-o", "addopts="],
-        cwd=root, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}, capture_output=True, text=True, timeout=1400,
+        # Without the session Ray's Serve ingress environment (its HAProxy's ports, taken): the
+        # cases' cluster chooses its own, as a session does.
+        cwd=root, env={**{k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")},
+                       "RAY_USAGE_STATS_ENABLED": "0"}, capture_output=True, text=True, timeout=1400,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-12000:]

@@ -33,7 +33,9 @@ CLI = str(Path(sys.executable).with_name("quadracode-ray"))
 def system_env(tmp_path: Path) -> dict[str, str]:
     # Short data path: the embedded Postgres socket lives in it.
     data_dir = Path("/tmp") / f"qr-cli-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUADRACODE_")}
+    # Not the session's own settings, nor its Ray's Serve ingress (its HAProxy's ports): `up`
+    # chooses the ingress environment of the head it starts.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QUADRACODE_", "RAY_SERVE_"))}
     env.update({
         "QUADRACODE_DATA_DIR": str(data_dir),
         "QUADRACODE_HTTP_PORT": str(free_port()),

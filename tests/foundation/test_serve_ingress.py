@@ -37,7 +37,8 @@ def test_ingress_env_prints_shell_words_for_a_nodes_ray_start(monkeypatch, capsy
     assert words["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC" in words
     monkeypatch.setenv("QUADRACODE_SERVE_INGRESS", "proxy")
     assert main(["ingress-env"]) == 0
-    assert capsys.readouterr().out.split() == [f"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH={PROXY_CALLBACK}"]
+    assert capsys.readouterr().out.split() == ["RAY_SERVE_ENABLE_HA_PROXY=0",
+                                               f"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH={PROXY_CALLBACK}"]
     monkeypatch.setenv("QUADRACODE_SERVE_INGRESS", "haproxy")
     monkeypatch.setattr(serve_ingress, "haproxy_binary", lambda: None)
     assert main(["ingress-env"]) == 1 and "provision-haproxy.sh" in capsys.readouterr().err
@@ -46,7 +47,9 @@ def test_ingress_env_prints_shell_words_for_a_nodes_ray_start(monkeypatch, capsy
 def test_proxy_mode_gives_the_proxy_its_unanswered_request_middleware():
     from serve_app.proxy_errors import PROXY_CALLBACK
 
-    assert ingress_env("proxy") == {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
+    # HAProxy off explicitly, so a head started from an environment that had it on does not inherit it
+    assert ingress_env("proxy") == {"RAY_SERVE_ENABLE_HA_PROXY": "0",
+                                    "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
 
 
 def test_unknown_mode_is_refused():
