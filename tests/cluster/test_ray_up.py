@@ -242,15 +242,15 @@ def raylet_env(rig: Rig, node: str) -> dict[str, str]:
 
 
 def haproxy_config_in(folder: str) -> str | None:
-    """The config file (Serve names it by its content, in the configured folder) of a haproxy
-    process running with one from ``folder``."""
+    """The config file of a haproxy process running with one from ``folder`` (Serve puts it in a
+    folder of the node's id inside the configured one: <folder>/<node id>/haproxy.cfg)."""
     import psutil
 
     for process in psutil.process_iter(["name", "cmdline"]):
         cmdline = process.info["cmdline"] or []
         if process.info["name"] == "haproxy" and "-f" in cmdline[:-1]:
             config = cmdline[cmdline.index("-f") + 1]
-            if str(Path(config).parent) == folder:
+            if Path(folder) in Path(config).parents:
                 return config
     return None
 
