@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -28,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.peers import start_ray_and_app  # noqa: E402
+from bench.peers import fabric_system  # noqa: E402
 
 REPORT = ROOT / "bench" / "reports" / "agent_first_event.md"
 REAL_PARTS = {
@@ -122,39 +120,13 @@ def main() -> None:
     parser.add_argument("--ingress", choices=("haproxy", "proxy"), default="haproxy")
     args = parser.parse_args()
 
-    from quadracode_ray.config import Settings
-
     ingress = args.ingress
-    import ray
-    from ray import serve
-
-    from actors.bootstrap import shutdown_system
     from actors.common import FLEET, get_actor
-    from quadracode_ray.persistence import EmbeddedPostgres
-    from sandbox.testing import remove_installation
 
-    root = Path(tempfile.mkdtemp(prefix="agent-first-event-", dir="/var/tmp"))
-    tag = uuid.uuid4().hex[:8]
-    pg = EmbeddedPostgres(root / "pg", database="bench")
-    overrides = {**REAL_PARTS, "database_url": pg.start(), "data_dir": str(root), "actor_name_prefix": f"b{tag}-",
-                 "sandbox_installation_id": f"bench{tag}"}
-    settings = Settings(_env_file=None, **overrides)
     result: dict = {"load_before": os.getloadavg()[0], "ingress": ingress}
-    try:
-        port = start_ray_and_app(overrides, ingress)
-        result.update(asyncio.run(measure(f"http://127.0.0.1:{port}", get_actor(settings, FLEET),
-                                          args.runs, args.cold_runs, args.warm)))
+    with fabric_system("agent-first-event", REAL_PARTS, ingress) as (url, settings, _):
+        result.update(asyncio.run(measure(url, get_actor(settings, FLEET), args.runs, args.cold_runs, args.warm)))
         result["load_after"] = os.getloadavg()[0]
-    finally:
-        try:
-            if ray.is_initialized():
-                shutdown_system(settings)
-                serve.shutdown()
-        finally:
-            ray.shutdown()
-            remove_installation(settings.sandbox_installation_id)
-            pg.stop()
-            shutil.rmtree(root, ignore_errors=True)
     args.report.write_text(render(result, args))
     print(f"wrote {args.report}")
 

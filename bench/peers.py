@@ -18,9 +18,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPH_FILE = ROOT / "bench" / "api_graph.py"
@@ -158,6 +163,41 @@ def start_ray_and_app(settings: dict, ingress: str) -> int:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"settings": settings}), name=APP_NAME, route_prefix="/", blocking=False)
     return port
+
+
+@contextmanager
+def fabric_system(prefix: str, overrides: dict, ingress: str) -> Iterator[tuple[str, Any, int]]:
+    """An embedded Postgres, a local Ray with the API's ingress, the actor fabric and the Serve app
+    on ``overrides``, all in a temporary folder; yields (API URL, Settings, Postgres postmaster pid)
+    and stops and removes everything after, whatever happened."""
+    import ray
+    from ray import serve
+
+    from actors.bootstrap import shutdown_system
+    from quadracode_ray.config import Settings
+    from quadracode_ray.persistence import EmbeddedPostgres
+    from sandbox.testing import remove_installation
+
+    root = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir="/var/tmp"))
+    tag = uuid.uuid4().hex[:8]
+    pg = EmbeddedPostgres(root / "pg", database="bench")
+    overrides = {**overrides, "database_url": pg.start(), "data_dir": str(root),
+                 "actor_name_prefix": f"{prefix[0]}{tag}-", "sandbox_installation_id": f"bench{tag}"}
+    postmaster = int(next((root / "pg").rglob("postmaster.pid")).read_text().split()[0])
+    settings = Settings(_env_file=None, **overrides)
+    try:
+        port = start_ray_and_app(overrides, ingress)
+        yield f"http://127.0.0.1:{port}", settings, postmaster
+    finally:
+        try:
+            if ray.is_initialized():
+                shutdown_system(settings)
+                serve.shutdown()
+        finally:
+            ray.shutdown()
+            remove_installation(settings.sandbox_installation_id)
+            pg.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def start_ours(root: Path, ingress: str) -> tuple[Peer, Peer, str]:

@@ -26,11 +26,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +37,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.peers import GRAPH_FILE, GRAPH_ID, start_ray_and_app  # noqa: E402
+from bench.peers import GRAPH_FILE, GRAPH_ID, fabric_system  # noqa: E402
 
 REPORT = ROOT / "bench" / "reports" / "watchers.md"
 
@@ -291,45 +288,19 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
 
-    import ray
-    from ray import serve
-
-    from actors.bootstrap import shutdown_system
     from actors.common import ORCHESTRATOR, get_actor
-    from quadracode_ray.config import Settings
-    from quadracode_ray.persistence import EmbeddedPostgres
-    from sandbox.testing import remove_installation
 
-    root = Path(tempfile.mkdtemp(prefix="watchers-", dir="/var/tmp"))
-    tag = uuid.uuid4().hex[:8]
-    pg = EmbeddedPostgres(root / "pg", database="bench")
-    database_url = pg.start()
-    POSTGRES_PID.append(int(next((root / "pg").rglob("postmaster.pid")).read_text().split()[0]))
-    overrides = {"database_url": database_url, "data_dir": str(root), "actor_name_prefix": f"w{tag}-",
-                 "sandbox_installation_id": f"bench{tag}", "graphs": {GRAPH_ID: f"{GRAPH_FILE}:graph"},
-                 "agent_brain": "actors.brains:build_script_brain", "fleet_max_agents": args.agents + 2,
-                 "agent_num_cpus": 0.01, "model": "scripted:default"}
-    settings = Settings(_env_file=None, **overrides)
+    overrides = {"graphs": {GRAPH_ID: f"{GRAPH_FILE}:graph"}, "agent_brain": "actors.brains:build_script_brain",
+                 "fleet_max_agents": args.agents + 2, "agent_num_cpus": 0.01, "model": "scripted:default"}
     result: dict = {"load_before": os.getloadavg()[0]}
-    try:
-        port = start_ray_and_app(overrides, args.ingress)
-        url = f"http://127.0.0.1:{port}"
+    with fabric_system("watchers", overrides, args.ingress) as (url, settings, postmaster):
+        POSTGRES_PID.append(postmaster)
         result["watchers"] = asyncio.run(watchers_part(url, args.threads, args.per_thread, args.rounds))
         print(f"watchers: {result['watchers']['missing']} missing, "
               f"{result['watchers']['per_watcher_serving_kb']:.0f} KiB each", flush=True)
         result["agents"] = asyncio.run(agents_part(url, get_actor(settings, ORCHESTRATOR), args.agents))
         print(f"agents: {result['agents']['delivered']}/{result['agents']['spawned']} delivered", flush=True)
         result["load_after"] = os.getloadavg()[0]
-    finally:
-        try:
-            if ray.is_initialized():
-                shutdown_system(settings)
-                serve.shutdown()
-        finally:
-            ray.shutdown()
-            remove_installation(settings.sandbox_installation_id)
-            pg.stop()
-            shutil.rmtree(root, ignore_errors=True)
     args.report.write_text(render(result, args))
     print(f"wrote {args.report}")
 
