@@ -5,9 +5,9 @@ the connection without answering, no server is left, a server timed out) as one 
 Serve writes at its HAProxy manager's start: ``500 Internal Server Error`` (``errorfile 50x
 <folder>/500.http``, ray/serve/_private/haproxy.py). Nothing reached the application or it ended
 without answering: the client is told to retry, as serve_app/proxy_errors.py tells it in the
-proxy mode. ``unavailable_error_pages`` rewrites the pages a config names; it is to run before
-each HAProxy start, after Serve wrote them (Serve starts HAProxy through
-RAY_SERVE_HAPROXY_BINARY_PATH, the one hook there is).
+proxy mode. ``unavailable_error_pages`` rewrites the pages a config names; the HAProxy launcher
+(haproxy_launcher.py, Serve's RAY_SERVE_HAPROXY_BINARY_PATH) runs it before each HAProxy start,
+after Serve wrote them. Without the launcher installed, HAProxy says Ray's 500.
 
 What no error page changes: a request on a client connection that already carried one (HTTP/1.1
 keep-alive, as the SDK's clients do) whose server died before answering is closed without a

