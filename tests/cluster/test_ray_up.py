@@ -127,6 +127,9 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     # the API: its config file is the one the head's Ray was told (never Serve's shared default).
     envs = {node: raylet_env(rig, node) for node in ("head", "worker")}
     assert all(env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" for env in envs.values()), envs
+    # ... through the launcher that makes HAProxy die with the actor that started it (`ray stop`
+    # does not stop the children of Ray's processes).
+    assert all(Path(env["RAY_SERVE_HAPROXY_BINARY_PATH"]).name == "quadracode-haproxy" for env in envs.values())
     folder = str(Path(envs["head"]["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent)
     assert folder != str(Path(envs["worker"]["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent)
     config_file = wait_until(lambda: haproxy_config_in(folder), 120, f"HAProxy running with a config in {folder}")
@@ -224,6 +227,8 @@ def test_ray_up_runs_the_system_on_two_nodes_and_ray_down_keeps_the_data(rig: Ri
     print(f"$ ray down -y cluster.yaml\n{down.stdout}{down.stderr}")
     assert down.returncode == 0, (down.stdout + down.stderr)[-8000:]
     wait_until(lambda: not processes_of(rig.marker), 120, "every Ray process of the cluster to stop")
+    # HAProxy too (its folder is not under the rig's marker), so the API port is free for the next `ray up`.
+    wait_until(lambda: haproxy_config_in(folder) is None, 60, f"no HAProxy running with a config in {folder}")
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api}/ok", timeout=3)
 
