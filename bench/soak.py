@@ -159,8 +159,18 @@ def long_lived_processes(settings, app_name: str) -> dict[str, int]:
         name, cls = actor.get("Name") or "", actor.get("ActorClassName") or ""
         if actor.get("State") == "ALIVE" and actor.get("Pid") and (
                 name.startswith(settings.actor_name_prefix) or name in executors
-                or name.startswith(f"SERVE_REPLICA::{app_name}#") or "ProxyActor" in cls or "ServeController" in cls):
+                or name.startswith(f"SERVE_REPLICA::{app_name}#") or "ProxyActor" in cls or "ServeController" in cls
+                or "HAProxyManager" in cls):
             pids[name or cls] = actor["Pid"]
+    # HAProxy mode: the haproxy of this cluster (its -f config is in this Ray's HAProxy folder;
+    # each reload starts a new process, so the name follows the newest).
+    folder = os.path.dirname(os.environ.get("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC", ""))
+    if folder and os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        newest = max((p for p in psutil.process_iter(["cmdline", "create_time"])
+                      if any(folder in arg for arg in (p.info["cmdline"] or [])) and "-f" in (p.info["cmdline"] or [])),
+                     key=lambda p: p.info["create_time"], default=None)
+        if newest is not None:
+            pids["haproxy"] = newest.pid
     node = ray._private.worker.global_worker.node
     for proc_name, infos in node.all_processes.items():
         for info in infos:
@@ -297,7 +307,7 @@ def report(args, traffic: Traffic, samples: list[dict], result: dict, elapsed: f
     lines = [
         "# Soak", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `bench/soak.py --minutes {args.minutes} "
-        f"--min-runs {args.min_runs} --clients {clients}` on a shared machine ({os.cpu_count()} cores; other "
+        f"--min-runs {args.min_runs} --clients {clients}` (Serve ingress: {ingress()}) on a shared machine ({os.cpu_count()} cores; other "
         f"sessions' tests ran at the same time{JOINED_NOTE if args.ray_address else ''}): load average 1 min min/median/max "
         f"{min(loads, default=0):.1f} / {percentile(loads, 50):.1f} / {max(loads, default=0):.1f}.", "",
         "## Traffic", "",
@@ -332,6 +342,10 @@ def report(args, traffic: Traffic, samples: list[dict], result: dict, elapsed: f
                      f"{percentile(values, 99) * 1000:.0f} |")
     lines += ["", "![latency p50/p99 per minute, RSS, connections](soak.png)", ""]
     return "\n".join(lines)
+
+
+def ingress() -> str:
+    return "HAProxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "Serve's Python proxy"
 
 
 @contextlib.contextmanager

@@ -15,7 +15,9 @@ without them runs Serve's Python proxy whatever the setting says.
   ``ray down`` kill Ray's processes, not their children, and left HAProxy serving the API port.
 - ``proxy``: Serve's Python HTTP proxy actor, one actor hop per request and per streamed chunk.
   It is given serve_app/proxy_errors.py's middleware (PROXY_CALLBACK): a request the replica
-  died holding is answered 503 with Retry-After instead of the proxy's empty 500.
+  died holding is answered 503 with Retry-After instead of the proxy's empty 500. HAProxy mode
+  gives it to the Python proxy Serve keeps on the head as HAProxy's backup server too, and the
+  launcher makes HAProxy's own 502/503/504 page a 503 with Retry-After (haproxy_errors.py).
 """
 
 from __future__ import annotations
@@ -125,6 +127,9 @@ def ingress_env(mode: str) -> dict[str, str]:
         # The HAProxy manager actor starts haproxy before it answers Serve's readiness check (5 s
         # by default, killed after 3 misses): on a loaded machine it missed it (2026-12-03, load 40).
         "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+        # Serve keeps its Python proxy beside HAProxy on the head as HAProxy's backup server (used
+        # while no replica is up); a request it held when the replica died was its bare 500.
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK,
     }
 
 

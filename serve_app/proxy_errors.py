@@ -12,8 +12,10 @@ cannot be changed: the client sees the stream end early, and reconnects (``since
 
 Serve loads it in every proxy from ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` (PROXY_CALLBACK),
 which the Ray head gets at its start with the ``proxy`` ingress (quadracode_ray/serve_ingress.py).
-With the ``haproxy`` ingress (the default) requests do not pass through Serve's Python proxy, so not
-through this middleware either.
+With the ``haproxy`` ingress (the default) requests go from HAProxy to the replica, past this
+middleware, except those HAProxy sends to its backup server, the Python proxy Serve keeps on the
+head (while no replica is up), which has it too; HAProxy's own answers are
+quadracode_ray/haproxy_errors.py's.
 """
 
 from __future__ import annotations

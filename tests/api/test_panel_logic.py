@@ -275,3 +275,26 @@ def test_a_threads_spent_tokens_and_cost_show_when_its_metadata_has_them():
     assert rows[0][3:] == ["1,234", "$0.0123", '{"project": "x"}']
     assert rows[1][3:] == ["", "", "{}"]
     assert views.usage_of({"usage": "garbage"}) == ("", "")
+
+
+def test_a_settings_save_sends_only_what_changed_and_a_blank_budget_is_no_limit():
+    from serve_app.panel import settings_logic
+
+    loaded = {"max_iterations": 25, "max_hours": 4.0, "max_agents_per_thread": 8, "budget_thread_tokens": 50000,
+              "budget_thread_cost_usd": None, "budget_task_tokens": None, "budget_task_cost_usd": 0.5}
+    shown = settings_logic.field_values(loaded)
+    assert shown == [25, 4.0, 8, 50000, None, None, 0.5]
+    assert settings_logic.changes(loaded, shown) == {}
+    # Gradio's numbers come as floats; a blank guardrail is kept, a blank budget clears it.
+    edited = [37.0, None, 8, None, 1.25, 1000.0, 0.5]
+    assert settings_logic.changes(loaded, edited) == {"max_iterations": 37, "budget_thread_tokens": None,
+                                                      "budget_thread_cost_usd": 1.25, "budget_task_tokens": 1000}
+    # Nothing loaded (the load failed): blanks send nothing, so a Save cannot clear budgets by accident.
+    assert settings_logic.changes(None, [None] * 7) == {}
+    assert settings_logic.saved_note({"max_iterations": 37, "budget_thread_tokens": None}) == \
+        "**✓ Saved:** max_iterations=37, budget_thread_tokens=no limit"
+    assert settings_logic.loaded_note({"source": "persisted", "updated_by": "alice",
+                                       "updated_at": "2026-12-03T15:28:36.17Z"}) == \
+        "Loaded: last saved by alice at 2026-12-03 15:28:36 UTC."
+    assert "nothing saved" in settings_logic.loaded_note({"source": "settings"})
+

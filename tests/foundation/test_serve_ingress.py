@@ -20,7 +20,8 @@ def test_haproxy_mode_env_has_its_own_ports_and_a_short_drain():
     assert len(set(ports)) == len(ports)
     # ... and HAProxy's config, sockets and state in a folder of their own, never Serve's fixed one.
     second = ingress_env("haproxy")
-    paths = [k for k in first if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE")) and "BINARY" not in k]
+    paths = [k for k in first if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))
+             and "HAPROXY" in k and "BINARY" not in k]
     assert len(paths) == 5 and all("/tmp/haproxy-serve" not in first[k] for k in paths)
     assert first["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"].rsplit("/", 1)[0] == first["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
     assert first["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] != second["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
@@ -50,6 +51,8 @@ def test_proxy_mode_gives_the_proxy_its_unanswered_request_middleware():
     # HAProxy off explicitly, so a head started from an environment that had it on does not inherit it
     assert ingress_env("proxy") == {"RAY_SERVE_ENABLE_HA_PROXY": "0",
                                     "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
+    # ... and so does HAProxy mode: Serve's Python proxy is HAProxy's backup server on the head.
+    assert ingress_env("haproxy")["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] == PROXY_CALLBACK
 
 
 def test_unknown_mode_is_refused():

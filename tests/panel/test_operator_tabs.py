@@ -231,21 +231,55 @@ async def test_workspace_upload_download_processes_and_a_path_escape(page, scree
     await _toast(page, r"4\d\d: .*(outside|escape|not allowed|invalid)")
 
 
-async def test_the_settings_show_the_model_and_status_and_save_guardrails(page, screenshot_dir):
+async def test_the_settings_show_the_model_and_status_and_save_guardrails_and_budgets(page, panel_api, screenshot_dir):
+    async def stored() -> dict:
+        async with httpx.AsyncClient(base_url=panel_api, timeout=60) as http:
+            return (await http.get("/system/guardrails")).json()
+
     await open_tab(page, "Settings")
-    await expect(page.locator("#settings-model")).to_contain_text("scripted", timeout=60_000)
-    await expect(page.locator("#settings-model")).to_contain_text(re.compile("postgres", re.I))
-    await expect(page.locator("#settings-model")).to_contain_text(re.compile("docker", re.I))
+    model, note = page.locator("#settings-model"), page.locator("#settings-note")
+    await expect(model).to_contain_text("scripted", timeout=60_000)
+    await expect(model).to_contain_text(re.compile("postgres", re.I))
+    await expect(model).to_contain_text(re.compile("docker", re.I))
+    await expect(note).to_contain_text("Loaded", timeout=60_000)
     iterations = page.locator("#settings-max_iterations input")
-    await expect(iterations).not_to_have_value("", timeout=60_000)
+    thread_tokens = page.locator("#settings-budget_thread_tokens input")
+    task_cost = page.locator("#settings-budget_task_cost_usd input")
+    await expect(iterations).not_to_have_value("")
     await iterations.fill("37")
+    await thread_tokens.fill("50000")
+    await task_cost.fill("0.5")
     await page.locator("#settings-save").click()
-    await expect(page.locator("#settings-note")).to_contain_text("max_iterations=37", timeout=60_000)
+    await expect(note).to_contain_text("✓ Saved", timeout=60_000)
+    await expect(note).to_contain_text("budget_thread_tokens=50000")
+    rails = await stored()
+    assert (rails["max_iterations"], rails["budget_thread_tokens"], rails["budget_task_cost_usd"]) == (37, 50000, 0.5)
+    # Reload reads them back; its note (not the fields, which hold what was typed) says it is done.
     await page.locator("#settings-reload").click()
-    await expect(iterations).to_have_value("37", timeout=60_000)
+    await expect(note).to_contain_text("Loaded: last saved", timeout=60_000)
+    await expect(iterations).to_have_value("37")
+    await expect(thread_tokens).to_have_value("50000")
+    await shoot(page, screenshot_dir, "settings-budgets")
+    # A budget left blank is no limit.
+    await thread_tokens.fill("")
+    await page.locator("#settings-save").click()
+    await expect(note).to_contain_text("budget_thread_tokens=no limit", timeout=60_000)
+    assert (await stored())["budget_thread_tokens"] is None
+    # Refusals stay readable under the form (not only in a toast) and change nothing.
     await iterations.fill("0")
     await page.locator("#settings-save").click()
-    await _toast(page, "422: ")
+    await expect(note).to_contain_text(re.compile(r"✗ Not saved: 422: .*max_iterations"), timeout=60_000)
+    await iterations.fill("37")
+    await task_cost.fill("-1")
+    await page.locator("#settings-save").click()
+    await expect(note).to_contain_text(re.compile(r"✗ Not saved: 422: .*budget_task_cost_usd"), timeout=60_000)
+    await shoot(page, screenshot_dir, "settings-refused")
+    rails = await stored()
+    assert (rails["max_iterations"], rails["budget_task_cost_usd"]) == (37, 0.5)
+    await task_cost.fill("")
+    await page.locator("#settings-save").click()
+    await expect(note).to_contain_text("budget_task_cost_usd=no limit", timeout=60_000)
+    assert (await stored())["budget_task_cost_usd"] is None
 
 
 async def test_the_event_monitor_pages_older_events_and_pauses_and_resumes(page, system, panel_api, screenshot_dir):

@@ -62,8 +62,12 @@ class Load:
         return len(self.acked.runs) >= n
 
     def _failed(self, kind: str, exc: BaseException) -> None:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        self.failures[(kind, f"HTTP {status}" if status else type(exc).__name__)] += 1
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        how = f"HTTP {status}" if status else type(exc).__name__
+        if status == 503:
+            how += " with Retry-After" if response.headers.get("retry-after") else " without Retry-After"
+        self.failures[(kind, how)] += 1
 
     async def _call(self, kind: str, coro) -> Any:
         self.calls[kind] += 1

@@ -105,9 +105,13 @@ def local_stack(**extra: Any) -> Iterator[Stack]:
     from ray import serve
 
     from quadracode_ray import NAMESPACE
+    from quadracode_ray.serve_ingress import ingress_env
     from tests.conftest import _free_agent_ports, free_port
 
     os.environ.setdefault("QUADRACODE_TEST_RAY_NO_AGENT_WAIT", "1")
+    # The Serve ingress `up` would give its head (the serve_ingress setting, HAProxy by default):
+    # Serve reads it from the environment of the Ray it starts here.
+    os.environ.update(ingress_env(Settings().serve_ingress))
     postgres, database_url = start_postgres()
     try:
         with warnings.catch_warnings(), _free_agent_ports():

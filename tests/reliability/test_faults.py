@@ -251,9 +251,14 @@ async def test_the_serve_replica_sigkilled_mid_work(faulty: rig.Stack) -> None:
         return f"SIGKILL of the API replica (pid {', '.join(map(str, pids))})"
 
     load = await under_load(faulty, "Serve replica SIGKILL", inject)
-    # The requests the dying replica held are answered 503 with Retry-After by Serve's proxy
-    # (serve_app/proxy_errors.py), never the proxy's bare 500.
-    assert not [key for key in load.failures if key[1] == "HTTP 500"], load.failed_summary()
+    # What a client sees of the requests the dying replica held: a 503 with Retry-After (from
+    # Serve's Python proxy, serve_app/proxy_errors.py; in HAProxy mode from HAProxy's error page,
+    # quadracode_ray/haproxy_errors.py, or its backup proxy), or, in HAProxy mode, its keep-alive
+    # connection closed without a status (RemoteProtocolError: HAProxy's "abort keep-alive", the
+    # client may retry a request it knows is safe), or a started stream cut short. Never a 500,
+    # 502 or 504, and never a 503 without Retry-After.
+    allowed = {"HTTP 503 with Retry-After", "RemoteProtocolError"}
+    assert {how for _, how in load.failures} <= allowed, load.failed_summary()
 
 
 HEADER = ("| fault | what was done | load held (runs acked before / in all, store items, tasks) | calls | "
