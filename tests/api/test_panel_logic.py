@@ -311,3 +311,14 @@ def test_a_charts_axes_end_past_its_outermost_points_at_round_values():
     assert metrics_logic.x_span(rows) == [-30.6, 0.6]  # the 30 s window, a little room past both ends
     assert metrics_logic.x_span([{"t": -31.0, "value": 1.0, "series": "a"}]) == [-61.2, 1.2]
     assert metrics_logic.x_span([{"t": -359.0, "value": 1.0, "series": "a"}]) == [-489.6, 9.6]
+
+
+def test_a_shown_table_is_checked_for_rows_still_at_work():
+    import pandas as pd
+
+    rows = [["t1", "idle", "07:19"], ["t2", "busy", "07:20"]]
+    assert views.column_has(rows, 1, ("busy",))
+    assert views.column_has(pd.DataFrame(rows, columns=["thread_id", "status", "updated"]), 1, ("busy",))
+    assert not views.column_has(rows[:1], 1, ("busy",))
+    assert not views.column_has(pd.DataFrame([], columns=["run_id", "assistant", "status"]), 2, ("running",))
+    assert not views.column_has(None, 1, ("busy",))
