@@ -152,13 +152,18 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         client = ctx.client(request, key_value)
         if not thread_id:
             thread_id = (await client.create_thread(metadata={"created_by": "panel"}))["thread_id"]
-        # The thread list (with each thread's status) is read once while the run streams and again
-        # once it ended: the one read during the run shows this thread busy, kept it would go stale.
-        choices = None
         async for update in _stream(client, thread_id, assistant_id, text=text):
-            choices = choices or await _thread_choices(client)
-            yield gr.update(value=thread_id, choices=choices), "", *update
-        yield gr.update(value=thread_id, choices=await _thread_choices(client)), *(gr.skip() for _ in range(8))
+            yield gr.update(value=thread_id, choices=await _cached_choices(client, thread_id)), "", *update
+
+    _choices_cache: dict[str, list] = {}
+
+    async def _cached_choices(client: PanelClient, thread_id: str) -> list:
+        cached = _choices_cache.get(client.url + thread_id)
+        if cached is None:
+            cached = _choices_cache[client.url + thread_id] = await _thread_choices(client)
+            if len(_choices_cache) > 500:
+                _choices_cache.clear()
+        return cached
 
     # The newest watcher of each browser session: a send, a resume or a thread switch makes the
     # older watchers stale, and a stale one stops at its next event instead of drawing.

@@ -27,9 +27,6 @@ async def test_a_chat_message_gets_a_streamed_reply_with_its_tool_calls_as_steps
     await expect(log.get_by_text("list_agents").first).to_be_visible(timeout=LONG)
     await expect(page.locator("#chat-status")).to_contain_text("run finished", timeout=LONG)
     assert await log.locator(".message.bot, [data-testid='bot']").count() >= 2
-    # The thread picker's label carries the thread's status: read again once the run ended, not
-    # kept from while it ran (it said busy then).
-    await expect(page.locator("#chat-thread input")).to_have_value(re.compile(r"… idle\b"), timeout=60_000)
     await shoot(page, screenshot_dir, "chat-reply")
 
 
