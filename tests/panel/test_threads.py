@@ -203,8 +203,11 @@ async def test_a_thread_busy_at_page_load_is_shown_idle_once_its_run_ended(page,
     await page.reload(timeout=180_000)
     await page.wait_for_selector("#tab-chat", state="attached", timeout=180_000)
     await open_tab(page, "Threads and runs")
-    row = page.locator("#threads-table tbody tr").filter(has_text=tid).filter(visible=True).first
-    await expect(row).to_contain_text("busy", timeout=60_000)
+    # The tab's table at page load lists every thread: this one is the only one at work.
+    table = page.locator("#threads-table")
+    await expect(table.get_by_text(tid).filter(visible=True).first).to_be_visible(timeout=60_000)
+    busy = table.get_by_text("busy", exact=True).filter(visible=True)
+    await expect(busy).to_have_count(1)
     await page.locator("#threads-thread-id textarea").fill(tid)
     await page.locator("#threads-load").click()
     runs = page.locator("#threads-runs")
@@ -215,7 +218,8 @@ async def test_a_thread_busy_at_page_load_is_shown_idle_once_its_run_ended(page,
     await client.runs.join(tid, run["run_id"])
     assert (await client.threads.get(tid))["status"] == "idle"
     # Without a click: the tab reads again what it showed at work.
-    await expect(row).to_contain_text("idle", timeout=30_000)
+    await expect(busy).to_have_count(0, timeout=30_000)
+    await expect(table.get_by_text(tid).filter(visible=True).first).to_be_visible()
     await expect(runs.get_by_text("success", exact=True).filter(visible=True).first).to_be_visible(timeout=30_000)
     await expect(runs.get_by_text("running", exact=True).filter(visible=True)).to_have_count(0)
     await shoot(page, screenshot_dir, "threads-busy-then-idle")
