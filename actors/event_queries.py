@@ -147,8 +147,9 @@ class EventQueries:
                         "logged_at": env.created_at.isoformat()})
         return out
 
-    async def reconcile(self, window_s: float | None) -> int:
-        """Copy accepted deliveries that never reached the log into it (a crash of the bus)."""
+    async def reconcile(self, window_s: float | None) -> list[tuple[int, Envelope]]:
+        """Copy accepted deliveries that never reached the log into it (a crash of the bus); the
+        rows it logged, by seq (the bus hands them to its live watchers like any flush)."""
         window = "AND d.accepted_at > now() - make_interval(secs => %s)" if window_s is not None else ""
         params: list[Any] = [window_s] if window_s is not None else []
         sql = f"""
@@ -160,6 +161,7 @@ class EventQueries:
             WHERE NOT EXISTS (SELECT 1 FROM qr_events e WHERE e.id = d.envelope_id) {window}
             ORDER BY d.accepted_seq
             ON CONFLICT (id) DO NOTHING
+            RETURNING {_COLUMNS}
         """
         # Dead letters too: the dead_letter envelope an inbox publishes after the last attempt.
         dead_sql = f"""
@@ -174,11 +176,12 @@ class EventQueries:
               {window.replace("accepted_at", "updated_at")}
             ORDER BY d.updated_at
             ON CONFLICT (id) DO NOTHING
+            RETURNING {_COLUMNS}
         """
         async with self.pool.connection() as conn:
-            restored = (await conn.execute(sql, params)).rowcount or 0
-            restored += (await conn.execute(dead_sql, params)).rowcount or 0
-        return restored
+            rows = await (await conn.execute(sql, params)).fetchall()
+            rows += await (await conn.execute(dead_sql, params)).fetchall()
+        return sorted(((row["seq"], _envelope(row)) for row in rows), key=lambda logged: logged[0])
 
     async def prune(self, cutoff: datetime) -> int:
         async with self.pool.connection() as conn:

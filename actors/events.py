@@ -75,6 +75,10 @@ class EventBus:
         self._unflushed: list[tuple[Envelope, asyncio.Future | None]] = []
         self._flush_wakeup = asyncio.Event()
         self._new_event = asyncio.Condition()
+        # One writer of the log at a time (the flush loop or the reconcile sweep), so the ring gets
+        # every logged envelope in seq order: an envelope the sweep logged while its publish was
+        # still on its way was skipped by every live watcher (the publish then counted as a duplicate).
+        self._writing = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self._started = asyncio.get_running_loop().create_task(start_with_retries(self._start, "event bus"))
         self.logged_total = 0
@@ -86,7 +90,7 @@ class EventBus:
             self.pool = await open_fabric_pool(self.settings, name="events", max_size=4)
         self.queries = EventQueries(self.pool)
         self.last_seq = await self.queries.last_seq()
-        restored = await self.queries.reconcile(None)
+        restored = await self._reconcile(None)
         if restored:
             log.warning("event bus: restored %d envelopes from accepted deliveries", restored)
         spawn_background(self._tasks, self._flush_loop(), name="events-flush")
@@ -148,7 +152,10 @@ class EventBus:
             while self._unflushed:
                 batch = self._unflushed[:MAX_BATCH]
                 try:
-                    seqs = await self.queries.insert([envelope for envelope, _ in batch])
+                    async with self._writing:
+                        seqs = await self.queries.insert([envelope for envelope, _ in batch])
+                        del self._unflushed[:len(batch)]
+                        await self._logged(batch, seqs)
                 except Exception as exc:  # noqa: BLE001 - keep the batch and retry; never drop
                     log.error("event bus: writing %d events failed, retrying: %s", len(batch), exc)
                     # A retry delay while Postgres is unavailable, not synchronisation.
@@ -156,8 +163,6 @@ class EventBus:
                     delay = min(delay * 2, 5.0)
                     continue
                 delay = 0.05
-                del self._unflushed[:len(batch)]
-                await self._logged(batch, seqs)
 
     async def _logged(self, batch: list[tuple[Envelope, asyncio.Future | None]], seqs: list[int | None]) -> None:
         async with self._new_event:
@@ -211,12 +216,14 @@ class EventBus:
                     if len(found) >= limit:
                         break
             return EventPage(events=found, cursor=max(cursor, scanned_to))
-        # Behind the ring (a slow watcher, or a restart): read history.
+        # Behind the ring (a slow watcher, or a restart): read history. Everything up to last_seq as
+        # it is before the read is committed, so the read sees it; what is logged during the read is not.
+        known = self.last_seq
         page = await self.queries.select_matching(flt, after_seq=cursor, limit=limit)
         events = [LoggedEnvelope(seq=seq, envelope=env) for seq, env in page.rows]
         if events or not page.exhausted:
             return EventPage(events=events, cursor=max(cursor, page.position or 0))
-        return EventPage(events=[], cursor=max(cursor, self.last_seq))
+        return EventPage(events=[], cursor=max(cursor, known))
 
     async def watch(self, filter: EnvelopeFilter | None = None, cursor: int | None = None,
                     limit: int | None = None) -> AsyncIterator[LoggedEnvelope]:
@@ -283,10 +290,13 @@ class EventBus:
     async def reconcile(self, window_s: float | None = None) -> int:
         """Log accepted envelopes missing from the log (None: all of them)."""
         await self._started
-        restored = await self.queries.reconcile(window_s)
-        if restored:
-            self.last_seq = await self.queries.last_seq()
-        return restored
+        return await self._reconcile(window_s)
+
+    async def _reconcile(self, window_s: float | None) -> int:
+        async with self._writing:
+            restored = await self.queries.reconcile(window_s)
+            await self._logged([(envelope, None) for _, envelope in restored], [seq for seq, _ in restored])
+        return len(restored)
 
     async def prune(self, older_than: datetime | None = None) -> int:
         """Delete history older than the retention (or ``older_than``); returns rows deleted."""

@@ -51,6 +51,10 @@ class UnknownAgentError(FleetError, LookupError):
     """The fleet has no live agent with that id."""
 
 
+class AgentStartTimeout(FleetError):
+    """A new agent did not answer its start within START_TIMEOUT_S; it was killed, nothing kept."""
+
+
 class SpawnRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: str = Field(default="coder", min_length=1, max_length=100, pattern=r"^[a-z0-9_-]+$")
@@ -87,6 +91,11 @@ class FleetManager:
         self._refill_wanted = asyncio.Event()
         self._taken: set[str] = set()
         self._background: set[asyncio.Task] = set()
+        # Each agent is a new Ray worker importing its graph: seconds of CPU. Started all at once (50
+        # spawns on 2 cores) every one of them shared the CPU until all missed START_TIMEOUT_S
+        # together; started a few at a time, each start gets the CPU it needs and the rest wait.
+        self._start_slots = asyncio.Semaphore(settings.fleet_start_concurrency)
+        self.starting = self.most_starting = 0
         self._started = asyncio.get_running_loop().create_task(start_with_retries(self._start, "fleet manager"))
 
     async def _start(self) -> None:
@@ -145,21 +154,32 @@ class FleetManager:
                 options["memory"] = memory_mb * 1024 * 1024
             if request.resources:
                 options["resources"] = dict(request.resources)
-            handle = AgentActor.options(**options).remote(
-                agent_id, request.kind, request.capabilities, request.workspace_id, self.settings,
-                {**request.metadata, "hotpath": request.hotpath})
-            try:
-                info = await asyncio.wait_for(handle.start.remote(), timeout=START_TIMEOUT_S)
-            except BaseException:
-                ray.kill(handle, no_restart=True)
-                await self._ended(agent_id, "failed to start")
-                raise
+            async with self._start_slots:
+                info, handle = await self._start_agent(agent_id, request, options)
             self.live[agent_id] = _Agent(agent_id, request.kind, request.capabilities, request.workspace_id,
                                          request.hotpath, handle)
         finally:
             self.reserved -= 1
         self._gauge()
         return info.model_copy(update={"hotpath": request.hotpath})
+
+    async def _start_agent(self, agent_id: str, request: SpawnRequest, options: dict[str, Any]) -> tuple[AgentInfo, Any]:
+        self.starting += 1
+        self.most_starting = max(self.most_starting, self.starting)
+        handle = AgentActor.options(**options).remote(
+            agent_id, request.kind, request.capabilities, request.workspace_id, self.settings,
+            {**request.metadata, "hotpath": request.hotpath})
+        try:
+            return await asyncio.wait_for(handle.start.remote(), timeout=START_TIMEOUT_S), handle
+        except BaseException as exc:
+            ray.kill(handle, no_restart=True)
+            await self._ended(agent_id, "failed to start")
+            if isinstance(exc, TimeoutError):
+                raise AgentStartTimeout(f"agent {agent_id!r} did not start within {START_TIMEOUT_S:.0f} s "
+                                        "(the machine may be short of CPU); it was removed, try again") from None
+            raise
+        finally:
+            self.starting -= 1
 
     async def list(self, capability: str | None = None, kind: str | None = None) -> list[AgentInfo]:
         await self._started
@@ -214,6 +234,7 @@ class FleetManager:
     async def stats(self) -> dict[str, Any]:
         await self._started
         return {"live": len(self.live), "starting": self.reserved, "cap": self.cap,
+                "most_starting_at_once": self.most_starting,
                 "hotpath": sorted(a.agent_id for a in self.live.values() if a.hotpath),
                 "warm": self.warm_idle, "warm_target": self.warm_target}
 

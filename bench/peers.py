@@ -97,6 +97,26 @@ def start_official(root: Path) -> Peer:
     return Peer("official", f"http://127.0.0.1:{port}", cpu_roots=[process.pid], process=process)
 
 
+# Aegra's first migration runs CREATE EXTENSION "uuid-ossp" for uuid_generate_v4(), its ids' default;
+# the embedded Postgres (pgserver) ships no contrib extensions, so Aegra exited at start. The same
+# function over Postgres' built-in gen_random_uuid() (also a random version-4 UUID) takes its place.
+UUID_OSSP = 'CREATE EXTENSION IF NOT EXISTS "uuid-ossp";'
+UUID_V4 = ("CREATE OR REPLACE FUNCTION public.uuid_generate_v4() RETURNS uuid "
+           "LANGUAGE sql VOLATILE AS $$SELECT gen_random_uuid()$$;")  # no quote: it sits in a '...' literal
+
+
+def _aegra_migrations(workdir: Path) -> None:
+    """Aegra's own alembic.ini and migrations copied into its working folder (Aegra takes an
+    alembic.ini in its working folder before its bundled one), the extension line replaced."""
+    package = next(AEGRA_VENV.glob("lib/python*/site-packages/aegra_api"))
+    shutil.copy(package / "alembic.ini", workdir / "alembic.ini")
+    shutil.copytree(package / "alembic", workdir / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
+    patched = [f for f in (workdir / "alembic" / "versions").glob("*.py") if UUID_OSSP in f.read_text()]
+    if len(patched) != 1:
+        raise RuntimeError(f"Aegra's migrations changed: {len(patched)} of them create uuid-ossp, expected 1")
+    patched[0].write_text(patched[0].read_text().replace(UUID_OSSP, UUID_V4))
+
+
 def start_aegra(root: Path, admin_url: str) -> Peer:
     """Aegra on its own database of the bench's embedded Postgres, with the same pool size as ours."""
     import psycopg
@@ -109,6 +129,7 @@ def start_aegra(root: Path, admin_url: str) -> Peer:
     port = free_port()
     workdir = root / "aegra"
     workdir.mkdir()
+    _aegra_migrations(workdir)
     (workdir / "aegra.json").write_text(json.dumps({"graphs": {GRAPH_ID: f"{GRAPH_FILE}:graph"}}))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("QUADRACODE_", "RAY_"))},
            "DATABASE_URL": EmbeddedPostgres.url_for(admin_url, "aegra"), "AEGRA_CONFIG": "aegra.json",

@@ -319,6 +319,11 @@ class Settings(BaseSettings):
         description="An agent whose last heartbeat is older than this is reaped and the orchestrator is told.",
     )
     fleet_max_agents: int = Field(default=32, ge=1, le=10_000, description="Most agent actors alive at once; spawning past it is refused.")
+    fleet_start_concurrency: int = Field(
+        default=4, ge=1, le=1000,
+        description="Agents the fleet starts at once; further spawns wait their turn (each start is a new Ray worker "
+                    "importing the agent's graph, seconds of CPU: all at once, none would start in time).",
+    )
     fleet_warm_agents: int = Field(
         default=0, ge=0, le=10_000,
         description="Idle agents the fleet keeps ready (run host open, workspace started) so an agent run starts "

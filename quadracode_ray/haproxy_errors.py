@@ -56,6 +56,43 @@ def unavailable_error_pages(config_path: str | Path) -> list[Path]:
     return pages
 
 
+SAFE_RETRY_MARK = "# quadracode: safe methods replayed"
+SAFE_RETRY_RULES = (
+    f"    {SAFE_RETRY_MARK} when the replica closed without answering (it died): HAProxy's\n"
+    "    # L7 retry, redispatched to another server or, once the dead one is marked down, the backup\n"
+    "    # proxy; never a POST, PUT, PATCH or DELETE, which may have been done.\n"
+    "    retry-on conn-failure empty-response\n"
+    "    # enough tries for the dead server's refusals to mark it down (error-limit 3) and one more\n"
+    "    retries 6\n"
+    "    http-request disable-l7-retry unless METH_GET\n"
+)
+_HTTP_BACKEND = re.compile(r"^backend http-\S+[ \t]*\n", re.MULTILINE)
+
+
+def retry_safe_requests(config_path: str | Path) -> int:
+    """Give each HTTP backend of Serve's config (``backend http-<app>...``) a replay of GET and
+    HEAD requests whose server closed without answering; the backends changed. The config is
+    rewritten in place under the lock Serve writes it with (``<config>.lock``); Serve never reads
+    it back. Without this, such a request on a keep-alive connection is closed with no status."""
+    import fcntl
+
+    path = Path(config_path)
+    try:
+        with open(f"{path}.lock", "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            text = path.read_text()
+            if SAFE_RETRY_MARK in text:
+                return 0
+            changed, n = _HTTP_BACKEND.subn(lambda m: m.group(0) + SAFE_RETRY_RULES, text)
+            if n:
+                tmp = path.with_name(path.name + ".qr.tmp")
+                tmp.write_text(changed)
+                tmp.replace(path)
+            return n
+    except OSError:
+        return 0
+
+
 def config_path(argv: list[str]) -> str | None:
     """The ``-f`` config of an HAProxy command line."""
     for flag, value in zip(argv, argv[1:], strict=False):

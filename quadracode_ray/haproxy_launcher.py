@@ -11,7 +11,7 @@ itself with the real binary (``execv``: same pid and argv, so Serve's checks of 
 its ``-sf`` reloads and its cmdline scan work as before; the death signal survives ``execv``).
 SIGKILL, not SIGTERM: HAProxy holds no state of its own to write (Serve saves the server state).
 Before that it makes the 502/503/504 page the config names a 503 with Retry-After (Serve's is a
-500: haproxy_errors.py).
+500) and has HAProxy replay a GET the dying replica held (haproxy_errors.py).
 Standard library only: it runs at every HAProxy start and reload.
 """
 
@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 
-from quadracode_ray.haproxy_errors import config_path, unavailable_error_pages
+from quadracode_ray.haproxy_errors import config_path, retry_safe_requests, unavailable_error_pages
 
 REAL_BINARY_VAR = "QUADRACODE_HAPROXY_BINARY"
 """The HAProxy binary to run (serve_ingress.ingress_env sets it beside the launcher's path)."""
@@ -49,6 +49,7 @@ def main() -> None:
     config = config_path(sys.argv[1:])
     if config:
         unavailable_error_pages(config)
+        retry_safe_requests(config)
     os.execv(real, [real, *sys.argv[1:]])
 
 

@@ -7,7 +7,9 @@ finds its container again by label, and the files in the volume are still there.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,8 +40,11 @@ from sandbox.models import (
 )
 from sandbox.placement import claim_current_node, placement_records
 from sandbox.service import WorkspaceService
+from sandbox.snapshot_copies import drop_copies
+from sandbox.snapshots import drop_unrecorded_copies
 
 ACTOR_NAME_PREFIX = "workspace:"
+log = logging.getLogger(__name__)
 
 
 def actor_name(workspace_id: str, settings: Settings) -> str:
@@ -57,6 +62,10 @@ class WorkspaceSandbox:
         self._recent = InMemoryEventSink()
         deployment = DockerDeployment(workspace_id, DockerDeploymentConfig.from_settings(settings))
         self.service = WorkspaceService(deployment, settings, spec=spec, events=FanOutSink(self._recent, event_sink))
+        try:  # copies of snapshots deleted while this node was away (snapshot_copies.py)
+            drop_unrecorded_copies(settings)
+        except Exception:  # noqa: BLE001 - a cache to tidy, never a reason for the workspace not to start
+            log.warning("stale snapshot copies not removed on this node", exc_info=True)
 
     async def traced(self, carried: dict[str, str], method: str, *args: Any, **kwargs: Any) -> Any:
         """``method`` called inside the caller's trace (``carried`` from ``tracing.carrier()``);
@@ -80,8 +89,8 @@ class WorkspaceSandbox:
     async def destroy(self, remove_volume: bool = False) -> None:
         await self.service.destroy(remove_volume=remove_volume)
         records = placement_records(self.service.settings)
-        if remove_volume and records is not None:
-            records.forget(self.service.workspace_id)  # nothing is left on this node to come back to
+        if remove_volume and records is not None:  # nothing is left on this node to come back to
+            await asyncio.to_thread(records.forget, self.service.workspace_id)
 
     async def info(self) -> WorkspaceInfo:
         return await self.service.info()
@@ -188,3 +197,5 @@ class WorkspaceSandbox:
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         await self.service.delete_snapshot(snapshot_id)
+        if self.service.snapshots.rows is not None:  # other nodes' copies of it (snapshot_copies.py)
+            await asyncio.to_thread(drop_copies, self.service.settings, self.service.workspace_id, snapshot_id)

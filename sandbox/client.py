@@ -264,10 +264,11 @@ async def get_workspace(workspace_id: str = DEFAULT_WORKSPACE, settings: Setting
     Raises WorkspaceInvalidRequest for a bad id, WorkspaceConflict when ``spec`` differs from the
     existing workspace's, WorkspaceUnavailable when Docker cannot run it."""
     settings = settings or load_settings()
-    client = WorkspaceSandboxClient(
-        workspace_actor(workspace_id, settings, spec=spec, event_sink=event_sink, detached=detached), workspace_id,
-        settings,
-    )
+    # Finding or creating the actor asks the GCS and reads the workspace's node from Postgres
+    # (blocking calls): off the caller's event loop (an agent's or the API replica's).
+    handle = await asyncio.to_thread(workspace_actor, workspace_id, settings, spec=spec, event_sink=event_sink,
+                                     detached=detached)
+    client = WorkspaceSandboxClient(handle, workspace_id, settings)
     await client.ensure(spec)
     return client
 

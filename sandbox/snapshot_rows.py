@@ -77,6 +77,16 @@ class SnapshotRows:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def recorded(self) -> dict[str, set[str]]:
+        """The snapshot ids of every workspace of the installation (this store's workspace aside)."""
+        with psycopg.connect(self._url, autocommit=True) as conn:
+            rows = conn.execute("SELECT workspace_id, snapshot_id FROM qr_workspace_snapshots "
+                                "WHERE installation_id = %s", (self._key[0],)).fetchall()
+        recorded: dict[str, set[str]] = {}
+        for workspace_id, snapshot_id in rows:
+            recorded.setdefault(workspace_id, set()).add(snapshot_id)
+        return recorded
+
     def delete(self, snapshot_id: str) -> bool:
         with psycopg.connect(self._url, autocommit=True) as conn:
             deleted = conn.execute(

@@ -5,8 +5,9 @@ Stored under ``<snapshot folder>/<installation>/<workspace>/`` as ``<id>.tar`` a
 a half snapshot that looks whole. With ``sandbox_snapshot_store = "postgres"`` (the default when
 there is a database) each snapshot is also kept in Postgres (snapshot_rows.py), which is then
 the record of what snapshots exist: any node lists and restores them, fetching a tar into its own
-folder (a cache) first, with no folder shared between nodes; snapshots left in a folder by the
-"folder" store are not listed then. With ``"folder"`` only the folder holds them (on a cluster:
+folder (a cache, ``<workspace>/from-postgres/``) first, with no folder shared between nodes; a
+deleted snapshot's copies go from every node (snapshot_copies.py); snapshots left in a folder by
+the "folder" store are not listed then. With ``"folder"`` only the folder holds them (on a cluster:
 ``sandbox_snapshot_dir`` on a folder every node mounts). The tar comes from the container, so it
 is handled as hostile: streamed to disk with a size cap (never held whole in memory), read on the host only
 as an uncompressed tar (no decompression bomb) and a member at a time (to diff); it is
@@ -135,12 +136,18 @@ class FileSink:
             self.path = None
 
 
+POSTGRES_COPIES = "from-postgres"
+"""With Postgres the record, a node's copies are in this subfolder of the workspace's folder: what
+is there and not in Postgres is a deleted snapshot's copy (snapshots the "folder" store left in
+the workspace's folder are never touched)."""
+
+
 class SnapshotStore:
     """One workspace's snapshots: its folder, and with ``rows`` their Postgres copy too."""
 
     def __init__(self, root: Path, workspace_id: str, rows: SnapshotRows | None = None):
         self.workspace_id = workspace_id
-        self.folder = root / workspace_id
+        self.folder = root / workspace_id / POSTGRES_COPIES if rows is not None else root / workspace_id
         self.rows = rows
 
     def _paths(self, snapshot_id: str) -> tuple[Path, Path]:
@@ -168,20 +175,23 @@ class SnapshotStore:
         info = SnapshotInfo(snapshot_id=snapshot_id, workspace_id=self.workspace_id, created_at=now,
                             sha256=sha256, size=size, label=label)
         tar_path, meta_path = self._paths(snapshot_id)
-        os.replace(path, tar_path)
         if self.rows is not None:
+            # In Postgres before the tar takes its name: a copy here without a row is one of a
+            # deleted snapshot, which list() removes.
             try:
-                self.rows.put(info, tar_path)
+                self.rows.put(info, path)
             except Exception as exc:
-                tar_path.unlink(missing_ok=True)  # no snapshot at all rather than one other nodes miss
+                path.unlink(missing_ok=True)  # no snapshot at all rather than one other nodes miss
                 raise WorkspaceUnavailable(f"the snapshot could not be stored in Postgres: {type(exc).__name__}: "
                                            f"{str(exc)[:200]}") from None
+        os.replace(path, tar_path)
         _atomic_write(meta_path, info.model_dump_json().encode())  # metadata last: it marks completeness
         return info
 
     def list(self) -> list[SnapshotInfo]:
         if self.rows is not None:  # Postgres is the record; the folder only caches tars
             infos = self.rows.list()
+            self.drop_unrecorded({info.snapshot_id for info in infos})
         elif self.folder.exists():
             infos = [SnapshotInfo.model_validate_json(p.read_bytes()) for p in self.folder.glob("*.json")]
         else:
@@ -220,13 +230,31 @@ class SnapshotStore:
         return info, path
 
     def delete(self, snapshot_id: str) -> None:
-        """Removes the snapshot (from Postgres too); other nodes' cached tars of it are never listed again."""
-        tar_path, meta_path = self._paths(snapshot_id)
+        """Removes the snapshot (from Postgres too) and this node's copy. Other nodes' copies go with
+        snapshot_copies.drop_copies (the sandbox actor calls it) or their next drop_unrecorded."""
+        _tar, meta_path = self._paths(snapshot_id)
         found = self.rows.delete(snapshot_id) if self.rows is not None else meta_path.exists()
         if not found:
             raise self._missing(snapshot_id)
+        self.drop_copy(snapshot_id)
+
+    def drop_copy(self, snapshot_id: str) -> None:
+        """This node's files of the snapshot (tar and metadata), whatever the record says."""
+        tar_path, meta_path = self._paths(snapshot_id)
         meta_path.unlink(missing_ok=True)
         tar_path.unlink(missing_ok=True)
+
+    def drop_unrecorded(self, recorded: set[str]) -> int:
+        """With Postgres the record: this node's copies of snapshots that are not in it (deleted
+        while this node was away) are removed; returns how many files."""
+        dropped = 0
+        if self.rows is None or not self.folder.is_dir():
+            return dropped
+        for path in self.folder.iterdir():
+            if path.suffix in (".tar", ".json") and SNAPSHOT_ID.match(path.stem) and path.stem not in recorded:
+                path.unlink(missing_ok=True)
+                dropped += 1
+        return dropped
 
 
 def _sha256(path: Path) -> str | None:
@@ -247,3 +275,14 @@ def snapshot_store(settings: Settings, workspace_id: str) -> SnapshotStore:
     if settings.sandbox_snapshot_store == "postgres" and settings.database_url:
         rows = SnapshotRows(settings.database_url, settings.sandbox_installation_id, workspace_id)
     return SnapshotStore(settings.snapshot_root, workspace_id, rows)
+
+
+def drop_unrecorded_copies(settings: Settings) -> int:
+    """This node's copies of snapshots deleted while it was away, in every workspace's folder of
+    the installation (with Postgres the record; the sandbox actor runs it when it starts)."""
+    root = settings.snapshot_root
+    if settings.sandbox_snapshot_store != "postgres" or not settings.database_url or not root.is_dir():
+        return 0
+    recorded = SnapshotRows(settings.database_url, settings.sandbox_installation_id, "").recorded()
+    return sum(snapshot_store(settings, folder.name).drop_unrecorded(recorded.get(folder.name, set()))
+               for folder in root.iterdir() if folder.is_dir())

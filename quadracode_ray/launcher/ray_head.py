@@ -29,6 +29,10 @@ HEAD_ENV = {
     # On SIGTERM a Ray node drains for up to 30 s, for preemptible cluster nodes. `down` needs
     # none of it: what must survive is in Postgres and every actor may be killed at any moment.
     "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+    # The GCS keeps the events of the last N tasks for the dashboard (Ray's default 100,000, ~2 KB
+    # each): every API call is a few actor tasks, so the GCS grew ~8 MiB a minute for the whole
+    # 15-minute soak (bench/reports/soak.md). 10,000 bounds it near +40 MiB.
+    "RAY_task_events_max_num_task_in_gcs": "10000",
 }
 
 

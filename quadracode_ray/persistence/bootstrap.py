@@ -6,8 +6,6 @@ import socket
 from dataclasses import dataclass, field
 
 import psycopg
-from langgraph.checkpoint.postgres import PostgresSaver
-from langgraph.store.postgres import PostgresStore
 
 from quadracode_ray import __version__
 from quadracode_ray.config import Settings
@@ -31,6 +29,11 @@ def resolve_database_url(settings: Settings) -> tuple[str, bool]:
 
 def setup_langgraph(url: str) -> None:
     """Create LangGraph's checkpoint and store tables (their own idempotent migrations)."""
+    # Imported here: LangGraph with langchain-core is ~1 s of imports that `quadracode-ray down`
+    # and `status` (which import this package) do not need.
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.store.postgres import PostgresStore
+
     with psycopg.connect(url, autocommit=True) as lock_conn:
         lock_conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY + 1,))
         try:

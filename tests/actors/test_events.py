@@ -131,6 +131,31 @@ async def test_reconcile_logs_accepted_envelopes_the_bus_never_saw(system):
     assert await system.events.reconcile.remote() == 0
 
 
+async def test_a_live_watcher_gets_an_envelope_the_sweep_logged_before_its_publish_arrived(system):
+    """The race of the 50-agent bench: the recipient recorded a delivery, the reconcile sweep logged
+    it before the publish reached the bus; the live watcher must still get it, once."""
+    client = FabricClient.from_handles(system)
+    cursor = await client.cursor()
+    received: list[str] = []
+
+    async def consume():
+        async for logged in client.watch(EnvelopeFilter(thread_id="swept"), cursor=cursor):
+            received.append(logged.envelope.id)
+            if logged.envelope.payload["n"] == 10:
+                return
+
+    consumer = asyncio.ensure_future(consume())
+    swept = env(9, thread_id="swept", recipient="orchestrator")
+    with psycopg.connect(system.settings.database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO qr_deliveries (recipient, envelope_id, envelope, status) VALUES (%s, %s, %s, 'done')",
+                     (swept.recipient, swept.id, json.dumps(json.loads(swept.model_dump_json()))))
+    assert await system.events.reconcile.remote() == 1
+    assert await system.events.publish.remote(swept) is False  # the late publish: already logged
+    await system.events.publish.remote(env(10, thread_id="swept"))
+    await asyncio.wait_for(consumer, 30)
+    assert received[0] == swept.id and received.count(swept.id) == 1 and len(received) == 2
+
+
 async def test_sandbox_events_are_logged_through_emit(system):
     from sandbox.models import SandboxEvent
 

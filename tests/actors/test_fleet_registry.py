@@ -14,7 +14,7 @@ from quadracode_ray.envelope import AGENT_LOST, EnvelopeFilter
 from quadracode_ray.interfaces.fleet import FleetClient, FleetError
 from tests.actors.conftest import eventually
 
-FABRIC_SETTINGS = {"fleet_max_agents": 4}
+FABRIC_SETTINGS = {"fleet_max_agents": 4, "fleet_start_concurrency": 1}
 
 
 async def registered_ids(system) -> set[str]:
@@ -57,6 +57,18 @@ async def test_spawn_kill_cap_and_hotpath(system):
     assert hot.agent_id not in await registered_ids(system)
     await fleet.kill_agent(winners[0].agent_id)
     assert (await system.fleet.stats.remote())["live"] == 0
+
+
+async def test_concurrent_spawns_start_one_at_a_time_and_all_succeed(system):
+    """fleet_start_concurrency=1: three spawns at once all succeed, their starts one after another
+    (50 at once on 2 cores all missed the start timeout together)."""
+    fleet = FleetActorClient(system.settings, system.fleet)
+    spawned = await asyncio.gather(*(fleet.spawn_agent(kind="burst") for _ in range(3)))
+    assert len({a.agent_id for a in spawned}) == 3
+    stats = await system.fleet.stats.remote()
+    assert stats["live"] == 3 and stats["most_starting_at_once"] == 1
+    for agent in spawned:
+        await fleet.kill_agent(agent.agent_id)
 
 
 async def test_bad_spawn_request_changes_nothing(system):

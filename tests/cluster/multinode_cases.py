@@ -26,6 +26,8 @@ import ray
 from quadracode_ray import NAMESPACE
 from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.workspace import WorkspaceUnavailable
+from sandbox.snapshot_copies import drop_copies
+from sandbox.snapshots import POSTGRES_COPIES
 from tests.actors.conftest import FAST
 from tests.cluster.patient_ray import patient
 from tests.cluster.ray_up_rig import stop_processes
@@ -344,6 +346,10 @@ async def test_a_workspace_whose_node_is_gone_fails_clearly_and_is_restored_else
     await workspace.write_file("keep.txt", "in the snapshot")
     snapshot = await workspace.snapshot("before the node is lost")
     await workspace.write_file("late.txt", "after the snapshot")
+    # A deleted snapshot's copies are removed on each workspace node, and only there (here the
+    # copy only: the snapshot stays recorded, and the restore below fetches it from Postgres).
+    reached = await asyncio.to_thread(drop_copies, settings, "pinned", snapshot.snapshot_id)
+    assert reached == {node_ids["ws1"], node_ids["ws2"]}
     lost = (await workspace.ping()).node_id
     lost_name = next(name for name, node_id in node_ids.items() if node_id == lost)
     live = await http.post("/workspaces/pinned/restore")  # its node is alive: restore in place
@@ -385,7 +391,10 @@ async def test_a_workspace_whose_node_is_gone_fails_clearly_and_is_restored_else
     back = await get_workspace("pinned", settings)
     assert await back.read_text("keep.txt") == "in the snapshot"
     assert "late.txt" not in {f.path for f in await back.list_files()}
-    assert Path(settings.snapshot_root, "pinned", f"{snapshot.snapshot_id}.tar").is_file()  # fetched from Postgres
+    copy = Path(settings.snapshot_root, "pinned", POSTGRES_COPIES, f"{snapshot.snapshot_id}.tar")
+    assert copy.is_file()  # fetched from Postgres
+    await back.delete_snapshot(snapshot.snapshot_id)  # the actor drops the copies of every workspace node
+    assert not copy.exists() and snapshot.snapshot_id not in {s.snapshot_id for s in await back.list_snapshots()}
     files = await http.get("/workspaces/pinned/files/content", params={"path": "keep.txt"})
     assert files.status_code == 200 and files.text == "in the snapshot"
     await http.aclose()

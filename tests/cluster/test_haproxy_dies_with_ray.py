@@ -9,6 +9,7 @@ stop`'s last resort would: HAProxy goes with them and the port stops answering."
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,3 +111,5 @@ def test_serves_haproxy_dies_with_the_ray_that_started_it():
         stop_processes(marker)
         for pid in haproxy_pids(folder):  # only if the test failed: this test's own HAProxy
             os.kill(pid, signal.SIGKILL)
+        for leftover in (marker, folder):  # the Ray's temp dir (its logs) and HAProxy's folder
+            shutil.rmtree(leftover, ignore_errors=True)

@@ -105,6 +105,7 @@ def local_stack(**extra: Any) -> Iterator[Stack]:
     from ray import serve
 
     from quadracode_ray import NAMESPACE
+    from quadracode_ray.launcher.ray_head import HEAD_ENV
     from quadracode_ray.serve_ingress import ingress_env
     from tests.conftest import _free_agent_ports, free_port
 
@@ -112,6 +113,7 @@ def local_stack(**extra: Any) -> Iterator[Stack]:
     # The Serve ingress `up` would give its head (the serve_ingress setting, HAProxy by default):
     # Serve reads it from the environment of the Ray it starts here.
     os.environ.update(ingress_env(Settings().serve_ingress))
+    os.environ.update(HEAD_ENV)  # what `up` gives its Ray head (the GCS's task-event cap among it)
     postgres, database_url = start_postgres()
     try:
         with warnings.catch_warnings(), _free_agent_ports():

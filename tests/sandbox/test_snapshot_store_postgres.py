@@ -17,7 +17,7 @@ from quadracode_ray.interfaces.workspace import (
     WorkspaceUnavailable,
 )
 from sandbox import snapshot_rows
-from sandbox.snapshots import snapshot_store
+from sandbox.snapshots import drop_unrecorded_copies, snapshot_store
 from sandbox.testing.conformance import tar_of
 
 
@@ -61,9 +61,11 @@ def test_a_snapshot_taken_on_one_node_is_restored_on_another_from_postgres(tmp_p
     with pytest.raises(SnapshotNotFound):
         third.load("20000101T000000-0badc0de")
 
-    there.delete(info.snapshot_id)  # gone for every node, though node a's folder still caches its tar
+    copy_on_a = here.folder / f"{info.snapshot_id}.tar"
+    there.delete(info.snapshot_id)  # gone for every node; node a still has its copy until it looks
+    assert not (there.folder / f"{info.snapshot_id}.tar").exists() and copy_on_a.exists()
     assert here.list() == [] and third.list() == [] and chunk_rows(database_url, info.snapshot_id) == 0
-    assert (here.folder / f"{info.snapshot_id}.tar").exists()
+    assert not copy_on_a.exists()  # listing found it is not in Postgres any more
     with pytest.raises(SnapshotNotFound):
         here.load(info.snapshot_id)
     with pytest.raises(SnapshotNotFound):
@@ -85,3 +87,25 @@ def test_a_snapshot_postgres_refuses_is_no_snapshot_at_all(tmp_path, database_ur
     with pytest.raises(WorkspaceUnavailable, match="Postgres"):
         broken.save(tar_of({"x": b"x"}), None)
     assert list(broken.folder.iterdir()) == []
+
+
+def test_a_node_back_from_away_drops_its_copies_of_deleted_snapshots(tmp_path, database_url):
+    """Deleted while node a was away: its copies go when a sandbox actor starts there
+    (drop_unrecorded_copies), every workspace's folder at once; what is in Postgres stays, and so
+    do snapshots the folder store left (not copies of Postgres')."""
+    on_a = node_settings(tmp_path, database_url, "node-a")
+    kept = snapshot_store(on_a, "ws-kept").save(tar_of({"k.txt": b"K"}), None)
+    gone = [snapshot_store(on_a, ws).save(tar_of({"g.txt": ws.encode()}), None) for ws in ("ws-x", "ws-y")]
+    folder_made = snapshot_store(node_settings(tmp_path, database_url, "node-a", store="folder"), "ws-x").save(
+        tar_of({"f.txt": b"F"}), None)
+    for info in gone:  # from node b, which has no copy
+        snapshot_store(node_settings(tmp_path, database_url, "node-b"), info.workspace_id).delete(info.snapshot_id)
+    copies = {info.snapshot_id: snapshot_store(on_a, info.workspace_id).folder / f"{info.snapshot_id}.tar"
+              for info in (kept, *gone)}
+    assert all(path.exists() for path in copies.values())
+
+    assert drop_unrecorded_copies(on_a) == 4  # two tars and their metadata
+    assert copies[kept.snapshot_id].exists() and not any(copies[info.snapshot_id].exists() for info in gone)
+    folder_store = snapshot_store(node_settings(tmp_path, database_url, "node-a", store="folder"), "ws-x")
+    assert folder_store.list() == [folder_made]
+    assert drop_unrecorded_copies(node_settings(tmp_path, database_url, "node-a", store="folder")) == 0
