@@ -174,7 +174,9 @@ async def bench_crud(client, health_path: str, n: int = 40) -> dict:
     state: dict = {}
 
     async def assistants_create():
-        state["aid"] = (await client.assistants.create(GRAPH_ID))["assistant_id"]
+        # An explicit new id for every peer: Aegra derives an assistant's id from its graph when none
+        # is given, so its second create of the same graph is a 409.
+        state["aid"] = (await client.assistants.create(GRAPH_ID, assistant_id=str(uuid.uuid4())))["assistant_id"]
 
     async def assistants_get():
         await client.assistants.get(state["aid"])

@@ -255,9 +255,9 @@ async def test_the_serve_replica_sigkilled_mid_work(faulty: rig.Stack) -> None:
     # Serve's Python proxy, serve_app/proxy_errors.py; in HAProxy mode from HAProxy's error page,
     # quadracode_ray/haproxy_errors.py, or its backup proxy), or, in HAProxy mode, its keep-alive
     # connection closed without a status (RemoteProtocolError: HAProxy's "abort keep-alive", the
-    # client may retry a request it knows is safe), or a started stream cut short. Never a 500,
-    # 502 or 504, and never a 503 without Retry-After.
-    allowed = {"HTTP 503 with Retry-After", "RemoteProtocolError"}
+    # client may retry a request it knows is safe; ReadError when it ends as a reset), or a started
+    # stream cut short. Never a 500, 502 or 504, and never a 503 without Retry-After.
+    allowed = {"HTTP 503 with Retry-After", "RemoteProtocolError", "ReadError"}
     assert {how for _, how in load.failures} <= allowed, load.failed_summary()
 
 

@@ -107,17 +107,9 @@ async def test_a_run_queued_while_the_thread_runs_starts_after_it_and_the_thread
 async def test_cancelling_a_run_that_waits_for_a_slot_does_not_wait_for_the_slot(database_url: str, tmp_path):
     """With every slot taken, a cancel of a queued run answers at once instead of waiting for a
     running run to end (a start waiting for a slot has not claimed the run: the queue cancels it)."""
-    settings = Settings(_env_file=None, database_url=database_url, data_dir=tmp_path, graphs=TEST_GRAPHS,
-                        run_executor_concurrency=1)
-    host = RunHost(f"test-host-{uuid.uuid4().hex[:6]}", settings, database_url)
-    await host.ready()
+    host, busy = await _one_slot_taken(database_url, tmp_path)
     try:
-        busy = await _queue(host, await _thread(host), {"items": [], "sleep": 60})
-        await host.submit(busy)
-        await eventually(lambda: _running(host, busy), timeout=30, what="the slot's run to start")
-        waiting = await _queue(host, await _thread(host), {"items": []})
-        await host.submit(waiting)
-        await eventually(lambda: _waits_for_a_slot(host, waiting), timeout=10, what="the start to wait for a slot")
+        waiting = await _waiting_for_the_slot(host, {"items": []})
         assert await asyncio.wait_for(host.cancel(waiting), timeout=10) is True
         assert (await queue.run_status(host.pool, waiting))["status"] == "interrupted"
         assert await host.cancel(busy) is True
@@ -125,6 +117,52 @@ async def test_cancelling_a_run_that_waits_for_a_slot_does_not_wait_for_the_slot
         assert (await queue.run_status(host.pool, waiting))["status"] == "interrupted"  # never started
     finally:
         await host.close()
+
+
+async def test_a_cancel_racing_the_claim_of_a_run_that_waited_for_a_slot_still_ends_it(database_url: str, tmp_path,
+                                                                                     monkeypatch):
+    """The slot frees while the cancel asks the queue (the start claims the run first, so the queue
+    has nothing pending to cancel): the cancel stops the task the start made. It was lost (the run
+    ran to its end) 23 times in 985 in the soak."""
+    host, busy = await _one_slot_taken(database_url, tmp_path)
+    try:
+        waiting = await _waiting_for_the_slot(host, {"items": [], "sleep": 60})
+        real_cancel_pending = queue.cancel_pending
+
+        async def claimed_first(pool, run_id: str, action: str):
+            if run_id == waiting:  # the slot frees and the waiting start claims the run, now
+                assert await host.cancel(busy) is True
+                await eventually(lambda: _claimed(host, waiting), timeout=10, what="the waiting start's claim")
+            return await real_cancel_pending(pool, run_id, action)
+
+        monkeypatch.setattr(queue, "cancel_pending", claimed_first)
+        assert await asyncio.wait_for(host.cancel(waiting), timeout=30) is True
+        assert (await queue.run_status(host.pool, waiting))["status"] == "interrupted"
+    finally:
+        await host.close()
+
+
+async def _one_slot_taken(database_url: str, tmp_path) -> tuple[RunHost, str]:
+    """A host of one slot, and the run that holds it (a 60 s sleep)."""
+    settings = Settings(_env_file=None, database_url=database_url, data_dir=tmp_path, graphs=TEST_GRAPHS,
+                        run_executor_concurrency=1)
+    host = RunHost(f"test-host-{uuid.uuid4().hex[:6]}", settings, database_url)
+    await host.ready()
+    busy = await _queue(host, await _thread(host), {"items": [], "sleep": 60})
+    await host.submit(busy)
+    await eventually(lambda: _running(host, busy), timeout=30, what="the slot's run to start")
+    return host, busy
+
+
+async def _waiting_for_the_slot(host: RunHost, graph_input: dict) -> str:
+    waiting = await _queue(host, await _thread(host), graph_input)
+    await host.submit(waiting)
+    await eventually(lambda: _waits_for_a_slot(host, waiting), timeout=10, what="the start to wait for a slot")
+    return waiting
+
+
+async def _claimed(host: RunHost, run_id: str) -> bool:
+    return (await queue.run_status(host.pool, run_id))["status"] == "running"
 
 
 async def _running(host: RunHost, run_id: str) -> bool:
