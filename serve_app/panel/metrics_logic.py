@@ -8,6 +8,7 @@ without the ``ray_`` / ``quadracode_`` prefixes, as actors' series come through 
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -138,6 +139,34 @@ def series_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
         "value": pd.Series([r["value"] for r in rows], dtype="float64"),
         "series": pd.Series([str(r["series"]) for r in rows], dtype="object"),
     })
+
+
+HEADROOM = 1.1
+WINDOWS_S = (30.0, 60.0, 120.0, 240.0)
+
+
+def y_top(rows: list[dict[str, object]]) -> float:
+    """The top of a chart's y axis: a round number at least 10 % above its highest point, so a
+    point there is drawn whole (the plot clips its marks at the axis' end, which cut that point in
+    half). Round, so it changes only when the figures grow or shrink past a step: a plot given new
+    axis limits redraws with its previous data (it shows the next sample's again, a tick late)."""
+    highest = max((float(r["value"]) for r in rows), default=0.0)  # type: ignore[arg-type]
+    if highest <= 0:
+        return 1.0
+    wanted = highest * HEADROOM
+    scale = 10.0 ** math.floor(math.log10(wanted))
+    return next(step * scale for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if step * scale >= wanted)
+
+
+def x_span(rows: list[dict[str, object]]) -> list[float]:
+    """The x axis' ends: a window of seconds (30, 60, 120, … growing as samples are kept) with a
+    little room past its ends, where a point would be cut in half as well."""
+    oldest = -min((float(r["t"]) for r in rows), default=0.0)  # type: ignore[arg-type]
+    window = next((w for w in WINDOWS_S if w >= oldest), None)
+    while window is None or window < oldest:
+        window = (window or WINDOWS_S[-1]) * 2
+    pad = window * 0.02
+    return [-window - pad, pad]
 
 
 LATEST_HEADERS = ["chart", "line", "latest", "unit"]

@@ -47,7 +47,9 @@ def build_metrics_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         kept.add(time.time(), text)
         series = [kept.series(chart) for chart in charts]
         # A plot keeps the axis kinds of the first frame it draws: it gets none until it has points.
-        frames = [metrics_logic.series_frame(rows) if rows else gr.skip() for rows in series]
+        frames = [gr.update(value=metrics_logic.series_frame(rows), y_lim=[0, metrics_logic.y_top(rows)],
+                            x_lim=metrics_logic.x_span(rows))
+                  if rows else gr.skip() for rows in series]
         return (kept, metrics_logic.sampling_note(kept, series), metrics_logic.latest_rows(series), *frames)
 
     timer.tick(sample, [key, live, history], [history, note, latest, *plots], show_progress="hidden")

@@ -14,6 +14,9 @@ from serve_app.panel.client import PanelError
 from serve_app.panel.ui_common import PanelContext, guarded
 
 STATUSES = ["", "idle", "busy", "interrupted", "error"]
+# While a thread shown is busy, or a run shown is pending or running, the tables are read again
+# this often: a status read at page load (or at a search) would otherwise stay as it was then.
+REFRESH_S = 2.0
 
 
 def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
@@ -54,12 +57,29 @@ def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
             branch = gr.Chatbot(label="The branch's conversation", height=320, elem_id="threads-branch",
                                 group_consecutive_messages=False)
     note = gr.Markdown(elem_id="threads-note")
+    searched = gr.State(None)  # the filters of the search shown, which a refresh repeats
+    shown_thread = gr.State("")  # the thread whose runs are shown
+    refresher = gr.Timer(REFRESH_S)
 
     @guarded
     async def do_search(key_value: str, status_value: str, metadata_text: str, request: gr.Request):
-        found = await ctx.client(request, key_value).search_threads(
-            status=status_value or None, metadata=views.parse_metadata_filter(metadata_text))
-        return views.thread_rows(found)
+        filters = {"status": status_value or None, "metadata": views.parse_metadata_filter(metadata_text)}
+        found = await ctx.client(request, key_value).search_threads(**filters)
+        return views.thread_rows(found), filters
+
+    async def refresh(key_value: str, filters: dict | None, table: Any, thread: str, run_table: Any,
+                      request: gr.Request):
+        """The threads and runs shown read again while one of them is still at work."""
+        client = ctx.client(request, key_value)
+        rows, run_rows = gr.skip(), gr.skip()
+        try:
+            if filters is not None and views.column_has(table, 1, ("busy",)):
+                rows = views.thread_rows(await client.search_threads(**filters))
+            if thread and views.column_has(run_table, 2, ("pending", "running")):
+                run_rows = views.run_rows(await client.runs(thread))
+        except PanelError:  # a timed read: the next tick tries again, no toast every 2 s
+            pass
+        return rows, run_rows
 
     @guarded
     async def load_thread(key_value: str, thread: str, request: gr.Request):
@@ -69,7 +89,7 @@ def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         client = ctx.client(request, key_value)
         run_list = await client.runs(thread)
         states = await client.history(thread)
-        return views.run_rows(run_list), views.checkpoint_rows(states)
+        return views.run_rows(run_list), views.checkpoint_rows(states), thread
 
     def pick_thread(evt: gr.SelectData, table: Any):
         return _row_value(evt, table, 0)
@@ -139,17 +159,18 @@ def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
             yield shown, f"replaying from {checkpoint_id}…"
         yield gr.update(), f"✓ replay from {checkpoint_id} finished"
 
-    search.click(do_search, [key, status, metadata], threads)
-    threads.select(pick_thread, [threads], thread_id).then(load_thread, [key, thread_id], [runs, history])
-    load.click(load_thread, [key, thread_id], [runs, history])
+    search.click(do_search, [key, status, metadata], [threads, searched])
+    threads.select(pick_thread, [threads], thread_id).then(load_thread, [key, thread_id], [runs, history, shown_thread])
+    load.click(load_thread, [key, thread_id], [runs, history, shown_thread])
+    refresher.tick(refresh, [key, searched, threads, shown_thread, runs], [threads, runs], show_progress="hidden")
     runs.select(pick_run, [runs], run_id)
     history.select(pick_checkpoint, [key, thread_id, history], [checkpoint, state_view])
     cancel.click(cancel_run, [key, thread_id, run_id], [note, runs])
     fork.click(do_fork, [key, thread_id, checkpoint, assistant, fork_values, as_node], [branch, note],
-               concurrency_limit=None).then(load_thread, [key, thread_id], [runs, history])
+               concurrency_limit=None).then(load_thread, [key, thread_id], [runs, history, shown_thread])
     replay.click(do_replay, [key, thread_id, checkpoint, assistant], [branch, note],
-                 concurrency_limit=None).then(load_thread, [key, thread_id], [runs, history])
-    return {"load": (do_search, [key, status, metadata], [threads])}
+                 concurrency_limit=None).then(load_thread, [key, thread_id], [runs, history, shown_thread])
+    return {"load": (do_search, [key, status, metadata], [threads, searched])}
 
 
 def _row_value(evt: gr.SelectData, table: Any, column: int) -> str:

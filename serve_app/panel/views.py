@@ -84,6 +84,13 @@ def thread_rows(threads: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def column_has(table: Any, column: int, values: tuple[str, ...]) -> bool:
+    """Whether any row of a shown table (a DataFrame or a list of rows) has one of ``values`` in
+    ``column``."""
+    rows = table.values.tolist() if hasattr(table, "values") and hasattr(table, "columns") else table or []
+    return any(len(row) > column and str(row[column]) in values for row in rows)
+
+
 RUN_HEADERS = ["run_id", "assistant", "status", "started", "duration"]
 
 

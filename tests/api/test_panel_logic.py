@@ -298,3 +298,27 @@ def test_a_settings_save_sends_only_what_changed_and_a_blank_budget_is_no_limit(
         "Loaded: last saved by alice at 2026-12-03 15:28:36 UTC."
     assert "nothing saved" in settings_logic.loaded_note({"source": "settings"})
 
+
+def test_a_charts_axes_end_past_its_outermost_points_at_round_values():
+    rows = [{"t": -3.0, "value": 2.0, "series": "a"}, {"t": 0.0, "value": 0.5, "series": "b"}]
+    assert metrics_logic.y_top(rows) == 2.5  # 2.0 and 10 % more, rounded up to a round value
+    assert metrics_logic.y_top([{"t": 0.0, "value": 0.85, "series": "a"}]) == 1.0
+    assert metrics_logic.y_top([{"t": 0.0, "value": 0.9125, "series": "a"}]) == 1.5
+    assert metrics_logic.y_top([{"t": 0.0, "value": 330.0, "series": "a"}]) == 400.0
+    assert metrics_logic.y_top([{"t": 0.0, "value": 0.0413, "series": "a"}]) == pytest.approx(0.05)
+    assert metrics_logic.y_top([{"t": 0.0, "value": 0.0, "series": "a"}]) == 1.0  # all zero: still an axis
+    assert metrics_logic.y_top([]) == 1.0
+    assert metrics_logic.x_span(rows) == [-30.6, 0.6]  # the 30 s window, a little room past both ends
+    assert metrics_logic.x_span([{"t": -31.0, "value": 1.0, "series": "a"}]) == [-61.2, 1.2]
+    assert metrics_logic.x_span([{"t": -359.0, "value": 1.0, "series": "a"}]) == [-489.6, 9.6]
+
+
+def test_a_shown_table_is_checked_for_rows_still_at_work():
+    import pandas as pd
+
+    rows = [["t1", "idle", "07:19"], ["t2", "busy", "07:20"]]
+    assert views.column_has(rows, 1, ("busy",))
+    assert views.column_has(pd.DataFrame(rows, columns=["thread_id", "status", "updated"]), 1, ("busy",))
+    assert not views.column_has(rows[:1], 1, ("busy",))
+    assert not views.column_has(pd.DataFrame([], columns=["run_id", "assistant", "status"]), 2, ("running",))
+    assert not views.column_has(None, 1, ("busy",))

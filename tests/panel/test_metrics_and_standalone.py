@@ -64,6 +64,14 @@ async def test_the_metrics_charts_show_the_systems_figures(page, panel_api, scre
 
     seen = await eventually(every_chart_has_figures, timeout=120, what="a figure above 0 on every chart")
     assert max(value for _, value in seen["agents_alive"]) >= 1
+    # Every point is drawn whole: none reaches past the plot's frame (which clips what does).
+    for metric in wanted:
+        outside = await page.locator(f"#metrics-{metric} svg").evaluate("""svg => {
+            const frame = svg.querySelector('path.background').getBoundingClientRect();
+            return [...svg.querySelectorAll('[aria-label^="seconds"]')].map(p => [p.getAttribute('aria-label'),
+                p.getBoundingClientRect()]).filter(([, r]) => r.top < frame.top - 0.5 || r.bottom > frame.bottom + 0.5
+                || r.left < frame.left - 0.5 || r.right > frame.right + 0.5).map(([label]) => label)}""")
+        assert not outside, (metric, outside)
     latest = page.locator("#metrics-latest")
     await expect(latest.get_by_text("orchestrator").filter(visible=True).first).to_be_visible()
     await expect(page.locator("#metrics-note")).to_contain_text("6 of 6 charts have figures")

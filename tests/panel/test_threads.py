@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 
+import httpx
 import pytest
 from playwright.async_api import expect
 
@@ -180,3 +181,45 @@ async def test_a_threads_tokens_and_cost_are_shown_from_what_its_runs_spent(page
     await expect(table.get_by_text(f"{usage['total_tokens']:,}", exact=True).filter(visible=True)).to_have_count(1)
     await expect(table.get_by_text(f"${usage['cost_usd']:.4f}", exact=True).filter(visible=True)).to_have_count(1)
     await shoot(page, screenshot_dir, "threads-usage")
+
+
+async def test_a_thread_busy_at_page_load_is_shown_idle_once_its_run_ended(page, panel_api, screenshot_dir):
+    from langgraph_sdk import get_client
+
+    from tests.e2e.conftest import eventually
+
+    client = get_client(url=panel_api, timeout=120)
+    tag = uuid.uuid4().hex[:6]
+    tid = (await client.threads.create(metadata={"project": f"busy-{tag}"}))["thread_id"]
+    gate = f"release-{tag}"  # the run's command waits for this file in the orchestrator's workspace
+    run = await client.runs.create(tid, "orchestrator", input={"messages": [
+        {"role": "user", "content": f"run `while [ ! -e {gate} ]; do sleep 0.2; done; echo released`"}]})
+
+    async def running():
+        return (await client.runs.get(tid, run["run_id"]))["status"] == "running"
+
+    await eventually(running, timeout=120, what="the run to start")
+    # A page loaded now reads the thread busy, and its run running.
+    await page.reload(timeout=180_000)
+    await page.wait_for_selector("#tab-chat", state="attached", timeout=180_000)
+    await open_tab(page, "Threads and runs")
+    # The tab's table at page load lists every thread: this one is the only one at work.
+    table = page.locator("#threads-table")
+    await expect(table.get_by_text(tid).filter(visible=True).first).to_be_visible(timeout=60_000)
+    busy = table.get_by_text("busy", exact=True).filter(visible=True)
+    await expect(busy).to_have_count(1)
+    await page.locator("#threads-thread-id textarea").fill(tid)
+    await page.locator("#threads-load").click()
+    runs = page.locator("#threads-runs")
+    await expect(runs.get_by_text("running", exact=True).filter(visible=True).first).to_be_visible(timeout=60_000)
+    await shoot(page, screenshot_dir, "threads-busy")
+    async with httpx.AsyncClient(base_url=panel_api, timeout=120) as http:
+        (await http.post("/workspaces/default/exec", json={"command": f"touch {gate}"})).raise_for_status()
+    await client.runs.join(tid, run["run_id"])
+    assert (await client.threads.get(tid))["status"] == "idle"
+    # Without a click: the tab reads again what it showed at work.
+    await expect(busy).to_have_count(0, timeout=30_000)
+    await expect(table.get_by_text(tid).filter(visible=True).first).to_be_visible()
+    await expect(runs.get_by_text("success", exact=True).filter(visible=True).first).to_be_visible(timeout=30_000)
+    await expect(runs.get_by_text("running", exact=True).filter(visible=True)).to_have_count(0)
+    await shoot(page, screenshot_dir, "threads-busy-then-idle")
