@@ -1,7 +1,8 @@
 """Issue 13's rule: the system's parts are placed by resources, never by a node named in code.
 
-Node affinity appears in two places only, each with a node id read at run time, never written
+Node affinity appears in three places only, each with a node id read at run time, never written
 down: a workspace's actor goes to the node recorded as holding its files (sandbox/placement.py),
+a deleted snapshot's copy is removed on each live node that holds one (sandbox/snapshot_copies.py),
 and the operator's status probes the Docker engine of each live node it lists. Nothing asks for
 Ray's per-node resource (``node:<address>``), which would tie a part to one machine.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ("actors", "runs", "sandbox", "serve_app", "quadracode_ray")
-AFFINITY_ALLOWED = {"sandbox/placement.py", "serve_app/operator/status.py"}
+AFFINITY_ALLOWED = {"sandbox/placement.py", "sandbox/snapshot_copies.py", "serve_app/operator/status.py"}
 NODE_RESOURCE = re.compile(r"""["']node:(?!__internal_head__)[^"']""")
 NODE_ADDRESS = re.compile(r"""\b(?:\d{1,3}\.){3}\d{1,3}\b""")
 
