@@ -91,7 +91,7 @@ async def test_a_token_budget_stops_the_thread_at_the_call_that_reached_it(syste
                         ) else None
 
     try:
-        await eventually(counted_whole, timeout=60, what="the thread's whole spend on /metrics", interval=0.5)
+        await eventually(counted_whole, timeout=60, what="the thread's whole spend on /metrics")
     except AssertionError:
         pytest.fail(f"/metrics never showed the thread's spend {spent}: last seen {last}")
 
