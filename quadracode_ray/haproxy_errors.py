@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 RETRY_AFTER_S = 10
-"""About how long Serve takes to start a replacement replica on a quiet machine (as proxy_errors)."""
+"""About how long Serve takes to start a replacement replica on a quiet machine (serve_app/proxy_errors.py's too)."""
 DETAIL = ("No API replica answered this request (it died, is being replaced, or none is up yet); "
           "retry after Retry-After seconds. A run may have been created: list the thread's runs first.")
 _ERRORFILE = re.compile(r"^\s*errorfile\s+(50[234])\s+(\S+)\s*$", re.MULTILINE)

@@ -24,6 +24,8 @@ import sys
 
 from quadracode_ray.haproxy_errors import config_path, retry_safe_requests, unavailable_error_pages
 
+LAUNCHER = "quadracode-haproxy"
+"""This launcher's console script, installed beside its environment's python."""
 REAL_BINARY_VAR = "QUADRACODE_HAPROXY_BINARY"
 """The HAProxy binary to run (serve_ingress.ingress_env sets it beside the launcher's path)."""
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -42,8 +44,8 @@ def die_with_parent() -> None:
 
 def main() -> None:
     real = os.environ.get(REAL_BINARY_VAR, "")
-    if not os.path.isabs(real) or not os.access(real, os.X_OK) or os.path.basename(real) == "quadracode-haproxy":
-        raise SystemExit(f"quadracode-haproxy: {REAL_BINARY_VAR}={real!r} is not an HAProxy executable "
+    if not os.path.isabs(real) or not os.access(real, os.X_OK) or os.path.basename(real) == LAUNCHER:
+        raise SystemExit(f"{LAUNCHER}: {REAL_BINARY_VAR}={real!r} is not an HAProxy executable "
                          "(serve_ingress.ingress_env sets it)")
     die_with_parent()
     config = config_path(sys.argv[1:])

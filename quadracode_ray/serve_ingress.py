@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
-from quadracode_ray.haproxy_launcher import REAL_BINARY_VAR
+from quadracode_ray.haproxy_launcher import LAUNCHER, REAL_BINARY_VAR
 
 IngressMode = Literal["haproxy", "proxy"]
 INGRESS_MODES: tuple[str, ...] = ("haproxy", "proxy")
@@ -43,10 +43,6 @@ PROXY_CALLBACK = "serve_app.proxy_errors:proxy_middlewares"
 
 class IngressUnavailable(RuntimeError):
     """HAProxy mode was asked for and no ``haproxy`` binary is installed."""
-
-
-LAUNCHER = "quadracode-haproxy"
-"""The console script of haproxy_launcher.py, installed beside this environment's python."""
 
 
 def haproxy_binary() -> str | None:

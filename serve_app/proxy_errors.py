@@ -25,9 +25,9 @@ from typing import Any
 
 from starlette.middleware import Middleware
 
+from quadracode_ray.haproxy_errors import RETRY_AFTER_S  # one figure for both ingresses
+
 PROXY_CALLBACK = "serve_app.proxy_errors:proxy_middlewares"
-RETRY_AFTER_S = 10
-"""About how long Serve takes to start a replacement replica on a quiet machine."""
 DETAIL = ("The API replica ended without answering this request (it died or is being replaced); "
           "retry after Retry-After seconds. A run may have been created: list the thread's runs first.")
 
