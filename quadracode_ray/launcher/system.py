@@ -67,7 +67,9 @@ def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = F
     ``cluster_postgres`` (the head of a ``ray up`` cluster): with no database URL set, Postgres
     runs on TCP with a password (persistence/cluster_postgres.py) so every node reaches it."""
     state_file = StateFile(settings.state_dir)
-    with state_file.locked():
+    with state_file.locked(), ThreadPoolExecutor(max_workers=1) as background:
+        # The Docker check is only reported: it runs meanwhile, off the path to ready.
+        docker = background.submit(docker_check, settings)
         state = state_file.read()
 
         pgdata = None
@@ -124,7 +126,7 @@ def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = F
         for graph_id in replaced_builtins(settings):
             report(f"! graph '{graph_id}': your graph replaces the built-in '{graph_id}' assistant; "
                    "its runs execute on the run executors like any user graph")
-        checks = [docker_check(settings)]
+        checks = [docker.result()]
         return UpResult(api_url=api_url, dashboard_url=state.ray.dashboard_url, ray_address=state.ray.address,
                         database_url=database_url, embedded_postgres=embedded, model=settings.default_model,
                         scripted_model=settings.uses_scripted_model, checks=checks)
