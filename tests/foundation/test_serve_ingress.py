@@ -107,3 +107,24 @@ def test_the_launcher_is_never_taken_for_the_binary_it_runs(monkeypatch, tmp_pat
 def test_the_default_is_haproxy_mode_and_the_python_proxy_stays_selectable():
     assert Settings(_env_file=None).serve_ingress == "haproxy"
     assert Settings(_env_file=None, serve_ingress="proxy").serve_ingress == "proxy"
+
+
+def test_haproxy_folders_of_gone_nodes_are_pruned_and_live_or_new_ones_kept(tmp_path: Path):
+    import os
+    import socket
+
+    prefix = str(tmp_path / "qr-haproxy-")
+    gone, new, live = (Path(prefix + name) for name in ("gone", "new", "live"))
+    for folder in (gone, new, live):
+        folder.mkdir()
+        (folder / "haproxy.cfg").write_text("global\n")
+    (gone / "admin.sock").touch()  # a socket file whose HAProxy was killed: nothing answers
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(live / "admin.sock"))
+        listener.listen()
+        an_hour_ago = os.stat(gone).st_mtime - 2 * serve_ingress.STALE_FOLDER_AGE_S
+        for folder in (gone, live):
+            os.utime(folder, (an_hour_ago, an_hour_ago))
+        removed = serve_ingress.prune_stale_haproxy_folders(prefix)
+    assert removed == [gone]
+    assert not gone.exists() and (new / "haproxy.cfg").exists() and (live / "haproxy.cfg").exists()
