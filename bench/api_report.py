@@ -31,6 +31,8 @@ def _ratio(mine: float, theirs: float, busy: bool) -> str:
 
 
 def _pair(row: dict | None, digits: int = 1) -> str:
+    if row and "error" in row:
+        return f"failed ({row['error'][:80]})"
     return f"{row['p50']:.{digits}f} / {row['p95']:.{digits}f}" if row else "-"
 
 
@@ -85,7 +87,8 @@ def render(results: dict) -> str:
     for name, row in results["ours"]["crud"].items():
         others = [results[key]["crud"].get(name) for key, _ in present[1:]]
         official = results.get("official", {}).get("crud", {}).get(name)
-        ratio = "- (busy)" if busy else (f"{row['p50'] / official['p50']:.1f}x" if official else "-")
+        comparable = official and "p50" in official and "p50" in row
+        ratio = "- (busy)" if busy else (f"{row['p50'] / official['p50']:.1f}x" if comparable else "-")
         lines.append(f"| {name} | {_pair(row)} | " + " | ".join(_pair(o) for o in others) + f" | {ratio} |")
     lines += _segments(results)
     lines += _targets(results, busy)
@@ -107,10 +110,13 @@ def _targets(results: dict, busy: str | None) -> list[str]:
                         lines.append(f"- runs.{mode} at {n} clients: {ratio:.1f}x {label} (target >= {target}x): "
                                      + ("met" if ratio >= target else "not met"))
         if "official" in results:
-            worst = max(results["ours"]["crud"][name]["p50"] / row["p50"]
-                        for name, row in results["official"]["crud"].items() if not name.startswith("GET"))
+            crud = results["ours"]["crud"]
+            failed = sorted(name for name, row in crud.items() if "p50" not in row)
+            worst = max((crud[name]["p50"] / row["p50"] for name, row in results["official"]["crud"].items()
+                         if not name.startswith("GET") and "p50" in row and "p50" in crud.get(name, {})),
+                        default=float("nan"))
             lines.append(f"- CRUD p50, worst call: {worst:.1f}x the official dev server (target <= 2x): "
-                         + ("met" if worst <= 2 else "not met"))
+                         + ("not met: failed " + ", ".join(failed) if failed else "met" if worst <= 2 else "not met"))
     for mode, target in (("wait", 10.0), ("stream", 12.0)):
         cpu = results["ours"][mode].get(10, {}).get("cpu_ms")
         if cpu:

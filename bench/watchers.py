@@ -84,6 +84,30 @@ async def _until(probe, timeout: float, what: str):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
+class Stalled(RuntimeError):
+    """What was awaited stopped coming: the bench reports it instead of waiting out its deadline."""
+
+
+async def until_complete(progress, stalled_after_s: float, deadline_s: float, what: str) -> None:
+    """Wait until ``progress()`` returns (done, total); raise ``Stalled`` as soon as ``done`` has not
+    moved for ``stalled_after_s`` (a missing event never comes, so waiting the whole ``deadline_s``
+    for it only hides it), or at ``deadline_s``."""
+    start = last_change = time.monotonic()
+    last = -1
+    while True:
+        done, total = await progress()
+        now = time.monotonic()
+        if done >= total:
+            return
+        if done != last:
+            last, last_change = done, now
+        if now - last_change > stalled_after_s:
+            raise Stalled(f"{what}: {done} of {total}, none more in the last {stalled_after_s:.0f} s")
+        if now - start > deadline_s:
+            raise Stalled(f"{what}: {done} of {total} after {deadline_s:.0f} s")
+        await asyncio.sleep(0.2)
+
+
 class Watcher:
     """One ``join_stream`` of a thread; what it saw of each run: its start (``metadata`` with the
     run id), its ``values`` and its end (``run_done``). Runs of one thread do not overlap here."""
@@ -158,17 +182,21 @@ async def watchers_part(url: str, threads: int, per_thread: int, rounds: int) ->
     await asyncio.sleep(5)  # settle, so the RSS read is of idle watchers, not of a run's garbage
     rss_idle = system_rss_mb()
     missing = 0
-    round_s = []
+    round_s: list[float] = []
+    stalls: list[str] = []
+    per_round = len(watchers) * len(EVENTS_PER_RUN)
     for _ in range(rounds):
         t0 = time.monotonic()
         run_ids = await run_everywhere()
 
-        async def complete(ids=run_ids) -> bool:
-            return delivered(ids) == 0
-        try:
-            await _until(complete, 120, "every watcher to see the round's runs")
-        except RuntimeError:
-            pass
+
+        async def progress(ids=run_ids) -> tuple[int, int]:
+            return per_round - delivered(ids), per_round
+        try:  # the runs have ended (joined): what a watcher has not seen within 20 s more is lost
+            await until_complete(progress, 20, 120, "events of the round's runs seen by the watchers")
+        except Stalled as exc:
+            stalls.append(str(exc))
+            print(f"STALLED: {exc}", flush=True)
         missing += delivered(run_ids)
         round_s.append(time.monotonic() - t0)
     for task in tasks:
@@ -176,7 +204,7 @@ async def watchers_part(url: str, threads: int, per_thread: int, rounds: int) ->
     await asyncio.gather(*tasks, return_exceptions=True)
     count = len(watchers)
     return {"watchers": count, "threads": threads, "rounds": rounds, "connect_s": connect_s, "probes": probes,
-            "expected": count * rounds * len(EVENTS_PER_RUN), "missing": missing, "round_s": round_s,
+            "expected": count * rounds * len(EVENTS_PER_RUN), "missing": missing, "round_s": round_s, "stalls": stalls,
             "rss_before": rss_before, "rss_idle": rss_idle,
             "per_watcher_kb": (sum(rss_idle.values()) - sum(rss_before.values())) * 1024 / count,
             "per_watcher_serving_kb": sum(rss_idle.get(r, 0) - rss_before.get(r, 0) for r in SERVING) * 1024 / count}
@@ -221,19 +249,44 @@ async def agents_part(url: str, orchestrator, agents: int) -> dict:
                                    for agent_id in agent_ids))
     task_ids = {t.task_id for t in tasks}
 
-    async def all_results() -> bool:
-        return task_ids <= results.keys()
-    try:
-        await _until(all_results, 600, "every task's result on the event stream")
-    except RuntimeError:
-        pass
+    settled_at: dict[str, float] = {}  # task -> when Postgres first showed it ended, its result not yet seen
+
+    async def progress() -> tuple[int, int]:
+        """Results seen on the stream. A task that ended in Postgres more than 60 s ago (past the
+        event bus's 30 s reconcile sweep) without its task_result on the stream is a lost event:
+        stop there instead of waiting out the deadline."""
+        now = time.monotonic()
+        if now - checked[0] >= 5:  # Postgres asked at most every 5 s
+            checked[0] = now
+            await settle(now)
+        lost = sorted(t for t in task_ids - results.keys() if now - settled_at.get(t, now) > 60)
+        if lost:
+            raise Stalled(f"{len(lost)} task(s) ended in Postgres over 60 s ago but their task_result never "
+                          f"reached GET /events/stream: {', '.join(lost[:5])}")
+        return len(task_ids & results.keys()), len(task_ids)
+
+    checked = [0.0]
+
+    async def settle(now: float) -> None:
+        for task_id in task_ids - results.keys():
+            if task_id not in settled_at:
+                info = await orchestrator.task_status.remote(task_id)
+                if info.status in ("succeeded", "failed", "cancelled"):
+                    settled_at[task_id] = now
+
+    stall = None
+    try:  # agents lost to missed heartbeats are replaced and their tasks redone: minutes, not seconds
+        await until_complete(progress, 180, 900, "task_result events on GET /events/stream")
+    except Stalled as exc:
+        stall = str(exc)
+        print(f"STALLED: {exc}", flush=True)
     tasks_s = time.monotonic() - t1
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
     statuses = [results.get(task_id, "not delivered") for task_id in task_ids]
     return {"agents": agents, "spawned": len(agent_ids), "refused": refused, "spawn_s": spawn_s, "tasks_s": tasks_s,
             "delivered": sum(1 for s in statuses if s != "not delivered"),
-            "succeeded": statuses.count("succeeded"), "rss_before": rss_before, "rss_agents": rss_agents}
+            "succeeded": statuses.count("succeeded"), "stall": stall, "rss_before": rss_before, "rss_agents": rss_agents}
 
 
 def _rss_table(columns: list[tuple[str, dict[str, float]]]) -> list[str]:
@@ -261,6 +314,7 @@ def render(result: dict, args: argparse.Namespace) -> str:
         f"**{w['expected'] - w['missing']} of {w['expected']} events delivered** (each watcher: each run's "
         f"start and end `metadata` and its `values`), {w['missing']} missing. Seconds per round (runs created, joined, "
         f"and every watcher served): {', '.join(f'{s:.1f}' for s in w['round_s'])}.", "",
+        *([f"**Stalled**: {'; '.join(w['stalls'])}.", ""] if w.get("stalls") else []),
         f"**Memory per idle watcher: {w['per_watcher_serving_kb']:.0f} KiB** in the API replica and the Serve "
         f"ingress, where a watcher's connection and its follower live; {w['per_watcher_kb']:.0f} KiB over every "
         f"process of the system (their RSS with the watchers idle, minus before they connected, after a warm-up "
@@ -272,6 +326,7 @@ def render(result: dict, args: argparse.Namespace) -> str:
         + (f" (refused: {'; '.join(a['refused'][:3])})" if a["refused"] else "") + "; one task delegated to "
         f"each by id: **{a['delivered']} of {a['spawned']} `task_result` events delivered** on `GET "
         f"/events/stream`, {a['succeeded']} succeeded, all within {a['tasks_s']:.1f} s.", "",
+        *([f"**Stalled**: {a['stall']}.", ""] if a.get("stall") else []),
         *_rss_table([("before, MiB", a["rss_before"]), (f"{a['spawned']} agents, MiB", a["rss_agents"])]), "",
         f"Memory per agent: {(sum(a['rss_agents'].values()) - sum(a['rss_before'].values())) / max(1, a['spawned']):.0f}"
         " MiB (an agent is a Ray worker process with its Python runtime, its graph and its clients).", ""]
@@ -303,6 +358,10 @@ def main() -> None:
         result["load_after"] = os.getloadavg()[0]
     args.report.write_text(render(result, args))
     print(f"wrote {args.report}")
+    w, a = result["watchers"], result["agents"]
+    if w["missing"] or a["delivered"] < a["agents"]:
+        sys.exit(f"not every event delivered: {w['missing']} watcher events missing, "
+                 f"{a['delivered']} of {a['agents']} task results (see {args.report})")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import shutil
 import socket
 import sys
 import sysconfig
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -79,6 +80,49 @@ def haproxy_launcher() -> str | None:
     return str(path) if os.access(path, os.X_OK) else shutil.which(LAUNCHER)
 
 
+HAPROXY_FOLDER_PREFIX = "/tmp/qr-haproxy-"
+STALE_FOLDER_AGE_S = 3600.0
+
+
+def _haproxy_is_listening(folder: Path) -> bool:
+    """Whether an HAProxy still answers on an admin socket in ``folder``: Serve puts it in a
+    subfolder named after the node (``<folder>/<node id>/admin.sock``), not where
+    RAY_SERVE_HAPROXY_SOCKET_PATH says."""
+    for path in [folder / "admin.sock", *folder.glob("*/admin.sock")]:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(1.0)
+            try:
+                sock.connect(str(path))
+            except OSError:
+                continue
+        return True
+    return False
+
+
+def prune_stale_haproxy_folders(prefix: str = HAPROXY_FOLDER_PREFIX, min_age_s: float = STALE_FOLDER_AGE_S,
+                                ) -> list[Path]:
+    """Remove the HAProxy folders of nodes that are gone, and return them.
+
+    Each node gets a folder of its own (ingress_env), and nothing is left to remove it when its
+    Ray stops (HAProxy is exec'd, Ray is killed), so every ``up`` and test session left one behind.
+    A folder is stale when nothing answers on its admin socket and it has not changed for
+    ``min_age_s`` (a node that was just given its folder has not started HAProxy yet)."""
+    parent, stem = os.path.split(prefix)
+    removed = []
+    now = time.time()
+    for folder in Path(parent).glob(f"{stem}*"):
+        try:
+            if folder.is_symlink() or not folder.is_dir() or now - folder.stat().st_mtime < min_age_s:
+                continue
+        except OSError:
+            continue
+        if _haproxy_is_listening(folder):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -99,7 +143,8 @@ def ingress_env(mode: str) -> dict[str, str]:
                                  "QUADRACODE_SERVE_INGRESS=proxy")
     # HAProxy's config, sockets and state default to one fixed folder (/tmp/haproxy-serve): a
     # folder of this node's own, so several clusters (test sessions, a running `up`) share a machine.
-    folder = f"/tmp/qr-haproxy-{uuid.uuid4().hex[:12]}"
+    prune_stale_haproxy_folders()
+    folder = f"{HAPROXY_FOLDER_PREFIX}{uuid.uuid4().hex[:12]}"
     launcher = haproxy_launcher()
     if launcher is None:
         # An environment installed before the launcher existed (`uv sync` installs it): HAProxy
