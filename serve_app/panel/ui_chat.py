@@ -30,7 +30,7 @@ def _after_run(shown: tuple, run_status: str | None) -> str:
     """The status line once a run ended: halted on an interrupt, cancelled, failed, or done."""
     card = shown[2]
     if isinstance(card, dict) and card.get("visible"):
-        return "⏸ the run halted and waits for your answer on the card below"
+        return "‖ the run halted and waits for your answer on the card below"
     if run_status == "interrupted":
         return "■ the run was cancelled; watching the thread for later results"
     if run_status == "error":

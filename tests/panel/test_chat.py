@@ -50,9 +50,12 @@ async def test_a_delegated_tasks_result_arrives_on_its_own(page, screenshot_dir)
     agent_id, task_id = re.match(r"agent (\S+) · task (\S+)", (await step.inner_text()).strip()).groups()
     await expect(tasks.get_by_text(agent_id, exact=True).filter(visible=True)).to_have_count(1)
     await expect(tasks.get_by_text(task_id, exact=True).filter(visible=True)).to_have_count(1)
-    await expect(log.locator("[data-testid='bot']").filter(has_text=re.compile(r"^\s*42\s*$"))).not_to_have_count(0)
-    await expect(log.locator("[data-testid='user']").filter(has_text="[task ")).to_have_count(0)
-    await expect(log.locator("[data-testid='user']").filter(has_text="42")).to_have_count(0)
+    bots, users = log.locator(".message.bot, [data-testid='bot']"), log.locator(".message.user, [data-testid='user']")
+    await expect(bots.filter(has_text=re.compile(r"agent \S+ · task \S+ · succeeded")).filter(has_text="42")
+                 ).not_to_have_count(0)
+    await expect(users.filter(has_text="delegate to a coder agent")).not_to_have_count(0)  # the human's own
+    await expect(users.filter(has_text="[task ")).to_have_count(0)
+    await expect(users.filter(has_text="42")).to_have_count(0)
     await shoot(page, screenshot_dir, "chat-task-result")
 
 
@@ -89,3 +92,11 @@ async def test_an_existing_thread_is_opened_with_its_conversation(page, panel_ap
     await expect(log).to_contain_text("remember the code name omega", timeout=60_000)
     await expect(log).to_contain_text("Noted: the code name is omega.")
     await shoot(page, screenshot_dir, "chat-existing-thread")
+    # A new thread: created through the API, picked, its conversation empty.
+    label = page.locator("#chat-thread input")
+    await page.locator("#chat-new-thread").click()
+    await expect(label).not_to_have_value(re.compile(f"^{thread[:8]}"), timeout=60_000)
+    await expect(label).to_have_value(re.compile(r"^[0-9a-f]{8}… idle"))
+    await expect(log).not_to_contain_text("omega")
+    created = (await label.input_value()).split("…")[0]
+    assert any(t["thread_id"].startswith(created) for t in await client.threads.search(limit=100))

@@ -68,6 +68,9 @@ async def test_a_thread_is_forked_from_an_earlier_checkpoint(page, panel_api, sc
     await expect(history.get_by_text(forked[1], exact=True).filter(visible=True)).to_have_count(1, timeout=60_000)
     newest = (await client.threads.get_history(tid, limit=1))[0]["checkpoint"]["checkpoint_id"]
     await expect(history.get_by_text(newest, exact=True).filter(visible=True)).to_have_count(1, timeout=60_000)
+    # The thread table, read while the fork ran, says idle again once it ended.
+    await expect(page.locator("#threads-table").get_by_text("busy", exact=True).filter(visible=True)).to_have_count(
+        0, timeout=30_000)
     await shoot(page, screenshot_dir, "threads-fork")
     state = await client.threads.get_state(tid)
     # The fork is the thread's head now; the branch it left (with beta) is still in its history.
