@@ -9,15 +9,9 @@ import uuid
 import httpx
 import orjson
 
-READ_TIMEOUT_S = 60
+from tests.api.test_oracle_v3 import READ_TIMEOUT_S, _root_phase
+
 BODY = {"channels": ["values", "lifecycle"]}
-
-
-def _root_phase(event: dict) -> str | None:
-    params = event.get("params") or {}
-    if event.get("method") == "lifecycle" and not params.get("namespace"):
-        return (params.get("data") or {}).get("event")
-    return None
 
 
 async def _events(response: httpx.Response):
