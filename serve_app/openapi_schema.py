@@ -9,6 +9,8 @@
   or one of the graphs' names (an enum), so a fuzzer's generated runs and crons name an assistant
   that exists instead of bouncing off a 404 (the paths under /assistants/ are typed UUID all the
   same: a client following the schema sends what always works).
+- Links (serve_app/openapi_links.py) from each operation answering a record to the operations
+  taking its id, so a stateful fuzzer chains calls with real ids.
 - The limits every route enforces (serve_app/limits.py) are documented as 413 and 431 answers,
   and a database outage (serve_app/errors.py) as a 503 with Retry-After.
 
@@ -22,6 +24,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from serve_app.openapi_links import add_links
 
 ERROR_SCHEMA = {"type": "object", "title": "Error", "required": ["detail"],
                 "properties": {"detail": {"type": "string", "description": "Why the request failed."}}}
@@ -92,6 +96,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             for code, description in COMMON_ERRORS.items():
                 responses.setdefault(code, {"description": description,
                                             "content": {"application/json": {"schema": _ERROR_REF}}})
+    add_links(schema)
     app.openapi_schema = schema
     return schema
 

@@ -18,6 +18,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -125,5 +126,6 @@ async def test_sigkill_of_every_process_then_up_loses_nothing(system_env: dict[s
         f"{len(load.acked.tasks)} delegated tasks acknowledged; {sum(load.calls.values())} calls",
         f"- requests failed, and how: {load.failed_summary()}",
         f"- time to recover (kill to a fresh run's success, `up` included): {recovered_s:.0f} s",
-        f"- items lost: {'; '.join(problems) or '0'}", ""]))
+        f"- items lost: {'; '.join(problems) or '0'}",
+        f"- run at (UTC), load average: {datetime.now(UTC):%Y-%m-%d %H:%M}, {os.getloadavg()[0]:.1f}", ""]))
     assert not problems, problems
