@@ -34,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import soak_probes  # noqa: E402  (after the path: run as a script)
+
 REPORT = ROOT / "bench" / "reports" / "soak.md"
 CHART = ROOT / "bench" / "reports" / "soak.png"
 TERMINAL = ("success", "error", "interrupted", "timeout")
@@ -58,6 +60,7 @@ class Traffic:
         self.client = client
         self.started = started
         self.latencies: dict[int, list[float]] = defaultdict(list)  # minute -> seconds
+        self.kinds: dict[tuple[int, str], list[float]] = defaultdict(list)  # (minute, kind) -> seconds
         self.outcomes: Counter = Counter()
         self.errors: list[str] = []
         self.runs_created = 0
@@ -73,7 +76,9 @@ class Traffic:
             self.outcomes[(kind, type(exc).__name__)] += 1
             if len(self.errors) < 50:
                 self.errors.append(f"{kind}: {type(exc).__name__}: {str(exc)[:300]}")
-        self.latencies[int((began - self.started) // 60)].append(time.monotonic() - began)
+        minute, took = int((began - self.started) // 60), time.monotonic() - began
+        self.latencies[minute].append(took)
+        self.kinds[(minute, kind)].append(took)
 
     async def wait(self, thread_id: str) -> None:
         self.runs_created += 1
@@ -230,6 +235,10 @@ async def sampler(settings, app_name: str, started: float, samples: list[dict], 
                 "pg_connections": await asyncio.to_thread(postgres_connections, settings.database_url),
                 "ray_objects": await asyncio.to_thread(ray_objects),
                 "load": os.getloadavg()[0],
+                "cpu": {name: soak_probes.cpu_seconds(pid) for name, pid in processes.items()},
+                "client_cpu": soak_probes.own_cpu_seconds(),
+                "machine_cpu": soak_probes.machine_busy_cpu_seconds(),
+                "tables": await asyncio.to_thread(soak_probes.table_stats, settings.database_url),
             })
         except Exception:
             traceback.print_exc()
@@ -257,9 +266,9 @@ def audit(settings, timeout_s: float = 300.0) -> dict:
 
 
 # --- the report ----------------------------------------------------------------------------------
-def growth(samples: list[dict], name: str) -> tuple[float, float, float]:
-    """(RSS after warm-up, RSS at the end, growth %) of one process."""
-    warm = [s["rss"][name] for s in samples if s["t"] >= WARM_UP_S and name in s["rss"]]
+def growth(samples: list[dict], name: str, since_s: float = WARM_UP_S) -> tuple[float, float, float]:
+    """(RSS at ``since_s``, RSS at the end, growth %) of one process."""
+    warm = [s["rss"][name] for s in samples if s["t"] >= since_s and name in s["rss"]]
     if len(warm) < 2:
         warm = [s["rss"][name] for s in samples if name in s["rss"]]
     if not warm:
@@ -328,11 +337,14 @@ def report(args, traffic: Traffic, samples: list[dict], result: dict, elapsed: f
               f"- delegated tasks by status: {json.dumps(result['tasks'])}; not ended: **{result['open_tasks']}**", "",
               "## Growth", "",
               f"RSS after the {WARM_UP_S / 60:.0f}-minute warm-up (median of the first three samples) and at "
-              "the end (median of the last three):", "",
-              "| process | after warm-up MiB | end MiB | growth |", "| --- | ---: | ---: | ---: |"]
+              "the end (median of the last three), and the growth over the last 10 minutes alone (a "
+              "buffer filling to its cap grows after warm-up, then stays flat):", "",
+              "| process | after warm-up MiB | end MiB | growth | last 10 min |", "| --- | ---: | ---: | ---: | ---: |"]
+    end_s = max((s["t"] for s in samples), default=0.0)
     for name in names:
         first, last, pct = growth(samples, name)
-        lines.append(f"| {name} | {first:.0f} | {last:.0f} | {pct:+.1f}% |")
+        recent = growth(samples, name, since_s=end_s - 600)[2]
+        lines.append(f"| {name} | {first:.0f} | {last:.0f} | {pct:+.1f}% | {recent:+.1f}% |")
     lines += ["", f"Postgres client connections min/max: {min(conns, default=0)} / {max(conns, default=0)}; "
                   f"Ray object-store objects min/max: {min(objects, default=0)} / {max(objects, default=0)}.", "",
               "## Latency per minute (all calls)", "", "| minute | calls | p50 ms | p99 ms |", "| ---: | ---: | ---: | ---: |"]
@@ -341,6 +353,7 @@ def report(args, traffic: Traffic, samples: list[dict], result: dict, elapsed: f
         lines.append(f"| {minute} | {len(values)} | {percentile(values, 50) * 1000:.0f} | "
                      f"{percentile(values, 99) * 1000:.0f} |")
     lines += ["", "![latency p50/p99 per minute, RSS, connections](soak.png)", ""]
+    lines += soak_probes.diagnosis_lines(samples, traffic.latencies, traffic.kinds, percentile)
     return "\n".join(lines)
 
 
@@ -418,9 +431,11 @@ async def soak(args) -> None:
         stop.set()
         await sampling
         ticker.cancel()
+        (REPORT.with_suffix(".json")).write_text(json.dumps({"samples": samples, "audit": result, "latency": {
+            f"{minute} {kind}": [round(v, 4) for v in values] for (minute, kind), values in traffic.kinds.items()}},
+            default=str))
         chart(traffic, samples)
         REPORT.write_text(report(args, traffic, samples, result, elapsed, args.clients))
-        (REPORT.with_suffix(".json")).write_text(json.dumps({"samples": samples, "audit": result}, default=str))
         print(f"[soak] wrote {REPORT}", flush=True)
 
 

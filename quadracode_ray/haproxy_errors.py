@@ -12,6 +12,13 @@ after Serve wrote them. Without the launcher installed, HAProxy says Ray's 500.
 What no error page changes: a request on a client connection that already carried one (HTTP/1.1
 keep-alive, as the SDK's clients do) whose server died before answering is closed without a
 status by HAProxy (its "abort keep-alive": the client may retry a request it knows to be safe).
+That is hard-coded (http_ana.c, for any transaction not first on its client connection; no
+setting turns it off short of closing every client connection after each answer), and it only
+meets a request HAProxy had written to the replica, which may have done it: answering that
+POST with a 503 and Retry-After would invite a second run. A request that never reached a
+replica (its connection refused: the replica is dead) is retried at connect time on another
+server or the backup proxy, whatever its method, and answered
+(tests/reliability/test_keepalive_replica_death.py holds both).
 Standard library only: it runs at every HAProxy start and reload.
 """
 

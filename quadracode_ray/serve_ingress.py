@@ -85,14 +85,18 @@ STALE_FOLDER_AGE_S = 3600.0
 
 
 def _haproxy_is_listening(folder: Path) -> bool:
-    """Whether an HAProxy still answers on ``folder``'s admin socket."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(1.0)
-        try:
-            sock.connect(str(folder / "admin.sock"))
-        except OSError:
-            return False
-    return True
+    """Whether an HAProxy still answers on an admin socket in ``folder``: Serve puts it in a
+    subfolder named after the node (``<folder>/<node id>/admin.sock``), not where
+    RAY_SERVE_HAPROXY_SOCKET_PATH says."""
+    for path in [folder / "admin.sock", *folder.glob("*/admin.sock")]:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(1.0)
+            try:
+                sock.connect(str(path))
+            except OSError:
+                continue
+        return True
+    return False
 
 
 def prune_stale_haproxy_folders(prefix: str = HAPROXY_FOLDER_PREFIX, min_age_s: float = STALE_FOLDER_AGE_S,

@@ -30,6 +30,23 @@ class RunOutcome:
     values: Any = None
     interrupts: dict = field(default_factory=dict)
     output: Any = None  # what runs/wait answers
+    database_outage: bool = False  # the graph raised because Postgres did not answer (see below)
+
+
+def database_outage(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is Postgres not answering: a restart or an outage
+    under a checkpoint write or a store call. No fault of the run's: the run host starts it
+    again from its last checkpoint instead of ending it in error."""
+    import psycopg
+    import psycopg_pool
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def build_command(command: dict | None) -> Command | None:
@@ -171,10 +188,12 @@ async def _execute_run(run: dict, registry: GraphRegistry, stream: RunStream, *,
         state = await graph.aget_state(config)
     except Exception as exc:
         error = error_payload(exc)
-        await stream.publish("error", dumps(error))
+        outage = database_outage(exc)
+        if not outage:  # (an outage's run is started again; its error goes out if it is not)
+            await stream.publish("error", dumps(error))
         values = last_values if isinstance(last_values, dict) else None
         return RunOutcome("error", "error", error=error, values=_strip_interrupts(values),
-                          output={"__error__": error})
+                          output={"__error__": error}, database_outage=outage)
     interrupts = {task.id: list(task.interrupts) for task in state.tasks if task.interrupts}
     values = state.values
     interrupted = bool(interrupts) or bool(state.next)

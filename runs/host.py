@@ -54,6 +54,11 @@ EVENTS_FLUSH_WINDOW_S = 0.05
 ATTEMPT_SEQ_SPAN = 1_000_000
 # A run tried again after its graph raised waits error_backoff_s, doubling, at most this long.
 MAX_ERROR_BACKOFF_S = 30.0
+# A run whose graph met a database outage (runs/execution.py database_outage) is started again
+# from its last checkpoint this many more times than its own attempts, waiting 1 s, doubling up to
+# MAX_ERROR_BACKOFF_S (about two minutes in all): a Postgres restart is no error of the run.
+OUTAGE_ATTEMPTS = 8
+OUTAGE_BACKOFF_S = 1.0
 
 Clients = Callable[[str], dict[str, Any]]
 """graph_id -> the clients its graph takes from ``config["configurable"]``."""
@@ -278,8 +283,10 @@ class RunHost:
                 status = outcome.status
                 if self._retries_after_error(run, outcome):
                     retrying = True
-                    await self._retry_later(run)
+                    await self._retry_later(run, outcome)
                     return
+                if outcome.database_outage:  # out of attempts: the error its stream has not had
+                    await stream.publish("error", dumps(outcome.error))
                 next_run = await record_outcome(self.pool, self.saver, run, outcome)
                 await stream.publish(END_EVENT, dumps({"status": status, "output": outcome.output}))
             except asyncio.CancelledError:
@@ -314,15 +321,19 @@ class RunHost:
 
     @staticmethod
     def _retries_after_error(run: dict, outcome: RunOutcome) -> bool:
-        return outcome.status == "error" and (run.get("attempt") or 1) < run["kwargs"].get("error_attempts", 1)
+        attempts = run["kwargs"].get("error_attempts", 1) + (OUTAGE_ATTEMPTS if outcome.database_outage else 0)
+        return outcome.status == "error" and (run.get("attempt") or 1) < attempts
 
-    async def _retry_later(self, run: dict) -> None:
+    async def _retry_later(self, run: dict, outcome: RunOutcome) -> None:
         """The graph raised and the run has attempts left: back to the queue, due after the
-        backoff, and started again here then (from its last checkpoint, see ``execute_run``)."""
+        backoff, and started again here then (from its last checkpoint, see ``execute_run``).
+        (With the database still down this raises; the sweep then requeues the run once it is back.)"""
         run_id = str(run["run_id"])
         attempt = run.get("attempt") or 1
-        delay = min(run["kwargs"].get("error_backoff_s", 0.0) * 2 ** (attempt - 1), MAX_ERROR_BACKOFF_S)
-        log.warning("run %s: attempt %d failed; retrying in %.2f s", run_id, attempt, delay)
+        backoff = OUTAGE_BACKOFF_S if outcome.database_outage else run["kwargs"].get("error_backoff_s", 0.0)
+        delay = min(backoff * 2 ** (attempt - 1), MAX_ERROR_BACKOFF_S)
+        log.warning("run %s: attempt %d failed%s; retrying in %.2f s", run_id, attempt,
+                    " (the database did not answer)" if outcome.database_outage else "", delay)
         await queue.retry_later(self.pool, run_id, delay)
         self.timers[run_id] = asyncio.get_running_loop().call_later(delay, self._timer_fired, run_id)
 

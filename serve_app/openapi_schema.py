@@ -5,8 +5,12 @@
 - Path parameters that are record ids (thread, run, cron; an assistant under /assistants/) are
   UUIDs, as every route checks. An assistant is named by its UUID or by a registered graph's name
   (that graph's default assistant, as on the official server) wherever the API takes one: every
-  ``assistant_id`` parameter and request field says so, with the graphs' names (the paths under
-  /assistants/ are typed UUID all the same: a client following the schema sends what always works).
+  ``assistant_id`` parameter and request field says so, and its schema is exactly that: a UUID
+  or one of the graphs' names (an enum), so a fuzzer's generated runs and crons name an assistant
+  that exists instead of bouncing off a 404 (the paths under /assistants/ are typed UUID all the
+  same: a client following the schema sends what always works).
+- Links (serve_app/openapi_links.py) from each operation answering a record to the operations
+  taking its id, so a stateful fuzzer chains calls with real ids.
 - The limits every route enforces (serve_app/limits.py) are documented as 413 and 431 answers,
   and a database outage (serve_app/errors.py) as a 503 with Retry-After.
 
@@ -20,6 +24,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from serve_app.openapi_links import add_links
 
 ERROR_SCHEMA = {"type": "object", "title": "Error", "required": ["detail"],
                 "properties": {"detail": {"type": "string", "description": "Why the request failed."}}}
@@ -43,6 +49,17 @@ def assistant_id_description(graph_ids: list[str]) -> str:
     return f"Assistant UUID or graph name (the default assistant of a registered graph{names})."
 
 
+def assistant_reference(field: dict[str, Any], graph_ids: list[str], description: str) -> dict[str, Any]:
+    """``field``'s schema narrowed to what the API accepts: a UUID or a registered graph's name
+    (kept nullable where it was optional; unchanged when no graph is known)."""
+    if not graph_ids:
+        return {**field, "description": description}
+    nullable = any(option.get("type") == "null" for option in field.get("anyOf", ()))
+    kept = {key: value for key, value in field.items() if key not in ("type", "minLength", "format", "anyOf")}
+    options = [{"type": "string", "format": "uuid"}, {"type": "string", "enum": graph_ids}]
+    return {**kept, "anyOf": options + ([{"type": "null"}] if nullable else []), "description": description}
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
@@ -52,11 +69,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     context = getattr(app.state, "context", None)
-    describe_assistant = assistant_id_description(sorted(context.graphs.ids()) if context is not None else [])
+    graph_ids = sorted(context.graphs.ids()) if context is not None else []
+    describe_assistant = assistant_id_description(graph_ids)
     for name in ASSISTANT_REFERENCES:
-        field = components.get(name, {}).get("properties", {}).get("assistant_id")
-        if field is not None:
-            field["description"] = describe_assistant
+        properties = components.get(name, {}).get("properties", {})
+        if "assistant_id" in properties:
+            properties["assistant_id"] = assistant_reference(properties["assistant_id"], graph_ids, describe_assistant)
     for path, item in schema.get("paths", {}).items():
         for method in METHODS:
             operation = item.get(method)
@@ -67,6 +85,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     parameter["name"] == "assistant_id" and path.startswith("/assistants/"))
                 if parameter.get("in") == "path" and uuid_only:
                     parameter["schema"] = {**parameter.get("schema", {}), "type": "string", "format": "uuid"}
+                elif parameter["name"] == "assistant_id":
+                    parameter["schema"] = assistant_reference(parameter.get("schema", {}), graph_ids, describe_assistant)
                 if parameter["name"] == "assistant_id":
                     parameter["description"] = describe_assistant
             responses = operation.setdefault("responses", {})
@@ -76,6 +96,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             for code, description in COMMON_ERRORS.items():
                 responses.setdefault(code, {"description": description,
                                             "content": {"application/json": {"schema": _ERROR_REF}}})
+    add_links(schema)
     app.openapi_schema = schema
     return schema
 

@@ -1,7 +1,7 @@
 """A local Ray head run as ``ray start --head --block`` in its own session.
 
-Stopping it sends SIGTERM to that one process, which drains and stops the processes of
-this cluster only; ``ray stop`` would kill every Ray on the machine.
+Stopping it signals that session only (SIGTERM, then SIGKILL to what is left after a second):
+the processes of this cluster and nothing else; ``ray stop`` would kill every Ray on the machine.
 """
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ def head_node_ip(address: str) -> str:
         ray.shutdown()
 
 
-def start_ray_head(settings: Settings, env: dict[str, str], log_path: Path, timeout: float = 120.0) -> tuple[int, str, str]:
-    """Start the head and wait for its dashboard. Returns (pid, gcs address, dashboard URL)."""
+def spawn_ray_head(settings: Settings, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start ``ray start --head --block`` in a session of its own, without waiting for it (see
+    wait_for_ray_head): ``up`` prepares the database meanwhile."""
     ray_bin = Path(sys.executable).with_name("ray")
     cmd = [
         str(ray_bin), "start", "--head", "--block",
@@ -109,8 +110,15 @@ def start_ray_head(settings: Settings, env: dict[str, str], log_path: Path, time
         cmd.append(f"--num-cpus={settings.ray_num_cpus}")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_for_ray_head(process: subprocess.Popen, settings: Settings, log_path: Path,
+                      timeout: float = 120.0) -> tuple[str, str]:
+    """Wait until the head spawned by spawn_ray_head answers on its dashboard (Ray starts the
+    dashboard before the raylet, and the dashboard is what deploys Serve). Returns (gcs address,
+    dashboard URL); stops the head and raises if it exits or does not answer in time."""
     dashboard_host = "127.0.0.1" if settings.dashboard_host in ("0.0.0.0", "") else settings.dashboard_host
     dashboard_url = f"http://{dashboard_host}:{settings.dashboard_port}"
     deadline = time.monotonic() + timeout
@@ -118,40 +126,48 @@ def start_ray_head(settings: Settings, env: dict[str, str], log_path: Path, time
         if process.poll() is not None:
             raise RayHeadError(f"`ray start` exited with {process.returncode}; see {log_path}:\n{_tail(log_path)}")
         if dashboard_answers(dashboard_url, timeout=1.0):
-            return process.pid, f"{node_ip()}:{settings.ray_port}", dashboard_url
-        time.sleep(0.25)
+            return f"{node_ip()}:{settings.ray_port}", dashboard_url
+        time.sleep(0.1)
     stop_ray_head(process.pid)
     raise RayHeadError(f"the Ray head did not come up within {timeout:.0f} s; see {log_path}:\n{_tail(log_path)}")
 
 
-def stop_ray_head(pid: int, timeout: float = 60.0) -> bool:
-    """SIGTERM the head's ``ray start`` process and its own children at once; SIGKILL its session if
-    it hangs.
+def start_ray_head(settings: Settings, env: dict[str, str], log_path: Path, timeout: float = 120.0) -> tuple[int, str, str]:
+    """Start the head and wait for its dashboard. Returns (pid, gcs address, dashboard URL)."""
+    process = spawn_ray_head(settings, env, log_path)
+    address, dashboard_url = wait_for_ray_head(process, settings, log_path, timeout)
+    return process.pid, address, dashboard_url
 
-    On SIGTERM ``ray start`` stops its processes one after the other (raylet, GCS, dashboard, agents,
-    monitors), giving each up to a second: several seconds in all. Sent to its process group (its
-    session, see start_ray_head), the signal reaches them together and each one's wait ends at
-    once. Ray's workers are in process groups of their own: the raylet stops them, as before."""
+
+# How long `down` lets the head's processes stop on SIGTERM before it kills what is left. Nothing of
+# Ray's is worth waiting for: every run is in Postgres before it is acknowledged, and every actor
+# may be killed at any moment by design (a crash is the same to them).
+STOP_GRACE_S = 1.0
+
+
+def stop_ray_head(pid: int, grace: float = STOP_GRACE_S) -> bool:
+    """Stop the head ``up`` started: SIGTERM to its session, SIGKILL to what is left after ``grace``.
+
+    ``ray start`` on SIGTERM stops its processes one after the other (raylet, GCS, dashboard,
+    agents, monitors), up to a second each, so the signal goes to its process group (its session,
+    see spawn_ray_head) and reaches them together. Ray's workers and the HAProxy Serve started are
+    in process groups of their own but in the same session: whatever of that session is still
+    there after ``grace`` is killed, so nothing outlives ``down``. Only this session is touched,
+    never another Ray on the machine (``ray stop`` would stop them all)."""
     if not is_our_ray_head(pid):
         return False
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return True
-    try:
-        psutil.Process(pid).wait(timeout)
-    except psutil.TimeoutExpired:
-        os.killpg(pid, signal.SIGKILL)
-    except psutil.NoSuchProcess:
         pass
-    # Done when nothing of the cluster is left: every process of the head's session (its workers,
-    # the HAProxy Serve started) has exited; what is left after 10 s is killed.
-    deadline = time.monotonic() + 10.0
+    deadline = time.monotonic() + grace
     while (left := _session_processes(pid)) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.05)
     for process in left:
         with contextlib.suppress(psutil.Error):
             process.kill()
+    # SIGKILL is not refused; the wait is for the kernel to take them down (bounded all the same).
+    psutil.wait_procs(left, timeout=5.0)
     return True
 
 

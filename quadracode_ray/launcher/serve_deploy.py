@@ -74,7 +74,7 @@ def deploy(dashboard_url: str, config: dict[str, Any], timeout: float = 300.0,
             return
         if status in ("DEPLOY_FAILED", "UNHEALTHY"):
             raise ServeDeployError(f"Serve application {status}: {app.get('message', '')}")
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise ServeDeployError(f"Serve application still {status} after {timeout:.0f} s")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from quadracode_ray.launcher import ray_head, serve_deploy
 from quadracode_ray.launcher.preflight import Check, docker_check
 from quadracode_ray.launcher.state import PostgresState, RayState, StateFile, SystemState
 from quadracode_ray.persistence import EmbeddedPostgres, prepare_database
+from quadracode_ray.persistence.bootstrap import record_system_start, resolve_database_url
 from quadracode_ray.persistence.cluster_postgres import (
     cluster_pgdata,
     start_cluster_postgres,
@@ -57,10 +59,17 @@ def _child_env(settings: Settings, database_url: str) -> dict[str, str]:
 def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = False) -> UpResult:
     """Start (or join) everything; idempotent: a second ``up`` reuses what is running.
 
+    Ready means the API answers /health through its Postgres pool, and the fabric's singletons
+    answer (an API replica reports ready only once they do: serve_app/app.py). The database's
+    migrations run while the Ray head starts (they need only the server's URL, which the head's
+    environment carries). Each step prints its own time; overlapping steps overlap.
+
     ``cluster_postgres`` (the head of a ``ray up`` cluster): with no database URL set, Postgres
     runs on TCP with a password (persistence/cluster_postgres.py) so every node reaches it."""
     state_file = StateFile(settings.state_dir)
-    with state_file.locked():
+    with state_file.locked(), ThreadPoolExecutor(max_workers=1) as background:
+        # The Docker check is only reported: it runs meanwhile, off the path to ready.
+        docker = background.submit(docker_check, settings)
         state = state_file.read()
 
         pgdata = None
@@ -71,12 +80,14 @@ def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = F
                 url = start_cluster_postgres(settings, ray_head.head_node_ip(settings.ray_address))
             settings = settings.model_copy(update={"database_url": url})
             pgdata = str(cluster_pgdata(settings))
-        with _step(report, "Postgres: migrations and LangGraph tables"):
-            db = prepare_database(settings)
-        state.postgres = PostgresState(embedded=db.embedded, url=db.url,
-                                       pgdata=str(settings.embedded_pgdata) if db.embedded else pgdata)
-        env = _child_env(settings, db.url)
+        with _step(report, "Postgres: server up"):
+            database_url, embedded = resolve_database_url(settings)
+        state.postgres = PostgresState(embedded=embedded, url=database_url,
+                                       pgdata=str(settings.embedded_pgdata) if embedded else pgdata)
+        settings = settings.model_copy(update={"database_url": database_url})
+        env = _child_env(settings, database_url)
 
+        head = None
         if settings.ray_address:
             with _step(report, f"Ray: joining {settings.ray_address}"):
                 dashboard_url = _dashboard_of(settings.ray_address)
@@ -84,34 +95,49 @@ def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = F
         elif state.ray and state.ray.started_by_us and ray_head.is_our_ray_head(state.ray.pid):
             report(f"✓ Ray: local head already running (pid {state.ray.pid})")
         else:
-            with _step(report, "Ray: starting a local head with its dashboard"):
-                head_env = {**os.environ, **env, **ray_head.HEAD_ENV, **ingress_env(settings.serve_ingress)}
-                pid, address, dashboard_url = ray_head.start_ray_head(
-                    settings, head_env, settings.state_dir / "ray-head.log")
-            state.ray = RayState(started_by_us=True, pid=pid, address=address, dashboard_url=dashboard_url)
+            head_started = time.monotonic()
+            report("… Ray: starting a local head with its dashboard")
+            head_env = {**os.environ, **env, **ray_head.HEAD_ENV, **ingress_env(settings.serve_ingress)}
+            head = ray_head.spawn_ray_head(settings, head_env, settings.state_dir / "ray-head.log")
+            # Recorded at once: a failure below still leaves `down` the head to stop.
+            state.ray = RayState(started_by_us=True, pid=head.pid, address="", dashboard_url=None)
+            state_file.write(state)
+
+        with _step(report, "Postgres: migrations and LangGraph tables"):
+            prepare_database(settings)
+
+        if head is not None:
+            address, dashboard_url = ray_head.wait_for_ray_head(head, settings, settings.state_dir / "ray-head.log")
+            report(f"✓ Ray: starting a local head with its dashboard ({time.monotonic() - head_started:.1f} s)")
+            state.ray = RayState(started_by_us=True, pid=head.pid, address=address, dashboard_url=dashboard_url)
         state_file.write(state)
 
         with _step(report, "Ray Serve: deploying the API"):
             # The Serve config is shown by the dashboard: secrets go by reference (settings_secrets).
             shown_env = worker_env(env, gcs_address=state.ray.address)
             serve_deploy.deploy(state.ray.dashboard_url, serve_deploy.serve_config(settings, shown_env), report=report)
-            api_url = f"http://{_reachable(settings.http_host)}:{settings.http_port}"
-            serve_deploy.wait_for_http(f"{api_url}/ok")
+        api_url = f"http://{_reachable(settings.http_host)}:{settings.http_port}"
+        with _step(report, "API: /health answers (Postgres through the API's pool)"):
+            serve_deploy.wait_for_http(f"{api_url}/health")
         state.api_url = api_url
         state_file.write(state)
 
-        prepare_database(settings.model_copy(update={"database_url": db.url}), record_start=state.ray.address)
+        record_system_start(database_url, state.ray.address)
         for graph_id in replaced_builtins(settings):
             report(f"! graph '{graph_id}': your graph replaces the built-in '{graph_id}' assistant; "
                    "its runs execute on the run executors like any user graph")
-        checks = [docker_check(settings)]
+        checks = [docker.result()]
         return UpResult(api_url=api_url, dashboard_url=state.ray.dashboard_url, ray_address=state.ray.address,
-                        database_url=db.url, embedded_postgres=db.embedded, model=settings.default_model,
+                        database_url=database_url, embedded_postgres=embedded, model=settings.default_model,
                         scripted_model=settings.uses_scripted_model, checks=checks)
 
 
 def down(settings: Settings, report: Report = print) -> SystemState:
-    """Stop what ``up`` started; data (Postgres, workspaces, snapshots) is kept."""
+    """Stop what ``up`` started; data (Postgres, workspaces, snapshots) is kept.
+
+    A head ``up`` started and the Postgres stop at the same time: nothing acknowledged is in Ray
+    (every run is in Postgres first), and Postgres stops in its fast mode, which ends its clients'
+    sessions, rolls back what they had not committed and writes a checkpoint: a clean shutdown."""
     state_file = StateFile(settings.state_dir)
     with state_file.locked():
         state = state_file.read()
@@ -120,20 +146,35 @@ def down(settings: Settings, report: Report = print) -> SystemState:
         if state.ray and state.ray.dashboard_url and not ours:
             with _step(report, "Ray Serve: removing the API"):
                 serve_deploy.delete(state.ray.dashboard_url)
-        if state.ray and state.ray.started_by_us:
-            with _step(report, f"Ray: stopping the local head (pid {state.ray.pid})"):
-                ray_head.stop_ray_head(state.ray.pid or 0)
-        elif state.ray:
-            with _step(report, f"Ray: removing the actors of namespace {NAMESPACE!r}"):
-                _kill_namespace_actors(state.ray.address)
-        if state.postgres and state.postgres.embedded and state.postgres.pgdata:
-            with _step(report, "Postgres: stopping the embedded server (data kept)"):
-                EmbeddedPostgres(state.postgres.pgdata).stop()
-        elif state.postgres and state.postgres.pgdata:
-            with _step(report, "Postgres: stopping the cluster's server (data kept)"):
-                stop_cluster_postgres(settings)
+        if ours:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                stopping = [pool.submit(_stop_ray, settings, state, report),
+                            pool.submit(_stop_postgres, settings, state, report)]
+                for future in stopping:
+                    future.result()
+        else:  # a cluster we joined keeps running: its actors go before their database does
+            _stop_ray(settings, state, report)
+            _stop_postgres(settings, state, report)
         state_file.write(SystemState())
         return state
+
+
+def _stop_ray(settings: Settings, state: SystemState, report: Report) -> None:
+    if state.ray and state.ray.started_by_us:
+        with _step(report, f"Ray: stopping the local head (pid {state.ray.pid})"):
+            ray_head.stop_ray_head(state.ray.pid or 0)
+    elif state.ray:
+        with _step(report, f"Ray: removing the actors of namespace {NAMESPACE!r}"):
+            _kill_namespace_actors(state.ray.address)
+
+
+def _stop_postgres(settings: Settings, state: SystemState, report: Report) -> None:
+    if state.postgres and state.postgres.embedded and state.postgres.pgdata:
+        with _step(report, "Postgres: stopping the embedded server (data kept)"):
+            EmbeddedPostgres(state.postgres.pgdata).stop()
+    elif state.postgres and state.postgres.pgdata:
+        with _step(report, "Postgres: stopping the cluster's server (data kept)"):
+            stop_cluster_postgres(settings)
 
 
 @dataclass

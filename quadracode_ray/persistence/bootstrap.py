@@ -55,10 +55,18 @@ def prepare_database(settings: Settings, *, record_start: str | None = None) -> 
     with psycopg.connect(url, autocommit=True) as conn:
         applied = apply_migrations(conn)
         if record_start is not None:
-            conn.execute(
-                "INSERT INTO qr_system_starts (version, hostname, ray_address) VALUES (%s, %s, %s)",
-                (__version__, socket.gethostname(), record_start or None),
-            )
+            _record_start(conn, record_start)
     setup_langgraph(url)
     return DatabaseInfo(url=url, embedded=embedded,
                         applied=[f"{m.component}/{m.version:04d}_{m.name}" for m in applied])
+
+
+def record_system_start(url: str, ray_address: str) -> None:
+    """Add this start to ``qr_system_starts`` of a database prepare_database already made ready."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        _record_start(conn, ray_address)
+
+
+def _record_start(conn: psycopg.Connection, ray_address: str) -> None:
+    conn.execute("INSERT INTO qr_system_starts (version, hostname, ray_address) VALUES (%s, %s, %s)",
+                 (__version__, socket.gethostname(), ray_address or None))

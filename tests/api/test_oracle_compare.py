@@ -23,6 +23,7 @@ from langgraph_sdk.errors import APIStatusError
 ORACLE_DIR = Path(__file__).parent / "oracle"
 LANGGRAPH_CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "langgraph"
 STARTUP_DEADLINE_S = 120
+READ_DEADLINE_S = 60
 # Keys only the official server has because it traces to LangSmith, which this system does not use.
 LANGSMITH_ONLY_KEYS = {"langsmith_session_name"}
 
@@ -381,14 +382,16 @@ async def thread_stream_state_update(url: str) -> dict[str, Any]:
             raise AssertionError("the thread stream ended")
 
         pending = asyncio.ensure_future(next_event())
-        for _ in range(20):
+        # Until a deadline, not a count of tries: on a loaded machine the watcher subscribes late.
+        deadline = asyncio.get_running_loop().time() + READ_DEADLINE_S
+        while True:
             await client.threads.update_state(tid, {"items": ["u"]}, as_node="step")
             done, _ = await asyncio.wait({pending}, timeout=0.5)
             if done:
                 break
-        else:
-            pending.cancel()
-            raise AssertionError("no state_update event came")
+            if asyncio.get_running_loop().time() > deadline:
+                pending.cancel()
+                raise AssertionError(f"no state_update event came within {READ_DEADLINE_S} s")
     event = pending.result()
     data = json.loads(event["data"])
     assert re.fullmatch(r"\d+-\d+", event.get("id", "")), event

@@ -27,6 +27,11 @@ from tests.conftest import free_port
 from tests.polling import eventually_sync
 
 CLI = str(Path(sys.executable).with_name("quadracode-ray"))
+# The steps `up` prints with their time on embedded defaults, a fresh head (launcher/system.py).
+UP_STEPS = ("Postgres: server up", "Postgres: migrations and LangGraph tables",
+            "Ray: starting a local head with its dashboard", "Serve: controller and ingress up, config taken",
+            "Serve: API replica ready", "Ray Serve: deploying the API",
+            "API: /health answers (Postgres through the API's pool)")
 
 
 @pytest.fixture
@@ -71,7 +76,8 @@ def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_clu
         assert api in up.stdout and dashboard in up.stdout
         assert "scripted model" in up.stdout  # no key set: said plainly
         # Each step's time is printed, and the total.
-        assert re.search(r"Serve: deploying the API \(\d+\.\d s\)", up.stderr + up.stdout), up.stderr
+        for step in UP_STEPS:
+            assert re.search(rf"✓ {re.escape(step)} \((?:at )?\d+\.\d s\)", up.stderr), (step, up.stderr)
         assert re.search(r"ready in \d+\.\d s", up.stdout), up.stdout
 
         assert httpx.get(f"{api}/ok").json() == {"ok": True}
@@ -109,6 +115,9 @@ def test_up_status_down_on_embedded_defaults(system_env: dict[str, str], ray_clu
         down = run_cli(env, "down")
     assert down.returncode == 0, down.stderr
     assert "data kept" in down.stderr
+    for step in ("Ray: stopping the local head", "Postgres: stopping the embedded server (data kept)"):
+        assert re.search(rf"✓ {re.escape(step)}.* \(\d+\.\d s\)", down.stderr), (step, down.stderr)
+    assert re.search(r"down in \d+\.\d s", down.stderr), down.stderr
 
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api}/ok", timeout=2)

@@ -128,3 +128,22 @@ def test_haproxy_folders_of_gone_nodes_are_pruned_and_live_or_new_ones_kept(tmp_
         removed = serve_ingress.prune_stale_haproxy_folders(prefix)
     assert removed == [gone]
     assert not gone.exists() and (new / "haproxy.cfg").exists() and (live / "haproxy.cfg").exists()
+
+
+def test_a_live_haproxy_folder_is_kept_with_its_socket_where_serve_puts_it(tmp_path: Path):
+    """Serve's HAProxy manager puts the admin socket in a subfolder named after the node: a live
+    node's folder over an hour old (an `up` running all day) was pruned under its HAProxy."""
+    import os
+    import socket
+
+    prefix = str(tmp_path / "qr-haproxy-")
+    live = Path(prefix + "live")
+    (live / "cfb51e2d25086a7f").mkdir(parents=True)
+    (live / "cfb51e2d25086a7f" / "haproxy.cfg").write_text("global\n")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(live / "cfb51e2d25086a7f" / "admin.sock"))
+        listener.listen()
+        long_ago = os.stat(live).st_mtime - 2 * serve_ingress.STALE_FOLDER_AGE_S
+        os.utime(live, (long_ago, long_ago))
+        assert serve_ingress.prune_stale_haproxy_folders(prefix) == []
+    assert (live / "cfb51e2d25086a7f" / "haproxy.cfg").exists()

@@ -39,9 +39,9 @@ from quadracode_ray.config import Settings
 from tests.api.test_replica_death import _replica_pids
 from tests.polling import eventually
 from tests.reliability import docker_engine, rig
-from tests.reliability.load import Load, audit, delegate, query
+from tests.reliability.load import STREAM_RECONNECT_WARNING, Load, audit, delegate, query
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, STREAM_RECONNECT_WARNING]
 
 REPORT = Path(__file__).resolve().parents[2] / "bench" / "reports" / "faults.md"
 ROWS: list[dict] = []

@@ -18,6 +18,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -27,7 +28,7 @@ from quadracode_ray.launcher.state import StateFile
 from tests.conftest import free_port
 from tests.foundation.test_cli_system import run_cli
 from tests.polling import eventually
-from tests.reliability.load import Load, audit
+from tests.reliability.load import STREAM_RECONNECT_WARNING, Load, audit
 from tests.reliability.test_faults import REPORT, a_fresh_run_succeeds
 
 UP_DEADLINE_S = 420  # `up`: Postgres, the Ray head (120 s at most), the Serve deploy (300 s at most)
@@ -36,6 +37,7 @@ RECOVERY_DEADLINE_S = 180
 AUDIT_DEADLINE_S = 240
 pytestmark = [
     pytest.mark.slow,
+    STREAM_RECONNECT_WARNING,
     # Honest deadlines, each part's own summed (two `up`s, the load, the recovery, the audit, the
     # fixture's `down`): the suite's default of 300 s for a whole test is what a loaded machine's
     # first `up` alone can take (the Ray head start ran close to its 120 s at load 30).
@@ -124,5 +126,6 @@ async def test_sigkill_of_every_process_then_up_loses_nothing(system_env: dict[s
         f"{len(load.acked.tasks)} delegated tasks acknowledged; {sum(load.calls.values())} calls",
         f"- requests failed, and how: {load.failed_summary()}",
         f"- time to recover (kill to a fresh run's success, `up` included): {recovered_s:.0f} s",
-        f"- items lost: {'; '.join(problems) or '0'}", ""]))
+        f"- items lost: {'; '.join(problems) or '0'}",
+        f"- run at (UTC), load average: {datetime.now(UTC):%Y-%m-%d %H:%M}, {os.getloadavg()[0]:.1f}", ""]))
     assert not problems, problems

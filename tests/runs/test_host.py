@@ -220,6 +220,31 @@ async def test_a_run_whose_graph_raises_is_tried_again_up_to_its_attempts_and_ke
     assert later["started_at"] >= row["ended_at"]
 
 
+async def test_a_run_whose_database_went_away_mid_run_starts_again_and_succeeds_once(host: RunHost, monkeypatch):
+    """Postgres restarting under a run (its checkpoint write refused) is no error of the run: it is
+    started again from its last checkpoint and applied once (the fault suite met it for real:
+    tests/reliability/test_faults.py, a run ended in error after a 10 s Postgres restart)."""
+    import psycopg
+
+    real_put, refused = host.saver.aput, []
+
+    async def refused_once(*args, **kwargs):
+        if not refused:
+            refused.append(True)
+            raise psycopg.OperationalError("the database system is shutting down")
+        return await real_put(*args, **kwargs)
+
+    monkeypatch.setattr(host.saver, "aput", refused_once)
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": ["x"]})
+    await host.submit(run_id)
+    status, output = await asyncio.wait_for(host.wait(run_id), timeout=60)
+    row = await queue.run_status(host.pool, run_id)
+    assert refused and (status, row["status"], row["attempt"]) == ("success", "success", 2)
+    assert orjson.loads(output)["items"] == ["x", "a"]  # its node applied once
+    assert "error" not in [e.event for e in host.streams[run_id].events]  # no error a client would see
+
+
 async def test_a_run_can_start_its_thread(host: RunHost):
     thread_id = str(uuid.uuid4())
     run_id = run_id_for(uuid.uuid4().hex)

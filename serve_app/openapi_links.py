@@ -1,0 +1,73 @@
+"""OpenAPI links: which operation's answer names the record another operation takes.
+
+A stateful fuzzer (Schemathesis's stateful phase, tests/reliability/test_fuzz_openapi.py) and any
+client generator read them to chain calls with real ids: ``POST /threads`` answers a
+``thread_id`` that ``GET /threads/{thread_id}`` takes, and so on. They are derived, not listed:
+an operation that creates or returns one record (a POST or PUT answering a JSON object) links
+to every operation whose path parameters that answer's fields (and the producer's own path
+parameters) fill, at least one of them from the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRODUCER_METHODS = ("post", "put")
+CONSUMER_METHODS = ("get", "put", "post", "delete", "patch")
+# The LangGraph API's records are answered without a documented schema (the official server's
+# shapes, free-form): the fields each creating operation answers, as the routes return them.
+RECORD_ANSWERS: dict[tuple[str, str], set[str]] = {
+    ("post", "/threads"): {"thread_id"},
+    ("post", "/threads/{thread_id}/copy"): {"thread_id"},
+    ("post", "/assistants"): {"assistant_id"},
+    ("post", "/threads/{thread_id}/runs"): {"run_id", "thread_id", "assistant_id"},
+    ("post", "/runs"): {"run_id", "thread_id", "assistant_id"},
+    ("post", "/runs/crons"): {"cron_id", "assistant_id"},
+    ("post", "/threads/{thread_id}/runs/crons"): {"cron_id", "thread_id", "assistant_id"},
+}
+ENDLESS = frozenset({("get", "/threads/{thread_id}/stream")})
+"""Live streams that end only when the client goes: no link leads a fuzzer into one."""
+
+
+def _resolve(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = components.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    return schema
+
+
+def _answer_fields(operation: dict[str, Any], components: dict[str, Any]) -> set[str]:
+    for code in ("200", "201"):
+        content = operation.get("responses", {}).get(code, {}).get("content", {})
+        schema = _resolve(content.get("application/json", {}).get("schema", {}), components)
+        if schema.get("type") == "object" or "properties" in schema:
+            return set(schema.get("properties", {}))
+    return set()
+
+
+def _path_parameters(operation: dict[str, Any]) -> set[str]:
+    return {p["name"] for p in operation.get("parameters", ()) if p.get("in") == "path"}
+
+
+def add_links(schema: dict[str, Any]) -> int:
+    """Add the links to ``schema`` in place; how many were added."""
+    components = schema.get("components", {}).get("schemas", {})
+    operations = [(path, method, item[method]) for path, item in schema.get("paths", {}).items()
+                  for method in CONSUMER_METHODS if method in item]
+    added = 0
+    for path, method, producer in operations:
+        if method not in PRODUCER_METHODS:
+            continue
+        answered = _answer_fields(producer, components) or RECORD_ANSWERS.get((method, path), set())
+        known = _path_parameters(producer)
+        for target_path, target_method, consumer in operations:
+            needed = _path_parameters(consumer)
+            if (not needed or consumer is producer or (target_method, target_path) in ENDLESS
+                    or not needed & answered or not needed <= answered | known or "operationId" not in consumer):
+                continue
+            parameters = {name: f"$response.body#/{name}" if name in answered else f"$request.path.{name}"
+                          for name in sorted(needed)}
+            code = next(c for c in ("200", "201") if c in producer.get("responses", {}))
+            links = producer["responses"][code].setdefault("links", {})
+            links[consumer["operationId"]] = {"operationId": consumer["operationId"], "parameters": parameters}
+            added += 1
+    return added
