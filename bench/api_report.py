@@ -20,7 +20,7 @@ def busy_reason(results: dict) -> str | None:
     if share > BUSY_OTHERS_SHARE:
         return f"other processes took {share:.0%} of the machine's CPU during the run (limit {BUSY_OTHERS_SHARE:.0%})"
     if results["load_before"][0] > cpus:
-        return f"load average {results['load_before'][0]:.1f} before the run on {cpus} CPUs"
+        return f"load average {results['load_before'][0]:.1f} before the timed part on {cpus} CPUs"
     return None
 
 
@@ -44,12 +44,13 @@ def render(results: dict) -> str:
         "# LangGraph API bench: every peer side by side",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({results.get('cpus')} CPUs, Python "
-        f"{platform.python_version()}); load average before {results['load_before'][0]:.1f}, after "
+        f"{platform.python_version()}); load average before the timed part {results['load_before'][0]:.1f} "
+        f"(before the peers started {results.get('load_at_start', results['load_before'])[0]:.1f}), after "
         f"{results['load_after'][0]:.1f}; other processes took {results.get('others_cpu_share', 0):.0%} of the "
         f"machine's CPU during the run. Ours: Serve ingress `{results.get('ingress')}`.",
         "**The machine was busy: " + busy + "; ratios are withheld, figures are indicative only.**" if busy else
         "The machine was quiet enough for ratios (other processes under "
-        f"{BUSY_OTHERS_SHARE:.0%} of its CPU, load below its CPU count before the run).",
+        f"{BUSY_OTHERS_SHARE:.0%} of its CPU, load below its CPU count before the timed part).",
         "",
         "Graph: bench/api_graph.py (one node adding one). Peers: ours (Ray Serve, runs durable in Postgres before "
         "they are acknowledged), the official dev server (`langgraph dev`, in memory), Aegra (`aegra-api`, "

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench.peers import GRAPH_FILE, GRAPH_ID, fabric_system  # noqa: E402
 
 REPORT = ROOT / "bench" / "reports" / "watchers.md"
+NOTES_HEADING = "## Notes by hand"
 
 
 POSTGRES_PID: list[int] = []  # the bench's own Postgres (its postmaster), set once it runs
@@ -356,7 +357,10 @@ def main() -> None:
         result["agents"] = asyncio.run(agents_part(url, get_actor(settings, ORCHESTRATOR), args.agents))
         print(f"agents: {result['agents']['delivered']}/{result['agents']['spawned']} delivered", flush=True)
         result["load_after"] = os.getloadavg()[0]
-    args.report.write_text(render(result, args))
+    # The hand-written notes (from NOTES_HEADING on) survive a rerun.
+    previous = args.report.read_text() if args.report.exists() else ""
+    notes = previous[previous.index(NOTES_HEADING):] if NOTES_HEADING in previous else ""
+    args.report.write_text(render(result, args) + ("\n" + notes if notes else ""))
     print(f"wrote {args.report}")
     w, a = result["watchers"], result["agents"]
     if w["missing"] or a["delivered"] < a["agents"]:

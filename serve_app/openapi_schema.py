@@ -11,6 +11,7 @@
   same: a client following the schema sends what always works).
 - Links (serve_app/openapi_links.py) from each operation answering a record to the operations
   taking its id, so a stateful fuzzer chains calls with real ids.
+- The streaming operations answer ``text/event-stream`` (FastAPI says JSON for them).
 - The limits every route enforces (serve_app/limits.py) are documented as 413 and 431 answers,
   and a database outage (serve_app/errors.py) as a 503 with Retry-After.
 
@@ -39,6 +40,11 @@ METHODS = ("get", "put", "post", "delete", "patch")
 # Path parameters that are UUIDs wherever they appear: the records' keys are uuid columns, so
 # anything else is answered 422 (serve_app/errors.py, Postgres refusing the value) or 404.
 UUID_PATH_PARAMETERS = frozenset({"thread_id", "run_id", "cron_id"})
+# Operations that answer 200 with a server-sent event stream (FastAPI documents JSON for them).
+SSE_OPERATIONS = frozenset({("post", "/runs/stream"), ("post", "/threads/{thread_id}/runs/stream"),
+                            ("get", "/threads/{thread_id}/runs/{run_id}/stream"), ("get", "/threads/{thread_id}/stream"),
+                            ("post", "/threads/{thread_id}/stream/events")})
+SSE_CONTENT = {"text/event-stream": {"schema": {"type": "string", "description": "Server-sent events."}}}
 # Request schemas whose assistant_id names an existing assistant (not a new one's id, not an answer).
 ASSISTANT_REFERENCES = frozenset({"RunCreate", "RunBatchItem", "CronCreate", "ThreadCronCreate", "CronSearch",
                                   "CronCount"})
@@ -90,6 +96,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 if parameter["name"] == "assistant_id":
                     parameter["description"] = describe_assistant
             responses = operation.setdefault("responses", {})
+            if (method, path) in SSE_OPERATIONS and "200" in responses:
+                responses["200"]["content"] = SSE_CONTENT
             if "422" in responses:
                 responses["422"] = {"description": "Invalid input; the reason in detail.",
                                     "content": {"application/json": {"schema": _ERROR_REF}}}

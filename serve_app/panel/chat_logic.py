@@ -8,10 +8,16 @@ a collapsible step) and a ``status`` (``pending`` until its result arrives, then
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_TOOL_TEXT = 4000
+# How the orchestrator folds an agent's delegated-task result into its thread: a human message
+# named "task_result" whose text starts with "[task <task_id> <status> by agent <agent_id>]"
+# (quadracode_ray.graphs.orchestrator.format_task_result). Not something the human typed.
+TASK_RESULT_NAME = "task_result"
+_TASK_RESULT_HEAD = re.compile(r"^\[task (?P<task>\S+) (?P<status>\S+) by agent (?P<agent>[^\]]+)\]\n?")
 
 
 def text_of(content: Any) -> str:
@@ -65,7 +71,9 @@ def to_chat(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         kind = message.get("type")
         text = text_of(message.get("content"))
-        if kind == "human":
+        if kind == "human" and message.get("name") == TASK_RESULT_NAME:
+            chat.append(task_result_message(text))
+        elif kind == "human":
             chat.append({"role": "user", "content": text})
         elif kind in ("ai", "AIMessageChunk"):
             if text:
@@ -79,6 +87,18 @@ def to_chat(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "system" and text:
             chat.append({"role": "assistant", "content": text, "metadata": {"title": "system", "status": "done"}})
     return chat
+
+
+def task_result_message(text: str) -> dict[str, Any]:
+    """An agent's delegated-task result folded into the thread, shown as the agent's (its name,
+    the task and its status in the title), never as a message the human sent. No ``status`` in
+    its metadata: Gradio shows such a step open (a "done" one collapsed) and without a spinner."""
+    head = _TASK_RESULT_HEAD.match(text)
+    if head is None:
+        return {"role": "assistant", "content": _clip(text), "metadata": {"title": "agent result"}}
+    title = f"agent {head['agent']} · task {head['task']} · {head['status']}"
+    return {"role": "assistant", "content": _clip(text[head.end():].strip() or "(no output)"),
+            "metadata": {"title": title}}
 
 
 # Why a tool step that never got its result stopped, by the status its run ended in.

@@ -30,7 +30,7 @@ def _after_run(shown: tuple, run_status: str | None) -> str:
     """The status line once a run ended: halted on an interrupt, cancelled, failed, or done."""
     card = shown[2]
     if isinstance(card, dict) and card.get("visible"):
-        return "⏸ the run halted and waits for your answer on the card below"
+        return "‖ the run halted and waits for your answer on the card below"
     if run_status == "interrupted":
         return "■ the run was cancelled; watching the thread for later results"
     if run_status == "error":
@@ -152,18 +152,15 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         client = ctx.client(request, key_value)
         if not thread_id:
             thread_id = (await client.create_thread(metadata={"created_by": "panel"}))["thread_id"]
+        # The thread picker's labels carry each thread's status: read before the run (a new thread
+        # joins the list), once at its first streamed part (this thread busy), and again once it
+        # ended (``refresh_threads`` after each run, below).
+        choices, drawn = await _thread_choices(client), 0
         async for update in _stream(client, thread_id, assistant_id, text=text):
-            yield gr.update(value=thread_id, choices=await _cached_choices(client, thread_id)), "", *update
-
-    _choices_cache: dict[str, list] = {}
-
-    async def _cached_choices(client: PanelClient, thread_id: str) -> list:
-        cached = _choices_cache.get(client.url + thread_id)
-        if cached is None:
-            cached = _choices_cache[client.url + thread_id] = await _thread_choices(client)
-            if len(_choices_cache) > 500:
-                _choices_cache.clear()
-        return cached
+            yield gr.update(value=thread_id, choices=choices), "", *update
+            drawn += 1
+            if drawn == 2:  # (the first update is drawn before the run starts)
+                choices = await _thread_choices(client)
 
     # The newest watcher of each browser session: a send, a resume or a thread switch makes the
     # older watchers stale, and a stale one stops at its next event instead of drawing.
@@ -190,8 +187,11 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
                 if watch_generation.get(request.session_hash or "") != mine:
                     return
                 if part.event.startswith("messages"):
+                    # Tokens say nothing of the interrupt card: it stays as the last state read
+                    # left it (a join replays a run still ending from its start, tokens included).
                     if view.feed(part.event, part.data):
-                        yield view.render(), chat_logic.task_rows(view.values), *_card([]), gr.update()
+                        yield view.render(), chat_logic.task_rows(view.values), *(gr.skip() for _ in range(4)), \
+                            gr.update()
                 elif part.event not in ("heartbeat", "ping"):
                     # A state, a run's start or end, a custom event: redraw from the thread's state.
                     values, shown, _ = await _state(client, thread_id)
@@ -249,6 +249,9 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
                edit.click(edit_fn, resume_inputs, [*shown, status], concurrency_limit=None, cancels=[watching]),
                respond.click(respond_fn, resume_inputs, [*shown, status], concurrency_limit=None, cancels=[watching])]
     after_runs = [sending, submitting, *resumed]
+    # Each run's end: the thread labels read again (a send or resume left them as read mid-run).
+    for event in after_runs:
+        event.success(refresh_threads, [key, thread], thread, show_progress="hidden")
     watchers = [event.success(follow, follow_inputs, [*shown, status], concurrency_limit=None, show_progress="hidden")
                 for event in after_runs]
     cancel.click(cancel_run, [key, thread], status)

@@ -68,18 +68,25 @@ def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
         return views.thread_rows(found), filters
 
     async def refresh(key_value: str, filters: dict | None, table: Any, thread: str, run_table: Any,
-                      request: gr.Request):
-        """The threads and runs shown read again while one of them is still at work."""
+                      history_table: Any, request: gr.Request):
+        """The threads and runs shown read again while one of them is still at work, and a thread's
+        runs and checkpoints read again once its newest checkpoint is not the one shown (a run
+        started elsewhere, a fork, a state update)."""
         client = ctx.client(request, key_value)
-        rows, run_rows = gr.skip(), gr.skip()
+        rows, run_rows, history_rows = gr.skip(), gr.skip(), gr.skip()
         try:
             if filters is not None and views.column_has(table, 1, ("busy",)):
                 rows = views.thread_rows(await client.search_threads(**filters))
-            if thread and views.column_has(run_table, 2, ("pending", "running")):
-                run_rows = views.run_rows(await client.runs(thread))
+            if thread:
+                newest = await client.history(thread, limit=1)
+                moved = bool(newest) and views.checkpoint_id_of(newest[0]) != views.first_cell(history_table)
+                if moved or views.column_has(run_table, 2, ("pending", "running")):
+                    run_rows = views.run_rows(await client.runs(thread))
+                if moved:
+                    history_rows = views.checkpoint_rows(await client.history(thread))
         except PanelError:  # a timed read: the next tick tries again, no toast every 2 s
             pass
-        return rows, run_rows
+        return rows, run_rows, history_rows
 
     @guarded
     async def load_thread(key_value: str, thread: str, request: gr.Request):
@@ -162,7 +169,8 @@ def build_threads_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
     search.click(do_search, [key, status, metadata], [threads, searched])
     threads.select(pick_thread, [threads], thread_id).then(load_thread, [key, thread_id], [runs, history, shown_thread])
     load.click(load_thread, [key, thread_id], [runs, history, shown_thread])
-    refresher.tick(refresh, [key, searched, threads, shown_thread, runs], [threads, runs], show_progress="hidden")
+    refresher.tick(refresh, [key, searched, threads, shown_thread, runs, history], [threads, runs, history],
+                   show_progress="hidden")
     runs.select(pick_run, [runs], run_id)
     history.select(pick_checkpoint, [key, thread_id, history], [checkpoint, state_view])
     cancel.click(cancel_run, [key, thread_id, run_id], [note, runs])

@@ -124,6 +124,12 @@ def checkpoint_rows(history: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def first_cell(table: Any) -> str:
+    """The first row's first cell of a shown table (a DataFrame or a list of rows); '' if empty."""
+    rows = table.values.tolist() if hasattr(table, "values") and hasattr(table, "columns") else table or []
+    return str(rows[0][0]) if rows and len(rows[0]) else ""
+
+
 # --- events ---------------------------------------------------------------------------------------
 EVENT_HEADERS = ["time", "sender", "recipient", "kind", "thread", "id"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator
 
 import orjson
@@ -81,6 +82,11 @@ async def thread_tape(context: AppContext, hub: ThreadWatchHub, thread_id: str,
                 await asyncio.wait_for(wake.wait(), POLL_LISTENING_S if hub.listening else POLL_S)
 
 
+class TapeStopped(RuntimeError):
+    """The thread's tape reader stopped: the streams following it end (a client reconnects
+    with ``since`` and gets a new reader)."""
+
+
 class _SharedTape:
     """One reader of a thread's tape for every stream of the replica on that thread: a new
     stream gets the events so far from memory at once, then the live ones."""
@@ -91,9 +97,13 @@ class _SharedTape:
         self.users = 0
         self.failure: BaseException | None = None
         self.changed = asyncio.Condition()
-        self.task = asyncio.get_running_loop().create_task(self._read(source))
+        # Not in the context of the request that opened it: the reader serves every stream of
+        # the thread, and Ray cancels the Ray calls made in a request's context (the executor's
+        # event generator here) when that request is cancelled, i.e. when its client leaves.
+        self.task = asyncio.get_running_loop().create_task(self._read(source), context=contextvars.Context())
 
     async def _read(self, source: AsyncIterator[list[dict]]) -> None:
+        failure: BaseException = TapeStopped("the thread's tape reader stopped")
         try:
             async for batch in source:
                 if batch:
@@ -102,9 +112,13 @@ class _SharedTape:
                         self.changed.notify_all()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # the streams on it end with the failure
+        except BaseException as exc:
+            failure = exc
+        finally:
+            # However the reader ends (a failure, or cancelled), the streams on it end too,
+            # never wait on a reader that is gone.
             async with self.changed:
-                self.failure = exc
+                self.failure = failure
                 self.changed.notify_all()
 
     async def follow(self) -> AsyncIterator[list[dict]]:

@@ -190,21 +190,49 @@ async def test_v3_over_websocket_matches_the_official_server(official_url: str, 
     assert not found, "v3 answers differ from the official server's:\n" + "\n".join(found)
 
 
+async def _thread_facts(url: str, thread_id: str) -> str:
+    """The thread's status and its runs' as the server says now, for a failure's message."""
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            thread = (await http.get(f"/threads/{thread_id}")).json()
+            runs = (await http.get(f"/threads/{thread_id}/runs")).json()
+        return f"thread status {thread.get('status')!r}, runs {[r.get('status') for r in runs]}"
+    except Exception as exc:  # the message must come out whatever the server does
+        return f"(the server did not say: {exc!r})"
+
+
+async def sdk_output(url: str, which: str, transport: str) -> Any:
+    """``thread.output`` of an echo run answered through the SDK's thread stream; a step that
+    does not end within READ_TIMEOUT_S fails at once, naming the server, the step and what the
+    server says of the thread (never a hang until the test's timeout)."""
+    client = get_client(url=url, api_key=None)
+    async with client.threads.stream(assistant_id="echo", transport=transport) as thread:
+        step = "run.start"
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                await thread.run.start(input={"items": ["x"], "ask": True})
+                step = "thread.values until the interrupt"
+                async for _ in thread.values:
+                    pass
+                assert thread.interrupted and thread.interrupts[0]["interrupt_id"]
+                step = "run.respond"
+                await thread.run.respond("yes")
+                step = "thread.output (the resumed run's root lifecycle 'completed')"
+                return await thread.output
+        except TimeoutError:
+            raise AssertionError(
+                f"the {which} server over {transport}: no end within {READ_TIMEOUT_S} s of {step}; thread "
+                f"{thread.thread_id}: {await _thread_facts(url, thread.thread_id)}, interrupted={thread.interrupted}"
+            ) from None
+
+
 @pytest.mark.parametrize("transport", ["sse", "websocket"])
 async def test_the_sdk_thread_stream_gives_the_same_output_on_both(official_url: str, api_url: str,
                                                                    transport: str) -> None:
-    outputs = []
-    for url in (official_url, api_url):
-        client = get_client(url=url, api_key=None)
-        async with client.threads.stream(assistant_id="echo", transport=transport) as thread:
-            await thread.run.start(input={"items": ["x"], "ask": True})
-            async for _ in thread.values:
-                pass
-            assert thread.interrupted and thread.interrupts[0]["interrupt_id"]
-            await thread.run.respond("yes")
-            outputs.append(await thread.output.with_timeout(READ_TIMEOUT_S))
-    assert outputs[0] == outputs[1]
-    assert outputs[1]["items"] == ["x", "a", "asked"]
+    theirs = await sdk_output(official_url, "official", transport)
+    ours = await sdk_output(api_url, "our", transport)
+    assert ours == theirs
+    assert ours["items"] == ["x", "a", "asked"]
 
 
 async def test_a_cancelled_run_ends_failed_where_the_official_server_says_interrupted(official_url: str,

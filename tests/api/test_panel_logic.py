@@ -49,6 +49,29 @@ def test_a_failed_tool_and_a_folded_task_result_are_labelled():
     assert folded == [{"role": "assistant", "content": "42", "metadata": {"title": "result: task_result", "status": "done"}}]
 
 
+def test_an_agents_task_result_is_shown_as_the_agents_never_as_the_humans():
+    from quadracode_ray.graphs import format_task_result
+    from quadracode_ray.interfaces.fleet import TaskResult
+
+    text = format_task_result(TaskResult(task_id="t-7", agent_id="coder-1a2b", status="succeeded", output="42\n"))
+    folded = {"type": "human", "id": "r", "name": "task_result", "content": text}
+    typed = {"type": "human", "id": "h", "content": text}  # the same words typed by the human
+    shown = chat_logic.to_chat([folded, typed])
+    assert shown[0] == {"role": "assistant", "content": "42",
+                        "metadata": {"title": "agent coder-1a2b · task t-7 · succeeded"}}
+    assert shown[1] == {"role": "user", "content": text}
+    failed = format_task_result(TaskResult(task_id="t-8", agent_id=None, status="failed", error="boom"))
+    assert chat_logic.to_chat([{**folded, "content": failed}])[0] == {
+        "role": "assistant", "content": "(no output)\nerror: boom",
+        "metadata": {"title": "agent unknown · task t-8 · failed"}}
+    odd = chat_logic.to_chat([{**folded, "content": "no header"}])[0]
+    assert odd["role"] == "assistant" and odd["metadata"]["title"] == "agent result"
+    # While a run streams, the folded result is the state's, not a pending human turn.
+    view = chat_logic.ChatStream()
+    view.set_values({"messages": [folded]})
+    assert [m["role"] for m in view.render()] == ["assistant"]
+
+
 def test_tokens_stream_into_one_message_until_the_state_replaces_them():
     view = chat_logic.ChatStream()
     view.start("hi")

@@ -119,6 +119,10 @@ async def _v3_events(url: str, thread_id: str, since: int | None, until, what: s
 
 
 def _completed(events: list[dict]) -> bool:
+    """The events end with the root's ``completed`` (an empty read is not: its assertion then
+    shows what was read, not an IndexError)."""
+    if not events:
+        return False
     last = events[-1]
     return last["method"] == "lifecycle" and not last["params"]["namespace"] and \
         last["params"]["data"]["event"] == "completed"
@@ -148,7 +152,7 @@ async def test_a_v3_session_reconnects_with_since_after_the_replicas_death(fragi
     assert old_pid not in _replica_pids()
     # The SDK reconnects with the last seq it saw: the successor replica sends exactly the rest.
     after = await _v3_events(fragile_url, thread_id, before[-1]["seq"], _completed, "after the death")
-    assert _completed(after)
+    assert _completed(after), after
     whole = await _v3_events(fragile_url, thread_id, None, _completed, "whole replay")
     got = before + after
     assert [e["seq"] for e in got] == list(range(1, len(got) + 1))  # nothing lost, nothing twice

@@ -21,6 +21,8 @@ from quadracode_ray.persistence import (
     prepare_database,
 )
 from quadracode_ray.persistence.migrations import Migration, discover
+from quadracode_ray.persistence.pool import AsyncConnectionPool
+from tests.polling import eventually
 
 
 def test_migrated_database_has_core_tables_and_ledger(database_url: str) -> None:
@@ -122,6 +124,41 @@ async def test_pool_serves_langgraph_checkpointer_and_store(database_url: str) -
         await store.aput(("users", "u1"), "prefs", {"theme": "dark"})
         item = await store.aget(("users", "u1"), "prefs")
         assert item is not None and item.value == {"theme": "dark"}
+    finally:
+        await pool.close()
+
+
+async def test_pool_checks_a_connection_by_query_only_when_the_server_spoke(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A healthy idle connection is handed out without a round trip; one whose backend the
+    server ended is checked, found broken and replaced: the caller never sees the broken one."""
+    checked: list[int] = []
+    real_check = AsyncConnectionPool.check_connection
+
+    async def counting_check(conn) -> None:
+        checked.append(1)
+        await real_check(conn)
+
+    monkeypatch.setattr(AsyncConnectionPool, "check_connection", staticmethod(counting_check))
+    pool = await open_async_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.connection() as conn:
+            first_pid = (await (await conn.execute("SELECT pg_backend_pid() AS pid")).fetchone())["pid"]
+        async with pool.connection() as conn:
+            assert (await (await conn.execute("SELECT pg_backend_pid() AS pid")).fetchone())["pid"] == first_pid
+        assert checked == [], "a healthy idle connection was checked with a query"
+
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (first_pid,))
+
+            async def backend_gone() -> bool:
+                row = await (await admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                                 (first_pid,))).fetchone()
+                return row[0] == 0
+            await eventually(backend_gone, timeout=30, what="the terminated backend to exit")
+        async with pool.connection() as conn:
+            pid = (await (await conn.execute("SELECT pg_backend_pid() AS pid")).fetchone())["pid"]
+        assert pid != first_pid and checked, (pid, first_pid, checked)
     finally:
         await pool.close()
 

@@ -40,8 +40,22 @@ async def test_a_delegated_tasks_result_arrives_on_its_own(page, screenshot_dir)
     await shoot(page, screenshot_dir, "chat-delegated")
     # ...and the agent's result shows up later on the same page, with no reload or click.
     await expect(tasks).to_contain_text("succeeded", timeout=LONG)
-    await expect(page.locator("#chat-log")).to_contain_text(re.compile(r"succeeded: 42"), timeout=LONG)
+    log = page.locator("#chat-log")
+    await expect(log).to_contain_text(re.compile(r"succeeded: 42"), timeout=LONG)
     assert await page.evaluate("() => window.__samePage === true")
+    # The result is shown as the agent's (its name, the task, the status), open, not as a message
+    # the human typed.
+    step = log.get_by_text(re.compile(r"agent \S+ · task \S+ · succeeded")).first
+    await expect(step).to_be_visible()
+    agent_id, task_id = re.match(r"agent (\S+) · task (\S+)", (await step.inner_text()).strip()).groups()
+    await expect(tasks.get_by_text(agent_id, exact=True).filter(visible=True)).to_have_count(1)
+    await expect(tasks.get_by_text(task_id, exact=True).filter(visible=True)).to_have_count(1)
+    bots, users = log.locator(".message.bot, [data-testid='bot']"), log.locator(".message.user, [data-testid='user']")
+    await expect(bots.filter(has_text=re.compile(r"agent \S+ · task \S+ · succeeded")).filter(has_text="42")
+                 ).not_to_have_count(0)
+    await expect(users.filter(has_text="delegate to a coder agent")).not_to_have_count(0)  # the human's own
+    await expect(users.filter(has_text="[task ")).to_have_count(0)
+    await expect(users.filter(has_text="artifacts:")).to_have_count(0)  # (the human's own text has "42")
     await shoot(page, screenshot_dir, "chat-task-result")
 
 
@@ -50,12 +64,18 @@ async def test_an_interrupt_is_answered_from_its_card(page, screenshot_dir):
     card = page.locator("#interrupt-card").first
     await expect(card).to_be_visible(timeout=LONG)
     await expect(card).to_contain_text("which colour to use")
+    # The thread's label is read again once the run halted (it says so), and the card stays.
+    label = page.locator("#chat-thread input")
+    await expect(label).to_have_value(re.compile(r"… interrupted\b"), timeout=60_000)
+    await expect(card).to_be_visible()
+    await expect(page.locator("#chat-status")).to_contain_text("waits for your answer")
     await shoot(page, screenshot_dir, "chat-interrupt-card")
     await page.locator("#interrupt-respond-text textarea").fill("teal")
     await page.locator("#interrupt-respond").click()
     await expect(card).to_be_hidden(timeout=LONG)
     await expect(page.locator("#chat-log")).to_contain_text("teal", timeout=LONG)
     await expect(page.locator("#chat-status")).to_contain_text("run finished", timeout=LONG)
+    await expect(label).to_have_value(re.compile(r"… idle\b"), timeout=60_000)
 
 
 async def test_an_existing_thread_is_opened_with_its_conversation(page, panel_api, screenshot_dir):
@@ -72,3 +92,11 @@ async def test_an_existing_thread_is_opened_with_its_conversation(page, panel_ap
     await expect(log).to_contain_text("remember the code name omega", timeout=60_000)
     await expect(log).to_contain_text("Noted: the code name is omega.")
     await shoot(page, screenshot_dir, "chat-existing-thread")
+    # A new thread: created through the API, picked, its conversation empty.
+    label = page.locator("#chat-thread input")
+    await page.locator("#chat-new-thread").click()
+    await expect(label).not_to_have_value(re.compile(f"^{thread[:8]}"), timeout=60_000)
+    await expect(label).to_have_value(re.compile(r"^[0-9a-f]{8}… idle"))
+    await expect(log).not_to_contain_text("omega")
+    created = (await label.input_value()).split("…")[0]
+    assert any(t["thread_id"].startswith(created) for t in await client.threads.search(limit=100))

@@ -82,6 +82,18 @@ async def test_a_reply_is_seen_growing_token_by_token(page, screenshot_dir):
     await shoot(page, screenshot_dir, "chat-streamed")
 
 
+async def test_the_threads_label_says_busy_while_each_run_streams_and_idle_after(page, screenshot_dir):
+    label = page.locator("#chat-thread input")
+    log = page.locator("#chat-log")
+    for turn, topic in enumerate(("a story about rivers " * 6, "a story about mountains " * 6)):
+        await _send(page, f"tell {topic}")
+        await expect(label).to_have_value(re.compile(r"… busy\b"), timeout=LONG)
+        await expect(log).to_contain_text(f"Scripted model reply to: tell {topic}".strip()[-40:], timeout=LONG)
+        await expect(page.locator("#chat-status")).to_contain_text("run finished", timeout=LONG)
+        await expect(label).to_have_value(re.compile(r"… idle\b"), timeout=60_000)
+        await shoot(page, screenshot_dir, f"chat-label-idle-{turn}")
+
+
 async def test_the_run_stream_delivers_the_reply_as_the_model_paces_it(panel_api):
     """The hop below the panel: the official SDK gets the reply's message chunks spread out as the
     scripted model sends them (0.15 s apart), not bunched at the end of the model call."""

@@ -60,6 +60,35 @@ async def test_an_event_shows_in_the_monitor_within_2_s_and_a_filter_hides_it(pa
     await expect(page.get_by_text(re.compile("bad regex"))).to_be_visible(timeout=30_000)
 
 
+async def test_each_event_filter_shows_only_the_live_events_it_selects(page, system, screenshot_dir):
+    sender = f"filters-{uuid.uuid4().hex[:6]}"
+    await open_tab(page, "Event monitor")
+    await _fill(page, "#events-sender", sender)
+    table, count = page.locator("#events-table"), page.locator("#events-count")
+    for field, wanted in (("recipient", "a"), ("kind", "b"), ("thread", "c"), ("regex", "d")):
+        # Four events from one sender, each alone in its recipient, kind, thread and payload word
+        # (a fresh tag each round: none of them is in the history yet).
+        tag = uuid.uuid4().hex[:6]
+        variants = [Envelope(sender=sender, recipient=f"to-{n}-{tag}", kind=f"kind-{n}-{tag}",
+                             thread_id=f"thread-{n}-{tag}", payload={"word": f"word-{n}-{tag}"}) for n in "abcd"]
+        value = {"recipient": f"to-a-{tag}", "kind": f"kind-b-{tag}", "thread": f"thread-c-{tag}",
+                 "regex": rf'"word-[d]-{tag}"'}[field]
+        for other in ("recipient", "kind", "thread", "regex"):
+            await _fill(page, f"#events-{other}", value if other == field else "")
+        await page.locator("#events-apply").click()
+        await expect(count).to_contain_text(re.compile(r"^\s*0 events shown"), timeout=60_000)
+        await expect(page.locator("#events-note")).to_contain_text("live")
+        for envelope in variants:
+            await system.events.publish.remote(envelope)
+        # Only the event this filter selects shows, pushed live (no reload, no click).
+        await expect(table.get_by_text(f"kind-{wanted}-{tag}", exact=True).filter(visible=True)).to_have_count(
+            1, timeout=10_000)
+        await expect(count).to_contain_text(re.compile(r"^\s*1 events shown"))
+        for other in "abcd".replace(wanted, ""):
+            await expect(table.get_by_text(f"kind-{other}-{tag}", exact=True).filter(visible=True)).to_have_count(0)
+        await shoot(page, screenshot_dir, f"events-filter-{field}")
+
+
 async def test_an_agent_is_spawned_and_killed_from_the_fleet_tab(page, screenshot_dir):
     await open_tab(page, "Fleet")
     await _fill(page, "#fleet-kind", "reviewer")
@@ -77,6 +106,27 @@ async def test_an_agent_is_spawned_and_killed_from_the_fleet_tab(page, screensho
     await expect(table.get_by_text(agent_id).filter(visible=True)).to_have_count(0, timeout=30_000)
 
 
+async def test_the_fleet_table_follows_agents_spawned_and_killed_elsewhere(page, panel_api, screenshot_dir):
+    await open_tab(page, "Fleet")
+    table = page.locator("#fleet-table")
+    await expect(page.locator("#fleet-summary")).to_contain_text(f"cap {FLEET_CAP}", timeout=60_000)
+    async with httpx.AsyncClient(base_url=panel_api, timeout=180) as http:
+        spawned = (await http.post("/fleet/agents", json={"kind": "outsider", "capabilities": ["probe"],
+                                                          "hotpath": False})).json()
+        agent_id = spawned["agent_id"]
+        try:
+            # Spawned by another client: the table shows it at its next refresh (every 1.5 s),
+            # with its heartbeat age, without a click.
+            row = table.get_by_text(agent_id, exact=True).filter(visible=True)
+            await expect(row).to_have_count(1, timeout=10_000)
+            await expect(table.get_by_text("outsider", exact=True).filter(visible=True)).to_have_count(1)
+            await expect(table).to_contain_text(re.compile(r"\d+\.\d s ago"))
+            await shoot(page, screenshot_dir, "fleet-refreshed")
+        finally:
+            (await http.delete(f"/fleet/agents/{agent_id}", params={"force": "true"})).raise_for_status()
+    await expect(table.get_by_text(agent_id, exact=True).filter(visible=True)).to_have_count(0, timeout=10_000)
+
+
 async def test_a_workspace_file_is_created_viewed_and_run_with_streamed_output(page, screenshot_dir):
     await open_tab(page, "Workspaces")
     await page.locator("#ws-create").click()
@@ -91,6 +141,8 @@ async def test_a_workspace_file_is_created_viewed_and_run_with_streamed_output(p
     await _type_code(page, "#ws-editor", "")
     await page.locator("#ws-open").click()
     await expect(page.locator("#ws-editor")).to_contain_text("print(f'tick {i}'", timeout=LONG)
+    # Highlighted as Python (the editor's language follows the file's extension).
+    await expect(page.locator("#ws-editor .cm-content")).to_have_attribute("data-language", "python")
     await _fill(page, "#ws-command", "python3 panel/count.py")
     await page.locator("#ws-run").click()
     output = page.locator("#ws-output")

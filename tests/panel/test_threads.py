@@ -60,6 +60,17 @@ async def test_a_thread_is_forked_from_an_earlier_checkpoint(page, panel_api, sc
     branch = page.locator("#threads-branch")
     await expect(branch).to_contain_text("The code name is alpha.")
     await expect(branch).not_to_contain_text("beta")
+    # The checkpoints list shows the branch: the fork's own checkpoint, and the continued run's
+    # newest one at the top.
+    forked = re.search(r"new branch from (\S+)\)", await page.locator("#threads-note").inner_text())
+    assert forked, await page.locator("#threads-note").inner_text()
+    history = page.locator("#threads-history")
+    await expect(history.get_by_text(forked[1], exact=True).filter(visible=True)).to_have_count(1, timeout=60_000)
+    newest = (await client.threads.get_history(tid, limit=1))[0]["checkpoint"]["checkpoint_id"]
+    await expect(history.get_by_text(newest, exact=True).filter(visible=True)).to_have_count(1, timeout=60_000)
+    # The thread table, read while the fork ran, says idle again once it ended.
+    await expect(page.locator("#threads-table").get_by_text("busy", exact=True).filter(visible=True)).to_have_count(
+        0, timeout=30_000)
     await shoot(page, screenshot_dir, "threads-fork")
     state = await client.threads.get_state(tid)
     # The fork is the thread's head now; the branch it left (with beta) is still in its history.
@@ -223,3 +234,33 @@ async def test_a_thread_busy_at_page_load_is_shown_idle_once_its_run_ended(page,
     await expect(runs.get_by_text("success", exact=True).filter(visible=True).first).to_be_visible(timeout=30_000)
     await expect(runs.get_by_text("running", exact=True).filter(visible=True)).to_have_count(0)
     await shoot(page, screenshot_dir, "threads-busy-then-idle")
+
+
+async def test_a_threads_checkpoints_follow_a_run_started_elsewhere(page, panel_api, screenshot_dir):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=panel_api, timeout=120)
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "orchestrator",
+                           input={"messages": [{"role": "user", "content": "remember the code name iota"}]})
+    await open_tab(page, "Threads and runs")
+    await page.locator("#threads-thread-id textarea").fill(tid)
+    await page.locator("#threads-load").click()
+    history = page.locator("#threads-history")
+    before = (await client.threads.get_history(tid, limit=1))[0]["checkpoint"]["checkpoint_id"]
+    await expect(history.get_by_text(before, exact=True).filter(visible=True)).to_have_count(1, timeout=60_000)
+    shown_before = await history.get_by_text(re.compile(r"^[0-9a-f-]{36}$")).filter(visible=True).count()
+    # A run on the thread from outside the panel: the tab shows its checkpoints and the run
+    # without a click.
+    await client.runs.wait(tid, "orchestrator",
+                           input={"messages": [{"role": "user", "content": "remember the code name kappa"}]})
+    after = (await client.threads.get_history(tid, limit=1))[0]["checkpoint"]["checkpoint_id"]
+    assert after != before
+    await expect(history.get_by_text(after, exact=True).filter(visible=True)).to_have_count(1, timeout=30_000)
+    assert await history.get_by_text(re.compile(r"^[0-9a-f-]{36}$")).filter(visible=True).count() > shown_before
+    runs = page.locator("#threads-runs")
+    await expect(runs.get_by_text("success", exact=True).filter(visible=True)).to_have_count(2, timeout=30_000)
+    # The newest checkpoint's state holds the second run's answer.
+    await history.get_by_text(after, exact=True).filter(visible=True).click()
+    await expect(page.locator("#threads-state")).to_contain_text("kappa", timeout=60_000)
+    await shoot(page, screenshot_dir, "threads-history-refreshed")
