@@ -67,6 +67,9 @@ def _kind(process: psutil.Process) -> str:
     words = process.cmdline()
     if words and words[0].startswith("ray-dashboard-"):
         return "dashboard module"
+    if "-c" in words:  # the dashboard's multiprocessing helpers
+        code = words[words.index("-c") + 1] if len(words) > words.index("-c") + 1 else ""
+        return "dashboard forkserver" if "forkserver" in code else "python -c " + code[:30]
     # The program, or the script or module a Python runs ("ray start", "dashboard.py", "gcs_server").
     program = [w for w in words if not w.startswith("-") and "python" not in Path(w).name][:2]
     names = [Path(w).name for w in program]
