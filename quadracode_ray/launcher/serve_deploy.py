@@ -6,6 +6,7 @@ shape as ``serve_config.yaml`` in the repository.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -109,3 +110,34 @@ def wait_for_http(url: str, timeout: float = 60.0) -> None:
             last = f"{type(exc).__name__}"
         time.sleep(0.25)
     raise ServeDeployError(f"{url} did not answer 200 within {timeout:.0f} s (last: {last})")
+
+
+# A thread that does not exist: its runs' listing answers 404 only once the API's run path is ready
+# (graph assistants registered, run executors started: serve_app/context.py ready()), and it
+# creates nothing.
+NO_SUCH_THREAD = "00000000-0000-0000-0000-000000000000"
+
+
+def run_path_probe_headers(auth_api_keys: str | None) -> dict[str, str]:
+    """With auth on (settings' auth_api_keys, JSON {owner: key or [keys]}), one of its keys."""
+    if not auth_api_keys:
+        return {}
+    keys = next(iter(json.loads(auth_api_keys).values()))
+    return {"X-Api-Key": keys[0] if isinstance(keys, list) else keys}
+
+
+def wait_for_run_path(api_url: str, headers: dict[str, str], timeout: float = 120.0) -> None:
+    """Wait until the API's run path answers: a runs listing of a thread that does not exist, 404."""
+    url = f"{api_url}/threads/{NO_SUCH_THREAD}/runs"
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, headers=headers, timeout=timeout)
+            if response.status_code == 404:
+                return
+            last = f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}"
+        time.sleep(0.25)
+    raise ServeDeployError(f"{url} did not answer 404 within {timeout:.0f} s (last: {last})")

@@ -59,8 +59,9 @@ def _child_env(settings: Settings, database_url: str) -> dict[str, str]:
 def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = False) -> UpResult:
     """Start (or join) everything; idempotent: a second ``up`` reuses what is running.
 
-    Ready means the API answers /health through its Postgres pool, and the fabric's singletons
-    answer (an API replica reports ready only once they do: serve_app/app.py). The database's
+    Ready means the API answers /health through its Postgres pool and its run path answers (graph
+    assistants registered, run executors started), and the fabric's singletons answer (an API
+    replica reports ready only once they do: serve_app/app.py). The database's
     migrations run while the Ray head starts (they need only the server's URL, which the head's
     environment carries). Each step prints its own time; overlapping steps overlap.
 
@@ -119,6 +120,9 @@ def up(settings: Settings, report: Report = print, *, cluster_postgres: bool = F
         api_url = f"http://{_reachable(settings.http_host)}:{settings.http_port}"
         with _step(report, "API: /health answers (Postgres through the API's pool)"):
             serve_deploy.wait_for_http(f"{api_url}/health")
+        with _step(report, "API: run path ready (assistants registered, run executors started)"):
+            keys = settings.auth_api_keys.get_secret_value() if settings.auth_api_keys else None
+            serve_deploy.wait_for_run_path(api_url, serve_deploy.run_path_probe_headers(keys))
         state.api_url = api_url
         state_file.write(state)
 

@@ -31,7 +31,8 @@ CLI = str(Path(sys.executable).with_name("quadracode-ray"))
 UP_STEPS = ("Postgres: server up", "Postgres: migrations and LangGraph tables",
             "Ray: starting a local head with its dashboard", "Serve: controller and ingress up, config taken",
             "Serve: API replica ready", "Ray Serve: deploying the API",
-            "API: /health answers (Postgres through the API's pool)")
+            "API: /health answers (Postgres through the API's pool)",
+            "API: run path ready (assistants registered, run executors started)")
 
 
 @pytest.fixture
