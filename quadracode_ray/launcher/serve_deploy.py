@@ -97,19 +97,25 @@ def delete(dashboard_url: str) -> bool:
     return response.status_code < 400
 
 
-def wait_for_http(url: str, timeout: float = 60.0) -> None:
+def _wait_for_status(url: str, status: int, timeout: float, *, headers: dict[str, str] | None = None,
+                     request_timeout: float = 2.0) -> None:
+    """Poll ``url`` until it answers ``status``; ServeDeployError naming the last answer if not in time."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(url, timeout=2)
-            if response.status_code == 200:
+            response = httpx.get(url, headers=headers, timeout=request_timeout)
+            if response.status_code == status:
                 return
-            last = f"HTTP {response.status_code}"
+            last = f"HTTP {response.status_code}: {response.text[:200]}"
         except httpx.HTTPError as exc:
             last = f"{type(exc).__name__}"
         time.sleep(0.25)
-    raise ServeDeployError(f"{url} did not answer 200 within {timeout:.0f} s (last: {last})")
+    raise ServeDeployError(f"{url} did not answer {status} within {timeout:.0f} s (last: {last})")
+
+
+def wait_for_http(url: str, timeout: float = 60.0) -> None:
+    _wait_for_status(url, 200, timeout)
 
 
 # A thread that does not exist: its runs' listing answers 404 only once the API's run path is ready
@@ -128,16 +134,6 @@ def run_path_probe_headers(auth_api_keys: str | None) -> dict[str, str]:
 
 def wait_for_run_path(api_url: str, headers: dict[str, str], timeout: float = 120.0) -> None:
     """Wait until the API's run path answers: a runs listing of a thread that does not exist, 404."""
-    url = f"{api_url}/threads/{NO_SUCH_THREAD}/runs"
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, headers=headers, timeout=timeout)
-            if response.status_code == 404:
-                return
-            last = f"HTTP {response.status_code}: {response.text[:200]}"
-        except httpx.HTTPError as exc:
-            last = f"{type(exc).__name__}"
-        time.sleep(0.25)
-    raise ServeDeployError(f"{url} did not answer 404 within {timeout:.0f} s (last: {last})")
+    # One request may wait out the whole deadline: the replica holds it until its run path is ready.
+    _wait_for_status(f"{api_url}/threads/{NO_SUCH_THREAD}/runs", 404, timeout, headers=headers,
+                     request_timeout=timeout)
