@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 from collections.abc import AsyncIterator
 
 import orjson
 
 from runs.stream import END_EVENT
 from serve_app.context import AppContext
-from serve_app.runs.service import run_events
+from serve_app.runs.service import detached, run_events
 from serve_app.runs.thread_watch import ThreadWatchHub
 from serve_app.runs.v3_session import V3Session
 
@@ -97,10 +96,10 @@ class _SharedTape:
         self.users = 0
         self.failure: BaseException | None = None
         self.changed = asyncio.Condition()
-        # Not in the context of the request that opened it: the reader serves every stream of
-        # the thread, and Ray cancels the Ray calls made in a request's context (the executor's
+        # Detached from the request that opened it: the reader serves every stream of the
+        # thread, and Ray cancels the Ray calls made in a request's context (the executor's
         # event generator here) when that request is cancelled, i.e. when its client leaves.
-        self.task = asyncio.get_running_loop().create_task(self._read(source), context=contextvars.Context())
+        self.task = detached(self._read(source))
 
     async def _read(self, source: AsyncIterator[list[dict]]) -> None:
         failure: BaseException = TapeStopped("the thread's tape reader stopped")
