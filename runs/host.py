@@ -49,6 +49,12 @@ STREAM_RETENTION_S = 120.0
 # gathered for at most this long: an executor's death loses at most the last window.
 EVENTS_FLUSH_MAX = 500
 EVENTS_FLUSH_WINDOW_S = 0.05
+# A reader in another process (the API replica, through a streaming actor call) gets a run's events
+# gathered for at most this long after the first of a batch, or up to the run's end: each batch is
+# a message through Ray and then through the replica's HTTP stack, the largest per-run costs of a
+# stream (bench/reports/api.md). A short run's stream is one message; a model's tokens arrive
+# at most this much later, 50 batches a second.
+RELAY_COALESCE_S = 0.02
 # Events of attempt k are numbered from (k - 1) * ATTEMPT_SEQ_SPAN, so Last-Event-ID stays
 # monotonic across the attempts of a run (an attempt keeps at most 100_000 events in memory).
 ATTEMPT_SEQ_SPAN = 1_000_000
@@ -426,10 +432,13 @@ class RunHost:
         output = payload.get("output")
         return payload.get("status") or "missing", None if output is None else dumps(output)
 
-    async def events(self, run_id: str, after: int = -1, *, start: bool = False, run: dict | None = None):
+    async def events(self, run_id: str, after: int = -1, *, start: bool = False, run: dict | None = None,
+                     coalesce_s: float = 0.0):
         """Async generator: batches of (seq, event, data) with seq > after, until the run ends.
 
         ``after=-2`` means "from now on" (a join without Last-Event-ID). ``start``: as in ``wait``.
+        ``coalesce_s``: a batch waits this long after its first event for more, unless the run
+        ends first (a reader in another process: fewer, larger messages).
         Events older than this host keeps in memory (an earlier attempt's, or trimmed after the
         run ended) come from qr_run_events, where resumable runs store them.
         """
@@ -459,6 +468,8 @@ class RunHost:
                 if stored:
                     yield stored
             items = stream.since(after)
+            if items and coalesce_s > 0:
+                items = await stream.gather(after, items, coalesce_s)
             if items:
                 after = items[-1].seq
                 yield batch(items)
