@@ -46,7 +46,7 @@ def _statements(log: Path, start: int) -> Counter:
         f.seek(start)
         for line in f.read().decode(errors="replace").splitlines():
             if pending and line.strip():
-                counts[" ".join(line.split()[:3])[:60]] += 1
+                counts[" ".join(line.split()[:4])[:60]] += 1
                 pending = False
                 continue
             for marker in ("LOG:  statement: ", "LOG:  execute "):
@@ -54,7 +54,7 @@ def _statements(log: Path, start: int) -> Counter:
                     text = line.split(marker, 1)[1]
                     text = text.split(": ", 1)[1] if marker == "LOG:  execute " and ": " in text else text
                     if text.strip():
-                        counts[" ".join(text.split()[:3])[:60]] += 1
+                        counts[" ".join(text.split()[:4])[:60]] += 1
                     else:
                         pending = True
     return counts
