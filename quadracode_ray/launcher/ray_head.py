@@ -33,6 +33,10 @@ HEAD_ENV = {
     # each): every API call is a few actor tasks, so the GCS grew ~8 MiB a minute for the whole
     # 15-minute soak (bench/reports/soak.md). 10,000 bounds it near +40 MiB.
     "RAY_task_events_max_num_task_in_gcs": "10000",
+    # Past that cap the GCS remembers every dropped task attempt (its id, to count the loss), up to
+    # 1,000,000 per job by default: one small entry per actor call for ever, the GCS's slow growth
+    # after its warm-up in the soak (+6 MiB over 26 minutes, ~50,000 runs). 10,000 bounds that too.
+    "RAY_task_events_max_dropped_task_attempts_tracked_per_job_in_gcs": "10000",
 }
 
 
