@@ -14,6 +14,7 @@ from runs.enqueue import enqueue_run, run_id_for
 from runs.host import RunHost
 from runs.settings import RunSettings
 from tests.api.graphs import TEST_GRAPHS
+from tests.api.run_gate import RunGate
 from tests.polling import eventually
 
 
@@ -80,10 +81,11 @@ async def test_a_run_queued_by_the_fabric_runs_once_and_a_repeat_is_ignored(host
                              settings=RunSettings(graph_id="echo", input={}), metadata={}, executor=host.name) is None
 
 
-async def test_a_run_queued_while_the_thread_runs_starts_after_it_and_the_thread_stays_busy(host: RunHost):
+async def test_a_run_queued_while_the_thread_runs_starts_after_it_and_the_thread_stays_busy(host: RunHost, tmp_path):
     """What an agent's result does on a busy thread: it waits for the running run, never lost."""
     thread_id = await _thread(host)
-    first = await _queue(host, thread_id, {"items": [], "sleep": 1.0})
+    gate = RunGate(tmp_path)  # the first run stays running until the second one was seen waiting
+    first = await _queue(host, thread_id, gate.held(items=[]))
     await host.submit(first)
 
     async def running():
@@ -94,6 +96,7 @@ async def test_a_run_queued_while_the_thread_runs_starts_after_it_and_the_thread
     await host.submit(second)  # the claim finds the thread running: it waits for the first run's end
     assert (await queue.run_status(host.pool, second))["status"] == "pending"
     assert await _thread_status(host, thread_id) == "busy"
+    gate.release()
 
     async def both_done():
         rows = [await queue.run_status(host.pool, r) for r in (first, second)]
