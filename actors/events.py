@@ -9,7 +9,9 @@ crashes after ``deliver`` loses nothing (its recipient published); an envelope t
 not yet flushed when *it* crashed is restored by ``reconcile()`` from ``qr_deliveries`` at start
 and every ``RECONCILE_EVERY_S``.
 
-Bounds. The live ring holds ``event_ring_size`` envelopes; the unflushed queue refuses new
+Bounds. The live ring holds at most ``event_ring_size`` envelopes and ``event_ring_bytes`` of their
+payloads (as JSON; envelopes have no size limit, so a count alone bounds nothing: the soak saw
+the bus grow while its ring filled); the unflushed queue refuses new
 events past ``MAX_UNFLUSHED`` (Postgres down) instead of growing; history is pruned after
 ``event_retention_days``; queries return at most ``MAX_PAGE`` rows.
 """
@@ -23,6 +25,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import ray
 from pydantic import BaseModel, ConfigDict, JsonValue
 
@@ -65,12 +68,19 @@ class EventPage(BaseModel):
     """Pass it back to get what came after; it never goes backwards."""
 
 
+def _payload_bytes(envelope: Envelope) -> int:
+    """What an envelope's payload weighs, about: its compact JSON (the fixed fields are bounded)."""
+    return len(orjson.dumps(envelope.payload, default=str)) + 512
+
+
 @ray.remote(num_cpus=0)
 class EventBus:
     def __init__(self, settings: Settings):
         install_ray_metrics(settings.actor_name_prefix)
         self.settings = settings
         self.ring: deque[LoggedEnvelope] = deque(maxlen=settings.event_ring_size)
+        self._ring_sizes: deque[int] = deque()  # payload bytes of each ring entry, in the ring's order
+        self.ring_bytes = 0
         self.retention = timedelta(days=settings.event_retention_days)
         self._unflushed: list[tuple[Envelope, asyncio.Future | None]] = []
         self._flush_wakeup = asyncio.Event()
@@ -168,7 +178,7 @@ class EventBus:
         async with self._new_event:
             for (envelope, future), seq in zip(batch, seqs, strict=True):
                 if seq is not None:
-                    self.ring.append(LoggedEnvelope(seq=seq, envelope=envelope))
+                    self._ring_append(LoggedEnvelope(seq=seq, envelope=envelope))
                     self.last_seq = max(self.last_seq, seq)
                     self.logged_total += 1
                     fabric_metrics.envelopes().inc(tags={"kind": envelope.kind})
@@ -177,6 +187,18 @@ class EventBus:
                 if future is not None and not future.done():
                     future.set_result(seq is not None)
             self._new_event.notify_all()
+
+    def _ring_append(self, item: LoggedEnvelope) -> None:
+        """Append to the live ring, dropping its oldest entries past the count or the byte bound."""
+        size = _payload_bytes(item.envelope)
+        if len(self.ring) == self.ring.maxlen:  # the deque drops its oldest itself
+            self.ring_bytes -= self._ring_sizes.popleft()
+        self.ring.append(item)
+        self._ring_sizes.append(size)
+        self.ring_bytes += size
+        while self.ring_bytes > self.settings.event_ring_bytes and len(self.ring) > 1:
+            self.ring.popleft()
+            self.ring_bytes -= self._ring_sizes.popleft()
 
     # --- reading ------------------------------------------------------------------------------
     async def poll(self, cursor: int = 0, filter: EnvelopeFilter | None = None, limit: int = 100,
@@ -282,7 +304,8 @@ class EventBus:
 
     async def stats(self) -> dict[str, Any]:
         await self._started
-        return {"ring": len(self.ring), "ring_size": self.ring.maxlen, "unflushed": len(self._unflushed),
+        return {"ring": len(self.ring), "ring_size": self.ring.maxlen, "ring_bytes": self.ring_bytes,
+                "ring_bytes_max": self.settings.event_ring_bytes, "unflushed": len(self._unflushed),
                 "last_seq": self.last_seq, "logged_total": self.logged_total, "watchers": self.watchers,
                 "duplicates_total": self.duplicates_total, "retention_days": self.settings.event_retention_days}
 

@@ -10,8 +10,10 @@ detached Ray actors with resource requests: on a cluster they land on any node t
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
+import sys
 import uuid
 from typing import Any
 
@@ -19,7 +21,6 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from actors import fabric_metrics
-from actors.agent import AgentActor
 from actors.common import (
     REGISTRY,
     HandleCache,
@@ -166,7 +167,7 @@ class FleetManager:
     async def _start_agent(self, agent_id: str, request: SpawnRequest, options: dict[str, Any]) -> tuple[AgentInfo, Any]:
         self.starting += 1
         self.most_starting = max(self.most_starting, self.starting)
-        handle = AgentActor.options(**options).remote(
+        handle = (await _agent_actor_class()).options(**options).remote(
             agent_id, request.kind, request.capabilities, request.workspace_id, self.settings,
             {**request.metadata, "hotpath": request.hotpath})
         try:
@@ -322,3 +323,11 @@ class FleetManager:
 
     def _gauge(self) -> None:
         fabric_metrics.agents_alive().set(len(self.live), tags={"source": "fleet"})
+
+
+async def _agent_actor_class() -> Any:
+    """``actors.agent.AgentActor``, imported on the first spawn and not with this module: its
+    import chain reaches LangGraph and the graphs (~1 s of CPU), which the fleet's start, on the
+    path to a deploy's ready, does not need. In a thread, so the fleet's loop keeps answering."""
+    module = sys.modules.get("actors.agent") or await asyncio.to_thread(importlib.import_module, "actors.agent")
+    return module.AgentActor

@@ -224,6 +224,20 @@ def ray_objects() -> int:
     return -1
 
 
+async def event_bus_stats(settings) -> dict:
+    """The bus's own account of what it holds (its ring, in envelopes and bytes; its watchers)."""
+    import ray
+
+    from actors.common import EVENTS, actor_name
+    from quadracode_ray import NAMESPACE
+
+    try:
+        stats = await ray.get_actor(actor_name(settings, EVENTS), namespace=NAMESPACE).stats.remote()
+    except Exception:  # noqa: BLE001 - a sample without it rather than none
+        return {}
+    return {key: stats.get(key) for key in ("ring", "ring_bytes", "watchers", "logged_total")}
+
+
 async def sampler(settings, app_name: str, started: float, samples: list[dict], stop: asyncio.Event) -> None:
     processes: dict[str, int] = {}
     while not stop.is_set():
@@ -239,6 +253,8 @@ async def sampler(settings, app_name: str, started: float, samples: list[dict], 
                 "client_cpu": soak_probes.own_cpu_seconds(),
                 "machine_cpu": soak_probes.machine_busy_cpu_seconds(),
                 "tables": await asyncio.to_thread(soak_probes.table_stats, settings.database_url),
+                "gcs": await asyncio.to_thread(soak_probes.gcs_tables),
+                "event_bus": await event_bus_stats(settings),
             })
         except Exception:
             traceback.print_exc()
@@ -345,8 +361,17 @@ def report(args, traffic: Traffic, samples: list[dict], result: dict, elapsed: f
         first, last, pct = growth(samples, name)
         recent = growth(samples, name, since_s=end_s - 600)[2]
         lines.append(f"| {name} | {first:.0f} | {last:.0f} | {pct:+.1f}% | {recent:+.1f}% |")
+    gcs = [s["gcs"] for s in samples if "gcs" in s]
     lines += ["", f"Postgres client connections min/max: {min(conns, default=0)} / {max(conns, default=0)}; "
-                  f"Ray object-store objects min/max: {min(objects, default=0)} / {max(objects, default=0)}.", "",
+                  f"Ray object-store objects min/max: {min(objects, default=0)} / {max(objects, default=0)}."]
+    if gcs:
+        lines += ["", "Records in Ray's GCS, first sample -> last: " + ", ".join(
+            f"{key} {gcs[0][key]} -> {gcs[-1][key]}" for key in gcs[0]) + "."]
+    bus = [s["event_bus"] for s in samples if s.get("event_bus")]
+    if bus:
+        lines += ["", "The event bus's own account, first sample -> last: " + ", ".join(
+            f"{key} {bus[0][key]} -> {bus[-1][key]}" for key in bus[0]) + "."]
+    lines += ["",
               "## Latency per minute (all calls)", "", "| minute | calls | p50 ms | p99 ms |", "| ---: | ---: | ---: | ---: |"]
     for minute in sorted(traffic.latencies):
         values = traffic.latencies[minute]

@@ -34,6 +34,17 @@ def machine_busy_cpu_seconds() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
+def gcs_tables() -> dict[str, int]:
+    """What Ray's GCS keeps records of, to tell our growth from a cache filling: actors (and the
+    dead among them: one new per run would grow the GCS's actor table), workers, jobs, placement groups."""
+    from ray._private import state
+
+    actors = state.actors()
+    return {"actors": len(actors), "dead_actors": sum(a.get("State") == "DEAD" for a in actors.values()),
+            "workers": len(state.workers()), "jobs": len(state.jobs()),
+            "placement_groups": len(state.state.placement_group_table())}
+
+
 def table_stats(database_url: str) -> dict[str, dict[str, int]]:
     import psycopg
 

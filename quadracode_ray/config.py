@@ -357,6 +357,10 @@ class Settings(BaseSettings):
         default=3, ge=1, le=100, description="Agents a delegated task may be given to (after agent deaths) before it fails."
     )
     event_ring_size: int = Field(default=10_000, ge=10, le=10_000_000, description="Envelopes the event bus keeps in memory for live watchers.")
+    event_ring_bytes: int = Field(
+        default=16 << 20, ge=64 << 10, le=16 << 30,
+        description="Payload bytes (as JSON) the event bus's in-memory ring holds at most, whatever its envelope count: envelopes have no size limit, so a count alone does not bound its memory. Watchers further behind read Postgres.",
+    )
     event_retention_days: float = Field(
         default=30.0, gt=0, le=36_500, description="Days the event log keeps envelopes in Postgres before they are deleted."
     )

@@ -43,14 +43,26 @@ OPERATOR_ROUTERS = (operator_fleet, operator_events, operator_workspaces, operat
 async def _lifespan(app: FastAPI):
     # Start the run executors as soon as the replica is up (not on the first request), so runs
     # left queued by a stop are resumed even when no client calls; retried until Postgres answers.
-    warm_up = asyncio.get_running_loop().create_task(app.state.context.warm_up())
+    # The replica may have started it already (serve_app/app.py): the same task is kept.
+    warm_up = app.state.context.start_warm_up()
     panel = getattr(app.state, "panel", None)
-    if panel is not None:
-        panel.start()  # the control panel builds in the background (serve_app/panel/lazy.py)
+    # The control panel builds in the background (serve_app/panel/lazy.py), once the run path is
+    # ready: Gradio's import and build take ~6 s of CPU, which on a small machine delayed the
+    # executors' start and so `up`'s ready. A request to /ui before then starts the build itself.
+    panel_after = (asyncio.get_running_loop().create_task(_start_panel_after(warm_up, panel))
+                   if panel is not None else None)
     yield
     warm_up.cancel()
+    if panel_after is not None:
+        panel_after.cancel()
     if panel is not None:
         await panel.close()
+
+
+async def _start_panel_after(warm_up: asyncio.Task, panel) -> None:
+    with contextlib.suppress(Exception):  # a failed warm-up is logged by warm_up; the panel still builds
+        await asyncio.shield(warm_up)
+    panel.start()
 
 
 def create_fastapi_app(context: AppContext) -> FastAPI:

@@ -29,6 +29,7 @@ class AppContext:
         self.graphs = GraphRegistry.from_settings(settings)
         self.saver: Any = None
         self.executors: Any = None
+        self._warm_up: asyncio.Task | None = None
 
     async def pool(self) -> AsyncConnectionPool:
         if self._pool is None:
@@ -62,6 +63,12 @@ class AppContext:
                     await self.executors.start()
                     self._ready = True
         return pool
+
+    def start_warm_up(self) -> asyncio.Task:
+        """``warm_up`` as a task of the running loop, started once (idempotent)."""
+        if self._warm_up is None:
+            self._warm_up = asyncio.get_running_loop().create_task(self.warm_up())
+        return self._warm_up
 
     async def warm_up(self, retry_every_s: float = 5.0) -> None:
         """``ready()`` in the background until it succeeds (Postgres may still be starting)."""

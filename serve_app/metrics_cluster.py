@@ -10,6 +10,16 @@ prefix): installations sharing a Ray cluster share its metrics agents.
 
 Ray's agents publish what actors recorded every few seconds (``metrics_report_interval_ms``), so
 a figure appears here that much after it was recorded.
+
+A node's agent grows with the node's age: it keeps every counter and histogram series a worker
+process ever exported, dead workers' included (each series carries the process's ``WorkerId``),
+up to OpenTelemetry's 2000 label sets per instrument. Measured with Ray 2.60's recorder: each dead
+worker that timed four kinds of sandbox operation adds ~26 KiB and ~5 ms of rendering to every
+scrape; one histogram family at the cap is ~14 MB and took 2.3-3 s to render on a loaded 2-core
+machine. So an agent is given ``NODE_CONNECT_TIMEOUT_S`` to accept the connection (one that does
+not is down) and the scrape ``SCRAPE_BUDGET_S`` as a whole, under Prometheus' default 10 s scrape
+timeout. Past the cap, the series of newer workers go to OpenTelemetry's overflow series, which
+has no ``installation`` label: their figures are then missing here until the agent restarts.
 """
 
 from __future__ import annotations
@@ -29,7 +39,8 @@ from quadracode_ray.ray_metrics import INSTALLATION_LABEL
 log = logging.getLogger(__name__)
 
 FAMILY_PREFIX = "ray_quadracode_"
-NODE_TIMEOUT_S = 2.0
+NODE_CONNECT_TIMEOUT_S = 2.0
+SCRAPE_BUDGET_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -115,15 +126,16 @@ async def _fetch(client: httpx.AsyncClient, source: MetricsSource) -> str | None
         response.raise_for_status()
         return response.text
     except Exception as exc:  # noqa: BLE001 - any failure of one node leaves the others' figures
-        log.warning("metrics agent of node %s (%s) did not answer: %s", source.node_id[:12], source.url, exc)
+        # repr: httpx's timeouts have no message of their own
+        log.warning("metrics agent of node %s (%s) did not answer: %r", source.node_id[:12], source.url, exc)
         return None
 
 
 async def cluster_metrics_text(installation: str | None, sources: Sequence[MetricsSource] | None = None,
-                               timeout_s: float = NODE_TIMEOUT_S) -> bytes:
+                               timeout_s: float = SCRAPE_BUDGET_S) -> bytes:
     """The ``ray_quadracode_*`` families of every node (of ``installation`` only, unless None), in
-    the Prometheus text format, and a gauge of the nodes whose agent did not answer in
-    ``timeout_s`` or answered unreadable text."""
+    the Prometheus text format, and a gauge of the nodes whose agent did not answer within
+    ``timeout_s`` (all nodes read at once) or answered unreadable text."""
     if sources is None:
         try:
             sources = await asyncio.to_thread(ray_metrics_sources)
@@ -132,12 +144,13 @@ async def cluster_metrics_text(installation: str | None, sources: Sequence[Metri
             return b""
     if not sources:
         return b""
-    async with httpx.AsyncClient(timeout=timeout_s) as client:
+    timeout = httpx.Timeout(timeout_s, connect=min(NODE_CONNECT_TIMEOUT_S, timeout_s))
+    async with httpx.AsyncClient(timeout=timeout) as client:
         try:  # the client's timeout bounds each phase of a request; this bounds the whole scrape
             texts = await asyncio.wait_for(asyncio.gather(*(_fetch(client, source) for source in sources)),
-                                           timeout=2 * timeout_s)
+                                           timeout=timeout_s)
         except TimeoutError:
-            log.warning("the Ray nodes' metrics agents did not all answer within %.1f s", 2 * timeout_s)
+            log.warning("the Ray nodes' metrics agents did not all answer within %.1f s", timeout_s)
             texts = [None] * len(sources)
     # Parsing a node's export takes milliseconds per node: off the loop that serves the streams.
     return await asyncio.to_thread(_render_cluster, texts, installation)

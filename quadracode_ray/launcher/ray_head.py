@@ -1,7 +1,7 @@
 """A local Ray head run as ``ray start --head --block`` in its own session.
 
-Stopping it signals that session only (SIGTERM, then SIGKILL to what is left after a second):
-the processes of this cluster and nothing else; ``ray stop`` would kill every Ray on the machine.
+Stopping it signals that session only (SIGTERM to all of it, then SIGKILL to what is left after a
+second): the processes of this cluster and nothing else; ``ray stop`` would kill every Ray on the machine.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ HEAD_ENV = {
     # each): every API call is a few actor tasks, so the GCS grew ~8 MiB a minute for the whole
     # 15-minute soak (bench/reports/soak.md). 10,000 bounds it near +40 MiB.
     "RAY_task_events_max_num_task_in_gcs": "10000",
+    # Past that cap the GCS remembers every dropped task attempt (its id, to count the loss), up to
+    # 1,000,000 per job by default: one small entry per actor call for ever, the GCS's slow growth
+    # after its warm-up in the soak (+6 MiB over 26 minutes, ~50,000 runs). 10,000 bounds that too.
+    "RAY_task_events_max_dropped_task_attempts_tracked_per_job_in_gcs": "10000",
 }
 
 
@@ -149,26 +153,47 @@ def stop_ray_head(pid: int, grace: float = STOP_GRACE_S) -> bool:
     """Stop the head ``up`` started: SIGTERM to its session, SIGKILL to what is left after ``grace``.
 
     ``ray start`` on SIGTERM stops its processes one after the other (raylet, GCS, dashboard,
-    agents, monitors), up to a second each, so the signal goes to its process group (its session,
-    see spawn_ray_head) and reaches them together. Ray's workers and the HAProxy Serve started are
-    in process groups of their own but in the same session: whatever of that session is still
+    agents, monitors), up to a second each, so the signal goes to every process of its session
+    (see spawn_ray_head: Ray's workers and the HAProxy Serve started are in process groups of their
+    own but in the same session) and reaches them together; whatever of that session is still
     there after ``grace`` is killed, so nothing outlives ``down``. Only this session is touched,
     never another Ray on the machine (``ray stop`` would stop them all)."""
     if not is_our_ray_head(pid):
         return False
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + grace
-    while (left := _session_processes(pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Every process of the session at once (not only `ray start`'s group): the workers and the
+    # agents stop on their own SIGTERM at the same time as `ray start` stops the rest, instead of
+    # waiting for the raylet to go and then for the SIGKILL after the grace.
+    left = _session_processes(pid)
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signal.SIGTERM)
+    left = _wait_gone(left, grace)
+    # Processes started while the first ones were signalled (a worker Ray was just starting).
+    left += [p for p in _session_processes(pid) if p not in left]
     for process in left:
         with contextlib.suppress(psutil.Error):
             process.kill()
     # SIGKILL is not refused; the wait is for the kernel to take them down (bounded all the same).
-    psutil.wait_procs(left, timeout=5.0)
+    _wait_gone(left, 5.0)
     return True
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until none of ``processes`` runs (a zombie counts as gone: its parent reaps it, and
+    these are not ours to reap), at most ``timeout``; returns those still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in processes if _running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _session_processes(sid: int) -> list[psutil.Process]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psutil
 import psycopg
 import pytest
 import ray
@@ -15,7 +17,7 @@ from actors.client import FabricClient
 from quadracode_ray.envelope import Envelope, EnvelopeFilter
 from tests.actors.conftest import eventually
 
-FABRIC_SETTINGS = {"event_ring_size": 10}
+FABRIC_SETTINGS = {"event_ring_size": 10, "event_ring_bytes": 64 << 10}
 
 
 def env(i: int, **fields) -> Envelope:
@@ -107,6 +109,50 @@ async def test_ring_is_bounded_and_old_cursors_read_history(system):
     # text of a jsonb has '"n": 1', so a regex handed to SQL would find nothing here).
     page = await bus.poll.remote(cursor, EnvelopeFilter(thread_id="ring", text_regex=r'"n":1\d\b'), 100)
     assert [e.envelope.payload["n"] for e in page.events] == list(range(10, 20))
+
+
+async def test_ring_is_bounded_in_bytes_whatever_the_envelopes_weigh(system):
+    bus = system.events
+    cursor = (await bus.stats.remote())["last_seq"]
+    big = "x" * (16 << 10)  # four of these fill the 64 KiB ring: the count (10) is not what bounds it
+    await bus.publish_many.remote([env(i, thread_id="heavy", payload={"n": i, "blob": big}) for i in range(12)])
+    stats = await bus.stats.remote()
+    assert stats["ring_bytes"] <= stats["ring_bytes_max"] == 64 << 10
+    assert 1 <= stats["ring"] <= 4
+    page = await bus.poll.remote(cursor, EnvelopeFilter(thread_id="heavy"), 100)  # behind the ring: Postgres
+    assert [e.envelope.payload["n"] for e in page.events] == list(range(12))
+
+
+async def test_the_bus_does_not_grow_with_events_and_watchers_once_its_ring_is_full(system):
+    """What the soak saw grow (~0.15 MiB a minute) was the ring filling; past it nothing per event
+    or per watcher stays: RSS after 3,000 more envelopes of ~3 KiB (9 MiB kept if each stayed)."""
+    bus = system.events
+    client = FabricClient.from_handles(system)
+    pid = await bus.__ray_call__.remote(lambda self: os.getpid())
+    blob = "y" * 3000
+
+    async def traffic(start: int) -> None:
+        for base in range(start, start + 1500, 100):
+            await bus.publish_many.remote([env(i, thread_id="rss", payload={"n": i, "blob": blob})
+                                           for i in range(base, base + 100)])
+        recent = (await bus.stats.remote())["last_seq"] - 5  # in the ring: live watchers' path
+        for _ in range(20):  # short-lived watchers, each cancelled after 5 (a client that went away)
+            received = 0
+            async for _logged in client.watch(EnvelopeFilter(thread_id="rss"), cursor=recent):
+                received += 1
+                if received == 5:
+                    break
+
+    await traffic(0)
+    await traffic(1500)  # warm-up: allocator pools, pages of the pool's connections
+    before = psutil.Process(pid).memory_info().rss
+    await traffic(3000)
+    await traffic(4500)
+    await eventually(lambda: _no_watchers(system), timeout=20, what="the bus to drop its finished watchers")
+    grown = psutil.Process(pid).memory_info().rss - before
+    stats = await bus.stats.remote()
+    assert stats["ring"] <= 10 and stats["ring_bytes"] <= 64 << 10
+    assert grown < 3 << 20, f"the bus grew {grown / 2**20:.1f} MiB over 3,000 envelopes past its ring"
 
 
 async def test_retention_prunes_old_history(system):
