@@ -13,7 +13,7 @@ from typing import Any
 import ray
 
 from quadracode_ray import NAMESPACE
-from runs.host import RunHost
+from runs.host import RELAY_COALESCE_S, RunHost
 
 
 class RayForward:
@@ -52,8 +52,10 @@ class RunHostCalls:
     @ray.method(max_task_retries=0)  # after a host's restart the reader follows the run's new attempt itself
     async def run_events(self, run_id: str, after: int = -1, start: bool = False, run: dict | None = None):
         """Streaming generator: batches of (seq, event, data) with seq > after, until the run ends.
-        ``start``/``run``: the run was just queued for this host (as ``RunHost.wait``)."""
-        async for items in (await self._run_host_ready()).events(run_id, after, start=start, run=run):
+        ``start``/``run``: the run was just queued for this host (as ``RunHost.wait``). Events
+        are batched (``RELAY_COALESCE_S``): each batch is a message to the reader."""
+        host = await self._run_host_ready()
+        async for items in host.events(run_id, after, start=start, run=run, coalesce_s=RELAY_COALESCE_S):
             yield items
 
     @ray.method(max_task_retries=0)

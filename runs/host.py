@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
 from psycopg.conninfo import make_conninfo
 
 from quadracode_ray.config import Settings
@@ -49,14 +50,21 @@ STREAM_RETENTION_S = 120.0
 # gathered for at most this long: an executor's death loses at most the last window.
 EVENTS_FLUSH_MAX = 500
 EVENTS_FLUSH_WINDOW_S = 0.05
+# A reader in another process (the API replica, through a streaming actor call) gets a run's events
+# gathered for at most this long after the first of a batch, or up to the run's end: each batch is
+# a message through Ray and then through the replica's HTTP stack, the largest per-run costs of a
+# stream (bench/reports/api.md). A short run's stream is one message; a model's tokens arrive
+# at most this much later, 50 batches a second.
+RELAY_COALESCE_S = 0.02
 # Events of attempt k are numbered from (k - 1) * ATTEMPT_SEQ_SPAN, so Last-Event-ID stays
 # monotonic across the attempts of a run (an attempt keeps at most 100_000 events in memory).
 ATTEMPT_SEQ_SPAN = 1_000_000
 # A run tried again after its graph raised waits error_backoff_s, doubling, at most this long.
 MAX_ERROR_BACKOFF_S = 30.0
 # A run whose graph met a database outage (runs/execution.py database_outage) is started again
-# from its last checkpoint this many more times than its own attempts, waiting 1 s, doubling up to
-# MAX_ERROR_BACKOFF_S (about two minutes in all): a Postgres restart is no error of the run.
+# from its last checkpoint up to this many times, waiting 1 s, doubling up to MAX_ERROR_BACKOFF_S
+# (about two minutes in all), counted apart from its error_attempts and its executor's deaths
+# (migration api/0006): a Postgres restart is no error of the run.
 OUTAGE_ATTEMPTS = 8
 OUTAGE_BACKOFF_S = 1.0
 
@@ -281,10 +289,12 @@ class RunHost:
                 outcome = await work
                 ended = time.monotonic()
                 status = outcome.status
-                if self._retries_after_error(run, outcome):
-                    retrying = True
-                    await self._retry_later(run, outcome)
+                # Until the retry is decided: a raise on the way (the database still down) leaves
+                # the run to the sweep, which requeues it, so its stream goes on with that attempt.
+                retrying = outcome.status == "error"
+                if retrying and await self._retried_after_error(run, outcome):
                     return
+                retrying = False
                 if outcome.database_outage:  # out of attempts: the error its stream has not had
                     await stream.publish("error", dumps(outcome.error))
                 next_run = await record_outcome(self.pool, self.saver, run, outcome)
@@ -319,23 +329,25 @@ class RunHost:
                 loop.call_later(STREAM_EVENTS_RETENTION_S, stream.keep_only_end)
                 loop.call_later(STREAM_RETENTION_S, self._forget, run_id, stream)
 
-    @staticmethod
-    def _retries_after_error(run: dict, outcome: RunOutcome) -> bool:
-        attempts = run["kwargs"].get("error_attempts", 1) + (OUTAGE_ATTEMPTS if outcome.database_outage else 0)
-        return outcome.status == "error" and (run.get("attempt") or 1) < attempts
-
-    async def _retry_later(self, run: dict, outcome: RunOutcome) -> None:
-        """The graph raised and the run has attempts left: back to the queue, due after the
-        backoff, and started again here then (from its last checkpoint, see ``execute_run``).
+    async def _retried_after_error(self, run: dict, outcome: RunOutcome) -> bool:
+        """The graph raised: True when the run has retries left for that cause and went back to
+        the queue, due after the backoff, to start again here then (from its last checkpoint, see
+        ``execute_run``). A database outage and an error of the graph each have a budget of their
+        own, and neither is the executor deaths' (``queue.recover``).
         (With the database still down this raises; the sweep then requeues the run once it is back.)"""
         run_id = str(run["run_id"])
-        attempt = run.get("attempt") or 1
+        cause = "outage_retries" if outcome.database_outage else "error_retries"
+        allowed = OUTAGE_ATTEMPTS if outcome.database_outage else run["kwargs"].get("error_attempts", 1) - 1
+        retried = await queue.retries_so_far(self.pool, run_id, cause)
+        if retried >= allowed:
+            return False
         backoff = OUTAGE_BACKOFF_S if outcome.database_outage else run["kwargs"].get("error_backoff_s", 0.0)
-        delay = min(backoff * 2 ** (attempt - 1), MAX_ERROR_BACKOFF_S)
-        log.warning("run %s: attempt %d failed%s; retrying in %.2f s", run_id, attempt,
-                    " (the database did not answer)" if outcome.database_outage else "", delay)
-        await queue.retry_later(self.pool, run_id, delay)
+        delay = min(backoff * 2 ** retried, MAX_ERROR_BACKOFF_S)
+        log.warning("run %s: attempt %s failed%s; retry %d of %d in %.2f s", run_id, run.get("attempt"),
+                    " (the database did not answer)" if outcome.database_outage else "", retried + 1, allowed, delay)
+        await queue.retry_later(self.pool, run_id, delay, cause)
         self.timers[run_id] = asyncio.get_running_loop().call_later(delay, self._timer_fired, run_id)
+        return True
 
     def _forget(self, run_id: str, stream: RunStream) -> None:
         if self.streams.get(run_id) is stream:
@@ -365,6 +377,9 @@ class RunHost:
                     flushed = items[-1].seq
                 elif stream.finished:
                     return
+        except psycopg.errors.ForeignKeyViolation:
+            # The run (or its thread) was deleted while it ran: its events have nowhere to go.
+            log.info("run %s: deleted while running; its events are not stored", run_id)
         except Exception:
             log.exception("run %s: storing its events failed", run_id)
 
@@ -426,10 +441,13 @@ class RunHost:
         output = payload.get("output")
         return payload.get("status") or "missing", None if output is None else dumps(output)
 
-    async def events(self, run_id: str, after: int = -1, *, start: bool = False, run: dict | None = None):
+    async def events(self, run_id: str, after: int = -1, *, start: bool = False, run: dict | None = None,
+                     coalesce_s: float = 0.0):
         """Async generator: batches of (seq, event, data) with seq > after, until the run ends.
 
         ``after=-2`` means "from now on" (a join without Last-Event-ID). ``start``: as in ``wait``.
+        ``coalesce_s``: a batch waits this long after its first event for more, unless the run
+        ends first (a reader in another process: fewer, larger messages).
         Events older than this host keeps in memory (an earlier attempt's, or trimmed after the
         run ended) come from qr_run_events, where resumable runs store them.
         """
@@ -459,6 +477,8 @@ class RunHost:
                 if stored:
                     yield stored
             items = stream.since(after)
+            if items and coalesce_s > 0:
+                items = await stream.gather(after, items, coalesce_s)
             if items:
                 after = items[-1].seq
                 yield batch(items)

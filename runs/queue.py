@@ -115,13 +115,31 @@ async def release_for_retry(pool: AsyncConnectionPool, run_id: str) -> None:
         )
 
 
-async def retry_later(pool: AsyncConnectionPool, run_id: str, delay_s: float) -> None:
+RETRY_CAUSES = ("outage_retries", "error_retries")
+"""The columns (migration api/0006) counting a run's retries after its graph met a database
+outage and after its graph raised; executor deaths are counted apart, by ``recover``."""
+
+
+async def retries_so_far(pool: AsyncConnectionPool, run_id: str, cause: str) -> int:
+    """How many times ``run_id`` was already retried for ``cause`` (one of ``RETRY_CAUSES``)."""
+    if cause not in RETRY_CAUSES:
+        raise ValueError(f"unknown retry cause {cause!r}")
+    async with pool.connection() as conn:
+        cursor = await conn.execute(f"SELECT {cause} FROM qr_runs WHERE run_id = %s", (run_id,))
+        row = await cursor.fetchone()
+    return row[cause] if row else 0
+
+
+async def retry_later(pool: AsyncConnectionPool, run_id: str, delay_s: float, cause: str) -> None:
     """A running run whose graph raised goes back to pending, due in ``delay_s``: first in its
-    thread's line still (runs start oldest first), so nothing queued behind it overtakes it."""
+    thread's line still (runs start oldest first), so nothing queued behind it overtakes it.
+    The retry is counted under ``cause`` alone (one of ``RETRY_CAUSES``)."""
+    if cause not in RETRY_CAUSES:
+        raise ValueError(f"unknown retry cause {cause!r}")
     async with pool.connection() as conn:
         await conn.execute(
-            "UPDATE qr_runs SET status = 'pending', available_at = now() + make_interval(secs => %s), "
-            "updated_at = now() WHERE run_id = %s AND status = 'running'", (delay_s, run_id))
+            f"UPDATE qr_runs SET status = 'pending', available_at = now() + make_interval(secs => %s), "
+            f"{cause} = {cause} + 1, updated_at = now() WHERE run_id = %s AND status = 'running'", (delay_s, run_id))
 
 
 # Orphans: runs of a run-executor no longer in the pool (the pool shrank). Runs of other hosts
@@ -132,7 +150,9 @@ _ORPHAN = "(%s AND executor LIKE 'run-executor-%%' AND NOT executor = ANY(%s))"
 async def recover(pool: AsyncConnectionPool, executor: str, pool_names: list[str],
                   max_attempts: int, *, adopt_orphans: bool | None = None) -> list[str]:
     """After an executor (re)starts: its interrupted runs go back to the queue, or fail when
-    they used up their attempts; returns the due pending runs it should now push.
+    their executor died ``max_attempts`` times running them (deaths alone count: retries after
+    a database outage or an error of the graph do not); returns the due pending runs it should
+    now push.
 
     Runs assigned to an executor no longer in the pool are adopted by the first executor
     (``adopt_orphans`` defaults to "``executor`` is the pool's first").
@@ -141,7 +161,7 @@ async def recover(pool: AsyncConnectionPool, executor: str, pool_names: list[str
         adopt_orphans = executor == pool_names[0]
     async with pool.connection() as conn:
         cursor = await conn.execute(
-            "SELECT run_id, thread_id, attempt FROM qr_runs WHERE status = 'running' AND "
+            "SELECT run_id, thread_id, executor_deaths FROM qr_runs WHERE status = 'running' AND "
             "(executor = %s OR " + _ORPHAN + ")",
             (executor, adopt_orphans, pool_names),
         )
@@ -149,8 +169,9 @@ async def recover(pool: AsyncConnectionPool, executor: str, pool_names: list[str
     for row in stranded:
         async with pool.connection() as conn, conn.transaction():
             await lock_thread(conn, row["thread_id"])
-            if row["attempt"] >= max_attempts:
-                message = (f"the run's executor died {row['attempt']} time(s) while running it; "
+            deaths = row["executor_deaths"] + 1  # this one included
+            if deaths >= max_attempts:
+                message = (f"the run's executor died {deaths} time(s) while running it; "
                            f"giving up after {max_attempts} attempt(s)")
                 await conn.execute(
                     "UPDATE qr_runs SET status = 'error', error = %s, ended_at = now(), updated_at = now() "
@@ -162,7 +183,8 @@ async def recover(pool: AsyncConnectionPool, executor: str, pool_names: list[str
                 await settle_thread(conn, row["thread_id"], "error")
             else:
                 await conn.execute(
-                    "UPDATE qr_runs SET status = 'pending', executor = %s, updated_at = now() "
+                    "UPDATE qr_runs SET status = 'pending', executor = %s, executor_deaths = executor_deaths + 1, "
+                    "updated_at = now() "
                     "WHERE run_id = %s AND status = 'running'",
                     (executor, row["run_id"]),
                 )

@@ -124,6 +124,19 @@ class RunStream:
             except TimeoutError:
                 pass
 
+    async def gather(self, after: int, items: list[StreamEvent], window_s: float) -> list[StreamEvent]:
+        """``items`` (the events after ``after``) with those that follow within ``window_s``,
+        up to the run's end (a batch for a reader in another process)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window_s
+        while items[-1].event != END_EVENT and not self.finished:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await self.wait_beyond(items[-1].seq, timeout=remaining)
+            items = self.since(after)
+        return items
+
 
 def batch(events: Iterable[StreamEvent]) -> list[tuple[int, str, bytes]]:
     return [(e.seq, e.event, e.data) for e in events]

@@ -25,6 +25,25 @@ RECORD_ANSWERS: dict[tuple[str, str], set[str]] = {
     ("post", "/runs/crons"): {"cron_id", "assistant_id"},
     ("post", "/threads/{thread_id}/runs/crons"): {"cron_id", "thread_id", "assistant_id"},
 }
+# Links a path parameter cannot express: the record's id goes into the next request's body (an
+# assistant's runs and threads), or the request's own body names the record (the store's items,
+# which have no path of their own). (producer method, path) -> [(consumer method, path, requestBody)].
+BODY_LINKS: dict[tuple[str, str], list[tuple[str, str, dict[str, Any]]]] = {
+    ("post", "/assistants"): [
+        ("post", "/threads", {"graph_id": "$response.body#/graph_id"}),
+        ("post", "/runs/wait", {"assistant_id": "$response.body#/assistant_id"}),
+        ("post", "/runs", {"assistant_id": "$response.body#/assistant_id"}),
+        ("post", "/assistants/search", {"graph_id": "$response.body#/graph_id"}),
+    ],
+    ("post", "/threads"): [
+        ("post", "/threads/search", {"ids": ["$response.body#/thread_id"]}),
+    ],
+    ("put", "/store/items"): [
+        ("delete", "/store/items", {"namespace": "$request.body#/namespace", "key": "$request.body#/key"}),
+        ("post", "/store/items/search", {"namespace_prefix": "$request.body#/namespace"}),
+        ("post", "/store/namespaces", {"prefix": "$request.body#/namespace"}),
+    ],
+}
 ENDLESS = frozenset({("get", "/threads/{thread_id}/stream")})
 """Live streams that end only when the client goes: no link leads a fuzzer into one."""
 
@@ -69,5 +88,23 @@ def add_links(schema: dict[str, Any]) -> int:
             code = next(c for c in ("200", "201") if c in producer.get("responses", {}))
             links = producer["responses"][code].setdefault("links", {})
             links[consumer["operationId"]] = {"operationId": consumer["operationId"], "parameters": parameters}
+            added += 1
+    return added + _add_body_links(schema)
+
+
+def _add_body_links(schema: dict[str, Any]) -> int:
+    added = 0
+    paths = schema.get("paths", {})
+    for (method, path), targets in BODY_LINKS.items():
+        producer = paths.get(path, {}).get(method)
+        if producer is None:
+            continue
+        code = next((c for c in ("200", "201", "204") if c in producer.get("responses", {})), None)
+        for target_method, target_path, body in targets:
+            consumer = paths.get(target_path, {}).get(target_method)
+            if code is None or consumer is None or "operationId" not in consumer:
+                continue
+            links = producer["responses"][code].setdefault("links", {})
+            links[consumer["operationId"]] = {"operationId": consumer["operationId"], "requestBody": body}
             added += 1
     return added

@@ -2,8 +2,9 @@
 
 Importing Gradio and building the panel's Blocks take seconds of CPU; done while the replica
 starts, they lay on the path of every deploy (``quadracode-ray up`` waits for the replica). Here
-the replica starts without them, the build runs in a worker thread from the app's startup on, and
-a request to ``/ui`` that comes before the build is done waits for it.
+the replica starts without them, the build runs in a worker thread once the API's run path is
+ready (serve_app/asgi.py), and a request to ``/ui`` that comes before the build is done starts it
+if need be and waits for it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class LazyPanel:
         self._lifespans = contextlib.AsyncExitStack()
 
     def start(self) -> asyncio.Task:
-        """Begin the build (idempotent); called from the API app's startup."""
+        """Begin the build (idempotent); called once the API's run path is ready, or by a first request."""
         if self._build is None:
             self._build = asyncio.get_running_loop().create_task(self._built())
             self._build.add_done_callback(_log_failure)

@@ -16,7 +16,7 @@ from serve_app.runs.service import cancel_run, detached, run_events
 
 HEARTBEAT = b": heartbeat\r\n\r\n"
 HEARTBEAT_INTERVAL_S = 5.0
-METADATA_COALESCE_S = 0.02
+METADATA_COALESCE_S = 0.05
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
@@ -80,7 +80,8 @@ async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str]
     events = run_events(context, run, after=after, start=start)
     # The first call to the executor (which starts the run) goes out at once; the metadata frame
     # waits a moment for the first events, to share one message with them (each message through
-    # Serve costs the replica and the proxy CPU): a short run's stream is then a message or two.
+    # Serve costs the replica and the proxy CPU): a short run's stream is then one message. The
+    # host gathers a batch for up to RELAY_COALESCE_S (runs/host.py), so this waits longer.
     first: asyncio.Future | None = asyncio.ensure_future(anext(events))
     metadata = frame("metadata", orjson.dumps({"run_id": run_id, "attempt": max(run.get("attempt") or 0, 1)})
                      ) if with_metadata else b""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import os
+import time
 from typing import Annotated
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -22,10 +24,25 @@ class EchoState(TypedDict, total=False):
     ask: bool
     answer: str
     sleep: float
+    hold: str  # a test's gate (tests/api/run_gate.py): the step waits until this file exists
+
+
+HOLD_LIMIT_S = 120.0  # a gate never released fails the run instead of holding its host forever
+
+
+async def _until_released(path: str) -> None:
+    # The run executes in another process (a run host actor): a file is the gate both can see.
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the test's gate {path} was not released within {HOLD_LIMIT_S} s")
+        await asyncio.sleep(0.02)
 
 
 async def step(state: EchoState) -> dict:
     get_stream_writer()({"custom": "hi"})
+    if state.get("hold"):
+        await _until_released(state["hold"])
     if state.get("sleep"):
         await asyncio.sleep(state["sleep"])
     if state.get("fail"):

@@ -41,9 +41,31 @@ def test_every_link_fills_exactly_its_targets_path_parameters_and_none_leads_int
         producer_path_parameters = {part[1:-1] for part in path.split("/") if part.startswith("{")}
         for link in found.values():
             _, target_path, target = by_id[link["operationId"]]
+            if "requestBody" in link:  # a body link (test below)
+                continue
             wanted = {p["name"] for p in target.get("parameters", ()) if p["in"] == "path"}
             assert set(link["parameters"]) == wanted, (method, path, link)
             for name, source in link["parameters"].items():
                 assert source == f"$response.body#/{name}" or (
                     source == f"$request.path.{name}" and name in producer_path_parameters), (method, path, link)
             assert target_path != "/threads/{thread_id}/stream" or by_id[link["operationId"]][0] != "get"
+
+
+def test_body_links_chain_assistants_to_threads_and_runs_and_store_items_to_their_reads() -> None:
+    """Ids a path parameter cannot carry: an assistant's into a run's or a thread's body, a store
+    item's namespace and key (it has no path) from the request that put it."""
+    spec = create_fastapi_app(AppContext(Settings(_env_file=None, graphs=TEST_GRAPHS))).openapi()
+    links, by_id = _links()
+    assert {("post", "/threads"), ("post", "/runs/wait"), ("post", "/runs")} <= _targets(links, "post", "/assistants", by_id)
+    assert {("delete", "/store/items"), ("post", "/store/items/search")} <= _targets(links, "put", "/store/items", by_id)
+    schemas = spec["components"]["schemas"]
+    body_links = [(producer, link) for producer, found in links.items() for link in found.values() if "requestBody" in link]
+    assert len(body_links) >= 8
+    for (method, path), link in body_links:
+        _, _, target = by_id[link["operationId"]]
+        body = target["requestBody"]["content"]["application/json"]["schema"]
+        fields = schemas[body["$ref"].rsplit("/", 1)[-1]]["properties"] if "$ref" in body else body["properties"]
+        assert set(link["requestBody"]) <= set(fields), (method, path, link)
+        for source in link["requestBody"].values():
+            source = source[0] if isinstance(source, list) else source
+            assert source.startswith("$response.body#/" if method == "post" else "$request.body#/"), (method, path, link)

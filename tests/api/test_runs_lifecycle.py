@@ -10,6 +10,7 @@ import httpx
 import pytest
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
+from tests.api.run_gate import RunGate
 from tests.api.test_runs_stream import parse_sse
 
 
@@ -44,12 +45,14 @@ async def test_background_run_then_join_get_and_list(lg_client) -> None:
     assert (await lg_client.threads.get(tid))["metadata"]["graph_id"] == "echo"
 
 
-async def test_enqueue_runs_one_after_another(lg_client) -> None:
+async def test_enqueue_runs_one_after_another(lg_client, tmp_path) -> None:
     tid = (await lg_client.threads.create())["thread_id"]
-    first = await lg_client.runs.create(tid, "echo", input={"items": ["1"], "sleep": 0.5})
+    gate = RunGate(tmp_path)  # the first run stays active until the thread was seen busy
+    first = await lg_client.runs.create(tid, "echo", input=gate.held(items=["1"]))
     second = await lg_client.runs.create(tid, "echo", input={"items": ["2"]}, multitask_strategy="enqueue")
     assert (await lg_client.threads.get(tid))["status"] == "busy"
-    assert await lg_client.runs.join(tid, second["run_id"]) == {"items": ["1", "a", "2", "a"], "sleep": 0.5}
+    gate.release()
+    assert await lg_client.runs.join(tid, second["run_id"]) == {"items": ["1", "a", "2", "a"], "hold": str(gate.path)}
     assert await run_status(lg_client, tid, first["run_id"]) == "success"
     assert (await lg_client.threads.get(tid))["status"] == "idle"
 

@@ -16,6 +16,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
 from serve_app.runs.thread_follow import POLL_SAFETY_S
+from tests.api.run_gate import RunGate
 from tests.api.test_auth import (
     ALICE_KEY,
     BOB_KEY,
@@ -37,11 +38,13 @@ async def _watch_until_runs_done(stream, runs_done: int, on_event=None) -> list:
     raise AssertionError(f"the thread stream ended early: {parts}")
 
 
-async def _two_runs_watched(lg_client, stream_mode) -> tuple[str, list[str], list]:
-    """A thread with a first run (slow enough to be active when the watcher joins) and a second
-    run queued once the watcher saw the first one start; the watcher's parts until both ended."""
+async def _two_runs_watched(lg_client, stream_mode, tmp_path) -> tuple[str, list[str], list]:
+    """A thread with a first run (held active until the watcher saw it start, so the watcher
+    joins a running run) and a second run queued once the watcher saw the first one start;
+    the watcher's parts until both ended."""
     thread_id = (await lg_client.threads.create())["thread_id"]
-    first = await lg_client.runs.create(thread_id, "echo", input={"items": ["one"], "sleep": 1.0})
+    gate = RunGate(tmp_path)
+    first = await lg_client.runs.create(thread_id, "echo", input=gate.held(items=["one"]))
     run_ids = [first["run_id"]]
 
     async def queue_second(part) -> None:
@@ -49,14 +52,15 @@ async def _two_runs_watched(lg_client, stream_mode) -> tuple[str, list[str], lis
             second = await lg_client.runs.create(thread_id, "echo", input={"items": ["two"], "sleep": 0},
                                                  stream_resumable=True)
             run_ids.append(second["run_id"])
+            gate.release()
 
     stream = await lg_client.threads.join_stream(thread_id, stream_mode=stream_mode)
     parts = await asyncio.wait_for(_watch_until_runs_done(stream, 2, queue_second), 60)
     return thread_id, run_ids, parts
 
 
-async def test_watcher_sees_every_run_of_the_thread(lg_client) -> None:
-    thread_id, run_ids, parts = await _two_runs_watched(lg_client, "run_modes")
+async def test_watcher_sees_every_run_of_the_thread(lg_client, tmp_path) -> None:
+    thread_id, run_ids, parts = await _two_runs_watched(lg_client, "run_modes", tmp_path)
     assert len(run_ids) == 2
     starts = [p.data["run_id"] for p in parts if p.event == "metadata" and "attempt" in p.data]
     ends = [p.data["run_id"] for p in parts if p.event == "metadata" and p.data.get("status") == "run_done"]
@@ -80,8 +84,8 @@ def _by_run(parts: list) -> dict[str, list]:
     return runs
 
 
-async def test_lifecycle_mode_sends_each_runs_start_and_end_only(lg_client) -> None:
-    _, run_ids, parts = await _two_runs_watched(lg_client, "lifecycle")
+async def test_lifecycle_mode_sends_each_runs_start_and_end_only(lg_client, tmp_path) -> None:
+    _, run_ids, parts = await _two_runs_watched(lg_client, "lifecycle", tmp_path)
     assert [(p.event, p.data) for p in parts] == [
         ("metadata", {"run_id": run_ids[0], "attempt": 1}),
         ("metadata", {"status": "run_done", "run_id": run_ids[0]}),
@@ -95,8 +99,8 @@ async def test_lifecycle_mode_sends_each_runs_start_and_end_only(lg_client) -> N
     ]
 
 
-async def test_resume_after_an_event_id(lg_client) -> None:
-    thread_id, run_ids, parts = await _two_runs_watched(lg_client, ["run_modes"])
+async def test_resume_after_an_event_id(lg_client, tmp_path) -> None:
+    thread_id, run_ids, parts = await _two_runs_watched(lg_client, ["run_modes"], tmp_path)
     second = _by_run(parts)[run_ids[1]]
     # The second run's stream after its first values event: the rest of it, then its end.
     values_at = next(i for i, p in enumerate(second) if p.event == "values")
@@ -107,9 +111,10 @@ async def test_resume_after_an_event_id(lg_client) -> None:
     assert resumed[-1].data == {"status": "run_done", "run_id": run_ids[1]}
 
 
-async def test_sse_frames_and_stream_modes_query_param(api_url: str, lg_client) -> None:
+async def test_sse_frames_and_stream_modes_query_param(api_url: str, lg_client, tmp_path) -> None:
     thread_id = (await lg_client.threads.create())["thread_id"]
-    run = await lg_client.runs.create(thread_id, "echo", input={"items": [], "sleep": 1.0})
+    gate = RunGate(tmp_path)  # the run stays active until the watcher saw it start
+    run = await lg_client.runs.create(thread_id, "echo", input=gate.held(items=[]))
     async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
         # The official server's own parameter (comma separated) is taken as the SDK's stream_mode.
         async with http.stream("GET", f"/threads/{thread_id}/stream",
@@ -119,6 +124,8 @@ async def test_sse_frames_and_stream_modes_query_param(api_url: str, lg_client) 
             raw = b""
             async for chunk in response.aiter_bytes():
                 raw += chunk
+                if b"attempt" in raw:
+                    gate.release()
                 if b"run_done" in raw:
                     break
     assert raw.startswith(b"event: metadata\r\ndata: ")
@@ -143,16 +150,21 @@ async def test_errors_as_the_official_server(lg_client) -> None:
             pass
 
 
-async def test_only_the_threads_owner_can_watch_it(secured_url: str) -> None:  # noqa: F811
+async def test_only_the_threads_owner_can_watch_it(secured_url: str, tmp_path) -> None:  # noqa: F811
     alice = get_client(url=secured_url, api_key=ALICE_KEY)
     bob = get_client(url=secured_url, api_key=BOB_KEY)
     thread_id = (await alice.threads.create())["thread_id"]
     with pytest.raises(NotFoundError):
         async for _ in await bob.threads.join_stream(thread_id):
             pass
-    run = await alice.runs.create(thread_id, "echo", input={"items": [], "sleep": 1.0})
+    gate = RunGate(tmp_path)  # the run stays active until alice's watcher saw it start
+    run = await alice.runs.create(thread_id, "echo", input=gate.held(items=[]))
+
+    async def release(part) -> None:
+        gate.release()
+
     stream = await alice.threads.join_stream(thread_id, stream_mode="lifecycle")
-    parts = await asyncio.wait_for(_watch_until_runs_done(stream, 1), 60)
+    parts = await asyncio.wait_for(_watch_until_runs_done(stream, 1, release), 60)
     assert parts[-1].data == {"status": "run_done", "run_id": run["run_id"]}
 
 
@@ -209,10 +221,10 @@ async def test_state_update_goes_to_watchers_that_ask_for_it(lg_client, api_data
     runs = Watcher(await lg_client.threads.join_stream(thread_id))  # run_modes: no state_update there
     both = Watcher(await lg_client.threads.join_stream(thread_id, stream_mode=["lifecycle", "state_update"]))
     try:
-        # A run both watchers see first (slow enough to be active when they read the thread's
-        # runs): they are live before the update.
+        # A run both watchers see first (created after their watch registered, so it is theirs
+        # however quickly it ends): they are live before the update.
         await eventually(lambda: _watch_rows(api_database_url, thread_id), what="the watch registered")
-        first = await lg_client.runs.create(thread_id, "echo", input={"items": ["two"], "sleep": 1.0})
+        first = await lg_client.runs.create(thread_id, "echo", input={"items": ["two"]})
         await runs.until_run_done(first["run_id"])
         await both.until_run_done(first["run_id"])
         await lg_client.threads.update_state(thread_id, {"items": ["by hand"]})

@@ -9,6 +9,7 @@ import uuid
 import httpx
 import orjson
 
+from tests.api.run_gate import RunGate
 from tests.api.test_oracle_v3 import READ_TIMEOUT_S, _root_phase
 
 BODY = {"channels": ["values", "lifecycle"]}
@@ -20,12 +21,13 @@ async def _events(response: httpx.Response):
             yield orjson.loads(line[5:])
 
 
-async def test_a_stream_that_leaves_does_not_end_another_on_the_same_thread(api_url: str) -> None:
+async def test_a_stream_that_leaves_does_not_end_another_on_the_same_thread(api_url: str, tmp_path) -> None:
     thread_id = str(uuid.uuid4())
+    gate = RunGate(tmp_path)  # the run stays in its node until the first client left
     async with httpx.AsyncClient(base_url=api_url, timeout=READ_TIMEOUT_S) as http:
         started = await http.post(f"/threads/{thread_id}/commands", json={
             "id": 1, "method": "run.start",
-            "params": {"assistant_id": "echo", "input": {"items": ["x"], "sleep": 5}}})
+            "params": {"assistant_id": "echo", "input": gate.held(items=["x"])}})
         assert started.json()["type"] == "success", started.text
         url = f"/threads/{thread_id}/stream/events"
         async with asyncio.timeout(READ_TIMEOUT_S):
@@ -40,7 +42,8 @@ async def test_a_stream_that_leaves_does_not_end_another_on_the_same_thread(api_
                     async for event in seen:
                         if event["method"] == "values":
                             break
-                    await first.aclose()  # the first client leaves while the run sleeps in its node
+                    await first.aclose()  # the first client leaves while the run waits in its node
+                    gate.release()
                     phases = [_root_phase(event) async for event in _until_the_end(seen)]
     assert phases[-1] == "completed", phases
 

@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -33,6 +34,7 @@ from tests.reliability.conftest import SECURED_KEY
 
 pytestmark = pytest.mark.slow
 
+MIN_LINKS_COVERED = 25  # 40 of 179 in a run at load ~20 (fuzz.md); the whole-API run covered 5 of 532
 MAX_EXAMPLES = int(os.environ.get("QUADRACODE_FUZZ_MAX_EXAMPLES", "8"))
 # Live streams that only end when the client goes: no fuzzer request to them could complete.
 ENDLESS = r"^/(threads/\{thread_id\}/stream|events/stream|threads/\{thread_id\}/events/stream)$"
@@ -40,12 +42,18 @@ ST = Path(sys.executable).with_name("st")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_schemathesis(api: str, report_dir: Path) -> subprocess.CompletedProcess:
+# The focused stateful run: the main resources' operations, chained along their links.
+MAIN_RESOURCES = r"^/(assistants|threads|runs|store)(/|$)"
+STATEFUL_CONFIG = Path(__file__).with_name("schemathesis_stateful.toml")
+LINKS_COVERED = re.compile(r"API Links:\s+(\d+) covered / (\d+) selected / (\d+) total")
+
+
+def run_schemathesis(api: str, report_dir: Path, *options: str, config: Path | None = None,
+                     phases: str = "examples,fuzzing,stateful") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(ST), "run", f"{api}/openapi.json", "--url", api,
+        [str(ST), *(["--config-file", str(config)] if config else []), "run", f"{api}/openapi.json", "--url", api,
          "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
-         "--phases", "examples,fuzzing,stateful",
-         "--max-examples", str(MAX_EXAMPLES), "--workers", "1", "--seed", "19",
+         "--phases", phases, *options, "--workers", "1", "--seed", "19",
          "--generation-database", "none", "--request-timeout", "90",
          "--exclude-path-regex", ENDLESS,
          "-H", f"Authorization: Bearer {SECURED_KEY}",
@@ -62,7 +70,7 @@ def test_schemathesis_finds_no_server_error_and_no_body_off_schema(secured_syste
     operations = sum(1 for item in spec["paths"].values() for method in item if method in
                      ("get", "put", "post", "delete", "patch"))
     assert operations >= 60  # the LangGraph API and the operator API, all of them
-    result = run_schemathesis(secured_system, tmp_path)
+    result = run_schemathesis(secured_system, tmp_path, "--max-examples", str(MAX_EXAMPLES))
     summary = result.stdout[-20000:]
     assert result.returncode == 0, summary + result.stderr[-4000:]
     # The JUnit report: one test case per operation tested, none failed, none errored.
@@ -75,3 +83,19 @@ def test_schemathesis_finds_no_server_error_and_no_body_off_schema(secured_syste
     excluded = sum(1 for path, item in spec["paths"].items() if re.match(ENDLESS, path)
                    for method in item if method in ("get", "put", "post", "delete", "patch"))
     assert tested >= operations - excluded, (tested, operations, excluded)
+
+
+def test_stateful_chains_follow_the_links_between_assistants_threads_runs_and_the_store(
+        secured_system: str, tmp_path: Path) -> None:
+    """The whole-API run above gives the stateful phase a few scenarios over hundreds of links (it
+    covered 5 of 532); here it gets the main resources alone, valid inputs (producers must succeed
+    for a chain to go on) and our links only: assistant -> thread -> run -> state, history, join,
+    cancel; assistant -> runs; store item -> search, namespaces, delete."""
+    started = time.monotonic()
+    result = run_schemathesis(secured_system, tmp_path, "--include-path-regex", MAIN_RESOURCES,
+                              config=STATEFUL_CONFIG, phases="stateful")
+    summary = result.stdout[-20000:]
+    assert result.returncode == 0, summary + result.stderr[-4000:]
+    covered, selected, _ = map(int, LINKS_COVERED.search(result.stdout).groups())
+    print(f"stateful: {covered} of {selected} links covered in {time.monotonic() - started:.0f} s")
+    assert covered >= MIN_LINKS_COVERED, summary

@@ -14,6 +14,7 @@ from runs.enqueue import enqueue_run, run_id_for
 from runs.host import RunHost
 from runs.settings import RunSettings
 from tests.api.graphs import TEST_GRAPHS
+from tests.api.run_gate import RunGate
 from tests.polling import eventually
 
 
@@ -80,10 +81,11 @@ async def test_a_run_queued_by_the_fabric_runs_once_and_a_repeat_is_ignored(host
                              settings=RunSettings(graph_id="echo", input={}), metadata={}, executor=host.name) is None
 
 
-async def test_a_run_queued_while_the_thread_runs_starts_after_it_and_the_thread_stays_busy(host: RunHost):
+async def test_a_run_queued_while_the_thread_runs_starts_after_it_and_the_thread_stays_busy(host: RunHost, tmp_path):
     """What an agent's result does on a busy thread: it waits for the running run, never lost."""
     thread_id = await _thread(host)
-    first = await _queue(host, thread_id, {"items": [], "sleep": 1.0})
+    gate = RunGate(tmp_path)  # the first run stays running until the second one was seen waiting
+    first = await _queue(host, thread_id, gate.held(items=[]))
     await host.submit(first)
 
     async def running():
@@ -94,6 +96,7 @@ async def test_a_run_queued_while_the_thread_runs_starts_after_it_and_the_thread
     await host.submit(second)  # the claim finds the thread running: it waits for the first run's end
     assert (await queue.run_status(host.pool, second))["status"] == "pending"
     assert await _thread_status(host, thread_id) == "busy"
+    gate.release()
 
     async def both_done():
         rows = [await queue.run_status(host.pool, r) for r in (first, second)]
@@ -220,26 +223,36 @@ async def test_a_run_whose_graph_raises_is_tried_again_up_to_its_attempts_and_ke
     assert later["started_at"] >= row["ended_at"]
 
 
-async def test_a_run_whose_database_went_away_mid_run_starts_again_and_succeeds_once(host: RunHost, monkeypatch):
-    """Postgres restarting under a run (its checkpoint write refused) is no error of the run: it is
-    started again from its last checkpoint and applied once (the fault suite met it for real:
-    tests/reliability/test_faults.py, a run ended in error after a 10 s Postgres restart)."""
+async def _run_to_its_end(host: RunHost, graph_input: dict) -> tuple[str, str, bytes, dict]:
+    """Queue a run on a new thread, run it here; its id, status, output and row at its end."""
+    run_id = await _queue(host, await _thread(host), graph_input)
+    await host.submit(run_id)
+    status, output = await asyncio.wait_for(host.wait(run_id), timeout=60)
+    return run_id, status, output, await queue.run_status(host.pool, run_id)
+
+
+def _refuse_checkpoint_writes(host: RunHost, monkeypatch, times: int) -> list[bool]:
+    """The first ``times`` checkpoint writes fail as during a Postgres restart; returns their log."""
     import psycopg
 
     real_put, refused = host.saver.aput, []
 
-    async def refused_once(*args, **kwargs):
-        if not refused:
+    async def refusing(*args, **kwargs):
+        if len(refused) < times:
             refused.append(True)
             raise psycopg.OperationalError("the database system is shutting down")
         return await real_put(*args, **kwargs)
 
-    monkeypatch.setattr(host.saver, "aput", refused_once)
-    thread_id = await _thread(host)
-    run_id = await _queue(host, thread_id, {"items": ["x"]})
-    await host.submit(run_id)
-    status, output = await asyncio.wait_for(host.wait(run_id), timeout=60)
-    row = await queue.run_status(host.pool, run_id)
+    monkeypatch.setattr(host.saver, "aput", refusing)
+    return refused
+
+
+async def test_a_run_whose_database_went_away_mid_run_starts_again_and_succeeds_once(host: RunHost, monkeypatch):
+    """Postgres restarting under a run (its checkpoint write refused) is no error of the run: it is
+    started again from its last checkpoint and applied once (the fault suite met it for real:
+    tests/reliability/test_faults.py, a run ended in error after a 10 s Postgres restart)."""
+    refused = _refuse_checkpoint_writes(host, monkeypatch, 1)
+    run_id, status, output, row = await _run_to_its_end(host, {"items": ["x"]})
     assert refused and (status, row["status"], row["attempt"]) == ("success", "success", 2)
     assert orjson.loads(output)["items"] == ["x", "a"]  # its node applied once
     assert "error" not in [e.event for e in host.streams[run_id].events]  # no error a client would see
@@ -278,3 +291,47 @@ async def test_a_run_the_fabric_queues_gets_the_threads_assistants_config(host: 
     await host.submit(run_id)
     status, output = await asyncio.wait_for(host.wait(run_id), timeout=60)
     assert (status, orjson.loads(output)) == ("success", {"items": ["assistant's"]})
+
+
+async def test_outage_retries_error_retries_and_executor_deaths_each_have_their_own_budget(host: RunHost, monkeypatch):
+    """A Postgres outage that retried a run more often than ``run_max_attempts`` neither fails it
+    nor costs it its ``error_attempts`` or its executor-death budget (they shared ``attempt``)."""
+    import runs.host
+
+    monkeypatch.setattr(runs.host, "OUTAGE_BACKOFF_S", 0.02)
+    real_put = host.saver.aput
+    refused = _refuse_checkpoint_writes(host, monkeypatch, 4)
+    _, status, output, row = await _run_to_its_end(host, {"items": ["x"]})
+    assert len(refused) == 4 and status == "success" and orjson.loads(output)["items"] == ["x", "a"]
+    assert (row["outage_retries"], row["error_retries"], row["executor_deaths"], row["attempt"]) == (4, 0, 0, 5)
+    monkeypatch.setattr(host.saver, "aput", real_put)
+
+    # A run that met 5 outages before (its counters as they would be) and whose graph then raises:
+    # its error_attempts=2 still give it one retry (by the shared counter, attempt 6 >= 2: none).
+    failing = run_id_for(uuid.uuid4().hex)
+    assert await enqueue_run(host.pool, run_id=failing, thread_id=await _thread(host), executor=host.name, metadata={},
+                             settings=RunSettings(graph_id="echo", input={"fail": True}, error_attempts=2,
+                                                  error_backoff_s=0.02))
+    async with host.pool.connection() as conn:
+        await conn.execute("UPDATE qr_runs SET attempt = 5, outage_retries = 5 WHERE run_id = %s", (failing,))
+    await host.submit(failing)
+    status, _ = await asyncio.wait_for(host.wait(failing), timeout=60)
+    row = await queue.run_status(host.pool, failing)
+    assert status == "error"
+    assert (row["outage_retries"], row["error_retries"], row["executor_deaths"], row["attempt"]) == (5, 1, 0, 7)
+
+    # Its executor dying now and then (recover after each death): a death counts only as a death,
+    # and the third ends it (run_max_attempts), whatever its other retries.
+    assert host.settings.run_max_attempts == 3
+    async with host.pool.connection() as conn:
+        await conn.execute("UPDATE qr_runs SET status = 'running', executor = 'gone-executor', error = NULL "
+                           "WHERE run_id = %s", (failing,))
+    for death in (1, 2):
+        assert failing in await queue.recover(host.pool, "gone-executor", ["gone-executor"], 3)
+        row = await queue.run_status(host.pool, failing)
+        assert (row["status"], row["executor_deaths"]) == ("pending", death)
+        async with host.pool.connection() as conn:
+            await conn.execute("UPDATE qr_runs SET status = 'running' WHERE run_id = %s", (failing,))
+    await queue.recover(host.pool, "gone-executor", ["gone-executor"], 3)
+    row = await queue.run_status(host.pool, failing)
+    assert row["status"] == "error" and "died 3 time(s)" in row["error"]["message"]
