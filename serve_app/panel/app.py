@@ -14,7 +14,7 @@ from serve_app.panel.ui_common import MOUNT_PATH, PanelContext, access_note
 from serve_app.panel.ui_threads import build_threads_tab
 
 TITLE = "Quadracode-Ray control panel"
-CSS = "#chat-log {min-height: 420px} footer {display: none !important}"
+CSS = "#chat-log {min-height: 420px} footer {display: none !important} .qr-hidden {display: none !important}"
 
 
 def build_panel(ctx: PanelContext) -> gr.Blocks:

@@ -244,3 +244,13 @@ def edit_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def run_lifecycle(event: str, data: Any) -> str | None:
+    """What a part of a thread's join stream says of a run's life: ``"started"`` (its first
+    ``metadata`` part, ``{"run_id", ...}``), ``"ended"`` (``{"status": "run_done"}``), else None."""
+    if event != "metadata" or not isinstance(data, dict):
+        return None
+    if data.get("status") == "run_done":
+        return "ended"
+    return "started" if data.get("run_id") and "status" not in data else None

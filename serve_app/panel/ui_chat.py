@@ -6,6 +6,7 @@ agent's result that arrives later shows up without a reload."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import gradio as gr
@@ -38,7 +39,10 @@ def _after_run(shown: tuple, run_status: str | None) -> str:
     return "✓ run finished; watching the thread for later results"
 
 
-async def _thread_choices(client: PanelClient) -> list[tuple[str, str]]:
+async def _thread_choices(client: PanelClient, busy: str | None = None) -> list[tuple[str, str]]:
+    """The thread picker's choices, each labelled with its thread's status (``busy``: a thread
+    whose run the tab saw start, labelled busy whatever the search read: a short run may end
+    before the search, and its end reads the labels again)."""
     threads = await client.search_threads(limit=50)
     choices = [(NEW_THREAD, "")]
     for thread in threads:
@@ -46,7 +50,8 @@ async def _thread_choices(client: PanelClient) -> list[tuple[str, str]]:
         title = metadata.get("title") or "" if isinstance(metadata, dict) else ""
         tokens, cost = views.usage_of(metadata)
         spent = f" · {tokens} tokens {cost}".rstrip() if tokens else ""
-        label = f"{thread['thread_id'][:8]}… {thread.get('status', '')} {title}".strip() + spent
+        status = "busy" if thread["thread_id"] == busy else thread.get("status", "")
+        label = f"{thread['thread_id'][:8]}… {status} {title}".strip() + spent
         choices.append((label, thread["thread_id"]))
     return choices
 
@@ -80,6 +85,9 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
     tasks = gr.Dataframe(headers=TASK_HEADERS, label="Delegated tasks", interactive=False, elem_id="chat-tasks",
                          value=[])
     interrupt_state = gr.State(None)
+    # Changed by the thread's watcher at each run start or end it sees (see ``follow``); hidden.
+    run_signal = gr.Textbox(value="", elem_id="chat-run-signal", elem_classes=["qr-hidden"], show_label=False,
+                            container=False)
 
     @guarded
     async def load(key_value: str, request: gr.Request):
@@ -175,12 +183,18 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
 
     async def follow(key_value: str, thread_id: str, request: gr.Request):
         """Watch the thread (its later runs too) until superseded or cancelled. A failure ends the
-        watch with a note in the status line; the conversation shown stays."""
+        watch with a note in the status line; the conversation shown stays. A run seen starting
+        (e.g. one an agent's delegated result started) or ending changes ``run_signal``, whose
+        change reads the thread labels again (this thread busy while its run goes on)."""
         mine = _supersede(request)
         if not thread_id:
             return
         client = ctx.client(request, key_value)
         view = chat_logic.ChatStream()
+        # Always a whole string: Gradio sends a generator's later outputs as diffs of the ones before,
+        # which a dropdown update here did not survive (its value ended empty), so the labels are
+        # read by a plain event on this signal's change instead.
+        signal = ""
         try:
             view.set_values((await _state(client, thread_id))[0])
             async for part in client.join_thread(thread_id):
@@ -191,14 +205,25 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
                     # left it (a join replays a run still ending from its start, tokens included).
                     if view.feed(part.event, part.data):
                         yield view.render(), chat_logic.task_rows(view.values), *(gr.skip() for _ in range(4)), \
-                            gr.update()
+                            gr.update(), signal
                 elif part.event not in ("heartbeat", "ping"):
                     # A state, a run's start or end, a custom event: redraw from the thread's state.
                     values, shown, _ = await _state(client, thread_id)
                     view.set_values(values)
-                    yield *shown, gr.update()
+                    lifecycle = chat_logic.run_lifecycle(part.event, part.data)
+                    if lifecycle is not None:
+                        signal = f"{thread_id} {lifecycle} {uuid.uuid4().hex[:8]}"
+                    yield *shown, gr.update(), signal
         except Exception as exc:  # noqa: BLE001 - shown to the user in one line
-            yield *(gr.skip() for _ in range(6)), f"stopped watching the thread: {readable(exc)}"
+            yield *(gr.skip() for _ in range(6)), f"stopped watching the thread: {readable(exc)}", signal
+
+    @guarded
+    async def labels_on_signal(key_value: str, current: str, signal: str, request: gr.Request):
+        """The thread labels read again at a run's start or end the watcher saw (``signal``:
+        ``"<thread_id> started|ended <nonce>"``), the thread of a run started shown busy."""
+        parts = (signal or "").split()
+        busy = parts[0] if len(parts) == 3 and parts[1] == "started" else None
+        return gr.update(choices=await _thread_choices(ctx.client(request, key_value), busy=busy), value=current)
 
     def _resume(make_value):
         @guarded
@@ -239,7 +264,8 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
     follow_inputs = [key, thread]
     opening = thread.input(open_thread, [key, thread], shown)
     # The watcher runs as long as the thread is open: no progress animation for it.
-    watching = opening.then(follow, follow_inputs, [*shown, status], concurrency_limit=None, show_progress="hidden")
+    watching = opening.then(follow, follow_inputs, [*shown, status, run_signal], concurrency_limit=None,
+                            show_progress="hidden")
     sending = send.click(send_message, [key, assistant, thread, message], [thread, message, *shown, status],
                          concurrency_limit=None, cancels=[watching])
     submitting = message.submit(send_message, [key, assistant, thread, message], [thread, message, *shown, status],
@@ -252,8 +278,9 @@ def build_chat_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
     # Each run's end: the thread labels read again (a send or resume left them as read mid-run).
     for event in after_runs:
         event.success(refresh_threads, [key, thread], thread, show_progress="hidden")
-    watchers = [event.success(follow, follow_inputs, [*shown, status], concurrency_limit=None, show_progress="hidden")
-                for event in after_runs]
+    watchers = [event.success(follow, follow_inputs, [*shown, status, run_signal], concurrency_limit=None,
+                              show_progress="hidden") for event in after_runs]
+    run_signal.change(labels_on_signal, [key, thread, run_signal], thread, show_progress="hidden")
     cancel.click(cancel_run, [key, thread], status)
     stop.click(emergency_stop, [key, thread], status)
     refresh.click(refresh_threads, [key, thread], thread)

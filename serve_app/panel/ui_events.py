@@ -99,8 +99,11 @@ def build_events_tab(ctx: PanelContext, key: gr.State) -> dict[str, Any]:
 
     # trigger_mode="multiple": a watch never ends by itself, and Gradio's default ("once") ignores
     # a click while the previous one is pending, so Apply with new filters did nothing.
+    # show_progress="hidden": the watch is pending as long as it is live, and Gradio's progress
+    # bars and outline would sit on the table and notes for all that time.
     watching = apply.click(watch, [key, sender, recipient, kind, thread, regex, shown],
-                           [shown, table, state_note, count_note], concurrency_limit=None, trigger_mode="multiple")
+                           [shown, table, state_note, count_note], concurrency_limit=None, trigger_mode="multiple",
+                           show_progress="hidden")
     pause.click(lambda: "paused (Apply resumes from the last event seen)", None, state_note, cancels=[watching])
     older.click(page_older, [key, shown], [shown, table, count_note])
     table.select(show_payload, [shown], payload)

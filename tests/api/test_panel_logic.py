@@ -102,6 +102,14 @@ def test_interrupts_are_found_and_answered_by_kind():
     assert chat_logic.edit_value("not json") == "not json"
 
 
+def test_a_join_streams_metadata_parts_say_when_a_run_starts_and_ends():
+    assert chat_logic.run_lifecycle("metadata", {"run_id": "r1", "attempt": 1}) == "started"
+    assert chat_logic.run_lifecycle("metadata", {"status": "run_done", "run_id": "r1"}) == "ended"
+    assert chat_logic.run_lifecycle("values", {"run_id": "r1"}) is None
+    assert chat_logic.run_lifecycle("metadata", "r1") is None
+    assert chat_logic.run_lifecycle("metadata", {"status": "other", "run_id": "r1"}) is None
+
+
 def test_task_rows_show_agent_and_status():
     rows = chat_logic.task_rows({"tasks": {"t1": {"agent_id": "a1", "status": "running", "instruction": "x" * 300}}})
     assert rows == [["t1", "a1", "running", "x" * 120]]

@@ -94,6 +94,34 @@ async def test_the_threads_label_says_busy_while_each_run_streams_and_idle_after
         await shoot(page, screenshot_dir, f"chat-label-idle-{turn}")
 
 
+async def test_the_threads_label_says_busy_while_an_agents_result_runs_on_it(page, screenshot_dir):
+    """A delegated task's result starts a run on the thread that nobody started from the tab: the
+    label says busy while it runs (the paced model makes the orchestrator's report take seconds),
+    then idle, with no click."""
+    label = page.locator("#chat-thread input")
+    await _send(page, "delegate to a coder agent: write hello.py that prints 42 and run it")
+    await expect(page.locator("#chat-status")).to_contain_text("run finished", timeout=LONG)
+    await expect(label).to_have_value(re.compile(r"… idle\b"), timeout=60_000)
+    # Every label value from now on, sampled in the page every 50 ms (the run may be short).
+    await page.evaluate("""() => {
+        window.__labels = [];
+        setInterval(() => {
+            const input = document.querySelector('#chat-thread input');
+            const value = input ? input.value : '';
+            if (window.__labels[window.__labels.length - 1] !== value) window.__labels.push(value);
+        }, 50);
+    }""")
+    log = page.locator("#chat-log")
+    await expect(log).to_contain_text(re.compile(r"succeeded: 42"), timeout=LONG)
+    await expect(label).to_have_value(re.compile(r"… idle\b"), timeout=60_000)
+    labels = await page.evaluate("() => window.__labels")
+    print(f"labels seen: {labels}")
+    busy = [n for n, value in enumerate(labels) if re.search(r"… busy\b", value)]
+    assert busy, labels
+    assert re.search(r"… idle\b", labels[-1]) and busy[-1] < len(labels) - 1, labels
+    await shoot(page, screenshot_dir, "chat-agent-result-idle")
+
+
 async def test_the_run_stream_delivers_the_reply_as_the_model_paces_it(panel_api):
     """The hop below the panel: the official SDK gets the reply's message chunks spread out as the
     scripted model sends them (0.15 s apart), not bunched at the end of the model call."""

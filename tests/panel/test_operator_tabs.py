@@ -49,6 +49,10 @@ async def test_an_event_shows_in_the_monitor_within_2_s_and_a_filter_hides_it(pa
     await expect(row).to_be_visible(timeout=10_000)
     seen_after = time.monotonic() - sent
     assert seen_after < 2.0, f"the event took {seen_after:.2f} s to show"
+    # The live watch stays pending while it runs: no progress bar, timer or outline drawn for it.
+    for part in ("#events-table", "#events-note", "#events-count"):
+        busy = page.locator(f"{part} .generating, {part} .eta-bar, {part} .progress-text, {part} .progress-bar")
+        await expect(busy.filter(visible=True)).to_have_count(0)
     await row.click()
     await expect(page.locator("#events-payload")).to_contain_text(marker)
     await shoot(page, screenshot_dir, "events-live")
@@ -154,30 +158,57 @@ async def test_a_workspace_file_is_created_viewed_and_run_with_streamed_output(p
     await shoot(page, screenshot_dir, "workspace-exec")
 
 
+async def _save_file(page, path: str, text: str) -> None:
+    await _fill(page, "#ws-path", path)
+    await page.keyboard.press("Escape")
+    await _type_code(page, "#ws-editor", text)
+    await page.locator("#ws-save").click()
+    await expect(page.locator("#ws-note")).to_contain_text(f"saved {path}", timeout=LONG)
+
+
 async def test_a_snapshot_is_taken_diffed_and_restored(page, screenshot_dir):
     await open_tab(page, "Workspaces")
     await page.locator("#ws-create").click()
-    await _fill(page, "#ws-path", "snap/notes.txt")
-    await page.keyboard.press("Escape")
-    await _type_code(page, "#ws-editor", "first version\n")
-    await page.locator("#ws-save").click()
-    await expect(page.locator("#ws-note")).to_contain_text("saved", timeout=LONG)
+    await _save_file(page, "snap/notes.txt", "first version\n")
+    await _save_file(page, "snap/old.txt", "to be removed\n")
     await _fill(page, "#ws-snapshot-label", "before-change")
     await page.locator("#ws-snapshot-take").click()
     await expect(page.locator("#ws-note")).to_contain_text("taken", timeout=LONG)
-    await _type_code(page, "#ws-editor", "second version\n")
-    await page.locator("#ws-save").click()
-    await expect(page.locator("#ws-note")).to_contain_text("saved", timeout=LONG)
+    # One file changed, one added, one removed.
+    await _save_file(page, "snap/notes.txt", "second version\n")
+    await _save_file(page, "snap/new.txt", "added after\n")
+    await _fill(page, "#ws-path", "snap/old.txt")
+    await page.keyboard.press("Escape")
+    await page.locator("#ws-delete").click()
+    await expect(page.locator("#ws-note")).to_contain_text("deleted snap/old.txt", timeout=LONG)
+    await expect(page.locator("#ws-tree")).not_to_contain_text("old.txt")
     await page.locator("#ws-snapshot-diff").click()
     diff = page.locator("#ws-diff")
-    await expect(diff).to_contain_text("snap/notes.txt", timeout=LONG)
-    await expect(diff).to_contain_text("modified (1)")
+    await expect(diff).to_contain_text("modified (1)", timeout=LONG)
+    await expect(diff).to_contain_text("added (1)")
+    await expect(diff).to_contain_text("removed (1)")
+    # Each path under its own heading, marked + added, - removed, ~ modified.
+    items = sorted(t.strip() for t in await diff.locator("li").all_inner_texts())
+    assert items == ["+ snap/new.txt", "- snap/old.txt", "~ snap/notes.txt"], items
+    text = await diff.inner_text()
+    assert text.index("added") < text.index("+ snap/new.txt") < text.index("removed") \
+        < text.index("- snap/old.txt") < text.index("modified") < text.index("~ snap/notes.txt"), text
     await shoot(page, screenshot_dir, "workspace-diff")
     await page.locator("#ws-snapshot-restore").click()
     await expect(page.locator("#ws-note")).to_contain_text("restored", timeout=LONG)
+    # Restored: the change undone, the added file gone, the removed one back.
+    tree = page.locator("#ws-tree")
+    await expect(tree).to_contain_text("old.txt", timeout=LONG)
+    await expect(tree).not_to_contain_text("new.txt")
+    await _fill(page, "#ws-path", "snap/notes.txt")
+    await page.keyboard.press("Escape")
     await page.locator("#ws-open").click()
     await expect(page.locator("#ws-editor")).to_contain_text("first version", timeout=LONG)
     await expect(page.locator("#ws-editor")).not_to_contain_text("second version")
+    await _fill(page, "#ws-path", "snap/old.txt")
+    await page.keyboard.press("Escape")
+    await page.locator("#ws-open").click()
+    await expect(page.locator("#ws-editor")).to_contain_text("to be removed", timeout=LONG)
 
 
 async def test_every_tab_renders_without_an_error(page, screenshot_dir):
@@ -332,6 +363,63 @@ async def test_the_settings_show_the_model_and_status_and_save_guardrails_and_bu
     await page.locator("#settings-save").click()
     await expect(note).to_contain_text("budget_task_cost_usd=no limit", timeout=60_000)
     assert (await stored())["budget_task_cost_usd"] is None
+
+
+async def _save_and_read_back(page, field, value: str, saved: str) -> None:
+    """Type ``value`` in a Settings field, save, reload: the note says ``saved``, the field keeps it."""
+    note = page.locator("#settings-note")
+    await open_tab(page, "Settings")
+    await field.fill(value)
+    await page.locator("#settings-save").click()
+    await expect(note).to_contain_text(saved, timeout=60_000)
+    await page.locator("#settings-reload").click()
+    await expect(note).to_contain_text("Loaded: last saved", timeout=60_000)
+    await expect(field).to_have_value(value)
+
+
+async def _chat_until_card(page, text: str):
+    """Send ``text`` on a new thread of the Chat tab; the interrupt card it halts on."""
+    await open_tab(page, "Chat")
+    await page.locator("#chat-new-thread").click()
+    await expect(page.locator("#chat-thread input")).to_have_value(re.compile(r"… idle\b"), timeout=60_000)
+    card = page.locator("#interrupt-card").first
+    await expect(card).to_be_hidden(timeout=60_000)
+    await page.locator("#chat-input textarea").fill(text)
+    await page.locator("#chat-send").click()
+    await expect(card).to_be_visible(timeout=LONG)
+    return card
+
+
+async def test_the_guardrails_hours_and_agents_per_thread_are_saved_and_halt_a_thread(page, panel_api, screenshot_dir):
+    """Hours and agents per thread saved from the Settings tab, read back by the tab and the API,
+    and obeyed by the next chat run: a spawn over the agents allowed halts on a guardrail card,
+    and so does a thread that runs past the hours allowed."""
+    async with httpx.AsyncClient(base_url=panel_api, timeout=60) as http:
+        before = (await http.get("/system/guardrails")).json()
+    await open_tab(page, "Settings")
+    await expect(page.locator("#settings-note")).to_contain_text("Loaded", timeout=60_000)
+    hours, agents = page.locator("#settings-max_hours input"), page.locator("#settings-max_agents_per_thread input")
+    try:
+        await _save_and_read_back(page, agents, "0", "✓ Saved: max_agents_per_thread=0")
+        async with httpx.AsyncClient(base_url=panel_api, timeout=60) as http:
+            assert (await http.get("/system/guardrails")).json()["max_agents_per_thread"] == 0
+        card = await _chat_until_card(page, "spawn a coder agent")
+        await expect(card).to_contain_text("would exceed 0 agents")
+        await shoot(page, screenshot_dir, "settings-agents-guardrail")
+        # A thread may run 0.0005 h (1.8 s) without human input: a command run again and again
+        # halts on its card soon after.
+        await _save_and_read_back(page, agents, str(before["max_agents_per_thread"]), "✓ Saved: max_agents_per_thread")
+        await _save_and_read_back(page, hours, "0.0005", "✓ Saved: max_hours=0.0005")
+        async with httpx.AsyncClient(base_url=panel_api, timeout=60) as http:
+            assert (await http.get("/system/guardrails")).json()["max_hours"] == 0.0005
+        card = await _chat_until_card(page, "keep running `sleep 1`")
+        await expect(card).to_contain_text(re.compile(r"without human input \(limit 2s\)"))
+        await shoot(page, screenshot_dir, "settings-hours-guardrail")
+    finally:
+        async with httpx.AsyncClient(base_url=panel_api, timeout=60) as http:
+            (await http.patch("/system/guardrails", json={
+                name: before[name] for name in ("max_iterations", "max_hours", "max_agents_per_thread")}
+            )).raise_for_status()
 
 
 async def test_the_event_monitor_pages_older_events_and_pauses_and_resumes(page, system, panel_api, screenshot_dir):
