@@ -42,8 +42,9 @@ class RunHostCalls:
         """The host, once the actor can serve it (an actor still starting overrides this)."""
         return self.run_host
 
-    async def submit_run(self, run_id: str) -> None:
-        await (await self._run_host_ready()).submit(run_id)
+    async def submit_run(self, run_id: str, run: dict | None = None) -> None:
+        """Start a run queued for this actor (``run``: as ``RunHost.submit``)."""
+        await (await self._run_host_ready()).submit(run_id, run)
 
     async def cancel_run(self, run_id: str, action: str = "interrupt") -> bool:
         """Stop a run this actor holds. Returns False when it is neither running nor pending."""

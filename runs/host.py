@@ -109,7 +109,8 @@ class RunHost:
         self.work: dict[str, asyncio.Task] = {}  # per running run: the graph's execution (what cancel stops)
         self.cancel_actions: dict[str, str] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
-        self.starting: dict[str, asyncio.Event] = {}  # runs being claimed right now
+        self.starting: dict[str, asyncio.Event] = {}  # runs being claimed (or handed over) right now
+        self.revoked: set[str] = set()  # runs inserted claimed for this host, cancelled before their handover
         self.awaiting_slot: set[str] = set()  # of those, unclaimed ones still waiting for a slot
         self.start_again: set[str] = set()
         self.slots = asyncio.Semaphore(settings.run_executor_concurrency)
@@ -172,25 +173,31 @@ class RunHost:
                 log.exception("run queue sweep failed")
 
     # --- starting runs -----------------------------------------------------------------------------
-    async def submit(self, run_id: str) -> None:
+    async def submit(self, run_id: str, run: dict | None = None) -> None:
+        """Start a run queued for this host; ``run``: its row, when the API inserted it claimed
+        and nobody reads its output (its client left before the call that would start it)."""
         await self.start()
-        self._submit_local(run_id)
+        self._start(run_id, run)
 
     def _start(self, run_id: str, run: dict | None) -> None:
         """Start a run just queued for this host: from its row when the API inserted it claimed
         (no claim round trip), else by claiming it. A claimed row this host already knows (it
         recovered the run after a restart) is not started twice."""
+        if run_id in self.revoked:  # cancelled before it got here: its row says so to the reader
+            return
         if run is None or run.get("status") != "running":
             self._submit_local(run_id)
         elif run_id not in self.streams and run_id not in self.tasks and run_id not in self.starting:
             stream = self.streams[run_id] = RunStream(run_id)
-            task = asyncio.get_running_loop().create_task(self._start_claimed(run, stream))
+            # Marked at once, not when the task first runs: a cancel arriving before that waits
+            # for the run's task instead of taking the run for one never handed over.
+            self.starting[run_id] = started = asyncio.Event()
+            task = asyncio.get_running_loop().create_task(self._start_claimed(run, stream, started))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _start_claimed(self, run: dict, stream: RunStream) -> None:
+    async def _start_claimed(self, run: dict, stream: RunStream, started: asyncio.Event) -> None:
         run_id = str(run["run_id"])
-        self.starting[run_id] = started = asyncio.Event()  # cancel waits for the task to exist
         try:
             await self.slots.acquire()
             self.runs_started += 1
@@ -412,7 +419,20 @@ class RunHost:
         timer = self.timers.pop(run_id, None)
         if timer is not None:
             timer.cancel()
-        cancelled, next_run = await queue.cancel_pending(self.pool, run_id, action)
+        # A run inserted claimed for this host that it neither runs nor is starting is one whose
+        # handover has not come (its client left between the insert and the call that starts it):
+        # cancelled in its row, and revoked first, so that call, should it come meanwhile or
+        # later, starts nothing. (A start in flight may claim the run meanwhile: then only a
+        # pending row is the queue's to cancel.)
+        unheld = run_id not in self.starting and run_id not in self.tasks
+        if unheld:
+            self.revoked.add(run_id)
+        cancelled, next_run = await queue.cancel_pending(self.pool, run_id, action,
+                                                         claimed_by=self.name if unheld else None)
+        if unheld and cancelled:
+            asyncio.get_running_loop().call_later(STREAM_RETENTION_S, self.revoked.discard, run_id)
+        else:
+            self.revoked.discard(run_id)
         if not cancelled and retry_started and (run_id in self.starting or run_id in self.tasks):
             # A start that waited for a slot got one and claimed the run while the queue was
             # asked (the soak lost 23 of 985 cancels so): stop the task it started instead.

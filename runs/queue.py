@@ -228,17 +228,22 @@ async def recover_pending(pool: AsyncConnectionPool, executor: str, pool_names: 
         return [str(row["run_id"]) for row in await cursor.fetchall()]
 
 
-async def cancel_pending(pool: AsyncConnectionPool, run_id: str, action: str) -> tuple[bool, NextRun | None]:
-    """Cancel a run that has not started: ``interrupt`` marks it, ``rollback`` deletes it."""
+async def cancel_pending(pool: AsyncConnectionPool, run_id: str, action: str, *,
+                         claimed_by: str | None = None) -> tuple[bool, NextRun | None]:
+    """Cancel a run that has not started: ``interrupt`` marks it, ``rollback`` deletes it.
+    ``claimed_by``: a run recorded as running on that host counts as not started (the host
+    asking holds no task for it: it was inserted claimed and never handed over)."""
     async with pool.connection() as conn, conn.transaction():
         cursor = await conn.execute("SELECT thread_id FROM qr_runs WHERE run_id = %s", (run_id,))
         found = await cursor.fetchone()
         if found is None:
             return False, None
         await lock_thread(conn, found["thread_id"])
-        cursor = await conn.execute("SELECT status FROM qr_runs WHERE run_id = %s FOR UPDATE", (run_id,))
+        cursor = await conn.execute("SELECT status, executor FROM qr_runs WHERE run_id = %s FOR UPDATE", (run_id,))
         row = await cursor.fetchone()
-        if row is None or row["status"] != "pending":
+        unstarted = row is not None and (row["status"] == "pending" or (
+            claimed_by is not None and row["status"] == "running" and row["executor"] == claimed_by))
+        if not unstarted:
             return False, None
         if action == "rollback":
             await conn.execute("DELETE FROM qr_runs WHERE run_id = %s", (run_id,))

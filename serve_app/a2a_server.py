@@ -170,7 +170,8 @@ async def start_task(context: AppContext, owner: str | None, assistant: dict, pa
     body = RunCreate(assistant_id=str(assistant["assistant_id"]), input=run_input, if_not_exists="create",
                      metadata={"a2a_message_id": message.get("messageId")}, stream_mode=stream_mode)
     try:
-        run = await service.create_run(context, body, thread_id=thread_id, owner=owner, push=push)
+        run = await (service.create_run(context, body, thread_id=thread_id, owner=owner) if push else
+                     service.create_run_for_reply(context, body, thread_id=thread_id, owner=owner))
     except Exception as exc:
         if getattr(exc, "status_code", None) == 409:
             raise RpcError(INVALID_REQUEST, f"Context {thread_id} is busy with another task") from None

@@ -32,9 +32,8 @@ def check_uuid(value: str, what: str) -> str:
         raise Invalid(f"Invalid {what} ID: must be a UUID") from None
 
 
-async def _create(context: AppContext, body: RunCreate, thread_id: str | None, owner: str | None, *,
-                  push: bool = True) -> dict:
-    return await service.create_run(context, body, thread_id=thread_id, owner=owner, push=push)
+async def _create(context: AppContext, body: RunCreate, thread_id: str | None, owner: str | None) -> dict:
+    return await service.create_run(context, body, thread_id=thread_id, owner=owner)
 
 
 def _stream(context: AppContext, run: dict, body: RunCreate, *, stateless: bool = False) -> Response:
@@ -64,14 +63,14 @@ async def create_run(thread_id: str, body: RunCreate, request: Request, owner: s
 @router.post("/threads/{thread_id}/runs/stream", summary="Create a run and stream its output")
 async def stream_run(thread_id: str, body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
-    run = await _create(context, body, check_uuid(thread_id, "thread"), owner, push=False)
+    run = await service.create_run_for_reply(context, body, thread_id=check_uuid(thread_id, "thread"), owner=owner)
     return _stream(context, run, body)
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Create a run and wait for its output")
 async def wait_run(thread_id: str, body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
-    run = await _create(context, body, check_uuid(thread_id, "thread"), owner, push=False)
+    run = await service.create_run_for_reply(context, body, thread_id=check_uuid(thread_id, "thread"), owner=owner)
     return await _wait(context, run, body)
 
 
@@ -180,14 +179,14 @@ async def create_stateless(body: RunCreate, request: Request, owner: str | None 
 @router.post("/runs/stream", summary="Create a stateless run and stream its output")
 async def stream_stateless(body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
-    run = await _create(context, body, None, owner, push=False)
+    run = await service.create_run_for_reply(context, body, thread_id=None, owner=owner)
     return _stream(context, run, body, stateless=True)
 
 
 @router.post("/runs/wait", summary="Create a stateless run and wait for its output")
 async def wait_stateless(body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
-    run = await _create(context, body, None, owner, push=False)
+    run = await service.create_run_for_reply(context, body, thread_id=None, owner=owner)
     return await _wait(context, run, body)
 
 

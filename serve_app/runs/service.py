@@ -44,13 +44,38 @@ def detached(coroutine) -> asyncio.Task:
     return task
 
 
-async def _submit(context: AppContext, executor: str, run_id: str) -> None:
+async def _submit(context: AppContext, executor: str, run_id: str, run: dict | None = None) -> None:
     try:
-        await context.executors.handle(executor).submit_run.remote(run_id)
+        await context.executors.handle(executor).submit_run.remote(run_id, run)
     except RayActorError:
         # The executor died for good: a new one takes its name and recovers its queued runs.
         context.executors.forget(executor)
-        await context.executors.handle(executor).submit_run.remote(run_id)
+        await context.executors.handle(executor).submit_run.remote(run_id, run)
+
+
+async def create_run_for_reply(context: AppContext, payload: RunCreate, *, thread_id: str | None,
+                               owner: str | None = None) -> dict:
+    """``create_run(push=False)`` for a request that answers with the run's output (wait, stream).
+    Its client may leave while the run is created: the creation still ends, and the run, whose
+    start never went out, is then cancelled (``on_disconnect="cancel"``) or handed to its host
+    to run without a reader; not left claimed and unstarted until the host's sweep finds it."""
+    creating = detached(create_run(context, payload, thread_id=thread_id, owner=owner, push=False))
+    try:
+        return await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        detached(_abandoned(context, creating, cancel=payload.on_disconnect == "cancel"))
+        raise
+
+
+async def _abandoned(context: AppContext, creating: asyncio.Task, *, cancel: bool) -> None:
+    try:
+        run = await creating
+    except Exception:  # nothing was created; the reason has nobody left to go to
+        return
+    if cancel:
+        await cancel_run(context, str(run["run_id"]), run["executor"])
+    else:
+        await _submit(context, run["executor"], str(run["run_id"]), _handover(run))
 
 
 def resolve_assistant_id(context: AppContext, value: str) -> str:

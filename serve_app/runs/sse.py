@@ -121,6 +121,31 @@ async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str]
             detached(cancel_run(context, run_id, run["executor"]))
 
 
+class _CancelledWithClientResponse(StreamingResponse):
+    """The stream of a run that starts with it and dies with its client (``on_disconnect``
+    ``cancel``). A client gone before the body's first step made the call that starts the run
+    never reaches ``_relay``'s own cancel: whenever the body did not reach its end, the run is
+    cancelled here too (a second cancel of a run already stopped is a no-op)."""
+
+    def __init__(self, body: AsyncIterator[bytes], context: AppContext, run: dict, **kwargs):
+        self.completed = False
+
+        async def to_the_end() -> AsyncIterator[bytes]:
+            async for chunk in body:
+                yield chunk
+            self.completed = True
+
+        super().__init__(to_the_end(), **kwargs)
+        self.context, self.run = context, run
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self.completed:
+                detached(cancel_run(self.context, str(self.run["run_id"]), self.run["executor"]))
+
+
 def stream_response(context: AppContext, run: dict, *, after: int = -1, modes: list[str] | None = None,
                     resumable: bool = False, cancel_on_disconnect: bool = False, start: bool = False,
                     headers: dict[str, str] | None = None, with_metadata: bool = True) -> StreamingResponse:
@@ -129,8 +154,10 @@ def stream_response(context: AppContext, run: dict, *, after: int = -1, modes: l
     body = with_heartbeats(_relay(context, run, after=after, modes=modes, resumable=resumable,
                                    cancel_on_disconnect=cancel_on_disconnect, start=start,
                                    with_metadata=with_metadata))
-    return StreamingResponse(body, media_type="text/event-stream; charset=utf-8",
-                             headers={**SSE_HEADERS, **(headers or {})})
+    options = {"media_type": "text/event-stream; charset=utf-8", "headers": {**SSE_HEADERS, **(headers or {})}}
+    if start and cancel_on_disconnect:
+        return _CancelledWithClientResponse(body, context, run, **options)
+    return StreamingResponse(body, **options)
 
 
 def run_location_headers(run: dict, suffix: str, *, stateless: bool = False) -> dict[str, str]:

@@ -63,6 +63,38 @@ async def test_a_cancel_landing_between_the_claim_and_the_runs_first_step_still_
     assert len(ends) == 1 and host.streams[run_id].finished
 
 
+async def test_a_cancel_before_the_handover_of_a_run_inserted_claimed_ends_it_and_the_late_handover_starts_nothing(
+        host: RunHost):
+    """A wait or stream inserts its run claimed for the host, and its next call hands the row over.
+    Its client leaving in between (the cause of a flaky on_disconnect=cancel test under load) sent
+    the cancel to a host that did not hold the run: the cancel was lost, and the sweep later ran
+    the run in full."""
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": [], "sleep": 30})
+    claimed = (await queue.claim(host.pool, run_id, host.name)).run  # as qr_create_run inserts it
+    assert claimed["status"] == "running"
+    assert await host.cancel(run_id) is True
+    assert (await queue.run_status(host.pool, run_id))["status"] == "interrupted"
+    assert await _thread_status(host, thread_id) == "idle"
+    started = host.runs_started
+    assert await host.wait(run_id, start=True, run=claimed) == ("interrupted", None)  # the late handover
+    assert host.runs_started == started and host.tasks == {} and run_id not in host.starting
+
+
+async def test_a_cancel_right_after_the_handover_stops_the_run_it_started(host: RunHost):
+    """The handover's task has not run a step when the cancel comes: the cancel waits for it (the
+    run counts as starting from the handover on) instead of taking it for one never handed over."""
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": [], "sleep": 30})
+    claimed = (await queue.claim(host.pool, run_id, host.name)).run
+    host._start(run_id, claimed)
+    assert await host.cancel(run_id) is True
+    assert host.runs_started == 1 and host.tasks == {}
+    assert (await queue.run_status(host.pool, run_id))["status"] == "interrupted"
+    ends = [e for e in host.streams[run_id].events if e.event == "__end__"]
+    assert len(ends) == 1 and host.streams[run_id].finished
+
+
 async def test_a_run_queued_by_the_fabric_runs_once_and_a_repeat_is_ignored(host: RunHost):
     thread_id = await _thread(host)
     run_id = await _queue(host, thread_id, {"items": ["x"]}, cause="envelope-1")
@@ -132,11 +164,11 @@ async def test_a_cancel_racing_the_claim_of_a_run_that_waited_for_a_slot_still_e
         waiting = await _waiting_for_the_slot(host, {"items": [], "sleep": 60})
         real_cancel_pending = queue.cancel_pending
 
-        async def claimed_first(pool, run_id: str, action: str):
+        async def claimed_first(pool, run_id: str, action: str, **options):
             if run_id == waiting:  # the slot frees and the waiting start claims the run, now
                 assert await host.cancel(busy) is True
                 await eventually(lambda: _claimed(host, waiting), timeout=10, what="the waiting start's claim")
-            return await real_cancel_pending(pool, run_id, action)
+            return await real_cancel_pending(pool, run_id, action, **options)
 
         monkeypatch.setattr(queue, "cancel_pending", claimed_first)
         assert await asyncio.wait_for(host.cancel(waiting), timeout=30) is True
