@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import psycopg
 from psycopg.conninfo import make_conninfo
 
 from quadracode_ray.config import Settings
@@ -33,7 +32,7 @@ from quadracode_ray.persistence import open_async_pool
 from quadracode_ray.persistence.checkpoints import ApiCheckpointSaver
 from quadracode_ray.persistence.store_index import open_store
 from runs import metrics as run_metrics
-from runs import queue
+from runs import queue, stored_events
 from runs.execution import RunOutcome, execute_run
 from runs.graph_registry import GraphRegistry
 from runs.outcomes import call_webhook, record_cancel, record_outcome
@@ -46,10 +45,6 @@ log = logging.getLogger(__name__)
 # STREAM_RETENTION_S. Resumable runs' events are in Postgres for longer.
 STREAM_EVENTS_RETENTION_S = 15.0
 STREAM_RETENTION_S = 120.0
-# Resumable runs' events go to Postgres as they happen, in batches of at most this many,
-# gathered for at most this long: an executor's death loses at most the last window.
-EVENTS_FLUSH_MAX = 500
-EVENTS_FLUSH_WINDOW_S = 0.05
 # A reader in another process (the API replica, through a streaming actor call) gets a run's events
 # gathered for at most this long after the first of a batch, or up to the run's end: each batch is
 # a message through Ray and then through the replica's HTTP stack, the largest per-run costs of a
@@ -289,7 +284,7 @@ class RunHost:
                 work.cancel()
             flusher = None
             if kwargs.get("resumable"):
-                flusher = asyncio.get_running_loop().create_task(self._flush_events(run_id, stream))
+                flusher = asyncio.get_running_loop().create_task(stored_events.flush(self.pool, run_id, stream))
                 self._background.add(flusher)
                 flusher.add_done_callback(self._background.discard)
             try:
@@ -364,31 +359,6 @@ class RunHost:
         target = next_run.executor or self.name
         if target == self.name or self.forward is None or not self.forward(target, next_run.run_id):
             self._submit_local(next_run.run_id)  # ours, or that host is gone: run it here
-
-    async def _flush_events(self, run_id: str, stream: RunStream) -> None:
-        """Copy a resumable run's events to qr_run_events as they come, in bounded batches, until
-        the stream finished and all of it is stored: Last-Event-ID resumption then survives the
-        death of this host mid-run."""
-        flushed = stream.next_seq - 1
-        try:
-            while True:
-                await stream.wait_beyond(flushed)
-                if not stream.finished:
-                    await asyncio.sleep(EVENTS_FLUSH_WINDOW_S)  # gather a batch
-                items = stream.since(flushed)[:EVENTS_FLUSH_MAX]
-                if items:
-                    async with self.pool.connection() as conn, conn.cursor() as cursor:
-                        await cursor.executemany(
-                            "INSERT INTO qr_run_events (run_id, seq, event, data) VALUES (%s, %s, %s, %s) "
-                            "ON CONFLICT DO NOTHING", [(run_id, e.seq, e.event, e.data) for e in items])
-                    flushed = items[-1].seq
-                elif stream.finished:
-                    return
-        except psycopg.errors.ForeignKeyViolation:
-            # The run (or its thread) was deleted while it ran: its events have nowhere to go.
-            log.info("run %s: deleted while running; its events are not stored", run_id)
-        except Exception:
-            log.exception("run %s: storing its events failed", run_id)
 
     async def wait_idle(self) -> None:
         """Return when this host runs nothing and has nothing about to start (tests, shutdowns)."""
@@ -486,13 +456,13 @@ class RunHost:
                 if row["executor"] in (None, self.name) and run_id not in self.tasks:
                     self._submit_local(run_id)
             else:
-                yield await self._replay(run_id, row, after)
+                yield await stored_events.replay(self.pool, run_id, row, after)
                 return
         if after == -2:
             after = stream.next_seq - 1
         while True:
             if after + 1 < stream.dropped:  # behind what memory holds: the rest is stored, or lost
-                stored = await self._stored_events(run_id, after, before=stream.dropped)
+                stored = await stored_events.read(self.pool, run_id, after, before=stream.dropped)
                 after = stream.dropped - 1
                 if stored:
                     yield stored
@@ -508,21 +478,6 @@ class RunHost:
                 return
             else:
                 await stream.wait_beyond(after)
-
-    async def _replay(self, run_id: str, row: dict | None, after: int) -> list[tuple[int, str, bytes]]:
-        if row is None:
-            return [(0, END_EVENT, dumps({"status": "missing", "output": None}))]
-        stored = await self._stored_events(run_id, after)
-        if stored and stored[-1][1] == END_EVENT:
-            return stored
-        return stored + [(10**9, END_EVENT, dumps({"status": row["status"], "output": None}))]
-
-    async def _stored_events(self, run_id: str, after: int, before: int | None = None) -> list[tuple[int, str, bytes]]:
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT seq, event, data FROM qr_run_events WHERE run_id = %s AND seq > %s AND seq < %s ORDER BY seq",
-                (run_id, after, 2**31 - 1 if before is None else before))
-            return [(r["seq"], r["event"], bytes(r["data"])) for r in await cursor.fetchall()]
 
     async def stats(self) -> dict[str, Any]:
         await self.start()
