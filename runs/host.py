@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 # STREAM_RETENTION_S. Resumable runs' events are in Postgres for longer.
 STREAM_EVENTS_RETENTION_S = 15.0
 STREAM_RETENTION_S = 120.0
+# A run cancelled before its handover came is not started by a handover this late.
+REVOKED_RETENTION_S = 3600.0
 # A reader in another process (the API replica, through a streaming actor call) gets a run's events
 # gathered for at most this long after the first of a batch, or up to the run's end: each batch is
 # a message through Ray and then through the replica's HTTP stack, the largest per-run costs of a
@@ -217,7 +219,7 @@ class RunHost:
         task.add_done_callback(self._background.discard)
 
     async def _try_start(self, run_id: str) -> None:
-        if run_id in self.tasks:
+        if run_id in self.tasks or run_id in self.revoked:  # (a cancel of it is asking the queue)
             return
         if run_id in self.starting:
             # A claim is in flight and may fail on state that has changed since: try again after it.
@@ -395,19 +397,28 @@ class RunHost:
         # later, starts nothing. (A start in flight may claim the run meanwhile: then only a
         # pending row is the queue's to cancel.)
         unheld = run_id not in self.starting and run_id not in self.tasks
-        if unheld:
+        revoking = unheld and run_id not in self.revoked  # (not a second cancel's to undo)
+        if revoking:
             self.revoked.add(run_id)
-        cancelled, next_run = await queue.cancel_pending(self.pool, run_id, action,
-                                                         claimed_by=self.name if unheld else None)
-        if unheld and cancelled:
-            asyncio.get_running_loop().call_later(STREAM_RETENTION_S, self.revoked.discard, run_id)
-        else:
-            self.revoked.discard(run_id)
+        cancelled = False
+        try:
+            cancelled, next_run = await queue.cancel_pending(self.pool, run_id, action,
+                                                             claimed_by=self.name if unheld else None)
+        finally:
+            if revoking and cancelled:
+                asyncio.get_running_loop().call_later(REVOKED_RETENTION_S, self.revoked.discard, run_id)
+            elif revoking:
+                self.revoked.discard(run_id)
         if not cancelled and retry_started and (run_id in self.starting or run_id in self.tasks):
             # A start that waited for a slot got one and claimed the run while the queue was
             # asked (the soak lost 23 of 985 cancels so): stop the task it started instead.
             return await self.cancel(run_id, action, retry_started=False)
         stream = self.streams.get(run_id)
+        if cancelled and unheld and stream is None:
+            # A reader that read the row as running before the cancel committed waits on a stream
+            # it then makes: it finds the end here.
+            stream = self.streams[run_id] = RunStream(run_id)
+            asyncio.get_running_loop().call_later(STREAM_RETENTION_S, self._forget, run_id, stream)
         if cancelled and stream is not None and not stream.finished:
             await stream.publish(END_EVENT, dumps({"status": "interrupted", "output": None}))
             await stream.finish()

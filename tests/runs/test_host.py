@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import orjson
+import psycopg
 import pytest
 
 from quadracode_ray.config import Settings
@@ -93,6 +94,82 @@ async def test_a_cancel_right_after_the_handover_stops_the_run_it_started(host: 
     assert (await queue.run_status(host.pool, run_id))["status"] == "interrupted"
     ends = [e for e in host.streams[run_id].events if e.event == "__end__"]
     assert len(ends) == 1 and host.streams[run_id].finished
+
+
+async def test_a_start_of_the_host_itself_while_a_cancel_asks_the_queue_does_not_run_the_run_it_cancels(
+        host: RunHost, monkeypatch):
+    """The host's own start (the thread's previous run ended, the sweep) claimed the pending run
+    while its cancel waited for the thread's lock: the cancel, taking the row for one inserted
+    claimed and never handed over, marked it interrupted while the host ran it."""
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": [], "sleep": 30})
+    real_cancel_pending = queue.cancel_pending
+
+    async def started_first(pool, rid: str, action: str, **options):
+        host._submit_local(rid)
+        await asyncio.gather(*host._background)  # that start has run its course
+        return await real_cancel_pending(pool, rid, action, **options)
+
+    monkeypatch.setattr(queue, "cancel_pending", started_first)
+    assert await host.cancel(run_id) is True
+    assert (await queue.run_status(host.pool, run_id))["status"] == "interrupted"
+    assert host.tasks == {} and host.runs_started == 0
+
+
+async def test_a_second_cancel_does_not_undo_the_first_ones_revocation(host: RunHost):
+    """A stream whose client left cancels its run twice (its relay and its response): the second,
+    finding the row already interrupted, used to lift the revocation, and the late handover ran
+    the interrupted run."""
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": [], "sleep": 30})
+    claimed = (await queue.claim(host.pool, run_id, host.name)).run
+    assert sorted(await asyncio.gather(host.cancel(run_id), host.cancel(run_id))) == [False, True]
+    assert await host.wait(run_id, start=True, run=claimed) == ("interrupted", None)
+    assert host.runs_started == 0 and host.tasks == {}
+
+
+async def test_a_cancel_that_fails_leaves_no_revocation_behind(host: RunHost, monkeypatch):
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": [], "sleep": 0})
+
+    async def unreachable(*args, **kwargs):
+        raise psycopg.OperationalError("the database went away")
+
+    monkeypatch.setattr(queue, "cancel_pending", unreachable)
+    with pytest.raises(psycopg.OperationalError):
+        await host.cancel(run_id)
+    assert run_id not in host.revoked
+
+
+async def test_a_reader_that_read_the_row_before_the_cancel_of_an_unheld_run_gets_its_end(host: RunHost, monkeypatch):
+    """The handover comes while the cancel asks the queue: the reader reads the row as running,
+    the cancel commits, and the reader then waits on a stream; it must find the end there."""
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": [], "sleep": 30})
+    claimed = (await queue.claim(host.pool, run_id, host.name)).run
+    asking, row_read, reader_may_go_on = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    real_run_status, real_cancel_pending = queue.run_status, queue.cancel_pending
+
+    async def held_after_reading(pool, rid: str):
+        row = await real_run_status(pool, rid)
+        row_read.set()
+        await reader_may_go_on.wait()
+        return row
+
+    async def after_the_read(pool, rid: str, action: str, **options):
+        asking.set()
+        await row_read.wait()
+        return await real_cancel_pending(pool, rid, action, **options)
+
+    monkeypatch.setattr(queue, "run_status", held_after_reading)
+    monkeypatch.setattr(queue, "cancel_pending", after_the_read)
+    cancelling = asyncio.create_task(host.cancel(run_id))
+    await asyncio.wait_for(asking.wait(), 10)
+    waiting = asyncio.create_task(host.wait(run_id, start=True, run=claimed))  # the handover
+    assert await asyncio.wait_for(cancelling, 10) is True
+    reader_may_go_on.set()
+    assert await asyncio.wait_for(waiting, 10) == ("interrupted", None)
+    assert host.runs_started == 0
 
 
 async def test_a_run_queued_by_the_fabric_runs_once_and_a_repeat_is_ignored(host: RunHost):
