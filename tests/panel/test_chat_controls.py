@@ -113,6 +113,12 @@ async def test_the_threads_label_says_busy_while_an_agents_result_runs_on_it(pag
     }""")
     log = page.locator("#chat-log")
     await expect(log).to_contain_text(re.compile(r"succeeded: 42"), timeout=LONG)
+    # The result shows in the log before the run it starts may have begun: wait for the label to
+    # have said busy and then idle (waiting for idle alone passed while the run had not started).
+    await page.wait_for_function("""() => {
+        const labels = window.__labels, busy = labels.findIndex(v => /… busy\\b/.test(v));
+        return busy >= 0 && labels.slice(busy + 1).some(v => /… idle\\b/.test(v));
+    }""", timeout=60_000)
     await expect(label).to_have_value(re.compile(r"… idle\b"), timeout=60_000)
     labels = await page.evaluate("() => window.__labels")
     print(f"labels seen: {labels}")
