@@ -13,7 +13,6 @@ import asyncio
 import importlib
 import json
 import logging
-import sys
 import uuid
 from typing import Any
 
@@ -328,6 +327,15 @@ class FleetManager:
 async def _agent_actor_class() -> Any:
     """``actors.agent.AgentActor``, imported on the first spawn and not with this module: its
     import chain reaches LangGraph and the graphs (~1 s of CPU), which the fleet's start, on the
-    path to a deploy's ready, does not need. In a thread, so the fleet's loop keeps answering."""
-    module = sys.modules.get("actors.agent") or await asyncio.to_thread(importlib.import_module, "actors.agent")
+    path to a deploy's ready, does not need. In a thread, so the fleet's loop keeps answering.
+    One import for every caller: concurrent first spawns awaited a module still being imported
+    (it is in ``sys.modules`` from its first line) and 49 of 50 failed with a partially
+    initialized ``actors.agent`` (bench/watchers.py, 2026-12-04)."""
+    global _agent_import
+    if _agent_import is None or (_agent_import.done() and _agent_import.exception() is not None):
+        _agent_import = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "actors.agent"))
+    module = await asyncio.shield(_agent_import)
     return module.AgentActor
+
+
+_agent_import: asyncio.Future | None = None
