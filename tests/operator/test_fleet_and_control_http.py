@@ -16,8 +16,13 @@ from tests.polling import eventually
 
 async def test_spawn_mark_kill_and_the_cap(http: httpx.AsyncClient):
     assert (await http.get("/fleet/agents")).json() == []
-    spawned = await http.post("/fleet/agents", json={"kind": "coder", "capabilities": ["python"], "hotpath": True})
+    # The fleet's first two spawns at once: they share its first import of the agent's module
+    # (concurrent first spawns once failed with a 500 on a module half imported).
+    spawned, second_spawned = await asyncio.gather(
+        http.post("/fleet/agents", json={"kind": "coder", "capabilities": ["python"], "hotpath": True}),
+        http.post("/fleet/agents", json={"kind": "reviewer"}))
     assert spawned.status_code == 201, spawned.text
+    assert second_spawned.status_code == 201, second_spawned.text
     agent = spawned.json()
     assert agent["kind"] == "coder" and agent["capabilities"] == ["python"] and agent["hotpath"] is True
     assert agent["managed"] and agent["spawned_at"] and agent["current_task_id"] is None
@@ -36,7 +41,7 @@ async def test_spawn_mark_kill_and_the_cap(http: httpx.AsyncClient):
     assert cleared.status_code == 200 and cleared.json()["hotpath"] is False
     assert (await http.patch(f"/fleet/agents/{agent['agent_id']}", json={"hotpath": "maybe"})).status_code == 422
 
-    second = (await http.post("/fleet/agents", json={"kind": "reviewer"})).json()
+    second = second_spawned.json()
     figures = (await http.get("/fleet")).json()
     assert figures["cap"] == FLEET_CAP and figures["alive"] == 2 and figures["spawning"] == 0
     assert figures["warm_target"] == 0 and figures["warm"] == 0  # no warm pool configured here
