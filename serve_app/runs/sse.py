@@ -74,7 +74,7 @@ async def _chain(head: list, rest: AsyncIterator) -> AsyncIterator:
 
 
 async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str] | None, resumable: bool,
-                 cancel_on_disconnect: bool, start: bool, with_metadata: bool = True) -> AsyncIterator[bytes]:
+                 start: bool, with_metadata: bool = True) -> AsyncIterator[bytes]:
     run_id = str(run["run_id"])
     finished = False
     events = run_events(context, run, after=after, start=start)
@@ -108,7 +108,6 @@ async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str]
                 metadata = b""
             if finished:
                 break
-        finished = True
         if metadata:
             yield metadata
     finally:
@@ -116,16 +115,12 @@ async def _relay(context: AppContext, run: dict, *, after: int, modes: list[str]
             first.cancel()
         with contextlib.suppress(BaseException):
             await events.aclose()
-        if not finished and cancel_on_disconnect:
-            # The client went away and asked for its run to die with the connection.
-            detached(cancel_run(context, run_id, run["executor"]))
 
 
 class _CancelledWithClientResponse(StreamingResponse):
-    """The stream of a run that starts with it and dies with its client (``on_disconnect``
-    ``cancel``). A client gone before the body's first step made the call that starts the run
-    never reaches ``_relay``'s own cancel: whenever the body did not reach its end, the run is
-    cancelled here too (a second cancel of a run already stopped is a no-op)."""
+    """The stream of a run that dies with its client (``on_disconnect`` ``cancel``): whenever the
+    body did not reach the run's end (the client left, or left before the body's first step made
+    the call that starts the run), the run is cancelled."""
 
     def __init__(self, body: AsyncIterator[bytes], context: AppContext, run: dict, **kwargs):
         self.completed = False
@@ -152,10 +147,10 @@ def stream_response(context: AppContext, run: dict, *, after: int = -1, modes: l
     """``start``: the run was created with ``push=False`` and the stream's first call starts it.
     ``with_metadata=False`` (joining a run's stream, as the official server): no metadata event."""
     body = with_heartbeats(_relay(context, run, after=after, modes=modes, resumable=resumable,
-                                   cancel_on_disconnect=cancel_on_disconnect, start=start,
+                                   start=start,
                                    with_metadata=with_metadata))
     options = {"media_type": "text/event-stream; charset=utf-8", "headers": {**SSE_HEADERS, **(headers or {})}}
-    if start and cancel_on_disconnect:
+    if cancel_on_disconnect:
         return _CancelledWithClientResponse(body, context, run, **options)
     return StreamingResponse(body, **options)
 
