@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         description="Host names network allow-lists may use that the host's resolver does not know, as JSON {\"name\": \"IPv4 address\"} (like Docker's --add-host); looked up before the resolver.",
     )
     sandbox_pids_limit: int = Field(default=512, ge=16, le=1_000_000, description="Most processes a workspace container may run at once.")
+    operator_max_workspaces: int = Field(
+        default=32, ge=1, le=100_000,
+        description="Most workspaces the operator API (POST /workspaces) keeps at once; creating one more is refused "
+                    "(409) until one is deleted. Each is a container and a Ray actor (~100 MiB). Agents' own "
+                    "workspaces are bounded by fleet_max_agents.")
     sandbox_output_limit_bytes: int = Field(
         default=1 << 20, ge=1024, le=1 << 30, description="Bytes of stdout and of stderr an exec keeps; the rest is cut and reported as truncated."
     )

@@ -21,7 +21,7 @@ from sandbox.actor import ACTOR_NAME_PREFIX
 from sandbox.client import WorkspaceSandboxClient, existing_workspace, workspace_actor
 from sandbox.models import validate_workspace_id
 from serve_app.context import AppContext
-from serve_app.errors import BadRequest, NotFound
+from serve_app.errors import BadRequest, Conflict, NotFound
 from serve_app.operator.access import Caller
 from serve_app.operator.fabric import translated
 
@@ -43,19 +43,38 @@ async def workspace_rows(context: AppContext, owner: str | None) -> list[dict[st
             "WHERE %(owner)s::text IS NULL OR owner = %(owner)s ORDER BY created_at", {"owner": owner})).fetchall()
 
 
+class WorkspaceCapReached(Conflict):
+    """Creating one more workspace would pass the installation's cap (settings.operator_max_workspaces)."""
+
+
 async def claim_workspace(context: AppContext, workspace_id: str, owner: str | None,
                           spec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The workspace's row, inserted for ``owner`` if there was none; and whether it was inserted."""
+    """The workspace's row, inserted for ``owner`` if there was none; and whether it was inserted.
+
+    A new row only below the cap: every workspace is a container and a Ray actor (a worker process
+    of ~100 MiB), so an unbounded client (a script's loop, a fuzzer) could exhaust its node. The
+    count and the insert run under one transaction-scoped lock, so racing creates cannot pass it."""
+    cap = context.settings.operator_max_workspaces
     pool = await context.pool()
-    async with pool.connection() as conn:
+    async with pool.connection() as conn, conn.transaction():
+        existing = await (await conn.execute(
+            "SELECT workspace_id, owner, spec, created_at FROM qr_api_workspaces WHERE workspace_id = %s",
+            (workspace_id,))).fetchone()
+        if existing is not None:
+            return existing, False
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('qr_api_workspaces'))")
+        count = (await (await conn.execute("SELECT count(*) AS n FROM qr_api_workspaces")).fetchone())["n"]
+        if count >= cap:
+            raise WorkspaceCapReached(f"the installation has {count} workspaces, its cap (operator_max_workspaces "
+                                      f"= {cap}): delete one first")
         row = await (await conn.execute(
             "INSERT INTO qr_api_workspaces (workspace_id, owner, spec) VALUES (%s, %s, %s) "
             "ON CONFLICT (workspace_id) DO NOTHING RETURNING workspace_id, owner, spec, created_at",
             (workspace_id, owner, Jsonb(spec)))).fetchone()
     if row is not None:
         return row, True
-    existing = await workspace_row(context, workspace_id)
-    if existing is None:  # deleted meanwhile: try once more
+    existing = await workspace_row(context, workspace_id)  # created meanwhile by another call
+    if existing is None:  # and deleted meanwhile: try once more
         return await claim_workspace(context, workspace_id, owner, spec)
     return existing, False
 

@@ -169,8 +169,10 @@ async def list_workspaces(request: Request, caller: CallerDep) -> list[Workspace
 
 
 @router.post("/workspaces", response_model=WorkspaceView, status_code=201,
-             responses={200: {"model": WorkspaceView, "description": "It existed already with this spec."}},
-             summary="Create a workspace (idempotent: the same request again is a 200)")
+             responses={200: {"model": WorkspaceView, "description": "It existed already with this spec."},
+                        409: {"description": "The id is taken with another spec or by another owner, or the "
+                                             "installation is at its cap of workspaces (operator_max_workspaces)."}},
+             summary="Create a workspace (idempotent: the same request again is a 200; 409 at the cap)")
 async def create_workspace(request: Request, body: WorkspaceCreate, caller: CallerDep, response: Response) -> WorkspaceView:
     ctx = context(request)
     checked_id(body.workspace_id)
