@@ -5,7 +5,10 @@ client generator read them to chain calls with real ids: ``POST /threads`` answe
 ``thread_id`` that ``GET /threads/{thread_id}`` takes, and so on. They are derived, not listed:
 an operation that creates or returns one record (a POST or PUT answering a JSON object) links
 to every operation whose path parameters that answer's fields (and the producer's own path
-parameters) fill, at least one of them from the answer.
+parameters) fill, at least one of them from the answer. Links a derivation cannot find are
+listed: ids that go into a request body (BODY_LINKS), and records named by the request that
+wrote them, a workspace's files (REQUEST_LINKS). Every link is on each of its producer's success
+answers (a create's 201 and the 200 of its idempotent repeat).
 """
 
 from __future__ import annotations
@@ -44,6 +47,15 @@ BODY_LINKS: dict[tuple[str, str], list[tuple[str, str, dict[str, Any]]]] = {
         ("post", "/store/namespaces", {"prefix": "$request.body#/namespace"}),
     ],
 }
+# Records with no id of their own, named by the request that wrote them: a workspace's file or
+# folder, by its workspace and path. (producer method, path) -> [(consumer method, path)], each
+# consumer taking the producer's workspace_id and path.
+_FILES = "/workspaces/{workspace_id}/files"
+REQUEST_LINKS: dict[tuple[str, str], list[tuple[str, str]]] = {
+    ("put", f"{_FILES}/content"): [("get", f"{_FILES}/content"), ("get", _FILES), ("delete", _FILES)],
+    ("put", "/workspaces/{workspace_id}/archive"): [("get", "/workspaces/{workspace_id}/archive"), ("get", _FILES)],
+}
+REQUEST_LINK_PARAMETERS = {"path.workspace_id": "$request.path.workspace_id", "query.path": "$request.query.path"}
 ENDLESS = frozenset({("get", "/threads/{thread_id}/stream")})
 """Live streams that end only when the client goes: no link leads a fuzzer into one."""
 
@@ -61,6 +73,10 @@ def _answer_fields(operation: dict[str, Any], components: dict[str, Any]) -> set
         if schema.get("type") == "object" or "properties" in schema:
             return set(schema.get("properties", {}))
     return set()
+
+
+def _success_codes(operation: dict[str, Any], candidates: tuple[str, ...]) -> list[str]:
+    return [code for code in candidates if code in operation.get("responses", {})]
 
 
 def _path_parameters(operation: dict[str, Any]) -> set[str]:
@@ -85,11 +101,12 @@ def add_links(schema: dict[str, Any]) -> int:
                 continue
             parameters = {name: f"$response.body#/{name}" if name in answered else f"$request.path.{name}"
                           for name in sorted(needed)}
-            code = next(c for c in ("200", "201") if c in producer.get("responses", {}))
-            links = producer["responses"][code].setdefault("links", {})
-            links[consumer["operationId"]] = {"operationId": consumer["operationId"], "parameters": parameters}
+            # on every success answer: POST /workspaces answers 201 when it creates, 200 when it existed
+            for code in _success_codes(producer, ("200", "201")):
+                links = producer["responses"][code].setdefault("links", {})
+                links[consumer["operationId"]] = {"operationId": consumer["operationId"], "parameters": parameters}
             added += 1
-    return added + _add_body_links(schema)
+    return added + _add_body_links(schema) + _add_request_links(schema)
 
 
 def _add_body_links(schema: dict[str, Any]) -> int:
@@ -99,12 +116,31 @@ def _add_body_links(schema: dict[str, Any]) -> int:
         producer = paths.get(path, {}).get(method)
         if producer is None:
             continue
-        code = next((c for c in ("200", "201", "204") if c in producer.get("responses", {})), None)
+        codes = _success_codes(producer, ("200", "201", "204"))
         for target_method, target_path, body in targets:
             consumer = paths.get(target_path, {}).get(target_method)
-            if code is None or consumer is None or "operationId" not in consumer:
+            if not codes or consumer is None or "operationId" not in consumer:
                 continue
-            links = producer["responses"][code].setdefault("links", {})
-            links[consumer["operationId"]] = {"operationId": consumer["operationId"], "requestBody": body}
+            for code in codes:
+                links = producer["responses"][code].setdefault("links", {})
+                links[consumer["operationId"]] = {"operationId": consumer["operationId"], "requestBody": body}
+            added += 1
+    return added
+
+
+def _add_request_links(schema: dict[str, Any]) -> int:
+    added = 0
+    paths = schema.get("paths", {})
+    for (method, path), targets in REQUEST_LINKS.items():
+        producer = paths.get(path, {}).get(method)
+        codes = _success_codes(producer or {}, ("200", "201", "204"))
+        for target_method, target_path in targets:
+            consumer = paths.get(target_path, {}).get(target_method)
+            if not codes or consumer is None or "operationId" not in consumer:
+                continue
+            for code in codes:
+                links = producer["responses"][code].setdefault("links", {})
+                links[consumer["operationId"]] = {"operationId": consumer["operationId"],
+                                                  "parameters": dict(REQUEST_LINK_PARAMETERS)}
             added += 1
     return added

@@ -41,7 +41,7 @@ def test_every_link_fills_exactly_its_targets_path_parameters_and_none_leads_int
         producer_path_parameters = {part[1:-1] for part in path.split("/") if part.startswith("{")}
         for link in found.values():
             _, target_path, target = by_id[link["operationId"]]
-            if "requestBody" in link:  # a body link (test below)
+            if "requestBody" in link or "query.path" in link["parameters"]:  # body and file links (tests below)
                 continue
             wanted = {p["name"] for p in target.get("parameters", ()) if p["in"] == "path"}
             assert set(link["parameters"]) == wanted, (method, path, link)
@@ -69,3 +69,20 @@ def test_body_links_chain_assistants_to_threads_and_runs_and_store_items_to_thei
         for source in link["requestBody"].values():
             source = source[0] if isinstance(source, list) else source
             assert source.startswith("$response.body#/" if method == "post" else "$request.body#/"), (method, path, link)
+
+
+def test_a_written_file_links_to_its_reads_and_links_sit_on_every_success_answer() -> None:
+    """A file has no id: its workspace and path, from the request that wrote it, name it. A create
+    answering 201 (and 200 when it existed) carries its links on both answers."""
+    spec = create_fastapi_app(AppContext(Settings(_env_file=None, graphs=TEST_GRAPHS))).openapi()
+    links, by_id = _links()
+    files = "/workspaces/{workspace_id}/files"
+    assert {("get", f"{files}/content"), ("get", files), ("delete", files)} <= _targets(
+        links, "put", f"{files}/content", by_id)
+    for link in links[("put", f"{files}/content")].values():
+        target = by_id[link["operationId"]][2]
+        parameters = {f"{p['in']}.{p['name']}" for p in target["parameters"]}
+        assert set(link["parameters"]) <= parameters and link["parameters"]["query.path"] == "$request.query.path"
+    create = spec["paths"]["/workspaces"]["post"]["responses"]
+    assert create["201"]["links"] == create["200"]["links"] and "exec_command_workspaces__workspace_id__exec_post" in \
+        {link["operationId"] for link in create["201"]["links"].values()}
