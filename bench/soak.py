@@ -44,6 +44,7 @@ MIX = {"wait": 34, "stream": 28, "background_join": 18, "cancel": 3, "interrupt_
        "agent_task": 1}
 SAMPLE_EVERY_S = 15.0
 WARM_UP_S = 300.0
+GROWTH_LIMIT_PCT = 5.0  # RSS growth after warm-up a long-lived process may show (issue 19)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -332,7 +333,8 @@ def report(args, traffic: Traffic, samples: list[dict], result: dict, elapsed: f
     lines = [
         "# Soak", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `bench/soak.py --minutes {args.minutes} "
-        f"--min-runs {args.min_runs} --clients {clients}` (Serve ingress: {ingress()}) on a shared machine ({os.cpu_count()} cores; other "
+        f"--min-runs {args.min_runs} --clients {clients}"
+        f"{f' --event-ring-size {args.event_ring_size}' if args.event_ring_size else ''}` (Serve ingress: {ingress()}) on a shared machine ({os.cpu_count()} cores; other "
         f"sessions' tests ran at the same time{JOINED_NOTE if args.ray_address else ''}): load average 1 min min/median/max "
         f"{min(loads, default=0):.1f} / {percentile(loads, 50):.1f} / {max(loads, default=0):.1f}.", "",
         "## Traffic", "",
@@ -357,10 +359,15 @@ def report(args, traffic: Traffic, samples: list[dict], result: dict, elapsed: f
               "buffer filling to its cap grows after warm-up, then stays flat):", "",
               "| process | after warm-up MiB | end MiB | growth | last 10 min |", "| --- | ---: | ---: | ---: | ---: |"]
     end_s = max((s["t"] for s in samples), default=0.0)
+    over: list[str] = []
     for name in names:
         first, last, pct = growth(samples, name)
         recent = growth(samples, name, since_s=end_s - 600)[2]
         lines.append(f"| {name} | {first:.0f} | {last:.0f} | {pct:+.1f}% | {recent:+.1f}% |")
+        if pct > GROWTH_LIMIT_PCT:
+            over.append(f"{name} {pct:+.1f}% ({last - first:+.1f} MiB; last 10 min {recent:+.1f}%)")
+    lines += ["", f"Over {GROWTH_LIMIT_PCT:.0f}% after warm-up (issue 19's bound): "
+                  + ("; ".join(over) if over else "**none**") + "."]
     gcs = [s["gcs"] for s in samples if "gcs" in s]
     lines += ["", f"Postgres client connections min/max: {min(conns, default=0)} / {max(conns, default=0)}; "
                   f"Ray object-store objects min/max: {min(objects, default=0)} / {max(objects, default=0)}."]
@@ -387,7 +394,7 @@ def ingress() -> str:
 
 
 @contextlib.contextmanager
-def joined_stack(ray_address: str, postgres_url: str, serve_port: int):
+def joined_stack(ray_address: str, postgres_url: str, serve_port: int, settings_extra: dict):
     """An installation of its own (database, actors, Serve app) in a running Ray and Postgres,
     as tests/reliability/rig.py starts them (`python -m tests.reliability.rig`)."""
     import psycopg
@@ -403,7 +410,7 @@ def joined_stack(ray_address: str, postgres_url: str, serve_port: int):
         conn.execute(f'CREATE DATABASE "{name}"')
     database_url = EmbeddedPostgres.url_for(postgres_url, name)
     ray.init(address=ray_address, namespace=NAMESPACE, logging_level="WARNING")
-    settings = rig.settings_for(database_url, Path(tempfile.mkdtemp(prefix="qr-soak-")), **SOAK_SETTINGS)
+    settings = rig.settings_for(database_url, Path(tempfile.mkdtemp(prefix="qr-soak-")), **settings_extra)
     prepare_database(settings)
     try:
         url = rig.deploy(settings, serve_port, "soak")
@@ -417,13 +424,22 @@ JOINED_NOTE = ("; the system was an installation of its own (database, actors, S
 SOAK_SETTINGS = {"run_executors": 2, "fleet_max_agents": 4}
 
 
+def soak_settings(args) -> dict:
+    """The installation's settings: SOAK_SETTINGS, and a smaller event ring when asked for. At the
+    default (10,000 envelopes) this traffic fills the event bus's ring in about 70 minutes, so a
+    30-minute soak sees the bus grow toward its cap all along; a ring that fills within the
+    warm-up shows whether anything else in the bus grows."""
+    return {**SOAK_SETTINGS, **({"event_ring_size": args.event_ring_size} if args.event_ring_size else {})}
+
+
 async def soak(args) -> None:
     from langgraph_sdk import get_client
 
     from tests.reliability.rig import local_stack
 
-    stack_cm = (joined_stack(args.ray_address, args.postgres_url, args.serve_port) if args.ray_address
-                else local_stack(**SOAK_SETTINGS))
+    settings_extra = soak_settings(args)
+    stack_cm = (joined_stack(args.ray_address, args.postgres_url, args.serve_port, settings_extra)
+                if args.ray_address else local_stack(**settings_extra))
     with stack_cm as stack:
         print(f"[soak] system up at {stack.url}", flush=True)
         client = get_client(url=stack.url, timeout=300)
@@ -469,6 +485,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=32.0)
     parser.add_argument("--min-runs", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--event-ring-size", type=int, help="the event bus's ring, in envelopes (default: the "
+                                                            "setting's, 10,000); smaller fills it within the warm-up")
     parser.add_argument("--ray-address", help="join this running Ray (with --postgres-url, --serve-port) "
                                               "instead of starting a system")
     parser.add_argument("--postgres-url", help="a database URL of the running Postgres (a new database is made)")
