@@ -128,8 +128,8 @@ class Settings(BaseSettings):
     )
     sandbox_memory_mb: int = Field(default=2048, ge=64, le=1_048_576, description="Memory limit of a workspace container in MiB (swap included).")
     sandbox_cpus: float = Field(
-        default=1.0, gt=0, le=1024,
-        description="CPU limit of a workspace container (cores); keep it below the host's cores so a busy workspace leaves the system's actors room.",
+        default=1.0, ge=0.01, le=1024,
+        description="CPU limit of a workspace container (cores; at least 0.01, Docker's least); keep it below the host's cores so a busy workspace leaves the system's actors room.",
     )
     sandbox_cpu_shares: int = Field(
         default=256, ge=2, le=262_144,

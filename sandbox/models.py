@@ -39,6 +39,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The least CPU limit Docker can give a container (as `docker run --cpus`): a CFS quota under
+# 1 ms of each 100 ms period is refused by the kernel, and the container would not start.
+MIN_CPUS = 0.01
+
+
 class WorkspaceSpec(_Model):
     """How a workspace's container is made; unset limits take the installation's settings."""
 
@@ -47,7 +52,7 @@ class WorkspaceSpec(_Model):
     ``HOST[:PORT[-PORT]]`` entries: only those (quadracode_ray.interfaces.network_allow);
     None: the installation's ``sandbox_network``."""
     memory_mb: int | None = Field(default=None, ge=64)
-    cpus: float | None = Field(default=None, gt=0)
+    cpus: float | None = Field(default=None, ge=MIN_CPUS)
     pids_limit: int | None = Field(default=None, ge=16)
 
     @field_validator("network", mode="before")

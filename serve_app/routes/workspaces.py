@@ -24,6 +24,7 @@ from quadracode_ray.interfaces.network_allow import parse_allow_list
 from quadracode_ray.interfaces.workspace import ExecResult, SnapshotInfo
 from sandbox.client import WorkspaceSandboxClient, get_workspace, restore_workspace
 from sandbox.models import (
+    MIN_CPUS,
     BackgroundOutput,
     BackgroundProcess,
     EgressRule,
@@ -63,7 +64,7 @@ class WorkspaceCreate(BaseModel):
         "a list of HOST[:PORT[-PORT]] entries (host names, IPv4 addresses or CIDRs): only those, enforced by the "
         "host's firewall, DNS only for the listed names; unset: the installation's sandbox_network.")
     memory_mb: int | None = Field(default=None, ge=64, description="At most the installation's sandbox_memory_mb.")
-    cpus: float | None = Field(default=None, gt=0, description="At most the installation's sandbox_cpus.")
+    cpus: float | None = Field(default=None, ge=MIN_CPUS, description="At most the installation's sandbox_cpus.")
     pids_limit: int | None = Field(default=None, ge=16, description="At most the installation's sandbox_pids_limit.")
 
     _network = field_validator("network", mode="before")(

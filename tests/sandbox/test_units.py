@@ -57,6 +57,20 @@ def test_workspace_ids_are_validated():
         WorkspaceSpec(unknown=True)
 
 
+def test_a_cpu_limit_under_dockers_least_is_refused_before_any_container():
+    """cpus=6.1e-05 reached Docker, whose kernel refused the 6 µs CFS quota: the workspace failed
+    to start (a 503). Under 0.01 it is a validation error, and the API's schema says so."""
+    from serve_app.routes.workspaces import WorkspaceCreate
+
+    assert WorkspaceSpec(cpus=0.01).cpus == 0.01
+    with pytest.raises(ValueError, match="greater than or equal to 0.01"):
+        WorkspaceSpec(cpus=6.1e-05)
+    with pytest.raises(ValueError):
+        WorkspaceCreate(workspace_id="w", cpus=0.001)
+    cpus = WorkspaceCreate.model_json_schema()["properties"]["cpus"]["anyOf"][0]
+    assert cpus["minimum"] == 0.01
+
+
 
 
 def test_snapshot_store_roundtrip_and_corruption(tmp_path):
