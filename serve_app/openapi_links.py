@@ -75,10 +75,6 @@ def _answer_fields(operation: dict[str, Any], components: dict[str, Any]) -> set
     return set()
 
 
-def _success_codes(operation: dict[str, Any], candidates: tuple[str, ...]) -> list[str]:
-    return [code for code in candidates if code in operation.get("responses", {})]
-
-
 def _path_parameters(operation: dict[str, Any]) -> set[str]:
     return {p["name"] for p in operation.get("parameters", ()) if p.get("in") == "path"}
 
@@ -101,46 +97,38 @@ def add_links(schema: dict[str, Any]) -> int:
                 continue
             parameters = {name: f"$response.body#/{name}" if name in answered else f"$request.path.{name}"
                           for name in sorted(needed)}
-            # on every success answer: POST /workspaces answers 201 when it creates, 200 when it existed
-            for code in _success_codes(producer, ("200", "201")):
-                links = producer["responses"][code].setdefault("links", {})
-                links[consumer["operationId"]] = {"operationId": consumer["operationId"], "parameters": parameters}
-            added += 1
-    return added + _add_body_links(schema) + _add_request_links(schema)
+            added += _link(producer, consumer, {"parameters": parameters}, ("200", "201"))
+    return added + _add_listed_links(schema)
 
 
-def _add_body_links(schema: dict[str, Any]) -> int:
+def _link(producer: dict[str, Any], consumer: dict[str, Any], fields: dict[str, Any], codes: tuple[str, ...]) -> int:
+    """Link ``producer`` to ``consumer`` on each of its success answers among ``codes`` (POST
+    /workspaces answers 201 when it creates and 200 when the workspace existed, and both name it);
+    1 if it has any, else 0."""
+    answers = [producer["responses"][code] for code in codes if code in producer.get("responses", {})]
+    for answer in answers:
+        answer.setdefault("links", {})[consumer["operationId"]] = {"operationId": consumer["operationId"], **fields}
+    return 1 if answers else 0
+
+
+def _add_listed_links(schema: dict[str, Any]) -> int:
+    """BODY_LINKS and REQUEST_LINKS, where both ends are in the schema."""
+    listed: dict[tuple[str, str], list[tuple[str, str, dict[str, Any]]]] = {}
+    for producer_key, body_targets in BODY_LINKS.items():
+        listed.setdefault(producer_key, []).extend(
+            (method, path, {"requestBody": body}) for method, path, body in body_targets)
+    for producer_key, request_targets in REQUEST_LINKS.items():
+        listed.setdefault(producer_key, []).extend(
+            (method, path, {"parameters": dict(REQUEST_LINK_PARAMETERS)}) for method, path in request_targets)
     added = 0
     paths = schema.get("paths", {})
-    for (method, path), targets in BODY_LINKS.items():
+    for (method, path), targets in listed.items():
         producer = paths.get(path, {}).get(method)
         if producer is None:
             continue
-        codes = _success_codes(producer, ("200", "201", "204"))
-        for target_method, target_path, body in targets:
+        for target_method, target_path, fields in targets:
             consumer = paths.get(target_path, {}).get(target_method)
-            if not codes or consumer is None or "operationId" not in consumer:
+            if consumer is None or "operationId" not in consumer:
                 continue
-            for code in codes:
-                links = producer["responses"][code].setdefault("links", {})
-                links[consumer["operationId"]] = {"operationId": consumer["operationId"], "requestBody": body}
-            added += 1
-    return added
-
-
-def _add_request_links(schema: dict[str, Any]) -> int:
-    added = 0
-    paths = schema.get("paths", {})
-    for (method, path), targets in REQUEST_LINKS.items():
-        producer = paths.get(path, {}).get(method)
-        codes = _success_codes(producer or {}, ("200", "201", "204"))
-        for target_method, target_path in targets:
-            consumer = paths.get(target_path, {}).get(target_method)
-            if not codes or consumer is None or "operationId" not in consumer:
-                continue
-            for code in codes:
-                links = producer["responses"][code].setdefault("links", {})
-                links[consumer["operationId"]] = {"operationId": consumer["operationId"],
-                                                  "parameters": dict(REQUEST_LINK_PARAMETERS)}
-            added += 1
+            added += _link(producer, consumer, fields, ("200", "201", "204"))
     return added

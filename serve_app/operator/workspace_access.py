@@ -25,13 +25,13 @@ from serve_app.errors import BadRequest, Conflict, NotFound
 from serve_app.operator.access import Caller
 from serve_app.operator.fabric import translated
 
+_ROW_BY_ID = "SELECT workspace_id, owner, spec, created_at FROM qr_api_workspaces WHERE workspace_id = %s"
+
 
 async def workspace_row(context: AppContext, workspace_id: str) -> dict[str, Any] | None:
     pool = await context.pool()
     async with pool.connection() as conn:
-        return await (await conn.execute(
-            "SELECT workspace_id, owner, spec, created_at FROM qr_api_workspaces WHERE workspace_id = %s",
-            (workspace_id,))).fetchone()
+        return await (await conn.execute(_ROW_BY_ID, (workspace_id,))).fetchone()
 
 
 async def workspace_rows(context: AppContext, owner: str | None) -> list[dict[str, Any]]:
@@ -57,9 +57,7 @@ async def claim_workspace(context: AppContext, workspace_id: str, owner: str | N
     cap = context.settings.operator_max_workspaces
     pool = await context.pool()
     async with pool.connection() as conn, conn.transaction():
-        existing = await (await conn.execute(
-            "SELECT workspace_id, owner, spec, created_at FROM qr_api_workspaces WHERE workspace_id = %s",
-            (workspace_id,))).fetchone()
+        existing = await (await conn.execute(_ROW_BY_ID, (workspace_id,))).fetchone()
         if existing is not None:
             return existing, False
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('qr_api_workspaces'))")
