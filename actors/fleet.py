@@ -37,6 +37,9 @@ from quadracode_ray.ray_metrics import install_ray_metrics
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 120.0
+START_ATTEMPTS = 2
+"""A new agent whose process dies before its start answers (a segfault in a native library, the
+OOM killer) is created once more under the same id; an exception in its own code is not retried."""
 
 
 class FleetCapacityError(FleetError):
@@ -53,6 +56,11 @@ class UnknownAgentError(FleetError, LookupError):
 
 class AgentStartTimeout(FleetError):
     """A new agent did not answer its start within START_TIMEOUT_S; it was killed, nothing kept."""
+
+
+class AgentStartFailed(FleetError):
+    """A new agent's process died before its start answered, START_ATTEMPTS times, or its constructor
+    raised; it was removed, nothing kept."""
 
 
 class SpawnRequest(BaseModel):
@@ -95,7 +103,7 @@ class FleetManager:
         # spawns on 2 cores) every one of them shared the CPU until all missed START_TIMEOUT_S
         # together; started a few at a time, each start gets the CPU it needs and the rest wait.
         self._start_slots = asyncio.Semaphore(settings.fleet_start_concurrency)
-        self.starting = self.most_starting = 0
+        self.starting = self.most_starting = self.start_retries = 0
         self._started = asyncio.get_running_loop().create_task(start_with_retries(self._start, "fleet manager"))
 
     async def _start(self) -> None:
@@ -166,18 +174,33 @@ class FleetManager:
     async def _start_agent(self, agent_id: str, request: SpawnRequest, options: dict[str, Any]) -> tuple[AgentInfo, Any]:
         self.starting += 1
         self.most_starting = max(self.most_starting, self.starting)
-        handle = (await _agent_actor_class()).options(**options).remote(
-            agent_id, request.kind, request.capabilities, request.workspace_id, self.settings,
-            {**request.metadata, "hotpath": request.hotpath})
+        attempt = 1
         try:
-            return await asyncio.wait_for(handle.start.remote(), timeout=START_TIMEOUT_S), handle
-        except BaseException as exc:
-            ray.kill(handle, no_restart=True)
-            await self._ended(agent_id, "failed to start")
-            if isinstance(exc, TimeoutError):
-                raise AgentStartTimeout(f"agent {agent_id!r} did not start within {START_TIMEOUT_S:.0f} s "
-                                        "(the machine may be short of CPU); it was removed, try again") from None
-            raise
+            while True:
+                handle = (await _agent_actor_class()).options(**options).remote(
+                    agent_id, request.kind, request.capabilities, request.workspace_id, self.settings,
+                    {**request.metadata, "hotpath": request.hotpath})
+                try:
+                    return await asyncio.wait_for(handle.start.remote(), timeout=START_TIMEOUT_S), handle
+                except ray.exceptions.ActorDiedError as exc:
+                    ray.kill(handle, no_restart=True)
+                    if exc.actor_init_failed or attempt == START_ATTEMPTS:
+                        await self._ended(agent_id, "failed to start")
+                        how = "its constructor raised" if exc.actor_init_failed else f"its process died at each of {attempt} starts"
+                        raise AgentStartFailed(f"agent {agent_id!r} failed to start ({how}); it was removed: "
+                                               f"{exc}") from None
+                    # Dead before start answered: its name is free again, and nothing was handed out.
+                    self.start_retries += 1
+                    attempt += 1
+                    log.warning("agent %s: its process died while starting; starting it once more: %s",
+                                agent_id, exc)
+                except BaseException as exc:
+                    ray.kill(handle, no_restart=True)
+                    await self._ended(agent_id, "failed to start")
+                    if isinstance(exc, TimeoutError):
+                        raise AgentStartTimeout(f"agent {agent_id!r} did not start within {START_TIMEOUT_S:.0f} s "
+                                                "(the machine may be short of CPU); it was removed, try again") from None
+                    raise
         finally:
             self.starting -= 1
 
@@ -234,7 +257,7 @@ class FleetManager:
     async def stats(self) -> dict[str, Any]:
         await self._started
         return {"live": len(self.live), "starting": self.reserved, "cap": self.cap,
-                "most_starting_at_once": self.most_starting,
+                "most_starting_at_once": self.most_starting, "start_retries": self.start_retries,
                 "hotpath": sorted(a.agent_id for a in self.live.values() if a.hotpath),
                 "warm": self.warm_idle, "warm_target": self.warm_target}
 

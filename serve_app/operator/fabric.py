@@ -15,7 +15,13 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors.client import FabricClient
 from actors.common import HandleCache
-from actors.fleet import AgentStartTimeout, FleetCapacityError, HotpathAgentError, UnknownAgentError
+from actors.fleet import (
+    AgentStartFailed,
+    AgentStartTimeout,
+    FleetCapacityError,
+    HotpathAgentError,
+    UnknownAgentError,
+)
 from actors.fleet_client import FleetActorClient
 from quadracode_ray.interfaces.fleet import FleetError
 from quadracode_ray.interfaces.workspace import (
@@ -60,7 +66,7 @@ _WORKSPACE_STATUS: tuple[tuple[type[WorkspaceError], type[ApiError]], ...] = (
 )
 _FLEET_STATUS: tuple[tuple[type[FleetError], type[ApiError]], ...] = (
     (FleetCapacityError, Conflict), (HotpathAgentError, Conflict), (UnknownAgentError, NotFound),
-    (AgentStartTimeout, Unavailable),
+    (AgentStartTimeout, Unavailable), (AgentStartFailed, Unavailable),
 )
 
 

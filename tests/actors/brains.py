@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import tempfile
+from pathlib import Path
 
 from actors.brains import TaskRequest
 from quadracode_ray.interfaces.fleet import TaskResult
@@ -28,5 +32,21 @@ class TestBrain:
                           output=f"done: {task.instruction}", artifacts=[f"{task.task_id}.txt"])
 
 
+CRASH_AT_START = "crash-at-start-"
+"""An agent id ``crash-at-start-<n>-<rest>`` segfaults its process while being constructed, the
+first ``n`` times an agent of that id starts on this machine (counted in a file by its id)."""
+
+
+def starts_so_far(agent_id: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"qr-test-starts-{agent_id}"
+
+
 def build_test_brain(agent_id: str) -> TestBrain:
+    if agent_id.startswith(CRASH_AT_START):
+        crashes = int(agent_id.removeprefix(CRASH_AT_START).split("-", 1)[0])
+        counter = starts_so_far(agent_id)
+        started = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(started + 1))
+        if started < crashes:  # what a native library's segfault does: no exception, the process is gone
+            os.kill(os.getpid(), signal.SIGSEGV)
     return TestBrain(agent_id)

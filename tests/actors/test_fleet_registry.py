@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 import ray
 
-from actors.fleet import FleetCapacityError, HotpathAgentError, UnknownAgentError
+from actors.fleet import AgentStartFailed, FleetCapacityError, HotpathAgentError, UnknownAgentError
 from actors.fleet_client import FleetActorClient
 from actors.registry import Registration
 from quadracode_ray.envelope import AGENT_LOST, EnvelopeFilter
 from quadracode_ray.interfaces.fleet import FleetClient, FleetError
+from tests.actors.brains import CRASH_AT_START, starts_so_far
 from tests.actors.conftest import eventually
 
 FABRIC_SETTINGS = {"fleet_max_agents": 4, "fleet_start_concurrency": 1}
@@ -69,6 +71,30 @@ async def test_concurrent_spawns_start_one_at_a_time_and_all_succeed(system):
     assert stats["live"] == 3 and stats["most_starting_at_once"] == 1
     for agent in spawned:
         await fleet.kill_agent(agent.agent_id)
+
+
+async def test_an_agent_whose_process_dies_while_starting_is_started_once_more(system):
+    """A worker segfaulting before start answers (seen once in CI: Ray's own metrics thread) costs
+    one more start, not the spawn; dying twice is a typed error and frees the slot."""
+    once, always = (f"{CRASH_AT_START}{n}-{uuid.uuid4().hex[:8]}" for n in (1, 9))
+    try:
+        before = await system.fleet.stats.remote()
+        info = await system.fleet.spawn.remote({"kind": "coder", "agent_id": once})
+        assert info.agent_id == once and starts_so_far(once).read_text() == "2"
+        assert once in await registered_ids(system)
+        stats = await system.fleet.stats.remote()
+        assert stats["start_retries"] == before["start_retries"] + 1 and stats["live"] == before["live"] + 1
+
+        with pytest.raises(AgentStartFailed, match="its process died at each of 2 starts"):
+            await system.fleet.spawn.remote({"kind": "coder", "agent_id": always})
+        assert starts_so_far(always).read_text() == "2"
+        stats = await system.fleet.stats.remote()
+        assert stats["live"] == before["live"] + 1 and stats["starting"] == 0
+        assert always not in {a.agent_id for a in await FleetActorClient(system.settings, system.fleet).list_agents()}
+        await system.fleet.kill.remote(once)
+    finally:
+        for agent_id in (once, always):
+            starts_so_far(agent_id).unlink(missing_ok=True)
 
 
 async def test_bad_spawn_request_changes_nothing(system):

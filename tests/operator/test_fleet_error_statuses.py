@@ -8,13 +8,20 @@ import pytest
 from fastapi import FastAPI
 from ray.exceptions import RayTaskError
 
-from actors.fleet import AgentStartTimeout, FleetCapacityError, HotpathAgentError, UnknownAgentError
+from actors.fleet import (
+    AgentStartFailed,
+    AgentStartTimeout,
+    FleetCapacityError,
+    HotpathAgentError,
+    UnknownAgentError,
+)
 from serve_app.errors import install_error_handlers
 from serve_app.operator.fabric import translated
 
 CASES = [
     (AgentStartTimeout("agent 'coder-1' did not start within 120 s (the machine may be short of CPU); "
                        "it was removed, try again"), 503),
+    (AgentStartFailed("agent 'coder-4' failed to start (its process died at each of 2 starts); it was removed"), 503),
     (FleetCapacityError("agent cap reached: 4 live and 0 starting of at most 4"), 409),
     (HotpathAgentError("agent 'coder-2' is on the hotpath"), 409),
     (UnknownAgentError("no live agent 'coder-3'"), 404),
