@@ -27,7 +27,7 @@ WORKSPACE_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
 def validate_workspace_id(workspace_id: str) -> str:
     """Workspace ids become Docker names and actor names, so they are kept to a safe alphabet."""
-    if not isinstance(workspace_id, str) or not WORKSPACE_ID.match(workspace_id):
+    if not isinstance(workspace_id, str) or not WORKSPACE_ID.fullmatch(workspace_id):
         raise WorkspaceInvalidRequest(
             f"invalid workspace id {workspace_id!r}: use 1-63 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
@@ -125,7 +125,7 @@ class ExecRequest(_Model):
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
         for key, value in env.items():
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            if not re.fullmatch(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ValueError(f"invalid environment variable name {key!r}")
             if "\x00" in value:
                 raise ValueError(f"environment variable {key} contains a NUL byte")

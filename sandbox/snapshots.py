@@ -151,7 +151,7 @@ class SnapshotStore:
         self.rows = rows
 
     def _paths(self, snapshot_id: str) -> tuple[Path, Path]:
-        if not SNAPSHOT_ID.match(snapshot_id or ""):
+        if not SNAPSHOT_ID.fullmatch(snapshot_id or ""):
             raise SnapshotNotFound(f"no snapshot {snapshot_id!r} in workspace {self.workspace_id!r}")
         return self.folder / f"{snapshot_id}.tar", self.folder / f"{snapshot_id}.json"
 
@@ -251,7 +251,7 @@ class SnapshotStore:
         if self.rows is None or not self.folder.is_dir():
             return dropped
         for path in self.folder.iterdir():
-            if path.suffix in (".tar", ".json") and SNAPSHOT_ID.match(path.stem) and path.stem not in recorded:
+            if path.suffix in (".tar", ".json") and SNAPSHOT_ID.fullmatch(path.stem) and path.stem not in recorded:
                 path.unlink(missing_ok=True)
                 dropped += 1
         return dropped

@@ -43,7 +43,7 @@ class ApiKeys:
             raise AuthConfigError("auth_api_keys must be a non-empty JSON object {owner: key or [keys]}")
         owners: dict[bytes, str] = {}
         for owner, keys in raw.items():
-            if not OWNER_NAME.match(owner):
+            if not OWNER_NAME.fullmatch(owner):
                 raise AuthConfigError(f"owner {owner!r}: letters, digits and _@+.- only, at most 128")
             for key in [keys] if isinstance(keys, str) else keys if isinstance(keys, list) else [None]:
                 if not isinstance(key, str) or len(key) < MIN_KEY_LENGTH:

@@ -55,7 +55,7 @@ def parse_entry(entry: str) -> tuple[str, tuple[int, int]]:
         if network.prefixlen == 0:
             raise ValueError(f"network allow-list entry {entry!r}: 0.0.0.0/0 is every address; use network=true instead")
         return str(network), port_range
-    if "/" in host or not HOST_NAME.match(host) or host.replace(".", "").isdigit():
+    if "/" in host or not HOST_NAME.fullmatch(host) or host.replace(".", "").isdigit():
         raise ValueError(f"network allow-list entry {entry!r}: {host!r} is not a host name, IPv4 address or CIDR; "
                          f"expected {ENTRY_FORM}")
     return host.lower().rstrip("."), port_range

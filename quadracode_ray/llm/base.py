@@ -29,7 +29,7 @@ class ToolSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _TOOL_NAME.match(value):
+        if not _TOOL_NAME.fullmatch(value):
             raise ValueError(f"tool name must match {_TOOL_NAME.pattern} (got {value!r})")
         return value
 

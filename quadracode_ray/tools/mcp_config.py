@@ -44,7 +44,7 @@ class StdioServer(BaseModel):
     @classmethod
     def _env(cls, env: dict[str, str]) -> dict[str, str]:
         for key, value in env.items():
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or "\x00" in value:
+            if not re.fullmatch(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or "\x00" in value:
                 raise ValueError(f"invalid environment variable {key!r}")
         return env
 

@@ -81,6 +81,7 @@ def test_keys_map_to_owners() -> None:
     ("[]", "non-empty JSON object"),
     ('{"alice": "short"}', "at least 16"),
     ('{"bad owner": "0123456789abcdef"}', "letters, digits"),
+    ('{"alice\\n": "0123456789abcdef"}', "letters, digits"),
     ('{"a": "0123456789abcdef", "b": "0123456789abcdef"}', "given to both"),
     ('{"a": 5}', "must be a string"),
 ])

@@ -75,3 +75,14 @@ async def test_scripted_over_the_anthropic_protocol_at_a_configured_server(make_
 def test_model_notice_says_plainly_when_the_scripted_model_runs(make_settings):
     assert "no ANTHROPIC_API_KEY or OPENAI_API_KEY" in model_notice(make_settings())
     assert model_notice(make_settings(openai_api_key="sk-x")) == "model openai:gpt-4o"
+
+
+@pytest.mark.parametrize("name", ["", "has space", "x" * 65, "files__read\n"])
+def test_a_tool_name_outside_the_providers_alphabet_is_refused(name):
+    from pydantic import ValidationError
+
+    from quadracode_ray.llm.base import ToolSpec
+
+    assert ToolSpec(name="files__read", description="d").name == "files__read"
+    with pytest.raises(ValidationError, match="tool name must match"):
+        ToolSpec(name=name, description="d")

@@ -26,7 +26,7 @@ def test_entries_are_normalized():
     ([], "empty"), ("pypi.org", "false, true or a list"), (["a b"], "not a host name"), ([""], "empty"),
     (["x.test:0"], "1-65535"), (["x.test:70000"], "1-65535"), (["x.test:9-8"], "low before high"),
     (["x.test:http"], "a number"), (["::1"], "IPv6"), (["[::1]:80"], "IPv6"), (["0.0.0.0/0"], "every address"),
-    (["10.0.0.0/33"], "not a host name"), (["1.2.3"], "not a host name"), ([1], "not a string"),
+    (["10.0.0.0/33"], "not a host name"), (["x.test\n:80"], "not a host name"), (["1.2.3"], "not a host name"), ([1], "not a string"),
     (["h.test"] * 1 + [f"h{i}.test" for i in range(64)], "at most 64"),
 ])
 def test_bad_entries_are_refused_with_what_is_wrong(value, message):

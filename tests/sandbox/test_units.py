@@ -46,11 +46,13 @@ def test_invalid_env_names_are_refused(tmp_path):
         procs.spawn("true", str(tmp_path), {"A=B": "x"})
     with pytest.raises(ValueError):
         ExecRequest(command="true", env={"1X": "y"})
+    with pytest.raises(ValueError):  # Python's `$` matches before a final newline: the whole name must match
+        ExecRequest(command="true", env={"X\n": "y"})
 
 
 def test_workspace_ids_are_validated():
     assert validate_workspace_id("proj-1.v2_x") == "proj-1.v2_x"
-    for bad in ("", "../x", "a/b", "-x", "x" * 64, "sp ace"):
+    for bad in ("", "../x", "a/b", "-x", "x" * 64, "sp ace", "ws\n"):
         with pytest.raises(WorkspaceInvalidRequest):
             validate_workspace_id(bad)
     with pytest.raises(ValueError):
@@ -83,7 +85,7 @@ def test_snapshot_store_roundtrip_and_corruption(tmp_path):
     (tmp_path / "ws" / f"{info.snapshot_id}.tar").write_bytes(b"tampered")
     with pytest.raises(WorkspaceError, match="corrupt"):
         store.load(info.snapshot_id)
-    for bad in ("../../etc/passwd", "nope"):
+    for bad in ("../../etc/passwd", "nope", f"{info.snapshot_id}\n"):
         with pytest.raises(SnapshotNotFound):
             store.load(bad)
     store.delete(info.snapshot_id)
