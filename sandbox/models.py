@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from quadracode_ray.interfaces.network_allow import NetworkAccess, parse_allow_list
 from quadracode_ray.interfaces.workspace import (
+    ENV_NAME,
     ExecResult,
     FileInfo,
     SnapshotInfo,
@@ -125,7 +126,7 @@ class ExecRequest(_Model):
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
         for key, value in env.items():
-            if not re.fullmatch(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            if not re.fullmatch(ENV_NAME, key):
                 raise ValueError(f"invalid environment variable name {key!r}")
             if "\x00" in value:
                 raise ValueError(f"environment variable {key} contains a NUL byte")

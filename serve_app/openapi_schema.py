@@ -11,6 +11,8 @@
   same: a client following the schema sends what always works).
 - Links (serve_app/openapi_links.py) from each operation answering a record to the operations
   taking its id, so a stateful fuzzer chains calls with real ids.
+- The workspace and snapshot ids in paths carry the patterns the sandbox checks (anything else
+  is a 400), and a new workspace's limits their installation's maxima (sandbox_cpus, ...).
 - The streaming operations answer ``text/event-stream`` (FastAPI says JSON for them).
 - The limits every route enforces (serve_app/limits.py) are documented as 413 and 431 answers,
   and a database outage (serve_app/errors.py) as a 503 with Retry-After.
@@ -26,7 +28,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from sandbox.models import WORKSPACE_ID
+from sandbox.snapshots import SNAPSHOT_ID
 from serve_app.openapi_links import add_links
+from serve_app.routes.workspaces import create_limits
 
 ERROR_SCHEMA = {"type": "object", "title": "Error", "required": ["detail"],
                 "properties": {"detail": {"type": "string", "description": "Why the request failed."}}}
@@ -40,6 +45,8 @@ METHODS = ("get", "put", "post", "delete", "patch")
 # Path parameters that are UUIDs wherever they appear: the records' keys are uuid columns, so
 # anything else is answered 422 (serve_app/errors.py, Postgres refusing the value) or 404.
 UUID_PATH_PARAMETERS = frozenset({"thread_id", "run_id", "cron_id"})
+# Path parameters the sandbox checks against a pattern (a 400 otherwise).
+PATTERNED_PATH_PARAMETERS = {"workspace_id": WORKSPACE_ID.pattern, "snapshot_id": SNAPSHOT_ID.pattern}
 # Operations that answer 200 with a server-sent event stream (FastAPI documents JSON for them).
 SSE_OPERATIONS = frozenset({("post", "/runs/stream"), ("post", "/threads/{thread_id}/runs/stream"),
                             ("get", "/threads/{thread_id}/runs/{run_id}/stream"), ("get", "/threads/{thread_id}/stream"),
@@ -83,6 +90,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         properties = components.get(name, {}).get("properties", {})
         if "assistant_id" in properties:
             properties["assistant_id"] = assistant_reference(properties["assistant_id"], graph_ids, describe_assistant)
+    if context is not None:
+        _state_maxima(components.get("WorkspaceCreate", {}).get("properties", {}), create_limits(context.settings))
+        _state_maxima(components.get("ExecBody", {}).get("properties", {}),
+                      {"timeout": context.settings.sandbox_max_exec_timeout_s})
     for path, item in schema.get("paths", {}).items():
         for method in METHODS:
             operation = item.get(method)
@@ -93,6 +104,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     parameter["name"] == "assistant_id" and path.startswith("/assistants/"))
                 if parameter.get("in") == "path" and uuid_only:
                     parameter["schema"] = {**parameter.get("schema", {}), "type": "string", "format": "uuid"}
+                elif parameter.get("in") == "path" and parameter["name"] in PATTERNED_PATH_PARAMETERS:
+                    parameter["schema"] = {**parameter.get("schema", {}), "type": "string",
+                                           "pattern": PATTERNED_PATH_PARAMETERS[parameter["name"]]}
                 elif parameter["name"] == "assistant_id":
                     parameter["schema"] = assistant_reference(parameter.get("schema", {}), graph_ids, describe_assistant)
                 if parameter["name"] == "assistant_id":
@@ -109,6 +123,15 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     add_links(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _state_maxima(properties: dict[str, Any], maxima: dict[str, float]) -> None:
+    """Each number gets its ``maximum`` (an optional one's non-null option: pydantic writes ``anyOf``)."""
+    for field, maximum in maxima.items():
+        schema = properties.get(field, {})
+        for option in schema.get("anyOf", [schema]):
+            if option.get("type") in ("integer", "number"):
+                option["maximum"] = maximum
 
 
 def install_openapi(app: FastAPI) -> None:

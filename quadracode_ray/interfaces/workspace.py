@@ -12,6 +12,8 @@ from typing import Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 DEFAULT_WORKSPACE = "default"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+"""An environment variable name a workspace command may be given (checked with re.fullmatch)."""
 """The workspace that always exists: the orchestrator's own, and agents' unless they are given another."""
 
 

@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from quadracode_ray.interfaces.workspace import ENV_NAME
+
 SERVER_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"
 TOOL_SEPARATOR = "__"
 
@@ -44,7 +46,7 @@ class StdioServer(BaseModel):
     @classmethod
     def _env(cls, env: dict[str, str]) -> dict[str, str]:
         for key, value in env.items():
-            if not re.fullmatch(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or "\x00" in value:
+            if not re.fullmatch(ENV_NAME, key) or "\x00" in value:
                 raise ValueError(f"invalid environment variable {key!r}")
         return env
 

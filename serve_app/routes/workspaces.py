@@ -20,11 +20,13 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actors.workspaces import EventBusSink
+from quadracode_ray.config import Settings
 from quadracode_ray.interfaces.network_allow import parse_allow_list
-from quadracode_ray.interfaces.workspace import ExecResult, SnapshotInfo
+from quadracode_ray.interfaces.workspace import ENV_NAME, ExecResult, SnapshotInfo
 from sandbox.client import WorkspaceSandboxClient, get_workspace, restore_workspace
 from sandbox.models import (
     MIN_CPUS,
+    WORKSPACE_ID,
     BackgroundOutput,
     BackgroundProcess,
     EgressRule,
@@ -58,7 +60,7 @@ INFO_TIMEOUT_S = 30.0
 
 class WorkspaceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    workspace_id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+    workspace_id: str = Field(pattern=WORKSPACE_ID.pattern)
     network: bool | list[str] | None = Field(
         default=None, description="false: none; true: Docker's default bridge (never the infrastructure network); "
         "a list of HOST[:PORT[-PORT]] entries (host names, IPv4 addresses or CIDRs): only those, enforced by the "
@@ -97,11 +99,15 @@ def _valid_env(env: dict[str, str]) -> dict[str, str]:
     return ExecRequest._env_names(env)
 
 
+# What _valid_env enforces, stated in the schema: names a shell can export, values without NUL.
+ENV_SCHEMA = {"propertyNames": {"pattern": ENV_NAME}, "additionalProperties": {"type": "string", "pattern": "^[^\\x00]*$"}}
+
+
 class ExecBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: str = Field(min_length=1, max_length=100_000)
     cwd: str = "."
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, json_schema_extra=ENV_SCHEMA)
     timeout: float = Field(default=60.0, gt=0, description="Seconds; at most sandbox_max_exec_timeout_s.")
 
     _env = field_validator("env")(classmethod(lambda cls, env: _valid_env(env)))
@@ -111,7 +117,7 @@ class ProcessBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: str = Field(min_length=1, max_length=100_000)
     cwd: str = "."
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, json_schema_extra=ENV_SCHEMA)
 
     _env = field_validator("env")(classmethod(lambda cls, env: _valid_env(env)))
 
@@ -149,10 +155,14 @@ async def _view(client: WorkspaceSandboxClient, row: dict[str, Any] | None) -> W
                          container_name=info.container_name, created_at=created_at or info.created_at)
 
 
+def create_limits(settings: Settings) -> dict[str, float]:
+    """The most a new workspace may ask for, by WorkspaceCreate field (the schema states them too)."""
+    return {"memory_mb": settings.sandbox_memory_mb, "cpus": settings.sandbox_cpus,
+            "pids_limit": settings.sandbox_pids_limit}
+
+
 def _check_limits(request: Request, body: WorkspaceCreate) -> None:
-    settings = context(request).settings
-    for field, maximum in (("memory_mb", settings.sandbox_memory_mb), ("cpus", settings.sandbox_cpus),
-                           ("pids_limit", settings.sandbox_pids_limit)):
+    for field, maximum in create_limits(context(request).settings).items():
         value = getattr(body, field)
         if value is not None and value > maximum:
             raise Invalid(f"{field}: {value} is over the configured maximum of {maximum} (sandbox_{field})")
