@@ -6,20 +6,28 @@
   refuses (409) past its cap (operator_max_workspaces), where every chain starting with a create
   would stop. Before a create, the oldest workspace the fuzzer made is deleted once it holds
   KEEP_WORKSPACES of them, with the credentials of the request that made it.
+- QUADRACODE_FUZZ_CALL_BUDGET=N ends the run after N calls. Schemathesis's stateful phase has no
+  bound of its own (``max-examples`` counts Hypothesis's valid examples, and a run over the
+  workspaces, each create a container, went past 15 minutes at 8); past the budget a call raises
+  KeyboardInterrupt, which Schemathesis takes as Ctrl-C: the phase ends as interrupted, what was
+  found so far is reported, and only failures fail the run.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 
 import httpx
 import schemathesis
 
 KEEP_WORKSPACES = 3
+CALL_BUDGET = int(os.environ.get("QUADRACODE_FUZZ_CALL_BUDGET", "0"))  # 0: no budget
 
 schemathesis.serializer.alias("application/x-tar", "application/octet-stream")
 
 _made: collections.deque[tuple[str, dict[str, str]]] = collections.deque()  # (its URL, auth headers)
+_calls = 0
 
 
 def _is_create(case) -> bool:
@@ -28,6 +36,10 @@ def _is_create(case) -> bool:
 
 @schemathesis.hook
 def before_call(context, case, kwargs) -> None:
+    global _calls
+    if CALL_BUDGET and _calls >= CALL_BUDGET:
+        raise KeyboardInterrupt(f"the fuzz's budget of {CALL_BUDGET} calls is spent")
+    _calls += 1
     while _is_create(case) and len(_made) >= KEEP_WORKSPACES:
         url, headers = _made.popleft()
         # a workspace the fuzzer deleted itself is a 404 here: nothing to do

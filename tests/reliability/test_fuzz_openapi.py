@@ -9,7 +9,10 @@ this shared machine (run it by hand with ``--phases coverage``).
 
 CI time is bounded by ``MAX_EXAMPLES`` per operation and phase and one worker (about 1,000
 requests, a few minutes): one worker also keeps operations from racing each other on one
-workspace (a DELETE of it in the middle of another's call is a legitimate 503).
+workspace (a DELETE of it in the middle of another's call is a legitimate 503). Two focused
+stateful runs follow the schema's links further than the whole-API run can: the main resources
+(assistants, threads, runs, the store), and the operator API's workspaces, the latter ended after
+WORKSPACE_CALL_BUDGET calls (fuzz_hooks.py: Schemathesis's stateful loop has no bound of its own).
 
 Excluded, each for its reason:
 - the never-ending streams (a thread's or the event log's live SSE): a fuzzer waits for a body's
@@ -44,12 +47,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # The focused stateful run: the main resources' operations, chained along their links.
 MAIN_RESOURCES = r"^/(assistants|threads|runs|store)(/|$)"
+WORKSPACES = r"^/workspaces(/|$)"
+WORKSPACE_CALL_BUDGET = 400  # each create is a container: ~2 minutes here (the loop alone ran past 15 minutes)
+MIN_WORKSPACE_LINKS_COVERED = 12  # 15-20 of 78 at 400 calls (fuzz.md)
 STATEFUL_CONFIG = Path(__file__).with_name("schemathesis_stateful.toml")
 LINKS_COVERED = re.compile(r"API Links:\s+(\d+) covered / (\d+) selected / (\d+) total")
 
 
 def run_schemathesis(api: str, report_dir: Path, *options: str, config: Path | None = None,
-                     phases: str = "examples,fuzzing,stateful") -> subprocess.CompletedProcess:
+                     phases: str = "examples,fuzzing,stateful", env: dict[str, str] | None = None,
+                     ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(ST), *(["--config-file", str(config)] if config else []), "run", f"{api}/openapi.json", "--url", api,
          "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
@@ -59,7 +66,7 @@ def run_schemathesis(api: str, report_dir: Path, *options: str, config: Path | N
          "-H", f"Authorization: Bearer {SECURED_KEY}",
          "--report", "junit", "--report-dir", str(report_dir), "--no-color", "--output-truncate", "false"],
         capture_output=True, text=True, timeout=900, cwd=ROOT,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.reliability.fuzz_hooks",
+        env={**os.environ, **(env or {}), "SCHEMATHESIS_HOOKS": "tests.reliability.fuzz_hooks",
              "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
 
 
@@ -100,3 +107,20 @@ def test_stateful_chains_follow_the_links_between_assistants_threads_runs_and_th
     covered, selected, _ = map(int, LINKS_COVERED.search(result.stdout).groups())
     print(f"stateful: {covered} of {selected} links covered in {time.monotonic() - started:.0f} s")
     assert covered >= MIN_LINKS_COVERED, summary
+
+
+def test_stateful_chains_through_a_workspaces_files_processes_and_snapshots(
+        secured_system: str, tmp_path: Path) -> None:
+    """The operator API's workspaces along their links: create -> exec, processes, files (write ->
+    read, stat, delete), archives, snapshots (take -> diff, restore, delete) -> delete. The
+    fuzzer's workspaces are recycled (three kept) and the run ends after WORKSPACE_CALL_BUDGET
+    calls (fuzz_hooks.py): 0 server errors, every body on its schema."""
+    started = time.monotonic()
+    result = run_schemathesis(secured_system, tmp_path, "--include-path-regex", WORKSPACES, "--mode", "positive",
+                              config=STATEFUL_CONFIG, phases="stateful",
+                              env={"QUADRACODE_FUZZ_CALL_BUDGET": str(WORKSPACE_CALL_BUDGET)})
+    summary = result.stdout[-20000:]
+    assert result.returncode == 0, summary + result.stderr[-4000:]
+    covered, selected, _ = map(int, LINKS_COVERED.search(result.stdout).groups())
+    print(f"workspaces: {covered} of {selected} links covered in {time.monotonic() - started:.0f} s")
+    assert covered >= MIN_WORKSPACE_LINKS_COVERED, summary
