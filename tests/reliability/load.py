@@ -30,6 +30,9 @@ from psycopg.rows import dict_row
 STREAM_RECONNECT_WARNING = pytest.mark.filterwarnings(
     "ignore:Reconnecting without a Last-Event-ID:UserWarning")
 TERMINAL = ("success", "error", "interrupted", "timeout")
+STOP_WAIT_S = 60.0
+"""How long ``Load.stop`` waits for the calls in flight to end (each is a run of ~0.1 s, a store
+put, or a delegation of seconds); past it, they are named in ``Load.stuck``, not waited on."""
 TASK_ENDED = ("succeeded", "failed", "cancelled")
 
 
@@ -54,6 +57,8 @@ class Load:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.started = time.monotonic()
+        self.waiting: dict[int, str] = {}  # worker -> the call it is in (for a load that will not stop)
+        self.stuck: list[str] = []
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
@@ -61,7 +66,14 @@ class Load:
             self._tasks.append(asyncio.create_task(self._delegator()))
 
     async def stop(self) -> None:
+        """Stop, waiting STOP_WAIT_S at most for the calls in flight; those still waiting then (a
+        join of a run that never ends, say) are cancelled and named in ``stuck``, so a test
+        fails with what hung instead of running into its own timeout."""
         self._stop.set()
+        _, pending = await asyncio.wait(self._tasks, timeout=STOP_WAIT_S) if self._tasks else (set(), set())
+        self.stuck = [self.waiting.get(self._tasks.index(task), "a call") for task in pending]
+        for task in pending:
+            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def acknowledged_at_least(self, n: int) -> bool:
@@ -96,23 +108,26 @@ class Load:
                 self.acked.threads.add(thread)
             n += 1
             kind = ("run", "stream", "store")[(n + index) % 3]
+            self.waiting[index] = f"{kind} on thread {thread}"
             if kind == "run":
-                await self._call(kind, self._run(thread))
+                await self._call(kind, self._run(index, thread))
             elif kind == "stream":
-                await self._call(kind, self._stream(thread))
+                await self._call(kind, self._stream(index, thread))
             else:
                 await self._call(kind, self._store(thread))
 
-    async def _run(self, thread: str) -> None:
+    async def _run(self, index: int, thread: str) -> None:
         run = await self.client.runs.create(thread, "echo", input={"items": []}, multitask_strategy="enqueue")
         self.acked.runs[run["run_id"]] = thread
+        self.waiting[index] = f"join of run {run['run_id']} on thread {thread}"
         await self.client.runs.join(thread, run["run_id"])
 
-    async def _stream(self, thread: str) -> None:
+    async def _stream(self, index: int, thread: str) -> None:
         async for part in self.client.runs.stream(thread, "echo", input={"items": []}, stream_mode="values",
                                                   multitask_strategy="enqueue"):
             if part.event == "metadata":
                 self.acked.runs[part.data["run_id"]] = thread
+                self.waiting[index] = f"stream of run {part.data['run_id']} on thread {thread}"
 
     async def _store(self, thread: str) -> None:
         namespace, key = ("faults", thread[:8]), uuid.uuid4().hex
@@ -124,6 +139,7 @@ class Load:
             created = await self._call("thread", self.client.threads.create())
             if created is None:
                 continue
+            self.waiting[self.workers] = f"delegation on thread {created['thread_id']}"
             task = await self._call("agent_task", delegate(self.client, created["thread_id"]))
             if task:
                 self.acked.tasks.add(task)
@@ -178,9 +194,14 @@ async def audit(database_url: str, load: Load) -> list[str]:
     missing = set(acked.runs) - set(found)
     if missing:
         problems.append(f"{len(missing)} acknowledged runs missing: {sorted(missing)[:3]}")
+    if load.stuck:
+        problems.append(f"calls still waiting {STOP_WAIT_S:.0f} s after the load stopped: {load.stuck}")
     open_runs = [r["run_id"] for r in rows if r["status"] not in TERMINAL]
     if open_runs:
-        problems.append(f"{len(open_runs)} runs not terminal: {open_runs[:3]}")
+        details = await query(database_url, "SELECT run_id::text AS run_id, status, executor, attempt, executor_deaths, "
+                                            "started_at, updated_at FROM qr_runs WHERE run_id = ANY(%s::uuid[])",
+                              open_runs[:3])
+        problems.append(f"{len(open_runs)} runs not terminal: {details}")
     # The load's runs cannot fail on their own: one that ended otherwise was lost to the fault.
     failed = [r["run_id"] for r in rows if r["status"] in ("error", "timeout", "interrupted")]
     if failed:
