@@ -189,7 +189,8 @@ class FleetManager:
                         how = "its constructor raised" if exc.actor_init_failed else f"its process died at each of {attempt} starts"
                         raise AgentStartFailed(f"agent {agent_id!r} failed to start ({how}); it was removed: "
                                                f"{exc}") from None
-                    # Dead before start answered: its name is free again, and nothing was handed out.
+                    # Dead before start answered: its name is free again, and a registration it made
+                    # is replaced by the new process's own.
                     self.start_retries += 1
                     attempt += 1
                     log.warning("agent %s: its process died while starting; starting it once more: %s",

@@ -12,9 +12,9 @@ from typing import Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 DEFAULT_WORKSPACE = "default"
+"""The workspace that always exists: the orchestrator's own, and agents' unless they are given another."""
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 """An environment variable name a workspace command may be given (checked with re.fullmatch)."""
-"""The workspace that always exists: the orchestrator's own, and agents' unless they are given another."""
 
 
 class WorkspaceError(RuntimeError):
