@@ -182,25 +182,25 @@ class FleetManager:
                     {**request.metadata, "hotpath": request.hotpath})
                 try:
                     return await asyncio.wait_for(handle.start.remote(), timeout=START_TIMEOUT_S), handle
-                except ray.exceptions.ActorDiedError as exc:
-                    ray.kill(handle, no_restart=True)
-                    if exc.actor_init_failed or attempt == START_ATTEMPTS:
-                        await self._ended(agent_id, "failed to start")
-                        how = "its constructor raised" if exc.actor_init_failed else f"its process died at each of {attempt} starts"
-                        raise AgentStartFailed(f"agent {agent_id!r} failed to start ({how}); it was removed: "
-                                               f"{exc}") from None
-                    # Dead before start answered: its name is free again, and a registration it made
-                    # is replaced by the new process's own.
-                    self.start_retries += 1
-                    attempt += 1
-                    log.warning("agent %s: its process died while starting; starting it once more: %s",
-                                agent_id, exc)
                 except BaseException as exc:
                     ray.kill(handle, no_restart=True)
+                    died = isinstance(exc, ray.exceptions.ActorDiedError)
+                    if died and not exc.actor_init_failed and attempt < START_ATTEMPTS:
+                        # Dead before start answered: its name is free again, and a registration it
+                        # made is replaced by the new process's own.
+                        self.start_retries += 1
+                        attempt += 1
+                        log.warning("agent %s: its process died while starting; starting it once more: %s",
+                                    agent_id, exc)
+                        continue
                     await self._ended(agent_id, "failed to start")
                     if isinstance(exc, TimeoutError):
                         raise AgentStartTimeout(f"agent {agent_id!r} did not start within {START_TIMEOUT_S:.0f} s "
                                                 "(the machine may be short of CPU); it was removed, try again") from None
+                    if died:
+                        how = "its constructor raised" if exc.actor_init_failed else f"its process died at each of {attempt} starts"
+                        raise AgentStartFailed(f"agent {agent_id!r} failed to start ({how}); it was removed: "
+                                               f"{exc}") from None
                     raise
         finally:
             self.starting -= 1

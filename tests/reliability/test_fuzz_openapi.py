@@ -70,6 +70,21 @@ def run_schemathesis(api: str, report_dir: Path, *options: str, config: Path | N
              "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
 
 
+def focused_stateful_run(api: str, report_dir: Path, paths: str,
+                         env: dict[str, str] | None = None) -> tuple[int, str]:
+    """The stateful phase alone over the operations under ``paths``, valid inputs only, with the
+    focused config; it must pass. The links it covered, and the end of its output."""
+    started = time.monotonic()
+    # --mode positive as well as the config's: the command line's default (all) overrides the file
+    result = run_schemathesis(api, report_dir, "--include-path-regex", paths, "--mode", "positive",
+                              config=STATEFUL_CONFIG, phases="stateful", env=env)
+    summary = result.stdout[-20000:]
+    assert result.returncode == 0, summary + result.stderr[-4000:]
+    covered, selected, _ = map(int, LINKS_COVERED.search(result.stdout).groups())
+    print(f"{paths}: {covered} of {selected} links covered in {time.monotonic() - started:.0f} s")
+    return covered, summary
+
+
 def test_schemathesis_finds_no_server_error_and_no_body_off_schema(secured_system: str, tmp_path: Path) -> None:
     # the first /openapi.json builds the document (and the graphs' schemas): seconds on a loaded machine
     spec = httpx.get(f"{secured_system}/openapi.json", headers={"Authorization": f"Bearer {SECURED_KEY}"},
@@ -98,14 +113,7 @@ def test_stateful_chains_follow_the_links_between_assistants_threads_runs_and_th
     covered 5 of 532); here it gets the main resources alone, valid inputs (producers must succeed
     for a chain to go on) and our links only: assistant -> thread -> run -> state, history, join,
     cancel; assistant -> runs; store item -> search, namespaces, delete."""
-    started = time.monotonic()
-    # --mode positive as well as the config's: the command line's default (all) overrides the file
-    result = run_schemathesis(secured_system, tmp_path, "--include-path-regex", MAIN_RESOURCES, "--mode", "positive",
-                              config=STATEFUL_CONFIG, phases="stateful")
-    summary = result.stdout[-20000:]
-    assert result.returncode == 0, summary + result.stderr[-4000:]
-    covered, selected, _ = map(int, LINKS_COVERED.search(result.stdout).groups())
-    print(f"stateful: {covered} of {selected} links covered in {time.monotonic() - started:.0f} s")
+    covered, summary = focused_stateful_run(secured_system, tmp_path, MAIN_RESOURCES)
     assert covered >= MIN_LINKS_COVERED, summary
 
 
@@ -115,12 +123,6 @@ def test_stateful_chains_through_a_workspaces_files_processes_and_snapshots(
     read, stat, delete), archives, snapshots (take -> diff, restore, delete) -> delete. The
     fuzzer's workspaces are recycled (three kept) and the run ends after WORKSPACE_CALL_BUDGET
     calls (fuzz_hooks.py): 0 server errors, every body on its schema."""
-    started = time.monotonic()
-    result = run_schemathesis(secured_system, tmp_path, "--include-path-regex", WORKSPACES, "--mode", "positive",
-                              config=STATEFUL_CONFIG, phases="stateful",
-                              env={"QUADRACODE_FUZZ_CALL_BUDGET": str(WORKSPACE_CALL_BUDGET)})
-    summary = result.stdout[-20000:]
-    assert result.returncode == 0, summary + result.stderr[-4000:]
-    covered, selected, _ = map(int, LINKS_COVERED.search(result.stdout).groups())
-    print(f"workspaces: {covered} of {selected} links covered in {time.monotonic() - started:.0f} s")
+    covered, summary = focused_stateful_run(secured_system, tmp_path, WORKSPACES,
+                                            env={"QUADRACODE_FUZZ_CALL_BUDGET": str(WORKSPACE_CALL_BUDGET)})
     assert covered >= MIN_WORKSPACE_LINKS_COVERED, summary
