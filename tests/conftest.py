@@ -79,17 +79,29 @@ def pg_admin_url() -> Iterator[str]:
     server.stop()
 
 
+@contextlib.contextmanager
+def new_database(pg_admin_url: str, prefix: str, *, template: str | None = TEMPLATE_DB,
+                 drop: bool = True) -> Iterator[str]:
+    """A new database of the session's server (a copy of the migrated template, or blank with
+    ``template=None``), dropped afterwards unless ``drop`` is false; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = EmbeddedPostgres.url_for(pg_admin_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    try:
+        yield EmbeddedPostgres.url_for(pg_admin_url, name)
+    finally:
+        if drop:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="module")
 def database_url(pg_admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, fully migrated database for this test module."""
     module = re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())[:30]
-    name = f"t_{module}_{uuid.uuid4().hex[:8]}"
-    admin = EmbeddedPostgres.url_for(pg_admin_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-    yield EmbeddedPostgres.url_for(pg_admin_url, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database(pg_admin_url, f"t_{module}") as url:
+        yield url
 
 
 # --- Ray ---------------------------------------------------------------------------------------

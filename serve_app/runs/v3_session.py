@@ -2,10 +2,18 @@
 stored run events: the tape the thread's runs published, read in run order.
 
 A :class:`V3Session` is fed the tape run by run (``start_run``, ``ingest`` each stored event,
-``end_run`` with the run's end) and returns the wire events, numbered by ``seq`` from 1. The
-same tape always gives the same events with the same ``seq`` and ``event_id``, so a client that
+``end_run`` with the run's end) and returns the wire events, numbered by ``seq``. The same
+tape always gives the same events with the same ``seq`` and ``event_id``, so a client that
 reconnects with ``since`` (on any replica, after the death of the one it was on) gets exactly
 what it missed: the stream replays the thread's tape and sends only ``seq > since``.
+
+A run's events are numbered in a block of its own: run ``n`` of the thread (its
+``tape_ordinal``, fixed when it was queued) numbers from ``n * RUN_BLOCK``, and its end (the
+root's terminal lifecycle, and what follows it) from the last ``END_RESERVE`` numbers of the
+block. So what one run's replay lacks changes no other run's numbers and never hides its end:
+a rolled-back run is deleted with its events, and a run that was not stored (not resumable)
+replays only its end once its host forgot its events. The SDK only needs ``seq`` to grow; it
+stays below 2**53 (exact in JavaScript) for 2**23 runs a thread.
 
 Wire events are ``{"type": "event", "event_id", "seq", "method", "params": {"namespace",
 "timestamp", "data"[, "node"]}}``, as the official server sends them. Per run: a root
@@ -33,6 +41,8 @@ from serve_app.runs.v3_state import state_payload
 CHANNELS = frozenset({"values", "updates", "checkpoints", "messages", "tools", "custom",
                       "lifecycle", "input", "tasks"})
 CANCELLED = "Run was cancelled"
+RUN_BLOCK = 2**30
+END_RESERVE = 2**20
 
 
 def supported_channel(value: Any) -> bool:
@@ -133,6 +143,7 @@ class V3Session:
         self._source = ""
         self._source_count = 0
         self._out: list[dict] = []
+        self._block_end: int | None = None  # where the current run's numbers end
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -143,9 +154,16 @@ class V3Session:
         self._holding = False  # an interrupt was asked: the run's events wait for its end
 
     # --- the tape --------------------------------------------------------------------------------
-    def start_run(self, run_id: str, graph_name: str) -> list[dict]:
+    def start_run(self, run_id: str, graph_name: str, ordinal: int | None = None) -> list[dict]:
+        """A run begins; ``ordinal``: its ``tape_ordinal`` (None: number on from the last run,
+        for a tape whose runs have none)."""
         self._run_id, self._graph = run_id, graph_name or "root"
         self._reset_run()
+        if ordinal is not None:
+            self.seq = max(self.seq, ordinal * RUN_BLOCK)
+            self._block_end = (ordinal + 1) * RUN_BLOCK
+        else:
+            self._block_end = None
         self._namespaces[()] = ["running", self._graph]
         self._emit("lifecycle", [], {"event": "running", "graph_name": self._graph},
                    event_id=self._synth("lc", "", "running"))
@@ -161,7 +179,7 @@ class V3Session:
         method, *namespace = name.split("|")
         if method == "error":
             message = payload.get("message", str(payload)) if isinstance(payload, dict) else str(payload)
-            self._terminal = True
+            self._end_of_run()
             self._lifecycle([], "failed", error=message)
         elif isinstance(payload, dict) and payload.get("type") == "event" and isinstance(payload.get("params"), dict):
             self._protocol_event(payload.get("method") or method, payload["params"], namespace)
@@ -175,7 +193,7 @@ class V3Session:
         self._source = ""
         self._holding = False
         if not self._terminal:
-            self._terminal = True
+            self._end_of_run()
             for namespace in sorted((ns for ns, (st, _) in self._namespaces.items() if ns and st == "started"),
                                     key=len, reverse=True):
                 self._lifecycle(list(namespace), "completed")
@@ -280,6 +298,8 @@ class V3Session:
             interrupt_id = request["interrupt_id"]
             if interrupt_id in self.pending_interrupts:
                 continue
+            if not self._terminal:
+                self._end_of_run()
             self.pending_interrupts[interrupt_id] = list(namespace)
             self._emit("input.requested", namespace, request,
                        event_id=self._synth("input", "\0".join(namespace), interrupt_id))
@@ -290,7 +310,6 @@ class V3Session:
             # the SDK reads the thread's state on seeing them, and the run's checkpoints (written
             # in the background) and its row are all committed only then.
             self._lifecycle([], "interrupted")
-            self._terminal = True
             self._holding = True
 
     def _tool_output_message(self, namespace: list[str], data: dict) -> None:
@@ -370,6 +389,13 @@ class V3Session:
         return node
 
     # --- events ----------------------------------------------------------------------------------
+    def _end_of_run(self) -> None:
+        """The run's root ends (failed, interrupted, or its end): number on in the block's end
+        reserve, where a replay that lacks some of the run's events numbers its end too."""
+        self._terminal = True
+        if self._block_end is not None:
+            self.seq = max(self.seq, self._block_end - END_RESERVE)
+
     def _synth(self, *parts: str) -> str:
         return f"synth:{self._run_id}:{'|'.join(parts)}"
 

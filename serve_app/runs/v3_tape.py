@@ -25,14 +25,14 @@ from serve_app.runs.v3_session import V3Session
 
 POLL_LISTENING_S = 5.0
 POLL_S = 0.5
-_RUN_COLUMNS = "run_id, thread_id, executor, status, attempt, kwargs, assistant_id"
+_RUN_COLUMNS = "run_id, thread_id, executor, status, attempt, kwargs, assistant_id, tape_ordinal"
 
 
 async def _runs(context: AppContext, thread_id: str) -> list[dict]:
     pool = await context.ready()
     async with pool.connection() as conn:
         return await (await conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM qr_runs WHERE thread_id = %s ORDER BY created_at, run_id",
+            f"SELECT {_RUN_COLUMNS} FROM qr_runs WHERE thread_id = %s ORDER BY tape_ordinal, run_id",
             (thread_id,))).fetchall()
 
 
@@ -57,7 +57,8 @@ async def thread_tape(context: AppContext, hub: ThreadWatchHub, thread_id: str,
             for run in runs:
                 run_id = str(run["run_id"])
                 seen.add(run_id)
-                yield session.start_run(run_id, (run.get("kwargs") or {}).get("graph_id") or "root")
+                yield session.start_run(run_id, (run.get("kwargs") or {}).get("graph_id") or "root",
+                                        run["tape_ordinal"])
                 ended = False
                 async for items in run_events(context, run, after=-1):
                     batch: list[dict] = []

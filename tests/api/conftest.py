@@ -7,30 +7,24 @@ apart by creating their own assistants and threads.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import httpx
-import psycopg
 import pytest
 
-from quadracode_ray.persistence.embedded import EmbeddedPostgres
 from tests.api.graphs import TEST_GRAPHS
 
 # The session's store has a semantic index on the scripted model's offline embeddings (the
 # oracle's official server gets the same index: tests/api/oracle/embed.py). ``official_url``,
 # the official server for the comparison modules, is one session fixture for all of them.
 from tests.api.oracle.server import STORE_INDEX_DIMS, official_url  # noqa: E402, F401
-from tests.conftest import TEMPLATE_DB
+from tests.conftest import new_database
 
 
 @pytest.fixture(scope="session")
 def api_database_url(pg_admin_url: str) -> Iterator[str]:
-    name = f"t_api_{uuid.uuid4().hex[:8]}"
-    admin = EmbeddedPostgres.url_for(pg_admin_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-    yield EmbeddedPostgres.url_for(pg_admin_url, name)
+    with new_database(pg_admin_url, "t_api", drop=False) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

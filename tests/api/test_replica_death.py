@@ -155,9 +155,61 @@ async def test_a_v3_session_reconnects_with_since_after_the_replicas_death(fragi
     assert _completed(after), after
     whole = await _v3_events(fragile_url, thread_id, None, _completed, "whole replay")
     got = before + after
-    assert [e["seq"] for e in got] == list(range(1, len(got) + 1))  # nothing lost, nothing twice
+    assert [e["seq"] for e in got] == sorted({e["seq"] for e in got})  # in order, none twice
     assert [(e["seq"], e["event_id"], e["method"]) for e in got] == \
         [(e["seq"], e["event_id"], e["method"]) for e in whole]
     assert [e["params"]["data"] for e in got if e["method"] == "values"] == [
         {"items": ["x"], "sleep": 3}, {"items": ["x", "a"], "sleep": 3}]
 
+
+
+def _root(events: list[dict], phase: str) -> list[dict]:
+    return [e for e in events if e["method"] == "lifecycle" and not e["params"]["namespace"]
+            and e["params"]["data"]["event"] == phase]
+
+
+async def test_a_v3_session_resumes_past_a_rolled_back_run_on_a_new_replica(fragile_url: str) -> None:
+    """A rollback deletes its run with its events, so the successor replica's tape lacks a run the
+    client saw live: the events after the client's ``since`` are still exactly the later runs'
+    (each run is numbered in a block of its own, fixed when it was queued)."""
+    client = get_client(url=fragile_url)
+    thread_id = str(uuid.uuid4())
+
+    async def v3_run(items: list[str]) -> None:
+        async with httpx.AsyncClient(base_url=fragile_url, timeout=60) as http:
+            started = await http.post(f"/threads/{thread_id}/commands", json={
+                "id": 1, "method": "run.start", "params": {"assistant_id": "echo", "input": {"items": items}}})
+        assert started.json()["type"] == "success", started.text
+
+    await v3_run(["first"])
+    seen = await _v3_events(fragile_url, thread_id, None, _completed, "the first run")
+    assert _completed(seen), seen
+    doomed = await client.runs.create(thread_id, "echo", input={"items": ["doomed"], "sleep": 60})
+
+    def doomed_is_in_its_slow_node(events: list[dict]) -> bool:
+        return any(e["method"] == "values" and "doomed" in e["params"]["data"].get("items", []) for e in events)
+
+    seen += await _v3_events(fragile_url, thread_id, seen[-1]["seq"], doomed_is_in_its_slow_node, "the doomed run")
+    assert doomed_is_in_its_slow_node(seen), seen
+    await client.runs.create(thread_id, "echo", input={"items": ["after"]}, multitask_strategy="rollback")
+    seen += await _v3_events(fragile_url, thread_id, seen[-1]["seq"], _completed, "the run after the rollback")
+    assert _completed(seen) and len(_root(seen, "running")) == 3, seen
+
+    async def rolled_back() -> bool:
+        return doomed["run_id"] not in {run["run_id"] for run in await client.runs.list(thread_id)}
+
+    await eventually(rolled_back, timeout=60, what="the rolled-back run deleted")
+    (old_pid,) = _replica_pids()
+    os.kill(old_pid, signal.SIGKILL)  # the tape the client saw live dies with the replica
+    await eventually(lambda: _answers(fragile_url), timeout=90, what="Serve's new replica", interval=0.25)
+    assert old_pid not in _replica_pids()
+    await v3_run(["last"])
+    after = await _v3_events(fragile_url, thread_id, seen[-1]["seq"], _completed, "after the death")
+    # The new run whole, from its start: none of its events numbered at or below the cursor.
+    assert _completed(after) and after[0] == _root(after, "running")[0] and len(_root(after, "running")) == 1, after
+    assert any(e["method"] == "values" and "last" in e["params"]["data"].get("items", []) for e in after), after
+    whole = await _v3_events(fragile_url, thread_id, None, lambda events: len(_root(events, "completed")) == 3,
+                             "whole replay")
+    assert len(_root(whole, "running")) == 3  # the rolled-back run is gone from the tape
+    assert [(e["seq"], e["event_id"]) for e in whole if e["seq"] > seen[-1]["seq"]] == \
+        [(e["seq"], e["event_id"]) for e in after]

@@ -13,19 +13,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
-from quadracode_ray.persistence.embedded import EmbeddedPostgres
 from tests.api.conformance.known_gaps import KNOWN_GAPS, RACY
 from tests.api.conftest import undeploy
-from tests.conftest import TEMPLATE_DB
+from tests.conftest import new_database
 from tests.polling import eventually_sync
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,29 +43,23 @@ def suite_dir() -> Path:
 @pytest.fixture(scope="module")
 def conformance_url(pg_admin_url: str, serve_http_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     suite = suite_dir()
-    name = f"t_sdk_{uuid.uuid4().hex[:8]}"
-    admin = EmbeddedPostgres.url_for(pg_admin_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-    database_url = EmbeddedPostgres.url_for(pg_admin_url, name)
-    from ray import serve
+    with new_database(pg_admin_url, "t_sdk") as database_url:
+        from ray import serve
 
-    from serve_app.app import build_app
+        from serve_app.app import build_app
 
-    serve.run(build_app({"settings": {"database_url": database_url,
-                                      "data_dir": str(tmp_path_factory.mktemp("sdk-data")),
-                                      "graphs_file": str(suite / "server" / "langgraph.json"),
-                                      "run_sweep_interval_s": 1.0},
-                         "fabric": False}),
-              name=APP, route_prefix=PREFIX, blocking=False)
-    url = f"http://127.0.0.1:{serve_http_port}{PREFIX}"
-    eventually_sync(lambda: _answers(url), timeout=120, what=f"{url}/ok")
-    try:
-        yield url
-    finally:
-        undeploy(APP, database_url)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        serve.run(build_app({"settings": {"database_url": database_url,
+                                          "data_dir": str(tmp_path_factory.mktemp("sdk-data")),
+                                          "graphs_file": str(suite / "server" / "langgraph.json"),
+                                          "run_sweep_interval_s": 1.0},
+                             "fabric": False}),
+                  name=APP, route_prefix=PREFIX, blocking=False)
+        url = f"http://127.0.0.1:{serve_http_port}{PREFIX}"
+        eventually_sync(lambda: _answers(url), timeout=120, what=f"{url}/ok")
+        try:
+            yield url
+        finally:
+            undeploy(APP, database_url)
 
 
 def _answers(url: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from serve_app.runs.v3_session import CANCELLED, V3Session, parse_filter
+from serve_app.runs.v3_session import CANCELLED, END_RESERVE, RUN_BLOCK, V3Session, parse_filter
 
 
 def _protocol(method: str, data, namespace=(), **params) -> bytes:
@@ -65,6 +65,78 @@ def test_the_same_tape_gives_the_same_seq_and_event_ids() -> None:
     assert [(e["seq"], e["event_id"], e["method"]) for e in first] == \
         [(e["seq"], e["event_id"], e["method"]) for e in second]
     assert len({e["event_id"] for e in first}) == len(first)
+
+
+SIMPLE_RUN = [("values", _protocol("values", {"items": ["x"]})), ("updates", _protocol("updates", {"add": {}})),
+              ("values", _protocol("values", {"items": ["x", "a"]}))]
+
+
+def _play_runs(session: V3Session, runs: list[tuple[int, list, str]]) -> list[dict]:
+    """Runs (tape_ordinal, stored events, end status) one after another, as the tape reads them."""
+    events: list[dict] = []
+    for ordinal, stored, status in runs:
+        run_id = f"r{ordinal}"
+        events += session.start_run(run_id, "agent", ordinal)
+        for k, (name, data) in enumerate(stored):
+            events += session.ingest(name, data, f"{run_id}:{k}")
+        events += session.end_run(status, {"items": ["x", "a"]}, False)
+    return events
+
+
+def _key(event: dict) -> tuple:
+    """An event as a client tells it apart (its timestamp is the time it was made)."""
+    return event["seq"], event["event_id"], event["method"], orjson.dumps(event["params"]["data"])
+
+
+def _by_run(events: list[dict], run_id: str) -> list[tuple]:
+    return [_key(e) for e in events if e["event_id"].startswith((f"{run_id}:", f"synth:{run_id}:"))]
+
+
+def test_each_run_is_numbered_in_its_own_block_and_its_end_at_the_blocks_end() -> None:
+    events = _play_runs(V3Session(), [(1, SIMPLE_RUN, "success"), (2, SIMPLE_RUN, "success")])
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs))  # strictly growing
+    first, second = events[:len(events) // 2], events[len(events) // 2:]
+    assert [e["seq"] for e in first[:-1]] == list(range(RUN_BLOCK + 1, RUN_BLOCK + len(first)))
+    assert first[-1]["params"]["data"]["event"] == "completed" and first[-1]["seq"] == 2 * RUN_BLOCK - END_RESERVE + 1
+    assert second[0]["seq"] == 2 * RUN_BLOCK + 1 and second[-1]["seq"] == 3 * RUN_BLOCK - END_RESERVE + 1
+    assert seqs[-1] < 2**53  # exact for a JavaScript client
+
+
+def test_a_deleted_run_changes_no_other_runs_numbers() -> None:
+    """A rollback deletes its run and the run's events: a reader that replays the thread after it
+    numbers the later runs as the reader that saw the deleted run live did, so a client resuming
+    with ``since`` misses nothing."""
+    live = _play_runs(V3Session(), [(1, SIMPLE_RUN, "success"), (2, SIMPLE_RUN[:1], "interrupted"),
+                                    (3, SIMPLE_RUN, "success"), (4, SIMPLE_RUN, "success")])
+    replayed = _play_runs(V3Session(), [(1, SIMPLE_RUN, "success"), (3, SIMPLE_RUN, "success"),
+                                        (4, SIMPLE_RUN, "success")])
+    for run_id in ("r1", "r3", "r4"):
+        assert _by_run(live, run_id) == _by_run(replayed, run_id)
+    since = _by_run(live, "r3")[-1][0]
+    assert [_key(e) for e in replayed if e["seq"] > since] == [_key(e) for e in live if e["seq"] > since] != []
+
+
+def test_a_run_replayed_without_its_events_still_sends_its_end_after_any_cursor_inside_it() -> None:
+    """A run that was not stored (not resumable) replays only its start and end once its host
+    forgot its events: a client that left in its middle still gets its end, at the same seq."""
+    live = _play_runs(V3Session(), [(1, SIMPLE_RUN, "error"), (2, SIMPLE_RUN, "success")])
+    forgotten = _play_runs(V3Session(), [(1, [], "error"), (2, SIMPLE_RUN, "success")])
+    since = _by_run(live, "r1")[1][0]  # the client saw the run's start and its first event
+    resent = [_key(e) for e in forgotten if e["seq"] > since]
+    assert resent == [_key(e) for e in live if e["seq"] > since][len(SIMPLE_RUN) - 1:]
+    assert orjson.loads(resent[0][3])["event"] == "failed"
+
+
+def test_an_interrupt_is_numbered_at_its_runs_end() -> None:
+    session = V3Session()
+    events = session.start_run("r5", "agent", 5)
+    for k, (name, data) in enumerate(TAPE):
+        events += session.ingest(name, data, f"r5:{k}")
+    events += session.end_run("success", {"__interrupt__": [{"id": "i1"}]}, True)
+    requested = next(e for e in events if e["method"] == "input.requested")
+    assert requested["seq"] == 6 * RUN_BLOCK - END_RESERVE + 1
+    assert [e["seq"] for e in events] == sorted({e["seq"] for e in events})
 
 
 def test_a_cancelled_run_fails_with_the_reason_and_closes_its_subgraphs() -> None:

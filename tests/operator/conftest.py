@@ -13,13 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from quadracode_ray.config import Settings
-from quadracode_ray.persistence.embedded import EmbeddedPostgres
 from tests.api.conftest import undeploy
-from tests.conftest import TEMPLATE_DB
+from tests.conftest import new_database
 from tests.e2e.conftest import FAST_TIMERS, REAL_PARTS, SMALL_SANDBOX
 
 FLEET_CAP = 2
@@ -30,13 +28,8 @@ BOB_KEY = "bob-" + uuid.uuid4().hex
 
 @pytest.fixture(scope="package")
 def operator_database_url(pg_admin_url: str) -> Iterator[str]:
-    name = f"t_operator_{uuid.uuid4().hex[:8]}"
-    admin = EmbeddedPostgres.url_for(pg_admin_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-    yield EmbeddedPostgres.url_for(pg_admin_url, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database(pg_admin_url, "t_operator") as url:
+        yield url
 
 
 @pytest.fixture(scope="package")
