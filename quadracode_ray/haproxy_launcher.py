@@ -11,7 +11,8 @@ itself with the real binary (``execv``: same pid and argv, so Serve's checks of 
 its ``-sf`` reloads and its cmdline scan work as before; the death signal survives ``execv``).
 SIGKILL, not SIGTERM: HAProxy holds no state of its own to write (Serve saves the server state).
 Before that it makes the 502/503/504 page the config names a 503 with Retry-After (Serve's is a
-500) and has HAProxy replay a GET the dying replica held (haproxy_errors.py).
+500), has HAProxy replay a GET the dying replica held, and turns HAProxy's splicing off so that a
+client's close reaches the replica (haproxy_errors.py).
 Standard library only: it runs at every HAProxy start and reload.
 """
 
@@ -22,7 +23,12 @@ import os
 import signal
 import sys
 
-from quadracode_ray.haproxy_errors import config_path, retry_safe_requests, unavailable_error_pages
+from quadracode_ray.haproxy_errors import (
+    client_close_reaches_the_server,
+    config_path,
+    retry_safe_requests,
+    unavailable_error_pages,
+)
 
 LAUNCHER = "quadracode-haproxy"
 """This launcher's console script, installed beside its environment's python."""
@@ -52,6 +58,7 @@ def main() -> None:
     if config:
         unavailable_error_pages(config)
         retry_safe_requests(config)
+        client_close_reaches_the_server(config)
     os.execv(real, [real, *sys.argv[1:]])
 
 

@@ -13,7 +13,13 @@ from collections.abc import Iterator
 
 import httpx
 
-from quadracode_ray.haproxy_errors import RETRY_AFTER_S, config_path, unavailable_error_pages
+from quadracode_ray.haproxy_errors import (
+    NOSPLICE_MARK,
+    RETRY_AFTER_S,
+    client_close_reaches_the_server,
+    config_path,
+    unavailable_error_pages,
+)
 from quadracode_ray.haproxy_launcher import REAL_BINARY_VAR
 from quadracode_ray.serve_ingress import haproxy_binary, haproxy_launcher
 from tests.conftest import free_port
@@ -37,6 +43,16 @@ def test_the_pages_a_config_names_are_rewritten_and_nothing_else(tmp_path):
     assert unavailable_error_pages(tmp_path / "missing.cfg") == []
     assert config_path(["haproxy", "-db", "-f", str(cfg), "-sf", "1"]) == str(cfg)
     assert config_path(["haproxy", "-v"]) is None
+
+
+def test_splicing_is_turned_off_once_in_the_global_section(tmp_path):
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text("global\n    maxconn 4096\ndefaults\n    mode http\n    option splice-request\n")
+    assert client_close_reaches_the_server(cfg) == 1
+    assert cfg.read_text().startswith(f"global\n    nosplice  {NOSPLICE_MARK}")
+    assert client_close_reaches_the_server(cfg) == 0  # a reload's second pass changes nothing
+    assert cfg.read_text().count("nosplice") == 1
+    assert client_close_reaches_the_server(tmp_path / "missing.cfg") == 0
 
 
 def test_haproxy_started_by_the_launcher_answers_503_with_retry_after_when_no_server_answers(tmp_path):
