@@ -42,15 +42,36 @@ def _stream(context: AppContext, run: dict, body: RunCreate, *, stateless: bool 
                            headers=run_location_headers(run, "stream", stateless=stateless))
 
 
-async def _wait(context: AppContext, run: dict, body: RunCreate) -> Response:
+async def _wait(context: AppContext, run: dict, body: RunCreate, request: Request) -> Response:
+    # The run was created with push=False: this call starts it and answers with its output.
+    waiting = asyncio.ensure_future(service.final_output_json(context, run, start=True))
+    if body.on_disconnect != "cancel":
+        output = await waiting
+        return raw_json_response(output, headers=run_location_headers(run, "join"))
+    # Serve cancels a request whose client disconnects, but not always: with Serve's Python proxy
+    # its cancel of the replica's call now and then never reached this handler (the request then
+    # waited out its run; 2 of 2 ten-round runs of the lifecycle test), so the client's departure
+    # is also watched here, on the request's own ASGI channel.
+    watching = asyncio.ensure_future(_client_gone(request))
     try:
-        # The run was created with push=False: this call starts it and answers with its output.
-        output = await service.final_output_json(context, run, start=True)
-    except asyncio.CancelledError:  # Serve cancels the request when its client disconnects
-        if body.on_disconnect == "cancel":
-            service.detached(service.cancel_run(context, str(run["run_id"]), run["executor"]))
+        await asyncio.wait((waiting, watching), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        waiting.cancel()
+        watching.cancel()
+        service.detached(service.cancel_run(context, str(run["run_id"]), run["executor"]))
         raise
-    return raw_json_response(output, headers=run_location_headers(run, "join"))
+    if not waiting.done():
+        waiting.cancel()
+        service.detached(service.cancel_run(context, str(run["run_id"]), run["executor"]))
+        return Response(status_code=499)  # nobody reads it: the client has gone
+    watching.cancel()
+    return raw_json_response(waiting.result(), headers=run_location_headers(run, "join"))
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the request's client disconnects (its body was read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 # --- on a thread -----------------------------------------------------------------------------------
@@ -71,7 +92,7 @@ async def stream_run(thread_id: str, body: RunCreate, request: Request, owner: s
 async def wait_run(thread_id: str, body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
     run = await service.create_run_for_reply(context, body, thread_id=check_uuid(thread_id, "thread"), owner=owner)
-    return await _wait(context, run, body)
+    return await _wait(context, run, body, request)
 
 
 @router.get("/threads/{thread_id}/runs", summary="List a thread's runs")
@@ -187,7 +208,7 @@ async def stream_stateless(body: RunCreate, request: Request, owner: str | None 
 async def wait_stateless(body: RunCreate, request: Request, owner: str | None = Depends(current_owner)):
     context = ctx(request)
     run = await service.create_run_for_reply(context, body, thread_id=None, owner=owner)
-    return await _wait(context, run, body)
+    return await _wait(context, run, body, request)
 
 
 @router.post("/runs/batch", summary="Create many stateless background runs")
