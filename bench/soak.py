@@ -10,7 +10,9 @@ background + join, cancel, interrupt and resume, store put/get/search, crons fir
 tasks (the orchestrator delegating to a coder agent that writes and runs a file in its
 workspace). Every 15 s it samples the RSS of every long-lived process (the API replica, the run
 executors, the fabric's actors, Ray's own daemons, Postgres), Postgres connections, the objects
-in Ray's object store and the machine's load average. At the end it audits Postgres: every run
+in Ray's object store and the machine's load average, and what tells a slower machine from more
+work per call (bench/soak_probes.py: CPU of every process, a CPU speed probe, steal time,
+Postgres' CPU and rows per call). At the end it audits Postgres: every run
 it created reached a terminal status, every delegated task ended. Writes bench/reports/soak.md
 and bench/reports/soak.png (latency p50/p99 per minute, RSS, connections).
 """
@@ -44,6 +46,7 @@ MIX = {"wait": 34, "stream": 28, "background_join": 18, "cancel": 3, "interrupt_
        "agent_task": 1}
 SAMPLE_EVERY_S = 15.0
 WARM_UP_S = 300.0
+NOTES_HEADING = "## Reading these figures"
 GROWTH_LIMIT_PCT = 5.0  # RSS growth after warm-up a long-lived process may show (issue 19)
 
 
@@ -241,9 +244,12 @@ async def event_bus_stats(settings) -> dict:
 
 async def sampler(settings, app_name: str, started: float, samples: list[dict], stop: asyncio.Event) -> None:
     processes: dict[str, int] = {}
+    postgres_cpu: soak_probes.PostgresCpu | None = None
     while not stop.is_set():
         try:
             processes.update(await asyncio.to_thread(long_lived_processes, settings, app_name))
+            if postgres_cpu is None and "postgres" in processes:
+                postgres_cpu = soak_probes.PostgresCpu(processes["postgres"])
             samples.append({
                 "t": time.monotonic() - started,
                 "rss": {name: rss_mb(pid) for name, pid in processes.items()},
@@ -256,6 +262,10 @@ async def sampler(settings, app_name: str, started: float, samples: list[dict], 
                 "tables": await asyncio.to_thread(soak_probes.table_stats, settings.database_url),
                 "gcs": await asyncio.to_thread(soak_probes.gcs_tables),
                 "event_bus": await event_bus_stats(settings),
+                "steal_cpu": soak_probes.steal_cpu_seconds(),
+                "speed_ms": await asyncio.to_thread(soak_probes.cpu_speed_ms),
+                "pg_cpu": postgres_cpu.seconds() if postgres_cpu else float("nan"),
+                "db": await asyncio.to_thread(soak_probes.database_work, settings.database_url),
             })
         except Exception:
             traceback.print_exc()
@@ -334,9 +344,10 @@ def report(args, traffic: Traffic, samples: list[dict], result: dict, elapsed: f
         "# Soak", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `bench/soak.py --minutes {args.minutes} "
         f"--min-runs {args.min_runs} --clients {clients}"
-        f"{f' --event-ring-size {args.event_ring_size}' if args.event_ring_size else ''}` (Serve ingress: {ingress()}) on a shared machine ({os.cpu_count()} cores; other "
-        f"sessions' tests ran at the same time{JOINED_NOTE if args.ray_address else ''}): load average 1 min min/median/max "
-        f"{min(loads, default=0):.1f} / {percentile(loads, 50):.1f} / {max(loads, default=0):.1f}.", "",
+        f"{f' --event-ring-size {args.event_ring_size}' if args.event_ring_size else ''}` (Serve ingress: {ingress()}) on {os.cpu_count()} cores"
+        f"{JOINED_NOTE if args.ray_address else ''}: load average 1 min min/median/max "
+        f"{min(loads, default=0):.1f} / {percentile(loads, 50):.1f} / {max(loads, default=0):.1f}"
+        f"{'; ' + machine if (machine := soak_probes.machine_summary(samples)) else ''}.", "",
         "## Traffic", "",
         f"{elapsed / 60:.1f} minutes, {clients} concurrent clients (official langgraph-sdk), "
         f"{total_calls} calls, {traffic.runs_created} runs created by the clients, "
@@ -476,7 +487,10 @@ async def soak(args) -> None:
             f"{minute} {kind}": [round(v, 4) for v in values] for (minute, kind), values in traffic.kinds.items()}},
             default=str))
         chart(traffic, samples)
-        REPORT.write_text(report(args, traffic, samples, result, elapsed, args.clients))
+        # The hand-written reading of earlier runs (from NOTES_HEADING on) survives a rerun.
+        previous = REPORT.read_text() if REPORT.exists() else ""
+        notes = previous[previous.index(NOTES_HEADING):] if NOTES_HEADING in previous else ""
+        REPORT.write_text(report(args, traffic, samples, result, elapsed, args.clients) + ("\n" + notes if notes else ""))
         print(f"[soak] wrote {REPORT}", flush=True)
 
 
