@@ -231,7 +231,13 @@ async def sdk_output(url: str, which: str, transport: str) -> Any:
 @pytest.mark.parametrize("transport", ["sse", "websocket"])
 async def test_the_sdk_thread_stream_gives_the_same_output_on_both(official_url: str, api_url: str,
                                                                    transport: str) -> None:
-    theirs = await sdk_output(official_url, "official", transport)
+    try:
+        theirs = await sdk_output(official_url, "official", transport)
+    except AssertionError:
+        # The oracle's own miss, seen once over its WebSocket (CI, 2026-12-04): both runs
+        # 'success' and the thread idle, but the resumed run's end never reached the SDK. Only
+        # the official server gets a second try, on a new thread; ours never does.
+        theirs = await sdk_output(official_url, "official", transport)
     ours = await sdk_output(api_url, "our", transport)
     assert ours == theirs
     assert ours["items"] == ["x", "a", "asked"]
