@@ -17,6 +17,7 @@ rows its scans returned and fetched), which grows with a table scanned further a
 from __future__ import annotations
 
 import os
+import statistics
 
 import psutil
 
@@ -37,7 +38,7 @@ def own_cpu_seconds() -> float:
 def machine_busy_cpu_seconds() -> float:
     """CPU seconds the whole machine's tenants spent running since boot (steal left out)."""
     times = psutil.cpu_times()
-    return (sum(times) - times.idle - getattr(times, "iowait", 0.0) - steal_cpu_seconds()
+    return (sum(times) - times.idle - getattr(times, "iowait", 0.0) - getattr(times, "steal", 0.0)
             - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0))  # guest time is in user already
 
 
@@ -148,10 +149,9 @@ def per_minute(samples: list[dict]) -> dict[int, dict[str, float]]:
             "postmaster": _rate(samples, lambda s: s["cpu"]["postgres"], start, last) if "postgres" in names else 0.0,
         }
         if all("db" in samples[j] for j in (start, last)):
-            speeds = sorted(samples[j]["speed_ms"] for j in range(i, last + 1))
             out[minute].update({
                 "steal": _rate(samples, lambda s: s["steal_cpu"], start, last),
-                "speed_ms": speeds[len(speeds) // 2],
+                "speed_ms": statistics.median_high(samples[j]["speed_ms"] for j in range(i, last + 1)),
                 "postgres": _rate(samples, lambda s: s["pg_cpu"], start, last),
                 "pg_rows": _rate(samples, lambda s: s["db"]["tup_returned"] + s["db"]["tup_fetched"], start, last),
                 "commits": _rate(samples, lambda s: s["db"]["xact_commit"], start, last),
@@ -172,8 +172,8 @@ def machine_summary(samples: list[dict]) -> str:
         return ""
 
     def median(values: list[float]) -> float:
-        values = sorted(v for v in values if v == v)
-        return values[len(values) // 2] if values else float("nan")
+        known = [v for v in values if v == v]  # NaN: a process that was not sampled
+        return statistics.median_high(known) if known else float("nan")
 
     machine = median([m["machine"] for m in minutes])
     ours = median([system_and_postgres(m) for m in minutes])

@@ -44,14 +44,14 @@ def _stream(context: AppContext, run: dict, body: RunCreate, *, stateless: bool 
 
 async def _wait(context: AppContext, run: dict, body: RunCreate, request: Request) -> Response:
     # The run was created with push=False: this call starts it and answers with its output.
-    waiting = asyncio.ensure_future(service.final_output_json(context, run, start=True))
     if body.on_disconnect != "cancel":
-        output = await waiting
+        output = await service.final_output_json(context, run, start=True)
         return raw_json_response(output, headers=run_location_headers(run, "join"))
     # Serve cancels a request whose client disconnects, but not always: with Serve's Python proxy
     # its cancel of the replica's call now and then never reached this handler (the request then
     # waited out its run; 2 of 2 ten-round runs of the lifecycle test), so the client's departure
     # is also watched here, on the request's own ASGI channel.
+    waiting = asyncio.ensure_future(service.final_output_json(context, run, start=True))
     watching = asyncio.ensure_future(_client_gone(request))
     try:
         await asyncio.wait((waiting, watching), return_when=asyncio.FIRST_COMPLETED)
