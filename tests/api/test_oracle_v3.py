@@ -159,12 +159,23 @@ async def values_session(url: str) -> list[Any]:
     return [e["params"]["data"] for e in events if e["method"] == "values"]
 
 
+async def from_the_official_server(session: Any, url: str, *args: Any) -> Any:
+    """``session`` against the official server, with a second try on a new thread if its own
+    stream misses a run's end. Seen twice in CI over its WebSocket (2026-12-04: the SDK's thread
+    stream, then ws_session): both runs 'success' and the thread idle, but the resumed run's end
+    never arrived. Only the reference is retried; our server never is."""
+    try:
+        return await session(url, *args)
+    except (AssertionError, TimeoutError):
+        return await session(url, *args)
+
+
 def _compare(official: dict, ours: dict, step: str) -> list[str]:
     return [line for line in differences(official, ours, step) if line not in V3_KNOWN_GAPS]
 
 
 async def test_v3_over_sse_matches_the_official_server(official_url: str, api_url: str) -> None:
-    theirs, ours = await sse_session(official_url), await sse_session(api_url)
+    theirs, ours = await from_the_official_server(sse_session, official_url), await sse_session(api_url)
     assert _outline(ours["first"]) == _outline(theirs["first"])
     assert _outline(ours["second"]) == _outline(theirs["second"])
     assert ours["values"] == theirs["values"] == {"items": ["x", "a", "asked"], "ask": False, "answer": "yes"}
@@ -185,7 +196,7 @@ async def test_v3_over_sse_matches_the_official_server(official_url: str, api_ur
 
 
 async def test_v3_over_websocket_matches_the_official_server(official_url: str, api_url: str) -> None:
-    theirs, ours = await ws_session(official_url), await ws_session(api_url)
+    theirs, ours = await from_the_official_server(ws_session, official_url), await ws_session(api_url)
     assert _outline(ours["events"]) == _outline(theirs["events"])
     found = _compare(theirs["subscribe"], ours["subscribe"], "subscribe")
     found += _compare(theirs["input.respond"], ours["input.respond"], "input.respond")
@@ -231,13 +242,7 @@ async def sdk_output(url: str, which: str, transport: str) -> Any:
 @pytest.mark.parametrize("transport", ["sse", "websocket"])
 async def test_the_sdk_thread_stream_gives_the_same_output_on_both(official_url: str, api_url: str,
                                                                    transport: str) -> None:
-    try:
-        theirs = await sdk_output(official_url, "official", transport)
-    except AssertionError:
-        # The oracle's own miss, seen once over its WebSocket (CI, 2026-12-04): both runs
-        # 'success' and the thread idle, but the resumed run's end never reached the SDK. Only
-        # the official server gets a second try, on a new thread; ours never does.
-        theirs = await sdk_output(official_url, "official", transport)
+    theirs = await from_the_official_server(sdk_output, official_url, "official", transport)
     ours = await sdk_output(api_url, "our", transport)
     assert ours == theirs
     assert ours["items"] == ["x", "a", "asked"]
