@@ -6,6 +6,13 @@
   refuses (409) past its cap (operator_max_workspaces), where every chain starting with a create
   would stop. Before a create, the oldest workspace the fuzzer made is deleted once it holds
   KEEP_WORKSPACES of them, with the credentials of the request that made it.
+- With QUADRACODE_FUZZ_API (the API's URL) and QUADRACODE_FUZZ_KEY (an admin's key) set, the
+  fleet is made room in: each agent is a Ray worker, and the fleet refuses (409) a spawn at its
+  cap. Before a spawn, the managed agents spawned first are killed (force) until one fits,
+  whoever spawned them, so that a chain starting with a spawn goes on. Unset (the whole-API run),
+  a spawn at the cap is the 409 the schema documents.
+- QUADRACODE_FUZZ_TALLY=<file>: each call's method, path template and status are appended to it,
+  one line each, for the test to count what the chains did.
 - QUADRACODE_FUZZ_CALL_BUDGET=N ends the run after N calls. Schemathesis's stateful phase has no
   bound of its own (``max-examples`` counts Hypothesis's valid examples, and a run over the
   workspaces, each create a container, went past 15 minutes at 8); past the budget a call raises
@@ -34,6 +41,22 @@ def _is_create(case) -> bool:
     return case.method.upper() == "POST" and case.path == "/workspaces"
 
 
+def _is_spawn(case) -> bool:
+    return case.method.upper() == "POST" and case.path == "/fleet/agents"
+
+
+def _make_room_in_the_fleet() -> None:
+    """Kill the managed agents spawned first until a spawn fits under the cap."""
+    base, headers = os.environ["QUADRACODE_FUZZ_API"], {"Authorization": f"Bearer {os.environ['QUADRACODE_FUZZ_KEY']}"}
+    figures = httpx.get(f"{base}/fleet", headers=headers, timeout=120).json()
+    managed = [a for a in httpx.get(f"{base}/fleet/agents", headers=headers, timeout=120).json() if a["managed"]]
+    managed.sort(key=lambda agent: agent["spawned_at"] or "")
+    for agent in managed[:max(0, figures["alive"] + figures["spawning"] - figures["cap"] + 1)]:
+        # an agent that died meanwhile is a 404 here: room made all the same
+        httpx.delete(f"{base}/fleet/agents/{agent['agent_id']}", params={"force": "true"}, headers=headers,
+                     timeout=120)
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs) -> None:
     global _calls
@@ -44,10 +67,15 @@ def before_call(context, case, kwargs) -> None:
         url, headers = _made.popleft()
         # a workspace the fuzzer deleted itself is a 404 here: nothing to do
         httpx.delete(url, params={"volumes": "true"}, headers=headers, timeout=120)
+    if _is_spawn(case) and os.environ.get("QUADRACODE_FUZZ_API"):
+        _make_room_in_the_fleet()
 
 
 @schemathesis.hook
 def after_call(context, case, response) -> None:
+    if tally := os.environ.get("QUADRACODE_FUZZ_TALLY"):
+        with open(tally, "a") as lines:
+            lines.write(f"{case.method.upper()} {case.path} {response.status_code}\n")
     if _is_create(case) and response.status_code == 201:
         auth = {k: v for k, v in response.request.headers.items() if k.lower() in ("authorization", "x-api-key")}
         _made.append((f"{response.request.url.split('?')[0].rstrip('/')}/{response.json()['workspace_id']}", auth))

@@ -11,8 +11,9 @@ CI time is bounded by ``MAX_EXAMPLES`` per operation and phase and one worker (a
 requests, a few minutes): one worker also keeps operations from racing each other on one
 workspace (a DELETE of it in the middle of another's call is a legitimate 503). Two focused
 stateful runs follow the schema's links further than the whole-API run can: the main resources
-(assistants, threads, runs, the store), and the operator API's workspaces, the latter ended after
-WORKSPACE_CALL_BUDGET calls (fuzz_hooks.py: Schemathesis's stateful loop has no bound of its own).
+(assistants, threads, runs, the store), the operator API's workspaces and its fleet, the latter
+two ended after a budget of calls (fuzz_hooks.py: Schemathesis's stateful loop has no bound of its
+own).
 
 Excluded, each for its reason:
 - the never-ending streams (a thread's or the event log's live SSE): a fuzzer waits for a body's
@@ -27,6 +28,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -50,6 +52,9 @@ MAIN_RESOURCES = r"^/(assistants|threads|runs|store)(/|$)"
 WORKSPACES = r"^/workspaces(/|$)"
 WORKSPACE_CALL_BUDGET = 400  # each create is a container: ~2 minutes here (the loop alone ran past 15 minutes)
 MIN_WORKSPACE_LINKS_COVERED = 12  # 15-20 of 78 at 400 calls (fuzz.md)
+FLEET = r"^/fleet(/|$)"
+FLEET_CALL_BUDGET = 60  # each spawn is an agent's Ray worker: seconds of CPU here
+MIN_SPAWNS = 3  # 36 spawns answered 201 in 60 calls, 9 kills or marks 200 (by hand, 2026-12-04)
 STATEFUL_CONFIG = Path(__file__).with_name("schemathesis_stateful.toml")
 LINKS_COVERED = re.compile(r"API Links:\s+(\d+) covered / (\d+) selected / (\d+) total")
 
@@ -126,3 +131,21 @@ def test_stateful_chains_through_a_workspaces_files_processes_and_snapshots(
     covered, summary = focused_stateful_run(secured_system, tmp_path, WORKSPACES,
                                             env={"QUADRACODE_FUZZ_CALL_BUDGET": str(WORKSPACE_CALL_BUDGET)})
     assert covered >= MIN_WORKSPACE_LINKS_COVERED, summary
+
+
+def test_stateful_chains_spawn_mark_and_kill_agents(secured_system: str, tmp_path: Path) -> None:
+    """The operator API's fleet along its links: spawn -> mark or clear the hotpath, kill (with
+    or without force), with the fleet's figures and list between. The fleet's cap is one agent;
+    before each spawn the hooks kill the oldest agent to make room (fuzz_hooks.py), so that every
+    chain starts with a real spawn: 0 server errors, every body on its schema, every link taken,
+    and agents really spawned and killed again and again (without the room made, every spawn
+    after the first is a 409)."""
+    tally = tmp_path / "calls.txt"
+    covered, summary = focused_stateful_run(secured_system, tmp_path, FLEET, env={
+        "QUADRACODE_FUZZ_CALL_BUDGET": str(FLEET_CALL_BUDGET), "QUADRACODE_FUZZ_API": secured_system,
+        "QUADRACODE_FUZZ_KEY": SECURED_KEY, "QUADRACODE_FUZZ_TALLY": str(tally)})
+    selected = int(LINKS_COVERED.search(summary).group(2))
+    assert selected >= 2 and covered == selected, summary  # spawn -> PATCH, spawn -> DELETE
+    calls = Counter(tally.read_text().splitlines())
+    assert calls["POST /fleet/agents 201"] >= MIN_SPAWNS, calls
+    assert calls["PATCH /fleet/agents/{agent_id} 200"] + calls["DELETE /fleet/agents/{agent_id} 200"] >= MIN_SPAWNS, calls
