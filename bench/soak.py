@@ -11,7 +11,7 @@ tasks (the orchestrator delegating to a coder agent that writes and runs a file 
 workspace). Every 15 s it samples the RSS of every long-lived process (the API replica, the run
 executors, the fabric's actors, Ray's own daemons, Postgres), Postgres connections, the objects
 in Ray's object store and the machine's load average, and what tells a slower machine from more
-work per call (bench/soak_probes.py: CPU of every process, a CPU speed probe, steal time,
+work per call (bench/soak_probes.py: CPU of every process, CPU and memory speed probes, steal time,
 Postgres' CPU and rows per call). At the end it audits Postgres: every run
 it created reached a terminal status, every delegated task ended. Writes bench/reports/soak.md
 and bench/reports/soak.png (latency p50/p99 per minute, RSS, connections).
@@ -266,6 +266,7 @@ async def sampler(settings, app_name: str, started: float, samples: list[dict], 
                 "event_bus": await event_bus_stats(settings),
                 "steal_cpu": soak_probes.steal_cpu_seconds(),
                 "speed_ms": await asyncio.to_thread(soak_probes.cpu_speed_ms),
+                "memory_ms": await asyncio.to_thread(soak_probes.memory_speed_ms),
                 "pg_cpu": postgres_cpu.seconds() if postgres_cpu else float("nan"),
                 "db": await asyncio.to_thread(soak_probes.database_work, settings.database_url),
             })

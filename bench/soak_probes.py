@@ -10,7 +10,9 @@ samples into a per-minute table and names the tables whose sequential reads grow
 Two more tell a slower machine from a system that does more work per call: a fixed piece of pure
 Python timed in CPU time (``cpu_speed_ms``: the same work costs more CPU time when the VM's
 cores are slower or shared with its other tenants, whatever our processes do), with the
-hypervisor's steal time beside it; and the work Postgres does per call (its backends' CPU, the
+hypervisor's steal time beside it; a walk over memory far larger than the CPU's caches
+(``memory_speed_ms``: the loop stays in cache and cannot see memory or cache contention, a
+neighbour's, which slowed every process alike in the 20:11 soak of 2026-12-04); and the work Postgres does per call (its backends' CPU, the
 rows its scans returned and fetched), which grows with a table scanned further as it grows.
 """
 
@@ -60,6 +62,28 @@ def cpu_speed_ms(repeats: int = 3) -> float:
         started, total = time.thread_time(), 0
         for i in range(CALIBRATION_LOOP):
             total += i * i
+        best = min(best, (time.thread_time() - started) * 1000)
+    return best
+
+
+MEMORY_WALK_MIB = 64  # far past any L2/L3 this VM has: every read misses the caches
+_memory_walk = None
+
+
+def memory_speed_ms(repeats: int = 3) -> float:
+    """CPU milliseconds of reading one int in every 64-byte cache line of MEMORY_WALK_MIB (the
+    least of ``repeats``): the machine's memory speed. In a thread of its own, as cpu_speed_ms."""
+    import time
+
+    import numpy
+
+    global _memory_walk
+    if _memory_walk is None:
+        _memory_walk = numpy.ones(MEMORY_WALK_MIB * 1024 * 1024 // 4, dtype=numpy.int32)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.thread_time()
+        _memory_walk[::16].sum()  # 16 int32 = one 64-byte line
         best = min(best, (time.thread_time() - started) * 1000)
     return best
 
@@ -152,6 +176,8 @@ def per_minute(samples: list[dict]) -> dict[int, dict[str, float]]:
             out[minute].update({
                 "steal": _rate(samples, lambda s: s["steal_cpu"], start, last),
                 "speed_ms": statistics.median_high(samples[j]["speed_ms"] for j in range(i, last + 1)),
+                "memory_ms": statistics.median_high(samples[j].get("memory_ms", float("nan"))
+                                                    for j in range(i, last + 1)),
                 "postgres": _rate(samples, lambda s: s["pg_cpu"], start, last),
                 "pg_rows": _rate(samples, lambda s: s["db"]["tup_returned"] + s["db"]["tup_fetched"], start, last),
                 "commits": _rate(samples, lambda s: s["db"]["xact_commit"], start, last),
@@ -190,17 +216,18 @@ def work_per_call_lines(minutes: dict[int, dict[str, float]], calls: dict[int, i
     rises with the CPU per call is the VM slowing; a flat probe with rising CPU per call is work
     the system added per call."""
     lines = ["Per minute: the speed probe (CPU ms of a fixed loop in the soak's process: higher is a slower "
-             "machine), the cores the hypervisor stole, and per call: CPU ms of the system's long-lived "
+             "machine), the memory probe (CPU ms of a walk over 64 MiB, past the caches: higher is slower "
+             "memory), the cores the hypervisor stole, and per call: CPU ms of the system's long-lived "
              "processes and Postgres together, of Postgres alone, the rows Postgres returned and fetched, its "
              "commits.", "",
-             "| minute | calls | speed probe ms | steal cores | CPU ms per call | Postgres CPU ms per call "
-             "| Postgres rows per call | commits per call |", "| ---: " * 8 + "|"]
+             "| minute | calls | speed probe ms | memory probe ms | steal cores | CPU ms per call "
+             "| Postgres CPU ms per call | Postgres rows per call | commits per call |", "| ---: " * 9 + "|"]
     for minute in sorted(calls):
         m = minutes.get(minute, {})
         if "speed_ms" not in m or not calls[minute]:
             continue
         per_call = 60 / calls[minute]  # a rate per second over the minute, per call
-        lines.append(f"| {minute} | {calls[minute]} | {m['speed_ms']:.1f} | {m['steal']:.2f} | "
+        lines.append(f"| {minute} | {calls[minute]} | {m['speed_ms']:.1f} | {m['memory_ms']:.2f} | {m['steal']:.2f} | "
                      f"{system_and_postgres(m) * per_call * 1000:.1f} | {m['postgres'] * per_call * 1000:.1f} | "
                      f"{m['pg_rows'] * per_call:.0f} | {m['commits'] * per_call:.1f} |")
     return lines + [""]
