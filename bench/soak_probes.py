@@ -11,9 +11,10 @@ Two more tell a slower machine from a system that does more work per call: a fix
 Python timed in CPU time (``cpu_speed_ms``: the same work costs more CPU time when the VM's
 cores are slower or shared with its other tenants, whatever our processes do), with the
 hypervisor's steal time beside it; a walk over memory far larger than the CPU's caches
-(``memory_speed_ms``: the loop stays in cache and cannot see memory or cache contention, a
-neighbour's, which slowed every process alike in the 20:11 soak of 2026-12-04); and the work Postgres does per call (its backends' CPU, the
-rows its scans returned and fetched), which grows with a table scanned further as it grows.
+(``memory_speed_ms``: the loop stays in cache and cannot see memory or cache contention, such
+as a neighbour's; in the 20:11 soak of 2026-12-04 every process slowed alike while the loop did
+not); and the work Postgres does per call (its backends' CPU, the rows its scans returned and
+fetched), which grows with a table scanned further as it grows.
 """
 
 from __future__ import annotations
@@ -216,8 +217,8 @@ def work_per_call_lines(minutes: dict[int, dict[str, float]], calls: dict[int, i
     rises with the CPU per call is the VM slowing; a flat probe with rising CPU per call is work
     the system added per call."""
     lines = ["Per minute: the speed probe (CPU ms of a fixed loop in the soak's process: higher is a slower "
-             "machine), the memory probe (CPU ms of a walk over 64 MiB, past the caches: higher is slower "
-             "memory), the cores the hypervisor stole, and per call: CPU ms of the system's long-lived "
+             f"machine), the memory probe (CPU ms of a walk over {MEMORY_WALK_MIB} MiB, past the caches: higher "
+             "is slower memory), the cores the hypervisor stole, and per call: CPU ms of the system's long-lived "
              "processes and Postgres together, of Postgres alone, the rows Postgres returned and fetched, its "
              "commits.", "",
              "| minute | calls | speed probe ms | memory probe ms | steal cores | CPU ms per call "

@@ -9,7 +9,7 @@ this shared machine (run it by hand with ``--phases coverage``).
 
 CI time is bounded by ``MAX_EXAMPLES`` per operation and phase and one worker (about 1,000
 requests, a few minutes): one worker also keeps operations from racing each other on one
-workspace (a DELETE of it in the middle of another's call is a legitimate 503). Two focused
+workspace (a DELETE of it in the middle of another's call is a legitimate 503). Three focused
 stateful runs follow the schema's links further than the whole-API run can: the main resources
 (assistants, threads, runs, the store), the operator API's workspaces and its fleet, the latter
 two ended after a budget of calls (fuzz_hooks.py: Schemathesis's stateful loop has no bound of its
@@ -76,9 +76,9 @@ def run_schemathesis(api: str, report_dir: Path, *options: str, config: Path | N
 
 
 def focused_stateful_run(api: str, report_dir: Path, paths: str,
-                         env: dict[str, str] | None = None) -> tuple[int, str]:
+                         env: dict[str, str] | None = None) -> tuple[int, int, str]:
     """The stateful phase alone over the operations under ``paths``, valid inputs only, with the
-    focused config; it must pass. The links it covered, and the end of its output."""
+    focused config; it must pass. The links it covered and selected, and the end of its output."""
     started = time.monotonic()
     # --mode positive as well as the config's: the command line's default (all) overrides the file
     result = run_schemathesis(api, report_dir, "--include-path-regex", paths, "--mode", "positive",
@@ -87,7 +87,7 @@ def focused_stateful_run(api: str, report_dir: Path, paths: str,
     assert result.returncode == 0, summary + result.stderr[-4000:]
     covered, selected, _ = map(int, LINKS_COVERED.search(result.stdout).groups())
     print(f"{paths}: {covered} of {selected} links covered in {time.monotonic() - started:.0f} s")
-    return covered, summary
+    return covered, selected, summary
 
 
 def test_schemathesis_finds_no_server_error_and_no_body_off_schema(secured_system: str, tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_stateful_chains_follow_the_links_between_assistants_threads_runs_and_th
     covered 5 of 532); here it gets the main resources alone, valid inputs (producers must succeed
     for a chain to go on) and our links only: assistant -> thread -> run -> state, history, join,
     cancel; assistant -> runs; store item -> search, namespaces, delete."""
-    covered, summary = focused_stateful_run(secured_system, tmp_path, MAIN_RESOURCES)
+    covered, _, summary = focused_stateful_run(secured_system, tmp_path, MAIN_RESOURCES)
     assert covered >= MIN_LINKS_COVERED, summary
 
 
@@ -128,7 +128,7 @@ def test_stateful_chains_through_a_workspaces_files_processes_and_snapshots(
     read, stat, delete), archives, snapshots (take -> diff, restore, delete) -> delete. The
     fuzzer's workspaces are recycled (three kept) and the run ends after WORKSPACE_CALL_BUDGET
     calls (fuzz_hooks.py): 0 server errors, every body on its schema."""
-    covered, summary = focused_stateful_run(secured_system, tmp_path, WORKSPACES,
+    covered, _, summary = focused_stateful_run(secured_system, tmp_path, WORKSPACES,
                                             env={"QUADRACODE_FUZZ_CALL_BUDGET": str(WORKSPACE_CALL_BUDGET)})
     assert covered >= MIN_WORKSPACE_LINKS_COVERED, summary
 
@@ -141,10 +141,9 @@ def test_stateful_chains_spawn_mark_and_kill_agents(secured_system: str, tmp_pat
     and agents really spawned and killed again and again (without the room made, every spawn
     after the first is a 409)."""
     tally = tmp_path / "calls.txt"
-    covered, summary = focused_stateful_run(secured_system, tmp_path, FLEET, env={
+    covered, selected, summary = focused_stateful_run(secured_system, tmp_path, FLEET, env={
         "QUADRACODE_FUZZ_CALL_BUDGET": str(FLEET_CALL_BUDGET), "QUADRACODE_FUZZ_API": secured_system,
         "QUADRACODE_FUZZ_KEY": SECURED_KEY, "QUADRACODE_FUZZ_TALLY": str(tally)})
-    selected = int(LINKS_COVERED.search(summary).group(2))
     assert selected >= 2 and covered == selected, summary  # spawn -> PATCH, spawn -> DELETE
     calls = Counter(tally.read_text().splitlines())
     assert calls["POST /fleet/agents 201"] >= MIN_SPAWNS, calls
