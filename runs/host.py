@@ -253,6 +253,8 @@ class RunHost:
             if claimed.not_before is not None:
                 delay = max((claimed.not_before - datetime.now(UTC)).total_seconds(), 0.0)
                 self.timers[run_id] = asyncio.get_running_loop().call_later(delay, self._timer_fired, run_id)
+            else:
+                await self._end_stream_of_a_run_that_ended(run_id)
             return
         run = claimed.run
         stream = self.streams.get(run_id)
@@ -262,6 +264,24 @@ class RunHost:
             stream.dropped = (max(run.get("attempt") or 1, 1) - 1) * ATTEMPT_SEQ_SPAN
         self.runs_started += 1
         self.tasks[run_id] = asyncio.get_running_loop().create_task(self._execute(run, stream))
+
+    async def _end_stream_of_a_run_that_ended(self, run_id: str) -> None:
+        """A run asked to start here that no claim will start because it already ended (or is
+        gone): its last host recorded the end and died before a reader got it, and the reader
+        asks this host, that host's next incarnation, with ``start``. The stream made for it
+        would never end: it is finished as ``ended_elsewhere``, and its readers get the stored
+        events and the end from the row (``events``). A run the claim left waiting behind another
+        of its thread, or running (its handover on the way), keeps its stream."""
+        stream = self.streams.get(run_id)
+        if stream is None or stream.events or stream.finished:
+            return
+        row = await queue.run_status(self.pool, run_id)
+        if row is not None and row["status"] not in queue.TERMINAL_STATUSES:
+            return
+        if self.streams.get(run_id) is stream and not stream.events and run_id not in self.tasks:
+            del self.streams[run_id]
+            stream.ended_elsewhere = True
+            await stream.finish()
 
     def _timer_fired(self, run_id: str) -> None:
         self.timers.pop(run_id, None)
@@ -486,6 +506,9 @@ class RunHost:
                 if items[-1].event == END_EVENT:
                     return
             elif stream.finished:
+                if stream.ended_elsewhere:  # see _end_stream_of_a_run_that_ended
+                    yield await stored_events.replay(self.pool, run_id, await queue.run_status(self.pool, run_id),
+                                                     after)
                 return
             else:
                 await stream.wait_beyond(after)

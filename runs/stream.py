@@ -81,6 +81,9 @@ class RunStream:
         self.max_events = max_events
         self.finished = False
         self.finished_at: float | None = None
+        # Finished without running here: the run had ended already (runs/host.py
+        # _end_stream_of_a_run_that_ended); its readers turn to the stored events.
+        self.ended_elsewhere = False
         self._changed = asyncio.Condition()
 
     @property

@@ -195,7 +195,14 @@ async def audit(database_url: str, load: Load) -> list[str]:
     if missing:
         problems.append(f"{len(missing)} acknowledged runs missing: {sorted(missing)[:3]}")
     if load.stuck:
-        problems.append(f"calls still waiting {STOP_WAIT_S:.0f} s after the load stopped: {load.stuck}")
+        # With the rows of the runs they wait for: a run ended in Postgres whose reader still
+        # waits points at the relay of its end, an open one at the queue.
+        stuck_runs = re.findall(r"run ([0-9a-f-]{36})", " ".join(load.stuck))
+        rows_of_stuck = await query(database_url, "SELECT run_id::text AS run_id, status, executor, attempt, "
+                                                  "executor_deaths FROM qr_runs WHERE run_id = ANY(%s::uuid[])",
+                                    stuck_runs) if stuck_runs else []
+        problems.append(f"calls still waiting {STOP_WAIT_S:.0f} s after the load stopped: {load.stuck}; "
+                        f"their runs: {rows_of_stuck}")
     open_runs = [r["run_id"] for r in rows if r["status"] not in TERMINAL]
     if open_runs:
         details = await query(database_url, "SELECT run_id::text AS run_id, status, executor, attempt, executor_deaths, "

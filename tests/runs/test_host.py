@@ -444,3 +444,38 @@ async def test_outage_retries_error_retries_and_executor_deaths_each_have_their_
     await queue.recover(host.pool, "gone-executor", ["gone-executor"], 3)
     row = await queue.run_status(host.pool, failing)
     assert row["status"] == "error" and "died 3 time(s)" in row["error"]["message"]
+
+
+@pytest.mark.parametrize("resumable", [False, True])
+async def test_a_reader_that_asks_a_restarted_host_for_a_run_its_last_incarnation_ended_gets_the_end(
+        host: RunHost, tmp_path, resumable: bool):
+    """A CI hang of the fault suite: the run executor recorded a streamed run's end and was killed
+    before the end reached the API. The API then asked the restarted executor (same name) for the
+    run's events with ``start=True``; the new incarnation made a stream for the run, whose claim
+    found it already ended, and the reader waited on that stream for good (heartbeats kept the
+    client from timing out). The reader must get the run's end (and, resumable, its stored events)."""
+    thread_id = await _thread(host)
+    run_id = run_id_for(uuid.uuid4().hex)
+    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id,
+                             settings=RunSettings(graph_id="echo", input={"items": []}, resumable=resumable),
+                             metadata={}, executor=host.name)
+    assert await host.wait(run_id, start=True) == ("success", orjson.dumps({"items": ["a"]}))
+    await eventually(lambda: _finished(host, run_id), timeout=30, what="the run's stream to finish")
+    first_event = host.streams[run_id].events[0].seq
+    restarted = RunHost(host.name, host.settings, host.database_url)  # the next incarnation
+    await restarted.ready()
+    try:
+        seen = await asyncio.wait_for(_read_all(restarted, run_id, start=True), 10)
+        assert seen[-1][1] == "__end__" and orjson.loads(seen[-1][2])["status"] == "success"
+        if resumable:  # the stored events, then the end
+            assert [event for _, event, _ in seen] == ["values", "values", "__end__"]
+            resumed = await asyncio.wait_for(_read_all(restarted, run_id, after=first_event, start=True), 10)
+            assert [event for _, event, _ in resumed] == ["values", "__end__"]
+        assert run_id not in restarted.streams  # no stream left behind for a run that ended elsewhere
+        assert (await queue.run_status(host.pool, run_id))["attempt"] == 1  # not run again
+    finally:
+        await restarted.close()
+
+
+async def _read_all(host: RunHost, run_id: str, *, after: int = -1, start: bool = False) -> list:
+    return [item async for items in host.events(run_id, after, start=start) for item in items]
