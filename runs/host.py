@@ -115,6 +115,7 @@ class RunHost:
         self._background: set[asyncio.Task] = set()  # strong refs: asyncio keeps only weak ones
         self._ready: asyncio.Task | None = None
         self._sweeper: asyncio.Task | None = None
+        self.incarnation_began: datetime | None = None  # the database's clock, before recovery
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> asyncio.Task:
@@ -144,6 +145,7 @@ class RunHost:
         self.saver = ApiCheckpointSaver(self.checkpoint_pool)
         self.store = await open_store(self.pool, self.settings)  # with the semantic index, if configured
         self.registry = GraphRegistry.from_settings(self.settings)
+        self.incarnation_began = await queue.database_now(self.pool)
         for run_id in await queue.recover(self.pool, self.name, self.pool_names, self.settings.run_max_attempts,
                                           adopt_orphans=self.adopt_orphans):
             self._submit_local(run_id)
@@ -179,10 +181,13 @@ class RunHost:
     def _start(self, run_id: str, run: dict | None) -> None:
         """Start a run just queued for this host: from its row when the API inserted it claimed
         (no claim round trip), else by claiming it. A claimed row this host already knows (it
-        recovered the run after a restart) is not started twice."""
+        recovered the run after a restart) is not started twice, and neither is one handed over
+        before this incarnation began: an earlier one may have run it to its end (it died before
+        answering, and the API repeated the handover here), so it is claimed instead, which
+        starts it only if recovery put it back in the queue."""
         if run_id in self.revoked:  # cancelled before it got here: its row says so to the reader
             return
-        if run is None or run.get("status") != "running":
+        if run is None or run.get("status") != "running" or self._older_than_this_incarnation(run):
             self._submit_local(run_id)
         elif run_id not in self.streams and run_id not in self.tasks and run_id not in self.starting:
             stream = self.streams[run_id] = RunStream(run_id)
@@ -192,6 +197,10 @@ class RunHost:
             task = asyncio.get_running_loop().create_task(self._start_claimed(run, stream, started))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    def _older_than_this_incarnation(self, run: dict) -> bool:
+        started_at = run.get("started_at")
+        return started_at is None or self.incarnation_began is None or started_at < self.incarnation_began
 
     async def _start_claimed(self, run: dict, stream: RunStream, started: asyncio.Event) -> None:
         run_id = str(run["run_id"])

@@ -198,6 +198,12 @@ async def recover(pool: AsyncConnectionPool, executor: str, pool_names: list[str
         return [str(row["run_id"]) for row in await cursor.fetchall()]
 
 
+async def database_now(pool: AsyncConnectionPool) -> datetime:
+    """The database's clock (the one ``started_at`` and the other timestamps of a run use)."""
+    async with pool.connection() as conn:
+        return (await (await conn.execute("SELECT now() AS now")).fetchone())["now"]
+
+
 async def stale_running(pool: AsyncConnectionPool, executor: str, grace_s: float) -> list[str]:
     """Runs recorded as running on ``executor`` for longer than ``grace_s`` (the caller keeps
     those it really runs): inserted claimed, their handover to the host was lost."""

@@ -479,3 +479,52 @@ async def test_a_reader_that_asks_a_restarted_host_for_a_run_its_last_incarnatio
 
 async def _read_all(host: RunHost, run_id: str, *, after: int = -1, start: bool = False) -> list:
     return [item async for items in host.events(run_id, after, start=start) for item in items]
+
+
+async def test_a_handover_that_reaches_the_next_incarnation_of_the_host_that_ran_it_does_not_run_it_again(
+        host: RunHost):
+    """runs.wait hands its run's row to the host (inserted claimed, no claim); the host ran it to
+    its end and died before answering, and the API's fallback repeated the handover to the
+    restarted host, which knew nothing of the run and executed it a second time. A handover older
+    than the host's incarnation is claimed instead: an ended run is answered from its row."""
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": []})
+    claimed = (await queue.claim(host.pool, run_id, host.name)).run  # as qr_create_run inserts it
+    assert await host.wait(run_id, start=True, run=claimed) == ("success", orjson.dumps({"items": ["a"]}))
+    restarted = RunHost(host.name, host.settings, host.database_url)
+    await restarted.ready()
+    try:
+        assert await asyncio.wait_for(restarted.wait(run_id, start=True, run=claimed), 10) == ("success", None)
+        assert restarted.runs_started == 0
+        row = await queue.run_status(host.pool, run_id)
+        assert row["attempt"] == 1 and row["status"] == "success"
+        values = await _thread_values(host, thread_id)
+        assert values == {"items": ["a"]}, values  # applied once
+    finally:
+        await restarted.close()
+
+
+async def test_a_handover_newer_than_the_hosts_incarnation_still_starts_its_run_without_a_claim(host: RunHost):
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": []})
+    claimed = (await queue.claim(host.pool, run_id, host.name)).run
+    assert claimed["started_at"] >= host.incarnation_began
+    real_claim = queue.claim
+    claims: list[str] = []
+
+    async def counted(pool, rid, executor):
+        claims.append(rid)
+        return await real_claim(pool, rid, executor)
+
+    queue.claim = counted
+    try:
+        assert await host.wait(run_id, start=True, run=claimed) == ("success", orjson.dumps({"items": ["a"]}))
+    finally:
+        queue.claim = real_claim
+    assert claims == []
+
+
+async def _thread_values(host: RunHost, thread_id: str) -> dict:
+    async with host.pool.connection() as conn:
+        row = await (await conn.execute('SELECT "values" FROM qr_threads WHERE thread_id = %s', (thread_id,))).fetchone()
+    return row["values"]
