@@ -504,7 +504,8 @@ async def test_a_handover_that_reaches_the_next_incarnation_of_the_host_that_ran
         await restarted.close()
 
 
-async def test_a_handover_newer_than_the_hosts_incarnation_still_starts_its_run_without_a_claim(host: RunHost):
+async def test_a_handover_newer_than_the_hosts_incarnation_still_starts_its_run_without_a_claim(
+        host: RunHost, monkeypatch):
     thread_id = await _thread(host)
     run_id = await _queue(host, thread_id, {"items": []})
     claimed = (await queue.claim(host.pool, run_id, host.name)).run
@@ -516,11 +517,8 @@ async def test_a_handover_newer_than_the_hosts_incarnation_still_starts_its_run_
         claims.append(rid)
         return await real_claim(pool, rid, executor)
 
-    queue.claim = counted
-    try:
-        assert await host.wait(run_id, start=True, run=claimed) == ("success", orjson.dumps({"items": ["a"]}))
-    finally:
-        queue.claim = real_claim
+    monkeypatch.setattr(queue, "claim", counted)
+    assert await host.wait(run_id, start=True, run=claimed) == ("success", orjson.dumps({"items": ["a"]}))
     assert claims == []
 
 
