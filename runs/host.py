@@ -53,6 +53,9 @@ REVOKED_RETENTION_S = 3600.0
 # stream (bench/reports/api.md). A short run's stream is one message; a model's tokens arrive
 # at most this much later, 50 batches a second.
 RELAY_COALESCE_S = 0.02
+# A reader that has waited this long without an event checks that the run has not ended
+# without this host (runs/host.py _end_stream_of_a_run_that_ended): one query per silent reader.
+READER_RECHECK_S = 30.0
 # Events of attempt k are numbered from (k - 1) * ATTEMPT_SEQ_SPAN, so Last-Event-ID stays
 # monotonic across the attempts of a run (an attempt keeps at most 100_000 events in memory).
 ATTEMPT_SEQ_SPAN = 1_000_000
@@ -263,7 +266,7 @@ class RunHost:
                 delay = max((claimed.not_before - datetime.now(UTC)).total_seconds(), 0.0)
                 self.timers[run_id] = asyncio.get_running_loop().call_later(delay, self._timer_fired, run_id)
             else:
-                await self._end_stream_of_a_run_that_ended(run_id)
+                await self._end_stream_of_a_run_that_ended(run_id, claiming=True)
             return
         run = claimed.run
         stream = self.streams.get(run_id)
@@ -274,23 +277,28 @@ class RunHost:
         self.runs_started += 1
         self.tasks[run_id] = asyncio.get_running_loop().create_task(self._execute(run, stream))
 
-    async def _end_stream_of_a_run_that_ended(self, run_id: str) -> None:
-        """A run asked to start here that no claim will start because it already ended (or is
-        gone): its last host recorded the end and died before a reader got it, and the reader
-        asks this host, that host's next incarnation, with ``start``. The stream made for it
-        would never end: it is finished as ``ended_elsewhere``, and its readers get the stored
-        events and the end from the row (``events``). A run the claim left waiting behind another
-        of its thread, or running (its handover on the way), keeps its stream."""
+    async def _end_stream_of_a_run_that_ended(self, run_id: str, *, claiming: bool = False) -> None:
+        """Finish the stream of a run this host does not hold whose row says it ended (or is
+        gone), as ``ended_elsewhere``: its readers then get the stored events and the end from the
+        row (``events``). Such a stream would otherwise never end. The case seen: a host recorded
+        a run's end and died before a reader got it; the reader asked the host's next incarnation
+        with ``start``, which made a stream for the run and found it ended when claiming it
+        (``claiming``: the claim that found it so is this host's own start). A reader that waits
+        READER_RECHECK_S without news checks the same, in case another path leaves one."""
         stream = self.streams.get(run_id)
-        if stream is None or stream.events or stream.finished:
+        if stream is None or stream.finished or self._holds(run_id, claiming=claiming):
             return
         row = await queue.run_status(self.pool, run_id)
         if row is not None and row["status"] not in queue.TERMINAL_STATUSES:
-            return
-        if self.streams.get(run_id) is stream and not stream.events and run_id not in self.tasks:
+            return  # waiting behind a run of its thread, due later, or running (its handover on the way)
+        if self.streams.get(run_id) is stream and not stream.finished and not self._holds(run_id, claiming=claiming):
             del self.streams[run_id]
             stream.ended_elsewhere = True
             await stream.finish()
+
+    def _holds(self, run_id: str, *, claiming: bool = False) -> bool:
+        """Whether this host runs the run, starts it, or will start it (a retry's timer)."""
+        return run_id in self.tasks or run_id in self.timers or (not claiming and run_id in self.starting)
 
     def _timer_fired(self, run_id: str) -> None:
         self.timers.pop(run_id, None)
@@ -520,7 +528,9 @@ class RunHost:
                                                      after)
                 return
             else:
-                await stream.wait_beyond(after)
+                await stream.wait_beyond(after, timeout=READER_RECHECK_S)
+                if not stream.finished and stream.next_seq <= after + 1:  # silence: is the run still on?
+                    await self._end_stream_of_a_run_that_ended(run_id)
 
     async def stats(self) -> dict[str, Any]:
         await self.start()

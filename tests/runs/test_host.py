@@ -526,3 +526,38 @@ async def _thread_values(host: RunHost, thread_id: str) -> dict:
     async with host.pool.connection() as conn:
         row = await (await conn.execute('SELECT "values" FROM qr_threads WHERE thread_id = %s', (thread_id,))).fetchone()
     return row["values"]
+
+
+async def test_a_reader_waiting_on_a_stream_nobody_feeds_gets_the_end_once_the_run_ended_elsewhere(
+        host: RunHost, monkeypatch):
+    """The safety net behind the fix above: a reader left waiting on a stream of a run that this
+    host does not hold (whatever path made it) looks at the run's row after READER_RECHECK_S of
+    silence, and gets the end once the row says the run ended."""
+    from runs import host as host_module
+    from runs.stream import RunStream
+
+    monkeypatch.setattr(host_module, "READER_RECHECK_S", 0.2)
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": []})
+    looked: list[str] = []
+    real_run_status = queue.run_status
+
+    async def counted(pool, rid: str):
+        row = await real_run_status(pool, rid)
+        looked.append(row["status"])
+        return row
+
+    monkeypatch.setattr(queue, "run_status", counted)
+    host.streams[run_id] = RunStream(run_id)  # made for the run; nothing here will run it
+    reading = asyncio.create_task(_read_all(host, run_id))
+    async def looked_twice() -> bool:
+        return len(looked) >= 2
+
+    await eventually(looked_twice, timeout=10, what="the reader to look at the pending run twice")
+    assert not reading.done() and set(looked) == {"pending"}  # a pending run: it keeps waiting
+    cancelled, _ = await queue.cancel_pending(host.pool, run_id, "interrupt")  # ended by another host
+    assert cancelled
+    seen = await asyncio.wait_for(reading, 10)
+    assert [event for _, event, _ in seen] == ["__end__"]
+    assert orjson.loads(seen[-1][2])["status"] == "interrupted"
+    assert run_id not in host.streams
