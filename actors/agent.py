@@ -161,7 +161,8 @@ class AgentActor(RunHostCalls):
             local = {"workspace": self._run_workspace, "agent_id": self.agent_id}
             self._run_host = RunHost(actor_name(settings, self.agent_id), settings, settings.database_url,
                                      clients=lambda graph_id: fabric_configurable(graph_id, settings, **local),
-                                     forward=RayForward(), min_connections=1)
+                                     forward=RayForward(), min_connections=1,
+                                     restartable=False)  # max_restarts=0: its runs are adopted, not recovered
         return self._run_host
 
     # --- envelopes ---------------------------------------------------------------------------

@@ -90,13 +90,17 @@ class RunHost:
     adopts runs left to executors no longer in the pool (the pool's first executor does).
     ``clients``: the fabric's clients per graph. ``forward``: how a run queued behind one that
     ended here reaches the host named in its row. ``min_connections``: the database pool's floor
-    (an agent, which rarely hosts runs, keeps few idle connections).
+    (an agent, which rarely hosts runs, keeps few idle connections). ``restartable=False``: no
+    earlier incarnation of this host ever ran anything (an agent, never restarted; its runs are
+    adopted by the orchestrator's host once it is gone), so starting up recovers no running run
+    (those recorded for it are handovers on their way) and a handed-over row is trusted.
     """
 
     def __init__(self, name: str, settings: Settings, database_url: str, *, pool_names: list[str] | None = None,
                  adopt_orphans: bool = False, clients: Clients | None = None, forward: Forward | None = None,
-                 min_connections: int = 4):
+                 min_connections: int = 4, restartable: bool = True):
         self.name = name
+        self.restartable = restartable
         self.min_connections = min_connections
         self.settings = settings
         self.database_url = database_url
@@ -149,8 +153,12 @@ class RunHost:
         self.store = await open_store(self.pool, self.settings)  # with the semantic index, if configured
         self.registry = GraphRegistry.from_settings(self.settings)
         self.incarnation_began = await queue.database_now(self.pool)
-        for run_id in await queue.recover(self.pool, self.name, self.pool_names, self.settings.run_max_attempts,
-                                          adopt_orphans=self.adopt_orphans):
+        if self.restartable:
+            due = await queue.recover(self.pool, self.name, self.pool_names, self.settings.run_max_attempts,
+                                      adopt_orphans=self.adopt_orphans)
+        else:
+            due = await queue.recover_pending(self.pool, self.name, self.pool_names, adopt_orphans=self.adopt_orphans)
+        for run_id in due:
             self._submit_local(run_id)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
@@ -202,6 +210,8 @@ class RunHost:
             task.add_done_callback(self._background.discard)
 
     def _older_than_this_incarnation(self, run: dict) -> bool:
+        if not self.restartable:
+            return False
         started_at = run.get("started_at")
         return started_at is None or self.incarnation_began is None or started_at < self.incarnation_began
 

@@ -561,3 +561,33 @@ async def test_a_reader_waiting_on_a_stream_nobody_feeds_gets_the_end_once_the_r
     assert [event for _, event, _ in seen] == ["__end__"]
     assert orjson.loads(seen[-1][2])["status"] == "interrupted"
     assert run_id not in host.streams
+
+
+async def test_a_host_never_restarted_starts_the_run_handed_to_it_first_without_counting_a_death(
+        database_url: str, tmp_path):
+    """An agent's run host is made on its first API run, which the API inserted claimed for it
+    before the host existed. Recovery on start took that row for one its earlier incarnation had
+    been running (an agent has none: it is never restarted): it counted an executor death against
+    the run and ran it as attempt 2. A host made ``restartable=False`` recovers nothing it was
+    running, and starts the handed-over row as it is."""
+    settings = Settings(_env_file=None, database_url=database_url, data_dir=tmp_path, graphs=TEST_GRAPHS)
+    name = f"test-agent-{uuid.uuid4().hex[:6]}"
+    first = RunHost(f"test-host-{uuid.uuid4().hex[:6]}", settings, database_url)
+    await first.ready()
+    try:
+        thread_id = await _thread(first)
+        run_id = run_id_for(uuid.uuid4().hex)
+        assert await enqueue_run(first.pool, run_id=run_id, thread_id=thread_id,
+                                 settings=RunSettings(graph_id="echo", input={"items": []}), metadata={},
+                                 executor=name)
+        claimed = (await queue.claim(first.pool, run_id, name)).run  # as qr_create_run inserts it
+    finally:
+        await first.close()
+    agent = RunHost(name, settings, database_url, restartable=False)  # made by the run's handover
+    try:
+        assert await asyncio.wait_for(agent.wait(run_id, start=True, run=claimed), 30) == (
+            "success", orjson.dumps({"items": ["a"]}))
+        row = await queue.run_status(agent.pool, run_id)
+        assert (row["attempt"], row["executor_deaths"]) == (1, 0)
+    finally:
+        await agent.close()
