@@ -119,13 +119,12 @@ class RunStream:
 
     async def wait_beyond(self, after: int, timeout: float | None = None) -> None:
         """Return once an event with seq > after exists or the stream finished."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.finished or self.next_seq > after + 1), timeout
-                )
-            except TimeoutError:
-                pass
+        # asyncio.timeout, not wait_for: no task of its own per wait (every reader waits with one).
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: self.finished or self.next_seq > after + 1)
+        except TimeoutError:
+            pass
 
     async def gather(self, after: int, items: list[StreamEvent], window_s: float) -> list[StreamEvent]:
         """``items`` (the events after ``after``) with those that follow within ``window_s``,
