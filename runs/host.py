@@ -90,10 +90,10 @@ class RunHost:
     adopts runs left to executors no longer in the pool (the pool's first executor does).
     ``clients``: the fabric's clients per graph. ``forward``: how a run queued behind one that
     ended here reaches the host named in its row. ``min_connections``: the database pool's floor
-    (an agent, which rarely hosts runs, keeps few idle connections). ``restartable=False``: no
-    earlier incarnation of this host ever ran anything (an agent, never restarted; its runs are
-    adopted by the orchestrator's host once it is gone), so starting up recovers no running run
-    (those recorded for it are handovers on their way) and a handed-over row is trusted.
+    (an agent, which rarely hosts runs, keeps few idle connections). ``restartable=False``: the
+    host is never restarted (an agent; its runs are adopted by the orchestrator's host once it is
+    gone), so starting up puts no running run back in the queue: those recorded for it are
+    handovers on their way, started from their rows when they come.
     """
 
     def __init__(self, name: str, settings: Settings, database_url: str, *, pool_names: list[str] | None = None,
@@ -123,6 +123,7 @@ class RunHost:
         self._ready: asyncio.Task | None = None
         self._sweeper: asyncio.Task | None = None
         self.incarnation_began: datetime | None = None  # the database's clock, before recovery
+        self.recovered_runs: set[str] = set()  # what recovery found due at start (see _start_up)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> asyncio.Task:
@@ -158,6 +159,7 @@ class RunHost:
                                       adopt_orphans=self.adopt_orphans)
         else:
             due = await queue.recover_pending(self.pool, self.name, self.pool_names, adopt_orphans=self.adopt_orphans)
+        self.recovered_runs = set(due)
         for run_id in due:
             self._submit_local(run_id)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
@@ -194,8 +196,9 @@ class RunHost:
         (no claim round trip), else by claiming it. A claimed row this host already knows (it
         recovered the run after a restart) is not started twice, and neither is one handed over
         before this incarnation began: an earlier one may have run it to its end (it died before
-        answering, and the API repeated the handover here), so it is claimed instead, which
-        starts it only if recovery put it back in the queue."""
+        answering, and the API repeated the handover here), so it is claimed instead. That starts
+        it if recovery put it back in the queue, or from its row if recovery could not have seen
+        it (``_a_handover_recovery_could_not_see``); an ended run is answered from its row."""
         if run_id in self.revoked:  # cancelled before it got here: its row says so to the reader
             return
         if run is None or run.get("status") != "running" or self._older_than_this_incarnation(run):
@@ -210,8 +213,6 @@ class RunHost:
             task.add_done_callback(self._background.discard)
 
     def _older_than_this_incarnation(self, run: dict) -> bool:
-        if not self.restartable:
-            return False
         started_at = run.get("started_at")
         return started_at is None or self.incarnation_began is None or started_at < self.incarnation_began
 
@@ -270,15 +271,25 @@ class RunHost:
             self.slots.release()
             log.exception("claiming run %s failed", run_id)
             return
-        if claimed.run is None:
-            self.slots.release()
-            if claimed.not_before is not None:
-                delay = max((claimed.not_before - datetime.now(UTC)).total_seconds(), 0.0)
-                self.timers[run_id] = asyncio.get_running_loop().call_later(delay, self._timer_fired, run_id)
-            else:
-                await self._end_stream_of_a_run_that_ended(run_id, claiming=True)
-            return
         run = claimed.run
+        if run is None and claimed.not_before is None:
+            try:
+                row = await queue.run_status(self.pool, run_id)
+            except Exception:
+                self.slots.release()
+                log.exception("reading run %s failed", run_id)
+                return
+            if self._a_handover_recovery_could_not_see(run_id, row):
+                run = row
+            else:
+                self.slots.release()
+                await self._end_stream_of_a_run_that_ended(run_id, claiming=True, row=row)
+                return
+        elif run is None:
+            self.slots.release()
+            delay = max((claimed.not_before - datetime.now(UTC)).total_seconds(), 0.0)
+            self.timers[run_id] = asyncio.get_running_loop().call_later(delay, self._timer_fired, run_id)
+            return
         stream = self.streams.get(run_id)
         if stream is None or stream.finished:
             stream = self.streams[run_id] = RunStream(run_id)
@@ -287,7 +298,17 @@ class RunHost:
         self.runs_started += 1
         self.tasks[run_id] = asyncio.get_running_loop().create_task(self._execute(run, stream))
 
-    async def _end_stream_of_a_run_that_ended(self, run_id: str, *, claiming: bool = False) -> None:
+    def _a_handover_recovery_could_not_see(self, run_id: str, row: dict | None) -> bool:
+        """A row the claim could not take because it is already recorded as running here, as the
+        API inserts a run it hands over, that this incarnation's recovery did not see: inserted
+        after recovery read the queue (or, on a host that recovers nothing, after it began). No
+        earlier incarnation can have run it (it died before this one started, and recovery sees
+        everything it ran), so this host starts it from the row, as the handover would have."""
+        return (row is not None and row["status"] == "running" and row["executor"] == self.name
+                and row.get("attempt") == 1 and run_id not in self.recovered_runs and run_id not in self.tasks)
+
+    async def _end_stream_of_a_run_that_ended(self, run_id: str, *, claiming: bool = False,
+                                              row: dict | None | object = ...) -> None:
         """Finish the stream of a run this host does not hold whose row says it ended (or is
         gone), as ``ended_elsewhere``: its readers then get the stored events and the end from the
         row (``events``). Such a stream would otherwise never end. The case seen: a host recorded
@@ -298,7 +319,8 @@ class RunHost:
         stream = self.streams.get(run_id)
         if stream is None or stream.finished or self._holds(run_id, claiming=claiming):
             return
-        row = await queue.run_status(self.pool, run_id)
+        if row is ...:  # (the claim path has read it already)
+            row = await queue.run_status(self.pool, run_id)
         if row is not None and row["status"] not in queue.TERMINAL_STATUSES:
             return  # waiting behind a run of its thread, due later, or running (its handover on the way)
         if self.streams.get(run_id) is stream and not stream.finished and not self._holds(run_id, claiming=claiming):
@@ -365,7 +387,8 @@ class RunHost:
                 await call_webhook(self.pool, run, status)
         except Exception:
             log.exception("run %s: bookkeeping failed", run_id)
-            await stream.finish()
+            if not retrying:  # a retry that could not be recorded is requeued by the sweep: its stream goes on
+                await stream.finish()
         finally:
             # The run's own time: up to its outcome, not the bookkeeping and webhook after it.
             seconds = (ended if ended is not None else time.monotonic()) - started

@@ -538,7 +538,9 @@ async def test_a_reader_waiting_on_a_stream_nobody_feeds_gets_the_end_once_the_r
 
     monkeypatch.setattr(host_module, "READER_RECHECK_S", 0.2)
     thread_id = await _thread(host)
-    run_id = await _queue(host, thread_id, {"items": []})
+    run_id = run_id_for(uuid.uuid4().hex)  # queued for another host: this one's sweep leaves it alone
+    assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id, settings=RunSettings(
+        graph_id="echo", input={"items": []}), metadata={}, executor=f"elsewhere-{uuid.uuid4().hex[:6]}")
     looked: list[str] = []
     real_run_status = queue.run_status
 
@@ -591,3 +593,56 @@ async def test_a_host_never_restarted_starts_the_run_handed_to_it_first_without_
         assert (row["attempt"], row["executor_deaths"]) == (1, 0)
     finally:
         await agent.close()
+
+
+async def test_a_handover_whose_insert_began_before_the_host_and_that_recovery_missed_still_starts_at_once(
+        host: RunHost):
+    """The API's insert can begin (its started_at) before a restarted host's incarnation and commit
+    after the host's recovery read the queue: the handover then looks older than the host, its
+    claim finds the row running, and it waited for the sweep's lost-handover pass (40 s by
+    default). No earlier incarnation can have run such a row, so the host starts it from the row."""
+    thread_id = await _thread(host)
+    run_id = await _queue(host, thread_id, {"items": []})
+    claimed = (await queue.claim(host.pool, run_id, host.name)).run
+    async with host.pool.connection() as conn:  # its transaction began an hour before the host did
+        claimed = await (await conn.execute(
+            "UPDATE qr_runs SET started_at = started_at - interval '1 hour' WHERE run_id = %s RETURNING *",
+            (run_id,))).fetchone()
+    assert claimed["started_at"] < host.incarnation_began and run_id not in host.recovered_runs
+    assert await asyncio.wait_for(host.wait(run_id, start=True, run=claimed), 10) == (
+        "success", orjson.dumps({"items": ["a"]}))
+    row = await queue.run_status(host.pool, run_id)
+    assert (row["attempt"], row["executor_deaths"], host.runs_started) == (1, 0, 1)
+
+
+async def test_a_retry_that_could_not_be_recorded_keeps_its_stream_for_the_next_attempt(
+        database_url: str, tmp_path, monkeypatch):
+    """A run whose graph raised, with retries left, when the database fails the retry's bookkeeping:
+    the run is requeued by the sweep (it stays 'running' here), and its stream must go on with the
+    next attempt. It was finished without an end: a reader got "missing" for a run still on."""
+    settings = Settings(_env_file=None, database_url=database_url, data_dir=tmp_path, graphs=TEST_GRAPHS,
+                        run_sweep_interval_s=0.2)  # the lost-handover pass after 5 s
+    host = RunHost(f"test-host-{uuid.uuid4().hex[:6]}", settings, database_url)
+    await host.ready()
+    try:
+        thread_id = await _thread(host)
+        run_id = run_id_for(uuid.uuid4().hex)
+        assert await enqueue_run(host.pool, run_id=run_id, thread_id=thread_id, executor=host.name, metadata={},
+                                 settings=RunSettings(graph_id="echo", input={"fail": True}, error_attempts=2))
+        real_retries_so_far, failed = queue.retries_so_far, []
+
+        async def down_once(pool, rid: str, cause: str) -> int:
+            if not failed:
+                failed.append(cause)
+                raise OSError("the database went away")
+            return await real_retries_so_far(pool, rid, cause)
+
+        monkeypatch.setattr(queue, "retries_so_far", down_once)
+        await host.submit(run_id)
+        status, _ = await asyncio.wait_for(host.wait(run_id), 60)
+        row = await queue.run_status(host.pool, run_id)
+        assert failed == ["error_retries"]
+        assert (status, row["status"]) == ("error", "error"), (status, row)
+        assert row["attempt"] >= 2  # the sweep started it again
+    finally:
+        await host.close()
