@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 from quadracode_ray import NAMESPACE
 from tests.api.test_runs_lifecycle import until
 from tests.api.test_runs_stream import parse_sse, raw_stream
+from tests.polling import eventually
 
 
 def executor_of(database_url: str, run_id: str) -> str:
@@ -89,29 +90,59 @@ async def test_resumable_stream_resumes_from_last_event_id_after_its_executor_di
     assert (await lg_client.runs.get(tid, run_id))["status"] == "success"
 
 
-async def test_a_run_inserted_claimed_but_never_handed_over_is_requeued_by_its_host(
-        lg_client, api_database_url: str) -> None:
-    # A run that can start at once is inserted already 'running' for its host, which gets its row
-    # in the request's next call; when that call never comes (the request died in between), the
-    # host's sweep puts the run back in the queue and runs it.
+def _insert_claimed_without_handover(database_url: str, thread_id: str, assistant_id: str, host: str,
+                                     item: str) -> str:
+    """A run inserted 'running' for ``host`` as a wait or stream inserts it, whose request then
+    died before the call that hands the row over."""
+    run_id = str(uuid.uuid4())
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "SELECT * FROM qr_create_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (run_id, thread_id, assistant_id, "echo", Jsonb({}),
+             Jsonb({"input": {"items": [item]}, "graph_id": "echo", "config": {}, "stream_mode": ["values"]}),
+             "enqueue", host, None, 0.0, False, False, False, True))
+    return run_id
+
+
+async def _a_host_and_assistant(lg_client, database_url: str) -> tuple[str, str]:
     other = (await lg_client.threads.create())["thread_id"]
     probe = await lg_client.runs.create(other, "echo", input={"items": []})
     await lg_client.runs.join(other, probe["run_id"])
-    host = executor_of(api_database_url, probe["run_id"])
+    return executor_of(database_url, probe["run_id"]), probe["assistant_id"]
+
+
+async def test_a_run_inserted_claimed_but_never_handed_over_is_requeued_by_its_host(
+        lg_client, api_database_url: str) -> None:
+    # A run that can start at once is inserted already 'running' for its host, which gets its row
+    # in the request's next call; when that call never comes (the request died in between) and
+    # nobody reads the run, the host's sweep puts it back in the queue and runs it.
+    host, assistant_id = await _a_host_and_assistant(lg_client, api_database_url)
     tid = (await lg_client.threads.create())["thread_id"]
-    run_id = str(uuid.uuid4())
-    with psycopg.connect(api_database_url) as conn:
-        conn.execute(
-            "SELECT * FROM qr_create_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (run_id, tid, probe["assistant_id"], "echo", Jsonb({}),
-             Jsonb({"input": {"items": ["lost"]}, "graph_id": "echo", "config": {}, "stream_mode": ["values"]}),
-             "enqueue", host, None, 0.0, False, False, False, True))
+    run_id = _insert_claimed_without_handover(api_database_url, tid, assistant_id, host, "lost")
     assert (await lg_client.runs.get(tid, run_id))["status"] == "running"
-    joined = await lg_client.runs.join(tid, run_id)
-    assert joined["items"][0] == "lost"
+
+    async def succeeded() -> dict | None:  # runs.get reads the row only: it starts nothing
+        run = await lg_client.runs.get(tid, run_id)
+        return run if run["status"] == "success" else None
+
+    run = await eventually(succeeded, timeout=60, what="the sweep to run the lost run")
+    assert run["kwargs"]["config"]["metadata"]["run_attempt"] == 2  # re-queued, then claimed
+    assert (await lg_client.runs.join(tid, run_id))["items"][0] == "lost"
+
+
+async def test_a_run_inserted_claimed_but_never_handed_over_starts_from_its_row_when_a_reader_comes(
+        lg_client, api_database_url: str) -> None:
+    # The same lost handover, joined: the reader's call to the host claims the run, finds it
+    # recorded as running there and not known to the host, which no earlier incarnation can have
+    # run (its recovery would have seen it), so the host starts it from its row at once.
+    host, assistant_id = await _a_host_and_assistant(lg_client, api_database_url)
+    tid = (await lg_client.threads.create())["thread_id"]
+    run_id = _insert_claimed_without_handover(api_database_url, tid, assistant_id, host, "joined")
+    joined = await asyncio.wait_for(lg_client.runs.join(tid, run_id), 30)
+    assert joined["items"][0] == "joined"
     run = await lg_client.runs.get(tid, run_id)
     assert run["status"] == "success"
-    assert run["kwargs"]["config"]["metadata"]["run_attempt"] == 2  # re-queued, then claimed
+    assert run["kwargs"]["config"]["metadata"]["run_attempt"] == 1  # its own row, not a requeue
 
 
 async def test_a_v3_session_replays_exactly_what_it_missed_after_the_executor_dies(
