@@ -92,8 +92,8 @@ class RunHost:
     ended here reaches the host named in its row. ``min_connections``: the database pool's floor
     (an agent, which rarely hosts runs, keeps few idle connections). ``restartable=False``: the
     host is never restarted (an agent; its runs are adopted by the orchestrator's host once it is
-    gone), so starting up puts no running run back in the queue: those recorded for it are
-    handovers on their way, started from their rows when they come.
+    gone), so starting up puts no running run back in the queue (those recorded for it are
+    handovers on their way) and a handed-over row is trusted.
     """
 
     def __init__(self, name: str, settings: Settings, database_url: str, *, pool_names: list[str] | None = None,
@@ -123,7 +123,6 @@ class RunHost:
         self._ready: asyncio.Task | None = None
         self._sweeper: asyncio.Task | None = None
         self.incarnation_began: datetime | None = None  # the database's clock, before recovery
-        self.recovered_runs: set[str] = set()  # what recovery found due at start (see _start_up)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> asyncio.Task:
@@ -159,7 +158,6 @@ class RunHost:
                                       adopt_orphans=self.adopt_orphans)
         else:
             due = await queue.recover_pending(self.pool, self.name, self.pool_names, adopt_orphans=self.adopt_orphans)
-        self.recovered_runs = set(due)
         for run_id in due:
             self._submit_local(run_id)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
@@ -197,8 +195,8 @@ class RunHost:
         recovered the run after a restart) is not started twice, and neither is one handed over
         before this incarnation began: an earlier one may have run it to its end (it died before
         answering, and the API repeated the handover here), so it is claimed instead. That starts
-        it if recovery put it back in the queue, or from its row if recovery could not have seen
-        it (``_a_handover_recovery_could_not_see``); an ended run is answered from its row."""
+        it if recovery put it back in the queue, or as a new attempt if recovery could not have
+        seen it (``_a_lost_handover``); an ended run is answered from its row."""
         if run_id in self.revoked:  # cancelled before it got here: its row says so to the reader
             return
         if run is None or run.get("status") != "running" or self._older_than_this_incarnation(run):
@@ -213,6 +211,8 @@ class RunHost:
             task.add_done_callback(self._background.discard)
 
     def _older_than_this_incarnation(self, run: dict) -> bool:
+        if not self.restartable:  # no earlier incarnation to have run it
+            return False
         started_at = run.get("started_at")
         return started_at is None or self.incarnation_began is None or started_at < self.incarnation_began
 
@@ -275,13 +275,16 @@ class RunHost:
         if run is None and claimed.not_before is None:
             try:
                 row = await queue.run_status(self.pool, run_id)
+                if self._a_lost_handover(run_id, row):
+                    # Back to the queue and claimed as the sweep's lost-handover pass would, but now:
+                    # a new attempt, which continues from any checkpoint the row's run wrote.
+                    await queue.release_for_retry(self.pool, run_id)
+                    run = (await queue.claim(self.pool, run_id, self.name)).run
             except Exception:
                 self.slots.release()
                 log.exception("reading run %s failed", run_id)
                 return
-            if self._a_handover_recovery_could_not_see(run_id, row):
-                run = row
-            else:
+            if run is None:
                 self.slots.release()
                 await self._end_stream_of_a_run_that_ended(run_id, claiming=True, row=row)
                 return
@@ -298,14 +301,15 @@ class RunHost:
         self.runs_started += 1
         self.tasks[run_id] = asyncio.get_running_loop().create_task(self._execute(run, stream))
 
-    def _a_handover_recovery_could_not_see(self, run_id: str, row: dict | None) -> bool:
-        """A row the claim could not take because it is already recorded as running here, as the
-        API inserts a run it hands over, that this incarnation's recovery did not see: inserted
-        after recovery read the queue (or, on a host that recovers nothing, after it began). No
-        earlier incarnation can have run it (it died before this one started, and recovery sees
-        everything it ran), so this host starts it from the row, as the handover would have."""
+    def _a_lost_handover(self, run_id: str, row: dict | None) -> bool:
+        """A row the claim could not take because it is recorded as running here, as the API
+        inserts a run it hands over, while this host holds no task for it (we are in its claim, so
+        no handover is starting it either): a handover that never came, one older than this
+        incarnation whose insert recovery could not see (it committed after recovery read the
+        queue), or a run whose end this host failed to record. Nobody runs it: it is requeued and
+        claimed at once, as the sweep would after its grace."""
         return (row is not None and row["status"] == "running" and row["executor"] == self.name
-                and row.get("attempt") == 1 and run_id not in self.recovered_runs and run_id not in self.tasks)
+                and run_id not in self.tasks)
 
     async def _end_stream_of_a_run_that_ended(self, run_id: str, *, claiming: bool = False,
                                               row: dict | None | object = ...) -> None:

@@ -130,19 +130,22 @@ async def test_a_run_inserted_claimed_but_never_handed_over_is_requeued_by_its_h
     assert (await lg_client.runs.join(tid, run_id))["items"][0] == "lost"
 
 
-async def test_a_run_inserted_claimed_but_never_handed_over_starts_from_its_row_when_a_reader_comes(
+async def test_a_run_inserted_claimed_but_never_handed_over_starts_at_once_when_a_reader_comes(
         lg_client, api_database_url: str) -> None:
     # The same lost handover, joined: the reader's call to the host claims the run, finds it
-    # recorded as running there and not known to the host, which no earlier incarnation can have
-    # run (its recovery would have seen it), so the host starts it from its row at once.
+    # recorded as running there with no task for it, and the host requeues and claims it at once
+    # (its started_at is moved ahead, so the sweep, which takes only rows older than its grace,
+    # cannot be what ran it).
     host, assistant_id = await _a_host_and_assistant(lg_client, api_database_url)
     tid = (await lg_client.threads.create())["thread_id"]
     run_id = _insert_claimed_without_handover(api_database_url, tid, assistant_id, host, "joined")
+    with psycopg.connect(api_database_url) as conn:
+        conn.execute("UPDATE qr_runs SET started_at = now() + interval '1 hour' WHERE run_id = %s", (run_id,))
     joined = await asyncio.wait_for(lg_client.runs.join(tid, run_id), 30)
     assert joined["items"][0] == "joined"
     run = await lg_client.runs.get(tid, run_id)
     assert run["status"] == "success"
-    assert run["kwargs"]["config"]["metadata"]["run_attempt"] == 1  # its own row, not a requeue
+    assert run["kwargs"]["config"]["metadata"]["run_attempt"] == 2  # requeued and claimed, no death counted
 
 
 async def test_a_v3_session_replays_exactly_what_it_missed_after_the_executor_dies(

@@ -598,21 +598,23 @@ async def test_a_host_never_restarted_starts_the_run_handed_to_it_first_without_
 async def test_a_handover_whose_insert_began_before_the_host_and_that_recovery_missed_still_starts_at_once(
         host: RunHost):
     """The API's insert can begin (its started_at) before a restarted host's incarnation and commit
-    after the host's recovery read the queue: the handover then looks older than the host, its
-    claim finds the row running, and it waited for the sweep's lost-handover pass (40 s by
-    default). No earlier incarnation can have run such a row, so the host starts it from the row."""
+    after the host's recovery read the queue: the handover then looks older than the host, and its
+    claim finds the row running. It waited for the sweep's lost-handover pass (40 s by default);
+    the host now requeues and claims it at once (a new attempt, as the sweep would)."""
     thread_id = await _thread(host)
     run_id = await _queue(host, thread_id, {"items": []})
-    claimed = (await queue.claim(host.pool, run_id, host.name)).run
-    async with host.pool.connection() as conn:  # its transaction began an hour before the host did
-        claimed = await (await conn.execute(
+    await queue.claim(host.pool, run_id, host.name)
+    async with host.pool.connection() as conn:  # its transaction began an hour before the host did,
+        claimed = await (await conn.execute(    # and the sweep will not take it for a lost one
             "UPDATE qr_runs SET started_at = started_at - interval '1 hour' WHERE run_id = %s RETURNING *",
             (run_id,))).fetchone()
-    assert claimed["started_at"] < host.incarnation_began and run_id not in host.recovered_runs
-    assert await asyncio.wait_for(host.wait(run_id, start=True, run=claimed), 10) == (
-        "success", orjson.dumps({"items": ["a"]}))
+    assert claimed["started_at"] < host.incarnation_began
+    async with host.pool.connection() as conn:
+        await conn.execute("UPDATE qr_runs SET started_at = now() + interval '1 hour' WHERE run_id = %s", (run_id,))
+    status, output = await asyncio.wait_for(host.wait(run_id, start=True, run=claimed), 10)
+    assert (status, output) == ("success", orjson.dumps({"items": ["a"]}))
     row = await queue.run_status(host.pool, run_id)
-    assert (row["attempt"], row["executor_deaths"], host.runs_started) == (1, 0, 1)
+    assert (row["attempt"], row["executor_deaths"], host.runs_started) == (2, 0, 1)
 
 
 async def test_a_retry_that_could_not_be_recorded_keeps_its_stream_for_the_next_attempt(
