@@ -122,7 +122,7 @@ class RunHost:
         self._background: set[asyncio.Task] = set()  # strong refs: asyncio keeps only weak ones
         self._ready: asyncio.Task | None = None
         self._sweeper: asyncio.Task | None = None
-        self.incarnation_began: datetime | None = None  # the database's clock, before recovery
+        self.incarnation_began: datetime | None = None  # the database's clock, before recovery (restartable)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> asyncio.Task:
@@ -152,8 +152,8 @@ class RunHost:
         self.saver = ApiCheckpointSaver(self.checkpoint_pool)
         self.store = await open_store(self.pool, self.settings)  # with the semantic index, if configured
         self.registry = GraphRegistry.from_settings(self.settings)
-        self.incarnation_began = await queue.database_now(self.pool)
-        if self.restartable:
+        if self.restartable:  # (a host never restarted has no earlier incarnation to tell apart)
+            self.incarnation_began = await queue.database_now(self.pool)
             due = await queue.recover(self.pool, self.name, self.pool_names, self.settings.run_max_attempts,
                                       adopt_orphans=self.adopt_orphans)
         else:
@@ -282,7 +282,7 @@ class RunHost:
                     run = (await queue.claim(self.pool, run_id, self.name)).run
             except Exception:
                 self.slots.release()
-                log.exception("reading run %s failed", run_id)
+                log.exception("run %s: reading or requeuing it after its claim failed", run_id)
                 return
             if run is None:
                 self.slots.release()
